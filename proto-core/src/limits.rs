@@ -1,0 +1,198 @@
+//! Every limit of the protocol as a named constant, and the sliding-window rate limiter.
+//!
+//! Units come last in each name. SPEC.md §Limits lists the same table; a test sits at each edge.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest message or shard content, in Unicode scalar values (0.5.3 counts Python characters).
+pub const CONTENT_CHARS_MAX: usize = 65_536;
+/// Longest bio we accept or send, in characters.
+pub const BIO_CHARS_MAX: usize = 1_000;
+/// Longest display name we keep, in characters (0.5.3 truncates to 100 on peer_update).
+pub const DISPLAY_NAME_CHARS_MAX: usize = 100;
+/// Longest agent id accepted on the wire, in bytes, before the stricter 64-hex key check.
+pub const AGENT_ID_BYTES_MAX: usize = 128;
+/// Longest message id, request id or shard id accepted, in bytes.
+pub const ID_BYTES_MAX: usize = 128;
+/// Longest URL accepted anywhere, in bytes.
+pub const URL_BYTES_MAX: usize = 2_048;
+/// Longest note on a forward or an impression, in characters.
+pub const NOTE_CHARS_MAX: usize = 1_000;
+/// Largest `metadata` object accepted on a message, in bytes of its canonical JSON.
+pub const METADATA_BYTES_MAX: usize = 8_192;
+
+/// Largest request body the core will parse, in bytes: the longest content at four UTF-8 bytes per
+/// character plus room for the envelope. The runtime refuses larger bodies before reading them.
+pub const BODY_BYTES_MAX: usize = CONTENT_CHARS_MAX * 4 + 32 * 1024;
+
+/// Default maximum number of connections (`DARKMATTER_MAX_CONNECTIONS`).
+pub const CONNECTIONS_MAX_DEFAULT: usize = 50;
+/// Largest value `DARKMATTER_MAX_CONNECTIONS` may take.
+pub const CONNECTIONS_MAX_CEILING: usize = 1_000;
+/// Pending incoming connection requests kept at once.
+pub const PENDING_REQUESTS_MAX: usize = 50;
+/// Outbound connection requests awaiting the other side's answer at once.
+pub const PENDING_OUTBOUND_MAX: usize = 64;
+/// How long a pending request (either direction) lives, in seconds.
+pub const REQUEST_EXPIRY_S: u64 = 3_600;
+/// How long a connection challenge may be answered, in seconds.
+pub const CHALLENGE_TTL_S: u64 = 60;
+
+/// Inbox capacity; a full inbox answers 429.
+pub const INBOX_MAX: usize = 50;
+/// Sent-message records kept; the oldest is dropped first.
+pub const SENT_MAX: usize = 100;
+/// Responses kept per sent message.
+pub const RESPONSES_PER_SENT_MAX: usize = 32;
+/// Webhook updates kept per sent message.
+pub const UPDATES_PER_SENT_MAX: usize = 64;
+/// Targets of one send or forward.
+pub const TARGETS_PER_SEND_MAX: usize = CONNECTIONS_MAX_CEILING;
+/// Concurrent `wait_for_response` calls.
+pub const WAITERS_MAX: usize = 64;
+/// Longest `wait_for_response`, in seconds.
+pub const WAIT_TIMEOUT_S_MAX: u64 = 3_600;
+/// Hop budget of a new message, and the most a received message may carry.
+pub const HOPS_MAX: u32 = 10;
+
+/// Freshness window for signed timestamps, either side of now, in seconds.
+pub const FRESHNESS_WINDOW_S: u64 = 300;
+/// Entries in the replay (dedup) cache.
+pub const REPLAY_ENTRIES_MAX: usize = 10_000;
+
+/// Rate-limit window, in milliseconds (sliding).
+pub const RATE_WINDOW_MS: u64 = 60_000;
+/// Requests per window from one connected peer, unless overridden.
+pub const RATE_PER_PEER_DEFAULT: u32 = 30;
+/// Requests per window from everyone together.
+pub const RATE_GLOBAL_DEFAULT: u32 = 200;
+/// Largest finite per-window limit that may be configured (bounds the window's memory).
+pub const RATE_LIMIT_CEILING: u32 = 100_000;
+
+/// Impressions kept (one per agent).
+pub const IMPRESSIONS_MAX: usize = 10_000;
+/// Timeout we give peer HTTP calls, in milliseconds.
+pub const PEER_CALL_TIMEOUT_MS: u64 = 10_000;
+/// Timeout for the connection request call, in milliseconds (a 0.5.3 target queries its peers first).
+pub const CONNECT_CALL_TIMEOUT_MS: u64 = 30_000;
+/// Outbound calls in flight at once; more are refused with a clear error.
+pub const OUTBOUND_IN_FLIGHT_MAX: usize = 4_096;
+/// Outputs buffered before the driver drains them; an assertion, not a policy.
+pub const OUTPUTS_BUFFERED_MAX: usize = 100_000;
+/// Longest inactivity period one `set_status` may ask for, in minutes.
+pub const INACTIVE_MINUTES_MAX: u64 = 1_440;
+
+/// A configured rate limit.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum RateLimit {
+    /// The protocol default for that window.
+    #[default]
+    Default,
+    /// At most this many requests per window (1..=[`RATE_LIMIT_CEILING`]).
+    PerWindow(u32),
+    /// No limit.
+    Unlimited,
+}
+
+impl RateLimit {
+    /// The 0.5.3 tool encoding: 0 = default, -1 = unlimited, n > 0 = n per minute.
+    pub fn from_tool_value(value: i64) -> Option<Self> {
+        match value {
+            0 => Some(Self::Default),
+            -1 => Some(Self::Unlimited),
+            n if n > 0 && n <= RATE_LIMIT_CEILING as i64 => Some(Self::PerWindow(n as u32)),
+            _ => None,
+        }
+    }
+
+    /// The 0.5.3 encoding of this limit.
+    pub fn to_tool_value(self) -> i64 {
+        match self {
+            Self::Default => 0,
+            Self::Unlimited => -1,
+            Self::PerWindow(n) => n as i64,
+        }
+    }
+
+    fn resolve(self, default: u32) -> Option<u32> {
+        match self {
+            Self::Default => Some(default),
+            Self::PerWindow(n) => Some(n.min(RATE_LIMIT_CEILING)),
+            Self::Unlimited => None,
+        }
+    }
+}
+
+/// A sliding window of admitted request times. Holds at most `limit` entries, so its memory is
+/// bounded by the limit itself.
+#[derive(Clone, Debug, Default)]
+pub struct RateWindow {
+    admitted_ms: VecDeque<u64>,
+}
+
+impl RateWindow {
+    /// Admits one request at `now_ms` if fewer than the limit were admitted in the last window.
+    pub fn try_admit(&mut self, now_ms: u64, limit: RateLimit, default: u32) -> bool {
+        let Some(max) = limit.resolve(default) else { return true };
+        while let Some(&t) = self.admitted_ms.front() {
+            if t + RATE_WINDOW_MS <= now_ms {
+                self.admitted_ms.pop_front();
+            } else {
+                break;
+            }
+        }
+        // A lowered limit leaves old entries above it; they age out as above.
+        if self.admitted_ms.len() >= max as usize {
+            return false;
+        }
+        self.admitted_ms.push_back(now_ms);
+        debug_assert!(self.admitted_ms.len() <= max as usize);
+        true
+    }
+
+    /// Requests admitted in the window ending at `now_ms`.
+    pub fn count(&self, now_ms: u64) -> usize {
+        self.admitted_ms.iter().filter(|&&t| t + RATE_WINDOW_MS > now_ms).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_admits_exactly_the_limit_then_refuses() {
+        let mut w = RateWindow::default();
+        for i in 0..30 {
+            assert!(w.try_admit(i, RateLimit::Default, RATE_PER_PEER_DEFAULT), "request {i}");
+        }
+        assert!(!w.try_admit(30, RateLimit::Default, RATE_PER_PEER_DEFAULT));
+        // The first admission leaves the window exactly one window later.
+        assert!(!w.try_admit(RATE_WINDOW_MS - 1, RateLimit::Default, RATE_PER_PEER_DEFAULT));
+        assert!(w.try_admit(RATE_WINDOW_MS, RateLimit::Default, RATE_PER_PEER_DEFAULT));
+    }
+
+    #[test]
+    fn unlimited_admits_everything_and_stores_nothing() {
+        let mut w = RateWindow::default();
+        for i in 0..10_000 {
+            assert!(w.try_admit(i, RateLimit::Unlimited, 1));
+        }
+        assert_eq!(w.count(10_000), 0);
+    }
+
+    #[test]
+    fn tool_encoding_round_trips_and_refuses_out_of_range() {
+        assert_eq!(RateLimit::from_tool_value(0), Some(RateLimit::Default));
+        assert_eq!(RateLimit::from_tool_value(-1), Some(RateLimit::Unlimited));
+        assert_eq!(RateLimit::from_tool_value(5), Some(RateLimit::PerWindow(5)));
+        assert_eq!(RateLimit::from_tool_value(RATE_LIMIT_CEILING as i64), Some(RateLimit::PerWindow(RATE_LIMIT_CEILING)));
+        assert_eq!(RateLimit::from_tool_value(RATE_LIMIT_CEILING as i64 + 1), None);
+        assert_eq!(RateLimit::from_tool_value(-2), None);
+        for v in [-1, 0, 1, 77] {
+            assert_eq!(RateLimit::from_tool_value(v).unwrap().to_tool_value(), v);
+        }
+    }
+}

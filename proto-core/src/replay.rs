@@ -1,0 +1,142 @@
+//! Replay protection: the freshness window and the bounded dedup cache.
+//!
+//! An id is remembered until the signed timestamp it came with leaves the freshness window
+//! (`stamp + FRESHNESS_WINDOW_S`): after that the freshness check refuses any replay by itself, so the
+//! cache never needs to hold it longer. Expiry is by wall time, which is what lets the cache be
+//! persisted and survive a restart.
+//!
+//! The cache is checked *before* any signature work (a duplicate costs one tree lookup) but an id is
+//! recorded only *after* the request verified, so an unauthenticated request can never burn someone
+//! else's id. When every slot holds a live id the cache refuses new ones rather than forget one early.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::limits::{FRESHNESS_WINDOW_S, REPLAY_ENTRIES_MAX};
+
+/// Why an id could not be recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    /// The id is already recorded and still live.
+    #[error("duplicate")]
+    Duplicate,
+    /// All [`REPLAY_ENTRIES_MAX`] slots hold live ids.
+    #[error("replay cache full")]
+    Full,
+}
+
+/// The bounded dedup cache.
+#[derive(Debug, Clone)]
+pub struct ReplayCache {
+    expires_us: BTreeMap<String, i64>,
+    by_expiry: BTreeSet<(i64, String)>,
+    capacity: usize,
+}
+
+impl Default for ReplayCache {
+    fn default() -> Self {
+        Self::with_capacity(REPLAY_ENTRIES_MAX)
+    }
+}
+
+impl ReplayCache {
+    /// A cache holding at most `capacity` ids.
+    pub fn with_capacity(capacity: usize) -> Self {
+        assert!(capacity > 0);
+        Self { expires_us: BTreeMap::new(), by_expiry: BTreeSet::new(), capacity }
+    }
+
+    /// Whether `id` was recorded and is still live at `now_us`. Read-only: the cheap pre-check.
+    pub fn contains(&self, id: &str, now_us: i64) -> bool {
+        matches!(self.expires_us.get(id), Some(&exp) if exp > now_us)
+    }
+
+    /// Records `id`, signed with timestamp `stamp_us`, as seen at `now_us`.
+    pub fn record(&mut self, id: &str, stamp_us: i64, now_us: i64) -> Result<(), ReplayError> {
+        if self.contains(id, now_us) {
+            return Err(ReplayError::Duplicate);
+        }
+        self.purge(now_us);
+        if self.expires_us.len() >= self.capacity {
+            return Err(ReplayError::Full);
+        }
+        let expires = stamp_us.saturating_add(FRESHNESS_WINDOW_S as i64 * 1_000_000);
+        // An already-stale stamp would be refused by the freshness check; keep it briefly anyway.
+        let expires = expires.max(now_us.saturating_add(1));
+        if let Some(old) = self.expires_us.insert(id.to_owned(), expires) {
+            self.by_expiry.remove(&(old, id.to_owned()));
+        }
+        self.by_expiry.insert((expires, id.to_owned()));
+        debug_assert_eq!(self.expires_us.len(), self.by_expiry.len());
+        debug_assert!(self.expires_us.len() <= self.capacity);
+        Ok(())
+    }
+
+    /// Drops every id whose expiry has passed.
+    pub fn purge(&mut self, now_us: i64) {
+        while let Some((exp, _)) = self.by_expiry.first() {
+            if *exp > now_us {
+                break;
+            }
+            let (_, id) = self.by_expiry.pop_first().expect("checked non-empty");
+            self.expires_us.remove(&id);
+        }
+    }
+
+    /// Ids held, live or not yet purged.
+    pub fn len(&self) -> usize {
+        self.expires_us.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.expires_us.is_empty()
+    }
+
+    /// Every entry as `(id, expiry)`, for persistence.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.expires_us.iter().map(|(k, v)| (k.as_str(), *v))
+    }
+
+    /// Restores an entry read back from storage.
+    pub fn restore(&mut self, id: String, expires_us: i64) {
+        if self.expires_us.len() >= self.capacity {
+            return;
+        }
+        if let Some(old) = self.expires_us.insert(id.clone(), expires_us) {
+            self.by_expiry.remove(&(old, id.clone()));
+        }
+        self.by_expiry.insert((expires_us, id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000;
+
+    #[test]
+    fn an_id_is_refused_until_its_stamp_leaves_the_window() {
+        let mut c = ReplayCache::default();
+        let t0 = 1_000_000 * S;
+        c.record("m1", t0, t0).unwrap();
+        assert_eq!(c.record("m1", t0, t0 + 10 * S), Err(ReplayError::Duplicate));
+        assert!(c.contains("m1", t0 + 300 * S - 1));
+        assert!(!c.contains("m1", t0 + 300 * S));
+        c.record("m1", t0 + 300 * S, t0 + 300 * S).unwrap();
+    }
+
+    #[test]
+    fn a_full_cache_of_live_ids_refuses_instead_of_forgetting() {
+        let mut c = ReplayCache::with_capacity(3);
+        let t0 = 10 * S;
+        for id in ["a", "b", "c"] {
+            c.record(id, t0, t0).unwrap();
+        }
+        assert_eq!(c.record("d", t0, t0), Err(ReplayError::Full));
+        assert_eq!(c.len(), 3);
+        // Once the first ids expire, room returns.
+        c.record("d", t0 + 300 * S, t0 + 300 * S).unwrap();
+        assert_eq!(c.len(), 1);
+    }
+}

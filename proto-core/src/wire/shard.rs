@@ -1,0 +1,35 @@
+//! `POST /__darkmatter__/shard_push`: a signed knowledge shard.
+
+use serde::{Deserialize, Serialize};
+
+/// A shard as pushed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ShardPush {
+    /// `shard-<12 hex>`.
+    #[serde(default)]
+    pub shard_id: String,
+    /// The author (not necessarily the sender).
+    #[serde(default)]
+    pub author_agent_id: String,
+    /// Body.
+    #[serde(default)]
+    pub content: String,
+    /// Tags in the author's order; signed sorted and comma-joined.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Minimum trust a receiver must have in the author.
+    #[serde(default)]
+    pub trust_threshold: f64,
+    /// Creation time.
+    #[serde(default)]
+    pub created_at: Option<String>,
+    /// Update time.
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    /// Summary.
+    #[serde(default)]
+    pub summary: Option<String>,
+    /// 0.5.3 shard-domain signature.
+    #[serde(default)]
+    pub signature_hex: String,
+}

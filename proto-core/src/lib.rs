@@ -40,7 +40,16 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod command;
+pub mod connection;
+pub mod discovery;
 pub mod error;
+pub mod healing;
+pub mod io;
+pub mod message;
+pub mod node;
+pub mod store;
+pub mod trust;
 pub mod identity;
 pub mod limits;
 pub mod replay;
@@ -49,6 +58,11 @@ pub mod time;
 pub mod url;
 pub mod wire;
 
+pub use command::Command;
 pub use error::{CommandError, IdentityError, Refusal, SignError, WireError};
+pub use io::{CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, OutboundId, Output, Reply, Transmit};
+pub use message::{ForwardArgs, SendArgs, Targets};
+pub use node::{Config, Node};
+pub use store::{Change, Table};
 pub use identity::{AgentId, Passport};
 pub use time::Now;

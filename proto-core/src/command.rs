@@ -1,0 +1,255 @@
+//! Local commands: what the agent (through the MCP tools) can ask its node to do.
+//!
+//! Most commands answer at once; `Connect`, `Send`, `Forward` and `WaitForResponse` answer when the
+//! peers have (their [`crate::io::Output::Done`] comes out of a later `poll_output`).
+
+use serde_json::{json, Value};
+
+use crate::error::CommandError;
+use crate::io::CommandId;
+use crate::limits::INACTIVE_MINUTES_MAX;
+use crate::message::{ForwardArgs, SendArgs};
+use crate::node::Node;
+use crate::store::{Change, Table};
+use crate::time::Now;
+
+/// A request from the local agent.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Ask a node at this URL to connect.
+    Connect {
+        /// Its base URL.
+        target_url: String,
+    },
+    /// Accept a pending request.
+    Accept {
+        /// The request.
+        request_id: String,
+    },
+    /// Reject a pending request.
+    Reject {
+        /// The request.
+        request_id: String,
+    },
+    /// Drop a connection and tell the peer.
+    Disconnect {
+        /// The peer.
+        agent_id: String,
+    },
+    /// Connections with their details.
+    ListConnections,
+    /// Pending incoming requests.
+    ListPending,
+    /// Send a new message.
+    Send(SendArgs),
+    /// Forward an inbox message.
+    Forward(ForwardArgs),
+    /// The inbox, newest last.
+    ListInbox,
+    /// One inbox message in full; `consume` removes it from the inbox.
+    GetMessage {
+        /// Which.
+        message_id: String,
+        /// Remove it after reading.
+        consume: bool,
+    },
+    /// Sent messages, newest first.
+    ListSent,
+    /// One sent message with its responses and updates.
+    GetSent {
+        /// Which.
+        message_id: String,
+    },
+    /// Mark a sent message expired (forwarders stop, waits end).
+    ExpireSent {
+        /// Which.
+        message_id: String,
+    },
+    /// Complete when a reply to this sent message arrives, or after `timeout_ms`.
+    WaitForResponse {
+        /// Which.
+        message_id: String,
+        /// How long at most.
+        timeout_ms: u64,
+    },
+    /// Our identity.
+    GetIdentity,
+    /// Change our bio and tell peers.
+    UpdateBio {
+        /// The new bio.
+        bio: String,
+    },
+    /// Go inactive (optionally for a while) or active.
+    SetStatus {
+        /// `true` = active.
+        active: bool,
+        /// Reactivate after this many minutes (inactive only).
+        duration_minutes: Option<u64>,
+    },
+    /// Our public URL changed (the runtime noticed); tell peers.
+    SetUrl {
+        /// The new URL.
+        url: String,
+    },
+    /// Set our impression of an agent.
+    SetImpression {
+        /// The agent.
+        agent_id: String,
+        /// -1..1.
+        score: f64,
+        /// A note.
+        note: Option<String>,
+    },
+    /// Our impression of an agent.
+    GetImpression {
+        /// The agent.
+        agent_id: String,
+    },
+    /// Change a rate limit: 0 default, -1 unlimited, n per minute. No agent: the global limit.
+    SetRateLimit {
+        /// The peer, or `None` for the global limit.
+        agent_id: Option<String>,
+        /// The tool encoding.
+        limit: i64,
+    },
+    /// The one-glance summary.
+    Status,
+    /// Our identity and peers as `/network_info` shows them.
+    NetworkInfo,
+    /// Peers discovered on the LAN or by scans.
+    ListDiscovered,
+}
+
+impl Node {
+    /// A local command. Its result comes out as [`crate::io::Output::Done`] with the same id, now or
+    /// once the peers involved have answered.
+    pub fn handle_command(&mut self, now: Now, id: CommandId, command: Command) {
+        self.now = now;
+        let immediate = match command {
+            Command::Connect { target_url } => self.cmd_connect(id, &target_url).map(|()| None),
+            Command::Accept { request_id } => self.cmd_accept(id, &request_id).map(|()| None),
+            Command::Reject { request_id } => self.cmd_reject(id, &request_id).map(|()| None),
+            Command::Disconnect { agent_id } => self.cmd_disconnect(id, &agent_id).map(|()| None),
+            Command::Send(args) => self.cmd_send(id, args).map(|()| None),
+            Command::Forward(args) => self.cmd_forward(id, args).map(|()| None),
+            Command::WaitForResponse { message_id, timeout_ms } => self.cmd_wait(id, &message_id, timeout_ms).map(|()| None),
+            Command::ListConnections => Ok(Some(self.cmd_list_connections())),
+            Command::ListPending => Ok(Some(self.cmd_list_pending())),
+            Command::ListInbox => Ok(Some(self.cmd_list_inbox())),
+            Command::GetMessage { message_id, consume } => self.cmd_get_message(&message_id, consume).map(Some),
+            Command::ListSent => Ok(Some(self.cmd_list_sent())),
+            Command::GetSent { message_id } => self.cmd_get_sent(&message_id).map(Some),
+            Command::ExpireSent { message_id } => self.cmd_expire_sent(&message_id).map(Some),
+            Command::GetIdentity => Ok(Some(self.cmd_identity())),
+            Command::UpdateBio { bio } => self.cmd_update_bio(&bio).map(Some),
+            Command::SetStatus { active, duration_minutes } => self.cmd_set_status(active, duration_minutes).map(Some),
+            Command::SetUrl { url } => self.cmd_set_url(&url).map(Some),
+            Command::SetImpression { agent_id, score, note } => self.cmd_set_impression(&agent_id, score, note).map(Some),
+            Command::GetImpression { agent_id } => Ok(Some(self.cmd_get_impression(&agent_id))),
+            Command::SetRateLimit { agent_id, limit } => self.cmd_set_rate_limit(agent_id.as_deref(), limit).map(Some),
+            Command::Status => Ok(Some(self.cmd_status())),
+            Command::NetworkInfo => Ok(Some(serde_json::to_value(self.network_info()).expect("plain struct"))),
+            Command::ListDiscovered => Ok(Some(json!({"discovered": self.discovered()}))),
+        };
+        match immediate {
+            Ok(Some(v)) => self.done(id, Ok(v)),
+            Ok(None) => {}
+            Err(e) => self.done(id, Err(e)),
+        }
+    }
+
+    fn cmd_identity(&self) -> Value {
+        json!({
+            "agent_id": self.me(), "public_key_hex": self.me(), "display_name": self.profile.display_name,
+            "bio": self.profile.bio, "url": self.config.public_url, "status": self.status_word(),
+            "created_at": self.profile.created_at,
+        })
+    }
+
+    fn cmd_list_connections(&self) -> Value {
+        let connections: Vec<Value> = self
+            .connections
+            .values()
+            .map(|c| {
+                json!({
+                    "agent_id": c.agent_id.as_str(), "display_name": c.display_name, "url": c.url, "bio": c.bio,
+                    "connected_at": c.connected_at, "messages_sent": c.messages_sent, "messages_received": c.messages_received,
+                    "last_activity": c.last_activity, "identity_verified": c.identity_verified, "signed_form": c.speaks_v2,
+                    "rate_limit": c.rate_limit.to_tool_value(),
+                    "impression": self.impressions.get(c.agent_id.as_str()).map(|i| json!({"score": i.score, "note": i.note})),
+                })
+            })
+            .collect();
+        json!({"total": connections.len(), "max": self.config.max_connections, "connections": connections})
+    }
+
+    fn cmd_list_pending(&self) -> Value {
+        let mut v: Vec<_> = self.pending_in.values().collect();
+        v.sort_by_key(|p| p.requested_us);
+        let requests: Vec<Value> = v
+            .into_iter()
+            .map(|p| {
+                json!({
+                    "request_id": p.request_id, "agent_id": p.agent_id.as_str(), "display_name": p.display_name,
+                    "url": p.url, "bio": p.bio, "requested_at": p.requested_at, "identity_verified": p.identity_verified,
+                    "our_impression": self.impressions.get(p.agent_id.as_str()).map(|i| i.score),
+                })
+            })
+            .collect();
+        json!({"total": requests.len(), "requests": requests})
+    }
+
+    fn cmd_set_status(&mut self, active: bool, duration_minutes: Option<u64>) -> Result<Value, CommandError> {
+        if active {
+            self.profile.inactive_until_us = None;
+        } else {
+            let until = match duration_minutes {
+                Some(m) if m == 0 || m > INACTIVE_MINUTES_MAX => {
+                    return Err(CommandError::InvalidArgument(format!("duration_minutes must be 1..={INACTIVE_MINUTES_MAX}")));
+                }
+                Some(m) => self.now.wall_us.saturating_add(m as i64 * 60_000_000),
+                None => i64::MAX,
+            };
+            self.profile.inactive_until_us = Some(until);
+        }
+        let change = Change::put(Table::Profile, "self", &self.profile);
+        self.persist(vec![change]);
+        let until = self.profile.inactive_until_us.filter(|u| *u != i64::MAX).map(crate::time::format_iso);
+        Ok(json!({"status": self.status_word(), "inactive_until": until}))
+    }
+
+    fn cmd_status(&self) -> Value {
+        let discovered = self.discovered();
+        let awaiting: Vec<&str> = self.sent.values().filter(|s| s.status == crate::store::SentStatus::Active && s.kind != "forward").map(|s| s.message_id.as_str()).collect();
+        let mut actions = Vec::new();
+        if self.is_inactive() {
+            actions.push("You are inactive: peers get 503. darkmatter_set_status(status=\"active\") to return.".to_owned());
+        }
+        if !self.pending_in.is_empty() {
+            actions.push(format!("{} connection request(s) waiting: darkmatter_list_pending_requests, then accept or reject.", self.pending_in.len()));
+        }
+        if !self.inbox.is_empty() {
+            actions.push(format!("{} inbox message(s): darkmatter_list_inbox and reply (in_reply_to) or forward.", self.inbox.len()));
+        }
+        if !awaiting.is_empty() {
+            actions.push(format!("{} message(s) awaiting replies: darkmatter_wait_for_response(message_id=\"{}\").", awaiting.len(), awaiting[0]));
+        }
+        if self.connections.is_empty() {
+            if discovered.is_empty() {
+                actions.push("No connections: darkmatter_discover_local, or darkmatter_connection(action=\"request\", target_url=...).".to_owned());
+            } else {
+                actions.push(format!("No connections, {} agent(s) discovered: connect with darkmatter_connection(action=\"request\", target_url=...).", discovered.len()));
+            }
+        }
+        let lan = discovered.iter().filter(|d| d.source == "lan").count();
+        json!({
+            "identity": self.cmd_identity(),
+            "connections": {"total": self.connections.len(), "max": self.config.max_connections},
+            "inbox": self.inbox.len(),
+            "pending_requests": self.pending_in.len(),
+            "discovered": {"total": discovered.len(), "summary": format!("{lan} agents discovered on LAN"), "peers": discovered},
+            "awaiting_replies": awaiting,
+            "suggested_actions": actions,
+        })
+    }
+}

@@ -1,0 +1,186 @@
+//! Discovery: the well-known card and status views peers read, and signed LAN beacons.
+//!
+//! Stricter than 0.5.3: a beacon's key must equal its agent id and its timestamp must be fresh;
+//! discovered peers expire and are kept in a bounded table the agent can read.
+
+use core::net::IpAddr;
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::identity::{truncate_chars, AgentId};
+use crate::limits::FRESHNESS_WINDOW_S;
+use crate::node::Node;
+use crate::sign::{self, DOMAIN_LAN_BEACON};
+use crate::time::is_fresh;
+use crate::url;
+use crate::wire::card::{NetworkInfo, PeerInfo, StatusBody, WellKnownCard};
+use crate::wire::discovery::Beacon;
+use crate::wire::{self, DM_PROTOCOL};
+
+/// 0.5.3's multicast group.
+pub const BEACON_GROUP: &str = "239.77.68.77";
+/// 0.5.3's beacon port.
+pub const BEACON_PORT: u16 = 8470;
+/// Seconds between beacons.
+pub const BEACON_INTERVAL_S: u64 = 30;
+/// A discovered peer is forgotten this long after its last beacon or card, in seconds.
+pub const DISCOVERED_TTL_S: u64 = 90;
+/// Discovered peers kept; when full, the stalest is replaced.
+pub const DISCOVERED_MAX: usize = 256;
+/// Largest beacon datagram accepted, in bytes.
+pub const BEACON_BYTES_MAX: usize = 4_096;
+/// The wire protocol version 0.5.3 advertises.
+pub const PROTOCOL_VERSION: &str = "0.2";
+
+/// A peer seen on the LAN or by a scan, not necessarily connected.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Discovered {
+    /// Its id.
+    pub agent_id: String,
+    /// Where to connect.
+    pub url: String,
+    /// Name.
+    pub display_name: String,
+    /// Bio (first 100 characters).
+    pub bio: String,
+    /// `lan`, `local` or `domain`.
+    pub source: String,
+    /// Below its connection limit.
+    pub accepting: bool,
+    /// Last seen (wall µs).
+    pub seen_us: i64,
+}
+
+impl Node {
+    /// `/.well-known/darkmatter.json`.
+    pub fn card(&self) -> WellKnownCard {
+        let base = url::base(&self.config.public_url);
+        WellKnownCard {
+            darkmatter: true,
+            protocol_version: PROTOCOL_VERSION.to_owned(),
+            agent_id: Some(self.me().to_owned()),
+            display_name: Some(self.profile.display_name.clone()),
+            public_key_hex: Some(self.me().to_owned()),
+            bio: Some(self.profile.bio.clone()),
+            status: Some(self.status_word().to_owned()),
+            accepting_connections: self.accepting_connections(),
+            mesh_url: Some(format!("{base}/__darkmatter__")),
+            mcp_url: None,
+            webrtc_enabled: false,
+            anchor: None,
+            dm_protocol: Some(DM_PROTOCOL.to_owned()),
+        }
+    }
+
+    pub(crate) fn status_word(&self) -> &'static str {
+        if self.is_inactive() {
+            "inactive"
+        } else {
+            "active"
+        }
+    }
+
+    /// `/__darkmatter__/status`.
+    pub fn status_body(&self) -> StatusBody {
+        StatusBody {
+            agent_id: self.me().to_owned(),
+            display_name: self.profile.display_name.clone(),
+            public_key_hex: self.me().to_owned(),
+            bio: self.profile.bio.clone(),
+            status: self.status_word().to_owned(),
+            num_connections: self.connections.len(),
+            accepting_connections: self.accepting_connections(),
+            spawned_agents: 0,
+        }
+    }
+
+    /// `/__darkmatter__/network_info`.
+    pub fn network_info(&self) -> NetworkInfo {
+        NetworkInfo {
+            agent_id: self.me().to_owned(),
+            display_name: self.profile.display_name.clone(),
+            public_key_hex: self.me().to_owned(),
+            agent_url: self.config.public_url.clone(),
+            bio: self.profile.bio.clone(),
+            accepting_connections: self.accepting_connections(),
+            wallets: BTreeMap::new(),
+            peers: self.connections.values().map(|c| PeerInfo { agent_id: c.agent_id.to_string(), agent_url: c.url.clone(), agent_bio: c.bio.clone() }).collect(),
+        }
+    }
+
+    /// Our signed beacon for HTTP port `port`, as a datagram payload.
+    pub fn beacon(&self, port: u16) -> Vec<u8> {
+        let ts = self.now.unix_s();
+        let bytes = sign::domain_bytes(DOMAIN_LAN_BEACON, &[self.me(), &port.to_string(), &ts.to_string()]).expect("no newlines in numbers or our id");
+        let b = Beacon {
+            proto: "darkmatter".to_owned(),
+            v: PROTOCOL_VERSION.to_owned(),
+            agent_id: self.me().to_owned(),
+            display_name: Some(self.profile.display_name.clone()),
+            public_key_hex: self.me().to_owned(),
+            bio: Some(truncate_chars(&self.profile.bio, 100)),
+            port,
+            status: Some(self.status_word().to_owned()),
+            accepting: self.accepting_connections(),
+            ts,
+            beacon_signature_hex: sign::sign_hex(&self.passport, &bytes),
+        };
+        wire::encode(&b)
+    }
+
+    /// A datagram arrived; keep it if it is a valid, fresh beacon from someone else.
+    pub(crate) fn on_beacon(&mut self, source: IpAddr, payload: &[u8]) {
+        if payload.len() > BEACON_BYTES_MAX {
+            return;
+        }
+        let Ok(b) = wire::decode::<Beacon>(payload) else { return };
+        if b.proto != "darkmatter" || b.agent_id == self.me() || b.public_key_hex != b.agent_id {
+            return;
+        }
+        let Ok(id) = AgentId::parse(&b.agent_id) else { return };
+        if !is_fresh(self.now.wall_us, b.ts.saturating_mul(1_000_000), FRESHNESS_WINDOW_S) {
+            return;
+        }
+        let Ok(bytes) = sign::domain_bytes(DOMAIN_LAN_BEACON, &[id.as_str(), &b.port.to_string(), &b.ts.to_string()]) else { return };
+        if sign::verify_hex(id.key(), &bytes, &b.beacon_signature_hex).is_err() {
+            return;
+        }
+        let host = match source {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        };
+        self.note_discovered(Discovered {
+            agent_id: b.agent_id,
+            url: format!("http://{host}:{}", b.port),
+            display_name: truncate_chars(b.display_name.as_deref().unwrap_or(""), crate::limits::DISPLAY_NAME_CHARS_MAX),
+            bio: truncate_chars(b.bio.as_deref().unwrap_or(""), 100),
+            source: "lan".to_owned(),
+            accepting: b.accepting,
+            seen_us: self.now.wall_us,
+        });
+    }
+
+    /// Records a discovered peer (from a beacon, a port scan or a domain card).
+    pub fn note_discovered(&mut self, d: Discovered) {
+        self.forget_stale_discovered();
+        if !self.discovered.contains_key(&d.agent_id) && self.discovered.len() >= DISCOVERED_MAX {
+            let stalest = self.discovered.values().min_by_key(|x| x.seen_us).map(|x| x.agent_id.clone()).expect("non-empty");
+            self.discovered.remove(&stalest);
+        }
+        self.discovered.insert(d.agent_id.clone(), d);
+    }
+
+    /// Peers discovered and not yet expired, most recent first.
+    pub fn discovered(&self) -> Vec<Discovered> {
+        let cutoff = self.now.wall_us - DISCOVERED_TTL_S as i64 * 1_000_000;
+        let mut v: Vec<Discovered> = self.discovered.values().filter(|d| d.seen_us >= cutoff).cloned().collect();
+        v.sort_by(|a, b| b.seen_us.cmp(&a.seen_us).then(a.agent_id.cmp(&b.agent_id)));
+        v
+    }
+
+    fn forget_stale_discovered(&mut self) {
+        let cutoff = self.now.wall_us - DISCOVERED_TTL_S as i64 * 1_000_000;
+        self.discovered.retain(|_, d| d.seen_us >= cutoff);
+    }
+}

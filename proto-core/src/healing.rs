@@ -1,0 +1,139 @@
+//! Self-healing: signed peer updates (a peer moved or changed its bio) and peer lookups.
+//!
+//! Stricter than 0.5.3: an update is accepted only from a connection, always signed (0.5.3 takes an
+//! unsigned one when no key is pinned, but the key *is* the id), always fresh, never twice, and our
+//! signed form (which also covers bio and name) is required from peers that speak it.
+
+use serde_json::{json, Value};
+
+use crate::connection::check_fresh;
+use crate::error::{CommandError, Refusal};
+use crate::identity::truncate_chars;
+use crate::io::{Event, Method};
+use crate::limits::{self, BIO_CHARS_MAX, DISPLAY_NAME_CHARS_MAX};
+use crate::node::{Call, Node};
+use crate::sign::{self, DOMAIN_PEER_UPDATE, V2_PEER_UPDATE};
+use crate::store::{Change, Table};
+use crate::url;
+use crate::wire::{self, peer::{PeerLookupAnswer, PeerUpdate, PeerUpdated}};
+
+fn opt(s: &Option<String>) -> &str {
+    s.as_deref().unwrap_or("")
+}
+
+fn v2_fields<'a>(u: &'a PeerUpdate, stamp: &'a str) -> [&'a str; 5] {
+    [&u.agent_id, &u.new_url, opt(&u.bio), opt(&u.display_name), stamp]
+}
+
+impl Node {
+    pub(crate) fn on_peer_update(&mut self, body: &[u8]) -> Result<Vec<u8>, Refusal> {
+        self.admit_global()?;
+        let u: PeerUpdate = wire::decode(body)?;
+        if u.agent_id.is_empty() || u.new_url.is_empty() {
+            return Err(Refusal::MissingFields("agent_id, new_url".to_owned()));
+        }
+        url::validate(&u.new_url).map_err(Refusal::Invalid)?;
+        let Some(conn) = self.connections.get(&u.agent_id) else {
+            return Err(Refusal::NotFound("Unknown agent".to_owned()));
+        };
+        if u.public_key_hex.as_deref().is_some_and(|k| k != u.agent_id) {
+            return Err(Refusal::Unauthorized("Public key mismatch".to_owned()));
+        }
+        let stamp = u.timestamp.as_deref().ok_or_else(|| Refusal::Unauthorized("Signature required — known public key on file".to_owned()))?;
+        let stamp_us = check_fresh(self.now.wall_us, stamp)?;
+        let key = *conn.agent_id.key();
+        let speaks_v2 = conn.speaks_v2;
+        let signed_v2 = match u.dm_signature_hex.as_deref() {
+            Some(sig) => {
+                sign::verify_hex(&key, &sign::v2_bytes(V2_PEER_UPDATE, &v2_fields(&u, stamp)), sig).map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
+                true
+            }
+            None if speaks_v2 => return Err(Refusal::Unauthorized("Signature required in the signed form this peer speaks (no downgrade).".to_owned())),
+            None => {
+                let sig = u.signature.as_deref().ok_or_else(|| Refusal::Unauthorized("Signature required — known public key on file".to_owned()))?;
+                let bytes = sign::domain_bytes(DOMAIN_PEER_UPDATE, &[&u.agent_id, &u.new_url, stamp]).map_err(|e| Refusal::Invalid(e.to_string()))?;
+                sign::verify_hex(&key, &bytes, sig).map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
+                false
+            }
+        };
+        let replay_key = format!("peer_update:{}:{stamp}", u.agent_id);
+        self.record_replay(&replay_key, stamp_us)?;
+        let conn = self.connections.get_mut(&u.agent_id).expect("checked above");
+        conn.url = url::base(&u.new_url);
+        // Bio and name are only covered by our form; from a 0.5.3 peer they are informational, as there.
+        if let Some(bio) = &u.bio {
+            conn.bio = truncate_chars(bio, BIO_CHARS_MAX);
+        }
+        if let Some(name) = &u.display_name {
+            conn.display_name = truncate_chars(name, DISPLAY_NAME_CHARS_MAX);
+        }
+        if signed_v2 {
+            conn.speaks_v2 = true;
+        }
+        let conn_change = Change::put(Table::Connections, &u.agent_id, &*conn);
+        let url_now = conn.url.clone();
+        let changes = vec![conn_change, self.replay_change(&replay_key)];
+        self.persist(changes);
+        self.emit(Event::PeerUpdated { agent_id: u.agent_id.clone(), url: url_now });
+        Ok(wire::encode(&PeerUpdated { success: true, updated: true }))
+    }
+
+    pub(crate) fn on_peer_lookup(&mut self, agent_id: &str) -> Result<Vec<u8>, Refusal> {
+        self.admit_global()?;
+        let Some(conn) = self.connections.get(agent_id) else {
+            return Err(Refusal::NotFound("Not connected to that agent".to_owned()));
+        };
+        let answer = PeerLookupAnswer {
+            agent_id: agent_id.to_owned(),
+            url: conn.url.clone(),
+            addresses: Some([("http".to_owned(), conn.url.clone())].into()),
+            status: Some("connected".to_owned()),
+        };
+        Ok(wire::encode(&answer))
+    }
+
+    /// Tells every connection our URL, bio and name, signed in both forms.
+    pub(crate) fn broadcast_peer_update(&mut self) -> usize {
+        let stamp = self.now.iso();
+        let mut u = PeerUpdate {
+            agent_id: self.me().to_owned(),
+            new_url: self.config.public_url.clone(),
+            addresses: Some([("http".to_owned(), self.config.public_url.clone())].into()),
+            timestamp: Some(stamp.clone()),
+            bio: Some(self.profile.bio.clone()),
+            display_name: Some(self.profile.display_name.clone()),
+            public_key_hex: Some(self.me().to_owned()),
+            signature: None,
+            dm_signature_hex: None,
+        };
+        let legacy = sign::domain_bytes(DOMAIN_PEER_UPDATE, &[&u.agent_id, &u.new_url, &stamp]).expect("our id, URL and time have no newline");
+        u.signature = Some(sign::sign_hex(&self.passport, &legacy));
+        u.dm_signature_hex = Some(sign::sign_hex(&self.passport, &sign::v2_bytes(V2_PEER_UPDATE, &v2_fields(&u, &stamp))));
+        let body = wire::encode(&u);
+        let urls: Vec<String> = self.connections.values().map(|c| c.url.clone()).collect();
+        for peer in &urls {
+            self.transmit(Method::Post, url::endpoint(peer, "peer_update"), body.clone(), limits::PEER_CALL_TIMEOUT_MS, false, Call::FireAndForget);
+        }
+        urls.len()
+    }
+
+    pub(crate) fn cmd_update_bio(&mut self, bio: &str) -> Result<Value, CommandError> {
+        let n = bio.chars().count();
+        if n == 0 || n > BIO_CHARS_MAX {
+            return Err(CommandError::InvalidArgument(format!("bio must be 1..={BIO_CHARS_MAX} characters (got {n})")));
+        }
+        self.profile.bio = bio.to_owned();
+        let change = Change::put(Table::Profile, "self", &self.profile);
+        self.persist(vec![change]);
+        let notified = self.broadcast_peer_update();
+        Ok(json!({"bio": bio, "peers_notified": notified}))
+    }
+
+    /// The runtime learned our address changed: adopt it and tell every peer.
+    pub(crate) fn cmd_set_url(&mut self, new_url: &str) -> Result<Value, CommandError> {
+        url::validate(new_url).map_err(CommandError::InvalidArgument)?;
+        self.config.public_url = url::base(new_url);
+        let notified = self.broadcast_peer_update();
+        Ok(json!({"url": self.config.public_url, "peers_notified": notified}))
+    }
+}

@@ -1,0 +1,749 @@
+//! Messages: the inbound accept path, the inbox, sending, forwarding, replies and webhooks.
+//!
+//! The inbound path is ordered cheapest-first so that junk costs little: activity, a duplicate
+//! pre-check that reads only `message_id`, the global rate limit, the full decode, field limits,
+//! identity binding, freshness, and only then one signature verification. Per-peer rate limits apply
+//! after verification so that nobody can spend another peer's budget by claiming its id.
+
+use core::net::IpAddr;
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::connection::{bind_identity, check_fresh};
+use crate::error::{CommandError, Refusal};
+use crate::io::{CommandId, Event, HttpResponse, InboundRequest, Method};
+use crate::limits::{self, CONTENT_CHARS_MAX, HOPS_MAX, ID_BYTES_MAX, INBOX_MAX, METADATA_BYTES_MAX, NOTE_CHARS_MAX, RESPONSES_PER_SENT_MAX, SENT_MAX, UPDATES_PER_SENT_MAX};
+use crate::node::{Batch, Call, Node, Waiter};
+use crate::replay::ReplayError;
+use crate::sign::{self, V2_MESSAGE};
+use crate::store::{Change, InboxMessage, ResponseRecord, SentMessage, SentStatus, Table, UpdateRecord};
+use crate::url;
+use crate::wire::message::{MessageEnvelope, MessageQueued};
+use crate::wire::webhook::{RecordedUpdate, WebhookRecorded, WebhookStatus, WebhookUpdate};
+use crate::wire::{self, ErrorBody};
+
+/// Which peers a new message goes to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Targets {
+    /// These connected peers.
+    Agents(Vec<String>),
+    /// Every connected peer whose impression is at least this score (unscored peers count as 0).
+    Broadcast {
+        /// Minimum impression, -1..1.
+        trust_min: f64,
+    },
+}
+
+/// A new message from the local agent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SendArgs {
+    /// Text.
+    pub content: String,
+    /// Recipients.
+    pub targets: Targets,
+    /// Metadata object.
+    pub metadata: Map<String, Value>,
+    /// The inbox message this answers.
+    pub in_reply_to: Option<String>,
+    /// Hop budget, 0..=[`HOPS_MAX`].
+    pub hops_remaining: u32,
+}
+
+/// A forward of an inbox message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForwardArgs {
+    /// The inbox message.
+    pub message_id: String,
+    /// Connected peers to forward to.
+    pub targets: Vec<String>,
+    /// A note for the original sender's webhook.
+    pub note: Option<String>,
+}
+
+/// Just the id, for the duplicate pre-check: serde skips every other field without building it.
+#[derive(Deserialize)]
+struct IdOnly<'a> {
+    #[serde(borrow, default)]
+    message_id: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Canonical JSON of a metadata object: serde_json's map is ordered, numbers print round-trippably.
+pub(crate) fn canonical_metadata(metadata: &Map<String, Value>) -> String {
+    serde_json::to_string(metadata).expect("JSON values always serialise")
+}
+
+/// Our signed form of an envelope: every field that changes its meaning.
+pub(crate) fn envelope_v2_bytes(e: &MessageEnvelope, metadata_json: &str) -> Vec<u8> {
+    let hops = e.hops_remaining.to_string();
+    sign::v2_bytes(
+        V2_MESSAGE,
+        &[
+            &e.from_agent_id,
+            e.to_agent_id.as_deref().unwrap_or(""),
+            &e.message_id,
+            &e.timestamp,
+            &e.webhook,
+            &hops,
+            e.in_reply_to.as_deref().unwrap_or(""),
+            metadata_json,
+            &e.content,
+        ],
+    )
+}
+
+impl Node {
+    // ----- inbound -----
+
+    pub(crate) fn on_message(&mut self, r: &InboundRequest) -> Result<Vec<u8>, Refusal> {
+        if self.is_inactive() {
+            return Err(Refusal::Unavailable("Agent is currently inactive".to_owned()));
+        }
+        // Duplicate pre-check before any other work (and long before any signature work).
+        if let Ok(IdOnly { message_id: Some(id) }) = serde_json::from_slice::<IdOnly>(&r.body) {
+            if self.is_duplicate(&id) {
+                return Err(Refusal::Duplicate);
+            }
+        }
+        self.admit_global()?;
+        let env: MessageEnvelope = wire::decode(&r.body)?;
+        let checked = self.check_envelope(&env, r.source)?;
+        self.admit_peer(&env.from_agent_id)?;
+        self.accept_message(env, checked)
+    }
+
+    fn is_duplicate(&self, message_id: &str) -> bool {
+        // Our own (or forwarded-by-us) messages coming back are loops.
+        self.replay.contains(message_id, self.now.wall_us) || self.sent.contains_key(message_id)
+    }
+
+    /// Every check of an inbound envelope, signature last.
+    fn check_envelope(&mut self, env: &MessageEnvelope, source: Option<IpAddr>) -> Result<Checked, Refusal> {
+        let mut missing = Vec::new();
+        for (name, value) in [("message_id", &env.message_id), ("content", &env.content), ("webhook", &env.webhook)] {
+            if value.is_empty() {
+                missing.push(name);
+            }
+        }
+        if !missing.is_empty() {
+            return Err(Refusal::MissingFields(missing.join(", ")));
+        }
+        if env.message_id.len() > ID_BYTES_MAX || env.message_id.contains('\n') {
+            return Err(Refusal::Invalid("message_id too long or malformed".to_owned()));
+        }
+        if env.content.chars().count() > CONTENT_CHARS_MAX {
+            return Err(Refusal::ContentTooLong(CONTENT_CHARS_MAX));
+        }
+        if env.from_agent_id.is_empty() {
+            return Err(Refusal::Invalid("Missing from_agent_id.".to_owned()));
+        }
+        if env.from_agent_id.len() > limits::AGENT_ID_BYTES_MAX {
+            return Err(Refusal::Invalid("from_agent_id too long".to_owned()));
+        }
+        if self.is_duplicate(&env.message_id) {
+            return Err(Refusal::Duplicate);
+        }
+        if self.inbox.len() >= INBOX_MAX {
+            return Err(Refusal::Limited("Message queue full".to_owned()));
+        }
+        let from_local = source.is_some_and(url::is_local_ip);
+        let hook = url::validate(&env.webhook).map_err(|e| Refusal::Invalid(format!("Invalid webhook: {e}")))?;
+        if !from_local && url::is_local_url(&hook) {
+            return Err(Refusal::Invalid("Invalid webhook: private or loopback address from a non-local peer".to_owned()));
+        }
+        if env.hops_remaining < 0 {
+            return Err(Refusal::Invalid("hops_remaining must not be negative".to_owned()));
+        }
+        let metadata = env.metadata.clone().unwrap_or_default();
+        let metadata_json = canonical_metadata(&metadata);
+        if metadata_json.len() > METADATA_BYTES_MAX {
+            return Err(Refusal::Invalid(format!("metadata exceeds {METADATA_BYTES_MAX} bytes")));
+        }
+        if let Some(reply) = &env.in_reply_to {
+            if reply.len() > ID_BYTES_MAX {
+                return Err(Refusal::Invalid("in_reply_to too long".to_owned()));
+            }
+        }
+        let id = bind_identity(&env.from_agent_id, env.from_public_key_hex.as_deref())?;
+        if id == *self.passport.agent_id() {
+            return Err(Refusal::Unauthorized("Message claims to be from this node".to_owned()));
+        }
+        if let Some(to) = &env.to_agent_id {
+            if to != self.me() {
+                return Err(Refusal::Unauthorized("Message is addressed to another agent".to_owned()));
+            }
+        }
+        if env.signature_hex.is_empty() && env.dm_signature_hex.is_none() {
+            return Err(Refusal::Unauthorized("Signature required — unsigned messages are not accepted.".to_owned()));
+        }
+        let stamp_us = check_fresh(self.now.wall_us, &env.timestamp)?;
+        let speaks_v2 = self.connections.get(id.as_str()).is_some_and(|c| c.speaks_v2);
+        let key = self.connections.get(id.as_str()).map(|c| *c.agent_id.key()).unwrap_or(*id.key());
+        match env.dm_signature_hex.as_deref() {
+            // Our form covers every legacy field too, so one verification suffices.
+            Some(sig) => {
+                if env.to_agent_id.is_none() {
+                    return Err(Refusal::Unauthorized("Signed form requires to_agent_id".to_owned()));
+                }
+                sign::verify_hex(&key, &envelope_v2_bytes(env, &metadata_json), sig)
+                    .map_err(|_| Refusal::Unauthorized("Invalid signature — message authenticity could not be verified.".to_owned()))?;
+            }
+            None if speaks_v2 => {
+                return Err(Refusal::Unauthorized("Signature required in the signed form this peer speaks (no downgrade).".to_owned()));
+            }
+            None => {
+                let bytes = sign::legacy_message_bytes(&env.from_agent_id, &env.message_id, &env.timestamp, &env.content)
+                    .map_err(|e| Refusal::Invalid(e.to_string()))?;
+                sign::verify_hex(&key, &bytes, &env.signature_hex)
+                    .map_err(|_| Refusal::Unauthorized("Invalid signature — message authenticity could not be verified.".to_owned()))?;
+            }
+        }
+        Ok(Checked { stamp_us, metadata_json, from_local, is_broadcast: metadata.get("type").and_then(Value::as_str) == Some("broadcast") })
+    }
+
+    fn accept_message(&mut self, env: MessageEnvelope, checked: Checked) -> Result<Vec<u8>, Refusal> {
+        self.record_replay(&env.message_id, checked.stamp_us)?;
+        let mut changes = vec![self.replay_change(&env.message_id)];
+        let now_iso = self.now.iso();
+        let from_connection = if let Some(conn) = self.connections.get_mut(&env.from_agent_id) {
+            conn.messages_received += 1;
+            conn.last_activity = now_iso.clone();
+            changes.push(Change::put(Table::Connections, &env.from_agent_id, &*conn));
+            true
+        } else {
+            false
+        };
+        let seq = self.next_seq();
+        let hops = env.hops_remaining.min(HOPS_MAX as i64) as u32;
+        let msg = InboxMessage {
+            message_id: env.message_id.clone(),
+            from_agent_id: env.from_agent_id.clone(),
+            content: env.content,
+            received_at: now_iso.clone(),
+            verified: true,
+            hops_remaining: hops,
+            in_reply_to: env.in_reply_to.clone(),
+            webhook: env.webhook.clone(),
+            metadata_json: checked.metadata_json,
+            timestamp: env.timestamp,
+            from_connection,
+            from_local: checked.from_local,
+            seq,
+        };
+        changes.push(Change::put(Table::Inbox, &msg.message_id, &msg));
+        let reply_content = msg.content.clone();
+        self.inbox.insert(msg.message_id.clone(), msg);
+        if let Some(original) = &env.in_reply_to {
+            if let Some(change) = self.link_reply(original, &env.from_agent_id, &reply_content, Some(&env.message_id)) {
+                changes.push(change);
+            }
+        }
+        self.persist(changes);
+        self.emit(Event::MessageReceived { message_id: env.message_id.clone(), from_agent_id: env.from_agent_id.clone(), in_reply_to: env.in_reply_to.clone() });
+        self.wake_waiters();
+        self.notify_webhook(&env.webhook, json!({"type": "received", "agent_id": self.me()}), !checked.from_local);
+        let position = self.inbox.len();
+        if checked.is_broadcast {
+            return Ok(wire::encode(&json!({"status": "broadcast_received", "success": true, "queued": true, "queue_position": position})));
+        }
+        Ok(wire::encode(&MessageQueued { success: true, queued: true, queue_position: position }))
+    }
+
+    /// Records a reply to one of our sent messages, if `from` may answer it. Returns the change.
+    fn link_reply(&mut self, original: &str, from: &str, content: &str, reply_id: Option<&str>) -> Option<Change> {
+        let connected = self.connections.contains_key(from);
+        let sent = self.sent.get_mut(original)?;
+        let addressed = sent.routed_to.iter().any(|a| a == from)
+            || sent.updates.iter().any(|u| u.kind == "forwarded" && u.target_agent_id.as_deref() == Some(from));
+        if !(addressed || connected) || sent.responses.len() >= RESPONSES_PER_SENT_MAX {
+            return None;
+        }
+        sent.responses.push(ResponseRecord {
+            agent_id: from.to_owned(),
+            content: content.to_owned(),
+            received_at: self.now.iso(),
+            message_id: reply_id.map(str::to_owned),
+        });
+        if sent.status == SentStatus::Active {
+            sent.status = SentStatus::Responded;
+        }
+        Some(Change::put(Table::Sent, original, &*sent))
+    }
+
+    pub(crate) fn record_replay(&mut self, id: &str, stamp_us: i64) -> Result<(), Refusal> {
+        match self.replay.record(id, stamp_us, self.now.wall_us) {
+            Ok(()) => Ok(()),
+            Err(ReplayError::Duplicate) => Err(Refusal::Duplicate),
+            Err(ReplayError::Full) => Err(Refusal::Unavailable("Replay cache full; try again shortly".to_owned())),
+        }
+    }
+
+    pub(crate) fn replay_change(&self, id: &str) -> Change {
+        let expires = self.replay.entries().find(|(k, _)| *k == id).map_or(0, |(_, v)| v);
+        Change::put(Table::Replay, id, &expires)
+    }
+
+    /// Posts a status update to a webhook, best effort.
+    fn notify_webhook(&mut self, webhook: &str, body: Value, forbid_private: bool) {
+        if url::validate(webhook).is_err() {
+            return;
+        }
+        self.transmit(Method::Post, webhook.to_owned(), wire::encode(&body), limits::PEER_CALL_TIMEOUT_MS, forbid_private, Call::FireAndForget);
+    }
+
+    pub(crate) fn on_webhook_update(&mut self, message_id: &str, body: &[u8]) -> Result<Vec<u8>, Refusal> {
+        self.admit_global()?;
+        if !self.sent.contains_key(message_id) {
+            return Err(Refusal::NotFound(format!("No sent message with ID '{message_id}'")));
+        }
+        let u: WebhookUpdate = wire::decode(body)?;
+        if u.agent_id.len() > limits::AGENT_ID_BYTES_MAX || u.target_agent_id.as_ref().is_some_and(|t| t.len() > limits::AGENT_ID_BYTES_MAX) {
+            return Err(Refusal::Invalid("agent_id too long".to_owned()));
+        }
+        let note = u.note.as_deref().map(|n| crate::identity::truncate_chars(n, NOTE_CHARS_MAX));
+        match u.kind.as_str() {
+            "response" => self.on_webhook_response(message_id, &u)?,
+            "received" | "responding" | "forwarded" | "expired" => {
+                let sent = self.sent.get_mut(message_id).expect("checked above");
+                if sent.updates.len() >= UPDATES_PER_SENT_MAX {
+                    return Err(Refusal::Limited(format!("Update limit reached ({UPDATES_PER_SENT_MAX}) for this message")));
+                }
+                sent.updates.push(UpdateRecord {
+                    kind: u.kind.clone(),
+                    agent_id: u.agent_id.clone(),
+                    target_agent_id: u.target_agent_id.clone(),
+                    note,
+                    timestamp: self.now.iso(),
+                });
+                let change = Change::put(Table::Sent, message_id, &*sent);
+                self.persist(vec![change]);
+            }
+            other => return Err(Refusal::Invalid(format!("Unknown update type: '{other}'"))),
+        }
+        Ok(wire::encode(&WebhookRecorded { success: true, recorded: u.kind }))
+    }
+
+    /// A webhook `response` counts only when signed by its agent (0.5.3 takes it unsigned).
+    fn on_webhook_response(&mut self, message_id: &str, u: &WebhookUpdate) -> Result<(), Refusal> {
+        let (Some(text), Some(stamp), Some(sig)) = (&u.response, &u.timestamp, &u.signature_hex) else {
+            return Err(Refusal::Unauthorized("A response must be signed (agent_id, timestamp, signature_hex)".to_owned()));
+        };
+        if text.chars().count() > CONTENT_CHARS_MAX {
+            return Err(Refusal::ContentTooLong(CONTENT_CHARS_MAX));
+        }
+        let id = bind_identity(&u.agent_id, u.from_public_key_hex.as_deref())?;
+        let stamp_us = check_fresh(self.now.wall_us, stamp)?;
+        let bytes = sign::legacy_message_bytes(id.as_str(), message_id, stamp, text).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        sign::verify_hex(id.key(), &bytes, sig).map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
+        let replay_key = format!("response:{sig}");
+        self.record_replay(&replay_key, stamp_us)?;
+        let mut changes = vec![self.replay_change(&replay_key)];
+        match self.link_reply(message_id, id.as_str(), text, None) {
+            Some(change) => changes.push(change),
+            None => return Err(Refusal::Unauthorized("This agent was not sent this message".to_owned())),
+        }
+        self.persist(changes);
+        self.wake_waiters();
+        Ok(())
+    }
+
+    pub(crate) fn on_webhook_status(&mut self, message_id: &str) -> Result<Vec<u8>, Refusal> {
+        let Some(sent) = self.sent.get(message_id) else {
+            return Err(Refusal::NotFound(format!("No sent message with ID '{message_id}'")));
+        };
+        let status = WebhookStatus {
+            message_id: sent.message_id.clone(),
+            status: sent.status.as_str().to_owned(),
+            initial_hops: sent.initial_hops as i64,
+            created_at: sent.created_at.clone(),
+            updates: sent
+                .updates
+                .iter()
+                .map(|u| RecordedUpdate {
+                    kind: u.kind.clone(),
+                    agent_id: u.agent_id.clone(),
+                    target_agent_id: u.target_agent_id.clone(),
+                    note: u.note.clone(),
+                    timestamp: u.timestamp.clone(),
+                })
+                .collect(),
+        };
+        Ok(wire::encode(&status))
+    }
+
+    // ----- outbound -----
+
+    pub(crate) fn cmd_send(&mut self, cmd: CommandId, args: SendArgs) -> Result<(), CommandError> {
+        let n = args.content.chars().count();
+        if n == 0 || n > CONTENT_CHARS_MAX {
+            return Err(CommandError::InvalidArgument(format!("content must be 1..={CONTENT_CHARS_MAX} characters (got {n})")));
+        }
+        if args.hops_remaining > HOPS_MAX {
+            return Err(CommandError::InvalidArgument(format!("hops_remaining must be at most {HOPS_MAX}")));
+        }
+        let metadata_json = canonical_metadata(&args.metadata);
+        if metadata_json.len() > METADATA_BYTES_MAX {
+            return Err(CommandError::InvalidArgument(format!("metadata exceeds {METADATA_BYTES_MAX} bytes")));
+        }
+        if args.in_reply_to.as_ref().is_some_and(|r| r.len() > ID_BYTES_MAX || r.contains('\n')) {
+            return Err(CommandError::InvalidArgument("in_reply_to is not a message id".to_owned()));
+        }
+        let (targets, kind) = self.resolve_targets(&args.targets)?;
+        let mut metadata = args.metadata.clone();
+        if kind == "broadcast" {
+            metadata.insert("type".to_owned(), Value::String("broadcast".to_owned()));
+        }
+        let message_id = format!("msg-{}", self.random_hex(6));
+        let envelope = MessageEnvelope {
+            message_id: message_id.clone(),
+            content: args.content.clone(),
+            webhook: url::endpoint(&self.config.public_url, &format!("webhook/{message_id}")),
+            hops_remaining: args.hops_remaining as i64,
+            metadata: Some(metadata),
+            in_reply_to: args.in_reply_to.clone(),
+            ..Default::default()
+        };
+        self.record_sent(&message_id, &args.content, kind, args.hops_remaining, args.in_reply_to.clone());
+        self.deliver(cmd, envelope, targets);
+        Ok(())
+    }
+
+    fn resolve_targets(&self, targets: &Targets) -> Result<(Vec<String>, &'static str), CommandError> {
+        match targets {
+            Targets::Agents(ids) => {
+                if ids.is_empty() {
+                    return Err(CommandError::InvalidArgument("Give target_agent_id, target_agent_ids or broadcast=true".to_owned()));
+                }
+                if ids.len() > limits::TARGETS_PER_SEND_MAX {
+                    return Err(CommandError::InvalidArgument("Too many targets".to_owned()));
+                }
+                let mut out: Vec<String> = Vec::new();
+                for id in ids {
+                    if !self.connections.contains_key(id) {
+                        return Err(CommandError::NotFound(format!("Not connected to '{id}'")));
+                    }
+                    if !out.contains(id) {
+                        out.push(id.clone());
+                    }
+                }
+                Ok((out, "direct"))
+            }
+            Targets::Broadcast { trust_min } => {
+                if !(-1.0..=1.0).contains(trust_min) {
+                    return Err(CommandError::InvalidArgument("trust_min must be within -1..1".to_owned()));
+                }
+                let out = self.connections.keys().filter(|id| self.trust_of(id) >= *trust_min).cloned().collect();
+                Ok((out, "broadcast"))
+            }
+        }
+    }
+
+    fn record_sent(&mut self, message_id: &str, content: &str, kind: &str, hops: u32, in_reply_to: Option<String>) {
+        let seq = self.next_seq();
+        let sent = SentMessage {
+            message_id: message_id.to_owned(),
+            content: content.to_owned(),
+            kind: kind.to_owned(),
+            created_at: self.now.iso(),
+            routed_to: Vec::new(),
+            failed: Vec::new(),
+            status: SentStatus::Active,
+            initial_hops: hops,
+            in_reply_to,
+            responses: Vec::new(),
+            updates: Vec::new(),
+            seq,
+        };
+        let mut changes = vec![Change::put(Table::Sent, message_id, &sent)];
+        self.sent.insert(message_id.to_owned(), sent);
+        while self.sent.len() > SENT_MAX {
+            let oldest = self.sent.values().min_by_key(|s| s.seq).map(|s| s.message_id.clone()).expect("non-empty");
+            self.sent.remove(&oldest);
+            changes.push(Change::delete(Table::Sent, &oldest));
+        }
+        self.persist(changes);
+    }
+
+    /// Signs one envelope per target and sends them; the command completes when all have answered.
+    fn deliver(&mut self, cmd: CommandId, template: MessageEnvelope, targets: Vec<String>) {
+        let batch_id = self.next_batch;
+        self.next_batch += 1;
+        let hops = template.hops_remaining as u32;
+        if targets.is_empty() {
+            self.done(cmd, Ok(json!({"message_id": template.message_id, "routed_to": [], "failed": [], "hops_remaining": hops})));
+            return;
+        }
+        if self.calls_in_flight() + targets.len() > limits::OUTBOUND_IN_FLIGHT_MAX {
+            self.done(cmd, Err(CommandError::Limited("Too many calls in flight; try again shortly".to_owned())));
+            return;
+        }
+        self.batches.insert(
+            batch_id,
+            Batch { cmd: Some(cmd), message_id: template.message_id.clone(), hops_remaining: hops, outstanding: targets.len(), routed_to: Vec::new(), failed: Vec::new() },
+        );
+        let metadata_json = canonical_metadata(template.metadata.as_ref().expect("set by the caller"));
+        for target in targets {
+            let url = self.connections[&target].url.clone();
+            let envelope = self.sign_envelope(&template, &target, &metadata_json);
+            let call = Call::Deliver { batch: batch_id, target };
+            self.transmit(Method::Post, url::endpoint(&url, "message"), wire::encode(&envelope), limits::PEER_CALL_TIMEOUT_MS, false, call);
+        }
+    }
+
+    fn sign_envelope(&self, template: &MessageEnvelope, target: &str, metadata_json: &str) -> MessageEnvelope {
+        let mut e = template.clone();
+        e.from_agent_id = self.me().to_owned();
+        e.from_public_key_hex = Some(self.me().to_owned());
+        e.to_agent_id = Some(target.to_owned());
+        e.timestamp = self.now.iso();
+        // Our ids and timestamps never contain newlines, so the legacy form is always unambiguous.
+        let legacy = sign::legacy_message_bytes(&e.from_agent_id, &e.message_id, &e.timestamp, &e.content).expect("our ids have no newline");
+        e.signature_hex = sign::sign_hex(&self.passport, &legacy);
+        e.dm_signature_hex = Some(sign::sign_hex(&self.passport, &envelope_v2_bytes(&e, metadata_json)));
+        e
+    }
+
+    pub(crate) fn on_delivery(&mut self, batch_id: u64, target: String, result: Result<HttpResponse, String>) {
+        let outcome = match result {
+            Ok(r) if (200..300).contains(&r.status) => Ok(()),
+            Ok(r) => Err(wire::decode::<ErrorBody>(&r.body).map(|b| b.error).unwrap_or_else(|_| format!("HTTP {}", r.status))),
+            Err(e) => Err(e),
+        };
+        let Some(batch) = self.batches.get_mut(&batch_id) else { return };
+        match outcome {
+            Ok(()) => batch.routed_to.push(target.clone()),
+            Err(e) => batch.failed.push((target.clone(), e)),
+        }
+        batch.outstanding -= 1;
+        if batch.outstanding > 0 {
+            return;
+        }
+        let batch = self.batches.remove(&batch_id).expect("present");
+        self.finish_batch(batch);
+    }
+
+    fn finish_batch(&mut self, batch: Batch) {
+        let mut changes = Vec::new();
+        let now_iso = self.now.iso();
+        for target in &batch.routed_to {
+            if let Some(conn) = self.connections.get_mut(target) {
+                conn.messages_sent += 1;
+                conn.last_activity = now_iso.clone();
+                changes.push(Change::put(Table::Connections, target, &*conn));
+            }
+        }
+        if let Some(sent) = self.sent.get_mut(&batch.message_id) {
+            sent.routed_to.extend(batch.routed_to.iter().cloned());
+            sent.failed.extend(batch.failed.iter().cloned());
+            changes.push(Change::put(Table::Sent, &batch.message_id, &*sent));
+        }
+        self.persist(changes);
+        if let Some(cmd) = batch.cmd {
+            let failed: Vec<Value> = batch.failed.iter().map(|(a, e)| json!({"agent_id": a, "error": e})).collect();
+            self.done(cmd, Ok(json!({"message_id": batch.message_id, "routed_to": batch.routed_to, "failed": failed, "hops_remaining": batch.hops_remaining})));
+        }
+    }
+
+    pub(crate) fn cmd_forward(&mut self, cmd: CommandId, args: ForwardArgs) -> Result<(), CommandError> {
+        let Some(msg) = self.inbox.get(&args.message_id).cloned() else {
+            return Err(CommandError::NotFound(format!("No inbox message with ID '{}'", args.message_id)));
+        };
+        if args.note.as_ref().is_some_and(|n| n.chars().count() > NOTE_CHARS_MAX) {
+            return Err(CommandError::InvalidArgument(format!("note must be at most {NOTE_CHARS_MAX} characters")));
+        }
+        let (targets, _) = self.resolve_targets(&Targets::Agents(args.targets.clone()))?;
+        let mut metadata: Map<String, Value> = serde_json::from_str(&msg.metadata_json).unwrap_or_default();
+        let mut path: Vec<String> = metadata
+            .get("forwarded_path")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        if !path.contains(&msg.from_agent_id) {
+            path.push(msg.from_agent_id.clone());
+        }
+        if let Some(looping) = targets.iter().find(|t| path.contains(t)) {
+            return Err(CommandError::InvalidArgument(format!("Loop: '{looping}' already carried this message")));
+        }
+        if msg.hops_remaining == 0 {
+            self.notify_webhook(&msg.webhook, json!({"type": "expired", "agent_id": self.me(), "note": "Message expired — no hops remaining."}), !msg.from_local);
+            return Err(CommandError::InvalidArgument("Message has no hops remaining; it cannot be forwarded".to_owned()));
+        }
+        path.push(self.me().to_owned());
+        metadata.insert("forwarded".to_owned(), Value::Bool(true));
+        metadata.insert("forwarded_by".to_owned(), Value::String(self.me().to_owned()));
+        metadata.insert("forwarded_path".to_owned(), json!(path));
+        if canonical_metadata(&metadata).len() > METADATA_BYTES_MAX {
+            return Err(CommandError::Limited("Forwarding path too long for metadata".to_owned()));
+        }
+        for t in &targets {
+            let update = json!({"type": "forwarded", "agent_id": self.me(), "target_agent_id": t, "note": args.note});
+            self.notify_webhook(&msg.webhook, update, !msg.from_local);
+        }
+        let hops = msg.hops_remaining - 1;
+        let envelope = MessageEnvelope {
+            message_id: msg.message_id.clone(),
+            content: msg.content.clone(),
+            webhook: msg.webhook.clone(),
+            hops_remaining: hops as i64,
+            metadata: Some(metadata),
+            in_reply_to: msg.in_reply_to.clone(),
+            ..Default::default()
+        };
+        self.inbox.remove(&msg.message_id);
+        self.persist(vec![Change::delete(Table::Inbox, &msg.message_id)]);
+        self.record_sent(&msg.message_id, &msg.content, "forward", hops, msg.in_reply_to.clone());
+        self.deliver(cmd, envelope, targets);
+        Ok(())
+    }
+
+    // ----- local views -----
+
+    pub(crate) fn inbox_sorted(&self) -> Vec<&InboxMessage> {
+        let mut v: Vec<&InboxMessage> = self.inbox.values().collect();
+        v.sort_by_key(|m| m.seq);
+        v
+    }
+
+    pub(crate) fn cmd_list_inbox(&self) -> Value {
+        let messages: Vec<Value> = self
+            .inbox_sorted()
+            .into_iter()
+            .map(|m| {
+                json!({
+                    "message_id": m.message_id, "from_agent_id": m.from_agent_id,
+                    "from_display_name": self.connections.get(&m.from_agent_id).map(|c| c.display_name.clone()),
+                    "content": crate::identity::truncate_chars(&m.content, 200), "received_at": m.received_at,
+                    "verified": m.verified, "hops_remaining": m.hops_remaining, "in_reply_to": m.in_reply_to,
+                    "from_connection": m.from_connection,
+                })
+            })
+            .collect();
+        json!({"total": messages.len(), "messages": messages})
+    }
+
+    pub(crate) fn message_json(m: &InboxMessage) -> Value {
+        let metadata: Value = serde_json::from_str(&m.metadata_json).unwrap_or(Value::Object(Map::new()));
+        json!({
+            "message_id": m.message_id, "from_agent_id": m.from_agent_id, "content": m.content,
+            "received_at": m.received_at, "timestamp": m.timestamp, "verified": m.verified,
+            "hops_remaining": m.hops_remaining, "can_forward": m.hops_remaining > 0, "in_reply_to": m.in_reply_to,
+            "metadata": metadata, "webhook": m.webhook, "from_connection": m.from_connection,
+        })
+    }
+
+    pub(crate) fn cmd_get_message(&mut self, message_id: &str, consume: bool) -> Result<Value, CommandError> {
+        let Some(m) = self.inbox.get(message_id) else {
+            return Err(CommandError::NotFound(format!("No inbox message with ID '{message_id}'")));
+        };
+        let mut out = Self::message_json(m);
+        if consume {
+            self.inbox.remove(message_id);
+            self.persist(vec![Change::delete(Table::Inbox, message_id)]);
+            out["consumed"] = Value::Bool(true);
+        }
+        Ok(out)
+    }
+
+    fn sent_json(s: &SentMessage, full: bool) -> Value {
+        let mut v = json!({
+            "message_id": s.message_id, "kind": s.kind, "status": s.status.as_str(), "created_at": s.created_at,
+            "routed_to": s.routed_to, "failed": s.failed.iter().map(|(a, e)| json!({"agent_id": a, "error": e})).collect::<Vec<_>>(),
+            "initial_hops": s.initial_hops, "in_reply_to": s.in_reply_to, "response_count": s.responses.len(),
+            "content": if full { s.content.clone() } else { crate::identity::truncate_chars(&s.content, 200) },
+        });
+        if full {
+            v["responses"] = json!(s.responses.iter().map(|r| json!({"agent_id": r.agent_id, "content": r.content, "received_at": r.received_at, "message_id": r.message_id})).collect::<Vec<_>>());
+            v["updates"] = json!(s.updates.iter().map(|u| json!({"type": u.kind, "agent_id": u.agent_id, "target_agent_id": u.target_agent_id, "note": u.note, "timestamp": u.timestamp})).collect::<Vec<_>>());
+        }
+        v
+    }
+
+    pub(crate) fn cmd_list_sent(&self) -> Value {
+        let mut v: Vec<&SentMessage> = self.sent.values().collect();
+        v.sort_by_key(|s| std::cmp::Reverse(s.seq));
+        let messages: Vec<Value> = v.into_iter().map(|s| Self::sent_json(s, false)).collect();
+        json!({"total": messages.len(), "messages": messages})
+    }
+
+    pub(crate) fn cmd_get_sent(&self, message_id: &str) -> Result<Value, CommandError> {
+        self.sent.get(message_id).map(|s| Self::sent_json(s, true)).ok_or_else(|| CommandError::NotFound(format!("No sent message with ID '{message_id}'")))
+    }
+
+    pub(crate) fn cmd_expire_sent(&mut self, message_id: &str) -> Result<Value, CommandError> {
+        let Some(s) = self.sent.get_mut(message_id) else {
+            return Err(CommandError::NotFound(format!("No sent message with ID '{message_id}'")));
+        };
+        s.status = SentStatus::Expired;
+        let change = Change::put(Table::Sent, message_id, &*s);
+        self.persist(vec![change]);
+        self.wake_waiters();
+        Ok(json!({"message_id": message_id, "status": "expired"}))
+    }
+
+    pub(crate) fn cmd_wait(&mut self, cmd: CommandId, message_id: &str, timeout_ms: u64) -> Result<(), CommandError> {
+        if !self.sent.contains_key(message_id) {
+            return Err(CommandError::NotFound(format!("No sent message with ID '{message_id}'")));
+        }
+        if timeout_ms > limits::WAIT_TIMEOUT_S_MAX * 1000 {
+            return Err(CommandError::InvalidArgument(format!("timeout_seconds must be at most {}", limits::WAIT_TIMEOUT_S_MAX)));
+        }
+        if self.waiters.len() >= limits::WAITERS_MAX {
+            return Err(CommandError::Limited(format!("At most {} waits at once", limits::WAITERS_MAX)));
+        }
+        self.waiters.push(Waiter { cmd, message_id: message_id.to_owned(), deadline_ms: self.now.mono_ms.saturating_add(timeout_ms) });
+        self.wake_waiters();
+        Ok(())
+    }
+
+    /// Completes every wait whose message has a response or was expired.
+    pub(crate) fn wake_waiters(&mut self) {
+        let mut i = 0;
+        while i < self.waiters.len() {
+            let w = &self.waiters[i];
+            match self.sent.get(&w.message_id) {
+                Some(s) if !s.responses.is_empty() || s.status == SentStatus::Expired => {
+                    let w = self.waiters.remove(i);
+                    let v = self.wait_result(&w.message_id, false);
+                    self.done(w.cmd, Ok(v));
+                }
+                None => {
+                    let w = self.waiters.remove(i);
+                    self.done(w.cmd, Err(CommandError::NotFound(format!("Sent message '{}' was dropped", w.message_id))));
+                }
+                _ => i += 1,
+            }
+        }
+    }
+
+    pub(crate) fn expire_waiters(&mut self) {
+        let now = self.now.mono_ms;
+        let mut i = 0;
+        while i < self.waiters.len() {
+            if self.waiters[i].deadline_ms <= now {
+                let w = self.waiters.remove(i);
+                let v = self.wait_result(&w.message_id, true);
+                self.done(w.cmd, Ok(v));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn wait_result(&self, message_id: &str, timed_out: bool) -> Value {
+        let s = self.sent.get(message_id);
+        json!({
+            "message_id": message_id,
+            "timed_out": timed_out,
+            "status": s.map(|s| s.status.as_str()),
+            "responses": s.map(|s| s.responses.iter().map(|r| json!({"agent_id": r.agent_id, "content": r.content, "received_at": r.received_at, "message_id": r.message_id})).collect::<Vec<_>>()).unwrap_or_default(),
+        })
+    }
+}
+
+/// What the checks established about an inbound envelope.
+struct Checked {
+    stamp_us: i64,
+    metadata_json: String,
+    from_local: bool,
+    is_broadcast: bool,
+}

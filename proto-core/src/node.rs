@@ -1,0 +1,462 @@
+//! [`Node`]: the only entry point. `handle_*(now, ..)` in, [`Node::poll_output`] out.
+//!
+//! This file holds the node's state, construction and restore, and the routing of inputs to the
+//! files that own each concern. The behaviour itself lives in `connection.rs`, `message.rs`,
+//! `trust.rs`, `healing.rs` and `discovery.rs`.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use core::net::IpAddr;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use serde_json::Value;
+
+use crate::error::{CommandError, Refusal};
+use crate::identity::Passport;
+use crate::io::{CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, OutboundId, Output, Reply, Transmit};
+use crate::limits::{self, RateLimit, RateWindow};
+use crate::replay::ReplayCache;
+use crate::store::{self, Change, Connection, Impression, InboxMessage, PendingIn, PendingOut, Profile, SentMessage, Table};
+use crate::time::Now;
+use crate::wire;
+
+/// How often housekeeping runs (expiring pending requests, purging the replay cache), in ms.
+pub const HOUSEKEEPING_INTERVAL_MS: u64 = 60_000;
+
+/// Settings fixed at start-up (the `DARKMATTER_*` variables the core needs).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Initial display name (`DARKMATTER_DISPLAY_NAME`).
+    pub display_name: String,
+    /// Initial bio.
+    pub bio: String,
+    /// The URL peers reach us at, without a path (`DARKMATTER_PUBLIC_URL` or derived from host/port).
+    pub public_url: String,
+    /// `DARKMATTER_MAX_CONNECTIONS`.
+    pub max_connections: usize,
+    /// `DARKMATTER_AUTO_ACCEPT_LOCAL`: accept connection requests whose TCP source is local.
+    pub auto_accept_local: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            display_name: String::new(),
+            bio: "A DarkMatter mesh agent.".to_owned(),
+            public_url: "http://127.0.0.1:8100".to_owned(),
+            max_connections: limits::CONNECTIONS_MAX_DEFAULT,
+            auto_accept_local: true,
+        }
+    }
+}
+
+/// What a pending outbound call is for, so its answer reaches the right handler.
+#[derive(Clone, Debug)]
+pub(crate) enum Call {
+    /// `connection_request` for a `Connect` command.
+    ConnectRequest { cmd: CommandId, target_url: String },
+    /// Best-effort calls (webhook updates, proofs, notices) whose answer changes nothing.
+    FireAndForget,
+    /// One delivery of a send or forward batch.
+    Deliver { batch: u64, target: String },
+}
+
+/// A send or forward waiting for its deliveries.
+#[derive(Clone, Debug)]
+pub(crate) struct Batch {
+    pub cmd: Option<CommandId>,
+    pub message_id: String,
+    pub hops_remaining: u32,
+    pub outstanding: usize,
+    pub routed_to: Vec<String>,
+    pub failed: Vec<(String, String)>,
+}
+
+/// A `wait_for_response` call waiting for a reply.
+#[derive(Clone, Debug)]
+pub(crate) struct Waiter {
+    pub cmd: CommandId,
+    pub message_id: String,
+    pub deadline_ms: u64,
+}
+
+/// One DarkMatter node.
+pub struct Node {
+    pub(crate) passport: Passport,
+    pub(crate) config: Config,
+    pub(crate) rng: ChaCha20Rng,
+    pub(crate) profile: Profile,
+    pub(crate) connections: BTreeMap<String, Connection>,
+    pub(crate) pending_in: BTreeMap<String, PendingIn>,
+    pub(crate) pending_out: BTreeMap<String, PendingOut>,
+    pub(crate) inbox: BTreeMap<String, InboxMessage>,
+    pub(crate) sent: BTreeMap<String, SentMessage>,
+    pub(crate) impressions: BTreeMap<String, Impression>,
+    pub(crate) discovered: BTreeMap<String, crate::discovery::Discovered>,
+    pub(crate) replay: ReplayCache,
+    pub(crate) rate_global: RateWindow,
+    pub(crate) rate_peers: BTreeMap<String, RateWindow>,
+    pub(crate) calls: BTreeMap<OutboundId, Call>,
+    pub(crate) batches: BTreeMap<u64, Batch>,
+    pub(crate) waiters: Vec<Waiter>,
+    pub(crate) outputs: VecDeque<Output>,
+    pub(crate) next_outbound: u64,
+    pub(crate) next_batch: u64,
+    pub(crate) next_seq: u64,
+    pub(crate) next_housekeeping_ms: u64,
+    pub(crate) now: Now,
+}
+
+impl Node {
+    /// A fresh node. `seed` drives every random choice (ids, challenges); it emits a persist of its
+    /// profile as its first output.
+    pub fn new(passport: Passport, config: Config, seed: u64, now: Now) -> Self {
+        let profile = Profile {
+            display_name: config.display_name.clone(),
+            bio: config.bio.clone(),
+            created_at: now.iso(),
+            inactive_until_us: None,
+            rate_global: RateLimit::Default,
+        };
+        let mut node = Self::empty(passport, config, seed, now, profile);
+        let change = Change::put(Table::Profile, "self", &node.profile);
+        node.persist(vec![change]);
+        node
+    }
+
+    /// A node rebuilt from persisted records (as read back in any order). Records that fail to decode
+    /// are skipped and counted in the returned number, so one bad row never stops a node.
+    pub fn restore(
+        passport: Passport,
+        config: Config,
+        seed: u64,
+        now: Now,
+        records: impl IntoIterator<Item = (Table, String, Vec<u8>)>,
+    ) -> (Self, usize) {
+        let mut skipped = 0;
+        let mut profile = None;
+        let mut rest = Vec::new();
+        for (table, key, value) in records {
+            if table == Table::Profile {
+                match store::decode::<Profile>(&value) {
+                    Ok(p) => profile = Some(p),
+                    Err(_) => skipped += 1,
+                }
+            } else {
+                rest.push((table, key, value));
+            }
+        }
+        let fresh = profile.is_none();
+        let mut profile = profile.unwrap_or_else(|| Profile {
+            display_name: config.display_name.clone(),
+            bio: config.bio.clone(),
+            created_at: now.iso(),
+            inactive_until_us: None,
+            rate_global: RateLimit::Default,
+        });
+        // The environment names the agent; a configured name wins over the stored one.
+        if !config.display_name.is_empty() {
+            profile.display_name = config.display_name.clone();
+        }
+        let mut node = Self::empty(passport, config, seed, now, profile);
+        for (table, key, value) in rest {
+            if node.restore_record(table, key, &value).is_err() {
+                skipped += 1;
+            }
+        }
+        if fresh {
+            let change = Change::put(Table::Profile, "self", &node.profile);
+            node.persist(vec![change]);
+        }
+        (node, skipped)
+    }
+
+    fn restore_record(&mut self, table: Table, key: String, value: &[u8]) -> Result<(), postcard::Error> {
+        match table {
+            Table::Profile => {}
+            Table::Connections => {
+                let c: Connection = store::decode(value)?;
+                self.connections.insert(c.agent_id.as_str().to_owned(), c);
+            }
+            Table::PendingIn => {
+                let p: PendingIn = store::decode(value)?;
+                self.pending_in.insert(key, p);
+            }
+            Table::PendingOut => {
+                let p: PendingOut = store::decode(value)?;
+                self.pending_out.insert(key, p);
+            }
+            Table::Inbox => {
+                let m: InboxMessage = store::decode(value)?;
+                self.next_seq = self.next_seq.max(m.seq + 1);
+                self.inbox.insert(key, m);
+            }
+            Table::Sent => {
+                let s: SentMessage = store::decode(value)?;
+                self.next_seq = self.next_seq.max(s.seq + 1);
+                self.sent.insert(key, s);
+            }
+            Table::Impressions => {
+                let i: Impression = store::decode(value)?;
+                self.impressions.insert(key, i);
+            }
+            Table::Replay => {
+                let expires: i64 = store::decode(value)?;
+                self.replay.restore(key, expires);
+            }
+        }
+        Ok(())
+    }
+
+    fn empty(passport: Passport, config: Config, seed: u64, now: Now, profile: Profile) -> Self {
+        assert!(config.max_connections <= limits::CONNECTIONS_MAX_CEILING);
+        Self {
+            passport,
+            config,
+            rng: ChaCha20Rng::seed_from_u64(seed),
+            profile,
+            connections: BTreeMap::new(),
+            pending_in: BTreeMap::new(),
+            pending_out: BTreeMap::new(),
+            inbox: BTreeMap::new(),
+            sent: BTreeMap::new(),
+            impressions: BTreeMap::new(),
+            discovered: BTreeMap::new(),
+            replay: ReplayCache::default(),
+            rate_global: RateWindow::default(),
+            rate_peers: BTreeMap::new(),
+            calls: BTreeMap::new(),
+            batches: BTreeMap::new(),
+            waiters: Vec::new(),
+            outputs: VecDeque::new(),
+            next_outbound: 1,
+            next_batch: 1,
+            next_seq: 1,
+            next_housekeeping_ms: now.mono_ms + HOUSEKEEPING_INTERVAL_MS,
+            now,
+        }
+    }
+
+    /// This node's identity.
+    pub fn passport(&self) -> &Passport {
+        &self.passport
+    }
+
+    /// The URL peers reach us at.
+    pub fn public_url(&self) -> &str {
+        &self.config.public_url
+    }
+
+    /// The next thing to do. Returns [`Output::Timeout`] when nothing else is queued.
+    pub fn poll_output(&mut self) -> Output {
+        match self.outputs.pop_front() {
+            Some(out) => out,
+            None => Output::Timeout(self.poll_timeout()),
+        }
+    }
+
+    /// The earliest monotonic time at which [`Node::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let waiters = self.waiters.iter().map(|w| w.deadline_ms).min();
+        Some(waiters.map_or(self.next_housekeeping_ms, |w| w.min(self.next_housekeeping_ms)))
+    }
+
+    /// A peer's HTTP request. The answer comes out as an [`Output::Reply`] with the same id.
+    pub fn handle_request(&mut self, now: Now, request: InboundRequest) {
+        self.now = now;
+        let id = request.id;
+        let path = request.path.clone();
+        // A handler queues its persists first and returns the body; the reply is queued after them,
+        // so an acknowledgement never precedes the commit it acknowledges.
+        match self.route(&request) {
+            Ok(body) => self.reply(id, 200, body),
+            Err(refusal) => {
+                let status = refusal.status();
+                let reason = refusal.to_string();
+                if matches!(status, 403 | 409) {
+                    self.emit(Event::Refused { path, status, reason: reason.clone() });
+                }
+                self.reply(id, status, wire::error_body(&reason));
+            }
+        }
+    }
+
+    fn route(&mut self, r: &InboundRequest) -> Result<Vec<u8>, Refusal> {
+        let path = r.path.as_str();
+        let Some(rest) = path.strip_prefix("/__darkmatter__/") else {
+            if path == "/.well-known/darkmatter.json" {
+                expect(r.method, Method::Get)?;
+                return Ok(wire::encode(&self.card()));
+            }
+            return Err(Refusal::NoRoute);
+        };
+        let (head, arg) = match rest.split_once('/') {
+            Some((h, a)) => (h, Some(a)),
+            None => (rest, None),
+        };
+        match (head, arg) {
+            ("message", None) => {
+                expect(r.method, Method::Post)?;
+                self.on_message(r)
+            }
+            ("webhook", Some(message_id)) => match r.method {
+                Method::Post => self.on_webhook_update(message_id, &r.body),
+                Method::Get => self.on_webhook_status(message_id),
+                Method::Other => Err(Refusal::BadMethod),
+            },
+            ("connection_request", None) => {
+                expect(r.method, Method::Post)?;
+                self.on_connection_request(r)
+            }
+            ("connection_proof", None) => {
+                expect(r.method, Method::Post)?;
+                self.on_connection_proof(&r.body)
+            }
+            ("connection_accepted", None) => {
+                expect(r.method, Method::Post)?;
+                self.on_connection_accepted(&r.body)
+            }
+            ("disconnect", None) => {
+                expect(r.method, Method::Post)?;
+                self.on_disconnect(&r.body)
+            }
+            ("peer_update", None) => {
+                expect(r.method, Method::Post)?;
+                self.on_peer_update(&r.body)
+            }
+            ("peer_lookup", Some(agent_id)) => {
+                expect(r.method, Method::Get)?;
+                self.on_peer_lookup(agent_id)
+            }
+            ("impression", Some(agent_id)) => {
+                expect(r.method, Method::Get)?;
+                self.on_impression_query(agent_id)
+            }
+            ("status", None) => {
+                expect(r.method, Method::Get)?;
+                Ok(wire::encode(&self.status_body()))
+            }
+            ("network_info", None) => {
+                expect(r.method, Method::Get)?;
+                Ok(wire::encode(&self.network_info()))
+            }
+            // 0.5.3 offers WebRTC after every acceptance; we never do WebRTC: answer fast.
+            ("webrtc_offer", None) => Err(Refusal::Invalid("WebRTC is not supported by this node".to_owned())),
+            _ => Err(Refusal::NoRoute),
+        }
+    }
+
+    /// The answer (or transport failure) of an outbound call this node asked for.
+    pub fn handle_response(&mut self, now: Now, id: OutboundId, result: Result<HttpResponse, String>) {
+        self.now = now;
+        let Some(call) = self.calls.remove(&id) else { return };
+        match call {
+            Call::ConnectRequest { cmd, target_url } => self.on_connect_answer(cmd, &target_url, result),
+            Call::Deliver { batch, target } => self.on_delivery(batch, target, result),
+            Call::FireAndForget => {}
+        }
+    }
+
+    /// A LAN datagram (a multicast beacon).
+    pub fn handle_datagram(&mut self, now: Now, source: IpAddr, payload: &[u8]) {
+        self.now = now;
+        self.on_beacon(source, payload);
+    }
+
+    /// Time has reached a deadline the node asked for (calling it early is harmless).
+    pub fn handle_timeout(&mut self, now: Now) {
+        self.now = now;
+        self.expire_waiters();
+        if now.mono_ms >= self.next_housekeeping_ms {
+            self.next_housekeeping_ms = now.mono_ms + HOUSEKEEPING_INTERVAL_MS;
+            self.housekeeping();
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        self.replay.purge(self.now.wall_us);
+        let mut changes = self.expire_pending();
+        if let Some(until) = self.profile.inactive_until_us {
+            if self.now.wall_us >= until {
+                self.profile.inactive_until_us = None;
+                changes.push(Change::put(Table::Profile, "self", &self.profile));
+            }
+        }
+        if !changes.is_empty() {
+            self.persist(changes);
+        }
+    }
+
+    // ----- small helpers shared by the concern files -----
+
+    pub(crate) fn emit(&mut self, event: Event) {
+        self.push(Output::Event(event));
+    }
+
+    pub(crate) fn persist(&mut self, changes: Vec<Change>) {
+        if !changes.is_empty() {
+            self.push(Output::Persist(changes));
+        }
+    }
+
+    pub(crate) fn reply(&mut self, id: InboundId, status: u16, body: Vec<u8>) {
+        self.push(Output::Reply(Reply { id, status, body }));
+    }
+
+    pub(crate) fn done(&mut self, id: CommandId, result: Result<Value, CommandError>) {
+        self.push(Output::Done { id, result });
+    }
+
+    /// Queues an outbound call and remembers what its answer is for.
+    pub(crate) fn transmit(&mut self, method: Method, url: String, body: Vec<u8>, timeout_ms: u64, forbid_private: bool, call: Call) -> OutboundId {
+        let id = OutboundId(self.next_outbound);
+        self.next_outbound += 1;
+        self.calls.insert(id, call);
+        self.push(Output::Transmit(Transmit { id, method, url, body, timeout_ms, forbid_private }));
+        id
+    }
+
+    pub(crate) fn calls_in_flight(&self) -> usize {
+        self.calls.len()
+    }
+
+    fn push(&mut self, out: Output) {
+        // The driver drains after every input; a queue this long means it stopped draining.
+        assert!(self.outputs.len() < limits::OUTPUTS_BUFFERED_MAX, "driver is not draining outputs");
+        self.outputs.push_back(out);
+    }
+
+    pub(crate) fn random_hex(&mut self, bytes: usize) -> String {
+        let mut buf = vec![0u8; bytes];
+        self.rng.fill_bytes(&mut buf);
+        hex::encode(buf)
+    }
+
+    pub(crate) fn next_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+
+    /// Whether the node is inactive (refuses requests and messages with 503).
+    pub(crate) fn is_inactive(&self) -> bool {
+        matches!(self.profile.inactive_until_us, Some(until) if self.now.wall_us < until)
+    }
+
+    pub(crate) fn me(&self) -> &str {
+        self.passport.agent_id().as_str()
+    }
+
+    pub(crate) fn accepting_connections(&self) -> bool {
+        self.connections.len() < self.config.max_connections
+    }
+}
+
+fn expect(got: Method, want: Method) -> Result<(), Refusal> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(Refusal::BadMethod)
+    }
+}

@@ -1,0 +1,304 @@
+//! What the node persists: one table per kind of record, values encoded with postcard.
+//!
+//! The node emits [`Change`]s in [`crate::io::Output::Persist`] batches; a batch is one atomic
+//! commit. [`crate::Node::restore`] rebuilds a node from every record read back. Records carry wall
+//! times, never monotonic ones, because monotonic time does not survive a restart.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::identity::AgentId;
+use crate::limits::RateLimit;
+
+/// The tables.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Table {
+    /// The single `self` record: name, bio, status, creation time.
+    Profile,
+    /// Connections by agent id.
+    Connections,
+    /// Pending incoming connection requests by request id.
+    PendingIn,
+    /// Our outbound connection requests awaiting an answer, by target base URL.
+    PendingOut,
+    /// Inbox by message id.
+    Inbox,
+    /// Sent messages by message id.
+    Sent,
+    /// Impressions by agent id.
+    Impressions,
+    /// Replay cache: message id → expiry (wall µs).
+    Replay,
+}
+
+impl Table {
+    /// Every table, for drivers that create them up front.
+    pub const ALL: [Table; 8] = [
+        Table::Profile,
+        Table::Connections,
+        Table::PendingIn,
+        Table::PendingOut,
+        Table::Inbox,
+        Table::Sent,
+        Table::Impressions,
+        Table::Replay,
+    ];
+
+    /// A stable name for the table (used as the redb table name).
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Profile => "profile",
+            Table::Connections => "connections",
+            Table::PendingIn => "pending_in",
+            Table::PendingOut => "pending_out",
+            Table::Inbox => "inbox",
+            Table::Sent => "sent",
+            Table::Impressions => "impressions",
+            Table::Replay => "replay",
+        }
+    }
+}
+
+/// One write: `value: None` deletes the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// Table.
+    pub table: Table,
+    /// Key.
+    pub key: String,
+    /// postcard bytes, or `None` to delete.
+    pub value: Option<Vec<u8>>,
+}
+
+impl Change {
+    /// A put of a record.
+    pub fn put<T: Serialize>(table: Table, key: &str, value: &T) -> Self {
+        let bytes = postcard::to_allocvec(value).expect("records always serialise");
+        Self { table, key: key.to_owned(), value: Some(bytes) }
+    }
+
+    /// A delete.
+    pub fn delete(table: Table, key: &str) -> Self {
+        Self { table, key: key.to_owned(), value: None }
+    }
+}
+
+/// Decodes a record read back from storage.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, postcard::Error> {
+    postcard::from_bytes(bytes)
+}
+
+/// The node's own profile.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Display name.
+    pub display_name: String,
+    /// Bio.
+    pub bio: String,
+    /// When this identity's state was created (ISO).
+    pub created_at: String,
+    /// Inactive until this wall time (µs), if set.
+    pub inactive_until_us: Option<i64>,
+    /// Global rate limit override.
+    pub rate_global: RateLimit,
+}
+
+/// A connection to a peer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    /// The peer (its key).
+    pub agent_id: AgentId,
+    /// Where to reach it.
+    pub url: String,
+    /// Its name.
+    pub display_name: String,
+    /// Its bio.
+    pub bio: String,
+    /// When the connection was made (ISO).
+    pub connected_at: String,
+    /// Messages we delivered to it.
+    pub messages_sent: u64,
+    /// Messages it delivered to us.
+    pub messages_received: u64,
+    /// Last exchange (ISO).
+    pub last_activity: String,
+    /// The peer proved it speaks our signed form; from now on we require it (no downgrade).
+    pub speaks_v2: bool,
+    /// The peer proved possession of its key (challenge or signed request).
+    pub identity_verified: bool,
+    /// Per-peer rate limit.
+    pub rate_limit: RateLimit,
+    /// Its wallets.
+    pub wallets: BTreeMap<String, String>,
+    /// Its state creation time, as it claims.
+    pub peer_created_at: Option<String>,
+}
+
+/// A connection request waiting for the agent's decision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingIn {
+    /// `req-<8 hex>`.
+    pub request_id: String,
+    /// Who asks.
+    pub agent_id: AgentId,
+    /// Their URL.
+    pub url: String,
+    /// Their name.
+    pub display_name: String,
+    /// Their bio.
+    pub bio: String,
+    /// When (ISO).
+    pub requested_at: String,
+    /// When (wall µs), for expiry.
+    pub requested_us: i64,
+    /// Challenge id.
+    pub challenge_id: String,
+    /// Challenge bytes, hex.
+    pub challenge_hex: String,
+    /// Key possession proven (signed request or answered challenge).
+    pub identity_verified: bool,
+    /// The request carried our signed form.
+    pub speaks_v2: bool,
+    /// Their wallets.
+    pub wallets: BTreeMap<String, String>,
+    /// Their creation time.
+    pub created_at: Option<String>,
+}
+
+/// An outbound connection request waiting for the target's acceptance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingOut {
+    /// The target's base URL.
+    pub target_url: String,
+    /// The id the target told us it has; the acceptance must come from it.
+    pub agent_id: Option<AgentId>,
+    /// The target's request id.
+    pub request_id: Option<String>,
+    /// The target signed its answer in our form, so its acceptance must be signed too.
+    pub speaks_v2: bool,
+    /// When (wall µs), for expiry.
+    pub created_us: i64,
+}
+
+/// A message in the inbox.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InboxMessage {
+    /// Id.
+    pub message_id: String,
+    /// Last hop.
+    pub from_agent_id: String,
+    /// Text.
+    pub content: String,
+    /// When we accepted it (ISO).
+    pub received_at: String,
+    /// Always true: we accept nothing unsigned.
+    pub verified: bool,
+    /// Hops left.
+    pub hops_remaining: u32,
+    /// The sent message it answers.
+    pub in_reply_to: Option<String>,
+    /// The sender's webhook.
+    pub webhook: String,
+    /// Metadata as canonical JSON.
+    pub metadata_json: String,
+    /// The sender's signed timestamp.
+    pub timestamp: String,
+    /// Whether the sender was a connection.
+    pub from_connection: bool,
+    /// Whether the request came from a local address (its webhook may then be local too).
+    pub from_local: bool,
+    /// Arrival order.
+    pub seq: u64,
+}
+
+/// Delivery state of a sent message.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SentStatus {
+    /// Waiting for replies.
+    Active,
+    /// At least one reply arrived.
+    Responded,
+    /// The agent expired it (forwarders stop).
+    Expired,
+}
+
+impl SentStatus {
+    /// The wire word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SentStatus::Active => "active",
+            SentStatus::Responded => "responded",
+            SentStatus::Expired => "expired",
+        }
+    }
+}
+
+/// One reply to a sent message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResponseRecord {
+    /// Who replied.
+    pub agent_id: String,
+    /// The reply text.
+    pub content: String,
+    /// When (ISO).
+    pub received_at: String,
+    /// The reply's own message id (absent for webhook responses).
+    pub message_id: Option<String>,
+}
+
+/// One webhook update to a sent message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpdateRecord {
+    /// `received`, `forwarded`, ...
+    pub kind: String,
+    /// Reporter.
+    pub agent_id: String,
+    /// Forward target.
+    pub target_agent_id: Option<String>,
+    /// Note.
+    pub note: Option<String>,
+    /// When (ISO).
+    pub timestamp: String,
+}
+
+/// A message we sent (or forwarded).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SentMessage {
+    /// Id.
+    pub message_id: String,
+    /// Text.
+    pub content: String,
+    /// `direct`, `broadcast` or `forward`.
+    pub kind: String,
+    /// When (ISO).
+    pub created_at: String,
+    /// Peers that acknowledged it.
+    pub routed_to: Vec<String>,
+    /// Peers that did not, with why.
+    pub failed: Vec<(String, String)>,
+    /// Delivery state.
+    pub status: SentStatus,
+    /// Hop budget it left with.
+    pub initial_hops: u32,
+    /// The message it answers.
+    pub in_reply_to: Option<String>,
+    /// Replies.
+    pub responses: Vec<ResponseRecord>,
+    /// Webhook updates.
+    pub updates: Vec<UpdateRecord>,
+    /// Order of sending.
+    pub seq: u64,
+}
+
+/// Our impression of an agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Impression {
+    /// -1.0 ..= 1.0.
+    pub score: f64,
+    /// Free text.
+    pub note: String,
+    /// When set (ISO).
+    pub updated_at: String,
+}

@@ -3,6 +3,8 @@
 //! Kept here rather than in `proto-core` because they exist only to state expectations: a test that
 //! reused the code under test to compute its expected value would prove nothing.
 
+pub mod harness;
+
 use proto_core::Passport;
 
 /// The passport for a seed written as 64 hex digits, as the vectors file writes seeds.

@@ -1,0 +1,267 @@
+//! A tiny deterministic harness: a few in-memory [`Node`]s on a perfect network, one clock, and a
+//! trace of one readable line per event. Delivery is FIFO and instant unless the clock is advanced,
+//! so the same script always produces the same trace.
+
+use std::collections::VecDeque;
+
+use core::net::IpAddr;
+use proto_core::{Command, CommandError, CommandId, Config, Event, HttpResponse, InboundId, InboundRequest, Method, Node, Now, Output, Passport, Table, Transmit};
+use serde_json::Value;
+
+/// 2026-01-01T00:00:00Z in µs: every harness clock starts here.
+pub const EPOCH_US: i64 = 1_767_225_600_000_000;
+
+/// One node in the harness.
+pub struct Peer {
+    /// Short name used in traces (`A`, `B`, ...).
+    pub name: String,
+    /// Its node.
+    pub node: Node,
+    /// Where it listens.
+    pub url: String,
+    /// The address its requests come from.
+    pub ip: IpAddr,
+    /// Everything it persisted, as the last value per key (what would survive a crash).
+    pub disk: std::collections::BTreeMap<(Table, String), Vec<u8>>,
+    /// Events it emitted, in order.
+    pub events: Vec<Event>,
+    seed: [u8; 32],
+    config: Config,
+}
+
+/// The harness.
+pub struct Mesh {
+    /// The nodes.
+    pub peers: Vec<Peer>,
+    /// Current time.
+    pub now: Now,
+    /// The trace so far.
+    pub trace: Vec<String>,
+    inflight: VecDeque<(usize, Transmit)>,
+    done: Vec<(CommandId, Result<Value, CommandError>)>,
+    next_id: u64,
+    /// Drop transmits to these nodes (a partition), reporting a transport error.
+    pub unreachable: Vec<usize>,
+}
+
+impl Default for Mesh {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Mesh {
+    /// An empty mesh at [`EPOCH_US`].
+    pub fn new() -> Self {
+        Self { peers: Vec::new(), now: Now::new(0, EPOCH_US), trace: Vec::new(), inflight: VecDeque::new(), done: Vec::new(), next_id: 1, unreachable: Vec::new() }
+    }
+
+    /// Adds a node named `name`; `local` nodes send from 10.0.0.x (auto-accepted), others from
+    /// 203.0.113.x (left pending).
+    pub fn add(&mut self, name: &str, local: bool) -> usize {
+        let i = self.peers.len();
+        let seed = [i as u8 + 1; 32];
+        let url = format!("http://{}.test:8100", name.to_lowercase());
+        let config = Config { display_name: name.to_owned(), public_url: url.clone(), ..Config::default() };
+        let node = Node::new(Passport::from_seed(seed), config.clone(), i as u64, self.now);
+        let ip: IpAddr = if local { format!("10.0.0.{}", i + 1) } else { format!("203.0.113.{}", i + 1) }.parse().unwrap();
+        self.peers.push(Peer { name: name.to_owned(), node, url, ip, disk: Default::default(), events: Vec::new(), seed, config });
+        self.drain(i);
+        i
+    }
+
+    /// A node's agent id.
+    pub fn id(&self, i: usize) -> String {
+        self.peers[i].node.passport().agent_id().to_string()
+    }
+
+    /// Replaces every agent id in `text` by its node's name, for readable traces.
+    pub fn names(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for p in &self.peers {
+            out = out.replace(p.node.passport().agent_id().as_str(), &format!("<{}>", p.name));
+        }
+        out
+    }
+
+    fn log(&mut self, line: String) {
+        let line = format!("{:>8.3} {}", self.now.mono_ms as f64 / 1000.0, self.names(&line));
+        self.trace.push(line);
+    }
+
+    /// Advances both clocks by `ms` and fires due timers.
+    pub fn advance(&mut self, ms: u64) {
+        self.now = Now::new(self.now.mono_ms + ms, self.now.wall_us + ms as i64 * 1000);
+        for i in 0..self.peers.len() {
+            let now = self.now;
+            self.peers[i].node.handle_timeout(now);
+            self.drain(i);
+        }
+        self.run();
+    }
+
+    /// Runs a command on node `i` and delivers everything until the network is quiet.
+    pub fn command(&mut self, i: usize, command: Command) -> Result<Value, CommandError> {
+        let id = CommandId(self.next_id);
+        self.next_id += 1;
+        let label = self.names(&format!("{command:?}"));
+        let label: String = label.chars().take(100).collect();
+        self.log(format!("{} cmd {}", self.peers[i].name, label));
+        let now = self.now;
+        self.peers[i].node.handle_command(now, id, command);
+        self.drain(i);
+        self.run();
+        let pos = self.done.iter().position(|(d, _)| *d == id);
+        match pos {
+            Some(p) => self.done.remove(p).1,
+            None => Err(CommandError::Peer("command still pending".to_owned())),
+        }
+    }
+
+    /// Starts a command without waiting (for `WaitForResponse`); collect with [`Mesh::take_done`].
+    pub fn start(&mut self, i: usize, command: Command) -> CommandId {
+        let id = CommandId(self.next_id);
+        self.next_id += 1;
+        self.log(format!("{} cmd {:?}", self.peers[i].name, command));
+        let now = self.now;
+        self.peers[i].node.handle_command(now, id, command);
+        self.drain(i);
+        self.run();
+        id
+    }
+
+    /// The result of a started command, if it finished.
+    pub fn take_done(&mut self, id: CommandId) -> Option<Result<Value, CommandError>> {
+        let p = self.done.iter().position(|(d, _)| *d == id)?;
+        Some(self.done.remove(p).1)
+    }
+
+    /// Sends a raw request to node `to` as if from `source`; returns status and body.
+    pub fn inject(&mut self, to: usize, method: Method, path: &str, body: &[u8], source: IpAddr) -> (u16, Value) {
+        let id = InboundId(self.next_id);
+        self.next_id += 1;
+        let now = self.now;
+        self.peers[to].node.handle_request(now, InboundRequest { id, method, path: path.to_owned(), body: body.to_vec(), source: Some(source) });
+        let replies = self.drain(to);
+        let (status, body) = replies.into_iter().find(|(rid, _, _)| *rid == id).map(|(_, s, b)| (s, b)).expect("every request is answered");
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        self.log(format!("inject -> {} {:?} {} -> {} {}", self.peers[to].name, method, path, status, summary(&v)));
+        self.run();
+        (status, v)
+    }
+
+    /// Delivers in-flight transmits, FIFO, until none remain.
+    pub fn run(&mut self) {
+        let mut steps = 0;
+        while let Some((from, t)) = self.inflight.pop_front() {
+            steps += 1;
+            assert!(steps < 100_000, "harness: runaway exchange");
+            self.deliver(from, t);
+        }
+    }
+
+    fn deliver(&mut self, from: usize, t: Transmit) {
+        let path = t.url.split_once("/__darkmatter__").map(|(_, p)| format!("/__darkmatter__{p}")).unwrap_or_default();
+        let target = self.peers.iter().position(|p| t.url.starts_with(&p.url));
+        let from_name = self.peers[from].name.clone();
+        let result = match target {
+            Some(to) if !self.unreachable.contains(&to) => {
+                let id = InboundId(self.next_id);
+                self.next_id += 1;
+                let now = self.now;
+                let source = Some(self.peers[from].ip);
+                self.peers[to].node.handle_request(now, InboundRequest { id, method: t.method, path: path.clone(), body: t.body.clone(), source });
+                let replies = self.drain(to);
+                let (status, body) = replies.into_iter().find(|(rid, _, _)| *rid == id).map(|(_, s, b)| (s, b)).expect("every request is answered");
+                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                self.log(format!("{from_name} -> {} {:?} {path} -> {status} {}", self.peers[to].name, t.method, summary(&v)));
+                Ok(HttpResponse { status, body })
+            }
+            _ => {
+                self.log(format!("{from_name} -> ? {:?} {} -> unreachable", t.method, t.url));
+                Err("connection refused".to_owned())
+            }
+        };
+        let now = self.now;
+        self.peers[from].node.handle_response(now, t.id, result);
+        self.drain(from);
+    }
+
+    /// Drains node `i`'s outputs: applies persists to its disk, queues transmits, records events and
+    /// command results; returns the replies.
+    fn drain(&mut self, i: usize) -> Vec<(InboundId, u16, Vec<u8>)> {
+        let mut replies = Vec::new();
+        loop {
+            match self.peers[i].node.poll_output() {
+                Output::Timeout(_) => break,
+                Output::Persist(changes) => {
+                    for c in changes {
+                        match c.value {
+                            Some(v) => {
+                                self.peers[i].disk.insert((c.table, c.key), v);
+                            }
+                            None => {
+                                self.peers[i].disk.remove(&(c.table, c.key));
+                            }
+                        }
+                    }
+                }
+                Output::Reply(r) => replies.push((r.id, r.status, r.body)),
+                Output::Transmit(t) => self.inflight.push_back((i, t)),
+                Output::Event(e) => {
+                    let line = format!("{} event {}", self.peers[i].name, event_line(&e));
+                    self.peers[i].events.push(e);
+                    self.log(line);
+                }
+                Output::Done { id, result } => {
+                    let line = match &result {
+                        Ok(v) => format!("{} done {}", self.peers[i].name, summary(v)),
+                        Err(e) => format!("{} done error: {e}", self.peers[i].name),
+                    };
+                    self.log(line);
+                    self.done.push((id, result));
+                }
+            }
+        }
+        replies
+    }
+
+    /// Crashes node `i` and restarts it from what it had persisted.
+    pub fn restart(&mut self, i: usize) {
+        let p = &self.peers[i];
+        let records: Vec<(Table, String, Vec<u8>)> = p.disk.iter().map(|((t, k), v)| (*t, k.clone(), v.clone())).collect();
+        let (node, skipped) = Node::restore(Passport::from_seed(p.seed), p.config.clone(), 1000 + i as u64, self.now, records);
+        assert_eq!(skipped, 0, "every persisted record decodes");
+        self.peers[i].node = node;
+        self.log(format!("{} restarted from {} records", self.peers[i].name, self.peers[i].disk.len()));
+        self.drain(i);
+    }
+}
+
+fn event_line(e: &Event) -> String {
+    match e {
+        Event::ConnectionRequested { request_id, agent_id, .. } => format!("connection-requested {request_id} by {agent_id}"),
+        Event::Connected { agent_id } => format!("connected {agent_id}"),
+        Event::Disconnected { agent_id, by_peer } => format!("disconnected {agent_id} by_peer={by_peer}"),
+        Event::MessageReceived { message_id, from_agent_id, in_reply_to } => format!("message {message_id} from {from_agent_id} reply_to={in_reply_to:?}"),
+        Event::PeerUpdated { agent_id, url } => format!("peer-updated {agent_id} at {url}"),
+        Event::Refused { path, status, reason } => format!("refused {path} {status}: {reason}"),
+    }
+}
+
+/// A short, stable summary of a JSON reply for traces.
+pub fn summary(v: &Value) -> String {
+    if let Some(e) = v.get("error").and_then(Value::as_str) {
+        return format!("error: {e}");
+    }
+    let mut parts = Vec::new();
+    for key in ["status", "auto_accepted", "request_id", "message_id", "routed_to", "failed", "queue_position", "recorded", "timed_out", "success"] {
+        if let Some(x) = v.get(key) {
+            parts.push(format!("{key}={x}"));
+        }
+    }
+    if let Some(r) = v.get("responses").and_then(Value::as_array) {
+        parts.push(format!("responses={}", r.len()));
+    }
+    parts.join(" ")
+}

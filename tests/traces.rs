@@ -198,3 +198,32 @@ fn restart_keeps_connections_inbox_and_sent() {
     let src = m.peers[a].ip;
     assert_eq!(m.inject(b, Method::Post, "/__darkmatter__/message", &body, src).0, 409);
 }
+
+#[test]
+fn an_unsigned_forward_claim_does_not_let_a_stranger_answer() {
+    let mut m = Mesh::new();
+    let a = m.add("A", true);
+    let b = m.add("B", true);
+    connect(&mut m, a, b);
+    let sent = m.command(a, send(&m.id(b), "private question")).unwrap();
+    let mid = sent["message_id"].as_str().unwrap().to_owned();
+    // Mallory claims, unsigned, that B forwarded the message to her.
+    let mallory = proto_core::Passport::from_seed([0x66; 32]);
+    let claim = json!({"type": "forwarded", "agent_id": m.id(b), "target_agent_id": mallory.agent_id().as_str()});
+    let path = format!("/__darkmatter__/webhook/{mid}");
+    let (s, v) = m.inject(a, Method::Post, &path, claim.to_string().as_bytes(), "203.0.113.9".parse().unwrap());
+    assert_eq!(s, 403, "B speaks our form, so an unsigned claim in its name is refused: {v}");
+    let claim = json!({"type": "forwarded", "agent_id": mallory.agent_id().as_str(), "target_agent_id": mallory.agent_id().as_str()});
+    let (s, _) = m.inject(a, Method::Post, &path, claim.to_string().as_bytes(), "203.0.113.9".parse().unwrap());
+    assert_eq!(s, 200, "recorded, but unverified");
+    let updates = m.command(a, Command::GetSent { message_id: mid.clone() }).unwrap()["updates"].clone();
+    assert_eq!(updates.as_array().unwrap().len(), 2, "received + Mallory's unverified claim");
+    // Her signed reply to A's message is queued in A's inbox, but does not count as a response.
+    let ts = proto_core::time::format_iso(m.now.wall_us);
+    let content = "trust me";
+    let sig = proto_core::sign::sign_hex(&mallory, &proto_core::sign::legacy_message_bytes(mallory.agent_id().as_str(), "msg-mallory1", &ts, content).unwrap());
+    let body = json!({"message_id": "msg-mallory1", "content": content, "webhook": "http://203.0.113.9:8100/__darkmatter__/webhook/msg-mallory1",
+        "timestamp": ts, "from_agent_id": mallory.agent_id().as_str(), "signature_hex": sig, "in_reply_to": mid});
+    assert_eq!(m.inject(a, Method::Post, "/__darkmatter__/message", body.to_string().as_bytes(), "203.0.113.9".parse().unwrap()).0, 200);
+    assert_eq!(m.command(a, Command::GetSent { message_id: mid }).unwrap()["response_count"], 0);
+}

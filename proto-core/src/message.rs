@@ -61,6 +61,11 @@ pub struct ForwardArgs {
     pub note: Option<String>,
 }
 
+/// Our signed form of a webhook update.
+fn webhook_v2_bytes(kind: &str, agent: &str, message_id: &str, target: Option<&str>, note: Option<&str>, stamp: &str) -> Vec<u8> {
+    sign::v2_bytes(sign::V2_WEBHOOK, &[kind, agent, message_id, target.unwrap_or(""), note.unwrap_or(""), stamp])
+}
+
 /// Just the id, for the duplicate pre-check: serde skips every other field without building it.
 #[derive(Deserialize)]
 struct IdOnly<'a> {
@@ -254,7 +259,7 @@ impl Node {
         let connected = self.connections.contains_key(from);
         let sent = self.sent.get_mut(original)?;
         let addressed = sent.routed_to.iter().any(|a| a == from)
-            || sent.updates.iter().any(|u| u.kind == "forwarded" && u.target_agent_id.as_deref() == Some(from));
+            || sent.updates.iter().any(|u| u.verified && u.kind == "forwarded" && u.target_agent_id.as_deref() == Some(from));
         if !(addressed || connected) || sent.responses.len() >= RESPONSES_PER_SENT_MAX {
             return None;
         }
@@ -279,7 +284,7 @@ impl Node {
     }
 
     pub(crate) fn replay_change(&self, id: &str) -> Change {
-        let expires = self.replay.entries().find(|(k, _)| *k == id).map_or(0, |(_, v)| v);
+        let expires = self.replay.expires_at(id).unwrap_or(0);
         Change::put(Table::Replay, id, &expires)
     }
 
@@ -304,6 +309,7 @@ impl Node {
         match u.kind.as_str() {
             "response" => self.on_webhook_response(message_id, &u)?,
             "received" | "responding" | "forwarded" | "expired" => {
+                let verified = self.verify_webhook_update(message_id, &u)?;
                 let sent = self.sent.get_mut(message_id).expect("checked above");
                 if sent.updates.len() >= UPDATES_PER_SENT_MAX {
                     return Err(Refusal::Limited(format!("Update limit reached ({UPDATES_PER_SENT_MAX}) for this message")));
@@ -314,6 +320,7 @@ impl Node {
                     target_agent_id: u.target_agent_id.clone(),
                     note,
                     timestamp: self.now.iso(),
+                    verified,
                 });
                 let change = Change::put(Table::Sent, message_id, &*sent);
                 self.persist(vec![change]);
@@ -321,6 +328,37 @@ impl Node {
             other => return Err(Refusal::Invalid(format!("Unknown update type: '{other}'"))),
         }
         Ok(wire::encode(&WebhookRecorded { success: true, recorded: u.kind }))
+    }
+
+    /// Checks our signature on a webhook update, when present. Unsigned updates are recorded as
+    /// unverified (0.5.3 never signs them), except from a peer known to speak our form.
+    fn verify_webhook_update(&mut self, message_id: &str, u: &WebhookUpdate) -> Result<bool, Refusal> {
+        let Some(sig) = u.dm_signature_hex.as_deref() else {
+            if self.connections.get(&u.agent_id).is_some_and(|c| c.speaks_v2) && u.kind != "received" {
+                return Err(Refusal::Unauthorized("Signature required in the signed form this peer speaks (no downgrade).".to_owned()));
+            }
+            return Ok(false);
+        };
+        let id = bind_identity(&u.agent_id, None)?;
+        let stamp = u.timestamp.as_deref().unwrap_or("");
+        let stamp_us = check_fresh(self.now.wall_us, stamp)?;
+        let bytes = webhook_v2_bytes(&u.kind, id.as_str(), message_id, u.target_agent_id.as_deref(), u.note.as_deref(), stamp);
+        sign::verify_hex(id.key(), &bytes, sig).map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
+        let replay_key = format!("webhook:{sig}");
+        self.record_replay(&replay_key, stamp_us)?;
+        let change = self.replay_change(&replay_key);
+        self.persist(vec![change]);
+        Ok(true)
+    }
+
+    /// A signed `forwarded` or `expired` update from us.
+    fn signed_update(&self, kind: &str, message_id: &str, target: Option<&str>, note: Option<&str>) -> Value {
+        let stamp = self.now.iso();
+        let bytes = webhook_v2_bytes(kind, self.me(), message_id, target, note, &stamp);
+        json!({
+            "type": kind, "agent_id": self.me(), "target_agent_id": target, "note": note, "timestamp": stamp,
+            "dm_signature_hex": sign::sign_hex(&self.passport, &bytes),
+        })
     }
 
     /// A webhook `response` counts only when signed by its agent (0.5.3 takes it unsigned).
@@ -565,7 +603,8 @@ impl Node {
             return Err(CommandError::InvalidArgument(format!("Loop: '{looping}' already carried this message")));
         }
         if msg.hops_remaining == 0 {
-            self.notify_webhook(&msg.webhook, json!({"type": "expired", "agent_id": self.me(), "note": "Message expired — no hops remaining."}), !msg.from_local);
+            let update = self.signed_update("expired", &msg.message_id, None, Some("Message expired — no hops remaining."));
+            self.notify_webhook(&msg.webhook, update, !msg.from_local);
             return Err(CommandError::InvalidArgument("Message has no hops remaining; it cannot be forwarded".to_owned()));
         }
         path.push(self.me().to_owned());
@@ -576,7 +615,7 @@ impl Node {
             return Err(CommandError::Limited("Forwarding path too long for metadata".to_owned()));
         }
         for t in &targets {
-            let update = json!({"type": "forwarded", "agent_id": self.me(), "target_agent_id": t, "note": args.note});
+            let update = self.signed_update("forwarded", &msg.message_id, Some(t), args.note.as_deref());
             self.notify_webhook(&msg.webhook, update, !msg.from_local);
         }
         let hops = msg.hops_remaining - 1;

@@ -82,6 +82,11 @@ impl ReplayCache {
         }
     }
 
+    /// When a recorded id expires (wall µs), if it is held.
+    pub fn expires_at(&self, id: &str) -> Option<i64> {
+        self.expires_us.get(id).copied()
+    }
+
     /// Ids held, live or not yet purged.
     pub fn len(&self) -> usize {
         self.expires_us.len()

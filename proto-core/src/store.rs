@@ -261,6 +261,8 @@ pub struct UpdateRecord {
     pub note: Option<String>,
     /// When (ISO).
     pub timestamp: String,
+    /// Signed by its agent in our form (0.5.3 updates are not signed).
+    pub verified: bool,
 }
 
 /// A message we sent (or forwarded).

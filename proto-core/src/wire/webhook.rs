@@ -33,6 +33,10 @@ pub struct WebhookUpdate {
     /// For `response`: legacy-form signature over (agent_id, message_id, timestamp, response).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature_hex: Option<String>,
+    /// Ours, on `forwarded` and `expired`: signature over (type, agent_id, message_id, target, note,
+    /// timestamp), so a forward cannot be claimed by someone who did not make it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dm_signature_hex: Option<String>,
 }
 
 /// `{"success":true,"recorded":"<type>"}`.

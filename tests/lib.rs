@@ -4,6 +4,7 @@
 //! reused the code under test to compute its expected value would prove nothing.
 
 pub mod harness;
+pub mod python;
 
 use proto_core::Passport;
 

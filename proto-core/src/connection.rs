@@ -44,6 +44,16 @@ pub(crate) fn check_fresh(now_us: i64, stamp: &str) -> Result<i64, Refusal> {
     Ok(t)
 }
 
+/// What we learn about a peer from a handshake.
+pub(crate) struct PeerDetails {
+    pub agent_id: AgentId,
+    pub url: String,
+    pub display_name: String,
+    pub bio: String,
+    pub wallets: std::collections::BTreeMap<String, String>,
+    pub created_at: Option<String>,
+}
+
 fn opt(s: &Option<String>) -> &str {
     s.as_deref().unwrap_or("")
 }
@@ -93,7 +103,7 @@ impl Node {
 
         let source_local = r.source.is_some_and(url::is_local_ip);
         if source_local && self.config.auto_accept_local && self.accepting_connections() {
-            let conn = self.new_connection(id.clone(), peer_url, name, bio, speaks_v2, wallets, req.created_at.clone());
+            let conn = self.new_connection(PeerDetails { agent_id: id.clone(), url: peer_url, display_name: name, bio, wallets, created_at: req.created_at.clone() }, speaks_v2);
             let change = Change::put(Table::Connections, id.as_str(), &conn);
             self.connections.insert(id.as_str().to_owned(), conn);
             self.persist(vec![change]);
@@ -257,13 +267,15 @@ impl Node {
         }
         // We reached the target at the URL we used; keep that rather than a claimed one.
         let conn = self.new_connection(
-            id.clone(),
-            pending.target_url.clone(),
-            truncate_chars(opt(&acc.agent_display_name), DISPLAY_NAME_CHARS_MAX),
-            truncate_chars(opt(&acc.agent_bio), BIO_CHARS_MAX),
+            PeerDetails {
+                agent_id: id.clone(),
+                url: pending.target_url.clone(),
+                display_name: truncate_chars(opt(&acc.agent_display_name), DISPLAY_NAME_CHARS_MAX),
+                bio: truncate_chars(opt(&acc.agent_bio), BIO_CHARS_MAX),
+                wallets: acc.wallets.clone().unwrap_or_default(),
+                created_at: acc.created_at.clone(),
+            },
             signed,
-            acc.wallets.clone().unwrap_or_default(),
-            acc.created_at.clone(),
         );
         let changes = vec![Change::delete(Table::PendingOut, &key), Change::put(Table::Connections, id.as_str(), &conn)];
         self.pending_out.remove(&key);
@@ -296,17 +308,9 @@ impl Node {
         Ok(wire::encode(&Ack { success: true }))
     }
 
-    pub(crate) fn new_connection(
-        &self,
-        agent_id: AgentId,
-        url: String,
-        display_name: String,
-        bio: String,
-        speaks_v2: bool,
-        wallets: std::collections::BTreeMap<String, String>,
-        peer_created_at: Option<String>,
-    ) -> Connection {
+    pub(crate) fn new_connection(&self, peer: PeerDetails, speaks_v2: bool) -> Connection {
         let now = self.now.iso();
+        let PeerDetails { agent_id, url, display_name, bio, wallets, created_at: peer_created_at } = peer;
         Connection {
             agent_id,
             url,
@@ -405,13 +409,15 @@ impl Node {
         };
         if answer.auto_accepted {
             let conn = self.new_connection(
-                id.clone(),
-                target_url.to_owned(),
-                truncate_chars(opt(&answer.agent_display_name), DISPLAY_NAME_CHARS_MAX),
-                truncate_chars(opt(&answer.agent_bio), BIO_CHARS_MAX),
+                PeerDetails {
+                    agent_id: id.clone(),
+                    url: target_url.to_owned(),
+                    display_name: truncate_chars(opt(&answer.agent_display_name), DISPLAY_NAME_CHARS_MAX),
+                    bio: truncate_chars(opt(&answer.agent_bio), BIO_CHARS_MAX),
+                    wallets: answer.wallets.clone().unwrap_or_default(),
+                    created_at: answer.created_at.clone(),
+                },
                 signed,
-                answer.wallets.clone().unwrap_or_default(),
-                answer.created_at.clone(),
             );
             let mut changes = vec![Change::put(Table::Connections, id.as_str(), &conn)];
             if self.pending_out.remove(target_url).is_some() {
@@ -456,7 +462,7 @@ impl Node {
             return Err(CommandError::Limited(format!("Connection limit reached ({})", self.config.max_connections)));
         }
         let p = self.pending_in.remove(request_id).expect("checked above");
-        let mut conn = self.new_connection(p.agent_id.clone(), p.url.clone(), p.display_name.clone(), p.bio.clone(), p.speaks_v2, p.wallets.clone(), p.created_at.clone());
+        let mut conn = self.new_connection(PeerDetails { agent_id: p.agent_id.clone(), url: p.url.clone(), display_name: p.display_name.clone(), bio: p.bio.clone(), wallets: p.wallets.clone(), created_at: p.created_at.clone() }, p.speaks_v2);
         conn.identity_verified = p.identity_verified;
         let changes = vec![Change::delete(Table::PendingIn, request_id), Change::put(Table::Connections, p.agent_id.as_str(), &conn)];
         self.connections.insert(p.agent_id.as_str().to_owned(), conn);

@@ -60,9 +60,7 @@ fn verify_message(c: &mut Criterion) {
     let sig = sign::sign_hex(&passport, &bytes);
     let key = *passport.agent_id().key();
     assert_eq!(sign::verify_hex(&key, &bytes, &sig), Ok(()));
-    c.bench_function("verify_strict", |b| {
-        b.iter(|| sign::verify_hex(black_box(&key), black_box(&bytes), black_box(&sig)))
-    });
+    c.bench_function("verify_strict", |b| b.iter(|| sign::verify_hex(black_box(&key), black_box(&bytes), black_box(&sig))));
 }
 
 fn dedup_lookup(c: &mut Criterion) {
@@ -82,9 +80,7 @@ fn duplicate_rejection(c: &mut Criterion) {
     let present = message_id(REPLAY_ENTRIES_MAX / 2);
     assert_eq!(cache.record(&present, NOW_US, NOW_US), Err(ReplayError::Duplicate));
     // A duplicate returns before touching the cache, so every iteration sees the same state.
-    c.bench_function("duplicate_rejection", |b| {
-        b.iter(|| cache.record(black_box(&present), black_box(NOW_US), black_box(NOW_US)))
-    });
+    c.bench_function("duplicate_rejection", |b| b.iter(|| cache.record(black_box(&present), black_box(NOW_US), black_box(NOW_US))));
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -1,1 +1,233 @@
-//! placeholder
+//! # runtime-smol: one DarkMatter node on real sockets, files and clocks
+//!
+//! A thin driver around [`proto_core::Node`]: the core decides everything, this crate moves bytes.
+//!
+//! ## Threads
+//! - **`dm-core`** owns the node, the redb database and the clocks ([`driver`]). It is the only
+//!   place that reads time; it commits every persist batch before carrying out what follows it, so a
+//!   message is acknowledged (HTTP 200) only once it is on disk.
+//! - **`dm-net`** runs a smol executor with the peer HTTP server ([`server`]), the LAN beacon sender
+//!   and listener and the periodic localhost scan ([`discovery`]), and the tasks that run outbound
+//!   calls ([`client`]) on smol's blocking pool, at most [`driver::TRANSMITS_CONCURRENT_MAX`] at once.
+//! - **`dm-signals`** (optional) turns SIGINT/SIGTERM into a graceful stop ([`signals`]).
+//!
+//! Inputs reach the core over a bounded async-channel; replies, command results and events leave it
+//! over channels too. [`start`] returns a [`NodeHandle`] (commands, events, discovery, shutdown) and a
+//! [`Running`] to wait on.
+//!
+//! ## State
+//! `<cwd>/.darkmatter/passport.key` (0.5.3's format, created 0600 with OS randomness when missing)
+//! and `<cwd>/.darkmatter/state-<id prefix>.redb` ([`storage`]). redb's file lock makes one node per
+//! identity: a second start fails with [`StartError::AlreadyRunning`].
+//!
+//! ## Configuration
+//! The `DARKMATTER_*` variables of 0.5.3's README, parsed and validated by [`config`]. When
+//! `DARKMATTER_PUBLIC_URL` is unset the URL is derived as [`RuntimeConfig::public_url`] documents
+//! (`http://127.0.0.1:<port>` for a loopback host, the LAN address for `0.0.0.0`).
+//!
+//! ## Running headless
+//! The `darkmatter-node` binary ([`headless`]) runs a node until SIGINT/SIGTERM or end of standard
+//! input. Its first line on stdout is `{"ready":true,"agent_id":..,"url":..,"listen":..,"state":..}`;
+//! then it reads one JSON command per line on stdin and writes one JSON result per line on stdout:
+//!
+//! ```text
+//! {"id":1,"cmd":"connect","target_url":"http://127.0.0.1:8101"}
+//! {"id":1,"ok":true,"result":{"status":"connected","agent_id":"…",…}}
+//! {"cmd":"send","target_agent_id":"…","content":"hi"}
+//! {"cmd":"list_inbox"}
+//! ```
+//! Commands: `connect`, `accept`, `reject`, `disconnect`, `list_connections`, `list_pending`, `send`,
+//! `forward`, `list_inbox`, `get_message`, `list_sent`, `get_sent`, `expire_sent`,
+//! `wait_for_response`, `identity`, `update_bio`, `set_status`, `set_impression`, `get_impression`,
+//! `set_rate_limit`, `status`, `network_info`, `list_discovered`, `discover_local`,
+//! `discover_domain`, `announce`, `shutdown` (see [`control`]). Flags: `--no-stdin` (ignore stdin, run
+//! until a signal), `--events` (also print `{"event":..}` lines). Control is deliberately not on the
+//! network port.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod client;
+pub mod config;
+pub mod control;
+pub mod discovery;
+pub mod driver;
+pub mod handle;
+pub mod headless;
+pub mod http;
+pub mod server;
+pub mod signals;
+pub mod storage;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use smol::{Async, Executor, Timer};
+use thiserror::Error;
+
+pub use config::{ConfigError, RuntimeConfig};
+pub use handle::{NodeHandle, Running};
+pub use storage::StorageError;
+
+/// How long a stopping node lets open connections finish, in ms.
+pub const SHUTDOWN_GRACE_MS: u64 = 2_000;
+/// Hex digits of the agent id in the default display name (`agent-<hex>`).
+pub const DEFAULT_NAME_ID_HEX: usize = 8;
+
+/// Why a node did not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// A node with this identity already runs (its state file is locked).
+    #[error("a node with this identity is already running (state file {} is locked); attach to it instead", .0.display())]
+    AlreadyRunning(std::path::PathBuf),
+    /// The state directory, passport or database could not be opened.
+    #[error(transparent)]
+    Storage(StorageError),
+    /// The peer port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A thread or signal handler could not be set up.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl From<StorageError> for StartError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::AlreadyOpen(path) => StartError::AlreadyRunning(path),
+            other => StartError::Storage(other),
+        }
+    }
+}
+
+fn random_u64() -> Result<u64, StartError> {
+    let mut b = [0u8; 8];
+    getrandom::getrandom(&mut b).map_err(|e| StartError::Storage(StorageError::Random(e.to_string())))?;
+    Ok(u64::from_le_bytes(b))
+}
+
+fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) -> Result<std::thread::JoinHandle<()>, StartError> {
+    std::thread::Builder::new().name(name.to_owned()).spawn(f).map_err(StartError::Runtime)
+}
+
+/// Starts a node on its own threads and returns once it is listening.
+pub fn start(config: RuntimeConfig) -> Result<(NodeHandle, Running), StartError> {
+    storage::ensure_dir(&config.state_dir)?;
+    let passport = storage::load_or_create_passport(&config.state_dir)?;
+    let agent_id = passport.agent_id().as_str().to_owned();
+    let state_path = storage::Storage::path_for(&config.state_dir, &agent_id);
+    let storage = storage::Storage::open(&state_path)?;
+    let records = storage.load()?;
+    let addr = SocketAddr::new(config.host, config.port);
+    let listener = server::bind(config.host, config.port).map_err(|source| StartError::Bind { addr, source })?;
+    let local_addr = listener.local_addr().map_err(StartError::Runtime)?;
+    let listener = Async::new(listener).map_err(StartError::Runtime)?;
+    let public_url = config.public_url(local_addr.port());
+    let display_name = if config.display_name.is_empty() { format!("agent-{}", &agent_id[..DEFAULT_NAME_ID_HEX]) } else { config.display_name.clone() };
+    let core_config = proto_core::Config {
+        display_name,
+        bio: config.bio.clone(),
+        public_url: public_url.clone(),
+        max_connections: config.max_connections,
+        auto_accept_local: config.auto_accept_local,
+    };
+
+    let (inputs_tx, inputs_rx) = async_channel::bounded(driver::INPUT_QUEUE_MAX);
+    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    let (done_tx, done_rx) = async_channel::bounded::<()>(1);
+    let (beacon_tx, beacon_rx) = async_channel::bounded::<()>(1);
+    let net = Arc::new(Executor::new());
+    let client = client::Client::new();
+    let subscribers: driver::Subscribers = Arc::new(Mutex::new(Vec::new()));
+    let exit = Arc::new(Mutex::new(None));
+
+    let parts = driver::CoreParts {
+        passport,
+        config: core_config,
+        seed: random_u64()?,
+        records,
+        storage,
+        inputs: inputs_rx,
+        loopback: inputs_tx.clone(),
+        net: net.clone(),
+        client: client.clone(),
+        subscribers: subscribers.clone(),
+    };
+    let core_thread = {
+        let (exit, stop, done) = (exit.clone(), stop_tx.clone(), done_tx.clone());
+        spawn_thread("dm-core", move || {
+            let why = driver::run(parts);
+            if let driver::CoreExit::PersistFailed(e) = &why {
+                eprintln!("darkmatter: {e}");
+            }
+            *exit.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+            stop.close();
+            drop(done);
+        })?
+    };
+
+    let signal_handle = if config.handle_signals { Some(signals::install(stop_tx.clone()).map_err(StartError::Runtime)?) } else { None };
+    let lan = if config.discovery { lan_sockets() } else { None };
+    let net_thread = {
+        let server = server::Server::new(inputs_tx.clone(), stop_rx.clone(), net.clone());
+        let (inputs, stop, ex, client) = (inputs_tx.clone(), stop_rx, net.clone(), client.clone());
+        let (discovery, ports, me, port) = (config.discovery, config.discovery_ports.clone(), agent_id.clone(), local_addr.port());
+        spawn_thread("dm-net", move || {
+            smol::block_on(ex.run(async {
+                ex.spawn(server.clone().serve(listener)).detach();
+                if discovery {
+                    ex.spawn(discovery::scan_loop(client, ports, port, me, inputs.clone(), stop.clone())).detach();
+                }
+                if let Some((sender, listener)) = lan {
+                    ex.spawn(discovery::beacon_loop(sender, inputs.clone(), port, beacon_rx, stop.clone())).detach();
+                    ex.spawn(discovery::listen_loop(listener, inputs.clone(), stop.clone())).detach();
+                }
+                let _ = stop.recv().await;
+                let grace = Instant::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);
+                while server.open_connections() > 0 && Instant::now() < grace {
+                    Timer::after(Duration::from_millis(20)).await;
+                }
+                let _ = inputs.send(driver::Input::Shutdown).await;
+            }));
+            if let Some(h) = signal_handle {
+                h.close();
+            }
+            drop(done_tx);
+        })?
+    };
+
+    let handle = NodeHandle {
+        shared: Arc::new(handle::Shared {
+            inputs: inputs_tx,
+            subscribers,
+            stop: stop_tx,
+            done: done_rx,
+            beacon_now: beacon_tx,
+            client,
+            agent_id,
+            public_url,
+            local_addr,
+            state_path,
+            scan_ports: config.discovery_ports,
+        }),
+    };
+    Ok((handle, Running { threads: vec![core_thread, net_thread], exit }))
+}
+
+/// The beacon sender and listener, or `None` (with a warning) when this host has no multicast.
+fn lan_sockets() -> Option<(Async<std::net::UdpSocket>, Async<std::net::UdpSocket>)> {
+    let open = || -> std::io::Result<_> { Ok((Async::new(discovery::beacon_sender()?)?, Async::new(discovery::beacon_listener()?)?)) };
+    match open() {
+        Ok(pair) => Some(pair),
+        Err(e) => {
+            eprintln!("darkmatter: LAN discovery off (multicast unavailable: {e})");
+            None
+        }
+    }
+}

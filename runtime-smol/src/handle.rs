@@ -1,0 +1,138 @@
+//! [`NodeHandle`]: what the front end (the MCP server, the headless binary, tests) holds.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use async_channel::{Receiver, Sender};
+use proto_core::{Command, CommandError, Event};
+use serde_json::{json, Value};
+
+use crate::client::Client;
+use crate::driver::{CoreExit, Input, Subscribers, EVENTS_BUFFERED_MAX};
+
+/// Shared between clones of a handle.
+pub(crate) struct Shared {
+    pub inputs: Sender<Input>,
+    pub subscribers: Subscribers,
+    pub stop: Sender<()>,
+    pub done: Receiver<()>,
+    pub beacon_now: Sender<()>,
+    pub client: Client,
+    pub agent_id: String,
+    pub public_url: String,
+    pub local_addr: SocketAddr,
+    pub state_path: PathBuf,
+    pub scan_ports: Vec<u16>,
+}
+
+/// A running node. Cheap to clone; every clone talks to the same node.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+fn stopped() -> CommandError {
+    CommandError::Limited("The node is stopped".to_owned())
+}
+
+impl NodeHandle {
+    /// Runs a command on the node; resolves when the node has finished it (for `Connect`, `Send`,
+    /// `Forward` and `WaitForResponse`: when the peers have answered).
+    pub async fn command(&self, command: Command) -> Result<Value, CommandError> {
+        let (tx, rx) = async_channel::bounded(1);
+        self.shared.inputs.send(Input::Command(command, tx)).await.map_err(|_| stopped())?;
+        rx.recv().await.map_err(|_| stopped())?
+    }
+
+    /// [`NodeHandle::command`] for callers without an executor.
+    pub fn command_blocking(&self, command: Command) -> Result<Value, CommandError> {
+        smol::block_on(self.command(command))
+    }
+
+    /// A new subscription to the node's events (bounded: a subscriber more than
+    /// [`EVENTS_BUFFERED_MAX`] events behind misses the newest ones). Drop the receiver to unsubscribe.
+    pub fn events(&self) -> Receiver<Event> {
+        let (tx, rx) = async_channel::bounded(EVENTS_BUFFERED_MAX);
+        self.shared.subscribers.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
+        rx
+    }
+
+    /// Scans the localhost ports of `DARKMATTER_DISCOVERY_PORTS` (in parallel, well under a second)
+    /// and notes every DarkMatter node found. Works even with `DARKMATTER_DISCOVERY=false`, which only
+    /// stops background discovery.
+    pub async fn discover_local(&self) -> Value {
+        let s = &self.shared;
+        let found = crate::discovery::scan_local(&s.client, &s.scan_ports, s.local_addr.port(), &s.agent_id, &s.inputs).await;
+        crate::discovery::scan_report(&found, &s.scan_ports)
+    }
+
+    /// Fetches `https://<domain>/.well-known/darkmatter.json` (`http` for localhost), checks it and
+    /// notes the node found.
+    pub async fn discover_domain(&self, domain: &str) -> Result<Value, String> {
+        let s = &self.shared;
+        crate::discovery::fetch_domain(&s.client, domain, &s.agent_id, &s.inputs).await
+    }
+
+    /// Sends a LAN beacon now (when background discovery runs); returns whether one was asked for.
+    pub fn announce(&self) -> bool {
+        self.shared.beacon_now.try_send(()).is_ok()
+    }
+
+    /// Stops the node gracefully and waits until it has: the server stops accepting, requests in
+    /// progress get their answers (for a short grace period), the state is closed.
+    pub async fn shutdown(&self) {
+        self.shared.stop.close();
+        let _ = self.shared.done.recv().await;
+    }
+
+    /// Whether the node has been asked to stop (or stopped by itself).
+    pub fn is_stopping(&self) -> bool {
+        self.shared.stop.is_closed()
+    }
+
+    /// This node's agent id.
+    pub fn agent_id(&self) -> &str {
+        &self.shared.agent_id
+    }
+
+    /// The URL peers reach this node at.
+    pub fn public_url(&self) -> &str {
+        &self.shared.public_url
+    }
+
+    /// The address the peer server listens on (the real port when 0 was configured).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// The state file.
+    pub fn state_path(&self) -> &Path {
+        &self.shared.state_path
+    }
+
+    /// A summary for logs and the headless binary's first line.
+    pub fn info(&self) -> Value {
+        json!({"agent_id": self.agent_id(), "url": self.public_url(), "listen": self.local_addr().to_string(), "state": self.state_path().display().to_string()})
+    }
+}
+
+/// The threads of a running node.
+pub struct Running {
+    pub(crate) threads: Vec<JoinHandle<()>>,
+    pub(crate) exit: Arc<Mutex<Option<CoreExit>>>,
+}
+
+impl Running {
+    /// Blocks until the node has stopped. `Err` when it stopped because a commit failed.
+    pub fn wait(self) -> Result<(), String> {
+        for t in self.threads {
+            let _ = t.join();
+        }
+        match self.exit.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(CoreExit::PersistFailed(e)) => Err(e.to_string()),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! The peer HTTP server: serves `/__darkmatter__/*` and `/.well-known/darkmatter.json` by handing
+//! each request to the core and writing back its reply. Nothing else is served (no local control
+//! on the network port).
+//!
+//! Every resource a peer can hold is bounded: open connections ([`CONNECTIONS_MAX`]), requests
+//! waiting on the core ([`IN_FLIGHT_MAX`]), head size and field count
+//! ([`crate::http::HEADER_BYTES_MAX`], [`crate::http::HEADERS_MAX`]), body size
+//! ([`proto_core::limits::BODY_BYTES_MAX`], refused from the `Content-Length` before a byte of the
+//! body is read), and time: a whole request must arrive within [`REQUEST_READ_MS`] (a slow-loris
+//! trickling bytes is cut off there), an idle keep-alive connection is closed after [`IDLE_MS`], a
+//! response must be written within [`WRITE_MS`]. Every refusal carries a JSON `{"error": ...}` body.
+//!
+//! Sockets are non-blocking (async-io); the deadlines are timers raced against each read and write.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_channel::{Receiver, Sender};
+use proto_core::limits::BODY_BYTES_MAX;
+use proto_core::Method;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::{Async, Executor, Timer};
+
+use crate::driver::Input;
+use crate::http::{self, Head, HeadError};
+
+/// Open connections at once; more are answered 503 and closed.
+pub const CONNECTIONS_MAX: usize = 256;
+/// Requests handed to the core and not yet answered, at once; more are answered 503.
+pub const IN_FLIGHT_MAX: usize = 64;
+/// Time for a whole request (head and body) to arrive once its first byte has, in ms.
+pub const REQUEST_READ_MS: u64 = 10_000;
+/// Time a kept-alive connection may sit idle before its next request, in ms.
+pub const IDLE_MS: u64 = 5_000;
+/// Time allowed to write one response, in ms.
+pub const WRITE_MS: u64 = 10_000;
+/// Longest wait for the core's reply, in ms.
+pub const REPLY_WAIT_MS: u64 = 30_000;
+/// Requests served on one connection before it is closed.
+pub const REQUESTS_PER_CONNECTION_MAX: usize = 1_000;
+/// Pause after a failed `accept` (out of file descriptors), in ms, so the loop does not spin.
+pub const ACCEPT_BACKOFF_MS: u64 = 100;
+/// Listen backlog.
+pub const BACKLOG: i32 = 1_024;
+/// Bytes read from a socket at once.
+pub const READ_CHUNK_BYTES: usize = 8 * 1024;
+/// Time allowed to write a refusal to a connection over [`CONNECTIONS_MAX`], in ms.
+pub const OVERLOAD_WRITE_MS: u64 = 1_000;
+
+/// Binds the listening socket (address reuse on, so a restarted node gets its port back).
+pub fn bind(host: IpAddr, port: u16) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let addr = SocketAddr::new(host, port);
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // Accept IPv4 too on `::`.
+        let _ = socket.set_only_v6(false);
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// What every connection task shares.
+pub struct Server {
+    inputs: Sender<Input>,
+    stop: Receiver<()>,
+    ex: Arc<Executor<'static>>,
+    open: AtomicUsize,
+    in_flight: AtomicUsize,
+}
+
+/// Decrements a counter when dropped.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn take_slot(counter: &AtomicUsize, max: usize) -> Option<Slot<'_>> {
+    let prev = counter.fetch_add(1, Ordering::AcqRel);
+    let slot = Slot(counter);
+    (prev < max).then_some(slot)
+}
+
+async fn within<T>(deadline: Instant, fut: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    smol::future::or(fut, async {
+        Timer::at(deadline).await;
+        Err(io::ErrorKind::TimedOut.into())
+    })
+    .await
+}
+
+impl Server {
+    /// A server feeding `inputs`, stopping when `stop` closes.
+    pub fn new(inputs: Sender<Input>, stop: Receiver<()>, ex: Arc<Executor<'static>>) -> Arc<Self> {
+        Arc::new(Self { inputs, stop, ex, open: AtomicUsize::new(0), in_flight: AtomicUsize::new(0) })
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Accepts until stopped. Accept errors never end the loop.
+    pub async fn serve(self: Arc<Self>, listener: Async<TcpListener>) {
+        loop {
+            let accepted = smol::future::or(async { Some(listener.accept().await) }, async {
+                let _ = self.stop.recv().await;
+                None
+            })
+            .await;
+            let Some(accepted) = accepted else { return };
+            match accepted {
+                Ok((stream, peer)) => self.clone().admit(stream, peer),
+                Err(e) => {
+                    eprintln!("darkmatter: accept failed: {e}");
+                    Timer::after(Duration::from_millis(ACCEPT_BACKOFF_MS)).await;
+                }
+            }
+        }
+    }
+
+    fn admit(self: Arc<Self>, stream: Async<TcpStream>, peer: SocketAddr) {
+        let _ = stream.get_ref().set_nodelay(true);
+        let me = self.clone();
+        self.ex
+            .spawn(async move {
+                let Some(_slot) = take_slot(&me.open, CONNECTIONS_MAX) else {
+                    // Over the cap: one refusal, then close. (The slot counted above is released.)
+                    let mut conn = Conn { stream, buf: Vec::new() };
+                    let deadline = Instant::now() + Duration::from_millis(OVERLOAD_WRITE_MS);
+                    let _ = conn.write(&http::error_response(503, "Too many connections; try again shortly", true), deadline).await;
+                    return;
+                };
+                me.connection(Conn { stream, buf: Vec::new() }, peer.ip().to_canonical()).await;
+            })
+            .detach();
+    }
+
+    async fn connection(&self, mut conn: Conn, source: IpAddr) {
+        for served in 0..REQUESTS_PER_CONNECTION_MAX {
+            if self.stop.is_closed() {
+                return;
+            }
+            // Wait (idle) for the first byte of the next request, unless it is already buffered.
+            if conn.buf.is_empty() {
+                let idle = Instant::now() + Duration::from_millis(IDLE_MS);
+                let got = smol::future::or(conn.fill(idle), async {
+                    let _ = self.stop.recv().await;
+                    Ok(0)
+                })
+                .await;
+                if !matches!(got, Ok(n) if n > 0) {
+                    return;
+                }
+            }
+            let deadline = Instant::now() + Duration::from_millis(REQUEST_READ_MS);
+            let last = served + 1 == REQUESTS_PER_CONNECTION_MAX;
+            match self.exchange(&mut conn, source, deadline, last).await {
+                Ok(true) => continue,
+                Ok(false) | Err(_) => return,
+            }
+        }
+    }
+
+    /// One request and its response. `Ok(true)` = the connection may carry another request.
+    async fn exchange(&self, conn: &mut Conn, source: IpAddr, deadline: Instant, last: bool) -> io::Result<bool> {
+        let head = match conn.read_head(deadline).await {
+            Ok(Some(head)) => head,
+            Ok(None) => return Ok(false),
+            Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                return self.refuse(conn, 408, "Request not received in time").await;
+            }
+            Err(ReadError::Io(e)) => return Err(e),
+            Err(ReadError::Head(e)) => return self.refuse(conn, e.status(), &e.to_string()).await,
+        };
+        if head.content_length > BODY_BYTES_MAX as u64 {
+            return self.refuse(conn, 413, &format!("Body exceeds {BODY_BYTES_MAX} bytes")).await;
+        }
+        let ours = head.path == "/.well-known/darkmatter.json" || head.path.starts_with("/__darkmatter__/");
+        if !ours {
+            return self.answer(conn, &head, 404, &proto_core::wire::error_body("Not Found"), last).await;
+        }
+        let Some(_in_flight) = take_slot(&self.in_flight, IN_FLIGHT_MAX) else {
+            return self.answer(conn, &head, 503, &proto_core::wire::error_body("Server busy; try again shortly"), last).await;
+        };
+        if head.expect_continue && head.content_length > 0 {
+            conn.write(b"HTTP/1.1 100 Continue\r\n\r\n", deadline).await?;
+        }
+        let body = match conn.read_body(head.content_length as usize, deadline).await {
+            Ok(body) => body,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return self.refuse(conn, 408, "Request body not received in time").await,
+            Err(e) => return Err(e),
+        };
+        let method = match head.method.as_str() {
+            "GET" => Method::Get,
+            "POST" => Method::Post,
+            _ => Method::Other,
+        };
+        let (status, body) = self.ask_core(method, head.path.clone(), body, source).await;
+        // The body was read whole, so the connection is in a clean state for the next request.
+        let close = head.close || last || self.stop.is_closed();
+        conn.write(&http::response_bytes(status, &body, close), Instant::now() + Duration::from_millis(WRITE_MS)).await?;
+        Ok(!close)
+    }
+
+    async fn ask_core(&self, method: Method, path: String, body: Vec<u8>, source: IpAddr) -> (u16, Vec<u8>) {
+        let unavailable = |text: &str| (503, proto_core::wire::error_body(text));
+        let (tx, rx) = async_channel::bounded(1);
+        let input = Input::Request { method, path, body, source: Some(source), reply: tx };
+        let deadline = Instant::now() + Duration::from_millis(REPLY_WAIT_MS);
+        let sent = within(deadline, async { self.inputs.send(input).await.map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe)) }).await;
+        if sent.is_err() {
+            return unavailable("Node is shutting down");
+        }
+        match within(deadline, async { rx.recv().await.map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe)) }).await {
+            Ok(reply) => (reply.status, reply.body),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => unavailable("Node did not answer in time"),
+            Err(_) => unavailable("Node is shutting down"),
+        }
+    }
+
+    /// A refusal after which the connection closes (the rest of the request stays unread).
+    async fn refuse(&self, conn: &mut Conn, status: u16, text: &str) -> io::Result<bool> {
+        conn.write(&http::error_response(status, text, true), Instant::now() + Duration::from_millis(WRITE_MS)).await?;
+        Ok(false)
+    }
+
+    /// An answer given without reading the body: keep the connection only if there is no body.
+    async fn answer(&self, conn: &mut Conn, head: &Head, status: u16, body: &[u8], last: bool) -> io::Result<bool> {
+        let close = head.close || head.content_length > 0 || last || self.stop.is_closed();
+        conn.write(&http::response_bytes(status, body, close), Instant::now() + Duration::from_millis(WRITE_MS)).await?;
+        Ok(!close)
+    }
+}
+
+enum ReadError {
+    Io(io::Error),
+    Head(HeadError),
+}
+
+/// A connection with the bytes read but not yet consumed.
+struct Conn {
+    stream: Async<TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    /// Reads what is available (at most one chunk) before `deadline`. `Ok(0)` = end of stream.
+    async fn fill(&mut self, deadline: Instant) -> io::Result<usize> {
+        let mut chunk = [0u8; READ_CHUNK_BYTES];
+        let n = within(deadline, self.stream.read(&mut chunk)).await?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    /// The next request head; `Ok(None)` when the peer closed cleanly before sending one.
+    async fn read_head(&mut self, deadline: Instant) -> Result<Option<Head>, ReadError> {
+        loop {
+            match http::find_head_end(&self.buf) {
+                Ok(Some(end)) => {
+                    let head = http::parse_head(&self.buf[..end]).map_err(ReadError::Head)?;
+                    self.buf.drain(..end);
+                    return Ok(Some(head));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(ReadError::Head(e)),
+            }
+            match self.fill(deadline).await {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(e) => return Err(ReadError::Io(e)),
+            }
+        }
+    }
+
+    /// Exactly `len` body bytes (the caller has checked `len` against the cap).
+    async fn read_body(&mut self, len: usize, deadline: Instant) -> io::Result<Vec<u8>> {
+        while self.buf.len() < len {
+            if self.fill(deadline).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        let rest = self.buf.split_off(len);
+        Ok(std::mem::replace(&mut self.buf, rest))
+    }
+
+    async fn write(&mut self, bytes: &[u8], deadline: Instant) -> io::Result<()> {
+        within(deadline, async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        })
+        .await
+    }
+}

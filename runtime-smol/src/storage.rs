@@ -1,0 +1,218 @@
+//! Durable state: the passport file and one redb database per identity.
+//!
+//! Layout under the state directory (`<cwd>/.darkmatter/` by default):
+//! - `passport.key`: 0.5.3's format (64 hex digits of the Ed25519 seed and a newline), mode 0600;
+//! - `state-<first 16 hex of the agent id>.redb`: one redb table per [`proto_core::Table`], named by
+//!   [`proto_core::Table::name`], key `&str`, value `&[u8]` (postcard records from the core).
+//!
+//! Each [`proto_core::Output::Persist`] batch is one write transaction committed with redb's default
+//! `Durability::Immediate` (fsync) before the driver carries out any later output. redb holds an
+//! exclusive file lock while the database is open, which makes one running node per identity.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use proto_core::{Change, Passport, Table};
+use redb::{Database, ReadableTable, TableDefinition};
+use thiserror::Error;
+
+/// redb page cache, in bytes: the state is small (bounded tables of the core), a few MiB suffice.
+pub const CACHE_BYTES: usize = 4 * 1024 * 1024;
+/// File name of the passport inside the state directory, as 0.5.3 names it.
+pub const PASSPORT_FILE: &str = "passport.key";
+/// Hex digits of the agent id used in the state file name.
+pub const STATE_FILE_ID_HEX: usize = 16;
+/// Largest passport file read, in bytes (64 hex digits plus whitespace).
+pub const PASSPORT_BYTES_MAX: u64 = 1_024;
+
+/// Why the state could not be opened, read or written.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    /// Another process (or this one) has the state file open: a node with this identity is running.
+    #[error("a node with this identity is already running (state file {0} is locked); attach to it instead")]
+    AlreadyOpen(PathBuf),
+    /// The state directory or passport file could not be created or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The passport file does not hold a 0.5.3 passport.
+    #[error("{path}: {source}")]
+    Passport {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: proto_core::IdentityError,
+    },
+    /// The OS random source failed while creating a passport.
+    #[error("cannot read OS randomness: {0}")]
+    Random(String),
+    /// redb refused to open the database (corrupt file, I/O error).
+    #[error("cannot open state database: {0}")]
+    Open(#[from] redb::DatabaseError),
+    /// redb could not begin a transaction.
+    #[error("state transaction failed: {0}")]
+    Transaction(#[from] redb::TransactionError),
+    /// redb could not open a table.
+    #[error("state table failed: {0}")]
+    Table(#[from] redb::TableError),
+    /// redb failed reading or writing a page.
+    #[error("state storage failed: {0}")]
+    Storage(#[from] redb::StorageError),
+    /// redb could not commit.
+    #[error("state commit failed: {0}")]
+    Commit(#[from] redb::CommitError),
+}
+
+/// One identity's redb database.
+pub struct Storage {
+    db: Database,
+    path: PathBuf,
+}
+
+fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static [u8]> {
+    TableDefinition::new(table.name())
+}
+
+impl Storage {
+    /// The state file of an identity inside `dir`.
+    pub fn path_for(dir: &Path, agent_id: &str) -> PathBuf {
+        let prefix = &agent_id[..STATE_FILE_ID_HEX.min(agent_id.len())];
+        dir.join(format!("state-{prefix}.redb"))
+    }
+
+    /// Opens (or creates) the database and makes sure every table exists.
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        let db = redb::Builder::new().set_cache_size(CACHE_BYTES).create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StorageError::AlreadyOpen(path.to_owned()),
+            other => StorageError::Open(other),
+        })?;
+        let txn = db.begin_write()?;
+        for table in Table::ALL {
+            txn.open_table(definition(table))?;
+        }
+        txn.commit()?;
+        Ok(Self { db, path: path.to_owned() })
+    }
+
+    /// The file this database lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every record, for [`proto_core::Node::restore`].
+    pub fn load(&self) -> Result<Vec<(Table, String, Vec<u8>)>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let mut records = Vec::new();
+        for table in Table::ALL {
+            let t = txn.open_table(definition(table))?;
+            for row in t.iter()? {
+                let (k, v) = row?;
+                records.push((table, k.value().to_owned(), v.value().to_vec()));
+            }
+        }
+        Ok(records)
+    }
+
+    /// Applies one persist batch atomically and durably.
+    pub fn apply(&self, changes: &[Change]) -> Result<(), StorageError> {
+        let txn = self.db.begin_write()?;
+        for change in changes {
+            let mut t = txn.open_table(definition(change.table))?;
+            match &change.value {
+                Some(bytes) => {
+                    t.insert(change.key.as_str(), bytes.as_slice())?;
+                }
+                None => {
+                    t.remove(change.key.as_str())?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+/// Creates the state directory (mode 0700) if it does not exist.
+pub fn ensure_dir(dir: &Path) -> Result<(), StorageError> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|source| StorageError::Io { path: dir.to_owned(), source })
+}
+
+/// Reads `<dir>/passport.key`, or creates it with a fresh random seed (mode 0600) when missing.
+pub fn load_or_create_passport(dir: &Path) -> Result<Passport, StorageError> {
+    let path = dir.join(PASSPORT_FILE);
+    let io = |source| StorageError::Io { path: path.clone(), source };
+    match fs::File::open(&path) {
+        Ok(file) => {
+            use std::io::Read;
+            let mut text = String::new();
+            file.take(PASSPORT_BYTES_MAX).read_to_string(&mut text).map_err(io)?;
+            Passport::from_file_contents(&text).map_err(|source| StorageError::Passport { path: path.clone(), source })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut seed = [0u8; 32];
+            getrandom::getrandom(&mut seed).map_err(|e| StorageError::Random(e.to_string()))?;
+            let passport = Passport::from_seed(seed);
+            // create_new: never overwrite a passport another process wrote meanwhile.
+            let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io)?;
+            file.write_all(passport.to_file_contents().as_bytes()).map_err(io)?;
+            file.sync_all().map_err(io)?;
+            Ok(passport)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("dm-storage-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        ensure_dir(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn passport_is_created_once_with_mode_0600_and_read_back() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("passport");
+        let a = load_or_create_passport(&dir).unwrap();
+        let mode = fs::metadata(dir.join(PASSPORT_FILE)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let b = load_or_create_passport(&dir).unwrap();
+        assert_eq!(a.agent_id(), b.agent_id());
+        fs::write(dir.join(PASSPORT_FILE), "garbage").unwrap();
+        assert!(matches!(load_or_create_passport(&dir), Err(StorageError::Passport { .. })));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn changes_round_trip_and_a_second_open_is_refused() {
+        let dir = temp_dir("db");
+        let path = dir.join("state-x.redb");
+        {
+            let s = Storage::open(&path).unwrap();
+            s.apply(&[
+                Change { table: Table::Inbox, key: "m1".into(), value: Some(vec![1, 2]) },
+                Change { table: Table::Inbox, key: "m2".into(), value: Some(vec![3]) },
+                Change { table: Table::Replay, key: "m1".into(), value: Some(vec![9]) },
+            ])
+            .unwrap();
+            s.apply(&[Change::delete(Table::Inbox, "m2")]).unwrap();
+            assert!(matches!(Storage::open(&path), Err(StorageError::AlreadyOpen(_))));
+        }
+        let s = Storage::open(&path).unwrap();
+        let mut got = s.load().unwrap();
+        got.sort();
+        assert_eq!(got, vec![(Table::Inbox, "m1".to_owned(), vec![1, 2]), (Table::Replay, "m1".to_owned(), vec![9])]);
+        drop(s);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

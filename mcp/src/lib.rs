@@ -1,0 +1,27 @@
+//! # darkmatter (MCP server)
+//!
+//! The `darkmatter` binary an MCP client starts (`"command": "darkmatter"`, configured by
+//! `DARKMATTER_*` variables): one process that runs the mesh node (runtime-smol, on smol) and an MCP
+//! stdio server (rmcp, on a current-thread tokio runtime of its own thread), bridged by
+//! async-channel.
+//!
+//! Layout: [`server`] (the rmcp handler and its 22 tools) → [`bridge`] (tool calls across the two
+//! runtimes) → [`tools`] (argument checks and node commands, one file per tool group) → [`mesh`]
+//! (the node, as a trait; [`node`] adapts runtime-smol). [`events`] turns node events into
+//! notifications, [`attach`] lets a second process of the same project share the node,
+//! [`profiles`] describes the seven MCP clients, [`instructions`] is what the model reads first,
+//! and [`app`] wires it all for `main`.
+
+#![forbid(unsafe_op_in_unsafe_fn)]
+#![deny(missing_docs)]
+
+pub mod app;
+pub mod attach;
+pub mod bridge;
+pub mod events;
+pub mod instructions;
+pub mod mesh;
+pub mod node;
+pub mod profiles;
+pub mod server;
+pub mod tools;

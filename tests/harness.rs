@@ -59,10 +59,15 @@ impl Mesh {
     /// Adds a node named `name`; `local` nodes send from 10.0.0.x (auto-accepted), others from
     /// 203.0.113.x (left pending).
     pub fn add(&mut self, name: &str, local: bool) -> usize {
+        self.add_with(name, local, Config::default())
+    }
+
+    /// Like [`Mesh::add`] with a given configuration (its name and URL are set here).
+    pub fn add_with(&mut self, name: &str, local: bool, config: Config) -> usize {
         let i = self.peers.len();
         let seed = [i as u8 + 1; 32];
         let url = format!("http://{}.test:8100", name.to_lowercase());
-        let config = Config { display_name: name.to_owned(), public_url: url.clone(), ..Config::default() };
+        let config = Config { display_name: name.to_owned(), public_url: url.clone(), ..config };
         let node = Node::new(Passport::from_seed(seed), config.clone(), i as u64, self.now);
         let ip: IpAddr = if local { format!("10.0.0.{}", i + 1) } else { format!("203.0.113.{}", i + 1) }.parse().unwrap();
         self.peers.push(Peer { name: name.to_owned(), node, url, ip, disk: Default::default(), events: Vec::new(), seed, config });
@@ -246,6 +251,7 @@ fn event_line(e: &Event) -> String {
         Event::MessageReceived { message_id, from_agent_id, in_reply_to } => format!("message {message_id} from {from_agent_id} reply_to={in_reply_to:?}"),
         Event::PeerUpdated { agent_id, url } => format!("peer-updated {agent_id} at {url}"),
         Event::Refused { path, status, reason } => format!("refused {path} {status}: {reason}"),
+        Event::RequestDecided { request_id, agent_id, accepted, peer_score } => format!("request-decided {request_id} by {agent_id} accepted={accepted} peer_score={peer_score:.3}"),
     }
 }
 

@@ -7,7 +7,7 @@ use proto_core::limits::*;
 use proto_core::replay::{ReplayCache, ReplayError};
 use proto_core::sign::{legacy_message_bytes, sign_hex};
 use proto_core::time::format_iso;
-use proto_core::{Command, Config, Method, Node, Now, Passport, SendArgs, Targets};
+use proto_core::{Command, Config, Method, Passport, SendArgs, Targets};
 use serde_json::{json, Map, Value};
 
 const OUTSIDER_SEED: [u8; 32] = [0x77; 32];
@@ -29,6 +29,20 @@ fn envelope(p: &Passport, id: &str, content: &str, wall_us: i64, extra: Value) -
         v[k] = x.clone();
     }
     serde_json::to_vec(&v).unwrap()
+}
+
+/// Connects as a 0.5.3 node would: an unsigned request, then the challenge proof. Returns the answer
+/// to the proof (`accepted: true` when a local request was auto-accepted once proven).
+fn legacy_connect(m: &mut Mesh, to: usize, p: &Passport, url: &str, src: IpAddr) -> Value {
+    let req = json!({"from_agent_id": p.agent_id().as_str(), "from_agent_url": url});
+    let (s, v) = m.inject(to, Method::Post, "/__darkmatter__/connection_request", req.to_string().as_bytes(), src);
+    assert_eq!((s, &v["auto_accepted"]), (200, &json!(false)), "an unsigned request is never accepted before its proof: {v}");
+    let challenge = v["challenge_hex"].as_str().unwrap();
+    let proof_hex = sign_hex(p, &proto_core::sign::domain_bytes(proto_core::sign::DOMAIN_CHALLENGE, &[challenge]).unwrap());
+    let proof = json!({"challenge_id": v["challenge_id"], "proof_hex": proof_hex, "agent_id": p.agent_id().as_str(), "public_key_hex": p.agent_id().as_str()});
+    let (s, v) = m.inject(to, Method::Post, "/__darkmatter__/connection_proof", proof.to_string().as_bytes(), src);
+    assert_eq!(s, 200, "{v}");
+    v
 }
 
 fn public_ip() -> IpAddr {
@@ -159,9 +173,8 @@ fn per_peer_rate_limit_thirty_then_override() {
     // A 0.5.3-style peer: unsigned request from a local address, legacy-signed messages.
     let pa = Passport::from_seed([0x55; 32]);
     let src: IpAddr = "10.0.0.99".parse().unwrap();
-    let req = json!({"from_agent_id": pa.agent_id().as_str(), "from_agent_url": "http://10.0.0.99:8100"});
-    let (_, v) = m.inject(b, Method::Post, "/__darkmatter__/connection_request", req.to_string().as_bytes(), src);
-    assert_eq!(v["auto_accepted"], true);
+    let v = legacy_connect(&mut m, b, &pa, "http://10.0.0.99:8100", src);
+    assert_eq!(v["accepted"], true);
     let a_id = pa.agent_id().to_string();
     for i in 0..RATE_PER_PEER_DEFAULT {
         let (s, _) = m.inject(b, Method::Post, "/__darkmatter__/message", &envelope(&pa, &format!("r{i}"), "hi", EPOCH_US, json!({})), src);
@@ -229,39 +242,30 @@ fn connections_cap_is_configurable_and_enforced() {
     let cap = CONNECTIONS_MAX_DEFAULT;
     for i in 0..cap {
         let p = Passport::from_seed([(i % 250) as u8 + 1, (i / 250) as u8 + 7, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32]);
-        let req = json!({"from_agent_id": p.agent_id().as_str(), "from_agent_url": format!("http://p{i}.test:8100")});
-        let (s, v) = m.inject(hub, Method::Post, "/__darkmatter__/connection_request", req.to_string().as_bytes(), "10.0.0.200".parse().unwrap());
-        assert_eq!((s, &v["auto_accepted"]), (200, &json!(true)), "peer {i}");
+        let v = legacy_connect(&mut m, hub, &p, &format!("http://p{i}.test:8100"), "10.0.0.200".parse().unwrap());
+        assert_eq!(v["accepted"], true, "peer {i}");
     }
     assert_eq!(m.command(hub, Command::ListConnections).unwrap()["total"], cap);
-    // One more local request is no longer auto-accepted: it waits.
+    // One more local request is proven but no longer auto-accepted: it waits.
     let p = Passport::from_seed([0xee; 32]);
-    let req = json!({"from_agent_id": p.agent_id().as_str(), "from_agent_url": "http://extra.test:8100"});
-    let (_, v) = m.inject(hub, Method::Post, "/__darkmatter__/connection_request", req.to_string().as_bytes(), "10.0.0.200".parse().unwrap());
-    assert_eq!(v["auto_accepted"], false);
-    let rid = v["request_id"].as_str().unwrap().to_owned();
+    let v = legacy_connect(&mut m, hub, &p, "http://extra.test:8100", "10.0.0.200".parse().unwrap());
+    assert_eq!(v.get("accepted"), None);
+    let pending = m.command(hub, Command::ListPending).unwrap();
+    let rid = pending["requests"][0]["request_id"].as_str().unwrap().to_owned();
     let err = m.command(hub, Command::Accept { request_id: rid }).unwrap_err();
     assert!(err.to_string().contains("Connection limit reached (50)"));
 }
 
 #[test]
 fn a_configured_connection_cap_of_one() {
-    let mut node = Node::new(Passport::from_seed([9; 32]), Config { max_connections: 1, ..Config::default() }, 1, Now::new(0, EPOCH_US));
-    let mut answers = Vec::new();
-    for (i, seed) in [[0x31u8; 32], [0x32u8; 32]].into_iter().enumerate() {
-        let p = Passport::from_seed(seed);
-        let req = json!({"from_agent_id": p.agent_id().as_str(), "from_agent_url": format!("http://q{i}.test:8100")});
-        node.handle_request(Now::new(0, EPOCH_US), proto_core::InboundRequest { id: proto_core::InboundId(i as u64), method: Method::Post, path: "/__darkmatter__/connection_request".into(), body: req.to_string().into_bytes(), source: Some("127.0.0.1".parse().unwrap()) });
-        loop {
-            match node.poll_output() {
-                proto_core::Output::Reply(r) => answers.push(serde_json::from_slice::<Value>(&r.body).unwrap()),
-                proto_core::Output::Timeout(_) => break,
-                _ => {}
-            }
-        }
-    }
-    assert_eq!(answers[0]["auto_accepted"], true);
-    assert_eq!(answers[1]["auto_accepted"], false, "the second waits: the cap is 1");
+    let mut m = Mesh::new();
+    let hub = m.add_with("HUB", true, Config { max_connections: 1, ..Config::default() });
+    let src: IpAddr = "127.0.0.1".parse().unwrap();
+    let first = legacy_connect(&mut m, hub, &Passport::from_seed([0x31; 32]), "http://q0.test:8100", src);
+    assert_eq!(first["accepted"], true);
+    let second = legacy_connect(&mut m, hub, &Passport::from_seed([0x32; 32]), "http://q1.test:8100", src);
+    assert_eq!(second.get("accepted"), None, "the second waits: the cap is 1");
+    assert_eq!(m.command(hub, Command::ListConnections).unwrap()["total"], 1);
 }
 
 #[test]

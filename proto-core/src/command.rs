@@ -60,7 +60,8 @@ pub enum Command {
         /// Which.
         message_id: String,
     },
-    /// Mark a sent message expired (forwarders stop, waits end).
+    /// Mark a sent message expired: waits end, and 0.5.3 forwarders (which read the webhook status)
+    /// stop forwarding it.
     ExpireSent {
         /// Which.
         message_id: String,
@@ -118,6 +119,37 @@ pub enum Command {
     NetworkInfo,
     /// Peers discovered on the LAN or by scans.
     ListDiscovered,
+    /// Create a shard and sync it to qualifying peers.
+    CreateShard(crate::shard::ShardArgs),
+    /// Replace one of our shards (peers holding it get the new version).
+    UpdateShard {
+        /// Which.
+        shard_id: String,
+        /// The new version.
+        args: crate::shard::ShardArgs,
+    },
+    /// Delete one of our shards (peers holding it drop it).
+    DeleteShard {
+        /// Which.
+        shard_id: String,
+    },
+    /// Shards by tag (any match; `t` also matches `t:...`) and author, newest first.
+    ViewShards {
+        /// Tags; empty means all.
+        tags: Vec<String>,
+        /// Only this author.
+        author: Option<String>,
+    },
+    /// One shard in full.
+    GetShard {
+        /// Which.
+        shard_id: String,
+    },
+    /// The ranked conversation feed; `focus` is the message being answered, if any.
+    ContextFeed {
+        /// Boosted entry.
+        focus: Option<String>,
+    },
 }
 
 impl Node {
@@ -150,6 +182,12 @@ impl Node {
             Command::Status => Ok(Some(self.cmd_status())),
             Command::NetworkInfo => Ok(Some(serde_json::to_value(self.network_info()).expect("plain struct"))),
             Command::ListDiscovered => Ok(Some(json!({"discovered": self.discovered()}))),
+            Command::CreateShard(args) => self.cmd_create_shard(args).map(Some),
+            Command::UpdateShard { shard_id, args } => self.cmd_update_shard(&shard_id, args).map(Some),
+            Command::DeleteShard { shard_id } => self.cmd_delete_shard(&shard_id).map(Some),
+            Command::ViewShards { tags, author } => Ok(Some(self.cmd_view_shards(&tags, author.as_deref()))),
+            Command::GetShard { shard_id } => self.cmd_get_shard(&shard_id).map(Some),
+            Command::ContextFeed { focus } => Ok(Some(self.context_feed(focus.as_deref()))),
         };
         match immediate {
             Ok(Some(v)) => self.done(id, Ok(v)),
@@ -193,6 +231,13 @@ impl Node {
                     "request_id": p.request_id, "agent_id": p.agent_id.as_str(), "display_name": p.display_name,
                     "url": p.url, "bio": p.bio, "requested_at": p.requested_at, "identity_verified": p.identity_verified,
                     "our_impression": self.impressions.get(p.agent_id.as_str()).map(|i| i.score),
+                    "peer_trust": p.peer_trust.as_ref().map(|t| json!({
+                        "asked": t.asked, "answered": t.finished, "complete": t.complete(), "score": t.score, "weight": t.weight,
+                        "opinions": t.opinions.iter().map(|(peer, score, weight)| json!({
+                            "agent_id": peer, "display_name": self.connections.get(peer).map(|c| c.display_name.clone()),
+                            "their_score": score, "your_trust_in_them": weight,
+                        })).collect::<Vec<_>>(),
+                    })),
                 })
             })
             .collect();
@@ -218,7 +263,7 @@ impl Node {
         Ok(json!({"status": self.status_word(), "inactive_until": until}))
     }
 
-    fn cmd_status(&self) -> Value {
+    fn cmd_status(&mut self) -> Value {
         let discovered = self.discovered();
         let awaiting: Vec<&str> = self.sent.values().filter(|s| s.status == crate::store::SentStatus::Active && s.kind != "forward").map(|s| s.message_id.as_str()).collect();
         let mut actions = Vec::new();
@@ -242,7 +287,18 @@ impl Node {
             }
         }
         let lan = discovered.iter().filter(|d| d.source == "lan").count();
+        // What is new since the agent last looked.
+        let new_context = self.conversations_since(self.status_seen_seq);
+        self.status_seen_seq = self.conversations.keys().next_back().copied().unwrap_or(self.status_seen_seq);
+        let me = self.me().to_owned();
+        let own_shards = self.shards.values().filter(|s| s.author == me && !s.deleted).count();
+        let peer_shards = self.shards.values().filter(|s| s.author != me && !s.deleted).count();
+        if peer_shards > 0 {
+            actions.push(format!("{peer_shards} peer shard(s): darkmatter_view_shards to explore."));
+        }
         json!({
+            "new_context": new_context,
+            "memory": {"conversations": self.conversations.len(), "own_shards": own_shards, "peer_shards": peer_shards},
             "identity": self.cmd_identity(),
             "connections": {"total": self.connections.len(), "max": self.config.max_connections},
             "inbox": self.inbox.len(),

@@ -3,21 +3,29 @@
 //!
 //! Rules that differ from 0.5.3 (SPEC.md §Connections):
 //! - agent id = key, always: a request whose key differs from its id is refused;
-//! - local auto-accept trusts the TCP source address, never the URL the requester claims;
+//! - nothing is accepted without proof of key possession: a request signed in our form proves it at
+//!   once; a 0.5.3 request proves it by answering the challenge (0.5.3 sends correct proofs, it only
+//!   checks them wrongly);
+//! - local auto-accept trusts the TCP source address (of the request and of the proof), never the URL a
+//!   requester claims;
 //! - an acceptance must match a pending outbound request *and* come from the agent that answered it,
 //!   signed in our form when that agent speaks it; nobody can accept on our behalf (no `accept_pending`
 //!   endpoint exists);
-//! - a repeated request from a connected agent never re-points its URL (only a signed `peer_update` or
-//!   a request signed in our form does);
-//! - the challenge proof is really checked;
+//! - a repeated request never re-points a connection or a proven pending request (only a request or
+//!   peer update signed in our form does), and never downgrades what was proven;
 //! - disconnect is a signed notice the other side honours.
+
+use std::collections::BTreeMap;
 
 use serde_json::json;
 
 use crate::error::{CommandError, Refusal};
 use crate::identity::{truncate_chars, AgentId};
 use crate::io::{CommandId, Event, HttpResponse, InboundRequest, Method};
-use crate::limits::{self, BIO_CHARS_MAX, CHALLENGE_TTL_S, DISPLAY_NAME_CHARS_MAX, PENDING_OUTBOUND_MAX, PENDING_REQUESTS_MAX, REQUEST_EXPIRY_S};
+use crate::limits::{
+    self, BIO_CHARS_MAX, CHALLENGE_TTL_S, DISPLAY_NAME_CHARS_MAX, PENDING_OUTBOUND_MAX, PENDING_REQUESTS_MAX, REQUEST_EXPIRY_S, TIMESTAMP_FIELD_CHARS_MAX,
+    WALLETS_MAX, WALLET_FIELD_BYTES_MAX,
+};
 use crate::node::{Call, Node};
 use crate::sign::{self, DOMAIN_CHALLENGE, V2_ACCEPTED, V2_CONNECT, V2_CONNECT_ANSWER, V2_DISCONNECT};
 use crate::store::{Change, Connection, PendingIn, PendingOut, Table};
@@ -44,18 +52,62 @@ pub(crate) fn check_fresh(now_us: i64, stamp: &str) -> Result<i64, Refusal> {
     Ok(t)
 }
 
+/// The replay-cache key of a signature: lower case, because hex decoding accepts either case and a
+/// re-cased copy must not count as new.
+pub(crate) fn sig_key(prefix: &str, sig_hex: &str) -> String {
+    format!("{prefix}:{}", sig_hex.to_ascii_lowercase())
+}
+
+fn opt(s: &Option<String>) -> &str {
+    s.as_deref().unwrap_or("")
+}
+
+/// A peer's wallets, bounded in count and size (they are stored and shown, never trusted).
+fn bounded_wallets(w: &Option<BTreeMap<String, String>>) -> BTreeMap<String, String> {
+    w.iter()
+        .flatten()
+        .filter(|(k, v)| k.len() <= WALLET_FIELD_BYTES_MAX && v.len() <= WALLET_FIELD_BYTES_MAX)
+        .take(WALLETS_MAX)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn bounded_stamp(s: &Option<String>) -> Option<String> {
+    s.as_ref().filter(|t| t.chars().count() <= TIMESTAMP_FIELD_CHARS_MAX).cloned()
+}
+
 /// What we learn about a peer from a handshake.
 pub(crate) struct PeerDetails {
     pub agent_id: AgentId,
     pub url: String,
     pub display_name: String,
     pub bio: String,
-    pub wallets: std::collections::BTreeMap<String, String>,
+    pub wallets: BTreeMap<String, String>,
     pub created_at: Option<String>,
 }
 
-fn opt(s: &Option<String>) -> &str {
-    s.as_deref().unwrap_or("")
+impl PeerDetails {
+    fn from_request(id: AgentId, req: &ConnectionRequest) -> Self {
+        Self {
+            agent_id: id,
+            url: url::base(&req.from_agent_url),
+            display_name: truncate_chars(opt(&req.from_agent_display_name), DISPLAY_NAME_CHARS_MAX),
+            bio: truncate_chars(opt(&req.from_agent_bio), BIO_CHARS_MAX),
+            wallets: bounded_wallets(&req.wallets),
+            created_at: bounded_stamp(&req.created_at),
+        }
+    }
+
+    fn from_pending(p: &PendingIn) -> Self {
+        Self {
+            agent_id: p.agent_id.clone(),
+            url: p.url.clone(),
+            display_name: p.display_name.clone(),
+            bio: p.bio.clone(),
+            wallets: p.wallets.clone(),
+            created_at: p.created_at.clone(),
+        }
+    }
 }
 
 impl Node {
@@ -78,22 +130,25 @@ impl Node {
             return Err(Refusal::MissingFields(missing.join(", ")));
         }
         let id = bind_identity(&req.from_agent_id, req.from_agent_public_key_hex.as_deref())?;
-        url::validate(&req.from_agent_url).map_err(Refusal::Invalid)?;
+        let claimed = url::validate(&req.from_agent_url).map_err(Refusal::Invalid)?;
         if id == *self.passport.agent_id() {
             return Err(Refusal::Invalid("Cannot connect to yourself".to_owned()));
         }
+        let source_local = r.source.is_some_and(url::is_local_ip);
+        if !source_local && url::is_local_url(&claimed) {
+            return Err(Refusal::Invalid("A private or loopback URL is only accepted from a local address".to_owned()));
+        }
         let speaks_v2 = self.verify_connect_signature(&id, &req)?;
-        let peer_url = url::base(&req.from_agent_url);
-        let name = truncate_chars(opt(&req.from_agent_display_name), DISPLAY_NAME_CHARS_MAX);
-        let bio = truncate_chars(opt(&req.from_agent_bio), BIO_CHARS_MAX);
-        let wallets = req.wallets.clone().unwrap_or_default();
+        let details = PeerDetails::from_request(id.clone(), &req);
 
-        if let Some(conn) = self.connections.get_mut(id.as_str()) {
+        if self.connections.contains_key(id.as_str()) {
             // Only a request signed in our form may move a connection (0.5.3 lets anyone re-point it).
             if speaks_v2 {
-                conn.url = peer_url;
+                let conn = self.connections.get_mut(id.as_str()).expect("checked above");
+                conn.url = details.url;
                 conn.speaks_v2 = true;
                 conn.identity_verified = true;
+                conn.local = conn.local || source_local;
                 let change = Change::put(Table::Connections, id.as_str(), &*conn);
                 self.persist(vec![change]);
             }
@@ -101,43 +156,61 @@ impl Node {
             return Ok(wire::encode(&answer));
         }
 
-        let source_local = r.source.is_some_and(url::is_local_ip);
-        if source_local && self.config.auto_accept_local && self.accepting_connections() {
-            let conn = self.new_connection(PeerDetails { agent_id: id.clone(), url: peer_url, display_name: name, bio, wallets, created_at: req.created_at.clone() }, speaks_v2);
-            let change = Change::put(Table::Connections, id.as_str(), &conn);
-            self.connections.insert(id.as_str().to_owned(), conn);
-            self.persist(vec![change]);
-            self.emit(Event::Connected { agent_id: id.to_string() });
-            let answer = self.accepted_answer(&id, speaks_v2, "Auto-accepted (local network).");
+        // A signed request has proven the key already: a local one is accepted at once.
+        if speaks_v2 && source_local && self.config.auto_accept_local && self.accepting_connections() {
+            self.drop_pending_from(&id);
+            self.add_connection(details, true, true, true);
+            let answer = self.accepted_answer(&id, true, "Auto-accepted (local network).");
             return Ok(wire::encode(&answer));
         }
+        self.queue_pending(id, details, speaks_v2, source_local)
+    }
 
-        let existing = self.pending_in.values().find(|p| p.agent_id == id).map(|p| p.request_id.clone());
+    /// Records (or refreshes) a pending request and answers with a challenge.
+    fn queue_pending(&mut self, id: AgentId, details: PeerDetails, speaks_v2: bool, source_local: bool) -> Result<Vec<u8>, Refusal> {
+        let existing = self.pending_in.values().find(|p| p.agent_id == id).cloned();
         if existing.is_none() && self.pending_in.len() >= PENDING_REQUESTS_MAX {
             return Err(Refusal::Limited("Too many pending requests".to_owned()));
         }
-        let request_id = existing.unwrap_or_else(|| format!("req-{}", self.random_hex(4)));
+        let request_id = match &existing {
+            Some(p) => p.request_id.clone(),
+            None => format!("req-{}", self.random_hex(4)),
+        };
         let challenge_id = format!("ch-{}", self.random_hex(8));
         let challenge_hex = self.random_hex(32);
-        let pending = PendingIn {
+        let name = details.display_name.clone();
+        let mut pending = PendingIn {
             request_id: request_id.clone(),
             agent_id: id.clone(),
-            url: peer_url,
-            display_name: name.clone(),
-            bio,
+            url: details.url,
+            display_name: details.display_name,
+            bio: details.bio,
             requested_at: self.now.iso(),
             requested_us: self.now.wall_us,
             challenge_id: challenge_id.clone(),
             challenge_hex: challenge_hex.clone(),
             identity_verified: speaks_v2,
             speaks_v2,
-            wallets,
-            created_at: req.created_at.clone(),
+            wallets: details.wallets,
+            created_at: details.created_at,
+            source_local,
+            peer_trust: None,
         };
+        // An unsigned refresh of a proven request keeps what was proven (URL, name, flags); it only
+        // gets a fresh challenge. An unproven request may be replaced: nothing about it was checked.
+        if let Some(old) = &existing {
+            if !speaks_v2 && (old.identity_verified || old.speaks_v2) {
+                pending = PendingIn { challenge_id: challenge_id.clone(), challenge_hex: challenge_hex.clone(), requested_us: self.now.wall_us, ..old.clone() };
+            }
+            pending.peer_trust = old.peer_trust.clone();
+        }
         let change = Change::put(Table::PendingIn, &request_id, &pending);
         self.pending_in.insert(request_id.clone(), pending);
         self.persist(vec![change]);
-        self.emit(Event::ConnectionRequested { request_id: request_id.clone(), agent_id: id.to_string(), display_name: name });
+        if existing.is_none() {
+            self.emit(Event::ConnectionRequested { request_id: request_id.clone(), agent_id: id.to_string(), display_name: name });
+            self.start_trust_query(&request_id);
+        }
         let mut answer = ConnectionAnswer {
             auto_accepted: false,
             agent_id: Some(self.me().to_owned()),
@@ -153,16 +226,29 @@ impl Node {
         Ok(wire::encode(&answer))
     }
 
+    fn drop_pending_from(&mut self, id: &AgentId) {
+        let keys: Vec<String> = self.pending_in.values().filter(|p| p.agent_id == *id).map(|p| p.request_id.clone()).collect();
+        for k in keys {
+            self.pending_in.remove(&k);
+            self.persist(vec![Change::delete(Table::PendingIn, &k)]);
+        }
+    }
+
     /// Verifies our signed form on a connection request, when present. Returns whether it was.
     fn verify_connect_signature(&mut self, id: &AgentId, req: &ConnectionRequest) -> Result<bool, Refusal> {
         let Some(sig) = req.dm_signature_hex.as_deref() else { return Ok(false) };
         let stamp = req.timestamp.as_deref().ok_or_else(|| Refusal::Unauthorized("Signed request needs a timestamp".to_owned()))?;
-        check_fresh(self.now.wall_us, stamp)?;
+        let stamp_us = check_fresh(self.now.wall_us, stamp)?;
         let bytes = sign::v2_bytes(
             V2_CONNECT,
             &[id.as_str(), &req.from_agent_url, opt(&req.from_agent_bio), opt(&req.from_agent_display_name), opt(&req.target_url), stamp],
         );
         sign::verify_hex(id.key(), &bytes, sig).map_err(|_| Refusal::Unauthorized("Invalid signature on connection request".to_owned()))?;
+        // A captured signed request must not be replayable (say, to move a connection's URL back).
+        let key = sig_key("connect", sig);
+        self.record_replay(&key, stamp_us)?;
+        let change = self.replay_change(&key);
+        self.persist(vec![change]);
         Ok(true)
     }
 
@@ -192,8 +278,9 @@ impl Node {
         answer.timestamp = Some(stamp);
     }
 
-    pub(crate) fn on_connection_proof(&mut self, body: &[u8]) -> Result<Vec<u8>, Refusal> {
-        let proof: ConnectionProof = wire::decode(body)?;
+    pub(crate) fn on_connection_proof(&mut self, r: &InboundRequest) -> Result<Vec<u8>, Refusal> {
+        self.admit_global()?;
+        let proof: ConnectionProof = wire::decode(&r.body)?;
         let mut missing = Vec::new();
         for (name, value) in [("challenge_id", &proof.challenge_id), ("proof_hex", &proof.proof_hex), ("agent_id", &proof.agent_id), ("public_key_hex", &proof.public_key_hex)] {
             if value.is_empty() {
@@ -216,12 +303,22 @@ impl Node {
         let bytes = sign::domain_bytes(DOMAIN_CHALLENGE, &[&pending.challenge_hex]).map_err(|e| Refusal::Invalid(e.to_string()))?;
         sign::verify_hex(id.key(), &bytes, &proof.proof_hex).map_err(|_| Refusal::Unauthorized("Invalid proof — identity verification failed".to_owned()))?;
         pending.identity_verified = true;
-        let change = Change::put(Table::PendingIn, &pending.request_id.clone(), &*pending);
+        // A challenge is answered once.
+        pending.challenge_id.clear();
+        let request_id = pending.request_id.clone();
+        let local = pending.source_local && r.source.is_some_and(url::is_local_ip);
+        let change = Change::put(Table::PendingIn, &request_id, &*pending);
         self.persist(vec![change]);
+        if local && self.config.auto_accept_local && self.accepting_connections() {
+            self.accept_pending(&request_id);
+            return Ok(wire::encode(&json!({"success": true, "identity_verified": true, "accepted": true})));
+        }
+        self.decide_by_policy(&request_id);
         Ok(wire::encode(&json!({"success": true, "identity_verified": true})))
     }
 
     pub(crate) fn on_connection_accepted(&mut self, body: &[u8]) -> Result<Vec<u8>, Refusal> {
+        self.admit_global()?;
         let acc: ConnectionAccepted = wire::decode(body)?;
         let mut missing = Vec::new();
         if acc.agent_id.is_empty() {
@@ -235,14 +332,8 @@ impl Node {
         }
         let id = bind_identity(&acc.agent_id, acc.agent_public_key_hex.as_deref())?;
         url::validate(&acc.agent_url).map_err(Refusal::Invalid)?;
-        let claimed_base = url::base(&acc.agent_url);
-        let key = self
-            .pending_out
-            .iter()
-            .find(|(_, p)| p.agent_id.as_ref() == Some(&id))
-            .or_else(|| self.pending_out.iter().find(|(k, p)| p.agent_id.is_none() && **k == claimed_base))
-            .map(|(k, _)| k.clone());
-        let Some(key) = key else {
+        // Every pending outbound request records who answered it; only that agent may accept it.
+        let Some(key) = self.pending_out.iter().find(|(_, p)| p.agent_id.as_ref() == Some(&id)).map(|(k, _)| k.clone()) else {
             return Err(Refusal::Unauthorized("No pending outbound connection request for this agent.".to_owned()));
         };
         let pending = self.pending_out[&key].clone();
@@ -262,30 +353,26 @@ impl Node {
         if pending.speaks_v2 && !signed {
             return Err(Refusal::Unauthorized("Signature required — this agent signs its acceptances".to_owned()));
         }
-        if !self.accepting_connections() {
+        if !self.connections.contains_key(id.as_str()) && !self.accepting_connections() {
             return Err(Refusal::Limited(format!("Connection limit reached ({})", self.config.max_connections)));
         }
-        // We reached the target at the URL we used; keep that rather than a claimed one.
-        let conn = self.new_connection(
-            PeerDetails {
-                agent_id: id.clone(),
-                url: pending.target_url.clone(),
-                display_name: truncate_chars(opt(&acc.agent_display_name), DISPLAY_NAME_CHARS_MAX),
-                bio: truncate_chars(opt(&acc.agent_bio), BIO_CHARS_MAX),
-                wallets: acc.wallets.clone().unwrap_or_default(),
-                created_at: acc.created_at.clone(),
-            },
-            signed,
-        );
-        let changes = vec![Change::delete(Table::PendingOut, &key), Change::put(Table::Connections, id.as_str(), &conn)];
         self.pending_out.remove(&key);
-        self.connections.insert(id.as_str().to_owned(), conn);
-        self.persist(changes);
-        self.emit(Event::Connected { agent_id: id.to_string() });
+        self.persist(vec![Change::delete(Table::PendingOut, &key)]);
+        // We reached the target at the URL the agent chose; keep that rather than a claimed one.
+        let details = PeerDetails {
+            agent_id: id,
+            url: pending.target_url,
+            display_name: truncate_chars(opt(&acc.agent_display_name), DISPLAY_NAME_CHARS_MAX),
+            bio: truncate_chars(opt(&acc.agent_bio), BIO_CHARS_MAX),
+            wallets: bounded_wallets(&acc.wallets),
+            created_at: bounded_stamp(&acc.created_at),
+        };
+        self.add_connection(details, signed, signed, true);
         Ok(wire::encode(&Ack { success: true }))
     }
 
     pub(crate) fn on_disconnect(&mut self, body: &[u8]) -> Result<Vec<u8>, Refusal> {
+        self.admit_global()?;
         let d: Disconnect = wire::decode(body)?;
         if d.from_agent_id.is_empty() || d.to_agent_id.is_empty() || d.timestamp.is_empty() || d.dm_signature_hex.is_empty() {
             return Err(Refusal::MissingFields("from_agent_id, to_agent_id, timestamp, dm_signature_hex".to_owned()));
@@ -297,34 +384,57 @@ impl Node {
             return Err(Refusal::NotFound("Not connected to that agent".to_owned()));
         };
         let stamp_us = check_fresh(self.now.wall_us, &d.timestamp)?;
+        // A notice older than the connection belongs to an earlier one: replaying it must not end this one.
+        if parse_iso(&conn.connected_at).is_some_and(|c| stamp_us < c) {
+            return Err(Refusal::Stale(limits::FRESHNESS_WINDOW_S));
+        }
         let bytes = sign::v2_bytes(V2_DISCONNECT, &[&d.from_agent_id, &d.to_agent_id, &d.timestamp, &d.reason]);
         sign::verify_hex(conn.agent_id.key(), &bytes, &d.dm_signature_hex).map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
-        self.record_replay(&format!("disconnect:{}", d.dm_signature_hex), stamp_us)?;
+        let key = sig_key("disconnect", &d.dm_signature_hex);
+        self.record_replay(&key, stamp_us)?;
         self.connections.remove(&d.from_agent_id);
         self.rate_peers.remove(&d.from_agent_id);
-        let changes = vec![Change::delete(Table::Connections, &d.from_agent_id), self.replay_change(&format!("disconnect:{}", d.dm_signature_hex))];
+        let changes = vec![Change::delete(Table::Connections, &d.from_agent_id), self.replay_change(&key)];
         self.persist(changes);
         self.emit(Event::Disconnected { agent_id: d.from_agent_id.clone(), by_peer: true });
         Ok(wire::encode(&Ack { success: true }))
     }
 
-    pub(crate) fn new_connection(&self, peer: PeerDetails, speaks_v2: bool) -> Connection {
+    /// Creates (or refreshes) a connection, persists it and tells the agent. An existing connection
+    /// keeps its counters, overrides and proofs: nothing here can downgrade it.
+    pub(crate) fn add_connection(&mut self, peer: PeerDetails, speaks_v2: bool, verified: bool, local: bool) {
+        let key = peer.agent_id.as_str().to_owned();
         let now = self.now.iso();
-        let PeerDetails { agent_id, url, display_name, bio, wallets, created_at: peer_created_at } = peer;
-        Connection {
-            agent_id,
-            url,
-            display_name,
-            bio,
+        let is_new = !self.connections.contains_key(&key);
+        let conn = self.connections.entry(key.clone()).or_insert_with(|| Connection {
+            agent_id: peer.agent_id.clone(),
+            url: peer.url.clone(),
+            display_name: String::new(),
+            bio: String::new(),
             connected_at: now.clone(),
             messages_sent: 0,
             messages_received: 0,
             last_activity: now,
-            speaks_v2,
-            identity_verified: speaks_v2,
+            speaks_v2: false,
+            identity_verified: false,
             rate_limit: Default::default(),
-            wallets,
-            peer_created_at,
+            wallets: BTreeMap::new(),
+            peer_created_at: None,
+            local: false,
+        });
+        conn.url = peer.url;
+        conn.display_name = peer.display_name;
+        conn.bio = peer.bio;
+        conn.wallets = peer.wallets;
+        conn.peer_created_at = peer.created_at;
+        conn.speaks_v2 |= speaks_v2;
+        conn.identity_verified |= verified || speaks_v2;
+        conn.local |= local;
+        let change = Change::put(Table::Connections, &key, &*conn);
+        self.persist(vec![change]);
+        if is_new {
+            self.emit(Event::Connected { agent_id: key.clone() });
+            self.on_connected(&key);
         }
     }
 
@@ -348,8 +458,7 @@ impl Node {
     // ----- commands: the agent asks -----
 
     pub(crate) fn cmd_connect(&mut self, cmd: CommandId, target_url: &str) -> Result<(), CommandError> {
-        let parsed = url::validate(target_url).map_err(CommandError::InvalidArgument)?;
-        drop(parsed);
+        url::validate(target_url).map_err(CommandError::InvalidArgument)?;
         if !self.accepting_connections() {
             return Err(CommandError::Limited(format!("Connection limit reached ({})", self.config.max_connections)));
         }
@@ -397,6 +506,9 @@ impl Node {
         let answer: ConnectionAnswer = wire::decode(&resp.body).map_err(|e| CommandError::Peer(format!("Peer sent an invalid answer: {e}")))?;
         let agent_id = answer.agent_id.as_deref().ok_or_else(|| CommandError::Peer("Peer's answer has no agent_id".to_owned()))?;
         let id = bind_identity(agent_id, answer.agent_public_key_hex.as_deref()).map_err(|e| CommandError::Peer(e.to_string()))?;
+        if id == *self.passport.agent_id() {
+            return Err(CommandError::InvalidArgument("That URL is this node".to_owned()));
+        }
         let outcome = if answer.auto_accepted { "accepted" } else { "pending" };
         let signed = match (&answer.dm_signature_hex, &answer.timestamp) {
             (Some(sig), Some(stamp)) => {
@@ -408,65 +520,68 @@ impl Node {
             _ => false,
         };
         if answer.auto_accepted {
-            let conn = self.new_connection(
-                PeerDetails {
-                    agent_id: id.clone(),
-                    url: target_url.to_owned(),
-                    display_name: truncate_chars(opt(&answer.agent_display_name), DISPLAY_NAME_CHARS_MAX),
-                    bio: truncate_chars(opt(&answer.agent_bio), BIO_CHARS_MAX),
-                    wallets: answer.wallets.clone().unwrap_or_default(),
-                    created_at: answer.created_at.clone(),
-                },
-                signed,
-            );
-            let mut changes = vec![Change::put(Table::Connections, id.as_str(), &conn)];
-            if self.pending_out.remove(target_url).is_some() {
-                changes.push(Change::delete(Table::PendingOut, target_url));
+            if !self.connections.contains_key(id.as_str()) && !self.accepting_connections() {
+                return Err(CommandError::Limited(format!("Connection limit reached ({})", self.config.max_connections)));
             }
-            self.connections.insert(id.as_str().to_owned(), conn);
-            self.persist(changes);
-            self.emit(Event::Connected { agent_id: id.to_string() });
+            if self.pending_out.remove(target_url).is_some() {
+                self.persist(vec![Change::delete(Table::PendingOut, target_url)]);
+            }
+            let details = PeerDetails {
+                agent_id: id.clone(),
+                url: target_url.to_owned(),
+                display_name: truncate_chars(opt(&answer.agent_display_name), DISPLAY_NAME_CHARS_MAX),
+                bio: truncate_chars(opt(&answer.agent_bio), BIO_CHARS_MAX),
+                wallets: bounded_wallets(&answer.wallets),
+                created_at: bounded_stamp(&answer.created_at),
+            };
+            self.add_connection(details, signed, signed, true);
             return Ok(json!({"status": "connected", "agent_id": id.as_str(), "display_name": opt(&answer.agent_display_name), "message": opt(&answer.message)}));
         }
         let request_id = answer.request_id.clone().unwrap_or_default();
-        if let (Some(ch_id), Some(ch_hex)) = (&answer.challenge_id, &answer.challenge_hex) {
-            if let Ok(bytes) = sign::domain_bytes(DOMAIN_CHALLENGE, &[ch_hex]) {
-                let proof = ConnectionProof {
-                    challenge_id: ch_id.clone(),
-                    proof_hex: sign::sign_hex(&self.passport, &bytes),
-                    agent_id: self.me().to_owned(),
-                    public_key_hex: self.me().to_owned(),
-                };
-                // 0.5.3 always answers 403 here (its check is broken); the answer changes nothing.
-                self.transmit(Method::Post, url::endpoint(target_url, "connection_proof"), wire::encode(&proof), limits::PEER_CALL_TIMEOUT_MS, false, Call::FireAndForget);
-            }
-        }
-        let pending = PendingOut {
-            target_url: target_url.to_owned(),
-            agent_id: Some(id.clone()),
-            request_id: Some(request_id.clone()),
-            speaks_v2: signed,
-            created_us: self.now.wall_us,
-        };
+        self.send_proof(target_url, &answer);
+        let pending = PendingOut { target_url: target_url.to_owned(), agent_id: Some(id.clone()), request_id: Some(request_id.clone()), speaks_v2: signed, created_us: self.now.wall_us };
         let change = Change::put(Table::PendingOut, target_url, &pending);
         self.pending_out.insert(target_url.to_owned(), pending);
         self.persist(vec![change]);
         Ok(json!({"status": "pending", "agent_id": id.as_str(), "request_id": request_id, "message": "Connection request sent. Waiting for acceptance."}))
     }
 
+    /// Answers a target's challenge. Only a well-formed challenge (64 lowercase hex digits) is
+    /// signed: we never sign text a peer chose.
+    fn send_proof(&mut self, target_url: &str, answer: &ConnectionAnswer) {
+        let (Some(ch_id), Some(ch_hex)) = (&answer.challenge_id, &answer.challenge_hex) else { return };
+        let well_formed = ch_hex.len() == 64 && ch_hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !well_formed || ch_id.len() > limits::ID_BYTES_MAX {
+            return;
+        }
+        let bytes = sign::domain_bytes(DOMAIN_CHALLENGE, &[ch_hex]).expect("hex has no newline");
+        let proof = ConnectionProof { challenge_id: ch_id.clone(), proof_hex: sign::sign_hex(&self.passport, &bytes), agent_id: self.me().to_owned(), public_key_hex: self.me().to_owned() };
+        // 0.5.3 always answers 403 here (its check is broken); the answer changes nothing.
+        self.transmit(Method::Post, url::endpoint(target_url, "connection_proof"), wire::encode(&proof), limits::PEER_CALL_TIMEOUT_MS, false, Call::FireAndForget);
+    }
+
     pub(crate) fn cmd_accept(&mut self, cmd: CommandId, request_id: &str) -> Result<(), CommandError> {
-        if !self.pending_in.contains_key(request_id) {
+        let Some(p) = self.pending_in.get(request_id) else {
             return Err(CommandError::NotFound(format!("No pending request with ID '{request_id}'")));
+        };
+        if !p.identity_verified {
+            return Err(CommandError::InvalidArgument(format!("Request '{request_id}' has not proven its key yet (no valid challenge proof); wait for it or reject it")));
         }
         if !self.accepting_connections() {
             return Err(CommandError::Limited(format!("Connection limit reached ({})", self.config.max_connections)));
         }
-        let p = self.pending_in.remove(request_id).expect("checked above");
-        let mut conn = self.new_connection(PeerDetails { agent_id: p.agent_id.clone(), url: p.url.clone(), display_name: p.display_name.clone(), bio: p.bio.clone(), wallets: p.wallets.clone(), created_at: p.created_at.clone() }, p.speaks_v2);
-        conn.identity_verified = p.identity_verified;
-        let changes = vec![Change::delete(Table::PendingIn, request_id), Change::put(Table::Connections, p.agent_id.as_str(), &conn)];
-        self.connections.insert(p.agent_id.as_str().to_owned(), conn);
-        self.persist(changes);
+        let agent_id = p.agent_id.to_string();
+        self.accept_pending(request_id);
+        self.done(cmd, Ok(json!({"status": "connected", "accepted": true, "agent_id": agent_id})));
+        Ok(())
+    }
+
+    /// Turns a proven pending request into a connection and tells the requester, signed.
+    pub(crate) fn accept_pending(&mut self, request_id: &str) {
+        let Some(p) = self.pending_in.remove(request_id) else { return };
+        debug_assert!(p.identity_verified);
+        self.persist(vec![Change::delete(Table::PendingIn, request_id)]);
+        self.add_connection(PeerDetails::from_pending(&p), p.speaks_v2, p.identity_verified, p.source_local);
         let stamp = self.now.iso();
         let bytes = sign::v2_bytes(V2_ACCEPTED, &[self.me(), p.agent_id.as_str(), &self.config.public_url, &stamp]);
         let body = ConnectionAccepted {
@@ -482,34 +597,37 @@ impl Node {
             timestamp: Some(stamp),
             dm_signature_hex: Some(sign::sign_hex(&self.passport, &bytes)),
         };
-        self.transmit(Method::Post, url::endpoint(&p.url, "connection_accepted"), wire::encode(&body), limits::PEER_CALL_TIMEOUT_MS, false, Call::FireAndForget);
-        self.emit(Event::Connected { agent_id: p.agent_id.to_string() });
-        self.done(cmd, Ok(json!({"status": "connected", "accepted": true, "agent_id": p.agent_id.as_str()})));
-        Ok(())
+        self.transmit(Method::Post, url::endpoint(&p.url, "connection_accepted"), wire::encode(&body), limits::PEER_CALL_TIMEOUT_MS, !p.source_local, Call::FireAndForget);
     }
 
     pub(crate) fn cmd_reject(&mut self, cmd: CommandId, request_id: &str) -> Result<(), CommandError> {
-        let Some(p) = self.pending_in.remove(request_id) else {
+        let Some(p) = self.reject_pending(request_id) else {
             return Err(CommandError::NotFound(format!("No pending request with ID '{request_id}'")));
         };
-        self.persist(vec![Change::delete(Table::PendingIn, request_id)]);
         self.done(cmd, Ok(json!({"status": "rejected", "accepted": false, "agent_id": p.agent_id.as_str()})));
         Ok(())
     }
 
+    pub(crate) fn reject_pending(&mut self, request_id: &str) -> Option<PendingIn> {
+        let p = self.pending_in.remove(request_id)?;
+        self.persist(vec![Change::delete(Table::PendingIn, request_id)]);
+        Some(p)
+    }
+
     pub(crate) fn cmd_disconnect(&mut self, cmd: CommandId, agent_id: &str) -> Result<(), CommandError> {
-        let Some(conn) = self.connections.remove(agent_id) else {
+        if !self.connections.contains_key(agent_id) {
             return Err(CommandError::NotFound(format!("Not connected to '{agent_id}'")));
-        };
-        self.rate_peers.remove(agent_id);
-        self.persist(vec![Change::delete(Table::Connections, agent_id)]);
-        self.send_disconnect_notice(&conn, "Disconnected by the agent.");
-        self.emit(Event::Disconnected { agent_id: agent_id.to_owned(), by_peer: false });
+        }
+        self.disconnect(agent_id, "Disconnected by the agent.");
         self.done(cmd, Ok(json!({"status": "disconnected", "disconnected_from": agent_id})));
         Ok(())
     }
 
-    pub(crate) fn send_disconnect_notice(&mut self, conn: &Connection, reason: &str) {
+    /// Drops a connection and sends the peer a signed notice.
+    pub(crate) fn disconnect(&mut self, agent_id: &str, reason: &str) {
+        let Some(conn) = self.connections.remove(agent_id) else { return };
+        self.rate_peers.remove(agent_id);
+        self.persist(vec![Change::delete(Table::Connections, agent_id)]);
         let stamp = self.now.iso();
         let bytes = sign::v2_bytes(V2_DISCONNECT, &[self.me(), conn.agent_id.as_str(), &stamp, reason]);
         let body = Disconnect {
@@ -519,11 +637,12 @@ impl Node {
             reason: reason.to_owned(),
             dm_signature_hex: sign::sign_hex(&self.passport, &bytes),
         };
-        self.transmit(Method::Post, url::endpoint(&conn.url, "disconnect"), wire::encode(&body), limits::PEER_CALL_TIMEOUT_MS, false, Call::FireAndForget);
+        self.transmit(Method::Post, url::endpoint(&conn.url, "disconnect"), wire::encode(&body), limits::PEER_CALL_TIMEOUT_MS, !conn.local, Call::FireAndForget);
+        self.emit(Event::Disconnected { agent_id: agent_id.to_owned(), by_peer: false });
     }
 }
 
-/// Our signed form of a connection answer: target, requester, outcome, request id, URL, time.
+/// Our signed form of a connection answer: target, requester, outcome, request id, URL, challenge, time.
 fn answer_bytes(target: &str, requester: &str, outcome: &str, a: &ConnectionAnswer, stamp: &str) -> Vec<u8> {
     sign::v2_bytes(V2_CONNECT_ANSWER, &[target, requester, outcome, opt(&a.request_id), opt(&a.agent_url), opt(&a.challenge_hex), stamp])
 }

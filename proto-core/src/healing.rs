@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::connection::check_fresh;
 use crate::error::{CommandError, Refusal};
 use crate::identity::truncate_chars;
-use crate::io::{Event, Method};
+use crate::io::{Event, InboundRequest, Method};
 use crate::limits::{self, BIO_CHARS_MAX, DISPLAY_NAME_CHARS_MAX};
 use crate::node::{Call, Node};
 use crate::sign::{self, DOMAIN_PEER_UPDATE, V2_PEER_UPDATE};
@@ -26,13 +26,17 @@ fn v2_fields<'a>(u: &'a PeerUpdate, stamp: &'a str) -> [&'a str; 5] {
 }
 
 impl Node {
-    pub(crate) fn on_peer_update(&mut self, body: &[u8]) -> Result<Vec<u8>, Refusal> {
+    pub(crate) fn on_peer_update(&mut self, r: &InboundRequest) -> Result<Vec<u8>, Refusal> {
         self.admit_global()?;
-        let u: PeerUpdate = wire::decode(body)?;
+        let u: PeerUpdate = wire::decode(&r.body)?;
         if u.agent_id.is_empty() || u.new_url.is_empty() {
             return Err(Refusal::MissingFields("agent_id, new_url".to_owned()));
         }
-        url::validate(&u.new_url).map_err(Refusal::Invalid)?;
+        let new_url = url::validate(&u.new_url).map_err(Refusal::Invalid)?;
+        let source_local = r.source.is_some_and(url::is_local_ip);
+        if !source_local && url::is_local_url(&new_url) {
+            return Err(Refusal::Invalid("A private or loopback URL is only accepted from a local address".to_owned()));
+        }
         let Some(conn) = self.connections.get(&u.agent_id) else {
             return Err(Refusal::NotFound("Unknown agent".to_owned()));
         };
@@ -70,6 +74,8 @@ impl Node {
         if signed_v2 {
             conn.speaks_v2 = true;
         }
+        // A peer that moved to a public address is no longer treated as local.
+        conn.local = source_local;
         let conn_change = Change::put(Table::Connections, &u.agent_id, &*conn);
         let url_now = conn.url.clone();
         let changes = vec![conn_change, self.replay_change(&replay_key)];
@@ -106,15 +112,16 @@ impl Node {
             signature: None,
             dm_signature_hex: None,
         };
-        let legacy = sign::domain_bytes(DOMAIN_PEER_UPDATE, &[&u.agent_id, &u.new_url, &stamp]).expect("our id, URL and time have no newline");
-        u.signature = Some(sign::sign_hex(&self.passport, &legacy));
+        // Our URL passed validation (no control characters), so the legacy form is unambiguous;
+        // if it ever were not, peers of ours still get our form.
+        u.signature = sign::domain_bytes(DOMAIN_PEER_UPDATE, &[&u.agent_id, &u.new_url, &stamp]).ok().map(|b| sign::sign_hex(&self.passport, &b));
         u.dm_signature_hex = Some(sign::sign_hex(&self.passport, &sign::v2_bytes(V2_PEER_UPDATE, &v2_fields(&u, &stamp))));
         let body = wire::encode(&u);
-        let urls: Vec<String> = self.connections.values().map(|c| c.url.clone()).collect();
-        for peer in &urls {
-            self.transmit(Method::Post, url::endpoint(peer, "peer_update"), body.clone(), limits::PEER_CALL_TIMEOUT_MS, false, Call::FireAndForget);
+        let peers: Vec<(String, bool)> = self.connections.values().map(|c| (c.url.clone(), c.local)).collect();
+        for (peer, local) in &peers {
+            self.transmit(Method::Post, url::endpoint(peer, "peer_update"), body.clone(), limits::PEER_CALL_TIMEOUT_MS, !local, Call::FireAndForget);
         }
-        urls.len()
+        peers.len()
     }
 
     pub(crate) fn cmd_update_bio(&mut self, bio: &str) -> Result<Value, CommandError> {

@@ -118,6 +118,17 @@ pub enum Event {
         /// The sent message this answers, when it is a reply.
         in_reply_to: Option<String>,
     },
+    /// The acceptance policy decided a pending request from our peers' opinions.
+    RequestDecided {
+        /// The request.
+        request_id: String,
+        /// Who asked.
+        agent_id: String,
+        /// Accepted (true) or rejected (false).
+        accepted: bool,
+        /// The combined peer opinion that decided it.
+        peer_score: f64,
+    },
     /// A peer announced a new URL or bio.
     PeerUpdated {
         /// The peer.

@@ -32,8 +32,9 @@
 //! ## Layout
 //!
 //! Each file owns one concern: [`connection`] (handshake, pending requests, pinning, disconnect),
-//! [`message`] (inbox, sending, forwarding, replies, webhooks), [`trust`] (impressions, rate
-//! overrides), [`healing`] (peer updates and lookups), [`discovery`] (cards and LAN beacons),
+//! [`message`] (inbox, sending, forwarding, replies, webhooks), [`trust`] (impressions, peer trust
+//! queries, acceptance policy, auto-disconnect, rate limits), [`shard`] (knowledge shards and their
+//! sync), [`memory`] (the conversation log and context feed), [`healing`] (peer updates and lookups), [`discovery`] (cards and LAN beacons),
 //! [`identity`] and [`sign`] (keys and canonical forms), [`replay`] and [`limits`] (the bounds),
 //! [`wire`] (the JSON bodies), [`store`] (what is persisted), [`io`] (inputs and outputs).
 
@@ -52,7 +53,9 @@ pub mod store;
 pub mod trust;
 pub mod identity;
 pub mod limits;
+pub mod memory;
 pub mod replay;
+pub mod shard;
 pub mod sign;
 pub mod time;
 pub mod url;
@@ -63,6 +66,8 @@ pub use error::{CommandError, IdentityError, Refusal, SignError, WireError};
 pub use io::{CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, OutboundId, Output, Reply, Transmit};
 pub use message::{ForwardArgs, SendArgs, Targets};
 pub use node::{Config, Node};
+pub use shard::ShardArgs;
+pub use trust::TrustPolicy;
 pub use store::{Change, Table};
 pub use identity::{AgentId, Passport};
 pub use time::Now;

@@ -71,8 +71,62 @@ pub const RATE_GLOBAL_DEFAULT: u32 = 200;
 /// Largest finite per-window limit that may be configured (bounds the window's memory).
 pub const RATE_LIMIT_CEILING: u32 = 100_000;
 
+/// Wallet entries kept from a peer's handshake.
+pub const WALLETS_MAX: usize = 8;
+/// Longest wallet chain name or address kept, in bytes.
+pub const WALLET_FIELD_BYTES_MAX: usize = 128;
+/// Longest informational timestamp kept from a peer (`created_at`), in characters.
+pub const TIMESTAMP_FIELD_CHARS_MAX: usize = 64;
+
 /// Impressions kept (one per agent).
 pub const IMPRESSIONS_MAX: usize = 10_000;
+/// Trust gained by a peer each time it acknowledges a message we sent (0.5.3's value).
+pub const TRUST_DELTA_DELIVERED: f64 = 0.001;
+/// Trust gained by a peer whose reply completes an exchange we started.
+pub const TRUST_DELTA_REPLIED: f64 = 0.02;
+/// Trust lost by a peer that refuses or cannot take a message we send it.
+pub const TRUST_DELTA_DELIVERY_FAILED: f64 = -0.005;
+/// Trust lost by a connected peer when a forged or replayed packet in its name comes from its own
+/// address (attributable to it, not to someone spoofing it).
+pub const TRUST_DELTA_FORGED: f64 = -0.2;
+/// How far a trusted peer's report moves our impression of its subject, times our trust in it.
+pub const TRUST_REPORT_WEIGHT: f64 = 0.1;
+/// Peers asked about an unknown requester, most trusted first.
+pub const TRUST_QUERY_FANOUT_MAX: usize = 8;
+/// How long a trust query may take, in milliseconds.
+pub const TRUST_QUERY_TIMEOUT_MS: u64 = 3_000;
+/// We answer trust queries only from connected peers we trust at least this much (neutral).
+pub const TRUST_ANSWER_MIN: f64 = 0.0;
+/// Default auto-accept threshold of the combined peer opinion.
+pub const TRUST_ACCEPT_MIN_DEFAULT: f64 = 0.5;
+/// Default auto-reject threshold of the combined peer opinion.
+pub const TRUST_REJECT_MAX_DEFAULT: f64 = -0.5;
+/// Least total weight (sum of our trust in the peers who answered) for the policy to act.
+pub const TRUST_CONFIDENCE_MIN: f64 = 0.2;
+/// A connection whose impression stays negative this long is dropped, in seconds.
+pub const TRUST_NEGATIVE_TIMEOUT_S: u64 = 3_600;
+
+/// Own shards kept.
+pub const SHARDS_OWN_MAX: usize = 200;
+/// Other agents' shards cached.
+pub const SHARDS_CACHED_MAX: usize = 200;
+/// A cached shard is dropped this long after its last update, in seconds.
+pub const SHARD_CACHE_TTL_S: u64 = 86_400;
+/// Tags per shard.
+pub const SHARD_TAGS_MAX: usize = 16;
+/// Longest tag, in characters.
+pub const SHARD_TAG_CHARS_MAX: usize = 64;
+/// Longest shard summary, in characters.
+pub const SHARD_SUMMARY_CHARS_MAX: usize = 1_000;
+/// Conversation log entries kept; the oldest is dropped first.
+pub const CONVERSATIONS_MAX: usize = 500;
+/// Longest content kept per conversation entry, in characters.
+pub const CONVERSATION_CONTENT_CHARS_MAX: usize = 2_000;
+/// Entries in the direct section of the context feed.
+pub const FEED_DIRECT_MAX: usize = 30;
+/// Entries in the network section of the context feed.
+pub const FEED_NETWORK_MAX: usize = 15;
+
 /// Timeout we give peer HTTP calls, in milliseconds.
 pub const PEER_CALL_TIMEOUT_MS: u64 = 10_000;
 /// Timeout for the connection request call, in milliseconds (a 0.5.3 target queries its peers first).

@@ -86,9 +86,26 @@ fn leading_message_id(body: &[u8]) -> Option<&str> {
     std::str::from_utf8(&rest[..end]).ok()
 }
 
-/// Canonical JSON of a metadata object: serde_json's map is ordered, numbers print round-trippably.
+/// Canonical JSON of a metadata object: keys sorted at every depth (explicitly, so that enabling
+/// serde_json's `preserve_order` anywhere in a build cannot change what we sign), compact, numbers
+/// printed so they parse back to the same value.
 pub fn canonical_metadata(metadata: &Map<String, Value>) -> String {
-    serde_json::to_string(metadata).expect("JSON values always serialise")
+    if metadata.is_empty() {
+        return "{}".to_owned();
+    }
+    serde_json::to_string(&sorted(&Value::Object(metadata.clone()))).expect("JSON values always serialise")
+}
+
+fn sorted(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&m[k]))).collect())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
 }
 
 /// Our signed form of an envelope: every field that changes its meaning.
@@ -117,6 +134,7 @@ impl Node {
         if self.is_inactive() {
             return Err(Refusal::Unavailable("Agent is currently inactive".to_owned()));
         }
+        self.admit_global()?;
         // Duplicate pre-check before any other work (and long before any signature work).
         let duplicate = match leading_message_id(&r.body) {
             Some(id) => self.is_duplicate(id),
@@ -125,16 +143,40 @@ impl Node {
         if duplicate {
             return Err(Refusal::Duplicate);
         }
-        self.admit_global()?;
         let env: MessageEnvelope = wire::decode(&r.body)?;
-        let checked = self.check_envelope(&env, r.source)?;
+        let checked = match self.check_envelope(&env, r.source) {
+            Ok(c) => c,
+            Err(e) => {
+                self.penalise_if_attributable(&env.from_agent_id, r.source, &e);
+                return Err(e);
+            }
+        };
         self.admit_peer(&env.from_agent_id)?;
         self.accept_message(env, checked)
     }
 
+    /// A forged or replayed packet in a connected peer's name lowers our trust in that peer only
+    /// when it came from the peer's own address: otherwise it says nothing about the peer, only about
+    /// whoever spoofs it.
+    fn penalise_if_attributable(&mut self, from: &str, source: Option<IpAddr>, e: &Refusal) {
+        if !matches!(e, Refusal::Unauthorized(_) | Refusal::Duplicate | Refusal::Stale(_)) {
+            return;
+        }
+        let Some(conn) = self.connections.get(from) else { return };
+        let host_ip = ::url::Url::parse(&conn.url).ok().and_then(|u| match u.host() {
+            Some(::url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
+            Some(::url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
+            _ => None,
+        });
+        if host_ip.is_some() && host_ip == source {
+            self.nudge(from, limits::TRUST_DELTA_FORGED);
+        }
+    }
+
     fn is_duplicate(&self, message_id: &str) -> bool {
         // Our own (or forwarded-by-us) messages coming back are loops.
-        self.replay.contains(message_id, self.now.wall_us) || self.sent.contains_key(message_id)
+        // An unread message keeps its id even after its replay entry expires.
+        self.replay.contains(message_id, self.now.wall_us) || self.sent.contains_key(message_id) || self.inbox.contains_key(message_id)
     }
 
     /// Every check of an inbound envelope, signature last.
@@ -223,7 +265,13 @@ impl Node {
                     .map_err(|_| Refusal::Unauthorized("Invalid signature — message authenticity could not be verified.".to_owned()))?;
             }
         }
-        Ok(Checked { stamp_us, metadata_json, from_local, is_broadcast: metadata.get("type").and_then(Value::as_str) == Some("broadcast") })
+        Ok(Checked {
+            stamp_us,
+            metadata_json,
+            from_local,
+            is_broadcast: metadata.get("type").and_then(Value::as_str) == Some("broadcast"),
+            is_forward: metadata.get("forwarded").and_then(Value::as_bool) == Some(true),
+        })
     }
 
     fn accept_message(&mut self, env: MessageEnvelope, checked: Checked) -> Result<Vec<u8>, Refusal> {
@@ -258,12 +306,27 @@ impl Node {
         changes.push(Change::put(Table::Inbox, &msg.message_id, &msg));
         let reply_content = msg.content.clone();
         self.inbox.insert(msg.message_id.clone(), msg);
+        let mut linked = false;
         if let Some(original) = &env.in_reply_to {
             if let Some(change) = self.link_reply(original, &env.from_agent_id, &reply_content, Some(&env.message_id)) {
                 changes.push(change);
+                linked = true;
             }
         }
         self.persist(changes);
+        if linked {
+            self.nudge(&env.from_agent_id, limits::TRUST_DELTA_REPLIED);
+        }
+        let kind = if checked.is_broadcast {
+            "broadcast"
+        } else if env.in_reply_to.is_some() {
+            "reply"
+        } else if checked.is_forward {
+            "forward"
+        } else {
+            "direct"
+        };
+        self.log_conversation(&env.message_id, &reply_content, &env.from_agent_id, vec![self.me().to_owned()], kind, true);
         self.emit(Event::MessageReceived { message_id: env.message_id.clone(), from_agent_id: env.from_agent_id.clone(), in_reply_to: env.in_reply_to.clone() });
         self.wake_waiters();
         self.notify_webhook(&env.webhook, json!({"type": "received", "agent_id": self.me()}), !checked.from_local);
@@ -276,11 +339,11 @@ impl Node {
 
     /// Records a reply to one of our sent messages, if `from` may answer it. Returns the change.
     fn link_reply(&mut self, original: &str, from: &str, content: &str, reply_id: Option<&str>) -> Option<Change> {
-        let connected = self.connections.contains_key(from);
+        if !self.may_answer(original, from) {
+            return None;
+        }
         let sent = self.sent.get_mut(original)?;
-        let addressed = sent.routed_to.iter().any(|a| a == from)
-            || sent.updates.iter().any(|u| u.verified && u.kind == "forwarded" && u.target_agent_id.as_deref() == Some(from));
-        if !(addressed || connected) || sent.responses.len() >= RESPONSES_PER_SENT_MAX {
+        if sent.responses.len() >= RESPONSES_PER_SENT_MAX {
             return None;
         }
         sent.responses.push(ResponseRecord {
@@ -293,6 +356,27 @@ impl Node {
             sent.status = SentStatus::Responded;
         }
         Some(Change::put(Table::Sent, original, &*sent))
+    }
+
+    /// Who may answer a sent message: a connection, an agent we sent it to, or the target of a
+    /// signed forward made by someone who could already answer (so a stranger cannot sign a forward
+    /// to itself and then answer).
+    fn may_answer(&self, original: &str, from: &str) -> bool {
+        let Some(sent) = self.sent.get(original) else { return false };
+        if self.connections.contains_key(from) || sent.routed_to.iter().any(|a| a == from) {
+            return true;
+        }
+        let mut eligible: Vec<&str> = sent.routed_to.iter().map(String::as_str).collect();
+        for u in sent.updates.iter().filter(|u| u.verified && u.kind == "forwarded") {
+            let reporter_ok = eligible.contains(&u.agent_id.as_str()) || self.connections.contains_key(&u.agent_id);
+            if let (true, Some(t)) = (reporter_ok, u.target_agent_id.as_deref()) {
+                if t == from {
+                    return true;
+                }
+                eligible.push(t);
+            }
+        }
+        false
     }
 
     pub(crate) fn record_replay(&mut self, id: &str, stamp_us: i64) -> Result<(), Refusal> {
@@ -362,7 +446,10 @@ impl Node {
         let stamp_us = check_fresh(self.now.wall_us, stamp)?;
         let bytes = webhook_v2_bytes(&u.kind, id.as_str(), message_id, u.target_agent_id.as_deref(), u.note.as_deref(), stamp);
         sign::verify_hex(id.key(), &bytes, sig).map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
-        let replay_key = format!("webhook:{sig}");
+        if self.sent.get(message_id).is_some_and(|s| s.updates.len() >= UPDATES_PER_SENT_MAX) {
+            return Err(Refusal::Limited(format!("Update limit reached ({UPDATES_PER_SENT_MAX}) for this message")));
+        }
+        let replay_key = crate::connection::sig_key("webhook", sig);
         self.record_replay(&replay_key, stamp_us)?;
         let change = self.replay_change(&replay_key);
         self.persist(vec![change]);
@@ -391,14 +478,19 @@ impl Node {
         let stamp_us = check_fresh(self.now.wall_us, stamp)?;
         let bytes = sign::legacy_message_bytes(id.as_str(), message_id, stamp, text).map_err(|e| Refusal::Invalid(e.to_string()))?;
         sign::verify_hex(id.key(), &bytes, sig).map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
-        let replay_key = format!("response:{sig}");
+        if !self.may_answer(message_id, id.as_str()) {
+            return Err(Refusal::Unauthorized("This agent was not sent this message".to_owned()));
+        }
+        if self.sent.get(message_id).is_some_and(|s| s.responses.len() >= RESPONSES_PER_SENT_MAX) {
+            return Err(Refusal::Limited(format!("Response limit reached ({RESPONSES_PER_SENT_MAX}) for this message")));
+        }
+        let replay_key = crate::connection::sig_key("response", sig);
         self.record_replay(&replay_key, stamp_us)?;
         let mut changes = vec![self.replay_change(&replay_key)];
-        match self.link_reply(message_id, id.as_str(), text, None) {
-            Some(change) => changes.push(change),
-            None => return Err(Refusal::Unauthorized("This agent was not sent this message".to_owned())),
-        }
+        changes.extend(self.link_reply(message_id, id.as_str(), text, None));
         self.persist(changes);
+        self.nudge(id.as_str(), limits::TRUST_DELTA_REPLIED);
+        self.log_conversation(message_id, text, id.as_str(), Vec::new(), "reply", true);
         self.wake_waiters();
         Ok(())
     }
@@ -437,10 +529,6 @@ impl Node {
         if args.hops_remaining > HOPS_MAX {
             return Err(CommandError::InvalidArgument(format!("hops_remaining must be at most {HOPS_MAX}")));
         }
-        let metadata_json = canonical_metadata(&args.metadata);
-        if metadata_json.len() > METADATA_BYTES_MAX {
-            return Err(CommandError::InvalidArgument(format!("metadata exceeds {METADATA_BYTES_MAX} bytes")));
-        }
         if args.in_reply_to.as_ref().is_some_and(|r| r.len() > ID_BYTES_MAX || r.contains('\n')) {
             return Err(CommandError::InvalidArgument("in_reply_to is not a message id".to_owned()));
         }
@@ -449,7 +537,12 @@ impl Node {
         if kind == "broadcast" {
             metadata.insert("type".to_owned(), Value::String("broadcast".to_owned()));
         }
-        let message_id = format!("msg-{}", self.random_hex(6));
+        // Checked after our own additions: receivers apply the same limit to what we send.
+        if canonical_metadata(&metadata).len() > METADATA_BYTES_MAX {
+            return Err(CommandError::InvalidArgument(format!("metadata exceeds {METADATA_BYTES_MAX} bytes")));
+        }
+        self.check_in_flight(targets.len())?;
+        let message_id = self.unused_message_id();
         let envelope = MessageEnvelope {
             message_id: message_id.clone(),
             content: args.content.clone(),
@@ -459,9 +552,29 @@ impl Node {
             in_reply_to: args.in_reply_to.clone(),
             ..Default::default()
         };
+        let kind = if kind == "direct" && args.in_reply_to.is_some() { "reply" } else { kind };
         self.record_sent(&message_id, &args.content, kind, args.hops_remaining, args.in_reply_to.clone());
+        self.log_conversation(&message_id, &args.content, targets.first().map_or("", String::as_str), targets.clone(), kind, false);
         self.deliver(cmd, envelope, targets);
         Ok(())
+    }
+
+    /// Refuses a send before any side effect if its deliveries would exceed the in-flight bound.
+    fn check_in_flight(&self, deliveries: usize) -> Result<(), CommandError> {
+        if self.calls_in_flight() + deliveries > limits::OUTBOUND_IN_FLIGHT_MAX {
+            return Err(CommandError::Limited("Too many calls in flight; try again shortly".to_owned()));
+        }
+        Ok(())
+    }
+
+    /// A fresh `msg-<12 hex>` id that names none of our records (a restored RNG could repeat one).
+    fn unused_message_id(&mut self) -> String {
+        loop {
+            let id = format!("msg-{}", self.random_hex(6));
+            if !self.sent.contains_key(&id) && !self.inbox.contains_key(&id) && !self.replay.contains(&id, self.now.wall_us) {
+                return id;
+            }
+        }
     }
 
     fn resolve_targets(&self, targets: &Targets) -> Result<(Vec<String>, &'static str), CommandError> {
@@ -529,10 +642,6 @@ impl Node {
             self.done(cmd, Ok(json!({"message_id": template.message_id, "routed_to": [], "failed": [], "hops_remaining": hops})));
             return;
         }
-        if self.calls_in_flight() + targets.len() > limits::OUTBOUND_IN_FLIGHT_MAX {
-            self.done(cmd, Err(CommandError::Limited("Too many calls in flight; try again shortly".to_owned())));
-            return;
-        }
         self.batches.insert(
             batch_id,
             Batch { cmd: Some(cmd), message_id: template.message_id.clone(), hops_remaining: hops, outstanding: targets.len(), routed_to: Vec::new(), failed: Vec::new() },
@@ -588,6 +697,16 @@ impl Node {
                 changes.push(Change::put(Table::Connections, target, &*conn));
             }
         }
+        for target in &batch.routed_to {
+            if self.connections.contains_key(target) {
+                self.nudge(target, limits::TRUST_DELTA_DELIVERED);
+            }
+        }
+        for (target, _) in &batch.failed {
+            if self.connections.contains_key(target) {
+                self.nudge(target, limits::TRUST_DELTA_DELIVERY_FAILED);
+            }
+        }
         if let Some(sent) = self.sent.get_mut(&batch.message_id) {
             sent.routed_to.extend(batch.routed_to.iter().cloned());
             sent.failed.extend(batch.failed.iter().cloned());
@@ -625,6 +744,7 @@ impl Node {
             self.notify_webhook(&msg.webhook, update, !msg.from_local);
             return Err(CommandError::InvalidArgument("Message has no hops remaining; it cannot be forwarded".to_owned()));
         }
+        self.check_in_flight(targets.len() * 2)?;
         path.push(self.me().to_owned());
         metadata.insert("forwarded".to_owned(), Value::Bool(true));
         metadata.insert("forwarded_by".to_owned(), Value::String(self.me().to_owned()));
@@ -649,6 +769,7 @@ impl Node {
         self.inbox.remove(&msg.message_id);
         self.persist(vec![Change::delete(Table::Inbox, &msg.message_id)]);
         self.record_sent(&msg.message_id, &msg.content, "forward", hops, msg.in_reply_to.clone());
+        self.log_conversation(&msg.message_id, &msg.content, targets.first().map_or("", String::as_str), targets.clone(), "forward", false);
         self.deliver(cmd, envelope, targets);
         Ok(())
     }
@@ -803,6 +924,7 @@ struct Checked {
     metadata_json: String,
     from_local: bool,
     is_broadcast: bool,
+    is_forward: bool,
 }
 
 #[cfg(test)]

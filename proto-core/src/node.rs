@@ -35,8 +35,14 @@ pub struct Config {
     pub public_url: String,
     /// `DARKMATTER_MAX_CONNECTIONS`.
     pub max_connections: usize,
-    /// `DARKMATTER_AUTO_ACCEPT_LOCAL`: accept connection requests whose TCP source is local.
+    /// `DARKMATTER_AUTO_ACCEPT_LOCAL`: accept proven connection requests whose TCP source is local.
     pub auto_accept_local: bool,
+    /// Auto-accept a proven request when our peers' combined opinion is at least this (`None`: never).
+    pub trust_accept_min: Option<f64>,
+    /// Auto-reject a request when our peers' combined opinion is at most this (`None`: never).
+    pub trust_reject_max: Option<f64>,
+    /// How peer opinions are combined.
+    pub trust_policy: crate::trust::TrustPolicy,
 }
 
 impl Default for Config {
@@ -47,6 +53,9 @@ impl Default for Config {
             public_url: "http://127.0.0.1:8100".to_owned(),
             max_connections: limits::CONNECTIONS_MAX_DEFAULT,
             auto_accept_local: true,
+            trust_accept_min: Some(limits::TRUST_ACCEPT_MIN_DEFAULT),
+            trust_reject_max: Some(limits::TRUST_REJECT_MAX_DEFAULT),
+            trust_policy: crate::trust::TrustPolicy::Weighted,
         }
     }
 }
@@ -60,6 +69,8 @@ pub(crate) enum Call {
     FireAndForget,
     /// One delivery of a send or forward batch.
     Deliver { batch: u64, target: String },
+    /// One peer's answer about a pending requester.
+    TrustQuery { request_id: String, peer: String, query_id: String },
 }
 
 /// A send or forward waiting for its deliveries.
@@ -94,6 +105,10 @@ pub struct Node {
     pub(crate) sent: BTreeMap<String, SentMessage>,
     pub(crate) impressions: BTreeMap<String, Impression>,
     pub(crate) discovered: BTreeMap<String, crate::discovery::Discovered>,
+    pub(crate) shards: BTreeMap<String, crate::store::Shard>,
+    pub(crate) conversations: BTreeMap<u64, crate::store::ConversationEntry>,
+    pub(crate) status_seen_seq: u64,
+    pub(crate) next_shard_refresh_ms: u64,
     pub(crate) replay: ReplayCache,
     pub(crate) rate_global: RateWindow,
     pub(crate) rate_peers: BTreeMap<String, RateWindow>,
@@ -160,11 +175,26 @@ impl Node {
             profile.display_name = config.display_name.clone();
         }
         let mut node = Self::empty(passport, config, seed, now, profile);
+        let mut replay = Vec::new();
         for (table, key, value) in rest {
-            if node.restore_record(table, key, &value).is_err() {
+            if table == Table::Replay {
+                match store::decode::<i64>(&value) {
+                    Ok(expires) => replay.push((expires, key)),
+                    Err(_) => skipped += 1,
+                }
+            } else if node.restore_record(table, key, &value).is_err() {
                 skipped += 1;
             }
         }
+        // Latest-expiring first, so that if storage ever held more than fits, the live ids win.
+        replay.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut dead = Vec::new();
+        for (expires, key) in replay {
+            if !node.replay.restore(key.clone(), expires, now.wall_us) {
+                dead.push(Change::delete(Table::Replay, &key));
+            }
+        }
+        node.persist(dead);
         if fresh {
             let change = Change::put(Table::Profile, "self", &node.profile);
             node.persist(vec![change]);
@@ -201,16 +231,22 @@ impl Node {
                 let i: Impression = store::decode(value)?;
                 self.impressions.insert(key, i);
             }
-            Table::Replay => {
-                let expires: i64 = store::decode(value)?;
-                self.replay.restore(key, expires);
+            Table::Replay => {}
+            Table::Shards => {
+                let sh: crate::store::Shard = store::decode(value)?;
+                self.shards.insert(key, sh);
+            }
+            Table::Conversations => {
+                let e: crate::store::ConversationEntry = store::decode(value)?;
+                self.restore_conversation(e);
             }
         }
         Ok(())
     }
 
-    fn empty(passport: Passport, config: Config, seed: u64, now: Now, profile: Profile) -> Self {
-        assert!(config.max_connections <= limits::CONNECTIONS_MAX_CEILING);
+    fn empty(passport: Passport, mut config: Config, seed: u64, now: Now, profile: Profile) -> Self {
+        // The runtime validates its settings; the core still never trusts them to be in range.
+        config.max_connections = config.max_connections.min(limits::CONNECTIONS_MAX_CEILING);
         Self {
             passport,
             config,
@@ -223,6 +259,10 @@ impl Node {
             sent: BTreeMap::new(),
             impressions: BTreeMap::new(),
             discovered: BTreeMap::new(),
+            shards: BTreeMap::new(),
+            conversations: BTreeMap::new(),
+            status_seen_seq: 0,
+            next_shard_refresh_ms: now.mono_ms + crate::shard::SHARD_REFRESH_S * 1000,
             replay: ReplayCache::default(),
             rate_global: RateWindow::default(),
             rate_peers: BTreeMap::new(),
@@ -311,7 +351,15 @@ impl Node {
             }
             ("connection_proof", None) => {
                 expect(r.method, Method::Post)?;
-                self.on_connection_proof(&r.body)
+                self.on_connection_proof(r)
+            }
+            ("trust_query", None) => {
+                expect(r.method, Method::Post)?;
+                self.on_trust_query(&r.body)
+            }
+            ("shard_push", None) => {
+                expect(r.method, Method::Post)?;
+                self.on_shard_push(&r.body)
             }
             ("connection_accepted", None) => {
                 expect(r.method, Method::Post)?;
@@ -323,7 +371,7 @@ impl Node {
             }
             ("peer_update", None) => {
                 expect(r.method, Method::Post)?;
-                self.on_peer_update(&r.body)
+                self.on_peer_update(r)
             }
             ("peer_lookup", Some(agent_id)) => {
                 expect(r.method, Method::Get)?;
@@ -354,6 +402,7 @@ impl Node {
         match call {
             Call::ConnectRequest { cmd, target_url } => self.on_connect_answer(cmd, &target_url, result),
             Call::Deliver { batch, target } => self.on_delivery(batch, target, result),
+            Call::TrustQuery { request_id, peer, query_id } => self.on_trust_answer(&request_id, &peer, &query_id, result),
             Call::FireAndForget => {}
         }
     }
@@ -376,15 +425,20 @@ impl Node {
 
     fn housekeeping(&mut self) {
         self.replay.purge(self.now.wall_us);
-        let mut changes = self.expire_pending();
+        let mut changes: Vec<Change> = self.replay.take_evicted().iter().map(|id| Change::delete(Table::Replay, id)).collect();
+        changes.extend(self.expire_pending());
+        changes.extend(self.prune_shards());
         if let Some(until) = self.profile.inactive_until_us {
             if self.now.wall_us >= until {
                 self.profile.inactive_until_us = None;
                 changes.push(Change::put(Table::Profile, "self", &self.profile));
             }
         }
-        if !changes.is_empty() {
-            self.persist(changes);
+        self.persist(changes);
+        self.auto_disconnect();
+        if self.now.mono_ms >= self.next_shard_refresh_ms {
+            self.next_shard_refresh_ms = self.now.mono_ms + crate::shard::SHARD_REFRESH_S * 1000;
+            self.refresh_shards();
         }
     }
 

@@ -30,6 +30,8 @@ pub struct ReplayCache {
     expires_us: BTreeMap<String, i64>,
     by_expiry: BTreeSet<(i64, String)>,
     capacity: usize,
+    /// Ids purged since the driver last took them, so their rows can be deleted from storage.
+    evicted: Vec<String>,
 }
 
 impl Default for ReplayCache {
@@ -42,7 +44,7 @@ impl ReplayCache {
     /// A cache holding at most `capacity` ids.
     pub fn with_capacity(capacity: usize) -> Self {
         assert!(capacity > 0);
-        Self { expires_us: BTreeMap::new(), by_expiry: BTreeSet::new(), capacity }
+        Self { expires_us: BTreeMap::new(), by_expiry: BTreeSet::new(), capacity, evicted: Vec::new() }
     }
 
     /// Whether `id` was recorded and is still live at `now_us`. Read-only: the cheap pre-check.
@@ -79,7 +81,16 @@ impl ReplayCache {
             }
             let (_, id) = self.by_expiry.pop_first().expect("checked non-empty");
             self.expires_us.remove(&id);
+            // Bounded: if nobody collects them, the rows stay on disk and restore skips them.
+            if self.evicted.len() < self.capacity {
+                self.evicted.push(id);
+            }
         }
+    }
+
+    /// Ids purged since the last call (to delete from storage).
+    pub fn take_evicted(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.evicted)
     }
 
     /// When a recorded id expires (wall µs), if it is held.
@@ -102,15 +113,17 @@ impl ReplayCache {
         self.expires_us.iter().map(|(k, v)| (k.as_str(), *v))
     }
 
-    /// Restores an entry read back from storage.
-    pub fn restore(&mut self, id: String, expires_us: i64) {
-        if self.expires_us.len() >= self.capacity {
-            return;
+    /// Restores an entry read back from storage; expired entries and entries past capacity are
+    /// refused (returns false). Restore the latest-expiring first so the live ones win.
+    pub fn restore(&mut self, id: String, expires_us: i64, now_us: i64) -> bool {
+        if expires_us <= now_us || self.expires_us.len() >= self.capacity {
+            return false;
         }
         if let Some(old) = self.expires_us.insert(id.clone(), expires_us) {
             self.by_expiry.remove(&(old, id.clone()));
         }
         self.by_expiry.insert((expires_us, id));
+        true
     }
 }
 

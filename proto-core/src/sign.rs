@@ -48,6 +48,13 @@ pub const V2_PEER_UPDATE: &str = "peer-update";
 /// Our domain for a webhook update.
 pub const V2_WEBHOOK: &str = "webhook";
 
+/// Our domain for a trust query.
+pub const V2_TRUST_QUERY: &str = "trust-query";
+/// Our domain for a trust answer.
+pub const V2_TRUST_ANSWER: &str = "trust-answer";
+/// Our domain for a shard.
+pub const V2_SHARD: &str = "shard";
+
 /// Length of a signature in hex.
 pub const SIGNATURE_HEX_LEN: usize = 128;
 

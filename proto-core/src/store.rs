@@ -31,11 +31,15 @@ pub enum Table {
     Impressions,
     /// Replay cache: message id → expiry (wall µs).
     Replay,
+    /// Shards by `<author>/<shard_id>`.
+    Shards,
+    /// Conversation log by zero-padded sequence number.
+    Conversations,
 }
 
 impl Table {
     /// Every table, for drivers that create them up front.
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 10] = [
         Table::Profile,
         Table::Connections,
         Table::PendingIn,
@@ -44,6 +48,8 @@ impl Table {
         Table::Sent,
         Table::Impressions,
         Table::Replay,
+        Table::Shards,
+        Table::Conversations,
     ];
 
     /// A stable name for the table (used as the redb table name).
@@ -57,6 +63,8 @@ impl Table {
             Table::Sent => "sent",
             Table::Impressions => "impressions",
             Table::Replay => "replay",
+            Table::Shards => "shards",
+            Table::Conversations => "conversations",
         }
     }
 }
@@ -134,6 +142,9 @@ pub struct Connection {
     pub wallets: BTreeMap<String, String>,
     /// Its state creation time, as it claims.
     pub peer_created_at: Option<String>,
+    /// Its URL may name a private or loopback address: the agent chose it, or the peer's requests come
+    /// from a local address. Otherwise the runtime refuses private addresses for it (no SSRF).
+    pub local: bool,
 }
 
 /// A connection request waiting for the agent's decision.
@@ -165,6 +176,32 @@ pub struct PendingIn {
     pub wallets: BTreeMap<String, String>,
     /// Their creation time.
     pub created_at: Option<String>,
+    /// The request came from a local address.
+    pub source_local: bool,
+    /// What our peers said about the requester (filled in as their answers arrive).
+    pub peer_trust: Option<PeerTrust>,
+}
+
+/// The combined answer of our peers to "what is your impression of this requester?".
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct PeerTrust {
+    /// Peers asked.
+    pub asked: u32,
+    /// Peers that answered (with or without an opinion) or failed.
+    pub finished: u32,
+    /// Each opinion: (peer, its score of the requester, the weight we gave it).
+    pub opinions: Vec<(String, f64, f64)>,
+    /// Weighted mean of the opinions, when any opinion had weight.
+    pub score: Option<f64>,
+    /// Sum of the weights: how much the opinions count.
+    pub weight: f64,
+}
+
+impl PeerTrust {
+    /// Every peer asked has answered or failed.
+    pub fn complete(&self) -> bool {
+        self.finished >= self.asked
+    }
 }
 
 /// An outbound connection request waiting for the target's acceptance.
@@ -303,4 +340,60 @@ pub struct Impression {
     pub note: String,
     /// When set (ISO).
     pub updated_at: String,
+    /// Since when (wall µs) the score has been negative, if it is.
+    pub negative_since_us: Option<i64>,
+}
+
+/// A knowledge shard, ours or cached from its author.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Shard {
+    /// `shard-<12 hex>`.
+    pub shard_id: String,
+    /// Its author.
+    pub author: String,
+    /// Body.
+    pub content: String,
+    /// Tags, in the author's order.
+    pub tags: Vec<String>,
+    /// Least trust a holder must have in the author, 0..1.
+    pub trust_threshold: f64,
+    /// Summary.
+    pub summary: Option<String>,
+    /// ISO.
+    pub created_at: String,
+    /// ISO.
+    pub updated_at: String,
+    /// `updated_at` in wall µs (orders versions).
+    pub updated_us: i64,
+    /// Deleted by its author (a tombstone, kept so an older copy cannot come back).
+    pub deleted: bool,
+    /// 0.5.3's shard-domain signature, when the content allows one (no newline).
+    pub signature_hex: Option<String>,
+    /// Our signature over every field.
+    pub dm_signature_hex: String,
+    /// When we received this version (wall µs).
+    pub received_us: i64,
+}
+
+/// One logged conversation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConversationEntry {
+    /// Order.
+    pub seq: u64,
+    /// The message.
+    pub message_id: String,
+    /// Text (capped).
+    pub content: String,
+    /// The other side: sender when inbound, first recipient when outbound.
+    pub peer: String,
+    /// All recipients when outbound.
+    pub to_agent_ids: Vec<String>,
+    /// When (wall µs).
+    pub at_us: i64,
+    /// `direct`, `broadcast`, `reply` or `forward`.
+    pub kind: String,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    /// Our trust in the sender at the time (0 for our own messages).
+    pub trust_at_time: f64,
 }

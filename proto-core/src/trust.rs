@@ -1,20 +1,98 @@
-//! Trust: local impressions, the gates that read them, and the rate limits that protect the node.
+//! Trust: local impressions, the events that move them, peer trust queries and the acceptance policy
+//! they feed, the gates that read them, and the rate limits that protect the node.
 //!
-//! Impressions are private. 0.5.3 serves them to anyone who can reach the port; we refuse
-//! unauthenticated impression queries (SPEC.md §Trust).
+//! Impressions are private. 0.5.3 serves them to anyone who can reach the port; we answer only a
+//! signed query from a connected peer we trust at least neutrally (SPEC.md §Trust).
+//!
+//! Every automatic change uses 0.5.3's diminishing update — a gain of `d·(1−s)`, a loss of `d·(1+s)` —
+//! so a score approaches ±1 but never leaves -1..1.
 
 use serde_json::{json, Value};
 
+use crate::connection::{bind_identity, check_fresh, sig_key};
 use crate::error::{CommandError, Refusal};
 use crate::identity::{truncate_chars, AgentId};
-use crate::limits::{RateLimit, IMPRESSIONS_MAX, NOTE_CHARS_MAX, RATE_GLOBAL_DEFAULT, RATE_PER_PEER_DEFAULT};
-use crate::node::Node;
-use crate::store::{Change, Impression, Table};
+use crate::io::{Event, HttpResponse, Method};
+use crate::limits::{
+    RateLimit, IMPRESSIONS_MAX, NOTE_CHARS_MAX, RATE_GLOBAL_DEFAULT, RATE_PER_PEER_DEFAULT, TRUST_ANSWER_MIN, TRUST_CONFIDENCE_MIN, TRUST_NEGATIVE_TIMEOUT_S,
+    TRUST_QUERY_FANOUT_MAX, TRUST_QUERY_TIMEOUT_MS, TRUST_REPORT_WEIGHT,
+};
+use crate::node::{Call, Node};
+use crate::sign::{self, V2_TRUST_ANSWER, V2_TRUST_QUERY};
+use crate::store::{Change, Impression, PeerTrust, Table};
+use crate::url;
+use crate::wire::{self, trust::{TrustAnswer, TrustQuery}};
+
+/// How answers to a trust query are combined.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum TrustPolicy {
+    /// Each opinion counts by our own trust in the peer who gave it; peers we do not trust (≤ 0)
+    /// count for nothing. The default, and the point of asking *our* peers.
+    #[default]
+    Weighted,
+    /// Every opinion counts the same. Only for the simulator's comparison: it lets colluding
+    /// identities vouch each other in.
+    PlainAverage,
+}
+
+/// The diminishing update: gains shrink near +1, losses shrink near -1. Always within -1..1.
+pub fn adjust(score: f64, delta: f64) -> f64 {
+    let s = if delta >= 0.0 { score + delta * (1.0 - score) } else { score + delta * (1.0 + score) };
+    s.clamp(-1.0, 1.0)
+}
+
+fn score_text(score: Option<f64>) -> String {
+    score.map(|s| s.to_string()).unwrap_or_default()
+}
+
+fn query_bytes(q: &TrustQuery) -> Vec<u8> {
+    sign::v2_bytes(V2_TRUST_QUERY, &[&q.from_agent_id, &q.to_agent_id, &q.subject_agent_id, &q.query_id, &q.timestamp])
+}
+
+fn answer_bytes(a: &TrustAnswer) -> Vec<u8> {
+    let has = if a.has_impression { "1" } else { "0" };
+    sign::v2_bytes(V2_TRUST_ANSWER, &[&a.from_agent_id, &a.to_agent_id, &a.subject_agent_id, &a.query_id, has, &score_text(a.score), &a.timestamp])
+}
 
 impl Node {
     /// Our impression score of an agent; 0.0 (neutral) when we have none.
-    pub(crate) fn trust_of(&self, agent_id: &str) -> f64 {
+    pub fn trust_of(&self, agent_id: &str) -> f64 {
         self.impressions.get(agent_id).map_or(0.0, |i| i.score)
+    }
+
+    /// Sets a score and everything that follows from the change: the negative-since mark, shard sync
+    /// when it rises past a threshold. Returns the persisted change.
+    pub(crate) fn set_score(&mut self, agent_id: &str, score: f64, note: Option<String>) -> Change {
+        debug_assert!((-1.0..=1.0).contains(&score));
+        let old = self.trust_of(agent_id);
+        let now_us = self.now.wall_us;
+        let updated_at = self.now.iso();
+        let imp = self.impressions.entry(agent_id.to_owned()).or_insert_with(|| Impression { score: 0.0, note: String::new(), updated_at: updated_at.clone(), negative_since_us: None });
+        imp.score = score;
+        imp.updated_at = updated_at;
+        if let Some(n) = note {
+            imp.note = n;
+        }
+        imp.negative_since_us = match (score < 0.0, imp.negative_since_us) {
+            (true, Some(since)) => Some(since),
+            (true, None) => Some(now_us),
+            (false, _) => None,
+        };
+        let change = Change::put(Table::Impressions, agent_id, &*imp);
+        if score > old {
+            self.on_trust_rose(agent_id, old, score);
+        }
+        change
+    }
+
+    /// Moves an impression by an event's delta (diminishing, clamped) and persists it.
+    pub(crate) fn nudge(&mut self, agent_id: &str, delta: f64) {
+        if !self.impressions.contains_key(agent_id) && self.impressions.len() >= IMPRESSIONS_MAX {
+            return;
+        }
+        let score = adjust(self.trust_of(agent_id), delta);
+        let change = self.set_score(agent_id, score, None);
+        self.persist(vec![change]);
     }
 
     /// The global limit: every peer request that does work passes here first.
@@ -80,23 +158,187 @@ impl Node {
         if !self.impressions.contains_key(agent_id) && self.impressions.len() >= IMPRESSIONS_MAX {
             return Err(CommandError::Limited(format!("At most {IMPRESSIONS_MAX} impressions")));
         }
-        let imp = Impression { score, note: truncate_chars(&note, NOTE_CHARS_MAX), updated_at: self.now.iso() };
-        let change = Change::put(Table::Impressions, agent_id, &imp);
-        self.impressions.insert(agent_id.to_owned(), imp);
+        let change = self.set_score(agent_id, score, Some(truncate_chars(&note, NOTE_CHARS_MAX)));
         self.persist(vec![change]);
         Ok(json!({"agent_id": agent_id, "score": score, "note": note}))
     }
 
     pub(crate) fn cmd_get_impression(&self, agent_id: &str) -> Value {
         match self.impressions.get(agent_id) {
-            Some(i) => json!({"agent_id": agent_id, "has_impression": true, "score": i.score, "note": i.note, "updated_at": i.updated_at}),
+            Some(i) => json!({"agent_id": agent_id, "has_impression": true, "score": i.score, "note": i.note, "updated_at": i.updated_at,
+                "negative_since": i.negative_since_us.map(crate::time::format_iso)}),
             None => json!({"agent_id": agent_id, "has_impression": false}),
         }
     }
 
+    /// 0.5.3's unauthenticated `GET /impression/<id>`: impressions are private, so always refused.
     pub(crate) fn on_impression_query(&mut self, _agent_id: &str) -> Result<Vec<u8>, Refusal> {
         self.admit_global()?;
-        Err(Refusal::Unauthorized("Impressions are private; unauthenticated queries are not answered".to_owned()))
+        Err(Refusal::Unauthorized("Impressions are private; ask with a signed trust_query as a connected peer".to_owned()))
+    }
+
+    // ----- peer trust queries: answering -----
+
+    pub(crate) fn on_trust_query(&mut self, body: &[u8]) -> Result<Vec<u8>, Refusal> {
+        self.admit_global()?;
+        let q: TrustQuery = wire::decode(body)?;
+        if q.from_agent_id.is_empty() || q.subject_agent_id.is_empty() || q.query_id.is_empty() || q.dm_signature_hex.is_empty() {
+            return Err(Refusal::MissingFields("from_agent_id, subject_agent_id, query_id, dm_signature_hex".to_owned()));
+        }
+        if q.to_agent_id != self.me() {
+            return Err(Refusal::Invalid("Query is addressed to another agent".to_owned()));
+        }
+        if q.query_id.len() > crate::limits::ID_BYTES_MAX {
+            return Err(Refusal::Invalid("query_id too long".to_owned()));
+        }
+        let Some(conn) = self.connections.get(&q.from_agent_id) else {
+            return Err(Refusal::Unauthorized("Trust queries are answered to connected peers only".to_owned()));
+        };
+        let key = *conn.agent_id.key();
+        let stamp_us = check_fresh(self.now.wall_us, &q.timestamp)?;
+        sign::verify_hex(&key, &query_bytes(&q), &q.dm_signature_hex).map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
+        if self.trust_of(&q.from_agent_id) < TRUST_ANSWER_MIN {
+            return Err(Refusal::Unauthorized("Not answered: this node does not trust the asker".to_owned()));
+        }
+        let subject = bind_identity(&q.subject_agent_id, None)?;
+        let replay = sig_key("trust-query", &q.dm_signature_hex);
+        self.record_replay(&replay, stamp_us)?;
+        let change = self.replay_change(&replay);
+        self.persist(vec![change]);
+        let score = self.impressions.get(subject.as_str()).map(|i| i.score);
+        let mut a = TrustAnswer {
+            from_agent_id: self.me().to_owned(),
+            to_agent_id: q.from_agent_id.clone(),
+            subject_agent_id: subject.to_string(),
+            query_id: q.query_id.clone(),
+            has_impression: score.is_some(),
+            score,
+            timestamp: self.now.iso(),
+            dm_signature_hex: String::new(),
+        };
+        a.dm_signature_hex = sign::sign_hex(&self.passport, &answer_bytes(&a));
+        Ok(wire::encode(&a))
+    }
+
+    // ----- peer trust queries: asking -----
+
+    /// Asks up to [`TRUST_QUERY_FANOUT_MAX`] connected peers, most trusted first, what they think of
+    /// a new requester. Answers arrive through [`Node::on_trust_answer`].
+    pub(crate) fn start_trust_query(&mut self, request_id: &str) {
+        let Some(p) = self.pending_in.get(request_id) else { return };
+        let subject = p.agent_id.to_string();
+        let mut peers: Vec<(f64, String, String)> =
+            self.connections.values().filter(|c| c.agent_id.as_str() != subject).map(|c| (self.trust_of(c.agent_id.as_str()), c.agent_id.to_string(), c.url.clone())).collect();
+        // Most trusted first; ties by id so the choice is deterministic.
+        peers.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        peers.truncate(TRUST_QUERY_FANOUT_MAX);
+        let trust = PeerTrust { asked: peers.len() as u32, ..PeerTrust::default() };
+        if let Some(p) = self.pending_in.get_mut(request_id) {
+            p.peer_trust = Some(trust);
+        }
+        for (_, peer, peer_url) in peers {
+            let query_id = format!("tq-{}", self.random_hex(6));
+            let mut q = TrustQuery { from_agent_id: self.me().to_owned(), to_agent_id: peer.clone(), subject_agent_id: subject.clone(), query_id: query_id.clone(), timestamp: self.now.iso(), dm_signature_hex: String::new() };
+            q.dm_signature_hex = sign::sign_hex(&self.passport, &query_bytes(&q));
+            let local = self.connections.get(&peer).is_some_and(|c| c.local);
+            let call = Call::TrustQuery { request_id: request_id.to_owned(), peer, query_id };
+            self.transmit(Method::Post, url::endpoint(&peer_url, "trust_query"), wire::encode(&q), TRUST_QUERY_TIMEOUT_MS, !local, call);
+        }
+        self.finish_trust_query_if_complete(request_id);
+    }
+
+    pub(crate) fn on_trust_answer(&mut self, request_id: &str, peer: &str, query_id: &str, result: Result<HttpResponse, String>) {
+        let opinion = self.check_trust_answer(request_id, peer, query_id, result);
+        let weight = match self.config.trust_policy {
+            TrustPolicy::Weighted => self.trust_of(peer).max(0.0),
+            TrustPolicy::PlainAverage => 1.0,
+        };
+        let Some(p) = self.pending_in.get_mut(request_id) else { return };
+        let subject = p.agent_id.to_string();
+        let Some(t) = p.peer_trust.as_mut() else { return };
+        t.finished += 1;
+        if let Some(score) = opinion {
+            t.opinions.push((peer.to_owned(), score, weight));
+        }
+        // A trusted peer's report moves our own impression of the subject a little.
+        if let Some(score) = opinion {
+            if weight > 0.0 && self.config.trust_policy == TrustPolicy::Weighted {
+                let ours = self.trust_of(&subject);
+                let moved = (ours + TRUST_REPORT_WEIGHT * weight * (score - ours)).clamp(-1.0, 1.0);
+                if self.impressions.contains_key(&subject) || self.impressions.len() < IMPRESSIONS_MAX {
+                    let change = self.set_score(&subject, moved, None);
+                    self.persist(vec![change]);
+                }
+            }
+        }
+        self.finish_trust_query_if_complete(request_id);
+    }
+
+    /// The score in a valid, signed answer from `peer` about this request's subject, if it has one.
+    fn check_trust_answer(&self, request_id: &str, peer: &str, query_id: &str, result: Result<HttpResponse, String>) -> Option<f64> {
+        let resp = result.ok().filter(|r| r.status == 200)?;
+        let a: TrustAnswer = wire::decode(&resp.body).ok()?;
+        let subject = self.pending_in.get(request_id)?.agent_id.as_str();
+        let key = *self.connections.get(peer)?.agent_id.key();
+        if a.from_agent_id != peer || a.to_agent_id != self.me() || a.subject_agent_id != subject || a.query_id != query_id {
+            return None;
+        }
+        check_fresh(self.now.wall_us, &a.timestamp).ok()?;
+        sign::verify_hex(&key, &answer_bytes(&a), &a.dm_signature_hex).ok()?;
+        let score = a.score.filter(|s| a.has_impression && s.is_finite() && (-1.0..=1.0).contains(s))?;
+        Some(score)
+    }
+
+    fn finish_trust_query_if_complete(&mut self, request_id: &str) {
+        let Some(p) = self.pending_in.get_mut(request_id) else { return };
+        let Some(t) = p.peer_trust.as_mut() else { return };
+        if !t.complete() {
+            return;
+        }
+        let weight: f64 = t.opinions.iter().map(|o| o.2).sum();
+        t.weight = weight;
+        t.score = (weight > 0.0).then(|| t.opinions.iter().map(|o| o.1 * o.2).sum::<f64>() / weight);
+        let change = Change::put(Table::PendingIn, request_id, &*p);
+        self.persist(vec![change]);
+        self.decide_by_policy(request_id);
+    }
+
+    /// Applies the acceptance policy to a proven request whose peer opinions are all in.
+    pub(crate) fn decide_by_policy(&mut self, request_id: &str) {
+        let Some(p) = self.pending_in.get(request_id) else { return };
+        let Some(t) = p.peer_trust.as_ref().filter(|t| t.complete()) else { return };
+        let Some(score) = t.score else { return };
+        let confident = match self.config.trust_policy {
+            TrustPolicy::Weighted => t.weight >= TRUST_CONFIDENCE_MIN,
+            TrustPolicy::PlainAverage => !t.opinions.is_empty(),
+        };
+        if !confident {
+            return;
+        }
+        let agent_id = p.agent_id.to_string();
+        let verified = p.identity_verified;
+        if self.config.trust_accept_min.is_some_and(|min| score >= min) && verified && self.accepting_connections() {
+            self.accept_pending(request_id);
+            self.emit(Event::RequestDecided { request_id: request_id.to_owned(), agent_id, accepted: true, peer_score: score });
+        } else if self.config.trust_reject_max.is_some_and(|max| score <= max) {
+            self.reject_pending(request_id);
+            self.emit(Event::RequestDecided { request_id: request_id.to_owned(), agent_id, accepted: false, peer_score: score });
+        }
+    }
+
+    /// Drops connections whose impression has been negative for longer than
+    /// [`TRUST_NEGATIVE_TIMEOUT_S`], telling each peer with a signed notice.
+    pub(crate) fn auto_disconnect(&mut self) {
+        let cutoff = self.now.wall_us - TRUST_NEGATIVE_TIMEOUT_S as i64 * 1_000_000;
+        let stale: Vec<String> = self
+            .connections
+            .keys()
+            .filter(|id| self.impressions.get(*id).and_then(|i| i.negative_since_us).is_some_and(|since| since <= cutoff))
+            .cloned()
+            .collect();
+        for id in stale {
+            self.disconnect(&id, "Auto-disconnected: impression negative for over an hour.");
+        }
     }
 }
 
@@ -105,5 +347,20 @@ fn effective(limit: RateLimit, default: u32) -> Value {
         RateLimit::Default => json!(default),
         RateLimit::PerWindow(n) => json!(n),
         RateLimit::Unlimited => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::adjust;
+
+    #[test]
+    fn adjust_diminishes_and_stays_in_range() {
+        assert!((adjust(0.0, 0.1) - 0.1).abs() < 1e-12);
+        assert!((adjust(0.5, 0.1) - 0.55).abs() < 1e-12);
+        assert!((adjust(-0.5, -0.1) + 0.55).abs() < 1e-12);
+        assert_eq!(adjust(1.0, 1.0), 1.0);
+        assert_eq!(adjust(-1.0, -1.0), -1.0);
+        assert_eq!(adjust(0.9, 5.0), 1.0);
     }
 }

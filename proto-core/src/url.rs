@@ -13,6 +13,11 @@ pub fn validate(text: &str) -> Result<Url, String> {
     if text.len() > URL_BYTES_MAX {
         return Err(format!("URL exceeds maximum length ({URL_BYTES_MAX} chars)."));
     }
+    // The WHATWG parser silently strips tabs and newlines; we refuse them (and every other control
+    // character or space) so the string we store, sign and send is the one that was checked.
+    if text.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err("URL must not contain spaces or control characters.".to_owned());
+    }
     let url = Url::parse(text).map_err(|e| format!("URL is not valid: {e}."))?;
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(format!("URL scheme must be http or https, got '{}'.", url.scheme()));
@@ -75,6 +80,9 @@ mod tests {
         assert!(validate("https://a.example/x").is_ok());
         assert!(validate("ftp://a.example").unwrap_err().contains("got 'ftp'"));
         assert!(validate("http://user:pw@a.example").is_err());
+        assert!(validate("http://a.example/\nx").is_err());
+        assert!(validate("http://a.example/\tx").is_err());
+        assert!(validate("http://a.example/ x").is_err());
         let at_limit = format!("http://a.example/{}", "x".repeat(URL_BYTES_MAX - 17));
         assert_eq!(at_limit.len(), URL_BYTES_MAX);
         assert!(validate(&at_limit).is_ok());

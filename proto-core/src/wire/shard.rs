@@ -29,7 +29,13 @@ pub struct ShardPush {
     /// Summary.
     #[serde(default)]
     pub summary: Option<String>,
-    /// 0.5.3 shard-domain signature.
+    /// 0.5.3 shard-domain signature (empty when the content cannot be signed unambiguously that way).
     #[serde(default)]
     pub signature_hex: String,
+    /// Ours: the author deleted this shard (a tombstone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<bool>,
+    /// Ours: the author's signature over every field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dm_signature_hex: Option<String>,
 }

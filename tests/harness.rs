@@ -261,7 +261,7 @@ pub fn summary(v: &Value) -> String {
         return format!("error: {e}");
     }
     let mut parts = Vec::new();
-    for key in ["status", "auto_accepted", "request_id", "message_id", "routed_to", "failed", "queue_position", "recorded", "timed_out", "success"] {
+    for key in ["status", "auto_accepted", "accepted", "request_id", "message_id", "shard_id", "routed_to", "failed", "sent_to", "queue_position", "recorded", "timed_out", "total", "count", "score", "success"] {
         if let Some(x) = v.get(key) {
             parts.push(format!("{key}={x}"));
         }

@@ -37,6 +37,9 @@ pub enum TrustPolicy {
 
 /// The diminishing update: gains shrink near +1, losses shrink near -1. Always within -1..1.
 pub fn adjust(score: f64, delta: f64) -> f64 {
+    if !delta.is_finite() || !score.is_finite() {
+        return score.clamp(-1.0, 1.0);
+    }
     let s = if delta >= 0.0 { score + delta * (1.0 - score) } else { score + delta * (1.0 + score) };
     s.clamp(-1.0, 1.0)
 }

@@ -1,0 +1,223 @@
+//! Trust that propagates, shards that sync, memory that ranks: the rules of SPEC.md §Trust, §Shards
+//! and §Memory, driven through in-memory nodes.
+
+use darkmatter_tests::harness::Mesh;
+use proto_core::limits::{TRUST_NEGATIVE_TIMEOUT_S, TRUST_QUERY_FANOUT_MAX};
+use proto_core::{Command, Config, Event, SendArgs, ShardArgs, Targets};
+use quickcheck::quickcheck;
+use serde_json::{json, Map, Value};
+
+fn connect(m: &mut Mesh, from: usize, to: usize) -> Value {
+    let url = m.peers[to].url.clone();
+    m.command(from, Command::Connect { target_url: url }).expect("connect")
+}
+
+fn impression(m: &mut Mesh, at: usize, of: usize, score: f64) {
+    let id = m.id(of);
+    m.command(at, Command::SetImpression { agent_id: id, score, note: None }).unwrap();
+}
+
+fn shard(content: &str, threshold: f64) -> Command {
+    Command::CreateShard(ShardArgs { content: content.into(), tags: vec!["topic:sol".into()], trust_threshold: threshold, summary: None })
+}
+
+/// A trusts B; B vouches for C; C asks A. Returns the mesh and (a, b, c).
+fn vouched(policy: Config) -> (Mesh, usize, usize, usize) {
+    let mut m = Mesh::new();
+    let a = m.add_with("A", true, policy);
+    let b = m.add("B", true);
+    let c = m.add("C", false);
+    connect(&mut m, b, a);
+    impression(&mut m, a, b, 0.8);
+    connect(&mut m, b, c);
+    impression(&mut m, b, c, 0.9);
+    (m, a, b, c)
+}
+
+#[test]
+fn a_sees_what_its_trusted_peer_thinks_of_a_pending_requester() {
+    let (mut m, a, b, c) = vouched(Config { trust_accept_min: None, trust_reject_max: None, ..Config::default() });
+    let r = connect(&mut m, c, a);
+    assert_eq!(r["status"], "pending", "C is not local to A");
+    let pending = m.command(a, Command::ListPending).unwrap();
+    let t = &pending["requests"][0]["peer_trust"];
+    assert_eq!(t["asked"], 1);
+    assert_eq!(t["complete"], true);
+    assert_eq!(t["opinions"][0]["agent_id"], m.id(b).as_str());
+    assert_eq!(t["opinions"][0]["their_score"], 0.9);
+    assert_eq!(t["opinions"][0]["your_trust_in_them"], 0.8);
+    assert_eq!(t["score"], 0.9);
+    // B's report moved A's own impression of C a little: 0.1 × 0.8 × 0.9.
+    let imp = m.command(a, Command::GetImpression { agent_id: m.id(c) }).unwrap();
+    assert!((imp["score"].as_f64().unwrap() - 0.072).abs() < 1e-9, "{imp}");
+    insta::assert_snapshot!(m.trace.join("\n"));
+}
+
+#[test]
+fn the_default_policy_accepts_a_vouched_newcomer() {
+    let (mut m, a, _b, c) = vouched(Config::default());
+    connect(&mut m, c, a);
+    assert!(m.peers[a].events.iter().any(|e| matches!(e, Event::RequestDecided { accepted: true, .. })));
+    assert_eq!(m.command(a, Command::ListConnections).unwrap()["total"], 2);
+    assert_eq!(m.command(c, Command::ListConnections).unwrap()["total"], 2, "C learned of the acceptance");
+}
+
+#[test]
+fn the_default_policy_rejects_a_newcomer_its_trusted_peer_distrusts() {
+    let (mut m, a, b, c) = vouched(Config::default());
+    impression(&mut m, b, c, -0.9);
+    connect(&mut m, c, a);
+    assert!(m.peers[a].events.iter().any(|e| matches!(e, Event::RequestDecided { accepted: false, .. })));
+    assert_eq!(m.command(a, Command::ListPending).unwrap()["total"], 0);
+}
+
+#[test]
+fn opinions_of_untrusted_peers_count_for_nothing() {
+    let (mut m, a, b, c) = vouched(Config::default());
+    impression(&mut m, a, b, 0.0);
+    connect(&mut m, c, a);
+    let pending = m.command(a, Command::ListPending).unwrap();
+    let t = &pending["requests"][0]["peer_trust"];
+    assert_eq!(t["opinions"][0]["your_trust_in_them"], 0.0);
+    assert_eq!(t["score"], Value::Null, "no weight, no combined score");
+    assert!(!m.peers[a].events.iter().any(|e| matches!(e, Event::RequestDecided { .. })), "left to the agent");
+}
+
+#[test]
+fn impressions_are_answered_only_to_connected_peers_we_do_not_distrust() {
+    let (mut m, a, b, c) = vouched(Config { trust_accept_min: None, trust_reject_max: None, ..Config::default() });
+    // B distrusts A: A's question goes unanswered.
+    impression(&mut m, b, a, -0.1);
+    connect(&mut m, c, a);
+    let t = m.command(a, Command::ListPending).unwrap()["requests"][0]["peer_trust"].clone();
+    assert_eq!((t["asked"].as_u64(), t["opinions"].as_array().unwrap().len()), (Some(1), 0));
+    // And 0.5.3's unauthenticated query is refused outright.
+    let path = format!("/__darkmatter__/impression/{}", m.id(c));
+    let (s, _) = m.inject(b, proto_core::Method::Get, &path, b"", "203.0.113.7".parse().unwrap());
+    assert_eq!(s, 403);
+}
+
+#[test]
+fn fan_out_is_bounded() {
+    let mut m = Mesh::new();
+    let a = m.add("A", true);
+    let n = TRUST_QUERY_FANOUT_MAX + 3;
+    for i in 0..n {
+        let p = m.add(&format!("P{i}"), true);
+        connect(&mut m, p, a);
+    }
+    let c = m.add("C", false);
+    connect(&mut m, c, a);
+    let t = m.command(a, Command::ListPending).unwrap()["requests"][0]["peer_trust"].clone();
+    assert_eq!(t["asked"], TRUST_QUERY_FANOUT_MAX);
+}
+
+#[test]
+fn shards_reach_peers_whose_trust_meets_the_threshold_and_sync_when_it_rises() {
+    let mut m = Mesh::new();
+    let a = m.add("A", true);
+    let b = m.add("B", true);
+    let d = m.add("D", true);
+    connect(&mut m, b, a);
+    connect(&mut m, d, a);
+    impression(&mut m, a, b, 0.8);
+    for x in [b, d] {
+        impression(&mut m, x, a, 0.9);
+    }
+    let r = m.command(a, shard("SOL staking yields 7%", 0.5)).unwrap();
+    let shard_id = r["shard_id"].as_str().unwrap().to_owned();
+    assert_eq!(r["sent_to"], json!([m.id(b)]));
+    let view = |m: &mut Mesh, x: usize| m.command(x, Command::ViewShards { tags: vec!["topic".into()], author: None }).unwrap();
+    assert_eq!(view(&mut m, b)["count"], 1, "prefix tag match");
+    assert_eq!(view(&mut m, d)["count"], 0);
+    // D's trust rises past the threshold: the shard follows.
+    impression(&mut m, a, d, 0.6);
+    assert_eq!(view(&mut m, d)["count"], 1);
+    // Updates and deletes reach the holders.
+    m.advance(1_000);
+    let args = ShardArgs { content: "SOL staking yields 6%".into(), tags: vec!["topic:sol".into()], trust_threshold: 0.5, summary: Some("yields".into()) };
+    m.command(a, Command::UpdateShard { shard_id: shard_id.clone(), args }).unwrap();
+    assert_eq!(view(&mut m, b)["shards"][0]["summary"], "yields");
+    m.advance(1_000);
+    m.command(a, Command::DeleteShard { shard_id }).unwrap();
+    assert_eq!(view(&mut m, b)["count"], 0);
+    assert_eq!(view(&mut m, d)["count"], 0);
+    insta::assert_snapshot!(m.trace.join("\n"));
+}
+
+#[test]
+fn a_new_connection_receives_qualifying_shards_and_a_receiver_rechecks_its_own_trust() {
+    let mut m = Mesh::new();
+    let a = m.add("A", true);
+    let b = m.add("B", true);
+    m.command(a, shard("public note", 0.0)).unwrap();
+    m.command(a, shard("private note", 0.9)).unwrap();
+    connect(&mut m, b, a);
+    let v = m.command(b, Command::ViewShards { tags: vec![], author: None }).unwrap();
+    assert_eq!(v["count"], 1);
+    assert_eq!(v["shards"][0]["content"], "public note");
+    // B stops trusting A below the shard's threshold of 0: it no longer shows.
+    impression(&mut m, b, a, -0.2);
+    assert_eq!(m.command(b, Command::ViewShards { tags: vec![], author: None }).unwrap()["count"], 0);
+}
+
+#[test]
+fn a_peer_negative_for_over_an_hour_is_disconnected_on_both_sides() {
+    let mut m = Mesh::new();
+    let a = m.add("A", true);
+    let b = m.add("B", true);
+    connect(&mut m, a, b);
+    impression(&mut m, a, b, -0.3);
+    m.advance(TRUST_NEGATIVE_TIMEOUT_S * 1000 - 60_000);
+    assert_eq!(m.command(a, Command::ListConnections).unwrap()["total"], 1, "not yet: under an hour");
+    m.advance(120_000);
+    assert_eq!(m.command(a, Command::ListConnections).unwrap()["total"], 0);
+    assert_eq!(m.command(b, Command::ListConnections).unwrap()["total"], 0, "B honoured the signed notice");
+    assert!(m.peers[b].events.iter().any(|e| matches!(e, Event::Disconnected { by_peer: true, .. })));
+}
+
+#[test]
+fn the_feed_has_working_direct_and_network_sections_and_status_shows_what_is_new() {
+    let mut m = Mesh::new();
+    let a = m.add("A", true);
+    let b = m.add("B", true);
+    connect(&mut m, a, b);
+    let send = |targets, content: &str| Command::Send(SendArgs { content: content.into(), targets, metadata: Map::new(), in_reply_to: None, hops_remaining: 3 });
+    m.command(a, send(Targets::Agents(vec![m.id(b)]), "direct hello")).unwrap();
+    m.command(a, send(Targets::Broadcast { trust_min: 0.0 }, "hello everyone")).unwrap();
+    let feed = m.command(b, Command::ContextFeed { focus: None }).unwrap();
+    assert_eq!(feed["direct"][0]["content"], "direct hello");
+    assert_eq!(feed["network"][0]["content"], "hello everyone");
+    assert_eq!(feed["network"][0]["kind"], "broadcast");
+    let first = m.command(b, Command::Status).unwrap();
+    assert_eq!(first["new_context"].as_array().unwrap().len(), 2);
+    let second = m.command(b, Command::Status).unwrap();
+    assert_eq!(second["new_context"].as_array().unwrap().len(), 0, "nothing new since the last look");
+    // Restart keeps the log.
+    m.restart(b);
+    assert_eq!(m.command(b, Command::ContextFeed { focus: None }).unwrap()["direct"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_reply_completes_an_exchange_and_raises_trust() {
+    let mut m = Mesh::new();
+    let a = m.add("A", true);
+    let b = m.add("B", true);
+    connect(&mut m, a, b);
+    let r = m.command(a, Command::Send(SendArgs { content: "q".into(), targets: Targets::Agents(vec![m.id(b)]), metadata: Map::new(), in_reply_to: None, hops_remaining: 1 })).unwrap();
+    let before = m.command(a, Command::GetImpression { agent_id: m.id(b) }).unwrap()["score"].as_f64().unwrap();
+    let mid = r["message_id"].as_str().unwrap().to_owned();
+    m.command(b, Command::Send(SendArgs { content: "a".into(), targets: Targets::Agents(vec![m.id(a)]), metadata: Map::new(), in_reply_to: Some(mid), hops_remaining: 1 })).unwrap();
+    let after = m.command(a, Command::GetImpression { agent_id: m.id(b) }).unwrap()["score"].as_f64().unwrap();
+    assert!(after > before + 0.019, "{before} -> {after}");
+}
+
+quickcheck! {
+    fn scores_never_leave_minus_one_to_one(start: f64, deltas: Vec<f64>) -> bool {
+        let mut s = if start.is_finite() { start.clamp(-1.0, 1.0) } else { 0.0 };
+        deltas.iter().all(|d| {
+            s = proto_core::trust::adjust(s, *d);
+            (-1.0..=1.0).contains(&s)
+        })
+    }
+}

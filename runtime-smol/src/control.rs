@@ -171,6 +171,9 @@ pub fn event_json(e: &Event) -> Value {
         }
         Event::PeerUpdated { agent_id, url } => json!({"event": "peer_updated", "agent_id": agent_id, "url": url}),
         Event::Refused { path, status, reason } => json!({"event": "refused", "path": path, "status": status, "reason": reason}),
+        Event::RequestDecided { request_id, agent_id, accepted, peer_score } => {
+            json!({"event": "request_decided", "request_id": request_id, "agent_id": agent_id, "accepted": accepted, "peer_score": peer_score})
+        }
     }
 }
 

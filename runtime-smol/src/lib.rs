@@ -136,6 +136,7 @@ pub fn start(config: RuntimeConfig) -> Result<(NodeHandle, Running), StartError>
         public_url: public_url.clone(),
         max_connections: config.max_connections,
         auto_accept_local: config.auto_accept_local,
+        ..proto_core::Config::default()
     };
 
     let (inputs_tx, inputs_rx) = async_channel::bounded(driver::INPUT_QUEUE_MAX);

@@ -169,10 +169,11 @@ impl Sim {
         if self.captured.is_empty() {
             return;
         }
-        let k = below(&mut self.rng, self.captured.len() as u64) as usize;
+        // Each intercepted envelope is bent one way and spent.
+        let c = self.captured.pop_front().expect("non-empty");
         let variant = Forgery::ALL[below(&mut self.rng, Forgery::ALL.len() as u64) as usize];
-        let (sender, mut target) = (self.captured[k].sender, self.captured[k].target);
-        let Ok(mut env) = serde_json::from_slice::<MessageEnvelope>(&self.captured[k].body) else { return };
+        let (sender, mut target) = (c.sender, c.target);
+        let Ok(mut env) = serde_json::from_slice::<MessageEnvelope>(&c.body) else { return };
         let n = self.opts.nodes;
         let other = |sim: &mut Sim| loop {
             let c = below(&mut sim.rng, n as u64) as u32;
@@ -270,7 +271,7 @@ impl Sim {
             CmdKind::Forward(_) => "forward",
             CmdKind::Disconnect => "disconnect",
             CmdKind::Impression => "impression",
-            CmdKind::Probe(_) => "probe",
+            CmdKind::Probe(_) => "list_inbox",
             CmdKind::SetUrl => "set_url",
         };
         match &result {
@@ -326,7 +327,8 @@ impl Sim {
                 return;
             }
         }
-        if let Some(f) = from {
+        // Agents answer messages, not answers (no endless ping-pong).
+        if let Some(f) = from.filter(|_| v["in_reply_to"].is_null()) {
             if reply_prob > 0.0 && self.nodes[i as usize].peers.binary_search(&f).is_ok() && unit(&mut self.rng) < reply_prob {
                 self.queue.push(self.now, Ev::Agent { node: i, inc, act: Act::Reply(f, message_id.clone()) });
             }
@@ -397,8 +399,8 @@ impl Sim {
                 self.nodes[i as usize].skew_us = us;
                 self.trace.rec(self.now, i as u64, Kind::Fault, NONE, 0, &format!("clock skew now {} ms", us / 1000));
             }
-            Action::Replay => {
-                if let Some(c) = self.captured.back() {
+            Action::Replay(k) => {
+                if let Some(c) = self.envelopes.get(k) {
                     let (target, body) = (c.target, c.body.clone());
                     self.inject(target, Forgery::Replay, body);
                 }

@@ -1,1 +1,115 @@
-pub fn placeholder() {}
+//! The benchmark: the `ordinary` scenario (20-50 connections per node; direct messages, broadcasts,
+//! replies, beacons through `handle_datagram`, health checks as `GET /status`, impressions, a little
+//! adversary traffic; all signatures real) at a given size, with the figures BENCHMARKS.md needs.
+//!
+//! Signature share, method: Ed25519 sign, `verify_strict` and agent-id parsing (point
+//! decompression) are timed here in a loop with the core's own functions, then multiplied by the
+//! number of such operations the run performed, counted from what crossed the simulated wire (two
+//! signatures per message delivery, one verification per message accepted, four operations per
+//! handshake, one signature per beacon and one verification per datagram). The timing buckets
+//! (`--timing`) give the wall time spent inside the core by kind of input as a cross-check.
+
+use std::time::{Duration, Instant};
+
+use proto_core::identity::AgentId;
+use proto_core::sign;
+use proto_core::Passport;
+
+use crate::scenario;
+use crate::sim::{Report, Sim};
+use crate::Violation;
+
+/// Costs of one crypto operation, measured in this process.
+#[derive(Clone, Copy, Debug)]
+pub struct CryptoCosts {
+    /// One Ed25519 signature (as `sign::sign_hex`).
+    pub sign: Duration,
+    /// One `verify_strict` (as `sign::verify_hex`).
+    pub verify: Duration,
+    /// One `AgentId::parse` (hex decode, point decompression, weak-key check).
+    pub parse: Duration,
+}
+
+/// Measures [`CryptoCosts`].
+pub fn crypto_costs() -> CryptoCosts {
+    let p = Passport::from_seed([7; 32]);
+    let msg = sign::v2_bytes(sign::V2_MESSAGE, &["a fairly ordinary message body of some length", "2026-01-01T00:00:00.000000+00:00"]);
+    let rounds = 2_000u32;
+    let t = Instant::now();
+    let mut sig = String::new();
+    for _ in 0..rounds {
+        sig = sign::sign_hex(&p, std::hint::black_box(&msg));
+    }
+    let sign_cost = t.elapsed() / rounds;
+    let t = Instant::now();
+    for _ in 0..rounds {
+        sign::verify_hex(p.agent_id().key(), std::hint::black_box(&msg), &sig).expect("valid");
+    }
+    let verify = t.elapsed() / rounds;
+    let id = p.agent_id().as_str().to_owned();
+    let t = Instant::now();
+    for _ in 0..rounds {
+        std::hint::black_box(AgentId::parse(std::hint::black_box(&id)).expect("valid"));
+    }
+    let parse = t.elapsed() / rounds;
+    CryptoCosts { sign: sign_cost, verify, parse }
+}
+
+/// Estimated signature operations of a run: (signs, verifies, parses).
+pub fn crypto_ops(r: &Report) -> (u64, u64, u64) {
+    let c = &r.counters;
+    let deliveries = c.intended + c.forwarded;
+    let handshakes = c.connected_events / 2;
+    let signs = 2 * deliveries + 2 * handshakes + c.beacons + 2 * c.peer_updates;
+    let verifies = c.delivered + c.forwarded + c.forgeries + 2 * handshakes + c.datagrams + c.peer_updates;
+    let parses = verifies;
+    (signs, verifies, parses)
+}
+
+/// Peak resident memory of this process (`VmHWM`), KiB.
+pub fn vm_hwm_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Runs the benchmark scenario.
+pub fn run(nodes: u32, seed: u64, duration_us: u64, timing: bool, progress: &mut dyn FnMut(u64, u64)) -> Result<Report, Violation> {
+    let mut opts = scenario::ordinary(nodes, seed, duration_us);
+    opts.scenario = "ordinary".to_owned();
+    opts.timing = timing;
+    let mut sim = Sim::new(opts);
+    sim.run(progress)
+}
+
+/// The benchmark's text report.
+pub fn describe(r: &Report, costs: &CryptoCosts, hwm_kib: Option<u64>) -> String {
+    let mut s = String::new();
+    let wall = r.wall.as_secs_f64();
+    let (signs, verifies, parses) = crypto_ops(r);
+    let sig_time = costs.sign * signs as u32 + costs.verify * verifies as u32 + costs.parse * parses as u32;
+    let sig_s = sig_time.as_secs_f64().min(wall);
+    s.push_str(&format!("setup (keys, nodes):     {:.2} s\n", r.setup.as_secs_f64()));
+    s.push_str(&format!("event loop wall time:    {wall:.2} s for {:.0} simulated s ({:.0}x real time)\n", r.sim_us as f64 / 1e6, r.sim_us as f64 / 1e6 / wall.max(1e-9)));
+    s.push_str(&format!("events:                  {} ({:.0} events/s)\n", r.events, r.events as f64 / wall.max(1e-9)));
+    s.push_str(&format!("peak memory (VmHWM):     {}\n", hwm_kib.map_or("unknown".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0))));
+    s.push_str(&format!("crypto costs here:       sign {:.1} us, verify_strict {:.1} us, agent-id parse {:.1} us\n", us(costs.sign), us(costs.verify), us(costs.parse)));
+    s.push_str(&format!("crypto operations:       {signs} signs, {verifies} verifications, {parses} id parses (estimated from traffic)\n"));
+    s.push_str(&format!("signature work:          {:.2} s = {:.1}% of the event loop (estimate: operations x measured cost)\n", sig_s, 100.0 * sig_s / wall.max(1e-9)));
+    let rest = (wall - sig_s).max(1e-9);
+    s.push_str(&format!("everything else:         {rest:.2} s -> {:.0} events/s without signature work\n", r.events as f64 / rest));
+    if let Some(t) = &r.timing {
+        let total = t.total().as_secs_f64();
+        s.push_str(&format!("inside the core:         {total:.2} s ({:.1}% of the loop); by input:\n", 100.0 * total / wall.max(1e-9)));
+        for (label, calls, d) in &t.buckets {
+            if *calls > 0 {
+                s.push_str(&format!("  {label:<28} {calls:>10} calls {:>9.3} s {:>8.1} us/call\n", d.as_secs_f64(), d.as_secs_f64() * 1e6 / *calls as f64));
+            }
+        }
+    }
+    s
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}

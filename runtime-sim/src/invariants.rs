@@ -47,18 +47,12 @@ pub struct Invariants {
     honest: FxSet<(u32, u64)>,
 }
 
+/// Tables counted per node.
+pub const TABLES: usize = Table::ALL.len();
+
 /// Table positions in per-node counters.
 pub fn table_index(t: Table) -> usize {
-    match t {
-        Table::Profile => 0,
-        Table::Connections => 1,
-        Table::PendingIn => 2,
-        Table::PendingOut => 3,
-        Table::Inbox => 4,
-        Table::Sent => 5,
-        Table::Impressions => 6,
-        Table::Replay => 7,
-    }
+    Table::ALL.iter().position(|&x| x == t).expect("every table is in ALL")
 }
 
 impl Invariants {
@@ -81,7 +75,7 @@ impl Invariants {
     }
 
     /// Checks per-table record counts after a persist.
-    pub fn check_limits(&mut self, counts: &[u32; 8], max_connections: usize) -> Result<(), (&'static str, String)> {
+    pub fn check_limits(&mut self, counts: &[u32; TABLES], max_connections: usize) -> Result<(), (&'static str, String)> {
         self.checks += 1;
         let bounds = [
             (Table::Connections, max_connections),
@@ -90,6 +84,8 @@ impl Invariants {
             (Table::PendingIn, limits::PENDING_REQUESTS_MAX),
             (Table::PendingOut, limits::PENDING_OUTBOUND_MAX),
             (Table::Impressions, limits::IMPRESSIONS_MAX),
+            (Table::Shards, limits::SHARDS_OWN_MAX + limits::SHARDS_CACHED_MAX),
+            (Table::Conversations, limits::CONVERSATIONS_MAX),
         ];
         for (t, max) in bounds {
             let n = counts[table_index(t)] as usize;
@@ -117,13 +113,13 @@ mod tests {
         assert!(inv.on_inbox(2, 42, Some(1), "m").is_ok());
         assert_eq!(inv.on_inbox(2, 42, Some(1), "m").unwrap_err().0, "inbox-once");
         assert_eq!(inv.on_inbox(3, 42, Some(4), "m").unwrap_err().0, "authentic");
-        assert!(inv.on_inbox(3, 42, Some(1), "m").is_ok());
+        assert!(inv.on_inbox(5, 42, Some(1), "m").is_ok());
     }
 
     #[test]
     fn limits_are_checked_per_table() {
         let mut inv = Invariants::default();
-        let mut c = [0u32; 8];
+        let mut c = [0u32; TABLES];
         c[table_index(Table::Connections)] = 5;
         assert!(inv.check_limits(&c, 5).is_ok());
         assert!(inv.check_limits(&c, 4).is_err());

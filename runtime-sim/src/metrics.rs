@@ -27,6 +27,8 @@ pub struct Counters {
     pub health_ok: u64,
     /// Forwards carried (transmits of forwarded messages).
     pub forwarded: u64,
+    /// Envelopes the adversary took off the wire (not counted as deliveries attempted).
+    pub intercepted: u64,
     /// Adversary injections / refused.
     pub forgeries: u64,
     /// See `forgeries`.
@@ -82,14 +84,16 @@ pub struct Metrics {
     pub delivered_by_window: Vec<u64>,
     /// Delivery counting toward the "after" figure starts at this time, if marked.
     pub measure_from_us: Option<u64>,
-    /// Attempted / received deliveries sent after `measure_from_us`.
+    /// Attempted / received deliveries sent after `measure_from_us` (and before `tail_from_us`).
     pub after: (u64, u64),
+    /// Messages sent from here on may still be in flight at the end: not counted in `after`.
+    pub tail_from_us: u64,
 }
 
 impl Metrics {
     /// Empty metrics.
     pub fn new(interval_us: u64) -> Self {
-        Self { interval_us: interval_us.max(1), rows: Vec::new(), intended_by_window: Vec::new(), delivered_by_window: Vec::new(), measure_from_us: None, after: (0, 0) }
+        Self { interval_us: interval_us.max(1), rows: Vec::new(), intended_by_window: Vec::new(), delivered_by_window: Vec::new(), measure_from_us: None, after: (0, 0), tail_from_us: u64::MAX }
     }
 
     /// The window of time `t_us`.
@@ -101,7 +105,7 @@ impl Metrics {
     pub fn intend(&mut self, t_us: u64) {
         let w = self.window(t_us);
         bump(&mut self.intended_by_window, w);
-        if self.measure_from_us.is_some_and(|m| t_us >= m) {
+        if self.measure_from_us.is_some_and(|m| t_us >= m) && t_us < self.tail_from_us {
             self.after.0 += 1;
         }
     }
@@ -110,7 +114,7 @@ impl Metrics {
     pub fn deliver(&mut self, sent_us: u64) {
         let w = self.window(sent_us);
         bump(&mut self.delivered_by_window, w);
-        if self.measure_from_us.is_some_and(|m| sent_us >= m) {
+        if self.measure_from_us.is_some_and(|m| sent_us >= m) && sent_us < self.tail_from_us {
             self.after.1 += 1;
         }
     }

@@ -35,8 +35,8 @@ pub enum Action {
     Move(u32),
     /// The node's wall clock is set off by `skew_us` from now on.
     Skew(u32, i64),
-    /// The adversary replays the last captured envelope to its target.
-    Replay,
+    /// The adversary replays the k-th message envelope of the run (0-based) to its target.
+    Replay(usize),
     /// From now on, delivery ratios count toward the "after" figure.
     MeasureFrom,
 }
@@ -371,8 +371,10 @@ fn partition_send(n: u32, seed: u64, d: u64) -> Options {
         (1 * S, Action::Connect(2, 3)),
         (4 * S, Action::Partition { id: 1, nodes: vec![1], cut: Cut::Both }),
         (5 * S, Action::Send(0, 1)),
-        (6 * S, Action::Partition { id: 2, nodes: vec![3], cut: Cut::IntoSide }),
         (7 * S, Action::Send(2, 3)),
+        // While that request is in flight, n03 loses its way out: it gets the message, n02 never
+        // hears back.
+        (7_020_000, Action::Partition { id: 2, nodes: vec![3], cut: Cut::OutOfSide }),
         (20 * S, Action::Heal(1)),
         (20 * S, Action::Heal(2)),
         (25 * S, Action::Send(0, 1)),
@@ -391,8 +393,11 @@ fn restart(n: u32, seed: u64, d: u64) -> Options {
         (1 * S, Action::Connect(3, 1)),
         (5 * S, Action::Send(0, 1)),
         (6 * S, Action::Crash { node: 1, down_us: 10 * S, move_on_restart: true }),
-        (16_500_000, Action::Replay),
+        // Unread and restored: refused.
+        (16_500_000, Action::Replay(0)),
         (20 * S, Action::Send(2, 1)),
+        // Read at 24 s; still inside the freshness window, so only the restored replay cache stops it.
+        (27 * S, Action::Replay(0)),
         (30 * S, Action::Send(1, 3)),
     ];
     o
@@ -400,9 +405,14 @@ fn restart(n: u32, seed: u64, d: u64) -> Options {
 
 fn forgery(n: u32, seed: u64, d: u64) -> Options {
     let mut o = scripted("forgery", n.max(5), seed, d);
-    o.workload.adversary_per_hour = 3600.0 / 4.0;
-    o.workload.start_us = 8 * S;
-    o.script = vec![(1 * S, Action::Connect(0, 1)), (1 * S, Action::Connect(0, 2)), (1 * S, Action::Connect(3, 4)), (5 * S, Action::Send(0, 1)), (6 * S, Action::Send(0, 2)), (7 * S, Action::Send(3, 4))];
+    o.workload.adversary_per_hour = 3600.0 / 3.0;
+    o.workload.start_us = 5 * S;
+    o.script = vec![(1 * S, Action::Connect(0, 1)), (1 * S, Action::Connect(0, 2)), (1 * S, Action::Connect(3, 4))];
+    // The adversary intercepts the first four messages; everything after is delivered.
+    for k in 0..12u64 {
+        let (a, b) = [(0, 1), (0, 2), (3, 4), (1, 0)][k as usize % 4];
+        o.script.push((4 * S + k * 2 * S, Action::Send(a, b)));
+    }
     o
 }
 
@@ -425,11 +435,10 @@ mod tests {
 
     #[test]
     fn overrides_show_up_in_the_reproduction_command() {
-        let mut o = find("churn").unwrap();
+        let o = find("churn").unwrap();
         let mut opts = (o.build)(50, 7, 600_000_000);
         opts.apply("loss", "0.01").unwrap();
         assert!(opts.apply("nope", "1").is_err());
         assert_eq!(opts.command_line(), "darkmatter-sim run churn --nodes 50 --seed 7 --duration 10m --loss 0.01");
-        o.name = "x";
     }
 }

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 
 use crate::event_queue::EventQueue;
-use crate::invariants::{table_index, Invariants, Violation};
+use crate::invariants::{table_index, Invariants, Violation, TABLES};
 use crate::metrics::{Counters, Metrics, Row};
 use crate::net::{ip_of, split_url, url_of, Fate, Network};
 use crate::rng::{derive, id_key, purpose, FxMap};
@@ -105,7 +105,7 @@ pub struct SimNode {
     pub(crate) ip: IpAddr,
     pub(crate) skew_us: i64,
     pub(crate) store: BTreeMap<(Table, String), Vec<u8>>,
-    pub(crate) counts: [u32; 8],
+    pub(crate) counts: [u32; TABLES],
     pub(crate) busy_until: u64,
     pub(crate) timer_at: Option<u64>,
     pub(crate) peers: Vec<u32>,
@@ -206,13 +206,14 @@ pub struct Sim {
     pub(crate) cmds: FxMap<u64, (u32, CmdKind)>,
     pub(crate) sent_at: FxMap<u64, (u32, u64)>,
     pub(crate) captured: VecDeque<Captured>,
-    pub(crate) capture_every: u64,
-    pub(crate) capture_tick: u64,
+    pub(crate) envelopes: Vec<Captured>,
+    pub(crate) keep_envelopes: bool,
     pub(crate) next_cmd: u64,
     pub(crate) next_inbound: u64,
     pub(crate) events: u64,
     pub(crate) violation: Option<Violation>,
     pub(crate) timing: Option<Timing>,
+    pub(crate) scratch: Vec<Output>,
     pub(crate) setup: Duration,
     pub(crate) replay_rows_max: u32,
 }
@@ -238,13 +239,14 @@ impl Sim {
             cmds: FxMap::default(),
             sent_at: FxMap::default(),
             captured: VecDeque::new(),
-            capture_every: if n <= 50 { 1 } else { 16 },
-            capture_tick: 0,
+            envelopes: Vec::new(),
+            keep_envelopes: opts.script.iter().any(|(_, a)| matches!(a, crate::scenario::Action::Replay(_))),
             next_cmd: 1,
             next_inbound: 1,
             events: 0,
             violation: None,
             timing: opts.timing.then(Timing::new),
+            scratch: Vec::new(),
             setup: Duration::ZERO,
             replay_rows_max: 0,
             opts,
@@ -269,7 +271,7 @@ impl Sim {
                 ip: ip_of(i, 0),
                 skew_us,
                 store: BTreeMap::new(),
-                counts: [0; 8],
+                counts: [0; TABLES],
                 busy_until: 0,
                 timer_at: None,
                 peers: Vec::new(),
@@ -302,6 +304,7 @@ impl Sim {
             }
         }
         sim.queue.push(0, Ev::Sample);
+        sim.metrics.tail_from_us = sim.opts.duration_us.saturating_sub(TAIL_US);
         sim.setup = started.elapsed();
         sim
     }
@@ -329,6 +332,7 @@ impl Sim {
             public_url: n.url.clone(),
             max_connections: n.max_connections,
             auto_accept_local: n.auto_accept,
+            ..Config::default()
         }
     }
 
@@ -440,8 +444,9 @@ impl Sim {
         let (base, path) = split_url(&t.url);
         let to = self.by_url.get(base).copied();
         let path = path.to_owned();
+        let mut intercepted = false;
         if path == "/__darkmatter__/message" {
-            self.note_envelope(from, to, &t.body, ctx);
+            intercepted = self.note_envelope(from, to, &t.body, ctx);
         }
         let deadline = self.now + t.timeout_ms * 1000;
         let inc = self.nodes[from as usize].inc;
@@ -451,6 +456,11 @@ impl Sim {
             self.fail_at(from, inc, t.id, NONE, path, "could not resolve host", self.now);
             return;
         };
+        if intercepted {
+            self.trace.rec(self.now, from as u64, Kind::Send, to as u64, m | outcome::INTERCEPTED, short(&path));
+            self.fail_at(from, inc, t.id, to as u64, path, "timed out", deadline);
+            return;
+        }
         if t.forbid_private {
             // Every sim address is private; a real runtime refuses these after resolving.
             self.trace.rec(self.now, from as u64, Kind::Send, to as u64, m | outcome::FORBIDDEN, short(&path));
@@ -477,30 +487,32 @@ impl Sim {
         }
     }
 
-    /// Bookkeeping for a message transmit: honest-sender record, delivery accounting, capture.
-    fn note_envelope(&mut self, from: u32, to: Option<u32>, body: &[u8], ctx: &Ctx) {
-        let Some(id) = envelope_id(body) else { return };
+    /// Bookkeeping for a message transmit: honest-sender record, delivery accounting, and the
+    /// adversary's man-in-the-middle: it keeps a small pool of envelopes it intercepted (they never
+    /// arrive, so each bent copy it sends later meets the signature checks, not the duplicate
+    /// check). Returns whether this one was intercepted.
+    fn note_envelope(&mut self, from: u32, to: Option<u32>, body: &[u8], ctx: &Ctx) -> bool {
+        let Some(id) = envelope_id(body) else { return false };
         let key = id_key(id);
         self.inv.note_honest(from, key);
+        if ctx.forwarding {
+            self.counters.forwarded += 1;
+        }
+        let Some(to) = to else { return false };
+        if self.keep_envelopes {
+            self.envelopes.push(Captured { sender: from, target: to, body: body.to_vec() });
+        }
+        if ctx.sending && self.opts.workload.adversary_per_hour > 0.0 && self.captured.len() < 4 {
+            self.captured.push_back(Captured { sender: from, target: to, body: body.to_vec() });
+            self.counters.intercepted += 1;
+            return true;
+        }
         if ctx.sending {
             self.counters.intended += 1;
             self.metrics.intend(self.now);
             self.sent_at.entry(key).or_insert((from, self.now));
         }
-        if ctx.forwarding {
-            self.counters.forwarded += 1;
-        }
-        if let Some(to) = to {
-            if self.opts.workload.adversary_per_hour > 0.0 || self.opts.script.iter().any(|(_, a)| *a == crate::scenario::Action::Replay) {
-                self.capture_tick += 1;
-                if self.capture_tick % self.capture_every == 0 {
-                    if self.captured.len() >= 64 {
-                        self.captured.pop_front();
-                    }
-                    self.captured.push_back(Captured { sender: from, target: to, body: body.to_vec() });
-                }
-            }
-        }
+        false
     }
 
     /// Hands `caller` a transport error for its call `oid` at time `at`.
@@ -568,7 +580,10 @@ impl Sim {
             let bucket = request_bucket(&path);
             self.timing.as_mut().expect("on").add(bucket, c.elapsed());
         }
-        self.drain(to, &mut ctx);
+        let (outs, timeout) = self.collect(to);
+        let status = outs.iter().find_map(|o| if let Output::Reply(r) = o { Some(r.status) } else { None }).unwrap_or(0);
+        self.trace.rec(self.now, to as u64, Kind::Recv, Self::origin_peer(&from), (method_code(method) << 16) | status as u64, short(&path));
+        self.process(to, outs, timeout, &mut ctx);
         let Some(reply) = ctx.reply.take() else {
             self.fail(to, "one-reply", format!("no reply to {} {}", method_word(method), path));
             return;
@@ -577,23 +592,10 @@ impl Sim {
             self.fail(to, "one-reply", format!("reply carries id {:?}, request was {:?}", reply.id, id));
             return;
         }
-        let status = reply.status;
-        self.trace.rec(self.now, to as u64, Kind::Recv, Self::origin_peer(&from), (method_code(method) << 16) | status as u64, short(&path));
         match status {
             200..=299 => self.counters.ok += 1,
             429 => self.counters.rate_limited += 1,
             _ => self.counters.refused += 1,
-        }
-        if !ctx.received.is_empty() {
-            for m in std::mem::take(&mut ctx.received) {
-                self.inv.checks += 1;
-                let durable = self.nodes[to as usize].store.contains_key(&(Table::Inbox, m.clone()));
-                if status != 200 || !durable {
-                    self.fail(to, "ack-after-commit", format!("message {m} answered {status} with its inbox record {}", if durable { "persisted" } else { "not persisted" }));
-                    return;
-                }
-                self.nodes[to as usize].unconsumed.insert(m);
-            }
         }
         if let Some(v) = ctx.forged {
             self.counters.forgeries += 1;
@@ -692,27 +694,57 @@ impl Sim {
     // ----- the drain loop -----
 
     pub(crate) fn drain(&mut self, i: u32, ctx: &mut Ctx) {
+        let (outs, timeout) = self.collect(i);
+        self.process(i, outs, timeout, ctx);
+    }
+
+    /// Polls node `i` until it asks for a timeout.
+    fn collect(&mut self, i: u32) -> (Vec<Output>, Option<Option<u64>>) {
+        let mut outs = std::mem::take(&mut self.scratch);
+        let Some(node) = self.nodes[i as usize].node.as_mut() else { return (outs, None) };
         loop {
-            let out = match self.nodes[i as usize].node.as_mut() {
-                Some(n) => n.poll_output(),
-                None => return,
-            };
+            match node.poll_output() {
+                Output::Timeout(t) => return (outs, Some(t)),
+                out => outs.push(out),
+            }
+        }
+    }
+
+    /// Carries out collected outputs in order, then arms the node's timer.
+    fn process(&mut self, i: u32, mut outs: Vec<Output>, timeout: Option<Option<u64>>, ctx: &mut Ctx) {
+        for out in outs.drain(..) {
             match out {
                 Output::Persist(changes) => self.persist(i, changes),
                 Output::Reply(r) => {
                     if !ctx.expect_reply || ctx.reply.is_some() {
                         self.fail(i, "one-reply", format!("unexpected reply {:?} status {}", r.id, r.status));
                     }
+                    self.check_acks(i, &r, ctx);
                     ctx.reply = Some(r);
                 }
                 Output::Transmit(t) => self.transmit(i, t, ctx),
                 Output::Event(e) => self.on_event(i, e, ctx),
                 Output::Done { id, result } => self.on_done(i, id, result),
-                Output::Timeout(t) => {
-                    self.arm_timer(i, t);
-                    return;
-                }
+                Output::Timeout(_) => unreachable!("collect stops at the timeout"),
             }
+        }
+        self.scratch = outs;
+        if let Some(t) = timeout {
+            self.arm_timer(i, t);
+        }
+    }
+
+    /// ack-after-commit: every message that entered the inbox during this request must be persisted
+    /// by the time the reply goes out, and the reply must be a 200.
+    fn check_acks(&mut self, i: u32, r: &proto_core::Reply, ctx: &mut Ctx) {
+        for m in std::mem::take(&mut ctx.received) {
+            self.inv.checks += 1;
+            let durable = self.nodes[i as usize].store.contains_key(&(Table::Inbox, m.clone()));
+            if r.status != 200 || !durable {
+                self.fail(i, "ack-after-commit", format!("message {m} answered {} with its inbox record {}", r.status, if durable { "persisted" } else { "not persisted" }));
+                return;
+            }
+            self.nodes[i as usize].unconsumed.insert(m);
         }
     }
 
@@ -797,6 +829,10 @@ impl Sim {
                 let inc = self.nodes[i as usize].inc;
                 self.queue.push(at, Ev::Agent { node: i, inc, act: Act::Read(message_id.clone()) });
                 ctx.received.push(message_id);
+            }
+            Event::RequestDecided { agent_id, accepted, .. } => {
+                let p = self.by_agent.get(&agent_id).copied();
+                self.trace.rec(self.now, i as u64, Kind::Decided, p.map_or(EXTERNAL, u64::from), accepted as u64, "");
             }
             Event::PeerUpdated { agent_id, url } => {
                 self.counters.peer_updates += 1;

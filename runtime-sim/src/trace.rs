@@ -40,6 +40,8 @@ pub enum Kind {
     Disconnected,
     /// Event::ConnectionRequested: a = peer, s = request id.
     Requested,
+    /// Event::RequestDecided: a = requester, b = accepted.
+    Decided,
     /// Event::MessageReceived: a = sender, s = message id.
     Message,
     /// Event::PeerUpdated: a = peer, s = URL.
@@ -68,7 +70,7 @@ impl Kind {
             Kind::Lost => "lost",
             Kind::Cmd => "cmd",
             Kind::Done => "done",
-            Kind::Connected | Kind::Disconnected | Kind::Requested | Kind::Message | Kind::PeerUpdated | Kind::Refused => "event",
+            Kind::Connected | Kind::Disconnected | Kind::Requested | Kind::Decided | Kind::Message | Kind::PeerUpdated | Kind::Refused => "event",
             Kind::Timer => "timer",
             Kind::Beacon => "beacon",
             Kind::Datagram => "dgram",
@@ -107,6 +109,8 @@ pub mod outcome {
     pub const UNRESOLVED: u64 = 3;
     /// A private address the node asked us not to reach.
     pub const FORBIDDEN: u64 = 4;
+    /// Taken off the wire by the adversary.
+    pub const INTERCEPTED: u64 = 5;
 }
 
 /// The running trace.
@@ -159,6 +163,7 @@ impl Trace {
                     outcome::LOST => " (lost)",
                     outcome::BLOCKED => " (partitioned)",
                     outcome::UNRESOLVED => " (no such host)",
+                    outcome::INTERCEPTED => " (intercepted)",
                     _ => " (private address refused)",
                 };
                 let to = if a == NONE { String::new() } else { format!(" -> {peer}") };
@@ -176,6 +181,7 @@ impl Trace {
             Kind::Connected => format!("connected {peer}"),
             Kind::Disconnected => format!("disconnected {peer}{}", if b == 1 { " (by peer)" } else { "" }),
             Kind::Requested => format!("connection requested by {peer} ({s})"),
+            Kind::Decided => format!("request of {peer} {} by peer opinion", if b == 1 { "accepted" } else { "rejected" }),
             Kind::Message => format!("message {s} from {peer}"),
             Kind::PeerUpdated => format!("peer {peer} now at {s}"),
             Kind::Refused => format!("refused {s} {b}"),

@@ -1,0 +1,52 @@
+//! Snapshots of the full trace of small scripted scenarios: one readable line per event.
+//! Any change in the core's or the simulator's behaviour shows up here as a diff.
+
+use runtime_sim::{find, Sim};
+
+fn trace_of(name: &str) -> String {
+    let sc = find(name).expect("scenario exists");
+    let opts = (sc.build)(sc.default_nodes, 1, sc.default_duration_us);
+    let mut sim = Sim::new(opts);
+    let report = sim.run(&mut |_, _| {}).unwrap_or_else(|v| panic!("{name}: {v}"));
+    format!("{}trace-hash: {}\n", sim.trace().text(), report.trace_hash)
+}
+
+#[test]
+fn handshake_auto_and_hand_accepted() {
+    insta::assert_snapshot!("handshake", trace_of("handshake"));
+}
+
+#[test]
+fn message_reply_and_broadcast() {
+    insta::assert_snapshot!("message", trace_of("message"));
+}
+
+#[test]
+fn partition_during_a_send() {
+    let t = trace_of("partition-send");
+    // The request cut by the partition times out; the one whose answer was cut arrived anyway.
+    assert!(t.contains("POST /message -> n01 (partitioned)"));
+    assert!(t.contains("n03 recv      POST /message from n02 -> 200"));
+    insta::assert_snapshot!("partition_send", t);
+}
+
+#[test]
+fn restart_keeps_acknowledged_messages() {
+    let t = trace_of("restart");
+    assert!(t.contains("restart at a new address"));
+    assert!(t.contains("n01 recv      POST /message from ext -> 409"), "the replay after restart is refused");
+    insta::assert_snapshot!("restart", t);
+}
+
+#[test]
+fn forgeries_are_refused() {
+    let t = trace_of("forgery");
+    for variant in ["tampered", "unsigned", "impersonating", "retargeted"] {
+        for line in t.lines().filter(|l| l.contains(&format!("[{variant}]"))) {
+            // The line after an injection is the target's answer.
+            let next = t.lines().skip_while(|l| *l != line).nth(1).unwrap_or("");
+            assert!(!next.ends_with("-> 200"), "{variant} accepted: {next}");
+        }
+    }
+    insta::assert_snapshot!("forgery", t);
+}

@@ -50,6 +50,11 @@ pub const BACKLOG: i32 = 1_024;
 pub const READ_CHUNK_BYTES: usize = 8 * 1024;
 /// Time allowed to write a refusal to a connection over [`CONNECTIONS_MAX`], in ms.
 pub const OVERLOAD_WRITE_MS: u64 = 1_000;
+/// After a refusal that leaves input unread, how long we keep reading and discarding it, in ms, so
+/// the close does not turn into a reset that destroys the refusal before the client reads it.
+pub const LINGER_MS: u64 = 1_000;
+/// Most bytes discarded while lingering.
+pub const LINGER_BYTES_MAX: usize = 256 * 1024;
 
 /// Binds the listening socket (address reuse on, so a restarted node gets its port back).
 pub fn bind(host: IpAddr, port: u16) -> io::Result<TcpListener> {
@@ -231,6 +236,7 @@ impl Server {
     /// A refusal after which the connection closes (the rest of the request stays unread).
     async fn refuse(&self, conn: &mut Conn, status: u16, text: &str) -> io::Result<bool> {
         conn.write(&http::error_response(status, text, true), Instant::now() + Duration::from_millis(WRITE_MS)).await?;
+        conn.linger().await;
         Ok(false)
     }
 
@@ -238,6 +244,9 @@ impl Server {
     async fn answer(&self, conn: &mut Conn, head: &Head, status: u16, body: &[u8], last: bool) -> io::Result<bool> {
         let close = head.close || head.content_length > 0 || last || self.stop.is_closed();
         conn.write(&http::response_bytes(status, body, close), Instant::now() + Duration::from_millis(WRITE_MS)).await?;
+        if head.content_length > 0 {
+            conn.linger().await;
+        }
         Ok(!close)
     }
 }
@@ -291,6 +300,20 @@ impl Conn {
         }
         let rest = self.buf.split_off(len);
         Ok(std::mem::replace(&mut self.buf, rest))
+    }
+
+    /// Half-closes, then reads and discards input for at most [`LINGER_MS`] / [`LINGER_BYTES_MAX`].
+    async fn linger(&mut self) {
+        let _ = self.stream.get_ref().shutdown(std::net::Shutdown::Write);
+        let deadline = Instant::now() + Duration::from_millis(LINGER_MS);
+        let mut discarded = 0usize;
+        let mut chunk = [0u8; READ_CHUNK_BYTES];
+        while discarded < LINGER_BYTES_MAX {
+            match within(deadline, self.stream.read(&mut chunk)).await {
+                Ok(n) if n > 0 => discarded += n,
+                _ => return,
+            }
+        }
     }
 
     async fn write(&mut self, bytes: &[u8], deadline: Instant) -> io::Result<()> {

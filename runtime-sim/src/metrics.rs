@@ -147,7 +147,9 @@ impl Metrics {
             let hs = d(r.c.health_sent, prev.c.health_sent);
             let ho = d(r.c.health_ok, prev.c.health_ok);
             let health = if hs > 0 { format!("{:.4}", ho as f64 / hs as f64) } else { String::new() };
-            let ratio = self.window_ratio(w).map(|x| format!("{x:.4}")).unwrap_or_default();
+            // A row at time t describes the interval that ends at t.
+            let window = w.checked_sub(1);
+            let ratio = window.and_then(|w| self.window_ratio(w)).map(|x| format!("{x:.4}")).unwrap_or_default();
             let _ = writeln!(
                 s,
                 "{:.0},{},{},{},{},{},{},{},{},{},{},{},{}",
@@ -155,7 +157,7 @@ impl Metrics {
                 r.events,
                 r.nodes_up,
                 r.connections,
-                self.intended_by_window.get(w).copied().unwrap_or(0),
+                window.and_then(|w| self.intended_by_window.get(w).copied()).unwrap_or(0),
                 ratio,
                 d(r.c.transport_errors, prev.c.transport_errors),
                 d(r.c.rate_limited, prev.c.rate_limited),
@@ -185,7 +187,7 @@ impl Metrics {
             let mut errors = Vec::new();
             let mut limited = Vec::new();
             for (w, r) in self.rows.iter().enumerate() {
-                if let Some(x) = self.window_ratio(w) {
+                if let Some(x) = w.checked_sub(1).and_then(|w| self.window_ratio(w)) {
                     ratios.push((r.t_s, x));
                 }
                 let hs = r.c.health_sent.saturating_sub(prev.c.health_sent);

@@ -11,6 +11,16 @@
 //! response must be written within [`WRITE_MS`]. Every refusal carries a JSON `{"error": ...}` body.
 //!
 //! Sockets are non-blocking (async-io); the deadlines are timers raced against each read and write.
+//!
+//! ## Why not tiny_http
+//! tiny_http 0.12 was the plan, but it cannot be bounded from outside: it reads each header line into
+//! an unbounded buffer with no cap on the number of fields (`client.rs`, `read_next_line`), answers
+//! malformed requests and timeouts with empty, non-JSON bodies, runs every connection on a thread of
+//! a pool that grows without limit (`util/task_pool.rs`), exposes no accepted socket to set timeouts
+//! on, and its accept loop exits on the first `accept` error (`lib.rs`, `from_listener`) — so a
+//! listener-level `SO_RCVTIMEO` (inherited by accepted sockets on Linux) would stop the server at the
+//! first idle period, and so would running out of file descriptors. The HTTP/1.1 subset peers use is
+//! small enough to frame here ([`crate::http`]) with every bound explicit.
 
 use std::future::Future;
 use std::io;

@@ -54,20 +54,32 @@ pub enum StorageError {
     Random(String),
     /// redb refused to open the database (corrupt file, I/O error).
     #[error("cannot open state database: {0}")]
-    Open(#[from] redb::DatabaseError),
+    Open(Box<redb::DatabaseError>),
     /// redb could not begin a transaction.
     #[error("state transaction failed: {0}")]
-    Transaction(#[from] redb::TransactionError),
+    Transaction(Box<redb::TransactionError>),
     /// redb could not open a table.
     #[error("state table failed: {0}")]
-    Table(#[from] redb::TableError),
+    Table(Box<redb::TableError>),
     /// redb failed reading or writing a page.
     #[error("state storage failed: {0}")]
-    Storage(#[from] redb::StorageError),
+    Storage(Box<redb::StorageError>),
     /// redb could not commit.
     #[error("state commit failed: {0}")]
-    Commit(#[from] redb::CommitError),
+    Commit(Box<redb::CommitError>),
 }
+
+macro_rules! boxed_from {
+    ($($source:ty => $variant:ident),*) => {$(
+        impl From<$source> for StorageError {
+            fn from(e: $source) -> Self {
+                StorageError::$variant(Box::new(e))
+            }
+        }
+    )*};
+}
+
+boxed_from!(redb::DatabaseError => Open, redb::TransactionError => Transaction, redb::TableError => Table, redb::StorageError => Storage, redb::CommitError => Commit);
 
 /// One identity's redb database.
 pub struct Storage {
@@ -90,7 +102,7 @@ impl Storage {
     pub fn open(path: &Path) -> Result<Self, StorageError> {
         let db = redb::Builder::new().set_cache_size(CACHE_BYTES).create(path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StorageError::AlreadyOpen(path.to_owned()),
-            other => StorageError::Open(other),
+            other => StorageError::from(other),
         })?;
         let txn = db.begin_write()?;
         for table in Table::ALL {

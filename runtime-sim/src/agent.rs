@@ -360,6 +360,14 @@ impl Sim {
                 let agent_id = self.nodes[b as usize].agent.clone();
                 self.command(a, CmdKind::Impression, Command::SetImpression { agent_id, score, note: None }, b as u64, "impression");
             }
+            Action::ImpressPeers(score) => {
+                for a in 0..self.opts.nodes {
+                    for b in self.nodes[a as usize].peers.clone() {
+                        let agent_id = self.nodes[b as usize].agent.clone();
+                        self.command(a, CmdKind::Impression, Command::SetImpression { agent_id, score, note: None }, b as u64, "impression");
+                    }
+                }
+            }
             Action::Partition { id, nodes, cut } => {
                 let mut side = vec![false; self.opts.nodes as usize];
                 for &i in &nodes {

@@ -172,6 +172,9 @@ fn print_summary(o: &Options, r: &Report, wall: f64, out: Option<&str>) {
     if c.crashes + c.moves > 0 {
         println!("faults             {} crashes, {} restarts, {} address moves, {} peer updates accepted", c.crashes, c.restarts, c.moves, c.peer_updates);
     }
+    if c.decided_accepted + c.decided_rejected > 0 {
+        println!("trust decisions    {} requests accepted, {} rejected by peers' opinions", c.decided_accepted, c.decided_rejected);
+    }
     println!("invariant checks   {} passed (inbox-once, authentic, limits, ack-after-commit, survives-restart, one-reply)", r.checks);
     println!("persisted replay   up to {} rows on one node", r.replay_rows_max);
     if let Some(dir) = out {

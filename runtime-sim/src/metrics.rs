@@ -49,6 +49,10 @@ pub struct Counters {
     pub restarts: u64,
     /// See `crashes`.
     pub moves: u64,
+    /// Pending requests the acceptance policy accepted / rejected from peers' opinions.
+    pub decided_accepted: u64,
+    /// See `decided_accepted`.
+    pub decided_rejected: u64,
     /// Peer updates accepted.
     pub peer_updates: u64,
 }

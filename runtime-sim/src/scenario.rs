@@ -21,6 +21,8 @@ pub enum Action {
     Disconnect(u32, u32),
     /// `from` scores `about`.
     Impression(u32, u32, f64),
+    /// Every node scores each of its current connections.
+    ImpressPeers(f64),
     /// Partition `id`: cut the given nodes off from the rest.
     Partition { id: u32, nodes: Vec<u32>, cut: Cut },
     /// Partition `id`: cut a random `fraction` of the nodes off from the rest.
@@ -77,8 +79,10 @@ pub struct Options {
     pub anchor_max_connections: usize,
     /// Anchor count (for `anchor_max_connections`).
     pub anchors: u32,
-    /// Nodes that do *not* auto-accept local requests (their agents accept by hand).
+    /// Nodes that do *not* auto-accept local requests (their agents accept by hand, if at all).
     pub manual_accept: Vec<u32>,
+    /// Nodes `0..isolated` take no part in formation (newcomers of a scenario).
+    pub isolated: u32,
     /// Metrics sampling interval, µs.
     pub metrics_interval_us: u64,
     /// Keep the text trace.
@@ -110,6 +114,7 @@ impl Options {
             anchor_max_connections: proto_core::limits::CONNECTIONS_MAX_CEILING,
             anchors: 0,
             manual_accept: Vec::new(),
+            isolated: 0,
             metrics_interval_us: 60_000_000,
             capture_trace: false,
             timing: false,
@@ -243,6 +248,7 @@ pub fn catalog() -> Vec<Scenario> {
         Scenario { name: "small-world", about: "formation over a Watts-Strogatz small world", build: small_world, default_nodes: 200, default_duration_us: 600 * S },
         Scenario { name: "clustered", about: "dense clusters joined by a few bridges; the bridges' side is partitioned", build: clustered, default_nodes: 200, default_duration_us: 900 * S },
         Scenario { name: "star", about: "everyone hangs on three anchors; one anchor crashes", build: star, default_nodes: 200, default_duration_us: 600 * S },
+        Scenario { name: "trust", about: "two newcomers ask everyone; a third of the mesh likes one and dislikes the other, the rest ask their peers", build: trust, default_nodes: 40, default_duration_us: 180 * S },
         Scenario { name: "ordinary", about: "the benchmark load: 20-50 connections each, ordinary traffic", build: ordinary, default_nodes: 1000, default_duration_us: 3600 * S },
         Scenario { name: "handshake", about: "3 nodes: auto-accepted and hand-accepted handshakes", build: handshake, default_nodes: 3, default_duration_us: 20 * S },
         Scenario { name: "message", about: "3 nodes: a direct message, a reply, a broadcast", build: message, default_nodes: 3, default_duration_us: 30 * S },
@@ -318,6 +324,31 @@ fn star(n: u32, seed: u64, d: u64) -> Options {
     o.anchors = 3;
     o.workload.broadcast_per_hour = 0.2;
     o.script.push((d / 2, Action::Crash { node: 0, down_us: 60 * S, move_on_restart: false }));
+    o
+}
+
+fn trust(n: u32, seed: u64, d: u64) -> Options {
+    let n = n.max(8);
+    let mut o = Options::base("trust", n, seed, d);
+    o.topology = Topology::RandomRegular { min: 6, max: 6 };
+    o.isolated = 2;
+    // After formation nobody accepts by hand: the acceptance policy decides from peers' opinions.
+    o.manual_accept = (2..n).collect();
+    o.workload.accept_pending_until_us = 35 * S;
+    o.workload.direct_per_hour = 2.0;
+    o.workload.broadcast_per_hour = 0.0;
+    o.workload.impression_per_hour = 0.0;
+    o.workload.start_us = 60 * S;
+    o.script.push((40 * S, Action::ImpressPeers(0.6)));
+    // A third of the mesh knows the newcomers: node 0 well, node 1 badly. The rest have no opinion.
+    for i in (2..n).filter(|i| i % 3 == 0) {
+        o.script.push((45 * S, Action::Impression(i, 0, 0.9)));
+        o.script.push((45 * S, Action::Impression(i, 1, -0.9)));
+    }
+    for i in 2..n {
+        o.script.push((60 * S + i as u64 * 100_000, Action::Connect(0, i)));
+        o.script.push((61 * S + i as u64 * 100_000, Action::Connect(1, i)));
+    }
     o
 }
 

@@ -287,11 +287,12 @@ impl Sim {
         }
         // Formation: each edge's connect at a random time in the formation window.
         let mut trng = ChaCha8Rng::seed_from_u64(derive(seed, purpose::TOPOLOGY, 0, 0));
-        let edges = topology::build(&sim.opts.topology, n, &mut trng);
+        let iso = sim.opts.isolated.min(n);
+        let edges = topology::build(&sim.opts.topology, n - iso, &mut trng);
         let window = sim.opts.formation_us.max(1);
         for (a, b) in edges {
             let t = below(&mut trng, window);
-            sim.queue.push(t, Ev::Agent { node: a, inc: 0, act: Act::Connect(b) });
+            sim.queue.push(t, Ev::Agent { node: a + iso, inc: 0, act: Act::Connect(b + iso) });
         }
         for i in 0..sim.opts.script.len() {
             let t = sim.opts.script[i].0;
@@ -801,7 +802,7 @@ impl Sim {
             Event::ConnectionRequested { request_id, agent_id, .. } => {
                 let p = self.by_agent.get(&agent_id).copied();
                 self.trace.rec(self.now, i as u64, Kind::Requested, p.map_or(EXTERNAL, u64::from), 0, &request_id);
-                if self.opts.workload.accept_pending {
+                if self.now < self.opts.workload.accept_pending_until_us {
                     let at = self.now + self.think();
                     let inc = self.nodes[i as usize].inc;
                     self.queue.push(at, Ev::Agent { node: i, inc, act: Act::Accept(request_id) });
@@ -831,6 +832,11 @@ impl Sim {
                 ctx.received.push(message_id);
             }
             Event::RequestDecided { agent_id, accepted, .. } => {
+                if accepted {
+                    self.counters.decided_accepted += 1;
+                } else {
+                    self.counters.decided_rejected += 1;
+                }
                 let p = self.by_agent.get(&agent_id).copied();
                 self.trace.rec(self.now, i as u64, Kind::Decided, p.map_or(EXTERNAL, u64::from), accepted as u64, "");
             }

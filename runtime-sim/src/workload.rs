@@ -40,8 +40,8 @@ pub struct WorkloadConfig {
     pub forward_prob: f64,
     /// Connections a forward goes to at most.
     pub forward_fanout: u32,
-    /// Agents accept pending connection requests.
-    pub accept_pending: bool,
+    /// Agents accept pending connection requests (by hand) that arrive before this time, µs.
+    pub accept_pending_until_us: u64,
     /// Agent think time, µs: uniform in this range.
     pub think_min_us: u64,
     /// See `think_min_us`.
@@ -66,7 +66,7 @@ impl Default for WorkloadConfig {
             reply_prob: 0.3,
             forward_prob: 0.0,
             forward_fanout: 4,
-            accept_pending: true,
+            accept_pending_until_us: u64::MAX,
             think_min_us: 200_000,
             think_max_us: 5_000_000,
         }

@@ -51,6 +51,13 @@ pub fn notice(event: &Event) -> Notice {
                 "hint": format!("Read it with darkmatter_get_message(message_id=\"{message_id}\"); reply with darkmatter_send_message(target_agent_id=\"{from_agent_id}\", in_reply_to=\"{message_id}\", content=...)."),
             }),
         },
+        Event::RequestDecided { request_id, agent_id, accepted, peer_score } => Notice {
+            level: "notice",
+            data: json!({
+                "event": "request_decided", "request_id": request_id, "agent_id": agent_id, "accepted": accepted, "peer_score": peer_score,
+                "hint": if *accepted { "Your peers vouched for this agent, so its connection request was accepted; it is now in darkmatter_list_connections." } else { "Your peers distrust this agent, so its connection request was rejected." },
+            }),
+        },
         Event::PeerUpdated { agent_id, url } => Notice {
             level: "info",
             data: json!({"event": "peer_updated", "agent_id": agent_id, "url": url, "hint": "Nothing to do: the connection follows the new URL."}),

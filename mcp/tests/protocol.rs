@@ -134,13 +134,18 @@ fn tools_that_need_no_peer_succeed_alone() {
 }
 
 #[test]
-fn shard_tools_say_they_are_not_available_yet() {
+fn shards_are_created_and_viewed() {
     let mut p = Proc::start(&project("shards"), free_port(), &[]);
     p.initialize();
-    for (tool, args) in [("darkmatter_create_shard", json!({"content": "c", "tags": ["t"], "trust_threshold": 0.5})), ("darkmatter_view_shards", json!({"tags": ["t"]}))] {
-        let (err, v) = p.call(tool, args);
-        assert!(err && v["error"].as_str().unwrap().contains("Shards are not available"), "{v}");
+    let me = p.ok("darkmatter_get_identity", json!({}))["agent_id"].clone();
+    let s = p.ok("darkmatter_create_shard", json!({"content": "Rain tomorrow.", "tags": ["weather:forecast"], "trust_threshold": 0.5, "summary": "forecast"}));
+    let id = s["shard_id"].as_str().unwrap().to_owned();
+    for args in [json!({}), json!({"tags": ["weather"]}), json!({"author": me})] {
+        let v = p.ok("darkmatter_view_shards", args.clone());
+        assert!(v["shards"].as_array().unwrap().iter().any(|x| x["shard_id"] == id.as_str()), "{args}: {v}");
     }
+    let v = p.ok("darkmatter_view_shards", json!({"tags": ["sports"]}));
+    assert_eq!(v["shards"], json!([]));
 }
 
 #[test]

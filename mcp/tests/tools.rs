@@ -6,7 +6,7 @@ mod fake;
 
 use darkmatter_mcp::tools::{call, ToolOutput};
 use fake::Fake;
-use proto_core::{Command, ForwardArgs, SendArgs, Targets};
+use proto_core::{Command, ForwardArgs, SendArgs, ShardArgs, Targets};
 use serde_json::{json, Map, Value};
 
 fn run(fake: &Fake, tool: &str, args: Value) -> ToolOutput {
@@ -54,6 +54,13 @@ fn commands() -> Vec<(&'static str, Value, Command)> {
         ("darkmatter_get_impression", json!({"agent_id": "a"}), Command::GetImpression { agent_id: s("a") }),
         ("darkmatter_set_rate_limit", json!({"agent_id": "a", "limit": -1}), Command::SetRateLimit { agent_id: Some(s("a")), limit: -1 }),
         ("darkmatter_set_rate_limit", json!({"limit": 0}), Command::SetRateLimit { agent_id: None, limit: 0 }),
+        (
+            "darkmatter_create_shard",
+            json!({"content": "c", "tags": ["a", "b:c"], "summary": "s"}),
+            Command::CreateShard(ShardArgs { content: s("c"), tags: vec![s("a"), s("b:c")], trust_threshold: 0.0, summary: Some(s("s")) }),
+        ),
+        ("darkmatter_view_shards", json!({}), Command::ViewShards { tags: vec![], author: None }),
+        ("darkmatter_view_shards", json!({"tags": ["t"], "author": " ab "}), Command::ViewShards { tags: vec![s("t")], author: Some(s("ab")) }),
     ]
 }
 

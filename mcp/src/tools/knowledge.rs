@@ -1,14 +1,12 @@
 //! darkmatter_create_shard, darkmatter_view_shards.
 //!
-//! Shards are signed, trust-gated knowledge pushed to peers; they live in the node (proto-core), not
-//! here, so that they sync. Until proto-core has its shard commands (feature `shards`), both tools
-//! validate their arguments and answer with a clear error instead of keeping a local store that
-//! would never reach a peer.
+//! Shards are signed, trust-gated knowledge the node (proto-core) stores and syncs to peers.
 
+use proto_core::{Command, ShardArgs};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::ToolOutput;
+use super::{command, ToolOutput};
 use crate::mesh::Mesh;
 
 /// Description of darkmatter_create_shard.
@@ -47,9 +45,6 @@ pub struct ViewShardsArgs {
     pub author: Option<String>,
 }
 
-/// Why the shard tools do nothing yet.
-pub const NOT_YET: &str = "Shards are not available in this version yet: they arrive with the trust/shards work. Nothing was created or shared.";
-
 /// Runs darkmatter_create_shard.
 pub async fn create_shard(mesh: &dyn Mesh, a: CreateShardArgs) -> ToolOutput {
     if a.content.trim().is_empty() || a.content.chars().count() > proto_core::limits::CONTENT_CHARS_MAX {
@@ -66,41 +61,16 @@ pub async fn create_shard(mesh: &dyn Mesh, a: CreateShardArgs) -> ToolOutput {
     if a.summary.as_ref().is_some_and(|s| s.chars().count() > proto_core::limits::NOTE_CHARS_MAX) {
         return ToolOutput::error("summary must be at most 1000 characters");
     }
-    shards::create(mesh, a).await
+    let args = ShardArgs { content: a.content, tags: a.tags, trust_threshold: a.trust_threshold.unwrap_or(0.0), summary: a.summary };
+    command(mesh, Command::CreateShard(args)).await
 }
 
 /// Runs darkmatter_view_shards.
 pub async fn view_shards(mesh: &dyn Mesh, a: ViewShardsArgs) -> ToolOutput {
-    shards::view(mesh, a).await
+    let author = match a.author.map(|s| s.trim().to_owned()) {
+        Some(s) if s.is_empty() => return ToolOutput::error("author must not be empty"),
+        other => other,
+    };
+    command(mesh, Command::ViewShards { tags: a.tags.unwrap_or_default(), author }).await
 }
 
-#[cfg(feature = "shards")]
-mod shards {
-    use proto_core::Command;
-
-    use super::{CreateShardArgs, ToolOutput, ViewShardsArgs};
-    use crate::mesh::Mesh;
-    use crate::tools::command;
-
-    pub async fn create(mesh: &dyn Mesh, a: CreateShardArgs) -> ToolOutput {
-        command(mesh, Command::CreateShard { content: a.content, tags: a.tags, trust_threshold: a.trust_threshold, summary: a.summary }).await
-    }
-
-    pub async fn view(mesh: &dyn Mesh, a: ViewShardsArgs) -> ToolOutput {
-        command(mesh, Command::ViewShards { tags: a.tags, author: a.author }).await
-    }
-}
-
-#[cfg(not(feature = "shards"))]
-mod shards {
-    use super::{CreateShardArgs, ToolOutput, ViewShardsArgs, NOT_YET};
-    use crate::mesh::Mesh;
-
-    pub async fn create(_mesh: &dyn Mesh, _a: CreateShardArgs) -> ToolOutput {
-        ToolOutput::error(NOT_YET)
-    }
-
-    pub async fn view(_mesh: &dyn Mesh, _a: ViewShardsArgs) -> ToolOutput {
-        ToolOutput::error(NOT_YET)
-    }
-}

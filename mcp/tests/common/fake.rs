@@ -1,7 +1,7 @@
 //! A fake node: records the commands it gets, answers `{"ok": true}`, holds waits until released,
+//! and emits the events a test pushes.
 
 #![allow(dead_code)] // each test file uses a different part
-//! and emits the events a test pushes.
 
 use std::sync::Mutex;
 

@@ -216,8 +216,8 @@ fn bench_cmd(args: &[String]) -> Result<ExitCode, String> {
     pb.finish_and_clear();
     let hwm = bench::vm_hwm_kib();
     match result {
-        Ok(r) => {
-            print!("{}", bench::describe(&r, &costs, hwm));
+        Ok((r, cpu)) => {
+            print!("{}", bench::describe(&r, cpu, &costs, hwm));
             println!("delivery ratio:          {}", r.delivery_ratio.map_or("n/a".to_owned(), |d| format!("{d:.4}")));
             println!("invariant checks:        {} passed", r.checks);
             println!("trace-hash: {}", r.trace_hash);

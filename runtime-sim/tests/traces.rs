@@ -50,3 +50,20 @@ fn forgeries_are_refused() {
     }
     insta::assert_snapshot!("forgery", t);
 }
+
+#[test]
+fn trust_propagates_through_peers_opinions() {
+    let sc = find("trust").expect("exists");
+    let mut opts = (sc.build)(sc.default_nodes, 1, sc.default_duration_us);
+    opts.capture_trace = true;
+    let mut sim = Sim::new(opts);
+    let report = sim.run(&mut |_, _| {}).unwrap_or_else(|v| panic!("{v}"));
+    let t = sim.trace().text();
+    let count = |needle: &str| t.lines().filter(|l| l.contains(needle)).count();
+    // Only a third of the mesh knows the newcomers; the others decide from what their peers say.
+    assert!(count("request of n00 accepted") >= 20, "liked newcomer accepted {} times", count("request of n00 accepted"));
+    assert_eq!(count("request of n00 rejected"), 0);
+    assert_eq!(count("request of n01 accepted"), 0, "disliked newcomer got in");
+    assert!(count("request of n01 rejected") >= 20);
+    assert_eq!(report.counters.decided_accepted as usize, count("request of n00 accepted"));
+}

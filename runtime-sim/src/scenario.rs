@@ -254,6 +254,7 @@ pub fn catalog() -> Vec<Scenario> {
         Scenario { name: "message", about: "3 nodes: a direct message, a reply, a broadcast", build: message, default_nodes: 3, default_duration_us: 30 * S },
         Scenario { name: "partition-send", about: "4 nodes: a send during a partition times out, after healing it arrives", build: partition_send, default_nodes: 4, default_duration_us: 60 * S },
         Scenario { name: "restart", about: "4 nodes: a receiver crashes before reading and restarts at a new address", build: restart, default_nodes: 4, default_duration_us: 60 * S },
+        Scenario { name: "skew", about: "3 nodes: one clock runs 400 s fast, so its signed timestamps are stale to the others", build: skew, default_nodes: 3, default_duration_us: 30 * S },
         Scenario { name: "forgery", about: "5 nodes: the adversary tampers, strips, impersonates, retargets and replays", build: forgery, default_nodes: 5, default_duration_us: 40 * S },
     ]
 }
@@ -430,6 +431,22 @@ fn restart(n: u32, seed: u64, d: u64) -> Options {
         // Read at 24 s; still inside the freshness window, so only the restored replay cache stops it.
         (27 * S, Action::Replay(0)),
         (30 * S, Action::Send(1, 3)),
+    ];
+    o
+}
+
+fn skew(n: u32, seed: u64, d: u64) -> Options {
+    let mut o = scripted("skew", n.max(3), seed, d);
+    o.script = vec![
+        (1 * S, Action::Connect(0, 1)),
+        (1 * S, Action::Connect(0, 2)),
+        (3 * S, Action::Skew(2, 400_000_000)),
+        // Both directions fail the 300 s freshness window.
+        (5 * S, Action::Send(0, 2)),
+        (7 * S, Action::Send(2, 0)),
+        (10 * S, Action::Skew(2, 1_000_000)),
+        (12 * S, Action::Send(0, 2)),
+        (14 * S, Action::Send(2, 0)),
     ];
     o
 }

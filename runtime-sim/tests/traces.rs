@@ -67,3 +67,12 @@ fn trust_propagates_through_peers_opinions() {
     assert!(count("request of n01 rejected") >= 20);
     assert_eq!(report.counters.decided_accepted as usize, count("request of n00 accepted"));
 }
+
+#[test]
+fn a_skewed_clock_makes_signed_timestamps_stale() {
+    let t = trace_of("skew");
+    assert!(t.contains("000005.") && t.contains("n02 recv      POST /message from n00 -> 403"), "receiver ahead refuses");
+    assert!(t.contains("n00 recv      POST /message from n02 -> 403"), "sender ahead is refused");
+    assert_eq!(t.lines().filter(|l| l.contains("recv      POST /message") && l.ends_with("-> 200")).count(), 2, "after the clock is fixed both get through");
+    insta::assert_snapshot!("skew", t);
+}

@@ -462,8 +462,10 @@ impl Sim {
         }
         let sabotage = self.opts.sabotage;
         let n = &self.nodes[i as usize];
-        let records: Vec<(Table, String, Vec<u8>)> =
+        let mut records: Vec<(Table, String, Vec<u8>)> =
             n.store.iter().filter(|((t, _), _)| !(sabotage == Sabotage::LoseReplayOnRestart && *t == Table::Replay)).map(|((t, k), v)| (*t, k.clone(), v.clone())).collect();
+        // Read back in key order, as a real store would list its tables.
+        records.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         let passport = Passport::from_seed(n.seed32);
         let seed = derive(self.opts.seed, purpose::NODE, i as u64, n.inc as u64);
         let config = self.config(i);
@@ -478,7 +480,7 @@ impl Sim {
             return;
         }
         // The agent's view of its connections is what the node restored.
-        let mut peers: Vec<u32> = self.nodes[i as usize].store.range((Table::Connections, String::new())..).take_while(|((t, _), _)| *t == Table::Connections).filter_map(|((_, k), _)| self.by_agent.get(k).copied()).collect();
+        let mut peers: Vec<u32> = self.nodes[i as usize].store.keys().filter(|(t, _)| *t == Table::Connections).filter_map(|(_, k)| self.by_agent.get(k).copied()).collect();
         peers.sort_unstable();
         let n = &mut self.nodes[i as usize];
         n.peers = peers;

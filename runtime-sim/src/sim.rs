@@ -5,7 +5,7 @@
 //! node's simulated disk at once (so a reply that follows a persist is durable before it leaves),
 //! transmits enter the network, replies go back, events and completions reach the agent.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -104,7 +104,8 @@ pub struct SimNode {
     pub(crate) url: String,
     pub(crate) ip: IpAddr,
     pub(crate) skew_us: i64,
-    pub(crate) store: BTreeMap<(Table, String), Vec<u8>>,
+    /// The node's disk: what it persisted. Hashed for cheap writes; sorted when read back.
+    pub(crate) store: FxMap<(Table, String), Vec<u8>>,
     pub(crate) counts: [u32; TABLES],
     pub(crate) busy_until: u64,
     pub(crate) timer_at: Option<u64>,
@@ -270,7 +271,7 @@ impl Sim {
                 url,
                 ip: ip_of(i, 0),
                 skew_us,
-                store: BTreeMap::new(),
+                store: FxMap::default(),
                 counts: [0; TABLES],
                 busy_until: 0,
                 timer_at: None,

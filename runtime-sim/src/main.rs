@@ -172,6 +172,9 @@ fn print_summary(o: &Options, r: &Report, wall: f64, out: Option<&str>) {
     if c.crashes + c.moves > 0 {
         println!("faults             {} crashes, {} restarts, {} address moves, {} peer updates accepted", c.crashes, c.restarts, c.moves, c.peer_updates);
     }
+    if let Some((stale, all)) = r.stale_links {
+        println!("stale links        {stale} of {all} connections point at an address their peer left");
+    }
     if c.decided_accepted + c.decided_rejected > 0 {
         println!("trust decisions    {} requests accepted, {} rejected by peers' opinions", c.decided_accepted, c.decided_rejected);
     }

@@ -188,6 +188,9 @@ pub struct Report {
     pub replay_rows_max: u32,
     /// Timing inside the core, if asked.
     pub timing: Option<Timing>,
+    /// After address moves: (connections whose stored URL is not the peer's current one, all
+    /// connections), read from what the nodes persisted.
+    pub stale_links: Option<(u64, u64)>,
 }
 
 /// The simulator.
@@ -390,7 +393,26 @@ impl Sim {
             queue_peak: self.queue.peak(),
             replay_rows_max: self.replay_rows_max,
             timing: self.timing.clone(),
+            stale_links: (self.counters.moves > 0).then(|| self.stale_links()),
         })
+    }
+
+    /// Connections (as persisted) that point at an address their peer no longer has.
+    fn stale_links(&self) -> (u64, u64) {
+        let (mut stale, mut all) = (0, 0);
+        for n in &self.nodes {
+            for ((t, k), v) in &n.store {
+                if *t != Table::Connections {
+                    continue;
+                }
+                let (Some(&p), Ok(c)) = (self.by_agent.get(k), proto_core::store::decode::<proto_core::store::Connection>(v)) else { continue };
+                all += 1;
+                if c.url != self.nodes[p as usize].url {
+                    stale += 1;
+                }
+            }
+        }
+        (stale, all)
     }
 
     fn dispatch(&mut self, ev: Ev) {

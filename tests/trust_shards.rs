@@ -221,3 +221,127 @@ quickcheck! {
         })
     }
 }
+
+#[test]
+fn replies_cannot_farm_trust() {
+    let mut m = Mesh::new();
+    let a = m.add("A", true);
+    let b = m.add("B", true);
+    connect(&mut m, a, b);
+    let r = m.command(a, Command::Send(SendArgs { content: "q".into(), targets: Targets::Agents(vec![m.id(b)]), metadata: Map::new(), in_reply_to: None, hops_remaining: 1 })).unwrap();
+    let mid = r["message_id"].as_str().unwrap().to_owned();
+    let score = |m: &mut Mesh| m.command(a, Command::GetImpression { agent_id: m.id(b) }).unwrap()["score"].as_f64().unwrap();
+    m.command(b, Command::Send(SendArgs { content: "a1".into(), targets: Targets::Agents(vec![m.id(a)]), metadata: Map::new(), in_reply_to: Some(mid.clone()), hops_remaining: 1 })).unwrap();
+    let once = score(&mut m);
+    for i in 0..5 {
+        m.command(b, Command::Send(SendArgs { content: format!("again {i}"), targets: Targets::Agents(vec![m.id(a)]), metadata: Map::new(), in_reply_to: Some(mid.clone()), hops_remaining: 1 })).unwrap();
+    }
+    assert!((score(&mut m) - once).abs() < 0.01, "only delivery-sized nudges after the first reply: {once} -> {}", score(&mut m));
+}
+
+#[test]
+fn floats_survive_signed_forms() {
+    // A score that does not print exactly, in a trust answer and in message metadata.
+    let (mut m, a, b, c) = vouched(Config { trust_accept_min: None, trust_reject_max: None, ..Config::default() });
+    let odd = 0.1 + 0.2 - 0.000_000_000_000_000_1;
+    m.command(b, Command::SetImpression { agent_id: m.id(c), score: odd, note: None }).unwrap();
+    connect(&mut m, c, a);
+    let t = m.command(a, Command::ListPending).unwrap()["requests"][0]["peer_trust"].clone();
+    assert_eq!(t["opinions"][0]["their_score"].as_f64(), Some(odd));
+    let mut md = Map::new();
+    md.insert("x".into(), json!(-0.203_204_000_000_000_02_f64));
+    let r = m.command(b, Command::Send(SendArgs { content: "f".into(), targets: Targets::Agents(vec![m.id(c)]), metadata: md, in_reply_to: None, hops_remaining: 1 })).unwrap();
+    assert_eq!(r["failed"], json!([]), "{r}");
+}
+
+#[test]
+fn one_failed_delivery_does_not_start_the_disconnect_clock() {
+    let mut m = Mesh::new();
+    let a = m.add("A", true);
+    let b = m.add("B", true);
+    connect(&mut m, a, b);
+    m.unreachable.push(b);
+    m.command(a, Command::Send(SendArgs { content: "x".into(), targets: Targets::Agents(vec![m.id(b)]), metadata: Map::new(), in_reply_to: None, hops_remaining: 1 })).unwrap();
+    m.unreachable.clear();
+    let imp = m.command(a, Command::GetImpression { agent_id: m.id(b) }).unwrap();
+    assert!(imp["score"].as_f64().unwrap() < 0.0);
+    assert_eq!(imp["negative_since"], Value::Null);
+    m.advance(2 * TRUST_NEGATIVE_TIMEOUT_S * 1000);
+    assert_eq!(m.command(a, Command::ListConnections).unwrap()["total"], 1);
+}
+
+#[test]
+fn an_old_grudge_does_not_end_a_new_connection_at_once() {
+    let mut m = Mesh::new();
+    let a = m.add("A", true);
+    let b = m.add("B", true);
+    impression(&mut m, a, b, -0.5);
+    m.advance(2 * TRUST_NEGATIVE_TIMEOUT_S * 1000);
+    connect(&mut m, b, a);
+    m.advance(120_000);
+    assert_eq!(m.command(a, Command::ListConnections).unwrap()["total"], 1, "the hour starts at connection");
+    m.advance(TRUST_NEGATIVE_TIMEOUT_S * 1000);
+    assert_eq!(m.command(a, Command::ListConnections).unwrap()["total"], 0);
+}
+
+#[test]
+fn unproven_requests_never_make_us_ask_our_peers() {
+    let mut m = Mesh::new();
+    let a = m.add("A", true);
+    let b = m.add("B", true);
+    connect(&mut m, b, a);
+    let v = proto_core::Passport::from_seed([0x44; 32]);
+    let req = json!({"from_agent_id": v.agent_id().as_str(), "from_agent_url": "http://v.example:8100"});
+    let before = m.trace.len();
+    m.inject(a, proto_core::Method::Post, "/__darkmatter__/connection_request", req.to_string().as_bytes(), "203.0.113.44".parse().unwrap());
+    assert!(!m.trace[before..].iter().any(|l| l.contains("trust_query")), "no query before the proof");
+    let p = m.command(a, Command::ListPending).unwrap();
+    assert_eq!(p["requests"][0]["proven_by"], "not yet");
+    assert_eq!(p["requests"][0]["peer_trust"], Value::Null);
+}
+
+#[test]
+fn a_peer_that_no_longer_qualifies_drops_the_updated_shard() {
+    let mut m = Mesh::new();
+    let a = m.add("A", true);
+    let b = m.add("B", true);
+    connect(&mut m, b, a);
+    impression(&mut m, a, b, 0.8);
+    impression(&mut m, b, a, 0.9);
+    let id = m.command(a, shard("secret-ish", 0.5)).unwrap()["shard_id"].as_str().unwrap().to_owned();
+    assert_eq!(m.command(b, Command::ViewShards { tags: vec![], author: None }).unwrap()["count"], 1);
+    // B now trusts A less than the shard asks: the next version is still sent to B (it had the
+    // shard, though A's trust in B fell too), and B drops its copy.
+    impression(&mut m, a, b, 0.1);
+    impression(&mut m, b, a, 0.3);
+    let args = ShardArgs { content: "secret-ish v2".into(), tags: vec!["topic:sol".into()], trust_threshold: 0.5, summary: None };
+    m.command(a, Command::UpdateShard { shard_id: id.clone(), args }).unwrap();
+    assert_eq!(m.command(b, Command::ViewShards { tags: vec![], author: None }).unwrap()["count"], 0);
+    assert!(m.command(b, Command::GetShard { shard_id: id, author: None }).is_err());
+}
+
+#[test]
+fn a_captured_shard_push_cannot_be_replayed() {
+    let mut m = Mesh::new();
+    let a = m.add("A", true);
+    let b = m.add("B", true);
+    connect(&mut m, b, a);
+    // Capture A's push to B by sending it to an unreachable B first, then deliver it twice.
+    m.unreachable.push(b);
+    let node = &mut m.peers[a].node;
+    node.handle_command(m.now, proto_core::CommandId(777), shard("x", 0.0));
+    let mut body = Vec::new();
+    loop {
+        match node.poll_output() {
+            proto_core::Output::Transmit(t) if t.url.ends_with("/shard_push") => body = t.body,
+            proto_core::Output::Timeout(_) => break,
+            _ => {}
+        }
+    }
+    m.unreachable.clear();
+    let src = m.peers[a].ip;
+    assert_eq!(m.inject(b, proto_core::Method::Post, "/__darkmatter__/shard_push", &body, src).0, 200);
+    assert_eq!(m.inject(b, proto_core::Method::Post, "/__darkmatter__/shard_push", &body, src).0, 409);
+    m.advance(400_000);
+    assert_eq!(m.inject(b, proto_core::Method::Post, "/__darkmatter__/shard_push", &body, src).0, 403, "stale after the window");
+}

@@ -144,6 +144,8 @@ pub enum Command {
     GetShard {
         /// Which.
         shard_id: String,
+        /// Whose (ids are chosen by authors; needed only when several use one).
+        author: Option<String>,
     },
     /// The ranked conversation feed; `focus` is the message being answered, if any.
     ContextFeed {
@@ -186,7 +188,7 @@ impl Node {
             Command::UpdateShard { shard_id, args } => self.cmd_update_shard(&shard_id, args).map(Some),
             Command::DeleteShard { shard_id } => self.cmd_delete_shard(&shard_id).map(Some),
             Command::ViewShards { tags, author } => Ok(Some(self.cmd_view_shards(&tags, author.as_deref()))),
-            Command::GetShard { shard_id } => self.cmd_get_shard(&shard_id).map(Some),
+            Command::GetShard { shard_id, author } => self.cmd_get_shard(&shard_id, author.as_deref()).map(Some),
             Command::ContextFeed { focus } => Ok(Some(self.context_feed(focus.as_deref()))),
         };
         match immediate {
@@ -230,6 +232,7 @@ impl Node {
                 json!({
                     "request_id": p.request_id, "agent_id": p.agent_id.as_str(), "display_name": p.display_name,
                     "url": p.url, "bio": p.bio, "requested_at": p.requested_at, "identity_verified": p.identity_verified,
+                    "proven_by": if p.speaks_v2 { "signed request" } else if p.identity_verified { "challenge proof (0.5.3)" } else { "not yet" },
                     "our_impression": self.impressions.get(p.agent_id.as_str()).map(|i| i.score),
                     "peer_trust": p.peer_trust.as_ref().map(|t| json!({
                         "asked": t.asked, "answered": t.finished, "complete": t.complete(), "score": t.score, "weight": t.weight,

@@ -148,7 +148,8 @@ impl Node {
                 conn.url = details.url;
                 conn.speaks_v2 = true;
                 conn.identity_verified = true;
-                conn.local = conn.local || source_local;
+                // Whoever moved it decides whether the new URL may be private.
+                conn.local = source_local;
                 let change = Change::put(Table::Connections, id.as_str(), &*conn);
                 self.persist(vec![change]);
             }
@@ -189,6 +190,7 @@ impl Node {
             requested_us: self.now.wall_us,
             challenge_id: challenge_id.clone(),
             challenge_hex: challenge_hex.clone(),
+            challenge_us: self.now.wall_us,
             identity_verified: speaks_v2,
             speaks_v2,
             wallets: details.wallets,
@@ -200,7 +202,8 @@ impl Node {
         // gets a fresh challenge. An unproven request may be replaced: nothing about it was checked.
         if let Some(old) = &existing {
             if !speaks_v2 && (old.identity_verified || old.speaks_v2) {
-                pending = PendingIn { challenge_id: challenge_id.clone(), challenge_hex: challenge_hex.clone(), requested_us: self.now.wall_us, ..old.clone() };
+                // Its expiry is not extended either: nobody can keep a request alive by repeating it.
+                pending = PendingIn { challenge_id: challenge_id.clone(), challenge_hex: challenge_hex.clone(), challenge_us: self.now.wall_us, ..old.clone() };
             }
             pending.peer_trust = old.peer_trust.clone();
         }
@@ -297,7 +300,7 @@ impl Node {
         let Some(pending) = self.pending_in.values_mut().find(|p| p.challenge_id == proof.challenge_id && p.agent_id == id) else {
             return Err(Refusal::NotFound("No matching pending request for this challenge".to_owned()));
         };
-        if self.now.wall_us > pending.requested_us + CHALLENGE_TTL_S as i64 * 1_000_000 {
+        if self.now.wall_us > pending.challenge_us + CHALLENGE_TTL_S as i64 * 1_000_000 {
             return Err(Refusal::Unauthorized("Challenge expired".to_owned()));
         }
         let bytes = sign::domain_bytes(DOMAIN_CHALLENGE, &[&pending.challenge_hex]).map_err(|e| Refusal::Invalid(e.to_string()))?;
@@ -313,7 +316,8 @@ impl Node {
             self.accept_pending(&request_id);
             return Ok(wire::encode(&json!({"success": true, "identity_verified": true, "accepted": true})));
         }
-        self.decide_by_policy(&request_id);
+        // Proven now: ask our peers about it (unproven requests never make us ask).
+        self.start_trust_query(&request_id);
         Ok(wire::encode(&json!({"success": true, "identity_verified": true})))
     }
 
@@ -384,8 +388,10 @@ impl Node {
             return Err(Refusal::NotFound("Not connected to that agent".to_owned()));
         };
         let stamp_us = check_fresh(self.now.wall_us, &d.timestamp)?;
-        // A notice older than the connection belongs to an earlier one: replaying it must not end this one.
-        if parse_iso(&conn.connected_at).is_some_and(|c| stamp_us < c) {
+        // A notice from before this connection (allowing for clock skew) belongs to an earlier one:
+        // replaying it must not end this one.
+        let skew_us = limits::FRESHNESS_WINDOW_S as i64 * 1_000_000;
+        if parse_iso(&conn.connected_at).is_some_and(|c| stamp_us < c - skew_us) {
             return Err(Refusal::Stale(limits::FRESHNESS_WINDOW_S));
         }
         let bytes = sign::v2_bytes(V2_DISCONNECT, &[&d.from_agent_id, &d.to_agent_id, &d.timestamp, &d.reason]);
@@ -433,6 +439,12 @@ impl Node {
         let change = Change::put(Table::Connections, &key, &*conn);
         self.persist(vec![change]);
         if is_new {
+            // An old grudge does not end a new connection at once: its hour starts now.
+            if let Some(imp) = self.impressions.get_mut(&key).filter(|i| i.negative_since_us.is_some()) {
+                imp.negative_since_us = Some(self.now.wall_us);
+                let change = Change::put(Table::Impressions, &key, &*imp);
+                self.persist(vec![change]);
+            }
             self.emit(Event::Connected { agent_id: key.clone() });
             self.on_connected(&key);
         }

@@ -23,9 +23,9 @@ pub const NOTE_CHARS_MAX: usize = 1_000;
 /// Largest `metadata` object accepted on a message, in bytes of its canonical JSON.
 pub const METADATA_BYTES_MAX: usize = 8_192;
 
-/// Largest request body the core will parse, in bytes: the longest content at four UTF-8 bytes per
-/// character plus room for the envelope. The runtime refuses larger bodies before reading them.
-pub const BODY_BYTES_MAX: usize = CONTENT_CHARS_MAX * 4 + 32 * 1024;
+/// Largest request body the core will parse, in bytes: the longest content at six bytes per
+/// character (a JSON `\uXXXX` escape) plus room for the envelope. The runtime refuses larger bodies before reading them.
+pub const BODY_BYTES_MAX: usize = CONTENT_CHARS_MAX * 6 + 32 * 1024;
 
 /// Default maximum number of connections (`DARKMATTER_MAX_CONNECTIONS`).
 pub const CONNECTIONS_MAX_DEFAULT: usize = 50;
@@ -86,8 +86,9 @@ pub const TRUST_DELTA_DELIVERED: f64 = 0.001;
 pub const TRUST_DELTA_REPLIED: f64 = 0.02;
 /// Trust lost by a peer that refuses or cannot take a message we send it.
 pub const TRUST_DELTA_DELIVERY_FAILED: f64 = -0.005;
-/// Trust lost by a connected peer when a forged or replayed packet in its name comes from its own
-/// address (attributable to it, not to someone spoofing it).
+/// Trust lost by a peer that signs a packet that is wrong (a trust answer about another subject or
+/// query, or with a score out of range). Forged or replayed packets *in* a peer's name move nothing:
+/// anyone can make them, so they say nothing about the peer.
 pub const TRUST_DELTA_FORGED: f64 = -0.2;
 /// How far a trusted peer's report moves our impression of its subject, times our trust in it.
 pub const TRUST_REPORT_WEIGHT: f64 = 0.1;
@@ -103,6 +104,8 @@ pub const TRUST_ACCEPT_MIN_DEFAULT: f64 = 0.5;
 pub const TRUST_REJECT_MAX_DEFAULT: f64 = -0.5;
 /// Least total weight (sum of our trust in the peers who answered) for the policy to act.
 pub const TRUST_CONFIDENCE_MIN: f64 = 0.2;
+/// An impression counts as negative (for auto-disconnect) below minus this margin.
+pub const TRUST_NEGATIVE_MARGIN: f64 = 0.05;
 /// A connection whose impression stays negative this long is dropped, in seconds.
 pub const TRUST_NEGATIVE_TIMEOUT_S: u64 = 3_600;
 

@@ -144,33 +144,9 @@ impl Node {
             return Err(Refusal::Duplicate);
         }
         let env: MessageEnvelope = wire::decode(&r.body)?;
-        let checked = match self.check_envelope(&env, r.source) {
-            Ok(c) => c,
-            Err(e) => {
-                self.penalise_if_attributable(&env.from_agent_id, r.source, &e);
-                return Err(e);
-            }
-        };
+        let checked = self.check_envelope(&env, r.source)?;
         self.admit_peer(&env.from_agent_id)?;
         self.accept_message(env, checked)
-    }
-
-    /// A forged or replayed packet in a connected peer's name lowers our trust in that peer only
-    /// when it came from the peer's own address: otherwise it says nothing about the peer, only about
-    /// whoever spoofs it.
-    fn penalise_if_attributable(&mut self, from: &str, source: Option<IpAddr>, e: &Refusal) {
-        if !matches!(e, Refusal::Unauthorized(_) | Refusal::Duplicate | Refusal::Stale(_)) {
-            return;
-        }
-        let Some(conn) = self.connections.get(from) else { return };
-        let host_ip = ::url::Url::parse(&conn.url).ok().and_then(|u| match u.host() {
-            Some(::url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
-            Some(::url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
-            _ => None,
-        });
-        if host_ip.is_some() && host_ip == source {
-            self.nudge(from, limits::TRUST_DELTA_FORGED);
-        }
     }
 
     fn is_duplicate(&self, message_id: &str) -> bool {
@@ -308,9 +284,9 @@ impl Node {
         self.inbox.insert(msg.message_id.clone(), msg);
         let mut linked = false;
         if let Some(original) = &env.in_reply_to {
-            if let Some(change) = self.link_reply(original, &env.from_agent_id, &reply_content, Some(&env.message_id)) {
+            if let Some((change, earns)) = self.link_reply(original, &env.from_agent_id, &reply_content, Some(&env.message_id)) {
                 changes.push(change);
-                linked = true;
+                linked = earns;
             }
         }
         self.persist(changes);
@@ -338,7 +314,10 @@ impl Node {
     }
 
     /// Records a reply to one of our sent messages, if `from` may answer it. Returns the change.
-    fn link_reply(&mut self, original: &str, from: &str, content: &str, reply_id: Option<&str>) -> Option<Change> {
+    /// Returns the change, and whether the reply completes an exchange that earns trust: the first
+    /// answer from an agent we sent the message to (one bonus per message and agent, so replies
+    /// cannot be farmed).
+    fn link_reply(&mut self, original: &str, from: &str, content: &str, reply_id: Option<&str>) -> Option<(Change, bool)> {
         if !self.may_answer(original, from) {
             return None;
         }
@@ -346,6 +325,7 @@ impl Node {
         if sent.responses.len() >= RESPONSES_PER_SENT_MAX {
             return None;
         }
+        let earns = sent.routed_to.iter().any(|a| a == from) && !sent.responses.iter().any(|r| r.agent_id == from);
         sent.responses.push(ResponseRecord {
             agent_id: from.to_owned(),
             content: content.to_owned(),
@@ -355,7 +335,7 @@ impl Node {
         if sent.status == SentStatus::Active {
             sent.status = SentStatus::Responded;
         }
-        Some(Change::put(Table::Sent, original, &*sent))
+        Some((Change::put(Table::Sent, original, &*sent), earns))
     }
 
     /// Who may answer a sent message: a connection, an agent we sent it to, or the target of a
@@ -487,10 +467,20 @@ impl Node {
         let replay_key = crate::connection::sig_key("response", sig);
         self.record_replay(&replay_key, stamp_us)?;
         let mut changes = vec![self.replay_change(&replay_key)];
-        changes.extend(self.link_reply(message_id, id.as_str(), text, None));
+        let earns = match self.link_reply(message_id, id.as_str(), text, None) {
+            Some((change, earns)) => {
+                changes.push(change);
+                earns
+            }
+            None => false,
+        };
         self.persist(changes);
-        self.nudge(id.as_str(), limits::TRUST_DELTA_REPLIED);
-        self.log_conversation(message_id, text, id.as_str(), Vec::new(), "reply", true);
+        if earns {
+            self.nudge(id.as_str(), limits::TRUST_DELTA_REPLIED);
+        }
+        // Logged under its own id: the original's id already names our outbound entry.
+        let entry_id = format!("{message_id}#response-{}", self.sent.get(message_id).map_or(0, |s| s.responses.len()));
+        self.log_conversation(&entry_id, text, id.as_str(), Vec::new(), "reply", true);
         self.wake_waiters();
         Ok(())
     }
@@ -648,10 +638,10 @@ impl Node {
         );
         let metadata_json = canonical_metadata(template.metadata.as_ref().expect("set by the caller"));
         for target in targets {
-            let url = self.connections[&target].url.clone();
+            let (url, local) = (self.connections[&target].url.clone(), self.connections[&target].local);
             let envelope = self.sign_envelope(&template, &target, &metadata_json);
             let call = Call::Deliver { batch: batch_id, target };
-            self.transmit(Method::Post, url::endpoint(&url, "message"), wire::encode(&envelope), limits::PEER_CALL_TIMEOUT_MS, false, call);
+            self.transmit(Method::Post, url::endpoint(&url, "message"), wire::encode(&envelope), limits::PEER_CALL_TIMEOUT_MS, !local, call);
         }
     }
 

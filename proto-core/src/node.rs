@@ -108,7 +108,7 @@ pub struct Node {
     pub(crate) shards: BTreeMap<String, crate::store::Shard>,
     pub(crate) conversations: BTreeMap<u64, crate::store::ConversationEntry>,
     pub(crate) status_seen_seq: u64,
-    pub(crate) next_shard_refresh_ms: u64,
+    pub(crate) shard_refresh_cursor: usize,
     pub(crate) replay: ReplayCache,
     pub(crate) rate_global: RateWindow,
     pub(crate) rate_peers: BTreeMap<String, RateWindow>,
@@ -195,6 +195,14 @@ impl Node {
             }
         }
         node.persist(dead);
+        // Trust queries that were in flight when the node stopped are asked again.
+        let unfinished: Vec<String> = node.pending_in.values().filter(|p| p.peer_trust.as_ref().is_some_and(|t| !t.complete())).map(|p| p.request_id.clone()).collect();
+        for request_id in unfinished {
+            if let Some(p) = node.pending_in.get_mut(&request_id) {
+                p.peer_trust = None;
+            }
+            node.start_trust_query(&request_id);
+        }
         if fresh {
             let change = Change::put(Table::Profile, "self", &node.profile);
             node.persist(vec![change]);
@@ -262,7 +270,7 @@ impl Node {
             shards: BTreeMap::new(),
             conversations: BTreeMap::new(),
             status_seen_seq: 0,
-            next_shard_refresh_ms: now.mono_ms + crate::shard::SHARD_REFRESH_S * 1000,
+            shard_refresh_cursor: 0,
             replay: ReplayCache::default(),
             rate_global: RateWindow::default(),
             rate_peers: BTreeMap::new(),
@@ -436,10 +444,7 @@ impl Node {
         }
         self.persist(changes);
         self.auto_disconnect();
-        if self.now.mono_ms >= self.next_shard_refresh_ms {
-            self.next_shard_refresh_ms = self.now.mono_ms + crate::shard::SHARD_REFRESH_S * 1000;
-            self.refresh_shards();
-        }
+        self.refresh_shards();
     }
 
     // ----- small helpers shared by the concern files -----

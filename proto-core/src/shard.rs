@@ -2,24 +2,28 @@
 //!
 //! Sync, not a one-time push (0.5.3 pushes once at creation): an author's shard reaches every
 //! connected peer whose trust meets its threshold when it is created, updated or deleted, when a
-//! peer's trust rises past the threshold, and when a new peer connects. Receivers re-check the
-//! author's signature and their *own* trust in the author, cache with a TTL and a cap, and drop an
-//! older version of a shard they already hold.
+//! peer's trust rises past the threshold, and when a new peer connects; updates and deletions also go
+//! to every peer that ever received it. Receivers re-check the author's signature and their *own*
+//! trust in the author, and drop their copy when the author's newer version no longer qualifies them.
 //!
-//! Two signatures: ours over every field (threshold, summary, times, deletion included), and 0.5.3's
-//! (`shard_id, author, content, sorted tags`) when the content has no newline — toward a 0.5.3 peer a
-//! newline in the content would make that form ambiguous, so such a shard is not sent to 0.5.3 peers.
+//! Between nodes of this project each push is signed by the author in our form over every field, the
+//! receiver and the push time: it is fresh within the window and never replayed, so nobody can relay
+//! an old version. Toward 0.5.3 peers the author also signs 0.5.3's form (`shard_id, author, content,
+//! sorted tags`) when the content has no newline (a newline would make that form ambiguous). A shard
+//! received in 0.5.3's form is kept as first received: its summary and threshold are not signed there,
+//! so later copies of it (from anyone) change nothing, and its summary is not shown.
 //!
 //! Caches expire [`SHARD_CACHE_TTL_S`] after the author last sent the shard; authors re-send their
-//! live shards every [`SHARD_REFRESH_S`], so a cached shard lives as long as its author stays
-//! connected and trusting.
+//! shards round-robin, at most [`SHARD_REFRESH_BATCH_MAX`] pushes per housekeeping tick, so a cached
+//! shard lives as long as its author stays connected and trusting. Our own tombstones are re-sent the
+//! same way until the TTL has passed, then forgotten.
 //!
 //! Cache eviction order when full: expired first, then shards whose author we trust least, then the
 //! least recently updated.
 
 use serde_json::{json, Value};
 
-use crate::connection::bind_identity;
+use crate::connection::{bind_identity, check_fresh, sig_key};
 use crate::error::{CommandError, Refusal};
 use crate::identity::truncate_chars;
 use crate::io::Method;
@@ -29,12 +33,14 @@ use crate::limits::{
 use crate::node::{Call, Node};
 use crate::sign::{self, DOMAIN_SHARD, V2_SHARD};
 use crate::store::{Change, Shard, Table};
-use crate::time::parse_iso;
+use crate::time::{format_iso, parse_iso};
 use crate::url;
 use crate::wire::{self, shard::ShardPush};
 
-/// How often an author re-sends its live shards to qualifying peers, in seconds (well under the TTL).
-pub const SHARD_REFRESH_S: u64 = 21_600;
+/// Pushes the round-robin refresh may start in one housekeeping tick.
+pub const SHARD_REFRESH_BATCH_MAX: usize = 64;
+/// Shards pushed at once to a peer that just connected (the rest follow with the refresh).
+pub const SHARD_CONNECT_PUSH_MAX: usize = 64;
 
 /// A new or updated shard from the agent.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,11 +66,15 @@ fn key(author: &str, shard_id: &str) -> String {
     format!("{author}/{shard_id}")
 }
 
-fn v2_bytes(s: &Shard) -> Vec<u8> {
+/// Our signed form of one push: every shard field, the receiver and the push time.
+fn v2_bytes(s: &Shard, to: &str, pushed_at: &str) -> Vec<u8> {
     let threshold = s.trust_threshold.to_string();
     let tags = serde_json::to_string(&s.tags).expect("strings serialise");
     let deleted = if s.deleted { "1" } else { "0" };
-    sign::v2_bytes(V2_SHARD, &[&s.shard_id, &s.author, &s.content, &tags, &threshold, s.summary.as_deref().unwrap_or(""), &s.created_at, &s.updated_at, deleted])
+    sign::v2_bytes(
+        V2_SHARD,
+        &[&s.shard_id, &s.author, &s.content, &tags, &threshold, s.summary.as_deref().unwrap_or(""), &s.created_at, &s.updated_at, deleted, to, pushed_at],
+    )
 }
 
 fn legacy_bytes(shard_id: &str, author: &str, content: &str, tags: &[String]) -> Option<Vec<u8>> {
@@ -101,10 +111,10 @@ impl Node {
         self.shards.values().filter(move |s| s.author == me)
     }
 
-    /// Signs a shard we author, in both forms where possible.
-    fn sign_shard(&self, s: &mut Shard) {
-        s.dm_signature_hex = sign::sign_hex(&self.passport, &v2_bytes(s));
-        s.signature_hex = if s.deleted { None } else { legacy_bytes(&s.shard_id, &s.author, &s.content, &s.tags).map(|b| sign::sign_hex(&self.passport, &b)) };
+    /// A version time after `previous` and never before now; `updated_at` is derived from it so that
+    /// two versions never share a timestamp, even in one microsecond or after a clock step back.
+    fn next_version_us(&self, previous: i64) -> i64 {
+        self.now.wall_us.max(previous + 1)
     }
 
     pub(crate) fn cmd_create_shard(&mut self, args: ShardArgs) -> Result<Value, CommandError> {
@@ -112,7 +122,7 @@ impl Node {
         if self.own_shards().filter(|s| !s.deleted).count() >= SHARDS_OWN_MAX {
             return Err(CommandError::Limited(format!("Shard limit reached ({SHARDS_OWN_MAX})")));
         }
-        let now = self.now.iso();
+        let at = self.now.wall_us;
         let mut shard = Shard {
             shard_id: format!("shard-{}", self.random_hex(6)),
             author: self.me().to_owned(),
@@ -120,67 +130,72 @@ impl Node {
             tags: args.tags,
             trust_threshold: args.trust_threshold,
             summary: args.summary,
-            created_at: now.clone(),
-            updated_at: now,
-            updated_us: self.now.wall_us,
+            created_at: format_iso(at),
+            updated_at: format_iso(at),
+            updated_us: at,
             deleted: false,
             signature_hex: None,
-            dm_signature_hex: String::new(),
-            received_us: self.now.wall_us,
+            signed_v2: true,
+            received_us: at,
+            sent_to: Vec::new(),
         };
-        self.sign_shard(&mut shard);
+        shard.signature_hex = legacy_bytes(&shard.shard_id, &shard.author, &shard.content, &shard.tags).map(|b| sign::sign_hex(&self.passport, &b));
         Ok(self.store_and_sync(shard))
     }
 
     pub(crate) fn cmd_update_shard(&mut self, shard_id: &str, args: ShardArgs) -> Result<Value, CommandError> {
         validate(&args.content, &args.tags, args.trust_threshold, args.summary.as_deref()).map_err(CommandError::InvalidArgument)?;
-        let k = key(self.me(), shard_id);
-        let Some(old) = self.shards.get(&k).filter(|s| !s.deleted).cloned() else {
-            return Err(CommandError::NotFound(format!("No shard of yours with ID '{shard_id}'")));
-        };
-        let mut shard = Shard {
-            content: args.content,
-            tags: args.tags,
-            trust_threshold: args.trust_threshold,
-            summary: args.summary,
-            updated_at: self.now.iso(),
-            updated_us: self.now.wall_us.max(old.updated_us + 1),
-            received_us: self.now.wall_us,
-            ..old
-        };
-        self.sign_shard(&mut shard);
+        let old = self.own_live_shard(shard_id)?;
+        let at = self.next_version_us(old.updated_us);
+        let mut shard = Shard { content: args.content, tags: args.tags, trust_threshold: args.trust_threshold, summary: args.summary, updated_at: format_iso(at), updated_us: at, received_us: at, ..old };
+        shard.signature_hex = legacy_bytes(&shard.shard_id, &shard.author, &shard.content, &shard.tags).map(|b| sign::sign_hex(&self.passport, &b));
         Ok(self.store_and_sync(shard))
     }
 
     pub(crate) fn cmd_delete_shard(&mut self, shard_id: &str) -> Result<Value, CommandError> {
-        let k = key(self.me(), shard_id);
-        let Some(old) = self.shards.get(&k).filter(|s| !s.deleted).cloned() else {
-            return Err(CommandError::NotFound(format!("No shard of yours with ID '{shard_id}'")));
-        };
-        // A tombstone: peers that held it drop it, and an older copy cannot come back.
-        let mut shard = Shard { deleted: true, content: "-".to_owned(), summary: None, updated_at: self.now.iso(), updated_us: self.now.wall_us.max(old.updated_us + 1), ..old };
-        self.sign_shard(&mut shard);
+        let old = self.own_live_shard(shard_id)?;
+        let at = self.next_version_us(old.updated_us);
+        // A tombstone: peers that held it drop it.
+        let shard = Shard { deleted: true, content: "-".to_owned(), summary: None, signature_hex: None, updated_at: format_iso(at), updated_us: at, received_us: at, ..old };
         Ok(self.store_and_sync(shard))
     }
 
-    fn store_and_sync(&mut self, shard: Shard) -> Value {
+    fn own_live_shard(&self, shard_id: &str) -> Result<Shard, CommandError> {
+        self.shards.get(&key(self.me(), shard_id)).filter(|s| !s.deleted).cloned().ok_or_else(|| CommandError::NotFound(format!("No shard of yours with ID '{shard_id}'")))
+    }
+
+    /// Stores our shard and pushes it to every qualifying peer and every peer that had it.
+    fn store_and_sync(&mut self, mut shard: Shard) -> Value {
+        let qualifying: Vec<String> = self.connections.keys().filter(|p| self.trust_of(p) >= shard.trust_threshold).cloned().collect();
+        let mut targets: Vec<String> = shard.sent_to.iter().filter(|p| self.connections.contains_key(*p)).cloned().collect();
+        for q in &qualifying {
+            if !targets.contains(q) {
+                targets.push(q.clone());
+            }
+        }
+        for t in &targets {
+            if !shard.sent_to.contains(t) {
+                shard.sent_to.push(t.clone());
+            }
+        }
         let k = key(&shard.author, &shard.shard_id);
         self.persist(vec![Change::put(Table::Shards, &k, &shard)]);
-        self.shards.insert(k, shard.clone());
-        let targets: Vec<String> = self.connections.keys().filter(|p| self.trust_of(p) >= shard.trust_threshold).cloned().collect();
         for t in &targets {
             self.push_shard(&shard, t);
         }
-        json!({"shard_id": shard.shard_id, "tags": shard.tags, "trust_threshold": shard.trust_threshold, "deleted": shard.deleted, "sent_to": targets})
+        let out = json!({"shard_id": shard.shard_id, "tags": shard.tags, "trust_threshold": shard.trust_threshold, "deleted": shard.deleted, "sent_to": targets});
+        self.shards.insert(k, shard);
+        out
     }
 
-    /// Sends one of our shards to one peer (fire and forget: sync repeats on the next trigger).
+    /// Sends one of our shards to one peer, signed for it now (fire and forget: sync repeats).
     fn push_shard(&mut self, shard: &Shard, peer: &str) {
         let Some(conn) = self.connections.get(peer) else { return };
-        // Without our form and without an unambiguous legacy form there is nothing a peer could verify.
+        // A 0.5.3 peer can verify only 0.5.3's form, which deletions and newline content lack.
         if !conn.speaks_v2 && shard.signature_hex.is_none() {
             return;
         }
+        let pushed_at = self.now.iso();
         let body = ShardPush {
             shard_id: shard.shard_id.clone(),
             author_agent_id: shard.author.clone(),
@@ -192,31 +207,58 @@ impl Node {
             summary: shard.summary.clone(),
             signature_hex: shard.signature_hex.clone().unwrap_or_default(),
             deleted: shard.deleted.then_some(true),
-            dm_signature_hex: Some(shard.dm_signature_hex.clone()),
+            to_agent_id: Some(peer.to_owned()),
+            dm_signature_hex: Some(sign::sign_hex(&self.passport, &v2_bytes(shard, peer, &pushed_at))),
+            pushed_at: Some(pushed_at),
         };
         let (url, local) = (conn.url.clone(), conn.local);
         self.transmit(Method::Post, url::endpoint(&url, "shard_push"), wire::encode(&body), limits::PEER_CALL_TIMEOUT_MS, !local, Call::FireAndForget);
     }
 
-    /// Re-sends every live shard of ours to every qualifying peer, so caches stay within their TTL.
+    /// Pushes `shard` to `peer` and remembers that it has it.
+    fn push_and_record(&mut self, shard_key: &str, peer: &str) {
+        let Some(mut shard) = self.shards.get(shard_key).cloned() else { return };
+        if !shard.sent_to.iter().any(|p| p == peer) {
+            shard.sent_to.push(peer.to_owned());
+            self.persist(vec![Change::put(Table::Shards, shard_key, &shard)]);
+            self.shards.insert(shard_key.to_owned(), shard.clone());
+        }
+        self.push_shard(&shard, peer);
+    }
+
+    /// One round-robin step of re-sending our shards (live ones to qualifying peers, tombstones to
+    /// the peers that had them), bounded per tick and by the calls in flight.
     pub(crate) fn refresh_shards(&mut self) {
-        let shards: Vec<Shard> = self.own_shards().filter(|s| !s.deleted).cloned().collect();
-        let peers: Vec<String> = self.connections.keys().cloned().collect();
-        for s in &shards {
-            for p in &peers {
-                if self.trust_of(p) >= s.trust_threshold {
-                    self.push_shard(s, p);
+        let me = self.me().to_owned();
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (k, s) in self.shards.iter().filter(|(_, s)| s.author == me) {
+            for p in self.connections.keys() {
+                let wanted = if s.deleted { s.sent_to.contains(p) } else { self.trust_of(p) >= s.trust_threshold };
+                if wanted {
+                    pairs.push((k.clone(), p.clone()));
                 }
             }
         }
+        if pairs.is_empty() {
+            return;
+        }
+        let room = limits::OUTBOUND_IN_FLIGHT_MAX.saturating_sub(self.calls_in_flight()).min(SHARD_REFRESH_BATCH_MAX);
+        let start = self.shard_refresh_cursor % pairs.len();
+        for i in 0..room.min(pairs.len()) {
+            let (k, p) = pairs[(start + i) % pairs.len()].clone();
+            self.push_and_record(&k, &p);
+        }
+        self.shard_refresh_cursor = start + room.min(pairs.len());
     }
 
-    /// A new connection receives every live shard of ours its trust qualifies for.
+    /// A new connection receives our live shards its trust qualifies for (the first
+    /// [`SHARD_CONNECT_PUSH_MAX`] at once, the rest with the refresh).
     pub(crate) fn on_connected(&mut self, peer: &str) {
         let trust = self.trust_of(peer);
-        let shards: Vec<Shard> = self.own_shards().filter(|s| !s.deleted && s.trust_threshold <= trust).cloned().collect();
-        for s in &shards {
-            self.push_shard(s, peer);
+        let me = self.me().to_owned();
+        let keys: Vec<String> = self.shards.iter().filter(|(_, s)| s.author == me && !s.deleted && s.trust_threshold <= trust).map(|(k, _)| k.clone()).take(SHARD_CONNECT_PUSH_MAX).collect();
+        for k in keys {
+            self.push_and_record(&k, peer);
         }
     }
 
@@ -225,9 +267,11 @@ impl Node {
         if !self.connections.contains_key(peer) {
             return;
         }
-        let shards: Vec<Shard> = self.own_shards().filter(|s| !s.deleted && s.trust_threshold > old && s.trust_threshold <= new).cloned().collect();
-        for s in &shards {
-            self.push_shard(s, peer);
+        let me = self.me().to_owned();
+        let keys: Vec<String> =
+            self.shards.iter().filter(|(_, s)| s.author == me && !s.deleted && s.trust_threshold > old && s.trust_threshold <= new).map(|(k, _)| k.clone()).take(SHARD_CONNECT_PUSH_MAX).collect();
+        for k in keys {
+            self.push_and_record(&k, peer);
         }
     }
 
@@ -242,7 +286,8 @@ impl Node {
         }
         let deleted = p.deleted.unwrap_or(false);
         if !deleted {
-            validate(&p.content, &p.tags, p.trust_threshold, p.summary.as_deref()).map_err(|e| if e.starts_with("content") && !p.content.is_empty() { Refusal::ContentTooLong(CONTENT_CHARS_MAX) } else { Refusal::Invalid(e) })?;
+            validate(&p.content, &p.tags, p.trust_threshold, p.summary.as_deref())
+                .map_err(|e| if p.content.chars().count() > CONTENT_CHARS_MAX { Refusal::ContentTooLong(CONTENT_CHARS_MAX) } else { Refusal::Invalid(e) })?;
         }
         let author = bind_identity(&p.author_agent_id, None)?;
         if author == *self.passport.agent_id() {
@@ -252,7 +297,7 @@ impl Node {
             return Err(Refusal::Unauthorized("Unknown shard author — not a connection".to_owned()));
         };
         let speaks_v2 = conn.speaks_v2;
-        let created_at = p.created_at.clone().unwrap_or_default();
+        let k = key(author.as_str(), &p.shard_id);
         let updated_at = p.updated_at.clone().unwrap_or_default();
         let mut shard = Shard {
             shard_id: p.shard_id.clone(),
@@ -262,20 +307,30 @@ impl Node {
             trust_threshold: p.trust_threshold,
             summary: p.summary.clone(),
             updated_us: parse_iso(&updated_at).unwrap_or(0),
-            created_at,
+            created_at: p.created_at.clone().unwrap_or_default(),
             updated_at,
             deleted,
-            signature_hex: (!p.signature_hex.is_empty()).then(|| p.signature_hex.clone()),
-            dm_signature_hex: String::new(),
+            signature_hex: (!p.signature_hex.is_empty()).then(|| p.signature_hex.to_ascii_lowercase()),
+            signed_v2: false,
             received_us: self.now.wall_us,
+            sent_to: Vec::new(),
         };
-        match p.dm_signature_hex.as_deref() {
-            Some(sig) => {
-                sign::verify_hex(author.key(), &v2_bytes(&shard), sig).map_err(|_| Refusal::Unauthorized("Invalid shard signature".to_owned()))?;
-                shard.dm_signature_hex = sig.to_ascii_lowercase();
+        let mut replay_change = None;
+        match (p.dm_signature_hex.as_deref(), p.to_agent_id.as_deref(), p.pushed_at.as_deref()) {
+            (Some(sig), Some(to), Some(pushed_at)) => {
+                if to != self.me() {
+                    return Err(Refusal::Unauthorized("Shard push is addressed to another agent".to_owned()));
+                }
+                let stamp_us = check_fresh(self.now.wall_us, pushed_at)?;
+                sign::verify_hex(author.key(), &v2_bytes(&shard, to, pushed_at), sig).map_err(|_| Refusal::Unauthorized("Invalid shard signature".to_owned()))?;
+                let rk = sig_key("shard", sig);
+                self.record_replay(&rk, stamp_us)?;
+                replay_change = Some(self.replay_change(&rk));
+                shard.signed_v2 = true;
             }
-            None if speaks_v2 => return Err(Refusal::Unauthorized("Signature required in the signed form this peer speaks (no downgrade).".to_owned())),
-            None => {
+            (Some(_), _, _) => return Err(Refusal::MissingFields("to_agent_id, pushed_at".to_owned())),
+            (None, _, _) if speaks_v2 => return Err(Refusal::Unauthorized("Signature required in the signed form this peer speaks (no downgrade).".to_owned())),
+            (None, _, _) => {
                 if p.signature_hex.is_empty() {
                     return Err(Refusal::Unauthorized("Missing shard signature".to_owned()));
                 }
@@ -284,22 +339,31 @@ impl Node {
                 }
                 let bytes = legacy_bytes(&p.shard_id, author.as_str(), &p.content, &p.tags).ok_or_else(|| Refusal::Invalid("Shard cannot be verified unambiguously".to_owned()))?;
                 sign::verify_hex(author.key(), &bytes, &p.signature_hex).map_err(|_| Refusal::Unauthorized("Invalid shard signature".to_owned()))?;
+                // Unsigned in 0.5.3's form: never shown, never trusted for versions.
+                shard.summary = None;
+                shard.updated_us = 0;
             }
         }
+        let mut changes: Vec<Change> = replay_change.into_iter().collect();
         if self.trust_of(author.as_str()) < shard.trust_threshold {
+            // The author's current version is not for us: whatever older copy we hold goes too.
+            if self.shards.remove(&k).is_some() {
+                changes.push(Change::delete(Table::Shards, &k));
+            }
+            self.persist(changes);
             return Err(Refusal::Unauthorized("Trust threshold not met".to_owned()));
         }
-        let k = key(author.as_str(), &shard.shard_id);
         if let Some(held) = self.shards.get_mut(&k) {
-            if held.updated_us >= shard.updated_us {
+            let older_or_same = if shard.signed_v2 { held.signed_v2 && held.updated_us >= shard.updated_us } else { true };
+            if older_or_same {
                 // The author still vouches for what we hold: its time to live starts again.
                 held.received_us = self.now.wall_us;
-                let change = Change::put(Table::Shards, &k, &*held);
-                self.persist(vec![change]);
+                changes.push(Change::put(Table::Shards, &k, &*held));
+                self.persist(changes);
                 return Ok(wire::encode(&json!({"success": true, "shard_id": shard.shard_id, "current": false})));
             }
         }
-        let mut changes = self.make_room_for_cached(&k);
+        changes.extend(self.make_room_for_cached(&k));
         changes.push(Change::put(Table::Shards, &k, &shard));
         let id = shard.shard_id.clone();
         self.shards.insert(k, shard);
@@ -325,15 +389,21 @@ impl Node {
         changes
     }
 
-    /// Drops cached shards past their TTL. Returns the deletes to persist.
+    /// Drops cached shards past their TTL, and our own tombstones once every holder has had a TTL to
+    /// hear of them. Returns the deletes to persist.
     pub(crate) fn prune_shards(&mut self) -> Vec<Change> {
         let me = self.me().to_owned();
         let cutoff = self.now.wall_us - SHARD_CACHE_TTL_S as i64 * 1_000_000;
-        let old: Vec<String> = self.shards.iter().filter(|(_, s)| s.author != me && s.received_us < cutoff).map(|(k, _)| k.clone()).collect();
-        old.iter().for_each(|k| {
+        let old: Vec<String> =
+            self.shards.iter().filter(|(_, s)| if s.author == me { s.deleted && s.updated_us < cutoff } else { s.received_us < cutoff }).map(|(k, _)| k.clone()).collect();
+        for k in &old {
             self.shards.remove(k);
-        });
+        }
         old.iter().map(|k| Change::delete(Table::Shards, k)).collect()
+    }
+
+    fn visible(&self, s: &Shard) -> bool {
+        !s.deleted && (s.author == self.me() || self.trust_of(&s.author) >= s.trust_threshold)
     }
 
     /// Shards matching any of `tags` (a tag `t` also matches `t:anything`) and the author, newest first.
@@ -343,8 +413,7 @@ impl Node {
         let mut v: Vec<&Shard> = self
             .shards
             .values()
-            .filter(|s| !s.deleted)
-            .filter(|s| s.author == me || self.trust_of(&s.author) >= s.trust_threshold)
+            .filter(|s| self.visible(s))
             .filter(|s| author.is_none_or(|a| s.author == a))
             .filter(|s| tags.is_empty() || s.tags.iter().any(|t| tags.iter().any(|q| t == q || t.strip_prefix(q.as_str()).is_some_and(|r| r.starts_with(':')))))
             .collect();
@@ -355,7 +424,7 @@ impl Node {
                 let own = s.author == me;
                 let mut j = json!({
                     "shard_id": s.shard_id, "author": s.author, "own": own, "tags": s.tags, "trust_threshold": s.trust_threshold,
-                    "created_at": s.created_at, "updated_at": s.updated_at,
+                    "created_at": s.created_at, "updated_at": s.updated_at, "signed_form": if s.signed_v2 { "darkmatter-rs/2" } else { "0.5.3" },
                     "author_name": self.connections.get(&s.author).map(|c| c.display_name.clone()),
                 });
                 match &s.summary {
@@ -371,16 +440,22 @@ impl Node {
         json!({"count": shards.len(), "shards": shards})
     }
 
-    /// One shard in full.
-    pub(crate) fn cmd_get_shard(&self, shard_id: &str) -> Result<Value, CommandError> {
-        let me = self.me();
-        let s = self
-            .shards
-            .values()
-            .find(|s| s.shard_id == shard_id && !s.deleted && (s.author == me || self.trust_of(&s.author) >= s.trust_threshold))
-            .ok_or_else(|| CommandError::NotFound(format!("No shard with ID '{shard_id}'")))?;
-        Ok(json!({"shard_id": s.shard_id, "author": s.author, "content": s.content, "tags": s.tags, "trust_threshold": s.trust_threshold,
-            "summary": s.summary, "created_at": s.created_at, "updated_at": s.updated_at}))
+    /// One shard in full. Ids are chosen by their authors, so another author may reuse one: give
+    /// `author` to choose; without it our own shard wins, and an ambiguous id is refused.
+    pub(crate) fn cmd_get_shard(&self, shard_id: &str, author: Option<&str>) -> Result<Value, CommandError> {
+        let found: Vec<&Shard> = match author {
+            Some(a) => self.shards.get(&key(a, shard_id)).into_iter().filter(|s| self.visible(s)).collect(),
+            None => match self.shards.get(&key(self.me(), shard_id)).filter(|s| self.visible(s)) {
+                Some(own) => vec![own],
+                None => self.shards.values().filter(|s| s.shard_id == shard_id && self.visible(s)).collect(),
+            },
+        };
+        match found.as_slice() {
+            [s] => Ok(json!({"shard_id": s.shard_id, "author": s.author, "content": s.content, "tags": s.tags, "trust_threshold": s.trust_threshold,
+                "summary": s.summary, "created_at": s.created_at, "updated_at": s.updated_at})),
+            [] => Err(CommandError::NotFound(format!("No shard with ID '{shard_id}'"))),
+            _ => Err(CommandError::InvalidArgument(format!("Several authors use shard ID '{shard_id}': give the author"))),
+        }
     }
 }
 

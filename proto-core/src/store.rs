@@ -168,6 +168,8 @@ pub struct PendingIn {
     pub challenge_id: String,
     /// Challenge bytes, hex.
     pub challenge_hex: String,
+    /// When the challenge was issued (wall µs); it may be answered for [`crate::limits::CHALLENGE_TTL_S`].
+    pub challenge_us: i64,
     /// Key possession proven (signed request or answered challenge).
     pub identity_verified: bool,
     /// The request carried our signed form.
@@ -369,10 +371,13 @@ pub struct Shard {
     pub deleted: bool,
     /// 0.5.3's shard-domain signature, when the content allows one (no newline).
     pub signature_hex: Option<String>,
-    /// Our signature over every field.
-    pub dm_signature_hex: String,
-    /// When we received this version (wall µs).
+    /// Signed in our form by its author (false: a 0.5.3 shard, whose summary and threshold are not
+    /// signed, kept immutable as first received).
+    pub signed_v2: bool,
+    /// When we received this version, or the author last re-sent it (wall µs).
     pub received_us: i64,
+    /// Our own shards: every peer it was sent to (updates and deletions go to all of them).
+    pub sent_to: Vec<String>,
 }
 
 /// One logged conversation.

@@ -14,7 +14,7 @@ use crate::error::{CommandError, Refusal};
 use crate::identity::{truncate_chars, AgentId};
 use crate::io::{Event, HttpResponse, Method};
 use crate::limits::{
-    RateLimit, IMPRESSIONS_MAX, NOTE_CHARS_MAX, RATE_GLOBAL_DEFAULT, RATE_PER_PEER_DEFAULT, TRUST_ANSWER_MIN, TRUST_CONFIDENCE_MIN, TRUST_NEGATIVE_TIMEOUT_S,
+    self, RateLimit, IMPRESSIONS_MAX, NOTE_CHARS_MAX, RATE_GLOBAL_DEFAULT, RATE_PER_PEER_DEFAULT, TRUST_ANSWER_MIN, TRUST_CONFIDENCE_MIN, TRUST_NEGATIVE_MARGIN, TRUST_NEGATIVE_TIMEOUT_S,
     TRUST_QUERY_FANOUT_MAX, TRUST_QUERY_TIMEOUT_MS, TRUST_REPORT_WEIGHT,
 };
 use crate::node::{Call, Node};
@@ -63,9 +63,9 @@ impl Node {
         self.impressions.get(agent_id).map_or(0.0, |i| i.score)
     }
 
-    /// Sets a score and everything that follows from the change: the negative-since mark, shard sync
-    /// when it rises past a threshold. Returns the persisted change.
-    pub(crate) fn set_score(&mut self, agent_id: &str, score: f64, note: Option<String>) -> Change {
+    /// Sets a score, persists it, then does what follows from the change: the negative-since mark,
+    /// shard sync when it rises past a threshold.
+    pub(crate) fn set_score(&mut self, agent_id: &str, score: f64, note: Option<String>) {
         debug_assert!((-1.0..=1.0).contains(&score));
         let old = self.trust_of(agent_id);
         let now_us = self.now.wall_us;
@@ -76,16 +76,18 @@ impl Node {
         if let Some(n) = note {
             imp.note = n;
         }
-        imp.negative_since_us = match (score < 0.0, imp.negative_since_us) {
+        // "Negative" means below a small margin, so that rounding-sized automatic nudges (one failed
+        // delivery) never start the auto-disconnect clock.
+        imp.negative_since_us = match (score < -TRUST_NEGATIVE_MARGIN, imp.negative_since_us) {
             (true, Some(since)) => Some(since),
             (true, None) => Some(now_us),
             (false, _) => None,
         };
         let change = Change::put(Table::Impressions, agent_id, &*imp);
+        self.persist(vec![change]);
         if score > old {
             self.on_trust_rose(agent_id, old, score);
         }
-        change
     }
 
     /// Moves an impression by an event's delta (diminishing, clamped) and persists it.
@@ -94,8 +96,7 @@ impl Node {
             return;
         }
         let score = adjust(self.trust_of(agent_id), delta);
-        let change = self.set_score(agent_id, score, None);
-        self.persist(vec![change]);
+        self.set_score(agent_id, score, None);
     }
 
     /// The global limit: every peer request that does work passes here first.
@@ -161,8 +162,7 @@ impl Node {
         if !self.impressions.contains_key(agent_id) && self.impressions.len() >= IMPRESSIONS_MAX {
             return Err(CommandError::Limited(format!("At most {IMPRESSIONS_MAX} impressions")));
         }
-        let change = self.set_score(agent_id, score, Some(truncate_chars(&note, NOTE_CHARS_MAX)));
-        self.persist(vec![change]);
+        self.set_score(agent_id, score, Some(truncate_chars(&note, NOTE_CHARS_MAX)));
         Ok(json!({"agent_id": agent_id, "score": score, "note": note}))
     }
 
@@ -228,7 +228,9 @@ impl Node {
     /// Asks up to [`TRUST_QUERY_FANOUT_MAX`] connected peers, most trusted first, what they think of
     /// a new requester. Answers arrive through [`Node::on_trust_answer`].
     pub(crate) fn start_trust_query(&mut self, request_id: &str) {
-        let Some(p) = self.pending_in.get(request_id) else { return };
+        // Only for a requester that proved its key: otherwise anyone could make us query our peers
+        // (and move our impressions) in someone else's name.
+        let Some(p) = self.pending_in.get(request_id).filter(|p| p.identity_verified && p.peer_trust.is_none()) else { return };
         let subject = p.agent_id.to_string();
         let mut peers: Vec<(f64, String, String)> =
             self.connections.values().filter(|c| c.agent_id.as_str() != subject).map(|c| (self.trust_of(c.agent_id.as_str()), c.agent_id.to_string(), c.url.clone())).collect();
@@ -251,7 +253,15 @@ impl Node {
     }
 
     pub(crate) fn on_trust_answer(&mut self, request_id: &str, peer: &str, query_id: &str, result: Result<HttpResponse, String>) {
-        let opinion = self.check_trust_answer(request_id, peer, query_id, result);
+        let opinion = match self.check_trust_answer(request_id, peer, query_id, result) {
+            Answer::Opinion(score) => Some(score),
+            Answer::Nothing => None,
+            Answer::Misbehaved => {
+                // Signed by the peer itself yet wrong: the one kind of bad packet that is attributable.
+                self.nudge(peer, limits::TRUST_DELTA_FORGED);
+                None
+            }
+        };
         let weight = match self.config.trust_policy {
             TrustPolicy::Weighted => self.trust_of(peer).max(0.0),
             TrustPolicy::PlainAverage => 1.0,
@@ -269,27 +279,33 @@ impl Node {
                 let ours = self.trust_of(&subject);
                 let moved = (ours + TRUST_REPORT_WEIGHT * weight * (score - ours)).clamp(-1.0, 1.0);
                 if self.impressions.contains_key(&subject) || self.impressions.len() < IMPRESSIONS_MAX {
-                    let change = self.set_score(&subject, moved, None);
-                    self.persist(vec![change]);
+                    self.set_score(&subject, moved, None);
                 }
             }
         }
         self.finish_trust_query_if_complete(request_id);
     }
 
-    /// The score in a valid, signed answer from `peer` about this request's subject, if it has one.
-    fn check_trust_answer(&self, request_id: &str, peer: &str, query_id: &str, result: Result<HttpResponse, String>) -> Option<f64> {
-        let resp = result.ok().filter(|r| r.status == 200)?;
-        let a: TrustAnswer = wire::decode(&resp.body).ok()?;
-        let subject = self.pending_in.get(request_id)?.agent_id.as_str();
-        let key = *self.connections.get(peer)?.agent_id.key();
-        if a.from_agent_id != peer || a.to_agent_id != self.me() || a.subject_agent_id != subject || a.query_id != query_id {
-            return None;
+    /// What a peer's answer says about this request's subject.
+    fn check_trust_answer(&self, request_id: &str, peer: &str, query_id: &str, result: Result<HttpResponse, String>) -> Answer {
+        let Some(resp) = result.ok().filter(|r| r.status == 200) else { return Answer::Nothing };
+        let Ok(a) = wire::decode::<TrustAnswer>(&resp.body) else { return Answer::Nothing };
+        let (Some(p), Some(conn)) = (self.pending_in.get(request_id), self.connections.get(peer)) else { return Answer::Nothing };
+        if a.from_agent_id != peer || sign::verify_hex(conn.agent_id.key(), &answer_bytes(&a), &a.dm_signature_hex).is_err() {
+            return Answer::Nothing;
         }
-        check_fresh(self.now.wall_us, &a.timestamp).ok()?;
-        sign::verify_hex(&key, &answer_bytes(&a), &a.dm_signature_hex).ok()?;
-        let score = a.score.filter(|s| a.has_impression && s.is_finite() && (-1.0..=1.0).contains(s))?;
-        Some(score)
+        // From here on the peer signed what we read.
+        let in_range = a.score.is_none_or(|s| s.is_finite() && (-1.0..=1.0).contains(&s));
+        if a.to_agent_id != self.me() || a.subject_agent_id != p.agent_id.as_str() || a.query_id != query_id || !in_range {
+            return Answer::Misbehaved;
+        }
+        if check_fresh(self.now.wall_us, &a.timestamp).is_err() {
+            return Answer::Nothing;
+        }
+        match a.score {
+            Some(score) if a.has_impression => Answer::Opinion(score),
+            _ => Answer::Nothing,
+        }
     }
 
     fn finish_trust_query_if_complete(&mut self, request_id: &str) {
@@ -298,7 +314,7 @@ impl Node {
         if !t.complete() {
             return;
         }
-        let weight: f64 = t.opinions.iter().map(|o| o.2).sum();
+        let weight: f64 = t.opinions.iter().map(|o| o.2).sum::<f64>() + 0.0;
         t.weight = weight;
         t.score = (weight > 0.0).then(|| t.opinions.iter().map(|o| o.1 * o.2).sum::<f64>() / weight);
         let change = Change::put(Table::PendingIn, request_id, &*p);
@@ -319,8 +335,10 @@ impl Node {
             return;
         }
         let agent_id = p.agent_id.to_string();
-        let verified = p.identity_verified;
-        if self.config.trust_accept_min.is_some_and(|min| score >= min) && verified && self.accepting_connections() {
+        // Only a request signed in our form may be accepted by policy: a 0.5.3 challenge proof signs
+        // nothing but the challenge, so a node the requester talks to could relay it.
+        let signed = p.speaks_v2;
+        if self.config.trust_accept_min.is_some_and(|min| score >= min) && signed && self.accepting_connections() {
             self.accept_pending(request_id);
             self.emit(Event::RequestDecided { request_id: request_id.to_owned(), agent_id, accepted: true, peer_score: score });
         } else if self.config.trust_reject_max.is_some_and(|max| score <= max) {
@@ -343,6 +361,16 @@ impl Node {
             self.disconnect(&id, "Auto-disconnected: impression negative for over an hour.");
         }
     }
+}
+
+/// What a peer's answer to a trust query amounts to.
+enum Answer {
+    /// A valid opinion.
+    Opinion(f64),
+    /// No opinion, or nothing usable (unreachable, unsigned, stale).
+    Nothing,
+    /// Signed by the peer but wrong (another subject or query, a score out of range).
+    Misbehaved,
 }
 
 fn effective(limit: RateLimit, default: u32) -> Value {

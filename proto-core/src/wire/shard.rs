@@ -35,7 +35,13 @@ pub struct ShardPush {
     /// Ours: the author deleted this shard (a tombstone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted: Option<bool>,
-    /// Ours: the author's signature over every field.
+    /// Ours: the peer this push is for (binds the signature to one receiver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_agent_id: Option<String>,
+    /// Ours: when the author sent this push (fresh within the window; no relays of old pushes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_at: Option<String>,
+    /// Ours: the author's signature over every field, the receiver and the push time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dm_signature_hex: Option<String>,
 }

@@ -11,7 +11,8 @@
 //! - [`trace`]: one line per event, hashed.
 //! - [`metrics`]: counters over time, CSV and SVG.
 //! - [`scenario`]: options and named scenarios.
-//! - [`sim`] and `agent`: the engine.
+//! - [`sim`], `delivery` and `agent`: the engine (event loop and drain; the path of a request;
+//!   agents, workload firings and faults).
 //! - [`bench`]: the benchmark.
 //!
 //! The same seed and options give the same trace byte for byte: all randomness derives from the one
@@ -20,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod delivery;
 pub mod bench;
 pub mod event_queue;
 pub mod invariants;

@@ -11,16 +11,34 @@ use std::process::Command;
 /// Packages installed into the venv.
 pub const PACKAGES: &[&str] = &["dmagent==0.5.3", "mcp[cli]<2"];
 
+
 /// The venv's directory: `<workspace>/target/pyvenv`.
 pub fn venv_dir() -> PathBuf {
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf();
-    workspace.join("target").join("pyvenv")
+    venv_named("pyvenv")
 }
 
-/// The venv's python, creating and filling the venv first if needed. Serialised across processes
-/// with a file lock, so parallel test binaries install once.
+fn venv_named(name: &str) -> PathBuf {
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf();
+    workspace.join("target").join(name)
+}
+
+/// The dmagent 0.5.3 venv's python (see [`venv`]).
 pub fn python() -> Result<PathBuf, String> {
-    let dir = venv_dir();
+    venv("pyvenv", PACKAGES)
+}
+
+/// The python of a venv with the official MCP client package pinned in
+/// `tests/mcp_client/requirements.txt` (a venv of its own: 0.5.3 needs `mcp<2`).
+pub fn mcp_client_python() -> Result<PathBuf, String> {
+    let requirements = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("mcp_client").join("requirements.txt");
+    let requirements = requirements.to_str().ok_or("non-UTF-8 path")?.to_owned();
+    venv("mcp-venv", &["-r", &requirements])
+}
+
+/// The python of venv `<workspace>/target/<name>`, filled by `pip install <pip_args>`, creating and filling it first if
+/// needed. Serialised across processes with a file lock, so parallel test binaries install once.
+pub fn venv(name: &str, pip_args: &[&str]) -> Result<PathBuf, String> {
+    let dir = venv_named(name);
     std::fs::create_dir_all(dir.parent().expect("target dir")).map_err(|e| e.to_string())?;
     let lock = File::create(dir.with_extension("lock")).map_err(|e| e.to_string())?;
     lock.lock().map_err(|e| e.to_string())?;
@@ -29,8 +47,8 @@ pub fn python() -> Result<PathBuf, String> {
     if !stamp.exists() {
         let base = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
         run(Command::new(&base).args(["-m", "venv"]).arg(&dir))?;
-        run(Command::new(&py).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]).args(PACKAGES))?;
-        std::fs::write(&stamp, PACKAGES.join("\n")).map_err(|e| e.to_string())?;
+        run(Command::new(&py).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]).args(pip_args))?;
+        std::fs::write(&stamp, pip_args.join("\n")).map_err(|e| e.to_string())?;
     }
     drop(lock);
     Ok(py)

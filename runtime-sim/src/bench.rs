@@ -51,28 +51,33 @@ impl Clock {
     }
 }
 
-/// Measures [`CryptoCosts`] (CPU time per operation).
+/// Measures [`CryptoCosts`]: time per operation in the fastest of several short batches (other
+/// processes on the machine only ever add time, so the minimum is the honest figure; batches are
+/// timed by the wall clock because CPU-time accounting is only as fine as a scheduler tick).
 pub fn crypto_costs() -> CryptoCosts {
     let p = Passport::from_seed([7; 32]);
     let msg = sign::v2_bytes(sign::V2_MESSAGE, &["a fairly ordinary message body of some length", "2026-01-01T00:00:00.000000+00:00"]);
-    let rounds = 2_000u32;
-    let t = Clock::start();
-    let mut sig = String::new();
-    for _ in 0..rounds {
-        sig = sign::sign_hex(&p, std::hint::black_box(&msg));
-    }
-    let sign_cost = t.elapsed() / rounds;
-    let t = Clock::start();
-    for _ in 0..rounds {
-        sign::verify_hex(p.agent_id().key(), std::hint::black_box(&msg), &sig).expect("valid");
-    }
-    let verify = t.elapsed() / rounds;
+    let sig = sign::sign_hex(&p, &msg);
     let id = p.agent_id().as_str().to_owned();
-    let t = Clock::start();
-    for _ in 0..rounds {
+    let per_op = |f: &dyn Fn()| {
+        (0..15)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..200 {
+                    f();
+                }
+                t.elapsed() / 200
+            })
+            .min()
+            .expect("non-empty")
+    };
+    let sign_cost = per_op(&|| {
+        std::hint::black_box(sign::sign_hex(&p, std::hint::black_box(&msg)));
+    });
+    let verify = per_op(&|| sign::verify_hex(p.agent_id().key(), std::hint::black_box(&msg), &sig).expect("valid"));
+    let parse = per_op(&|| {
         std::hint::black_box(AgentId::parse(std::hint::black_box(&id)).expect("valid"));
-    }
-    let parse = t.elapsed() / rounds;
+    });
     CryptoCosts { sign: sign_cost, verify, parse }
 }
 

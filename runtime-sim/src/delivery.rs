@@ -90,6 +90,7 @@ impl Sim {
     }
 
     /// Hands `caller` a transport error for its call `oid` at time `at`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn fail_at(&mut self, caller: u32, inc: u32, oid: OutboundId, peer: u64, path: String, err: &str, at: u64) {
         self.queue.push(at.max(self.now), Ev::Response { to: caller, inc, oid, peer, path, result: Err(err.to_owned()) });
     }

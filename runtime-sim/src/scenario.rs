@@ -210,6 +210,7 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
 }
 
 /// The shortest exact form of a duration.
+#[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` is newer than the workspace's rust-version
 pub fn format_duration(us: u64) -> String {
     if us % 3_600_000_000 == 0 && us > 0 {
         format!("{}h", us / 3_600_000_000)
@@ -385,22 +386,22 @@ fn scripted(name: &str, n: u32, seed: u64, d: u64) -> Options {
 fn handshake(n: u32, seed: u64, d: u64) -> Options {
     let mut o = scripted("handshake", n.max(3), seed, d);
     o.manual_accept = vec![2];
-    o.script = vec![(1 * S, Action::Connect(0, 1)), (2 * S, Action::Connect(0, 2)), (5 * S, Action::Connect(1, 2))];
+    o.script = vec![(S, Action::Connect(0, 1)), (2 * S, Action::Connect(0, 2)), (5 * S, Action::Connect(1, 2))];
     o
 }
 
 fn message(n: u32, seed: u64, d: u64) -> Options {
     let mut o = scripted("message", n.max(3), seed, d);
     o.workload.reply_prob = 1.0;
-    o.script = vec![(1 * S, Action::Connect(0, 1)), (1 * S, Action::Connect(0, 2)), (5 * S, Action::Send(0, 1)), (15 * S, Action::Broadcast(0))];
+    o.script = vec![(S, Action::Connect(0, 1)), (S, Action::Connect(0, 2)), (5 * S, Action::Send(0, 1)), (15 * S, Action::Broadcast(0))];
     o
 }
 
 fn partition_send(n: u32, seed: u64, d: u64) -> Options {
     let mut o = scripted("partition-send", n.max(4), seed, d);
     o.script = vec![
-        (1 * S, Action::Connect(0, 1)),
-        (1 * S, Action::Connect(2, 3)),
+        (S, Action::Connect(0, 1)),
+        (S, Action::Connect(2, 3)),
         (4 * S, Action::Partition { id: 1, nodes: vec![1], cut: Cut::Both }),
         (5 * S, Action::Send(0, 1)),
         (7 * S, Action::Send(2, 3)),
@@ -420,9 +421,9 @@ fn restart(n: u32, seed: u64, d: u64) -> Options {
     o.workload.think_min_us = 8_000_000;
     o.workload.think_max_us = 8_000_000;
     o.script = vec![
-        (1 * S, Action::Connect(0, 1)),
-        (1 * S, Action::Connect(2, 1)),
-        (1 * S, Action::Connect(3, 1)),
+        (S, Action::Connect(0, 1)),
+        (S, Action::Connect(2, 1)),
+        (S, Action::Connect(3, 1)),
         (5 * S, Action::Send(0, 1)),
         (6 * S, Action::Crash { node: 1, down_us: 10 * S, move_on_restart: true }),
         // Unread and restored: refused.
@@ -438,8 +439,8 @@ fn restart(n: u32, seed: u64, d: u64) -> Options {
 fn skew(n: u32, seed: u64, d: u64) -> Options {
     let mut o = scripted("skew", n.max(3), seed, d);
     o.script = vec![
-        (1 * S, Action::Connect(0, 1)),
-        (1 * S, Action::Connect(0, 2)),
+        (S, Action::Connect(0, 1)),
+        (S, Action::Connect(0, 2)),
         (3 * S, Action::Skew(2, 400_000_000)),
         // Both directions fail the 300 s freshness window.
         (5 * S, Action::Send(0, 2)),
@@ -455,7 +456,7 @@ fn forgery(n: u32, seed: u64, d: u64) -> Options {
     let mut o = scripted("forgery", n.max(5), seed, d);
     o.workload.adversary_per_hour = 3600.0 / 3.0;
     o.workload.start_us = 5 * S;
-    o.script = vec![(1 * S, Action::Connect(0, 1)), (1 * S, Action::Connect(0, 2)), (1 * S, Action::Connect(3, 4))];
+    o.script = vec![(S, Action::Connect(0, 1)), (S, Action::Connect(0, 2)), (S, Action::Connect(3, 4))];
     // The adversary intercepts the first four messages; everything after is delivered.
     for k in 0..12u64 {
         let (a, b) = [(0, 1), (0, 2), (3, 4), (1, 0)][k as usize % 4];

@@ -141,7 +141,9 @@ impl Trace {
         self.records += 1;
         if self.lines.is_some() {
             let line = self.render(t_us, node, kind, a, b, s);
-            self.lines.as_mut().expect("checked").push(line);
+            if let Some(lines) = self.lines.as_mut() {
+                lines.push(line);
+            }
         }
     }
 

@@ -221,8 +221,9 @@ impl Server {
             _ => Method::Other,
         };
         let (status, body) = self.ask_core(method, head.path.clone(), body, source).await;
-        // The body was read whole, so the connection is in a clean state for the next request.
-        let close = head.close || last || self.stop.is_closed();
+        // The body was read whole, so the connection is in a clean state for the next request; but a
+        // HEAD client does not read the (JSON refusal) body we send, so that connection must end.
+        let close = head.close || last || self.stop.is_closed() || head.method == "HEAD";
         conn.write(&http::response_bytes(status, &body, close), Instant::now() + Duration::from_millis(WRITE_MS)).await?;
         Ok(!close)
     }

@@ -12,7 +12,7 @@ use crate::identity::{truncate_chars, AgentId};
 use crate::limits::FRESHNESS_WINDOW_S;
 use crate::node::Node;
 use crate::sign::{self, DOMAIN_LAN_BEACON};
-use crate::time::is_fresh;
+use crate::time::{is_fresh, Now};
 use crate::url;
 use crate::wire::card::{NetworkInfo, PeerInfo, StatusBody, WellKnownCard};
 use crate::wire::discovery::Beacon;
@@ -109,9 +109,9 @@ impl Node {
         }
     }
 
-    /// Our signed beacon for HTTP port `port`, as a datagram payload.
-    pub fn beacon(&self, port: u16) -> Vec<u8> {
-        let ts = self.now.unix_s();
+    /// Our signed beacon for HTTP port `port`, stamped `now`, as a datagram payload.
+    pub fn beacon(&self, now: Now, port: u16) -> Vec<u8> {
+        let ts = now.unix_s();
         let bytes = sign::domain_bytes(DOMAIN_LAN_BEACON, &[self.me(), &port.to_string(), &ts.to_string()]).expect("no newlines in numbers or our id");
         let b = Beacon {
             proto: "darkmatter".to_owned(),
@@ -150,7 +150,7 @@ impl Node {
             IpAddr::V4(v4) => v4.to_string(),
             IpAddr::V6(v6) => format!("[{v6}]"),
         };
-        self.note_discovered(Discovered {
+        self.remember_discovered(Discovered {
             agent_id: b.agent_id,
             url: format!("http://{host}:{}", b.port),
             display_name: truncate_chars(b.display_name.as_deref().unwrap_or(""), crate::limits::DISPLAY_NAME_CHARS_MAX),
@@ -161,8 +161,14 @@ impl Node {
         });
     }
 
-    /// Records a discovered peer (from a beacon, a port scan or a domain card).
-    pub fn note_discovered(&mut self, d: Discovered) {
+    /// Records a discovered peer (from a port scan or a domain card) seen at `now`.
+    pub fn note_discovered(&mut self, now: Now, mut d: Discovered) {
+        self.now = now;
+        d.seen_us = now.wall_us;
+        self.remember_discovered(d);
+    }
+
+    fn remember_discovered(&mut self, d: Discovered) {
         self.forget_stale_discovered();
         if !self.discovered.contains_key(&d.agent_id) && self.discovered.len() >= DISCOVERED_MAX {
             let stalest = self.discovered.values().min_by_key(|x| x.seen_us).map(|x| x.agent_id.clone()).expect("non-empty");
@@ -171,7 +177,7 @@ impl Node {
         self.discovered.insert(d.agent_id.clone(), d);
     }
 
-    /// Peers discovered and not yet expired, most recent first.
+    /// Peers discovered and not yet expired (as of the node's last input), most recent first.
     pub fn discovered(&self) -> Vec<Discovered> {
         let cutoff = self.now.wall_us - DISCOVERED_TTL_S as i64 * 1_000_000;
         let mut v: Vec<Discovered> = self.discovered.values().filter(|d| d.seen_us >= cutoff).cloned().collect();

@@ -637,25 +637,34 @@ impl Node {
             Batch { cmd: Some(cmd), message_id: template.message_id.clone(), hops_remaining: hops, outstanding: targets.len(), routed_to: Vec::new(), failed: Vec::new() },
         );
         let metadata_json = canonical_metadata(template.metadata.as_ref().expect("set by the caller"));
+        let legacy = self.legacy_signature(&template);
         for target in targets {
             let (url, local) = (self.connections[&target].url.clone(), self.connections[&target].local);
-            let envelope = self.sign_envelope(&template, &target, &metadata_json);
+            let envelope = self.sign_envelope(&template, &target, &metadata_json, &legacy);
             let call = Call::Deliver { batch: batch_id, target };
             self.transmit(Method::Post, url::endpoint(&url, "message"), wire::encode(&envelope), limits::PEER_CALL_TIMEOUT_MS, !local, call);
         }
     }
 
-    fn sign_envelope(&self, template: &MessageEnvelope, target: &str, metadata_json: &str) -> MessageEnvelope {
+    /// The legacy signature covers neither recipient nor metadata, so one send signs it once; our
+    /// form is signed per recipient (it binds `to_agent_id`).
+    fn sign_envelope(&self, template: &MessageEnvelope, target: &str, metadata_json: &str, legacy: &(String, String)) -> MessageEnvelope {
         let mut e = template.clone();
         e.from_agent_id = self.me().to_owned();
         e.from_public_key_hex = Some(self.me().to_owned());
         e.to_agent_id = Some(target.to_owned());
-        e.timestamp = self.now.iso();
-        // Our ids and timestamps never contain newlines, so the legacy form is always unambiguous.
-        let legacy = sign::legacy_message_bytes(&e.from_agent_id, &e.message_id, &e.timestamp, &e.content).expect("our ids have no newline");
-        e.signature_hex = sign::sign_hex(&self.passport, &legacy);
+        e.timestamp = legacy.0.clone();
+        e.signature_hex = legacy.1.clone();
         e.dm_signature_hex = Some(sign::sign_hex(&self.passport, &envelope_v2_bytes(&e, metadata_json)));
         e
+    }
+
+    /// The timestamp and legacy-form signature shared by every envelope of one send.
+    fn legacy_signature(&self, template: &MessageEnvelope) -> (String, String) {
+        let stamp = self.now.iso();
+        // Our ids and timestamps never contain newlines, so the legacy form is always unambiguous.
+        let bytes = sign::legacy_message_bytes(self.me(), &template.message_id, &stamp, &template.content).expect("our ids have no newline");
+        (stamp, sign::sign_hex(&self.passport, &bytes))
     }
 
     pub(crate) fn on_delivery(&mut self, batch_id: u64, target: String, result: Result<HttpResponse, String>) {

@@ -143,7 +143,7 @@ impl Sim {
         node.handle_timeout(now);
         self.drain(i, &mut Ctx::default());
         let payload: std::rc::Rc<[u8]> = match self.nodes[i as usize].node.as_ref() {
-            Some(n) => n.beacon(8100).into(),
+            Some(n) => n.beacon(now, 8100).into(),
             None => return,
         };
         self.time_core(11, clock.elapsed());

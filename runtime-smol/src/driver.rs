@@ -207,15 +207,9 @@ impl Core {
                 self.node.handle_command(now, id, command);
             }
             Input::Datagram(source, payload) => self.node.handle_datagram(now, source, &payload),
-            Input::Discovered(mut d) => {
-                // note_discovered and beacon() use the time of the node's last input: refresh it first.
-                self.node.handle_timeout(now);
-                d.seen_us = now.wall_us;
-                self.node.note_discovered(d);
-            }
+            Input::Discovered(d) => self.node.note_discovered(now, d),
             Input::Beacon(port, out) => {
-                self.node.handle_timeout(now);
-                let _ = out.try_send(self.node.beacon(port));
+                let _ = out.try_send(self.node.beacon(now, port));
             }
             Input::Shutdown => unreachable!("handled by the loop"),
         }

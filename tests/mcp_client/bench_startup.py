@@ -1,6 +1,10 @@
 """Start-up numbers of the darkmatter binary (standard library only).
 
-python bench_startup.py path/to/darkmatter [runs]
+python bench_startup.py path/to/darkmatter [runs] [expected_tools]
+
+The same script measures dmagent 0.5.3's `darkmatter` (expected_tools 8) for the side-by-side figures
+in BENCHMARKS.md. Discovery, agent spawning and the web UI are off for both, so neither does
+background work the other does not.
 
 Prints, as one JSON object: the median and best time from process start to the answer of
 tools/list (initialize, notifications/initialized, tools/list written at once), the resident set
@@ -43,7 +47,8 @@ def one_run(binary, measure_rss=False):
     port = free_port()
     env = {"PATH": os.environ.get("PATH", ""), "HOME": project, "DARKMATTER_HOST": "127.0.0.1",
            "DARKMATTER_PORT": str(port), "DARKMATTER_PUBLIC_URL": f"http://127.0.0.1:{port}",
-           "DARKMATTER_ANCHOR_NODES": ""}
+           "DARKMATTER_ANCHOR_NODES": "", "DARKMATTER_DISCOVERY": "false", "DARKMATTER_AGENT_ENABLED": "false",
+           "DARKMATTER_ENTRYPOINT_AUTOSTART": "false"}
     start = time.perf_counter()
     p = subprocess.Popen([binary], cwd=project, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     p.stdin.write(("\n".join(json.dumps(m) for m in (INIT, INITIALIZED, LIST)) + "\n").encode())
@@ -65,12 +70,13 @@ def one_run(binary, measure_rss=False):
 
 
 def main():
-    binary = sys.argv[1]
+    binary = os.path.abspath(sys.argv[1])
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+    expected = int(sys.argv[3]) if len(sys.argv) > 3 else 22
     times = []
     for _ in range(runs):
         ms, tools, _ = one_run(binary)
-        assert tools == 22, tools
+        assert tools == expected, tools
         times.append(ms)
     _, _, rss = one_run(binary, measure_rss=True)
     print(json.dumps({

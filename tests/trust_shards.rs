@@ -301,7 +301,7 @@ fn unproven_requests_never_make_us_ask_our_peers() {
 }
 
 #[test]
-fn a_peer_that_no_longer_qualifies_drops_the_updated_shard() {
+fn a_peer_that_no_longer_qualifies_neither_gets_nor_shows_the_update() {
     let mut m = Mesh::new();
     let a = m.add("A", true);
     let b = m.add("B", true);
@@ -310,8 +310,8 @@ fn a_peer_that_no_longer_qualifies_drops_the_updated_shard() {
     impression(&mut m, b, a, 0.9);
     let id = m.command(a, shard("secret-ish", 0.5)).unwrap()["shard_id"].as_str().unwrap().to_owned();
     assert_eq!(m.command(b, Command::ViewShards { tags: vec![], author: None }).unwrap()["count"], 1);
-    // B now trusts A less than the shard asks: the next version is still sent to B (it had the
-    // shard, though A's trust in B fell too), and B drops its copy.
+    // Both sides' trust fell below the shard's threshold: A does not send B the new version (its
+    // content is not for B any more), and B no longer shows the copy it holds (it lapses within the TTL).
     impression(&mut m, a, b, 0.1);
     impression(&mut m, b, a, 0.3);
     let args = ShardArgs { content: "secret-ish v2".into(), tags: vec!["topic:sol".into()], trust_threshold: 0.5, summary: None };

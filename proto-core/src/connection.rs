@@ -212,8 +212,10 @@ impl Node {
         self.persist(vec![change]);
         if existing.is_none() {
             self.emit(Event::ConnectionRequested { request_id: request_id.clone(), agent_id: id.to_string(), display_name: name });
-            self.start_trust_query(&request_id);
         }
+        // Whenever the stored request is proven (a signed request may replace an unproven one); it
+        // does nothing if a query already ran.
+        self.start_trust_query(&request_id);
         let mut answer = ConnectionAnswer {
             auto_accepted: false,
             agent_id: Some(self.me().to_owned()),
@@ -428,6 +430,8 @@ impl Node {
             peer_created_at: None,
             local: false,
         });
+        // A new URL is as local as whoever gave it; the same URL keeps what it had.
+        conn.local = if conn.url == peer.url { conn.local || local } else { local };
         conn.url = peer.url;
         conn.display_name = peer.display_name;
         conn.bio = peer.bio;
@@ -435,7 +439,6 @@ impl Node {
         conn.peer_created_at = peer.created_at;
         conn.speaks_v2 |= speaks_v2;
         conn.identity_verified |= verified || speaks_v2;
-        conn.local |= local;
         let change = Change::put(Table::Connections, &key, &*conn);
         self.persist(vec![change]);
         if is_new {

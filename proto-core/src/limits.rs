@@ -86,8 +86,8 @@ pub const TRUST_DELTA_DELIVERED: f64 = 0.001;
 pub const TRUST_DELTA_REPLIED: f64 = 0.02;
 /// Trust lost by a peer that refuses or cannot take a message we send it.
 pub const TRUST_DELTA_DELIVERY_FAILED: f64 = -0.005;
-/// Trust lost by a peer that signs a packet that is wrong (a trust answer about another subject or
-/// query, or with a score out of range). Forged or replayed packets *in* a peer's name move nothing:
+/// Trust lost by a peer that signs a wrong packet: an answer to our trust query with a score out of
+/// range. Forged or replayed packets *in* a peer's name move nothing:
 /// anyone can make them, so they say nothing about the peer.
 pub const TRUST_DELTA_FORGED: f64 = -0.2;
 /// How far a trusted peer's report moves our impression of its subject, times our trust in it.

@@ -14,7 +14,8 @@
 //! so later copies of it (from anyone) change nothing, and its summary is not shown.
 //!
 //! Caches expire [`SHARD_CACHE_TTL_S`] after the author last sent the shard; authors re-send their
-//! shards round-robin, at most [`SHARD_REFRESH_BATCH_MAX`] pushes per housekeeping tick, so a cached
+//! shards in rounds that start at most every [`SHARD_REFRESH_INTERVAL_MS`] (a quarter of the TTL),
+//! at most [`SHARD_REFRESH_BATCH_MAX`] pushes per housekeeping tick, so a cached
 //! shard lives as long as its author stays connected and trusting. Our own tombstones are re-sent the
 //! same way until the TTL has passed, then forgotten.
 //!
@@ -39,6 +40,9 @@ use crate::wire::{self, shard::ShardPush};
 
 /// Pushes the round-robin refresh may start in one housekeeping tick.
 pub const SHARD_REFRESH_BATCH_MAX: usize = 64;
+/// A refresh round starts at most this often (a quarter of the TTL), in milliseconds: each round
+/// costs every receiver a signature check and a commit per shard, so it is paced to the TTL.
+pub const SHARD_REFRESH_INTERVAL_MS: u64 = SHARD_CACHE_TTL_S * 1000 / 4;
 /// Shards pushed at once to a peer that just connected (the rest follow with the refresh).
 pub const SHARD_CONNECT_PUSH_MAX: usize = 64;
 
@@ -164,10 +168,12 @@ impl Node {
         self.shards.get(&key(self.me(), shard_id)).filter(|s| !s.deleted).cloned().ok_or_else(|| CommandError::NotFound(format!("No shard of yours with ID '{shard_id}'")))
     }
 
-    /// Stores our shard and pushes it to every qualifying peer and every peer that had it.
+    /// Stores our shard and pushes it to every qualifying peer; a deletion also goes to every peer
+    /// that had it. (An update never goes to a holder that no longer qualifies: its old copy lapses
+    /// within the TTL, since refreshes skip it.)
     fn store_and_sync(&mut self, mut shard: Shard) -> Value {
         let qualifying: Vec<String> = self.connections.keys().filter(|p| self.trust_of(p) >= shard.trust_threshold).cloned().collect();
-        let mut targets: Vec<String> = shard.sent_to.iter().filter(|p| self.connections.contains_key(*p)).cloned().collect();
+        let mut targets: Vec<String> = if shard.deleted { shard.sent_to.iter().filter(|p| self.connections.contains_key(*p)).cloned().collect() } else { Vec::new() };
         for q in &qualifying {
             if !targets.contains(q) {
                 targets.push(q.clone());
@@ -240,15 +246,23 @@ impl Node {
             }
         }
         if pairs.is_empty() {
+            self.shard_refresh_cursor = 0;
             return;
         }
+        if self.shard_refresh_cursor == 0 {
+            if self.now.mono_ms < self.shard_refresh_next_ms {
+                return;
+            }
+            self.shard_refresh_next_ms = self.now.mono_ms + SHARD_REFRESH_INTERVAL_MS;
+        }
+        let start = self.shard_refresh_cursor.min(pairs.len());
         let room = limits::OUTBOUND_IN_FLIGHT_MAX.saturating_sub(self.calls_in_flight()).min(SHARD_REFRESH_BATCH_MAX);
-        let start = self.shard_refresh_cursor % pairs.len();
-        for i in 0..room.min(pairs.len()) {
-            let (k, p) = pairs[(start + i) % pairs.len()].clone();
+        let end = (start + room).min(pairs.len());
+        for (k, p) in pairs[start..end].to_vec() {
             self.push_and_record(&k, &p);
         }
-        self.shard_refresh_cursor = start + room.min(pairs.len());
+        // A round ends when every pair had its turn; the next starts an interval after this one did.
+        self.shard_refresh_cursor = if end >= pairs.len() { 0 } else { end };
     }
 
     /// A new connection receives our live shards its trust qualifies for (the first

@@ -294,9 +294,13 @@ impl Node {
         if a.from_agent_id != peer || sign::verify_hex(conn.agent_id.key(), &answer_bytes(&a), &a.dm_signature_hex).is_err() {
             return Answer::Nothing;
         }
-        // From here on the peer signed what we read.
-        let in_range = a.score.is_none_or(|s| s.is_finite() && (-1.0..=1.0).contains(&s));
-        if a.to_agent_id != self.me() || a.subject_agent_id != p.agent_id.as_str() || a.query_id != query_id || !in_range {
+        // A genuine answer meant for another asker or query looks just like this when replayed, so a
+        // mismatch is no opinion, not misbehaviour.
+        if a.to_agent_id != self.me() || a.subject_agent_id != p.agent_id.as_str() || a.query_id != query_id {
+            return Answer::Nothing;
+        }
+        // Signed by the peer, for this very question, and out of range: that is the peer's doing.
+        if !a.score.is_none_or(|s| s.is_finite() && (-1.0..=1.0).contains(&s)) {
             return Answer::Misbehaved;
         }
         if check_fresh(self.now.wall_us, &a.timestamp).is_err() {
@@ -369,7 +373,7 @@ enum Answer {
     Opinion(f64),
     /// No opinion, or nothing usable (unreachable, unsigned, stale).
     Nothing,
-    /// Signed by the peer but wrong (another subject or query, a score out of range).
+    /// Signed by the peer for this question, with a score out of range.
     Misbehaved,
 }
 

@@ -413,6 +413,7 @@ impl Sim {
                     self.inject(target, Forgery::Replay, body);
                 }
             }
+            Action::Study(step) => self.study_step(step),
             Action::MeasureFrom => {
                 self.metrics.measure_from_us = Some(self.now);
                 self.trace.rec(self.now, NONE, Kind::Fault, NONE, 0, "delivery measured from here");

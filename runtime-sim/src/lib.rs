@@ -14,6 +14,7 @@
 //! - [`sim`], `delivery` and `agent`: the engine (event loop and drain; the path of a request;
 //!   agents, workload firings and faults).
 //! - [`bench`]: the benchmark.
+//! - [`trust_study`]: the trust propagation and Sybil resistance studies (scenarios, measures, plots).
 //!
 //! The same seed and options give the same trace byte for byte: all randomness derives from the one
 //! seed ([`rng`]), the queue breaks ties by scheduling order, and nothing iterates a hash map.
@@ -32,6 +33,7 @@ pub mod scenario;
 pub mod sim;
 pub mod topology;
 pub mod trace;
+pub mod trust_study;
 pub mod workload;
 
 pub use invariants::Violation;

@@ -20,7 +20,10 @@ const USAGE: &str = "usage:
                      [--loss P] [--burst P] [--latency-ms MIN..MAX] [--jitter-ms MS] [--cost-us US]
                      [--skew-ms MS] [--degree D|MIN..MAX] [--max-connections N] [--direct R] [--broadcast R]
                      [--health R] [--beacon R] [--churn R] [--adversary R] [--crash R] [--forward P] [--reply P]
-                     [--sabotage none|lose-replay]        (rates R are per node per simulated hour)
+                     [--sabotage none|lose-replay] [--policy weighted|plain]  (rates R are per node per simulated hour)
+                     trust studies (trust-propagation, sybil): [--sybils N] [--newcomers N] [--sybil-targets N]
+                     [--gateway-frac P] [--gateway-links N] [--gateway-trust P] [--trust-prob P] [--trust-range A..B]
+                     [--vouch-range A..B] [--single 0|1] [--window 10m] [--two-hop N] [--controls N] [--retry 30m] [--acquaint 10m]
   darkmatter-sim bench [--nodes N] [--seed S] [--duration 1h] [--timing]";
 
 fn main() -> ExitCode {
@@ -118,11 +121,19 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     }
     match result {
         Ok(report) => {
+            let study = sim.study_report();
             if let Some(dir) = &out_dir {
                 std::fs::create_dir_all(dir).map_err(|e| format!("{dir}: {e}"))?;
                 write_text(&format!("{dir}/metrics.csv"), &sim.metrics().csv())?;
                 let svg = sim.metrics().svg(&format!("{} ({} nodes, seed {})", opts.scenario, nodes, seed))?;
                 write_text(&format!("{dir}/metrics.svg"), &svg)?;
+                if let Some(st) = &study {
+                    write_text(&format!("{dir}/study.csv"), &st.asks_csv())?;
+                    write_text(&format!("{dir}/study.svg"), &st.svg(&format!("{} ({} nodes, seed {})", opts.scenario, nodes, seed))?)?;
+                }
+            }
+            if let Some(st) = &study {
+                print!("{}", st.text());
             }
             print_summary(&opts, &report, started.elapsed().as_secs_f64(), out_dir.as_deref());
             Ok(ExitCode::SUCCESS)
@@ -181,7 +192,8 @@ fn print_summary(o: &Options, r: &Report, wall: f64, out: Option<&str>) {
     println!("invariant checks   {} passed (inbox-once, authentic, limits, ack-after-commit, survives-restart, one-reply)", r.checks);
     println!("persisted replay   up to {} rows on one node", r.replay_rows_max);
     if let Some(dir) = out {
-        println!("output             {dir}/metrics.csv, {dir}/metrics.svg");
+        let study = if o.study.is_some() { format!(", {dir}/study.csv, {dir}/study.svg") } else { String::new() };
+        println!("output             {dir}/metrics.csv, {dir}/metrics.svg{study}");
     }
     println!("trace-hash: {}", r.trace_hash);
 }

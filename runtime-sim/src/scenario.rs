@@ -41,6 +41,8 @@ pub enum Action {
     Replay(usize),
     /// From now on, delivery ratios count toward the "after" figure.
     MeasureFrom,
+    /// A step of a trust study (`trust-propagation`, `sybil`): see [`crate::trust_study`].
+    Study(crate::trust_study::Step),
 }
 
 /// Deliberate harness bugs, to show that the invariant checkers catch them.
@@ -95,6 +97,10 @@ pub struct Options {
     pub min_delivery_after: Option<f64>,
     /// Command-line overrides given, in order (for the reproduction command).
     pub overrides: Vec<(String, String)>,
+    /// How every node combines its peers' answers to a trust query (`--policy weighted|plain`).
+    pub trust_policy: proto_core::TrustPolicy,
+    /// The trust study this run is, if any (its nodes beyond `--nodes`, its script, its measures).
+    pub study: Option<crate::trust_study::StudyConfig>,
 }
 
 impl Options {
@@ -121,12 +127,16 @@ impl Options {
             sabotage: Sabotage::None,
             min_delivery_after: None,
             overrides: Vec::new(),
+            trust_policy: proto_core::TrustPolicy::Weighted,
+            study: None,
         }
     }
 
     /// The command that reproduces this run.
     pub fn command_line(&self) -> String {
-        let mut s = format!("darkmatter-sim run {} --nodes {} --seed {} --duration {}", self.scenario, self.nodes, self.seed, format_duration(self.duration_us));
+        // A trust study adds newcomers and Sybils to the `--nodes` honest mesh.
+        let nodes = self.study.as_ref().map_or(self.nodes, |s| s.honest);
+        let mut s = format!("darkmatter-sim run {} --nodes {} --seed {} --duration {}", self.scenario, nodes, self.seed, format_duration(self.duration_us));
         for (k, v) in &self.overrides {
             s.push_str(&format!(" --{k} {v}"));
         }
@@ -171,6 +181,14 @@ impl Options {
             "crash" => self.workload.crash_per_hour = f()?,
             "forward" => self.workload.forward_prob = f()?,
             "reply" => self.workload.reply_prob = f()?,
+            "policy" => {
+                self.trust_policy = match value {
+                    "weighted" => proto_core::TrustPolicy::Weighted,
+                    "plain" => proto_core::TrustPolicy::PlainAverage,
+                    _ => return Err(format!("--policy: weighted or plain, not {value}")),
+                }
+            }
+            _ if self.study.is_some() && crate::trust_study::is_key(key) => crate::trust_study::apply(self, key, value)?,
             "sabotage" => {
                 self.sabotage = match value {
                     "none" => Sabotage::None,
@@ -250,6 +268,8 @@ pub fn catalog() -> Vec<Scenario> {
         Scenario { name: "clustered", about: "dense clusters joined by a few bridges; the bridges' side is partitioned", build: clustered, default_nodes: 200, default_duration_us: 900 * S },
         Scenario { name: "star", about: "everyone hangs on three anchors; one anchor crashes", build: star, default_nodes: 200, default_duration_us: 600 * S },
         Scenario { name: "trust", about: "two newcomers ask everyone; a third of the mesh likes one and dislikes the other, the rest ask their peers", build: trust, default_nodes: 40, default_duration_us: 180 * S },
+        Scenario { name: "trust-propagation", about: "newcomers vouched for by one trusted peer ask its neighbours and their neighbours; acceptance over time", build: crate::trust_study::propagation, default_nodes: 1000, default_duration_us: 4 * 3600 * S },
+        Scenario { name: "sybil", about: "colluding identities that vouch for each other ask honest nodes to connect, while vouched newcomers ask too", build: crate::trust_study::sybil, default_nodes: 1000, default_duration_us: 1200 * S },
         Scenario { name: "ordinary", about: "the benchmark load: 20-50 connections each, ordinary traffic", build: ordinary, default_nodes: 1000, default_duration_us: 3600 * S },
         Scenario { name: "handshake", about: "3 nodes: auto-accepted and hand-accepted handshakes", build: handshake, default_nodes: 3, default_duration_us: 20 * S },
         Scenario { name: "message", about: "3 nodes: a direct message, a reply, a broadcast", build: message, default_nodes: 3, default_duration_us: 30 * S },

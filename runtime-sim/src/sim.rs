@@ -220,6 +220,8 @@ pub struct Sim {
     pub(crate) scratch: Vec<Output>,
     pub(crate) setup: Duration,
     pub(crate) replay_rows_max: u32,
+    /// The trust study's bookkeeping, when the run is one.
+    pub(crate) study: Option<crate::trust_study::StudyState>,
 }
 
 impl Sim {
@@ -253,6 +255,7 @@ impl Sim {
             scratch: Vec::new(),
             setup: Duration::ZERO,
             replay_rows_max: 0,
+            study: opts.study.as_ref().map(|c| crate::trust_study::StudyState::new(c, seed)),
             opts,
         };
         for i in 0..n {
@@ -337,6 +340,7 @@ impl Sim {
             public_url: n.url.clone(),
             max_connections: n.max_connections,
             auto_accept_local: n.auto_accept,
+            trust_policy: self.opts.trust_policy,
             ..Config::default()
         }
     }
@@ -547,6 +551,9 @@ impl Sim {
     }
 
     fn on_event(&mut self, i: u32, e: Event, ctx: &mut Ctx) {
+        if self.study.is_some() {
+            self.study_event(i, &e);
+        }
         match e {
             Event::Connected { agent_id } => {
                 self.counters.connected_events += 1;

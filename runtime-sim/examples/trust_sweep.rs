@@ -427,7 +427,7 @@ fn propagation_plot(done: &[Done]) -> Result<String, String> {
             let mut line = Series::new(format!("{}: {} ({} requests)", v, class.name(), asked), palette[k % palette.len()], cumulative(&delays, asked as f64, minutes));
             // Two-hop dashed; earlier variants drawn wider so that coinciding curves stay visible.
             line.dashed = class == Class::TwoHop;
-            line.width = 2 + 2 * (variants.len() - 1 - k) as u32;
+            line.width = 2 + (variants.len() - 1 - k) as u32;
             series.push(line);
         }
     }

@@ -657,6 +657,20 @@ fn cpu_ticks(pid: u32) -> u64 {
     f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
 }
 
+/// CPU ticks per thread name of a process (`/proc/<pid>/task/*/stat`).
+fn thread_ticks(pid: u32) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    for t in tasks.flatten() {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let name = stat[open + 1..close].to_owned();
+        let f: Vec<u64> = stat[close + 1..].split_whitespace().map(|v| v.parse().unwrap_or(0)).collect();
+        *out.entry(name).or_insert(0) += f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    }
+    out
+}
+
 /// One pair under test: where B listens, who A is (its passport signs the envelopes, as A's own
 /// send would), how B's user consumes a message, and B's process for its memory.
 struct BenchPair {
@@ -836,6 +850,8 @@ struct BenchResult {
     hwm_kib: u64,
     /// CPU time per message during the throughput run, in µs: B, A.
     cpu_us_per_msg: (f64, f64),
+    /// B's CPU per message by thread during the throughput run, in µs.
+    b_threads: Vec<(String, f64)>,
 }
 
 /// Posts `reqs` back-to-back from `BENCH_CLIENTS` keep-alive connections. Each acknowledged index is
@@ -893,7 +909,7 @@ fn run_bench(mut pair: BenchPair) -> BenchResult {
     // B's user consumes every accepted message as soon as it is acknowledged.
     let ids: Vec<String> = (0..BENCH_MESSAGES).map(|i| format!("msg-{tag}{i:011x}")).collect();
     let reqs: Arc<Vec<Vec<u8>>> = Arc::new(ids.iter().enumerate().map(|(i, id)| pair.request(id, &BenchPair::content(i))).collect());
-    let (b_cpu0, a_cpu0) = (cpu_ticks(pair.b_pid), cpu_ticks(pair.a_pid));
+    let (b_cpu0, a_cpu0, b_threads0) = (cpu_ticks(pair.b_pid), cpu_ticks(pair.a_pid), thread_ticks(pair.b_pid));
     let start = Instant::now();
     let poster = {
         let (addr, reqs, acked) = (pair.b_addr, reqs.clone(), pair.b_user.tx.clone());
@@ -926,6 +942,9 @@ fn run_bench(mut pair: BenchPair) -> BenchResult {
     let drained = start.elapsed();
     let per_msg = |ticks: u64| ticks as f64 * 10_000.0 / BENCH_MESSAGES as f64;
     let cpu_us_per_msg = (per_msg(cpu_ticks(pair.b_pid) - b_cpu0), per_msg(cpu_ticks(pair.a_pid) - a_cpu0));
+    let mut b_threads: Vec<(String, f64)> =
+        thread_ticks(pair.b_pid).into_iter().map(|(name, t)| (name.clone(), per_msg(t.saturating_sub(b_threads0.get(&name).copied().unwrap_or(0))))).filter(|(_, us)| *us > 0.0).collect();
+    b_threads.sort_by(|x, y| y.1.total_cmp(&x.1));
     let (mut loaded, retries_429) = poster.join().unwrap();
     let elapsed = match elapsed {
         Some(e) => e,
@@ -978,6 +997,7 @@ fn run_bench(mut pair: BenchPair) -> BenchResult {
         rss_before_kib,
         hwm_kib,
         cpu_us_per_msg,
+        b_threads,
     }
 }
 
@@ -1001,6 +1021,8 @@ fn report(r: &BenchResult) {
         r.rss_before_kib,
         r.hwm_kib
     );
+    let threads: Vec<String> = r.b_threads.iter().map(|(n, us)| format!("{n} {us:.0} µs")).collect();
+    eprintln!("  B's CPU per message by thread: {}", threads.join(", "));
 }
 
 /// The benchmark. Run in release mode:
@@ -1020,12 +1042,23 @@ fn report(r: &BenchResult) {
 ///   hold 50. Figure = 2,000 / time until the last 200. Signing happens before the clock starts.
 ///   B does all its per-message work on this path: parse, checks, one signature verification,
 ///   replay record, persist, the `received` callback to A's webhook (0.5.3 awaits it before
-///   answering; the Rust node sends it after answering).
-/// - **latency**: 300 single messages, one at a time, POST to 200 on a keep-alive connection, B idle.
-/// - **memory**: B's `VmHWM` (peak resident set) from `/proc/<pid>/status` after both runs.
+///   answering; the Rust node sends it after answering). A 50-message warm-up, sent and consumed
+///   one at a time, precedes it.
+/// - **receive path alone**: 10 bursts of 50 (one inbox's worth) posted the same way and timed; the
+///   inbox is emptied between bursts off the clock.
+/// - **latency**: 300 single messages, one at a time, POST to 200 on a keep-alive connection, B idle
+///   with an empty inbox (each is consumed, off the clock, before the next).
+/// - **memory**: B's `VmHWM` (peak resident set) from `/proc/<pid>/status` after all of the above,
+///   and its `VmRSS` before the load.
+/// - **CPU**: user + system time of B and of A per message during the throughput run, and B's by
+///   thread (`/proc/<pid>/task/*/stat`), to show where the time goes.
+///
+/// The machine is shared: the load average at start and end is printed with the figures.
 #[test]
 #[ignore = "benchmark: run with --release -- --ignored --nocapture"]
 fn bench_signed_messages_rust_pair_vs_python_pair() {
+    let loadavg = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    eprintln!("load average at start: {}", loadavg());
     // DM_BENCH_ONLY=rust|python runs one pair (for looking at one side; no ratio then).
     let only = std::env::var("DM_BENCH_ONLY").unwrap_or_default();
     let rust = (only != "python").then(|| {
@@ -1040,6 +1073,7 @@ fn bench_signed_messages_rust_pair_vs_python_pair() {
         report(&r);
         r
     });
+    eprintln!("load average at end: {}", loadavg());
     let (Some(rust), Some(py)) = (rust, py) else { return };
     let ratio = rust.throughput / py.throughput;
     eprintln!("throughput ratio Rust / 0.5.3: {ratio:.1}x (target >= 50x); Rust throughput {:.0} msg/s (target >= 2000)", rust.throughput);

@@ -13,6 +13,8 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use proto_core::{Change, Passport, Table};
 use redb::{Database, ReadableTable, TableDefinition};
@@ -85,6 +87,9 @@ boxed_from!(redb::DatabaseError => Open, redb::TransactionError => Transaction, 
 pub struct Storage {
     db: Database,
     path: PathBuf,
+    /// Durable commits made by [`Storage::apply`] so far (shared, so a status view or a test can read
+    /// it while the core owns the storage).
+    commits: Arc<AtomicU64>,
 }
 
 fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static [u8]> {
@@ -109,7 +114,12 @@ impl Storage {
             txn.open_table(definition(table))?;
         }
         txn.commit()?;
-        Ok(Self { db, path: path.to_owned() })
+        Ok(Self { db, path: path.to_owned(), commits: Arc::default() })
+    }
+
+    /// A live count of the commits [`Storage::apply`] has made.
+    pub fn commit_counter(&self) -> Arc<AtomicU64> {
+        self.commits.clone()
     }
 
     /// The file this database lives in.
@@ -131,21 +141,29 @@ impl Storage {
         Ok(records)
     }
 
-    /// Applies one persist batch atomically and durably.
+    /// Applies one persist batch (or a group of them, in order) atomically and durably. Each table is
+    /// opened once; changes to one table keep their order, and tables are independent.
     pub fn apply(&self, changes: &[Change]) -> Result<(), StorageError> {
         let txn = self.db.begin_write()?;
-        for change in changes {
-            let mut t = txn.open_table(definition(change.table))?;
-            match &change.value {
-                Some(bytes) => {
-                    t.insert(change.key.as_str(), bytes.as_slice())?;
-                }
-                None => {
-                    t.remove(change.key.as_str())?;
+        for table in Table::ALL {
+            let mut mine = changes.iter().filter(|c| c.table == table).peekable();
+            if mine.peek().is_none() {
+                continue;
+            }
+            let mut t = txn.open_table(definition(table))?;
+            for change in mine {
+                match &change.value {
+                    Some(bytes) => {
+                        t.insert(change.key.as_str(), bytes.as_slice())?;
+                    }
+                    None => {
+                        t.remove(change.key.as_str())?;
+                    }
                 }
             }
         }
         txn.commit()?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }

@@ -5,7 +5,8 @@
 //! ## Threads
 //! - **`dm-core`** owns the node, the redb database and the clocks ([`driver`]). It is the only
 //!   place that reads time; it commits every persist batch before carrying out what follows it, so a
-//!   message is acknowledged (HTTP 200) only once it is on disk.
+//!   message is acknowledged (HTTP 200) only once it is on disk. Inputs that queue up while it works
+//!   are handled together and their persists share one commit (group commit: one fsync per batch).
 //! - **`dm-net`** runs a smol executor with the peer HTTP server ([`server`]), the LAN beacon sender
 //!   and listener and the periodic localhost scan ([`discovery`]), and the tasks that run outbound
 //!   calls ([`client`]) on smol's blocking pool, at most [`driver::TRANSMITS_CONCURRENT_MAX`] at once.

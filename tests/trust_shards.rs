@@ -2,7 +2,7 @@
 //! and §Memory, driven through in-memory nodes.
 
 use darkmatter_tests::harness::Mesh;
-use proto_core::limits::{TRUST_NEGATIVE_TIMEOUT_S, TRUST_QUERY_FANOUT_MAX};
+use proto_core::limits::{TRUST_ANSWER_MIN, TRUST_NEGATIVE_TIMEOUT_S, TRUST_QUERY_FANOUT_MAX};
 use proto_core::{Command, Config, Event, SendArgs, ShardArgs, Targets};
 use quickcheck::quickcheck;
 use serde_json::{json, Map, Value};
@@ -85,12 +85,15 @@ fn opinions_of_untrusted_peers_count_for_nothing() {
 
 #[test]
 fn impressions_are_answered_only_to_connected_peers_we_do_not_distrust() {
-    let (mut m, a, b, c) = vouched(Config { trust_accept_min: None, trust_reject_max: None, ..Config::default() });
-    // B distrusts A: A's question goes unanswered.
-    impression(&mut m, b, a, -0.1);
-    connect(&mut m, c, a);
-    let t = m.command(a, Command::ListPending).unwrap()["requests"][0]["peer_trust"].clone();
-    assert_eq!((t["asked"].as_u64(), t["opinions"].as_array().unwrap().len()), (Some(1), 0));
+    // B's impression of A at the edge is answered; a hair below it, A's question goes unanswered.
+    for (b_trusts_a, answers) in [(TRUST_ANSWER_MIN, 1), (TRUST_ANSWER_MIN - 1e-6, 0), (-0.5, 0)] {
+        let (mut m, a, b, c) = vouched(Config { trust_accept_min: None, trust_reject_max: None, ..Config::default() });
+        impression(&mut m, b, a, b_trusts_a);
+        connect(&mut m, c, a);
+        let t = m.command(a, Command::ListPending).unwrap()["requests"][0]["peer_trust"].clone();
+        assert_eq!((t["asked"].as_u64(), t["opinions"].as_array().unwrap().len()), (Some(1), answers), "B trusts A {b_trusts_a}");
+    }
+    let (mut m, _, b, c) = vouched(Config::default());
     // And 0.5.3's unauthenticated query is refused outright.
     let path = format!("/__darkmatter__/impression/{}", m.id(c));
     let (s, _) = m.inject(b, proto_core::Method::Get, &path, b"", "203.0.113.7".parse().unwrap());

@@ -96,8 +96,10 @@ pub const TRUST_REPORT_WEIGHT: f64 = 0.1;
 pub const TRUST_QUERY_FANOUT_MAX: usize = 8;
 /// How long a trust query may take, in milliseconds.
 pub const TRUST_QUERY_TIMEOUT_MS: u64 = 3_000;
-/// We answer trust queries only from connected peers we trust at least this much (neutral).
-pub const TRUST_ANSWER_MIN: f64 = 0.0;
+/// We answer trust queries only from connected peers we trust at least this much: anyone we do not
+/// count as negative (see [`TRUST_NEGATIVE_MARGIN`]). Not 0.0: one failed delivery
+/// ([`TRUST_DELTA_DELIVERY_FAILED`]) would then silence a peer's answers to a good neighbour.
+pub const TRUST_ANSWER_MIN: f64 = -0.05;
 /// Default auto-accept threshold of the combined peer opinion.
 pub const TRUST_ACCEPT_MIN_DEFAULT: f64 = 0.5;
 /// Default auto-reject threshold of the combined peer opinion.

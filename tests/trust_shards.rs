@@ -2,7 +2,7 @@
 //! and §Memory, driven through in-memory nodes.
 
 use darkmatter_tests::harness::Mesh;
-use proto_core::limits::{TRUST_ANSWER_MIN, TRUST_NEGATIVE_TIMEOUT_S, TRUST_QUERY_FANOUT_MAX};
+use proto_core::limits::{PENDING_REQUESTS_MAX, TRUST_ANSWER_MIN, TRUST_NEGATIVE_TIMEOUT_S, TRUST_QUERY_FANOUT_MAX};
 use proto_core::{Command, Config, Event, SendArgs, ShardArgs, Targets};
 use quickcheck::quickcheck;
 use serde_json::{json, Map, Value};
@@ -98,6 +98,61 @@ fn impressions_are_answered_only_to_connected_peers_we_do_not_distrust() {
     let path = format!("/__darkmatter__/impression/{}", m.id(c));
     let (s, _) = m.inject(b, proto_core::Method::Get, &path, b"", "203.0.113.7".parse().unwrap());
     assert_eq!(s, 403);
+}
+
+/// A (policy off, so requests wait) trusts B; `n` non-local requesters ask A, each vouched for by B
+/// when `vouched`. Returns the mesh, A, B and the requesters.
+fn full_queue(n: usize, vouched: bool) -> (Mesh, usize, usize, Vec<usize>) {
+    let mut m = Mesh::new();
+    let a = m.add_with("A", true, Config { trust_accept_min: None, trust_reject_max: None, ..Config::default() });
+    let b = m.add("B", true);
+    connect(&mut m, b, a);
+    impression(&mut m, a, b, 0.8);
+    let mut requesters = Vec::new();
+    for i in 0..n {
+        let c = m.add(&format!("C{i}"), false);
+        if vouched {
+            impression(&mut m, b, c, 0.9);
+        }
+        assert_eq!(connect(&mut m, c, a)["status"], "pending");
+        m.advance(1);
+        requesters.push(c);
+    }
+    (m, a, b, requesters)
+}
+
+fn waiting(m: &mut Mesh, at: usize) -> Vec<String> {
+    let pending = m.command(at, Command::ListPending).unwrap();
+    pending["requests"].as_array().unwrap().iter().map(|r| r["agent_id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn requests_our_peers_vouch_for_are_never_displaced_from_a_full_queue() {
+    let (mut m, a, _, cs) = full_queue(PENDING_REQUESTS_MAX, true);
+    let d = m.add("D", false);
+    assert!(connect_result(&mut m, d, a).is_err(), "nothing to displace: D is refused");
+    let w = waiting(&mut m, a);
+    assert_eq!(w.len(), PENDING_REQUESTS_MAX);
+    assert!(!w.contains(&m.id(d)) && w.contains(&m.id(cs[0])));
+}
+
+#[test]
+fn a_vouched_newcomer_displaces_the_oldest_unvouched_request() {
+    let (mut m, a, b, cs) = full_queue(PENDING_REQUESTS_MAX, false);
+    let d = m.add("D", false);
+    impression(&mut m, b, d, 0.9);
+    assert_eq!(connect(&mut m, d, a)["status"], "pending");
+    let w = waiting(&mut m, a);
+    assert_eq!(w.len(), PENDING_REQUESTS_MAX);
+    assert!(w.contains(&m.id(d)) && !w.contains(&m.id(cs[0])) && w.contains(&m.id(cs[1])));
+    let pending = m.command(a, Command::ListPending).unwrap();
+    let mine = pending["requests"].as_array().unwrap().iter().find(|r| r["agent_id"] == m.id(d).as_str()).unwrap().clone();
+    assert_eq!(mine["peer_trust"]["score"], 0.9, "B's vouch is on record for the agent");
+}
+
+fn connect_result(m: &mut Mesh, from: usize, to: usize) -> Result<Value, proto_core::CommandError> {
+    let url = m.peers[to].url.clone();
+    m.command(from, Command::Connect { target_url: url })
 }
 
 #[test]

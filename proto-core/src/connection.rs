@@ -34,14 +34,6 @@ use crate::url;
 use crate::wire::connection::{Ack, ConnectionAccepted, ConnectionAnswer, ConnectionProof, ConnectionRequest, Disconnect};
 use crate::wire::{self, ErrorBody};
 
-/// Parses a peer-supplied id and its optional key field, binding one to the other.
-pub(crate) fn bind_identity(agent_id: &str, key_hex: Option<&str>) -> Result<AgentId, Refusal> {
-    let id = AgentId::parse(agent_id).map_err(|e| Refusal::Invalid(e.to_string()))?;
-    match key_hex {
-        Some(k) if !k.is_empty() && k != agent_id => Err(Refusal::Unauthorized("Public key must match agent_id".to_owned())),
-        _ => Ok(id),
-    }
-}
 
 /// Checks a timestamp we were given for freshness.
 pub(crate) fn check_fresh(now_us: i64, stamp: &str) -> Result<i64, Refusal> {
@@ -129,7 +121,7 @@ impl Node {
         if !missing.is_empty() {
             return Err(Refusal::MissingFields(missing.join(", ")));
         }
-        let id = bind_identity(&req.from_agent_id, req.from_agent_public_key_hex.as_deref())?;
+        let id = self.bind_identity(&req.from_agent_id, req.from_agent_public_key_hex.as_deref())?;
         let claimed = url::validate(&req.from_agent_url).map_err(Refusal::Invalid)?;
         if id == *self.passport.agent_id() {
             return Err(Refusal::Invalid("Cannot connect to yourself".to_owned()));
@@ -171,9 +163,7 @@ impl Node {
     fn queue_pending(&mut self, id: AgentId, details: PeerDetails, speaks_v2: bool, source_local: bool) -> Result<Vec<u8>, Refusal> {
         let existing = self.pending_in.values().find(|p| p.agent_id == id).cloned();
         if existing.is_none() && self.pending_in.len() >= PENDING_REQUESTS_MAX {
-            let victim = self.pending_victim(speaks_v2).ok_or_else(|| Refusal::Limited("Too many pending requests".to_owned()))?;
-            self.pending_in.remove(&victim);
-            self.persist(vec![Change::delete(Table::PendingIn, &victim)]);
+            return Err(Refusal::Limited("Too many pending requests".to_owned()));
         }
         let request_id = match &existing {
             Some(p) => p.request_id.clone(),
@@ -231,19 +221,6 @@ impl Node {
             self.sign_answer(&mut answer, &id, "pending");
         }
         Ok(wire::encode(&answer))
-    }
-
-    /// The pending request a new one may take the place of when the queue is full, so that a flood of
-    /// requests nobody vouches for cannot lock out a newcomer our peers know: the oldest unproven
-    /// request; or, for a new request that proved its key, else the oldest proven one whose peer
-    /// query finished without a positive opinion. Requests our peers vouch for, or whose query is
-    /// still running, are never displaced; with none displaceable the new request is refused.
-    fn pending_victim(&self, new_is_proven: bool) -> Option<String> {
-        let displaceable = |p: &PendingIn| {
-            let unvouched = p.peer_trust.as_ref().is_some_and(|t| t.complete() && t.score.is_none_or(|s| s <= 0.0));
-            !p.identity_verified || (new_is_proven && unvouched)
-        };
-        self.pending_in.values().filter(|p| displaceable(p)).min_by_key(|p| (p.identity_verified, p.requested_us, p.request_id.as_str())).map(|p| p.request_id.clone())
     }
 
     fn drop_pending_from(&mut self, id: &AgentId) {
@@ -313,7 +290,7 @@ impl Node {
         if proof.public_key_hex != proof.agent_id {
             return Err(Refusal::Invalid("Public key must match agent_id".to_owned()));
         }
-        let id = bind_identity(&proof.agent_id, None)?;
+        let id = self.bind_identity(&proof.agent_id, None)?;
         let Some(pending) = self.pending_in.values_mut().find(|p| p.challenge_id == proof.challenge_id && p.agent_id == id) else {
             return Err(Refusal::NotFound("No matching pending request for this challenge".to_owned()));
         };
@@ -351,7 +328,7 @@ impl Node {
         if !missing.is_empty() {
             return Err(Refusal::MissingFields(missing.join(", ")));
         }
-        let id = bind_identity(&acc.agent_id, acc.agent_public_key_hex.as_deref())?;
+        let id = self.bind_identity(&acc.agent_id, acc.agent_public_key_hex.as_deref())?;
         url::validate(&acc.agent_url).map_err(Refusal::Invalid)?;
         // Every pending outbound request records who answered it; only that agent may accept it.
         let Some(key) = self.pending_out.iter().find(|(_, p)| p.agent_id.as_ref() == Some(&id)).map(|(k, _)| k.clone()) else {
@@ -535,7 +512,7 @@ impl Node {
         }
         let answer: ConnectionAnswer = wire::decode(&resp.body).map_err(|e| CommandError::Peer(format!("Peer sent an invalid answer: {e}")))?;
         let agent_id = answer.agent_id.as_deref().ok_or_else(|| CommandError::Peer("Peer's answer has no agent_id".to_owned()))?;
-        let id = bind_identity(agent_id, answer.agent_public_key_hex.as_deref()).map_err(|e| CommandError::Peer(e.to_string()))?;
+        let id = self.bind_identity(agent_id, answer.agent_public_key_hex.as_deref()).map_err(|e| CommandError::Peer(e.to_string()))?;
         if id == *self.passport.agent_id() {
             return Err(CommandError::InvalidArgument("That URL is this node".to_owned()));
         }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::identity::{truncate_chars, AgentId};
+use crate::identity::truncate_chars;
 use crate::limits::FRESHNESS_WINDOW_S;
 use crate::node::Node;
 use crate::sign::{self, DOMAIN_LAN_BEACON};
@@ -138,7 +138,7 @@ impl Node {
         if b.proto != "darkmatter" || b.agent_id == self.me() || b.public_key_hex != b.agent_id {
             return;
         }
-        let Ok(id) = AgentId::parse(&b.agent_id) else { return };
+        let Ok(id) = self.agent_id(&b.agent_id) else { return };
         if !is_fresh(self.now.wall_us, b.ts.saturating_mul(1_000_000), FRESHNESS_WINDOW_S) {
             return;
         }

@@ -105,6 +105,43 @@ impl<'de> Deserialize<'de> for AgentId {
     }
 }
 
+/// Agent ids parsed lately that name no connection, kept so that a peer heard from again (a LAN
+/// neighbour's beacons, the later steps of a handshake) costs a comparison instead of a point
+/// decompression. Parsing is a pure function of the text, so a hit answers exactly what a parse
+/// would; only valid ids are kept. Bounded: when full, the oldest entry is replaced.
+#[derive(Clone, Debug, Default)]
+pub struct KeyCache {
+    ids: Vec<AgentId>,
+    next: usize,
+    parses: u64,
+}
+
+/// Entries a [`KeyCache`] holds: a LAN segment's beacons and a few handshakes in flight.
+pub const KEY_CACHE_MAX: usize = 16;
+
+impl KeyCache {
+    /// The id `text` names, from the cache or parsed (and then cached).
+    pub fn parse(&mut self, text: &str) -> Result<AgentId, IdentityError> {
+        if let Some(id) = self.ids.iter().find(|id| id.hex == text) {
+            return Ok(id.clone());
+        }
+        self.parses += 1;
+        let id = AgentId::parse(text)?;
+        if self.ids.len() < KEY_CACHE_MAX {
+            self.ids.push(id.clone());
+        } else {
+            self.ids[self.next] = id.clone();
+            self.next = (self.next + 1) % KEY_CACHE_MAX;
+        }
+        Ok(id)
+    }
+
+    /// Parses performed (cache misses) so far.
+    pub fn parses(&self) -> u64 {
+        self.parses
+    }
+}
+
 /// The node's own key pair. The file form is 0.5.3's `.darkmatter/passport.key`: the lowercase hex of
 /// the 32-byte seed and a newline.
 pub struct Passport {
@@ -180,6 +217,22 @@ mod tests {
         assert_eq!(AgentId::parse(&id[..63]), Err(IdentityError::NotAKey));
         assert_eq!(AgentId::parse(&"a".repeat(AGENT_ID_BYTES_MAX)), Err(IdentityError::NotAKey));
         assert_eq!(AgentId::parse(&"a".repeat(AGENT_ID_BYTES_MAX + 1)), Err(IdentityError::TooLong));
+    }
+
+    #[test]
+    fn key_cache_answers_as_parse_does() {
+        let mut cache = KeyCache::default();
+        let ids: Vec<String> = (0..KEY_CACHE_MAX as u8 + 3).map(|i| Passport::from_seed([i; 32]).agent_id().as_str().to_owned()).collect();
+        for round in 0..2 {
+            for id in &ids {
+                assert_eq!(cache.parse(id), AgentId::parse(id), "round {round}");
+            }
+        }
+        assert_eq!(cache.parse(&ids[0][..63]), Err(IdentityError::NotAKey));
+        assert_eq!(cache.parse(&ids[0].to_uppercase()), Err(IdentityError::NotAKey));
+        let before = cache.parses();
+        cache.parse(&ids[ids.len() - 1]).unwrap();
+        assert_eq!(cache.parses(), before, "a recent id is a hit");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use core::net::IpAddr;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::connection::{bind_identity, check_fresh};
+use crate::connection::check_fresh;
 use crate::error::{CommandError, Refusal};
 use crate::io::{CommandId, Event, HttpResponse, InboundRequest, Method};
 use crate::limits::{self, CONTENT_CHARS_MAX, HOPS_MAX, ID_BYTES_MAX, INBOX_MAX, METADATA_BYTES_MAX, NOTE_CHARS_MAX, RESPONSES_PER_SENT_MAX, SENT_MAX, UPDATES_PER_SENT_MAX};
@@ -206,7 +206,7 @@ impl Node {
         // a verification.
         let id = match self.connections.get(&env.from_agent_id) {
             Some(conn) if env.from_public_key_hex.as_deref().is_none_or(|k| k == env.from_agent_id) => conn.agent_id.clone(),
-            _ => bind_identity(&env.from_agent_id, env.from_public_key_hex.as_deref())?,
+            _ => self.bind_identity(&env.from_agent_id, env.from_public_key_hex.as_deref())?,
         };
         if id == *self.passport.agent_id() {
             return Err(Refusal::Unauthorized("Message claims to be from this node".to_owned()));
@@ -421,7 +421,7 @@ impl Node {
             }
             return Ok(false);
         };
-        let id = bind_identity(&u.agent_id, None)?;
+        let id = self.bind_identity(&u.agent_id, None)?;
         let stamp = u.timestamp.as_deref().unwrap_or("");
         let stamp_us = check_fresh(self.now.wall_us, stamp)?;
         let bytes = webhook_v2_bytes(&u.kind, id.as_str(), message_id, u.target_agent_id.as_deref(), u.note.as_deref(), stamp);
@@ -454,7 +454,7 @@ impl Node {
         if text.chars().count() > CONTENT_CHARS_MAX {
             return Err(Refusal::ContentTooLong(CONTENT_CHARS_MAX));
         }
-        let id = bind_identity(&u.agent_id, u.from_public_key_hex.as_deref())?;
+        let id = self.bind_identity(&u.agent_id, u.from_public_key_hex.as_deref())?;
         let stamp_us = check_fresh(self.now.wall_us, stamp)?;
         let bytes = sign::legacy_message_bytes(id.as_str(), message_id, stamp, text).map_err(|e| Refusal::Invalid(e.to_string()))?;
         sign::verify_hex(id.key(), &bytes, sig).map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;

@@ -13,7 +13,7 @@ use rand_core::{RngCore, SeedableRng};
 use serde_json::Value;
 
 use crate::error::{CommandError, Refusal};
-use crate::identity::Passport;
+use crate::identity::{AgentId, KeyCache, Passport};
 use crate::io::{CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, OutboundId, Output, Reply, Transmit};
 use crate::limits::{self, RateLimit, RateWindow};
 use crate::replay::ReplayCache;
@@ -111,6 +111,7 @@ pub struct Node {
     pub(crate) shard_refresh_cursor: usize,
     pub(crate) shard_refresh_next_ms: u64,
     pub(crate) replay: ReplayCache,
+    pub(crate) keys: KeyCache,
     pub(crate) rate_global: RateWindow,
     pub(crate) rate_peers: BTreeMap<String, RateWindow>,
     pub(crate) calls: BTreeMap<OutboundId, Call>,
@@ -274,6 +275,7 @@ impl Node {
             shard_refresh_cursor: 0,
             shard_refresh_next_ms: now.mono_ms + crate::shard::SHARD_REFRESH_INTERVAL_MS,
             replay: ReplayCache::default(),
+            keys: KeyCache::default(),
             rate_global: RateWindow::default(),
             rate_peers: BTreeMap::new(),
             calls: BTreeMap::new(),
@@ -503,6 +505,29 @@ impl Node {
     /// Whether the node is inactive (refuses requests and messages with 503).
     pub(crate) fn is_inactive(&self) -> bool {
         matches!(self.profile.inactive_until_us, Some(until) if self.now.wall_us < until)
+    }
+
+    /// The id `text` names: a connection's (already parsed), else from the key cache or parsed.
+    pub(crate) fn agent_id(&mut self, text: &str) -> Result<AgentId, crate::error::IdentityError> {
+        match self.connections.get(text) {
+            Some(conn) => Ok(conn.agent_id.clone()),
+            None => self.keys.parse(text),
+        }
+    }
+
+    /// Parses a peer-supplied id and its optional key field, binding one to the other.
+    pub(crate) fn bind_identity(&mut self, agent_id: &str, key_hex: Option<&str>) -> Result<AgentId, Refusal> {
+        let id = self.agent_id(agent_id).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        match key_hex {
+            Some(k) if !k.is_empty() && k != agent_id => Err(Refusal::Unauthorized("Public key must match agent_id".to_owned())),
+            _ => Ok(id),
+        }
+    }
+
+    /// Agent-id parses (point decompressions) this node has performed on peers' ids: ids of
+    /// connections and of recently seen agents are not parsed again.
+    pub fn key_parses(&self) -> u64 {
+        self.keys.parses()
     }
 
     pub(crate) fn me(&self) -> &str {

@@ -24,7 +24,7 @@
 
 use serde_json::{json, Value};
 
-use crate::connection::{bind_identity, check_fresh, sig_key};
+use crate::connection::{check_fresh, sig_key};
 use crate::error::{CommandError, Refusal};
 use crate::identity::truncate_chars;
 use crate::io::Method;
@@ -303,7 +303,7 @@ impl Node {
             validate(&p.content, &p.tags, p.trust_threshold, p.summary.as_deref())
                 .map_err(|e| if p.content.chars().count() > CONTENT_CHARS_MAX { Refusal::ContentTooLong(CONTENT_CHARS_MAX) } else { Refusal::Invalid(e) })?;
         }
-        let author = bind_identity(&p.author_agent_id, None)?;
+        let author = self.bind_identity(&p.author_agent_id, None)?;
         if author == *self.passport.agent_id() {
             return Err(Refusal::Invalid("That shard is ours".to_owned()));
         }

@@ -9,9 +9,9 @@
 
 use serde_json::{json, Value};
 
-use crate::connection::{bind_identity, check_fresh, sig_key};
+use crate::connection::{check_fresh, sig_key};
 use crate::error::{CommandError, Refusal};
-use crate::identity::{truncate_chars, AgentId};
+use crate::identity::truncate_chars;
 use crate::io::{Event, HttpResponse, Method};
 use crate::limits::{
     self, RateLimit, IMPRESSIONS_MAX, NOTE_CHARS_MAX, RATE_GLOBAL_DEFAULT, RATE_PER_PEER_DEFAULT, TRUST_ANSWER_MIN, TRUST_CONFIDENCE_MIN, TRUST_NEGATIVE_MARGIN, TRUST_NEGATIVE_TIMEOUT_S,
@@ -151,7 +151,7 @@ impl Node {
     }
 
     pub(crate) fn cmd_set_impression(&mut self, agent_id: &str, score: f64, note: Option<String>) -> Result<Value, CommandError> {
-        AgentId::parse(agent_id).map_err(|e| CommandError::InvalidArgument(e.to_string()))?;
+        self.agent_id(agent_id).map_err(|e| CommandError::InvalidArgument(e.to_string()))?;
         if !score.is_finite() || !(-1.0..=1.0).contains(&score) {
             return Err(CommandError::InvalidArgument("score must be within -1.0..1.0".to_owned()));
         }
@@ -203,7 +203,7 @@ impl Node {
         if self.trust_of(&q.from_agent_id) < TRUST_ANSWER_MIN {
             return Err(Refusal::Unauthorized("Not answered: this node does not trust the asker".to_owned()));
         }
-        let subject = bind_identity(&q.subject_agent_id, None)?;
+        let subject = self.bind_identity(&q.subject_agent_id, None)?;
         let replay = sig_key("trust-query", &q.dm_signature_hex);
         self.record_replay(&replay, stamp_us)?;
         let change = self.replay_change(&replay);
@@ -355,11 +355,13 @@ impl Node {
     /// [`TRUST_NEGATIVE_TIMEOUT_S`], telling each peer with a signed notice.
     pub(crate) fn auto_disconnect(&mut self) {
         let cutoff = self.now.wall_us - TRUST_NEGATIVE_TIMEOUT_S as i64 * 1_000_000;
+        // Walks the impressions, not the connections: most have no negative mark, and this runs on
+        // every housekeeping tick. Both maps are keyed by agent id, so the order is the same.
         let stale: Vec<String> = self
-            .connections
-            .keys()
-            .filter(|id| self.impressions.get(*id).and_then(|i| i.negative_since_us).is_some_and(|since| since <= cutoff))
-            .cloned()
+            .impressions
+            .iter()
+            .filter(|(id, i)| i.negative_since_us.is_some_and(|since| since <= cutoff) && self.connections.contains_key(*id))
+            .map(|(id, _)| id.clone())
             .collect();
         for id in stale {
             self.disconnect(&id, "Auto-disconnected: impression negative for over an hour.");

@@ -434,11 +434,9 @@ impl Sim {
 
     /// Node `i` crashes: its memory is gone, its disk stays. Restarts after `down_us` (0: never).
     pub(crate) fn crash(&mut self, i: u32, down_us: u64, move_on_restart: bool) {
+        let Some(gone) = self.nodes[i as usize].node.take() else { return };
+        self.key_parses_gone += gone.key_parses();
         let n = &mut self.nodes[i as usize];
-        if n.node.is_none() {
-            return;
-        }
-        n.node = None;
         n.inc += 1;
         n.timer_at = None;
         n.busy_until = self.now;

@@ -188,6 +188,8 @@ pub struct Report {
     pub replay_rows_max: u32,
     /// Timing inside the core, if asked.
     pub timing: Option<Timing>,
+    /// Agent-id parses (point decompressions) of peers' ids the nodes performed.
+    pub key_parses: u64,
     /// After address moves: (connections whose stored URL is not the peer's current one, all
     /// connections), read from what the nodes persisted.
     pub stale_links: Option<(u64, u64)>,
@@ -220,6 +222,8 @@ pub struct Sim {
     pub(crate) scratch: Vec<Output>,
     pub(crate) setup: Duration,
     pub(crate) replay_rows_max: u32,
+    /// Agent-id parses done by node instances that crashed (their counters went with them).
+    pub(crate) key_parses_gone: u64,
     /// The trust study's bookkeeping, when the run is one.
     pub(crate) study: Option<crate::trust_study::StudyState>,
 }
@@ -255,6 +259,7 @@ impl Sim {
             scratch: Vec::new(),
             setup: Duration::ZERO,
             replay_rows_max: 0,
+            key_parses_gone: 0,
             study: opts.study.as_ref().map(|c| crate::trust_study::StudyState::new(c, seed)),
             opts,
         };
@@ -397,6 +402,7 @@ impl Sim {
             queue_peak: self.queue.peak(),
             replay_rows_max: self.replay_rows_max,
             timing: self.timing.clone(),
+            key_parses: self.key_parses_gone + self.nodes.iter().filter_map(|n| n.node.as_ref()).map(Node::key_parses).sum::<u64>(),
             stale_links: (self.counters.moves > 0).then(|| self.stale_links()),
         })
     }

@@ -153,18 +153,23 @@ impl Node {
     ) -> (Self, usize) {
         let mut skipped = 0;
         let mut profile = None;
+        let mut profile_unreadable = false;
         let mut rest = Vec::new();
         for (table, key, value) in records {
             if table == Table::Profile {
                 match store::decode::<Profile>(&value) {
                     Ok(p) => profile = Some(p),
-                    Err(_) => skipped += 1,
+                    Err(_) => {
+                        skipped += 1;
+                        profile_unreadable = true;
+                    }
                 }
             } else {
                 rest.push((table, key, value));
             }
         }
-        let fresh = profile.is_none();
+        // A stored profile this build cannot read (a newer build's) is not overwritten at start-up.
+        let fresh = profile.is_none() && !profile_unreadable;
         let mut profile = profile.unwrap_or_else(|| Profile {
             display_name: config.display_name.clone(),
             bio: config.bio.clone(),
@@ -212,7 +217,7 @@ impl Node {
         (node, skipped)
     }
 
-    fn restore_record(&mut self, table: Table, key: String, value: &[u8]) -> Result<(), postcard::Error> {
+    fn restore_record(&mut self, table: Table, key: String, value: &[u8]) -> Result<(), store::RecordError> {
         match table {
             Table::Profile => {}
             Table::Connections => {

@@ -81,10 +81,9 @@ pub struct Change {
 }
 
 impl Change {
-    /// A put of a record.
-    pub fn put<T: Serialize>(table: Table, key: &str, value: &T) -> Self {
-        let bytes = postcard::to_allocvec(value).expect("records always serialise");
-        Self { table, key: key.to_owned(), value: Some(bytes) }
+    /// A put of a record (its schema version byte, then postcard).
+    pub fn put<T: Record>(table: Table, key: &str, value: &T) -> Self {
+        Self { table, key: key.to_owned(), value: Some(encode(value)) }
     }
 
     /// A delete.
@@ -93,10 +92,75 @@ impl Change {
     }
 }
 
-/// Decodes a record read back from storage.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, postcard::Error> {
-    postcard::from_bytes(bytes)
+/// A kind of record the node stores.
+///
+/// Every stored value is one byte of schema version followed by the record in postcard. postcard is
+/// not self-describing, so a field added to a record makes bytes written before unreadable: each
+/// change of layout bumps [`Record::VERSION`] and teaches [`Record::upgrade`] the old layout, and a
+/// node restored from an older build's state loses nothing.
+pub trait Record: Serialize + DeserializeOwned {
+    /// The layout this build writes.
+    const VERSION: u8 = 1;
+
+    /// Reads `body` written under an older `version`. Types that never changed layout know none.
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, RecordError> {
+        let _ = body;
+        Err(RecordError::NoUpgrade { version })
+    }
 }
+
+/// Why a stored record could not be read. Such a record is skipped at restore and left on disk
+/// untouched, so the build that wrote it can still read it.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The value is empty: not even a version byte.
+    #[error("empty record")]
+    Empty,
+    /// Written by a newer build than this one.
+    #[error("record version {version} is newer than this build's {known}")]
+    Newer {
+        /// The version found.
+        version: u8,
+        /// The newest this build knows.
+        known: u8,
+    },
+    /// An older version this build has no upgrade for.
+    #[error("record version {version} has no upgrade")]
+    NoUpgrade {
+        /// The version found.
+        version: u8,
+    },
+    /// The bytes do not decode as their version's layout.
+    #[error("record does not decode: {0}")]
+    Corrupt(#[from] postcard::Error),
+}
+
+/// Encodes a record for storage: version byte, then postcard.
+pub fn encode<T: Record>(value: &T) -> Vec<u8> {
+    postcard::to_extend(value, vec![T::VERSION]).expect("records always serialise")
+}
+
+/// Decodes a record read back from storage, upgrading an older layout.
+pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, RecordError> {
+    let (&version, body) = bytes.split_first().ok_or(RecordError::Empty)?;
+    match version.cmp(&T::VERSION) {
+        std::cmp::Ordering::Equal => Ok(postcard::from_bytes(body)?),
+        std::cmp::Ordering::Less => T::upgrade(version, body),
+        std::cmp::Ordering::Greater => Err(RecordError::Newer { version, known: T::VERSION }),
+    }
+}
+
+/// Replay cache rows: the expiry (wall µs).
+impl Record for i64 {}
+impl Record for Profile {}
+impl Record for Connection {}
+impl Record for PendingIn {}
+impl Record for PendingOut {}
+impl Record for InboxMessage {}
+impl Record for SentMessage {}
+impl Record for Impression {}
+impl Record for Shard {}
+impl Record for ConversationEntry {}
 
 /// The node's own profile.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -401,4 +465,60 @@ pub struct ConversationEntry {
     pub direction: String,
     /// Our trust in the sender at the time (0 for our own messages).
     pub trust_at_time: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record type that changed layout once: version 1 had no `note`.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Grown {
+        score: f64,
+        note: String,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct GrownV1 {
+        score: f64,
+    }
+
+    impl Record for Grown {
+        const VERSION: u8 = 2;
+        fn upgrade(version: u8, body: &[u8]) -> Result<Self, RecordError> {
+            match version {
+                1 => {
+                    let old: GrownV1 = postcard::from_bytes(body)?;
+                    Ok(Grown { score: old.score, note: String::new() })
+                }
+                _ => Err(RecordError::NoUpgrade { version }),
+            }
+        }
+    }
+
+    #[test]
+    fn records_carry_their_version_and_round_trip() {
+        let bytes = encode(&-7_i64);
+        assert_eq!(bytes[0], 1);
+        assert_eq!(decode::<i64>(&bytes).unwrap(), -7);
+        let g = Grown { score: 0.5, note: "n".into() };
+        let bytes = encode(&g);
+        assert_eq!(bytes[0], 2);
+        assert_eq!(decode::<Grown>(&bytes).unwrap(), g);
+    }
+
+    #[test]
+    fn an_older_layout_is_upgraded() {
+        let mut old = vec![1];
+        old.extend(postcard::to_allocvec(&GrownV1 { score: 0.25 }).unwrap());
+        assert_eq!(decode::<Grown>(&old).unwrap(), Grown { score: 0.25, note: String::new() });
+    }
+
+    #[test]
+    fn unreadable_records_say_why() {
+        assert!(matches!(decode::<i64>(&[]), Err(RecordError::Empty)));
+        assert!(matches!(decode::<i64>(&[2, 0]), Err(RecordError::Newer { version: 2, known: 1 })));
+        assert!(matches!(decode::<i64>(&[0, 0]), Err(RecordError::NoUpgrade { version: 0 })));
+        assert!(matches!(decode::<Grown>(&[2, 0xff]), Err(RecordError::Corrupt(_))));
+    }
 }

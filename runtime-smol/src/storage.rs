@@ -28,6 +28,13 @@ pub const PASSPORT_FILE: &str = "passport.key";
 pub const STATE_FILE_ID_HEX: usize = 16;
 /// Largest passport file read, in bytes (64 hex digits plus whitespace).
 pub const PASSPORT_BYTES_MAX: u64 = 1_024;
+/// The layout of stored values this build writes: format 1 = a schema version byte, then the record
+/// in postcard ([`proto_core::store::Record`]). Format 0 (no `meta` row) had no version byte.
+pub const RECORD_FORMAT: u8 = 1;
+
+/// Facts about the database itself, apart from the core's tables.
+const META: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("meta");
+const META_RECORD_FORMAT: &str = "record_format";
 
 /// Why the state could not be opened, read or written.
 #[derive(Debug, Error)]
@@ -69,6 +76,16 @@ pub enum StorageError {
     /// redb could not commit.
     #[error("state commit failed: {0}")]
     Commit(Box<redb::CommitError>),
+    /// The state file was written by a newer build in a format this one cannot read.
+    #[error("{path} was written by a newer darkmatter (record format {found}, this build knows {known}); upgrade to use it")]
+    NewerFormat {
+        /// The file.
+        path: PathBuf,
+        /// The format found.
+        found: u8,
+        /// The newest format this build knows.
+        known: u8,
+    },
 }
 
 macro_rules! boxed_from {
@@ -112,6 +129,19 @@ impl Storage {
         let txn = db.begin_write()?;
         for table in Table::ALL {
             txn.open_table(definition(table))?;
+        }
+        {
+            let mut meta = txn.open_table(META)?;
+            let found = meta.get(META_RECORD_FORMAT)?.map(|v| v.value().first().copied().unwrap_or(0));
+            match found {
+                Some(f) if f > RECORD_FORMAT => return Err(StorageError::NewerFormat { path: path.to_owned(), found: f, known: RECORD_FORMAT }),
+                Some(_) => {}
+                None => {
+                    // A new file, or one written before values carried a version byte.
+                    add_version_bytes(&txn)?;
+                    meta.insert(META_RECORD_FORMAT, [RECORD_FORMAT].as_slice())?;
+                }
+            }
         }
         txn.commit()?;
         Ok(Self { db, path: path.to_owned(), commits: Arc::default() })
@@ -168,6 +198,22 @@ impl Storage {
     }
 }
 
+/// Rewrites every value of a format-0 file as format 1: the values were all written in their
+/// record's first layout, so each gets version byte 1 in front. One transaction: all or nothing.
+fn add_version_bytes(txn: &redb::WriteTransaction) -> Result<(), StorageError> {
+    for table in Table::ALL {
+        let mut t = txn.open_table(definition(table))?;
+        let rows: Vec<(String, Vec<u8>)> = t.iter()?.map(|row| row.map(|(k, v)| (k.value().to_owned(), v.value().to_vec()))).collect::<Result<_, _>>()?;
+        for (key, value) in rows {
+            let mut versioned = Vec::with_capacity(value.len() + 1);
+            versioned.push(1);
+            versioned.extend_from_slice(&value);
+            t.insert(key.as_str(), versioned.as_slice())?;
+        }
+    }
+    Ok(())
+}
+
 /// Creates the state directory (mode 0700) if it does not exist.
 pub fn ensure_dir(dir: &Path) -> Result<(), StorageError> {
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|source| StorageError::Io { path: dir.to_owned(), source })
@@ -220,6 +266,46 @@ mod tests {
         assert_eq!(a.agent_id(), b.agent_id());
         fs::write(dir.join(PASSPORT_FILE), "garbage").unwrap();
         assert!(matches!(load_or_create_passport(&dir), Err(StorageError::Passport { .. })));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_from_before_versioned_records_is_upgraded_in_place() {
+        use proto_core::store::{decode, Impression};
+        let dir = temp_dir("format0");
+        let path = dir.join("state-x.redb");
+        let imp = Impression { score: 0.25, note: "kept".into(), updated_at: "2026-11-01T00:00:00+00:00".into(), negative_since_us: None };
+        {
+            // What a build before record versions wrote: bare postcard (today's bytes without their
+            // version byte), no `meta` table.
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(definition(Table::Impressions)).unwrap().insert("peer", &proto_core::store::encode(&imp)[1..]).unwrap();
+            txn.commit().unwrap();
+        }
+        let s = Storage::open(&path).unwrap();
+        let rows = s.load().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(decode::<Impression>(&rows[0].2).unwrap(), imp);
+        drop(s);
+        // Opening again does not add a second version byte.
+        let rows = Storage::open(&path).unwrap().load().unwrap();
+        assert_eq!(decode::<Impression>(&rows[0].2).unwrap(), imp);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_from_a_newer_format_is_refused_untouched() {
+        let dir = temp_dir("newer");
+        let path = dir.join("state-x.redb");
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META).unwrap().insert(META_RECORD_FORMAT, [RECORD_FORMAT + 1].as_slice()).unwrap();
+            txn.commit().unwrap();
+        }
+        let err = Storage::open(&path).err().expect("refused");
+        assert!(matches!(err, StorageError::NewerFormat { found, known, .. } if found == RECORD_FORMAT + 1 && known == RECORD_FORMAT), "{err}");
         fs::remove_dir_all(&dir).unwrap();
     }
 

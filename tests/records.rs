@@ -1,0 +1,63 @@
+//! Stored records across builds (SPEC.md §14): each value carries its schema version, records this
+//! build cannot read are skipped and left alone, and a stored profile is never overwritten by a
+//! fresh one because it could not be read.
+
+use proto_core::store::{encode, Impression, Record};
+use proto_core::{Command, CommandId, Config, Node, Now, Output, Passport, Table};
+
+const EPOCH_US: i64 = 1_790_000_000_000_000;
+
+fn restore(records: Vec<(Table, String, Vec<u8>)>) -> (Node, usize, Vec<Output>) {
+    let (mut node, skipped) = Node::restore(Passport::from_seed([9; 32]), Config::default(), 1, Now::new(0, EPOCH_US), records);
+    let mut outputs = Vec::new();
+    loop {
+        match node.poll_output() {
+            Output::Timeout(_) => break,
+            o => outputs.push(o),
+        }
+    }
+    (node, skipped, outputs)
+}
+
+fn writes_to(outputs: &[Output], table: Table) -> usize {
+    outputs.iter().map(|o| if let Output::Persist(c) = o { c.iter().filter(|c| c.table == table).count() } else { 0 }).sum()
+}
+
+fn impression(score: f64) -> Impression {
+    Impression { score, note: String::new(), updated_at: "2026-11-01T00:00:00+00:00".into(), negative_since_us: None }
+}
+
+#[test]
+fn readable_records_come_back() {
+    let peer = Passport::from_seed([5; 32]).agent_id().to_string();
+    let (mut node, skipped, _) = restore(vec![(Table::Impressions, peer.clone(), encode(&impression(0.5)))]);
+    assert_eq!(skipped, 0);
+    node.handle_command(Now::new(1, EPOCH_US + 1_000), CommandId(1), Command::GetImpression { agent_id: peer });
+    let answer = loop {
+        match node.poll_output() {
+            Output::Done { result, .. } => break result.expect("known impression"),
+            Output::Timeout(_) => panic!("no answer"),
+            _ => {}
+        }
+    };
+    assert_eq!(answer["score"], 0.5, "{answer}");
+}
+
+#[test]
+fn a_newer_builds_records_are_skipped_and_never_overwritten() {
+    let mut newer_profile = encode(&impression(0.0));
+    newer_profile[0] = <proto_core::store::Profile as Record>::VERSION + 1;
+    let mut newer_impression = encode(&impression(0.5));
+    newer_impression[0] = <Impression as Record>::VERSION + 1;
+    let (_, skipped, outputs) = restore(vec![(Table::Profile, "self".into(), newer_profile), (Table::Impressions, "peer".into(), newer_impression)]);
+    assert_eq!(skipped, 2);
+    assert_eq!(writes_to(&outputs, Table::Profile), 0, "the unreadable profile stays as it is on disk");
+    assert_eq!(writes_to(&outputs, Table::Impressions), 0);
+}
+
+#[test]
+fn a_fresh_node_writes_its_profile() {
+    let (_, skipped, outputs) = restore(Vec::new());
+    assert_eq!(skipped, 0);
+    assert_eq!(writes_to(&outputs, Table::Profile), 1);
+}

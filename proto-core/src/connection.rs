@@ -34,7 +34,6 @@ use crate::url;
 use crate::wire::connection::{Ack, ConnectionAccepted, ConnectionAnswer, ConnectionProof, ConnectionRequest, Disconnect};
 use crate::wire::{self, ErrorBody};
 
-
 /// Checks a timestamp we were given for freshness.
 pub(crate) fn check_fresh(now_us: i64, stamp: &str) -> Result<i64, Refusal> {
     let t = parse_iso(stamp).ok_or(Refusal::Stale(limits::FRESHNESS_WINDOW_S))?;
@@ -163,7 +162,9 @@ impl Node {
     fn queue_pending(&mut self, id: AgentId, details: PeerDetails, speaks_v2: bool, source_local: bool) -> Result<Vec<u8>, Refusal> {
         let existing = self.pending_in.values().find(|p| p.agent_id == id).cloned();
         if existing.is_none() && self.pending_in.len() >= PENDING_REQUESTS_MAX {
-            return Err(Refusal::Limited("Too many pending requests".to_owned()));
+            let victim = self.pending_victim(speaks_v2).ok_or_else(|| Refusal::Limited("Too many pending requests".to_owned()))?;
+            self.pending_in.remove(&victim);
+            self.persist(vec![Change::delete(Table::PendingIn, &victim)]);
         }
         let request_id = match &existing {
             Some(p) => p.request_id.clone(),
@@ -221,6 +222,19 @@ impl Node {
             self.sign_answer(&mut answer, &id, "pending");
         }
         Ok(wire::encode(&answer))
+    }
+
+    /// The pending request a new one may take the place of when the queue is full, so that a flood of
+    /// requests nobody vouches for cannot lock out a newcomer our peers know: the oldest unproven
+    /// request; or, for a new request that proved its key, else the oldest proven one whose peer
+    /// query finished without a positive opinion. Requests our peers vouch for, or whose query is
+    /// still running, are never displaced; with none displaceable the new request is refused.
+    fn pending_victim(&self, new_is_proven: bool) -> Option<String> {
+        let displaceable = |p: &PendingIn| {
+            let unvouched = p.peer_trust.as_ref().is_some_and(|t| t.complete() && t.score.is_none_or(|s| s <= 0.0));
+            !p.identity_verified || (new_is_proven && unvouched)
+        };
+        self.pending_in.values().filter(|p| displaceable(p)).min_by_key(|p| (p.identity_verified, p.requested_us, p.request_id.as_str())).map(|p| p.request_id.clone())
     }
 
     fn drop_pending_from(&mut self, id: &AgentId) {

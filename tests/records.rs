@@ -24,7 +24,7 @@ fn writes_to(outputs: &[Output], table: Table) -> usize {
 }
 
 fn impression(score: f64) -> Impression {
-    Impression { score, note: String::new(), updated_at: "2026-11-01T00:00:00+00:00".into(), negative_since_us: None }
+    Impression { score, note: String::new(), updated_at: "2026-11-01T00:00:00+00:00".into(), negative_since_us: None, first_hand: true }
 }
 
 #[test]
@@ -60,4 +60,23 @@ fn a_fresh_node_writes_its_profile() {
     let (_, skipped, outputs) = restore(Vec::new());
     assert_eq!(skipped, 0);
     assert_eq!(writes_to(&outputs, Table::Profile), 1);
+}
+
+/// What version 1 of an impression held (before `first_hand`).
+#[derive(serde::Serialize)]
+struct ImpressionV1 {
+    score: f64,
+    note: String,
+    updated_at: String,
+    negative_since_us: Option<i64>,
+}
+
+#[test]
+fn a_version_1_impression_is_upgraded_and_still_told_to_peers() {
+    let v1 = ImpressionV1 { score: -0.25, note: "late twice".into(), updated_at: "2026-11-01T00:00:00+00:00".into(), negative_since_us: Some(EPOCH_US) };
+    let mut bytes = vec![1];
+    bytes.extend(postcard::to_allocvec(&v1).unwrap());
+    let got: Impression = proto_core::store::decode(&bytes).unwrap();
+    assert_eq!(got, Impression { score: -0.25, note: "late twice".into(), updated_at: v1.updated_at.clone(), negative_since_us: Some(EPOCH_US), first_hand: true });
+    assert_eq!(<Impression as Record>::VERSION, 2);
 }

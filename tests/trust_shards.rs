@@ -156,6 +156,30 @@ fn connect_result(m: &mut Mesh, from: usize, to: usize) -> Result<Value, proto_c
 }
 
 #[test]
+fn hearsay_is_not_passed_on_as_an_opinion() {
+    // A's impression of C comes only from B's report (0.1 × 0.8 × 0.9).
+    let (mut m, a, _b, c) = vouched(Config { trust_accept_min: None, trust_reject_max: None, ..Config::default() });
+    connect(&mut m, c, a);
+    let imp = m.command(a, Command::GetImpression { agent_id: m.id(c) }).unwrap();
+    assert_eq!((imp["has_impression"].as_bool(), imp["first_hand"].as_bool()), (Some(true), Some(false)), "{imp}");
+    // D trusts A and asks it about C: A has no opinion of its own to give.
+    let d = m.add_with("D", true, Config { trust_accept_min: None, trust_reject_max: None, ..Config::default() });
+    connect(&mut m, a, d);
+    impression(&mut m, d, a, 0.8);
+    connect(&mut m, c, d);
+    let t = m.command(d, Command::ListPending).unwrap()["requests"][0]["peer_trust"].clone();
+    assert_eq!((t["asked"].as_u64(), t["opinions"].as_array().unwrap().len()), (Some(1), 0), "{t}");
+    // Once A's agent forms its own view, A tells it.
+    impression(&mut m, a, c, 0.6);
+    let e = m.add_with("E", true, Config { trust_accept_min: None, trust_reject_max: None, ..Config::default() });
+    connect(&mut m, a, e);
+    impression(&mut m, e, a, 0.8);
+    connect(&mut m, c, e);
+    let t = m.command(e, Command::ListPending).unwrap()["requests"][0]["peer_trust"].clone();
+    assert_eq!(t["opinions"][0]["their_score"], 0.6, "{t}");
+}
+
+#[test]
 fn fan_out_is_bounded() {
     let mut m = Mesh::new();
     let a = m.add("A", true);

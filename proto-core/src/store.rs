@@ -158,7 +158,21 @@ impl Record for PendingIn {}
 impl Record for PendingOut {}
 impl Record for InboxMessage {}
 impl Record for SentMessage {}
-impl Record for Impression {}
+impl Record for Impression {
+    /// 2: `first_hand` added.
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, RecordError> {
+        match version {
+            // Version 1 told peers every impression, so each keeps being told.
+            1 => {
+                let v1: ImpressionV1 = postcard::from_bytes(body)?;
+                Ok(Impression { score: v1.score, note: v1.note, updated_at: v1.updated_at, negative_since_us: v1.negative_since_us, first_hand: true })
+            }
+            _ => Err(RecordError::NoUpgrade { version }),
+        }
+    }
+}
 impl Record for Shard {}
 impl Record for ConversationEntry {}
 
@@ -408,6 +422,20 @@ pub struct Impression {
     pub updated_at: String,
     /// Since when (wall µs) the score has been negative, if it is.
     pub negative_since_us: Option<i64>,
+    /// Formed at least partly from our own dealings with the agent (set by our agent, or moved by
+    /// deliveries, replies and its own signed answers), not only from what peers reported. Only such
+    /// impressions are told to peers who ask: passing hearsay back as an opinion would echo and
+    /// dilute the real ones.
+    pub first_hand: bool,
+}
+
+/// [`Impression`] as version 1 stored it: no `first_hand`.
+#[derive(Deserialize)]
+struct ImpressionV1 {
+    score: f64,
+    note: String,
+    updated_at: String,
+    negative_since_us: Option<i64>,
 }
 
 /// A knowledge shard, ours or cached from its author.

@@ -65,13 +65,16 @@ impl Node {
 
     /// Sets a score, persists it, then does what follows from the change: the negative-since mark,
     /// shard sync when it rises past a threshold.
-    pub(crate) fn set_score(&mut self, agent_id: &str, score: f64, note: Option<String>) {
+    /// `first_hand`: the change comes from our own dealings with the agent (see
+    /// [`Impression::first_hand`]); a hearsay change leaves the flag as it was.
+    pub(crate) fn set_score(&mut self, agent_id: &str, score: f64, note: Option<String>, first_hand: bool) {
         debug_assert!((-1.0..=1.0).contains(&score));
         let old = self.trust_of(agent_id);
         let now_us = self.now.wall_us;
         let updated_at = self.now.iso();
-        let imp = self.impressions.entry(agent_id.to_owned()).or_insert_with(|| Impression { score: 0.0, note: String::new(), updated_at: updated_at.clone(), negative_since_us: None });
+        let imp = self.impressions.entry(agent_id.to_owned()).or_insert_with(|| Impression { score: 0.0, note: String::new(), updated_at: updated_at.clone(), negative_since_us: None, first_hand: false });
         imp.score = score;
+        imp.first_hand |= first_hand;
         imp.updated_at = updated_at;
         if let Some(n) = note {
             imp.note = n;
@@ -96,7 +99,7 @@ impl Node {
             return;
         }
         let score = adjust(self.trust_of(agent_id), delta);
-        self.set_score(agent_id, score, None);
+        self.set_score(agent_id, score, None, true);
     }
 
     /// The global limit: every peer request that does work passes here first.
@@ -162,14 +165,14 @@ impl Node {
         if !self.impressions.contains_key(agent_id) && self.impressions.len() >= IMPRESSIONS_MAX {
             return Err(CommandError::Limited(format!("At most {IMPRESSIONS_MAX} impressions")));
         }
-        self.set_score(agent_id, score, Some(truncate_chars(&note, NOTE_CHARS_MAX)));
+        self.set_score(agent_id, score, Some(truncate_chars(&note, NOTE_CHARS_MAX)), true);
         Ok(json!({"agent_id": agent_id, "score": score, "note": note}))
     }
 
     pub(crate) fn cmd_get_impression(&self, agent_id: &str) -> Value {
         match self.impressions.get(agent_id) {
             Some(i) => json!({"agent_id": agent_id, "has_impression": true, "score": i.score, "note": i.note, "updated_at": i.updated_at,
-                "negative_since": i.negative_since_us.map(crate::time::format_iso)}),
+                "negative_since": i.negative_since_us.map(crate::time::format_iso), "first_hand": i.first_hand}),
             None => json!({"agent_id": agent_id, "has_impression": false}),
         }
     }
@@ -208,7 +211,8 @@ impl Node {
         self.record_replay(&replay, stamp_us)?;
         let change = self.replay_change(&replay);
         self.persist(vec![change]);
-        let score = self.impressions.get(subject.as_str()).map(|i| i.score);
+        // Hearsay is not an opinion: only what we formed ourselves is told.
+        let score = self.impressions.get(subject.as_str()).filter(|i| i.first_hand).map(|i| i.score);
         let mut a = TrustAnswer {
             from_agent_id: self.me().to_owned(),
             to_agent_id: q.from_agent_id.clone(),
@@ -279,7 +283,7 @@ impl Node {
                 let ours = self.trust_of(&subject);
                 let moved = (ours + TRUST_REPORT_WEIGHT * weight * (score - ours)).clamp(-1.0, 1.0);
                 if self.impressions.contains_key(&subject) || self.impressions.len() < IMPRESSIONS_MAX {
-                    self.set_score(&subject, moved, None);
+                    self.set_score(&subject, moved, None, false);
                 }
             }
         }

@@ -271,26 +271,26 @@ mod tests {
 
     #[test]
     fn a_file_from_before_versioned_records_is_upgraded_in_place() {
-        use proto_core::store::{decode, Impression};
+        use proto_core::store::{decode, encode};
         let dir = temp_dir("format0");
         let path = dir.join("state-x.redb");
-        let imp = Impression { score: 0.25, note: "kept".into(), updated_at: "2026-11-01T00:00:00+00:00".into(), negative_since_us: None };
+        let expiry_us: i64 = 1_790_000_000_000_000;
         {
-            // What a build before record versions wrote: bare postcard (today's bytes without their
-            // version byte), no `meta` table.
+            // What a build before record versions wrote: bare postcard, no `meta` table. (A replay
+            // row's layout never changed, so today's bytes without their version byte are that.)
             let db = redb::Database::create(&path).unwrap();
             let txn = db.begin_write().unwrap();
-            txn.open_table(definition(Table::Impressions)).unwrap().insert("peer", &proto_core::store::encode(&imp)[1..]).unwrap();
+            txn.open_table(definition(Table::Replay)).unwrap().insert("msg-1", &encode(&expiry_us)[1..]).unwrap();
             txn.commit().unwrap();
         }
         let s = Storage::open(&path).unwrap();
         let rows = s.load().unwrap();
         assert_eq!(rows.len(), 1);
-        assert_eq!(decode::<Impression>(&rows[0].2).unwrap(), imp);
+        assert_eq!(decode::<i64>(&rows[0].2).unwrap(), expiry_us);
         drop(s);
         // Opening again does not add a second version byte.
         let rows = Storage::open(&path).unwrap().load().unwrap();
-        assert_eq!(decode::<Impression>(&rows[0].2).unwrap(), imp);
+        assert_eq!(rows[0].2, encode(&expiry_us));
         fs::remove_dir_all(&dir).unwrap();
     }
 

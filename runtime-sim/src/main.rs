@@ -14,6 +14,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use runtime_sim::scenario::{self, format_duration, parse_duration};
 use runtime_sim::{bench, Options, Report, Sim, Violation};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage:
   darkmatter-sim list
   darkmatter-sim run <scenario> [--nodes N] [--seed S] [--duration 1h] [--out DIR] [--trace FILE]

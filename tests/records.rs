@@ -80,3 +80,66 @@ fn a_version_1_impression_is_upgraded_and_still_told_to_peers() {
     assert_eq!(got, Impression { score: -0.25, note: "late twice".into(), updated_at: v1.updated_at.clone(), negative_since_us: Some(EPOCH_US), first_hand: true });
     assert_eq!(<Impression as Record>::VERSION, 2);
 }
+
+/// Version 1 of a pending request's peer opinions (before `asked_peers`).
+#[derive(serde::Serialize)]
+struct PeerTrustV1 {
+    asked: u32,
+    finished: u32,
+    opinions: Vec<(String, f64, f64)>,
+    score: Option<f64>,
+    weight: f64,
+}
+
+/// Version 1 of a pending request.
+#[derive(serde::Serialize)]
+struct PendingInV1 {
+    request_id: String,
+    agent_id: String,
+    url: String,
+    display_name: String,
+    bio: String,
+    requested_at: String,
+    requested_us: i64,
+    challenge_id: String,
+    challenge_hex: String,
+    challenge_us: i64,
+    identity_verified: bool,
+    speaks_v2: bool,
+    wallets: std::collections::BTreeMap<String, String>,
+    created_at: Option<String>,
+    source_local: bool,
+    peer_trust: Option<PeerTrustV1>,
+}
+
+#[test]
+fn a_version_1_pending_request_is_upgraded_with_the_peers_that_answered() {
+    let requester = Passport::from_seed([6; 32]).agent_id().to_string();
+    let voucher = Passport::from_seed([7; 32]).agent_id().to_string();
+    let v1 = PendingInV1 {
+        request_id: "req-0a0b0c0d".into(),
+        agent_id: requester.clone(),
+        url: "http://c.test:8100".into(),
+        display_name: "C".into(),
+        bio: String::new(),
+        requested_at: "2026-11-01T00:00:00+00:00".into(),
+        requested_us: EPOCH_US,
+        challenge_id: String::new(),
+        challenge_hex: String::new(),
+        challenge_us: EPOCH_US,
+        identity_verified: true,
+        speaks_v2: true,
+        wallets: Default::default(),
+        created_at: None,
+        source_local: false,
+        peer_trust: Some(PeerTrustV1 { asked: 2, finished: 2, opinions: vec![(voucher.clone(), 0.9, 0.8)], score: Some(0.9), weight: 0.8 }),
+    };
+    let mut bytes = vec![1];
+    bytes.extend(postcard::to_allocvec(&v1).unwrap());
+    let got: proto_core::store::PendingIn = proto_core::store::decode(&bytes).unwrap();
+    assert_eq!(got.agent_id.as_str(), requester);
+    let t = got.peer_trust.expect("opinions kept");
+    assert_eq!((t.asked, t.finished, t.score, t.weight), (2, 2, Some(0.9), 0.8));
+    assert_eq!(t.asked_peers, vec![voucher]);
+    assert_eq!(<proto_core::store::PendingIn as Record>::VERSION, 2);
+}

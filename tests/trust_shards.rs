@@ -2,7 +2,7 @@
 //! and §Memory, driven through in-memory nodes.
 
 use darkmatter_tests::harness::Mesh;
-use proto_core::limits::{PENDING_REQUESTS_MAX, TRUST_ANSWER_MIN, TRUST_NEGATIVE_TIMEOUT_S, TRUST_QUERY_FANOUT_MAX};
+use proto_core::limits::{PENDING_REQUESTS_MAX, TRUST_ANSWER_MIN, TRUST_NEGATIVE_TIMEOUT_S, TRUST_QUERY_ASKED_MAX, TRUST_QUERY_FANOUT_MAX};
 use proto_core::{Command, Config, Event, SendArgs, ShardArgs, Targets};
 use quickcheck::quickcheck;
 use serde_json::{json, Map, Value};
@@ -180,18 +180,86 @@ fn hearsay_is_not_passed_on_as_an_opinion() {
 }
 
 #[test]
-fn fan_out_is_bounded() {
+fn a_round_asks_at_most_the_fan_out_and_all_rounds_at_most_the_cap() {
+    // Eight trusted peers who vouch: one round settles it, however many peers A has.
+    let mut m = Mesh::new();
+    let a = m.add_with("A", true, Config { trust_accept_min: None, trust_reject_max: None, ..Config::default() });
+    let c = m.add("C", false);
+    for i in 0..TRUST_QUERY_ASKED_MAX + 5 {
+        let p = m.add(&format!("P{i}"), true);
+        connect(&mut m, p, a);
+        if i < TRUST_QUERY_FANOUT_MAX {
+            impression(&mut m, a, p, 0.5);
+            impression(&mut m, p, c, 0.9);
+        }
+    }
+    connect(&mut m, c, a);
+    let t = m.command(a, Command::ListPending).unwrap()["requests"][0]["peer_trust"].clone();
+    assert_eq!((t["asked"].as_u64(), t["opinions"].as_array().unwrap().len()), (Some(TRUST_QUERY_FANOUT_MAX as u64), TRUST_QUERY_FANOUT_MAX));
+
+    // Nobody knows the requester: A keeps asking, round after round, up to the cap and no further.
     let mut m = Mesh::new();
     let a = m.add("A", true);
-    let n = TRUST_QUERY_FANOUT_MAX + 3;
-    for i in 0..n {
+    for i in 0..TRUST_QUERY_ASKED_MAX + 5 {
         let p = m.add(&format!("P{i}"), true);
         connect(&mut m, p, a);
     }
     let c = m.add("C", false);
     connect(&mut m, c, a);
     let t = m.command(a, Command::ListPending).unwrap()["requests"][0]["peer_trust"].clone();
-    assert_eq!(t["asked"], TRUST_QUERY_FANOUT_MAX);
+    assert_eq!(t["asked"].as_u64(), Some(TRUST_QUERY_ASKED_MAX as u64));
+    let asked: std::collections::BTreeSet<&str> = m.trace.iter().filter(|l| l.contains("/trust_query")).filter_map(|l| l.split_whitespace().nth(3)).collect();
+    assert_eq!(asked.len(), TRUST_QUERY_ASKED_MAX, "each peer asked once");
+    // Housekeeping finds nobody new to ask.
+    let before = m.trace.iter().filter(|l| l.contains("/trust_query")).count();
+    m.advance(120_000);
+    assert_eq!(m.trace.iter().filter(|l| l.contains("/trust_query")).count(), before);
+}
+
+#[test]
+fn a_voucher_outside_the_first_round_is_found_in_a_dense_mesh() {
+    let (mut m, a, c) = (Mesh::new(), 0, 1);
+    m.add("A", true);
+    m.add("C", false);
+    for i in 0..2 * TRUST_QUERY_FANOUT_MAX + 4 {
+        let p = m.add(&format!("P{i}"), true);
+        connect(&mut m, p, a);
+        impression(&mut m, a, p, 0.3);
+    }
+    // V ranks below every other peer of A's, so the first two rounds miss it.
+    let v = m.add("V", true);
+    connect(&mut m, v, a);
+    impression(&mut m, a, v, 0.25);
+    impression(&mut m, v, c, 0.9);
+    connect(&mut m, c, a);
+    assert!(m.peers[a].events.iter().any(|e| matches!(e, Event::RequestDecided { accepted: true, .. })), "V's vouch was heard");
+}
+
+#[test]
+fn an_undecided_request_is_decided_once_trust_in_its_voucher_grows() {
+    let (mut m, a, b, c) = vouched(Config::default());
+    impression(&mut m, a, b, 0.1);
+    connect(&mut m, c, a);
+    assert_eq!(m.command(a, Command::ListPending).unwrap()["total"], 1, "0.1 of weight is not enough to act on");
+    impression(&mut m, a, b, 0.8);
+    m.advance(120_000);
+    assert!(m.peers[a].events.iter().any(|e| matches!(e, Event::RequestDecided { accepted: true, .. })));
+    assert_eq!(m.command(a, Command::ListPending).unwrap()["total"], 0);
+}
+
+#[test]
+fn a_peer_connected_later_is_asked_about_an_undecided_request() {
+    let mut m = Mesh::new();
+    let a = m.add("A", true);
+    let b = m.add("B", true);
+    let c = m.add("C", false);
+    connect(&mut m, c, a);
+    assert_eq!(m.command(a, Command::ListPending).unwrap()["requests"][0]["peer_trust"]["asked"], 0, "nobody to ask yet");
+    impression(&mut m, b, c, 0.9);
+    connect(&mut m, b, a);
+    impression(&mut m, a, b, 0.8);
+    m.advance(120_000);
+    assert!(m.peers[a].events.iter().any(|e| matches!(e, Event::RequestDecided { accepted: true, .. })), "B was asked at housekeeping");
 }
 
 #[test]

@@ -92,8 +92,11 @@ pub const TRUST_DELTA_DELIVERY_FAILED: f64 = -0.005;
 pub const TRUST_DELTA_FORGED: f64 = -0.2;
 /// How far a trusted peer's report moves our impression of its subject, times our trust in it.
 pub const TRUST_REPORT_WEIGHT: f64 = 0.1;
-/// Peers asked about an unknown requester, most trusted first.
+/// Peers asked about an unknown requester in one round, most trusted first.
 pub const TRUST_QUERY_FANOUT_MAX: usize = 8;
+/// Peers asked about one requester over all rounds: while the answers do not weigh enough, the
+/// next most trusted peers are asked, up to this many in all.
+pub const TRUST_QUERY_ASKED_MAX: usize = 32;
 /// How long a trust query may take, in milliseconds.
 pub const TRUST_QUERY_TIMEOUT_MS: u64 = 3_000;
 /// We answer trust queries only from connected peers we trust at least this much: anyone we do not

@@ -453,6 +453,7 @@ impl Node {
         }
         self.persist(changes);
         self.auto_disconnect();
+        self.reconsider_pending();
         self.refresh_shards();
     }
 

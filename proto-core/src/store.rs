@@ -154,7 +154,17 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, RecordError> {
 impl Record for i64 {}
 impl Record for Profile {}
 impl Record for Connection {}
-impl Record for PendingIn {}
+impl Record for PendingIn {
+    /// 2: `peer_trust.asked_peers` added.
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, RecordError> {
+        match version {
+            1 => Ok(postcard::from_bytes::<PendingInV1>(body)?.into()),
+            _ => Err(RecordError::NoUpgrade { version }),
+        }
+    }
+}
 impl Record for PendingOut {}
 impl Record for InboxMessage {}
 impl Record for SentMessage {}
@@ -275,6 +285,72 @@ pub struct PeerTrust {
     pub score: Option<f64>,
     /// Sum of the weights: how much the opinions count.
     pub weight: f64,
+    /// Every peer asked so far, over all rounds (a round asks peers not asked before).
+    pub asked_peers: Vec<String>,
+}
+
+/// [`PeerTrust`] as version 1 of [`PendingIn`] stored it: no `asked_peers`.
+#[derive(Deserialize)]
+struct PeerTrustV1 {
+    asked: u32,
+    finished: u32,
+    opinions: Vec<(String, f64, f64)>,
+    score: Option<f64>,
+    weight: f64,
+}
+
+/// [`PendingIn`] version 1.
+#[derive(Deserialize)]
+struct PendingInV1 {
+    request_id: String,
+    agent_id: AgentId,
+    url: String,
+    display_name: String,
+    bio: String,
+    requested_at: String,
+    requested_us: i64,
+    challenge_id: String,
+    challenge_hex: String,
+    challenge_us: i64,
+    identity_verified: bool,
+    speaks_v2: bool,
+    wallets: BTreeMap<String, String>,
+    created_at: Option<String>,
+    source_local: bool,
+    peer_trust: Option<PeerTrustV1>,
+}
+
+impl From<PendingInV1> for PendingIn {
+    fn from(v1: PendingInV1) -> Self {
+        // Peers that answered with an opinion are known to have been asked; the others may be asked
+        // again, which costs a query and nothing else.
+        let peer_trust = v1.peer_trust.map(|t| PeerTrust {
+            asked_peers: t.opinions.iter().map(|o| o.0.clone()).collect(),
+            asked: t.asked,
+            finished: t.finished,
+            opinions: t.opinions,
+            score: t.score,
+            weight: t.weight,
+        });
+        PendingIn {
+            request_id: v1.request_id,
+            agent_id: v1.agent_id,
+            url: v1.url,
+            display_name: v1.display_name,
+            bio: v1.bio,
+            requested_at: v1.requested_at,
+            requested_us: v1.requested_us,
+            challenge_id: v1.challenge_id,
+            challenge_hex: v1.challenge_hex,
+            challenge_us: v1.challenge_us,
+            identity_verified: v1.identity_verified,
+            speaks_v2: v1.speaks_v2,
+            wallets: v1.wallets,
+            created_at: v1.created_at,
+            source_local: v1.source_local,
+            peer_trust,
+        }
+    }
 }
 
 impl PeerTrust {

@@ -15,7 +15,7 @@ use crate::identity::truncate_chars;
 use crate::io::{Event, HttpResponse, Method};
 use crate::limits::{
     self, RateLimit, IMPRESSIONS_MAX, NOTE_CHARS_MAX, RATE_GLOBAL_DEFAULT, RATE_PER_PEER_DEFAULT, TRUST_ANSWER_MIN, TRUST_CONFIDENCE_MIN, TRUST_NEGATIVE_MARGIN, TRUST_NEGATIVE_TIMEOUT_S,
-    TRUST_QUERY_FANOUT_MAX, TRUST_QUERY_TIMEOUT_MS, TRUST_REPORT_WEIGHT,
+    TRUST_QUERY_ASKED_MAX, TRUST_QUERY_FANOUT_MAX, TRUST_QUERY_TIMEOUT_MS, TRUST_REPORT_WEIGHT,
 };
 use crate::node::{Call, Node};
 use crate::sign::{self, V2_TRUST_ANSWER, V2_TRUST_QUERY};
@@ -229,22 +229,50 @@ impl Node {
 
     // ----- peer trust queries: asking -----
 
-    /// Asks up to [`TRUST_QUERY_FANOUT_MAX`] connected peers, most trusted first, what they think of
-    /// a new requester. Answers arrive through [`Node::on_trust_answer`].
+    /// Starts asking our connected peers what they think of a new requester. Answers arrive through
+    /// [`Node::on_trust_answer`]; a round that leaves us unsure asks the next peers (see
+    /// [`Node::ask_next_peers`]).
     pub(crate) fn start_trust_query(&mut self, request_id: &str) {
         // Only for a requester that proved its key: otherwise anyone could make us query our peers
         // (and move our impressions) in someone else's name.
-        let Some(p) = self.pending_in.get(request_id).filter(|p| p.identity_verified && p.peer_trust.is_none()) else { return };
+        let Some(p) = self.pending_in.get_mut(request_id).filter(|p| p.identity_verified && p.peer_trust.is_none()) else { return };
+        p.peer_trust = Some(PeerTrust::default());
+        if self.ask_next_peers(request_id) == 0 {
+            self.finish_trust_query_if_complete(request_id);
+        }
+    }
+
+    /// One round of questions: up to [`TRUST_QUERY_FANOUT_MAX`] connected peers not asked before
+    /// about this request, most trusted first, within [`TRUST_QUERY_ASKED_MAX`] per request. The
+    /// round is persisted before it goes out, so a restart asks again. Returns how many were asked.
+    pub(crate) fn ask_next_peers(&mut self, request_id: &str) -> usize {
+        let Some(p) = self.pending_in.get(request_id) else { return 0 };
+        let Some(t) = p.peer_trust.as_ref() else { return 0 };
         let subject = p.agent_id.to_string();
-        let mut peers: Vec<(f64, String, String)> =
-            self.connections.values().filter(|c| c.agent_id.as_str() != subject).map(|c| (self.trust_of(c.agent_id.as_str()), c.agent_id.to_string(), c.url.clone())).collect();
+        let room = TRUST_QUERY_ASKED_MAX.saturating_sub(t.asked_peers.len()).min(TRUST_QUERY_FANOUT_MAX);
+        if room == 0 {
+            return 0;
+        }
+        let mut peers: Vec<(f64, String, String)> = self
+            .connections
+            .values()
+            .filter(|c| c.agent_id.as_str() != subject && !t.asked_peers.iter().any(|a| a == c.agent_id.as_str()))
+            .map(|c| (self.trust_of(c.agent_id.as_str()), c.agent_id.to_string(), c.url.clone()))
+            .collect();
         // Most trusted first; ties by id so the choice is deterministic.
         peers.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        peers.truncate(TRUST_QUERY_FANOUT_MAX);
-        let trust = PeerTrust { asked: peers.len() as u32, ..PeerTrust::default() };
-        if let Some(p) = self.pending_in.get_mut(request_id) {
-            p.peer_trust = Some(trust);
+        peers.truncate(room);
+        if peers.is_empty() {
+            return 0;
         }
+        let Some(p) = self.pending_in.get_mut(request_id) else { return 0 };
+        let t = p.peer_trust.as_mut().expect("checked above");
+        t.asked += peers.len() as u32;
+        t.asked_peers.extend(peers.iter().map(|(_, id, _)| id.clone()));
+        debug_assert!(t.asked_peers.len() <= TRUST_QUERY_ASKED_MAX);
+        let change = Change::put(Table::PendingIn, request_id, &*p);
+        self.persist(vec![change]);
+        let asked = peers.len();
         for (_, peer, peer_url) in peers {
             let query_id = format!("tq-{}", self.random_hex(6));
             let mut q = TrustQuery { from_agent_id: self.me().to_owned(), to_agent_id: peer.clone(), subject_agent_id: subject.clone(), query_id: query_id.clone(), timestamp: self.now.iso(), dm_signature_hex: String::new() };
@@ -253,7 +281,7 @@ impl Node {
             let call = Call::TrustQuery { request_id: request_id.to_owned(), peer, query_id };
             self.transmit(Method::Post, url::endpoint(&peer_url, "trust_query"), wire::encode(&q), TRUST_QUERY_TIMEOUT_MS, !local, call);
         }
-        self.finish_trust_query_if_complete(request_id);
+        asked
     }
 
     pub(crate) fn on_trust_answer(&mut self, request_id: &str, peer: &str, query_id: &str, result: Result<HttpResponse, String>) {
@@ -266,10 +294,7 @@ impl Node {
                 None
             }
         };
-        let weight = match self.config.trust_policy {
-            TrustPolicy::Weighted => self.trust_of(peer).max(0.0),
-            TrustPolicy::PlainAverage => 1.0,
-        };
+        let weight = self.opinion_weight(peer);
         let Some(p) = self.pending_in.get_mut(request_id) else { return };
         let subject = p.agent_id.to_string();
         let Some(t) = p.peer_trust.as_mut() else { return };
@@ -322,12 +347,23 @@ impl Node {
         if !t.complete() {
             return;
         }
-        let weight: f64 = t.opinions.iter().map(|o| o.2).sum::<f64>() + 0.0;
-        t.weight = weight;
-        t.score = (weight > 0.0).then(|| t.opinions.iter().map(|o| o.1 * o.2).sum::<f64>() / weight);
+        combine(t);
         let change = Change::put(Table::PendingIn, request_id, &*p);
         self.persist(vec![change]);
+        // Not enough weight yet: ask the next peers before deciding.
+        if !self.confident(request_id) && self.ask_next_peers(request_id) > 0 {
+            return;
+        }
         self.decide_by_policy(request_id);
+    }
+
+    /// Whether the opinions in on this request weigh enough for the policy to act on.
+    fn confident(&self, request_id: &str) -> bool {
+        let Some(t) = self.pending_in.get(request_id).and_then(|p| p.peer_trust.as_ref()) else { return false };
+        match self.config.trust_policy {
+            TrustPolicy::Weighted => t.score.is_some() && t.weight >= TRUST_CONFIDENCE_MIN,
+            TrustPolicy::PlainAverage => t.score.is_some() && !t.opinions.is_empty(),
+        }
     }
 
     /// Applies the acceptance policy to a proven request whose peer opinions are all in.
@@ -335,11 +371,7 @@ impl Node {
         let Some(p) = self.pending_in.get(request_id) else { return };
         let Some(t) = p.peer_trust.as_ref().filter(|t| t.complete()) else { return };
         let Some(score) = t.score else { return };
-        let confident = match self.config.trust_policy {
-            TrustPolicy::Weighted => t.weight >= TRUST_CONFIDENCE_MIN,
-            TrustPolicy::PlainAverage => !t.opinions.is_empty(),
-        };
-        if !confident {
+        if !self.confident(request_id) {
             return;
         }
         let agent_id = p.agent_id.to_string();
@@ -352,6 +384,45 @@ impl Node {
         } else if self.config.trust_reject_max.is_some_and(|max| score <= max) {
             self.reject_pending(request_id);
             self.emit(Event::RequestDecided { request_id: request_id.to_owned(), agent_id, accepted: false, peer_score: score });
+        }
+    }
+
+    /// Looks again at every pending request whose questions are all answered (at housekeeping):
+    /// opinions are weighed by our trust in their givers *now*, peers connected since are asked
+    /// while we are still unsure, and the policy decides what has become clear. At most
+    /// [`crate::limits::PENDING_REQUESTS_MAX`] requests with up to [`TRUST_QUERY_ASKED_MAX`]
+    /// opinions each.
+    pub(crate) fn reconsider_pending(&mut self) {
+        let waiting: Vec<String> = self.pending_in.values().filter(|p| p.peer_trust.as_ref().is_some_and(|t| t.complete())).map(|p| p.request_id.clone()).collect();
+        for request_id in waiting {
+            let weights: Vec<f64> = match self.pending_in.get(&request_id).and_then(|p| p.peer_trust.as_ref()) {
+                Some(t) => t.opinions.iter().map(|o| self.opinion_weight(&o.0)).collect(),
+                None => continue,
+            };
+            let Some(p) = self.pending_in.get_mut(&request_id) else { continue };
+            let Some(t) = p.peer_trust.as_mut() else { continue };
+            let changed = t.opinions.iter().zip(&weights).any(|(o, w)| o.2 != *w);
+            if changed {
+                for (o, w) in t.opinions.iter_mut().zip(weights) {
+                    o.2 = w;
+                }
+                combine(t);
+                let change = Change::put(Table::PendingIn, &request_id, &*p);
+                self.persist(vec![change]);
+            }
+            if !self.confident(&request_id) && self.ask_next_peers(&request_id) > 0 {
+                continue;
+            }
+            self.decide_by_policy(&request_id);
+        }
+    }
+
+    /// How much a peer's opinion counts: our trust in it (none if we distrust it), or 1 for all
+    /// under the plain average.
+    fn opinion_weight(&self, peer: &str) -> f64 {
+        match self.config.trust_policy {
+            TrustPolicy::Weighted => self.trust_of(peer).max(0.0),
+            TrustPolicy::PlainAverage => 1.0,
         }
     }
 
@@ -389,6 +460,13 @@ fn effective(limit: RateLimit, default: u32) -> Value {
         RateLimit::PerWindow(n) => json!(n),
         RateLimit::Unlimited => Value::Null,
     }
+}
+
+/// The weighted mean of a request's opinions and their total weight (no score without weight).
+fn combine(t: &mut PeerTrust) {
+    let weight: f64 = t.opinions.iter().map(|o| o.2).sum::<f64>() + 0.0;
+    t.weight = weight;
+    t.score = (weight > 0.0).then(|| t.opinions.iter().map(|o| o.1 * o.2).sum::<f64>() / weight);
 }
 
 #[cfg(test)]

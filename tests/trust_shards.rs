@@ -197,12 +197,14 @@ fn a_round_asks_at_most_the_fan_out_and_all_rounds_at_most_the_cap() {
     let t = m.command(a, Command::ListPending).unwrap()["requests"][0]["peer_trust"].clone();
     assert_eq!((t["asked"].as_u64(), t["opinions"].as_array().unwrap().len()), (Some(TRUST_QUERY_FANOUT_MAX as u64), TRUST_QUERY_FANOUT_MAX));
 
-    // Nobody knows the requester: A keeps asking, round after round, up to the cap and no further.
+    // Nobody knows the requester: A keeps asking the peers it trusts, round after round, up to the
+    // cap and no further.
     let mut m = Mesh::new();
     let a = m.add("A", true);
     for i in 0..TRUST_QUERY_ASKED_MAX + 5 {
         let p = m.add(&format!("P{i}"), true);
         connect(&mut m, p, a);
+        impression(&mut m, a, p, 0.3);
     }
     let c = m.add("C", false);
     connect(&mut m, c, a);
@@ -214,6 +216,24 @@ fn a_round_asks_at_most_the_fan_out_and_all_rounds_at_most_the_cap() {
     let before = m.trace.iter().filter(|l| l.contains("/trust_query")).count();
     m.advance(120_000);
     assert_eq!(m.trace.iter().filter(|l| l.contains("/trust_query")).count(), before);
+}
+
+#[test]
+fn later_rounds_ask_only_peers_whose_answer_counts() {
+    let mut m = Mesh::new();
+    let a = m.add("A", true);
+    for i in 0..3 * TRUST_QUERY_FANOUT_MAX {
+        let p = m.add(&format!("P{i}"), true);
+        connect(&mut m, p, a);
+        // Two trusted peers beyond the first round's eight; the rest A has no view of.
+        if i < 2 {
+            impression(&mut m, a, p, 0.1);
+        }
+    }
+    let c = m.add("C", false);
+    connect(&mut m, c, a);
+    let t = m.command(a, Command::ListPending).unwrap()["requests"][0]["peer_trust"].clone();
+    assert_eq!(t["asked"].as_u64(), Some(TRUST_QUERY_FANOUT_MAX as u64), "the first round only: P0 and P1 were in it, nobody else counts");
 }
 
 #[test]

@@ -253,10 +253,15 @@ impl Node {
         if room == 0 {
             return 0;
         }
+        // The first round asks the most trusted peers whatever their weight (the agent sees every
+        // opinion); a later round only asks peers whose answer can count, so a request nobody vouches
+        // for cannot make us question the whole neighbourhood.
+        let first_round = t.asked_peers.is_empty();
         let mut peers: Vec<(f64, String, String)> = self
             .connections
             .values()
             .filter(|c| c.agent_id.as_str() != subject && !t.asked_peers.iter().any(|a| a == c.agent_id.as_str()))
+            .filter(|c| first_round || self.opinion_weight(c.agent_id.as_str()) > 0.0)
             .map(|c| (self.trust_of(c.agent_id.as_str()), c.agent_id.to_string(), c.url.clone()))
             .collect();
         // Most trusted first; ties by id so the choice is deterministic.

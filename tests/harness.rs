@@ -25,7 +25,8 @@ pub struct Peer {
     pub disk: std::collections::BTreeMap<(Table, String), Vec<u8>>,
     /// Events it emitted, in order.
     pub events: Vec<Event>,
-    seed: [u8; 32],
+    /// Its passport's seed (tests sign in its name with it).
+    pub seed: [u8; 32],
     config: Config,
 }
 

@@ -227,3 +227,56 @@ fn an_unsigned_forward_claim_does_not_let_a_stranger_answer() {
     assert_eq!(m.inject(a, Method::Post, "/__darkmatter__/message", body.to_string().as_bytes(), "203.0.113.9".parse().unwrap()).0, 200);
     assert_eq!(m.command(a, Command::GetSent { message_id: mid }).unwrap()["response_count"], 0);
 }
+
+fn connected(m: &mut Mesh, x: usize, y: usize) -> bool {
+    let list = m.command(x, Command::ListConnections).unwrap();
+    list["connections"].as_array().unwrap().iter().any(|c| c["agent_id"] == m.id(y).as_str())
+}
+
+fn accept_first_pending(m: &mut Mesh, at: usize) {
+    let pending = m.command(at, Command::ListPending).unwrap();
+    let request_id = pending["requests"][0]["request_id"].as_str().unwrap().to_owned();
+    m.command(at, Command::Accept { request_id }).unwrap();
+}
+
+#[test]
+fn a_lost_acceptance_is_sent_again() {
+    let mut m = Mesh::new();
+    let b = m.add("B", false);
+    let c = m.add("C", true);
+    assert_eq!(connect(&mut m, b, c)["status"], "pending");
+    // B is unreachable when C accepts: C holds the connection, B does not know yet.
+    m.unreachable.push(b);
+    accept_first_pending(&mut m, c);
+    assert!(connected(&mut m, c, b) && !connected(&mut m, b, c));
+    m.unreachable.clear();
+    // The next housekeeping sends the acceptance again; now both sides have the link.
+    m.advance(60_000);
+    assert!(connected(&mut m, c, b) && connected(&mut m, b, c));
+    // Once more (as if B's answer had been lost): B confirms the link it has rather than refusing.
+    let c_passport = proto_core::Passport::from_seed(m.peers[c].seed);
+    let stamp = proto_core::time::format_iso(m.now.wall_us);
+    let (c_id, b_id, c_url) = (m.id(c), m.id(b), m.peers[c].url.clone());
+    let bytes = proto_core::sign::v2_bytes(proto_core::sign::V2_ACCEPTED, &[&c_id, &b_id, &c_url, &stamp]);
+    let again = json!({"agent_id": c_id, "agent_url": c_url, "agent_public_key_hex": c_id, "to_agent_id": b_id, "timestamp": stamp,
+        "dm_signature_hex": proto_core::sign::sign_hex(&c_passport, &bytes)});
+    let ip = m.peers[c].ip;
+    let (status, body) = m.inject(b, Method::Post, "/__darkmatter__/connection_accepted", again.to_string().as_bytes(), ip);
+    assert_eq!((status, &body["success"]), (200, &json!(true)), "{body}");
+    insta::assert_snapshot!(m.trace.join("\n"));
+}
+
+#[test]
+fn a_refused_acceptance_ends_the_half_open_link() {
+    let mut m = Mesh::new();
+    let b = m.add("B", false);
+    let c = m.add("C", true);
+    assert_eq!(connect(&mut m, b, c)["status"], "pending");
+    // B gives up: after a crash its outbound request is gone (as when its own call timed out).
+    m.peers[b].disk.retain(|(t, _), _| *t != proto_core::Table::PendingOut);
+    m.restart(b);
+    accept_first_pending(&mut m, c);
+    assert!(!connected(&mut m, c, b), "C dropped the link B refused");
+    assert!(m.peers[c].events.iter().any(|e| matches!(e, proto_core::Event::Disconnected { by_peer: true, .. })));
+    insta::assert_snapshot!(m.trace.join("\n"));
+}

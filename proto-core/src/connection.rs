@@ -23,7 +23,7 @@ use crate::error::{CommandError, Refusal};
 use crate::identity::{truncate_chars, AgentId};
 use crate::io::{CommandId, Event, HttpResponse, InboundRequest, Method};
 use crate::limits::{
-    self, BIO_CHARS_MAX, CHALLENGE_TTL_S, DISPLAY_NAME_CHARS_MAX, PENDING_OUTBOUND_MAX, PENDING_REQUESTS_MAX, REQUEST_EXPIRY_S, TIMESTAMP_FIELD_CHARS_MAX,
+    self, ACCEPTANCE_ATTEMPTS_MAX, BIO_CHARS_MAX, CHALLENGE_TTL_S, DISPLAY_NAME_CHARS_MAX, PENDING_OUTBOUND_MAX, PENDING_REQUESTS_MAX, REQUEST_EXPIRY_S, TIMESTAMP_FIELD_CHARS_MAX,
     WALLETS_MAX, WALLET_FIELD_BYTES_MAX,
 };
 use crate::node::{Call, Node};
@@ -346,22 +346,15 @@ impl Node {
         url::validate(&acc.agent_url).map_err(Refusal::Invalid)?;
         // Every pending outbound request records who answered it; only that agent may accept it.
         let Some(key) = self.pending_out.iter().find(|(_, p)| p.agent_id.as_ref() == Some(&id)).map(|(k, _)| k.clone()) else {
+            // The acceptor sends again when it missed our answer: a signed acceptance of a connection
+            // we already have is confirmed, so it never takes our silence for a refusal.
+            if self.connections.contains_key(id.as_str()) && self.verify_acceptance(&id, &acc)? {
+                return Ok(wire::encode(&Ack { success: true }));
+            }
             return Err(Refusal::Unauthorized("No pending outbound connection request for this agent.".to_owned()));
         };
         let pending = self.pending_out[&key].clone();
-        let signed = match acc.dm_signature_hex.as_deref() {
-            Some(sig) => {
-                let stamp = opt(&acc.timestamp);
-                check_fresh(self.now.wall_us, stamp)?;
-                if acc.to_agent_id.as_deref() != Some(self.me()) {
-                    return Err(Refusal::Unauthorized("Acceptance is addressed to another agent".to_owned()));
-                }
-                let bytes = sign::v2_bytes(V2_ACCEPTED, &[id.as_str(), self.me(), &acc.agent_url, stamp]);
-                sign::verify_hex(id.key(), &bytes, sig).map_err(|_| Refusal::Unauthorized("Invalid signature on acceptance".to_owned()))?;
-                true
-            }
-            None => false,
-        };
+        let signed = self.verify_acceptance(&id, &acc)?;
         if pending.speaks_v2 && !signed {
             return Err(Refusal::Unauthorized("Signature required — this agent signs its acceptances".to_owned()));
         }
@@ -381,6 +374,19 @@ impl Node {
         };
         self.add_connection(details, signed, signed, true);
         Ok(wire::encode(&Ack { success: true }))
+    }
+
+    /// Checks our signed form on an acceptance, when present. Returns whether it was.
+    fn verify_acceptance(&self, id: &AgentId, acc: &ConnectionAccepted) -> Result<bool, Refusal> {
+        let Some(sig) = acc.dm_signature_hex.as_deref() else { return Ok(false) };
+        let stamp = opt(&acc.timestamp);
+        check_fresh(self.now.wall_us, stamp)?;
+        if acc.to_agent_id.as_deref() != Some(self.me()) {
+            return Err(Refusal::Unauthorized("Acceptance is addressed to another agent".to_owned()));
+        }
+        let bytes = sign::v2_bytes(V2_ACCEPTED, &[id.as_str(), self.me(), &acc.agent_url, stamp]);
+        sign::verify_hex(id.key(), &bytes, sig).map_err(|_| Refusal::Unauthorized("Invalid signature on acceptance".to_owned()))?;
+        Ok(true)
     }
 
     pub(crate) fn on_disconnect(&mut self, body: &[u8]) -> Result<Vec<u8>, Refusal> {
@@ -603,8 +609,16 @@ impl Node {
         debug_assert!(p.identity_verified);
         self.persist(vec![Change::delete(Table::PendingIn, request_id)]);
         self.add_connection(PeerDetails::from_pending(&p), p.speaks_v2, p.identity_verified, p.source_local);
+        self.send_acceptance(p.agent_id.as_str(), 1);
+    }
+
+    /// Tells an accepted peer, signed, at its connection's URL. Its answer comes back to
+    /// [`Node::on_acceptance_answer`].
+    fn send_acceptance(&mut self, peer: &str, attempt: u32) {
+        let Some(conn) = self.connections.get(peer) else { return };
+        let (url, local) = (conn.url.clone(), conn.local);
         let stamp = self.now.iso();
-        let bytes = sign::v2_bytes(V2_ACCEPTED, &[self.me(), p.agent_id.as_str(), &self.config.public_url, &stamp]);
+        let bytes = sign::v2_bytes(V2_ACCEPTED, &[self.me(), peer, &self.config.public_url, &stamp]);
         let body = ConnectionAccepted {
             agent_id: self.me().to_owned(),
             agent_url: self.config.public_url.clone(),
@@ -614,11 +628,49 @@ impl Node {
             wallets: Some(Default::default()),
             wallet_address: None,
             created_at: Some(self.profile.created_at.clone()),
-            to_agent_id: Some(p.agent_id.to_string()),
+            to_agent_id: Some(peer.to_owned()),
             timestamp: Some(stamp),
             dm_signature_hex: Some(sign::sign_hex(&self.passport, &bytes)),
         };
-        self.transmit(Method::Post, url::endpoint(&p.url, "connection_accepted"), wire::encode(&body), limits::PEER_CALL_TIMEOUT_MS, !p.source_local, Call::FireAndForget);
+        let call = Call::Acceptance { peer: peer.to_owned(), attempt };
+        self.transmit(Method::Post, url::endpoint(&url, "connection_accepted"), wire::encode(&body), limits::PEER_CALL_TIMEOUT_MS, !local, call);
+    }
+
+    /// What an accepted peer said to our acceptance. A refusal means it does not count the
+    /// connection (it gave up waiting, or never got our answer to its request): keeping ours would
+    /// leave a half-open link whose every trust query and delivery is refused, so it goes. A lost
+    /// call is sent again at housekeeping, up to [`ACCEPTANCE_ATTEMPTS_MAX`] in all.
+    pub(crate) fn on_acceptance_answer(&mut self, peer: &str, attempt: u32, result: Result<HttpResponse, String>) {
+        let Some(conn) = self.connections.get(peer) else { return };
+        match result {
+            Ok(r) if (200..300).contains(&r.status) => {}
+            // A 0.5.3 peer consumes its pending record on the first acceptance and refuses a second
+            // one, so after a retry its refusal may only mean that the first got through.
+            Ok(r) if matches!(r.status, 400 | 403 | 404) && (attempt == 1 || conn.speaks_v2) => self.drop_half_open(peer),
+            Ok(r) if r.status < 500 && r.status != 429 => {}
+            _ if attempt < ACCEPTANCE_ATTEMPTS_MAX => {
+                self.acceptance_retries.insert(peer.to_owned(), attempt);
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends again the acceptances that did not get through (at housekeeping).
+    pub(crate) fn retry_acceptances(&mut self) {
+        for (peer, attempts) in std::mem::take(&mut self.acceptance_retries) {
+            self.send_acceptance(&peer, attempts + 1);
+        }
+    }
+
+    /// Forgets a connection the peer does not have. No notice: it has nothing to end.
+    fn drop_half_open(&mut self, peer: &str) {
+        if self.connections.remove(peer).is_none() {
+            return;
+        }
+        self.rate_peers.remove(peer);
+        self.acceptance_retries.remove(peer);
+        self.persist(vec![Change::delete(Table::Connections, peer)]);
+        self.emit(Event::Disconnected { agent_id: peer.to_owned(), by_peer: true });
     }
 
     pub(crate) fn cmd_reject(&mut self, cmd: CommandId, request_id: &str) -> Result<(), CommandError> {

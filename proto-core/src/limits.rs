@@ -31,6 +31,9 @@ pub const BODY_BYTES_MAX: usize = CONTENT_CHARS_MAX * 6 + 32 * 1024;
 pub const CONNECTIONS_MAX_DEFAULT: usize = 50;
 /// Largest value `DARKMATTER_MAX_CONNECTIONS` may take.
 pub const CONNECTIONS_MAX_CEILING: usize = 1_000;
+/// Times we send `connection_accepted` to a peer we accepted while the call is lost (transport
+/// error, 5xx or 429): the first at once, the others at the next housekeeping runs.
+pub const ACCEPTANCE_ATTEMPTS_MAX: u32 = 3;
 /// Pending incoming connection requests kept at once.
 pub const PENDING_REQUESTS_MAX: usize = 50;
 /// Outbound connection requests awaiting the other side's answer at once.

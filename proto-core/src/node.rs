@@ -71,6 +71,8 @@ pub(crate) enum Call {
     Deliver { batch: u64, target: String },
     /// One peer's answer about a pending requester.
     TrustQuery { request_id: String, peer: String, query_id: String },
+    /// Our `connection_accepted` to a requester we accepted (`attempt` counts from 1).
+    Acceptance { peer: String, attempt: u32 },
 }
 
 /// A send or forward waiting for its deliveries.
@@ -115,6 +117,9 @@ pub struct Node {
     pub(crate) rate_global: RateWindow,
     pub(crate) rate_peers: BTreeMap<String, RateWindow>,
     pub(crate) calls: BTreeMap<OutboundId, Call>,
+    /// Accepted peers whose `connection_accepted` did not get through, with the attempts made; the
+    /// next housekeeping sends it again (not persisted: after a restart nobody retries).
+    pub(crate) acceptance_retries: BTreeMap<String, u32>,
     pub(crate) batches: BTreeMap<u64, Batch>,
     pub(crate) waiters: Vec<Waiter>,
     pub(crate) outputs: VecDeque<Output>,
@@ -284,6 +289,7 @@ impl Node {
             rate_global: RateWindow::default(),
             rate_peers: BTreeMap::new(),
             calls: BTreeMap::new(),
+            acceptance_retries: BTreeMap::new(),
             batches: BTreeMap::new(),
             waiters: Vec::new(),
             outputs: VecDeque::new(),
@@ -420,6 +426,7 @@ impl Node {
             Call::ConnectRequest { cmd, target_url } => self.on_connect_answer(cmd, &target_url, result),
             Call::Deliver { batch, target } => self.on_delivery(batch, target, result),
             Call::TrustQuery { request_id, peer, query_id } => self.on_trust_answer(&request_id, &peer, &query_id, result),
+            Call::Acceptance { peer, attempt } => self.on_acceptance_answer(&peer, attempt, result),
             Call::FireAndForget => {}
         }
     }
@@ -453,6 +460,7 @@ impl Node {
         }
         self.persist(changes);
         self.auto_disconnect();
+        self.retry_acceptances();
         self.reconsider_pending();
         self.refresh_shards();
     }

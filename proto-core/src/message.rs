@@ -192,8 +192,9 @@ impl Node {
         if env.hops_remaining < 0 {
             return Err(Refusal::Invalid("hops_remaining must not be negative".to_owned()));
         }
-        let metadata = env.metadata.clone().unwrap_or_default();
-        let metadata_json = canonical_metadata(&metadata);
+        let no_metadata = Map::new();
+        let metadata = env.metadata.as_ref().unwrap_or(&no_metadata);
+        let metadata_json = canonical_metadata(metadata);
         if metadata_json.len() > METADATA_BYTES_MAX {
             return Err(Refusal::Invalid(format!("metadata exceeds {METADATA_BYTES_MAX} bytes")));
         }
@@ -799,7 +800,11 @@ impl Node {
     }
 
     pub(crate) fn message_json(m: &InboxMessage) -> Value {
-        let metadata: Value = serde_json::from_str(&m.metadata_json).unwrap_or(Value::Object(Map::new()));
+        // Most messages carry no metadata: skip the parser for the canonical empty object.
+        let metadata: Value = match m.metadata_json.as_str() {
+            "{}" => Value::Object(Map::new()),
+            text => serde_json::from_str(text).unwrap_or(Value::Object(Map::new())),
+        };
         json!({
             "message_id": m.message_id, "from_agent_id": m.from_agent_id, "content": m.content,
             "received_at": m.received_at, "timestamp": m.timestamp, "verified": m.verified,

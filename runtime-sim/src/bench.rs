@@ -31,6 +31,13 @@ pub struct CryptoCosts {
     pub parse: Duration,
 }
 
+impl CryptoCosts {
+    /// The cheaper of two measurements of each operation (a busy machine only ever adds time).
+    pub fn min(self, other: Self) -> Self {
+        Self { sign: self.sign.min(other.sign), verify: self.verify.min(other.verify), parse: self.parse.min(other.parse) }
+    }
+}
+
 /// CPU time this thread has run, ns (`/proc/thread-self/schedstat`): unlike wall time, it does not
 /// grow when other processes take the cores.
 pub fn cpu_ns() -> Option<u64> {

@@ -258,8 +258,8 @@ impl Node {
         let start = self.shard_refresh_cursor.min(pairs.len());
         let room = limits::OUTBOUND_IN_FLIGHT_MAX.saturating_sub(self.calls_in_flight()).min(SHARD_REFRESH_BATCH_MAX);
         let end = (start + room).min(pairs.len());
-        for (k, p) in pairs[start..end].to_vec() {
-            self.push_and_record(&k, &p);
+        for (k, p) in &pairs[start..end] {
+            self.push_and_record(k, p);
         }
         // A round ends when every pair had its turn; the next starts an interval after this one did.
         self.shard_refresh_cursor = if end >= pairs.len() { 0 } else { end };

@@ -216,6 +216,13 @@ impl Core {
                 stop = self.take(input);
                 self.stage();
             }
+            // Under a steady stream of inputs the wait above never sees the timer fire: a deadline
+            // that has passed is honoured here, so housekeeping and waits are not starved.
+            let now = self.clock.now();
+            if self.deadline.is_some_and(|ms| now.mono_ms >= ms) {
+                self.node.handle_timeout(now);
+                self.stage();
+            }
             if let Err(e) = self.commit() {
                 return CoreExit::PersistFailed(e);
             }

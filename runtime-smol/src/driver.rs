@@ -421,4 +421,53 @@ mod tests {
         assert!(answers.iter().all(|a| a.try_recv().is_ok_and(|r| r.is_ok())));
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn a_steady_stream_of_inputs_does_not_starve_timers() {
+        let dir = temp_dir("starve");
+        let storage = Storage::open(&dir.join("state.redb")).unwrap();
+        let (tx, rx) = async_channel::bounded(INPUT_QUEUE_MAX);
+        let parts = CoreParts {
+            passport: proto_core::Passport::from_seed([4; 32]),
+            config: proto_core::Config::default(),
+            seed: 1,
+            records: Vec::new(),
+            storage,
+            inputs: rx,
+            loopback: tx.clone(),
+            net: Arc::new(Executor::new()),
+            client: Client::new(),
+            subscribers: Arc::default(),
+        };
+        let feeder = std::thread::spawn(move || {
+            let ask = |command: Command| {
+                let (done, answer) = async_channel::bounded(1);
+                tx.send_blocking(Input::Command(command, done)).unwrap();
+                answer
+            };
+            // A broadcast with no connections leaves a sent record to wait on.
+            let broadcast = proto_core::SendArgs { content: "x".into(), targets: proto_core::Targets::Broadcast { trust_min: -1.0 }, metadata: Default::default(), in_reply_to: None, hops_remaining: 1 };
+            let sent = ask(Command::Send(broadcast)).recv_blocking().unwrap().unwrap();
+            let message_id = sent["message_id"].as_str().unwrap().to_owned();
+            let wait = ask(Command::WaitForResponse { message_id, timeout_ms: 300 });
+            // Keep the queue full (every send blocks until the core takes one) until the wait ends.
+            let flood_started = Instant::now();
+            let answered = loop {
+                if wait.try_recv().is_ok() {
+                    break true;
+                }
+                if flood_started.elapsed() > Duration::from_secs(20) {
+                    break false;
+                }
+                for _ in 0..64 {
+                    drop(ask(Command::Status));
+                }
+            };
+            tx.send_blocking(Input::Shutdown).unwrap();
+            answered
+        });
+        assert!(matches!(run(parts), CoreExit::Stopped));
+        assert!(feeder.join().unwrap(), "the wait's deadline passed while inputs kept coming, and was honoured");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

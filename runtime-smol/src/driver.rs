@@ -348,6 +348,22 @@ mod tests {
         dir
     }
 
+    /// A core with a fresh identity and default settings over this storage and input channel.
+    fn parts(storage: Storage, inputs: Receiver<Input>, loopback: Sender<Input>) -> CoreParts {
+        CoreParts {
+            passport: proto_core::Passport::from_seed([3; 32]),
+            config: proto_core::Config::default(),
+            seed: 1,
+            records: Vec::new(),
+            storage,
+            inputs,
+            loopback,
+            net: Arc::new(Executor::new()),
+            client: Client::new(),
+            subscribers: Arc::default(),
+        }
+    }
+
     /// Runs a core over `inputs` (already queued, then `Shutdown`) and returns its storage path and
     /// the number of commits it made.
     fn run_queued(dir: &std::path::Path, inputs: Vec<Input>) -> (std::path::PathBuf, u64) {
@@ -359,19 +375,7 @@ mod tests {
             tx.try_send(input).unwrap();
         }
         tx.try_send(Input::Shutdown).unwrap();
-        let parts = CoreParts {
-            passport: proto_core::Passport::from_seed([3; 32]),
-            config: proto_core::Config::default(),
-            seed: 1,
-            records: Vec::new(),
-            storage,
-            inputs: rx,
-            loopback: tx,
-            net: Arc::new(Executor::new()),
-            client: Client::new(),
-            subscribers: Arc::default(),
-        };
-        assert!(matches!(run(parts), CoreExit::Stopped));
+        assert!(matches!(run(parts(storage, rx, tx)), CoreExit::Stopped));
         (path, commits.load(Ordering::Relaxed))
     }
 
@@ -427,18 +431,7 @@ mod tests {
         let dir = temp_dir("starve");
         let storage = Storage::open(&dir.join("state.redb")).unwrap();
         let (tx, rx) = async_channel::bounded(INPUT_QUEUE_MAX);
-        let parts = CoreParts {
-            passport: proto_core::Passport::from_seed([4; 32]),
-            config: proto_core::Config::default(),
-            seed: 1,
-            records: Vec::new(),
-            storage,
-            inputs: rx,
-            loopback: tx.clone(),
-            net: Arc::new(Executor::new()),
-            client: Client::new(),
-            subscribers: Arc::default(),
-        };
+        let parts = parts(storage, rx, tx.clone());
         let feeder = std::thread::spawn(move || {
             let ask = |command: Command| {
                 let (done, answer) = async_channel::bounded(1);

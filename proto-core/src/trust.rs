@@ -393,7 +393,8 @@ impl Node {
     }
 
     /// Looks again at every pending request whose questions are all answered (at housekeeping):
-    /// opinions are weighed by our trust in their givers *now*, peers connected since are asked
+    /// opinions are weighed by our trust in their givers *now* (in memory; the next housekeeping after
+    /// a restart does it again), peers connected since are asked
     /// while we are still unsure, and the policy decides what has become clear. At most
     /// [`crate::limits::PENDING_REQUESTS_MAX`] requests with up to [`TRUST_QUERY_ASKED_MAX`]
     /// opinions each.
@@ -406,15 +407,12 @@ impl Node {
             };
             let Some(p) = self.pending_in.get_mut(&request_id) else { continue };
             let Some(t) = p.peer_trust.as_mut() else { continue };
-            let changed = t.opinions.iter().zip(&weights).any(|(o, w)| o.2 != *w);
-            if changed {
-                for (o, w) in t.opinions.iter_mut().zip(weights) {
-                    o.2 = w;
-                }
-                combine(t);
-                let change = Change::put(Table::PendingIn, &request_id, &*p);
-                self.persist(vec![change]);
+            // Derived from our impressions, which are stored: not persisted (trust drifts a little
+            // with every delivery, and rewriting up to 50 records a minute would buy nothing).
+            for (o, w) in t.opinions.iter_mut().zip(weights) {
+                o.2 = w;
             }
+            combine(t);
             if !self.confident(&request_id) && self.ask_next_peers(&request_id) > 0 {
                 continue;
             }

@@ -81,6 +81,12 @@ impl Mesh {
         self.peers[i].node.passport().agent_id().to_string()
     }
 
+    /// The agent ids of node `at`'s pending requests, as `ListPending` lists them.
+    pub fn pending_agents(&mut self, at: usize) -> Vec<String> {
+        let pending = self.command(at, Command::ListPending).expect("list pending");
+        pending["requests"].as_array().expect("requests").iter().map(|r| r["agent_id"].as_str().expect("agent_id").to_owned()).collect()
+    }
+
     /// Replaces every agent id in `text` by its node's name, for readable traces.
     pub fn names(&self, text: &str) -> String {
         let mut out = text.to_owned();

@@ -227,11 +227,6 @@ fn unsigned_request(m: &mut Mesh, to: usize, p: &Passport, url: &str) -> (u16, V
     m.inject(to, Method::Post, "/__darkmatter__/connection_request", req.to_string().as_bytes(), public_ip())
 }
 
-fn pending_agents(m: &mut Mesh, at: usize) -> Vec<String> {
-    let pending = m.command(at, Command::ListPending).unwrap();
-    pending["requests"].as_array().unwrap().iter().map(|r| r["agent_id"].as_str().unwrap().to_owned()).collect()
-}
-
 #[test]
 fn pending_requests_cap_at_fifty() {
     let (mut m, b) = one_node();
@@ -240,11 +235,11 @@ fn pending_requests_cap_at_fifty() {
         assert_eq!(unsigned_request(&mut m, b, &p, &format!("http://p{i}.test:8100")).0, 200);
         m.advance(1);
     }
-    assert_eq!(pending_agents(&mut m, b).len(), PENDING_REQUESTS_MAX);
+    assert_eq!(m.pending_agents(b).len(), PENDING_REQUESTS_MAX);
     // Full of unproven requests: a new one takes the oldest one's place, and the count stays at the cap.
     let newcomer = Passport::from_seed([250; 32]);
     assert_eq!(unsigned_request(&mut m, b, &newcomer, "http://last.test:8100").0, 200);
-    let waiting = pending_agents(&mut m, b);
+    let waiting = m.pending_agents(b);
     assert_eq!(waiting.len(), PENDING_REQUESTS_MAX);
     assert!(waiting.contains(&newcomer.agent_id().to_string()));
     assert!(!waiting.contains(&Passport::from_seed([100; 32]).agent_id().to_string()), "the oldest unproven request made room");
@@ -260,7 +255,7 @@ fn an_unproven_request_never_displaces_a_proven_one() {
     }
     let (s, v) = unsigned_request(&mut m, b, &Passport::from_seed([250; 32]), "http://last.test:8100");
     assert_eq!((s, v["error"].as_str().unwrap()), (429, "Too many pending requests"));
-    assert_eq!(pending_agents(&mut m, b).len(), PENDING_REQUESTS_MAX);
+    assert_eq!(m.pending_agents(b).len(), PENDING_REQUESTS_MAX);
 }
 
 #[test]

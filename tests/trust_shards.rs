@@ -8,8 +8,7 @@ use quickcheck::quickcheck;
 use serde_json::{json, Map, Value};
 
 fn connect(m: &mut Mesh, from: usize, to: usize) -> Value {
-    let url = m.peers[to].url.clone();
-    m.command(from, Command::Connect { target_url: url }).expect("connect")
+    connect_result(m, from, to).expect("connect")
 }
 
 fn impression(m: &mut Mesh, at: usize, of: usize, score: f64) {
@@ -121,17 +120,12 @@ fn full_queue(n: usize, vouched: bool) -> (Mesh, usize, usize, Vec<usize>) {
     (m, a, b, requesters)
 }
 
-fn waiting(m: &mut Mesh, at: usize) -> Vec<String> {
-    let pending = m.command(at, Command::ListPending).unwrap();
-    pending["requests"].as_array().unwrap().iter().map(|r| r["agent_id"].as_str().unwrap().to_owned()).collect()
-}
-
 #[test]
 fn requests_our_peers_vouch_for_are_never_displaced_from_a_full_queue() {
     let (mut m, a, _, cs) = full_queue(PENDING_REQUESTS_MAX, true);
     let d = m.add("D", false);
     assert!(connect_result(&mut m, d, a).is_err(), "nothing to displace: D is refused");
-    let w = waiting(&mut m, a);
+    let w = m.pending_agents(a);
     assert_eq!(w.len(), PENDING_REQUESTS_MAX);
     assert!(!w.contains(&m.id(d)) && w.contains(&m.id(cs[0])));
 }
@@ -142,7 +136,7 @@ fn a_vouched_newcomer_displaces_the_oldest_unvouched_request() {
     let d = m.add("D", false);
     impression(&mut m, b, d, 0.9);
     assert_eq!(connect(&mut m, d, a)["status"], "pending");
-    let w = waiting(&mut m, a);
+    let w = m.pending_agents(a);
     assert_eq!(w.len(), PENDING_REQUESTS_MAX);
     assert!(w.contains(&m.id(d)) && !w.contains(&m.id(cs[0])) && w.contains(&m.id(cs[1])));
     let pending = m.command(a, Command::ListPending).unwrap();

@@ -507,7 +507,7 @@ impl Node {
     pub(crate) fn random_hex(&mut self, bytes: usize) -> String {
         let mut buf = vec![0u8; bytes];
         self.rng.fill_bytes(&mut buf);
-        hex::encode(buf)
+        crate::identity::lower_hex(&buf)
     }
 
     pub(crate) fn next_seq(&mut self) -> u64 {

@@ -105,9 +105,18 @@ pub fn v2_bytes(domain: &str, fields: &[&str]) -> Vec<u8> {
     out
 }
 
+/// Whether signatures are real Ed25519. False only in a build with the `null-signatures`
+/// feature, which exists to measure the simulator without signature work; every runtime that
+/// talks to a network refuses to start when this is false.
+pub const SIGNATURES_ARE_REAL: bool = !cfg!(feature = "null-signatures");
+
 /// Signs canonical bytes and returns the lowercase hex signature.
 pub fn sign_hex(passport: &Passport, canonical: &[u8]) -> String {
-    hex::encode(passport.sign(canonical).to_bytes())
+    #[cfg(feature = "null-signatures")]
+    let bytes = null::signature(passport.agent_id().key(), canonical);
+    #[cfg(not(feature = "null-signatures"))]
+    let bytes = passport.sign(canonical).to_bytes();
+    crate::identity::lower_hex(&bytes)
 }
 
 /// Decodes a hex signature; upper case is accepted, as 0.5.3's `bytes.fromhex` does.
@@ -123,12 +132,44 @@ pub fn parse_signature(sig_hex: &str) -> Result<Signature, SignError> {
 /// Verifies with `verify_strict`: no small-order keys or R points, canonical S.
 pub fn verify_hex(key: &VerifyingKey, canonical: &[u8], sig_hex: &str) -> Result<(), SignError> {
     let sig = parse_signature(sig_hex)?;
+    #[cfg(feature = "null-signatures")]
+    return if sig.to_bytes() == null::signature(key, canonical) { Ok(()) } else { Err(SignError::Invalid) };
+    #[cfg(not(feature = "null-signatures"))]
     key.verify_strict(canonical, &sig).map_err(|_| SignError::Invalid)
+}
+
+/// The stand-in for Ed25519 in a `null-signatures` build: a 64-bit FNV-1a digest of key and bytes,
+/// repeated. Anyone can forge it; it only keeps every accept/refuse decision of a simulation the
+/// same (an honest node's signature checks out, a bent envelope does not) while costing almost
+/// nothing, so the simulator can measure everything but signature work on the same trace.
+#[cfg(feature = "null-signatures")]
+mod null {
+    use ed25519_dalek::VerifyingKey;
+
+    pub(super) fn signature(key: &VerifyingKey, canonical: &[u8]) -> [u8; 64] {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in key.as_bytes().iter().chain(canonical) {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let mut out = [0u8; 64];
+        for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
+            chunk.copy_from_slice(&h.wrapping_add(i as u64).to_le_bytes());
+        }
+        out
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fails if any workspace crate switches `null-signatures` on by default (cargo unifies
+    /// features, so the whole test build would then run on forgeable signatures).
+    #[test]
+    #[cfg(not(feature = "null-signatures"))]
+    fn signatures_are_real_in_an_ordinary_build() {
+        assert!(SIGNATURES_ARE_REAL);
+    }
 
     #[test]
     fn newline_in_a_non_final_field_is_refused() {

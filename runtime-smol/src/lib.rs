@@ -96,6 +96,10 @@ pub enum StartError {
     /// A thread or signal handler could not be set up.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    /// proto-core was built with the measurement-only `null-signatures` feature, whose signatures
+    /// anyone can forge.
+    #[error("this build has null signatures (proto-core feature `null-signatures`, for simulator measurements only) and must not run a node")]
+    NullSignatures,
 }
 
 impl From<StorageError> for StartError {
@@ -119,6 +123,9 @@ fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) -> Result<std::th
 
 /// Starts a node on its own threads and returns once it is listening.
 pub fn start(config: RuntimeConfig) -> Result<(NodeHandle, Running), StartError> {
+    if !proto_core::sign::SIGNATURES_ARE_REAL {
+        return Err(StartError::NullSignatures);
+    }
     storage::ensure_dir(&config.state_dir)?;
     let passport = storage::load_or_create_passport(&config.state_dir)?;
     let agent_id = passport.agent_id().as_str().to_owned();

@@ -148,6 +148,7 @@ impl Sim {
         };
         self.time_core(11, clock.elapsed());
         self.counters.beacons += 1;
+        self.counters.wire_bytes_out += payload.len() as u64;
         let lan = self.opts.net.lan_size.max(1);
         let start = i / lan * lan;
         let end = (start + lan).min(self.opts.nodes);

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use proto_core::identity::AgentId;
 use proto_core::sign;
+use proto_core::wire::{self, message::MessageEnvelope};
 use proto_core::Passport;
 
 use crate::scenario;
@@ -80,25 +81,7 @@ pub fn crypto_costs() -> CryptoCosts {
     let msg = sign::v2_bytes(sign::V2_MESSAGE, &["a fairly ordinary message body of some length", "2026-01-01T00:00:00.000000+00:00"]);
     let sig = sign::sign_hex(&p, &msg);
     let id = p.agent_id().as_str().to_owned();
-    let per_op = |f: &dyn Fn()| {
-        (0..CRYPTO_BATCHES)
-            .map(|_| {
-                let clock = Clock::start();
-                let mut ops = 0;
-                loop {
-                    for _ in 0..CRYPTO_CHUNK_OPS {
-                        f();
-                    }
-                    ops += CRYPTO_CHUNK_OPS;
-                    let spent = clock.elapsed();
-                    if spent >= CRYPTO_BATCH {
-                        break spent / ops;
-                    }
-                }
-            })
-            .min()
-            .expect("non-empty")
-    };
+    let per_op = time_per_op;
     let sign_cost = per_op(&|| {
         std::hint::black_box(sign::sign_hex(&p, std::hint::black_box(&msg)));
     });
@@ -107,6 +90,73 @@ pub fn crypto_costs() -> CryptoCosts {
         std::hint::black_box(AgentId::parse(std::hint::black_box(&id)).expect("valid"));
     });
     CryptoCosts { sign: sign_cost, verify, parse }
+}
+
+/// CPU time of one call of `f`: the fastest of [`CRYPTO_BATCHES`] batches of [`CRYPTO_BATCH`].
+fn time_per_op(f: &dyn Fn()) -> Duration {
+    (0..CRYPTO_BATCHES)
+        .map(|_| {
+            let clock = Clock::start();
+            let mut ops = 0;
+            loop {
+                for _ in 0..CRYPTO_CHUNK_OPS {
+                    f();
+                }
+                ops += CRYPTO_CHUNK_OPS;
+                let spent = clock.elapsed();
+                if spent >= CRYPTO_BATCH {
+                    break spent / ops;
+                }
+            }
+        })
+        .min()
+        .expect("non-empty")
+}
+
+/// CPU time per byte of serde_json encoding and decoding the body the mesh sends most (a signed
+/// message envelope, mostly hex ids and signatures), measured like [`crypto_costs`]. A floor, not
+/// an estimate of the run's JSON time: a warm loop over one small body is the best case.
+#[derive(Clone, Copy, Debug)]
+pub struct JsonCosts {
+    /// Per byte encoded (`wire::encode`).
+    pub encode_ns_per_byte: f64,
+    /// Per byte decoded into the core's owned structs (`wire::decode`).
+    pub decode_ns_per_byte: f64,
+}
+
+impl JsonCosts {
+    /// The cheaper of two measurements of each.
+    pub fn min(self, other: Self) -> Self {
+        Self { encode_ns_per_byte: self.encode_ns_per_byte.min(other.encode_ns_per_byte), decode_ns_per_byte: self.decode_ns_per_byte.min(other.decode_ns_per_byte) }
+    }
+}
+
+/// Measures [`JsonCosts`] on a typical signed envelope.
+pub fn json_costs() -> JsonCosts {
+    let hex = |n: usize, c: char| c.to_string().repeat(n);
+    let envelope = MessageEnvelope {
+        message_id: "msg-3f9a1c0d2e4b".to_owned(),
+        content: "m1234 from node-517".to_owned(),
+        webhook: "http://10.0.2.5:8100/__darkmatter__/webhook/msg-3f9a1c0d2e4b".to_owned(),
+        hops_remaining: 10,
+        metadata: Some(Default::default()),
+        timestamp: "2026-01-01T00:17:03.123456+00:00".to_owned(),
+        from_agent_id: hex(64, 'a'),
+        from_public_key_hex: Some(hex(64, 'a')),
+        signature_hex: hex(128, 'c'),
+        in_reply_to: None,
+        to_agent_id: Some(hex(64, 'b')),
+        dm_signature_hex: Some(hex(128, 'd')),
+    };
+    let body = wire::encode(&envelope);
+    let per_byte = |f: &dyn Fn()| time_per_op(f).as_secs_f64() * 1e9 / body.len() as f64;
+    let encode_ns_per_byte = per_byte(&|| {
+        std::hint::black_box(wire::encode(std::hint::black_box(&envelope)));
+    });
+    let decode_ns_per_byte = per_byte(&|| {
+        std::hint::black_box(wire::decode::<MessageEnvelope>(std::hint::black_box(&body)).expect("valid"));
+    });
+    JsonCosts { encode_ns_per_byte, decode_ns_per_byte }
 }
 
 /// Signature operations of a run: (signs, verifies, parses). Signs and verifies are estimated from
@@ -141,7 +191,7 @@ pub fn run(nodes: u32, seed: u64, duration_us: u64, timing: bool, progress: &mut
 
 /// The benchmark's text report. Rates use the loop's CPU time (the same as wall time on an idle
 /// machine; honest on a busy one).
-pub fn describe(r: &Report, cpu: Duration, costs: &CryptoCosts, hwm_kib: Option<u64>) -> String {
+pub fn describe(r: &Report, cpu: Duration, costs: &CryptoCosts, json: &JsonCosts, hwm_kib: Option<u64>) -> String {
     let mut s = String::new();
     let wall = cpu.as_secs_f64();
     let (signs, verifies, parses) = crypto_ops(r);
@@ -159,6 +209,22 @@ pub fn describe(r: &Report, cpu: Duration, costs: &CryptoCosts, hwm_kib: Option<
     s.push_str(&format!("signature work:          {:.2} s = {:.1}% of the event loop (estimate: operations x measured cost)\n", sig_s, 100.0 * sig_s / wall.max(1e-9)));
     let rest = (wall - sig_s).max(1e-9);
     s.push_str(&format!("everything else:         {rest:.2} s -> {:.0} events/s without signature work\n", r.events as f64 / rest));
+    let c = &r.counters;
+    let events = r.events.max(1) as f64;
+    let floor_s = (c.wire_bytes_out as f64 * json.encode_ns_per_byte + c.wire_bytes_in as f64 * json.decode_ns_per_byte) / 1e9;
+    s.push_str(&format!(
+        "JSON bodies:             {:.1} MB encoded, {:.1} MB decoded by the nodes ({:.0} bytes per event)\n",
+        c.wire_bytes_out as f64 / 1e6,
+        c.wire_bytes_in as f64 / 1e6,
+        (c.wire_bytes_out + c.wire_bytes_in) as f64 / events
+    ));
+    s.push_str(&format!(
+        "serde_json floor:        {:.2} ns/byte encode, {:.2} ns/byte decode (warm loop) -> at least {floor_s:.2} s = {:.2} us per event\n",
+        json.encode_ns_per_byte,
+        json.decode_ns_per_byte,
+        floor_s * 1e6 / events
+    ));
+    s.push_str(&format!("persisted records:       {:.1} MB ({:.0} bytes per event)\n", c.persisted_bytes as f64 / 1e6, c.persisted_bytes as f64 / events));
     if let Some(t) = &r.timing {
         let total = t.total().as_secs_f64();
         s.push_str(&format!("inside the core:         {total:.2} s ({:.1}% of the loop); by input:\n", 100.0 * total / wall.max(1e-9)));

@@ -148,6 +148,7 @@ impl Sim {
         self.next_inbound += 1;
         let now = self.node_now(to);
         let mut ctx = Ctx { expect_reply: true, forged: if let Origin::Adversary { variant } = from { Some(variant) } else { None }, ..Ctx::default() };
+        self.counters.wire_bytes_in += body.len() as u64;
         let request = InboundRequest { id, method, path: path.clone(), body, source: Some(source) };
         let clock = self.timing.is_some().then(Instant::now);
         self.nodes[to as usize].node.as_mut().expect("checked").handle_request(now, request);
@@ -213,6 +214,9 @@ impl Sim {
                 self.trace.rec(self.now, to as u64, Kind::Resp, peer, 0, &text);
             }
         }
+        if let Ok(r) = &result {
+            self.counters.wire_bytes_in += r.body.len() as u64;
+        }
         let now = self.node_now(to);
         let clock = self.timing.is_some().then(Instant::now);
         self.nodes[to as usize].node.as_mut().expect("checked").handle_response(now, oid, result);
@@ -255,6 +259,7 @@ impl Sim {
             return;
         }
         self.counters.datagrams += 1;
+        self.counters.wire_bytes_in += payload.len() as u64;
         self.trace.rec(self.now, to as u64, Kind::Datagram, from as u64, 0, "");
         let now = self.node_now(to);
         let source = self.nodes[from as usize].ip;

@@ -224,6 +224,7 @@ fn bench_cmd(args: &[String]) -> Result<ExitCode, String> {
         }
     }
     let costs = bench::crypto_costs();
+    let json = bench::json_costs();
     println!("bench: ordinary traffic, {nodes} nodes, 20-50 connections each, {} simulated, seed {seed}{}", format_duration(duration), if timing { ", timing the core" } else { "" });
     let pb = progress_bar(duration, true);
     let mut tick = |t: u64, events: u64| {
@@ -235,9 +236,10 @@ fn bench_cmd(args: &[String]) -> Result<ExitCode, String> {
     let hwm = bench::vm_hwm_kib();
     // Measured again after the loop: the machine's load changes within a run.
     let costs = costs.min(bench::crypto_costs());
+    let json = json.min(bench::json_costs());
     match result {
         Ok((r, cpu)) => {
-            print!("{}", bench::describe(&r, cpu, &costs, hwm));
+            print!("{}", bench::describe(&r, cpu, &costs, &json, hwm));
             println!("delivery ratio:          {}", r.delivery_ratio.map_or("n/a".to_owned(), |d| format!("{d:.4}")));
             println!("invariant checks:        {} passed", r.checks);
             println!("trace-hash: {}", r.trace_hash);

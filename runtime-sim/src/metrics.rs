@@ -55,6 +55,12 @@ pub struct Counters {
     pub decided_rejected: u64,
     /// Peer updates accepted.
     pub peer_updates: u64,
+    /// Body bytes the nodes encoded: request bodies they sent, reply bodies, beacon payloads.
+    pub wire_bytes_out: u64,
+    /// Body bytes the nodes decoded: request bodies, response bodies and datagrams handed in.
+    pub wire_bytes_in: u64,
+    /// Record bytes the nodes persisted (keys and values).
+    pub persisted_bytes: u64,
 }
 
 /// One sample.

@@ -497,13 +497,17 @@ impl Sim {
             match out {
                 Output::Persist(changes) => self.persist(i, changes),
                 Output::Reply(r) => {
+                    self.counters.wire_bytes_out += r.body.len() as u64;
                     if !ctx.expect_reply || ctx.reply.is_some() {
                         self.fail(i, "one-reply", format!("unexpected reply {:?} status {}", r.id, r.status));
                     }
                     self.check_acks(i, &r, ctx);
                     ctx.reply = Some(r);
                 }
-                Output::Transmit(t) => self.transmit(i, t, ctx),
+                Output::Transmit(t) => {
+                    self.counters.wire_bytes_out += t.body.len() as u64;
+                    self.transmit(i, t, ctx);
+                }
                 Output::Event(e) => self.on_event(i, e, ctx),
                 Output::Done { id, result } => self.on_done(i, id, result),
                 Output::Timeout(_) => unreachable!("collect stops at the timeout"),
@@ -532,6 +536,7 @@ impl Sim {
     fn persist(&mut self, i: u32, changes: Vec<proto_core::Change>) {
         let n = &mut self.nodes[i as usize];
         for c in changes {
+            self.counters.persisted_bytes += (c.key.len() + c.value.as_ref().map_or(0, Vec::len)) as u64;
             let t = table_index(c.table);
             match c.value {
                 Some(v) => {

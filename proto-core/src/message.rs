@@ -17,7 +17,7 @@ use crate::limits::{self, CONTENT_CHARS_MAX, HOPS_MAX, ID_BYTES_MAX, INBOX_MAX, 
 use crate::node::{Batch, Call, Node, Waiter};
 use crate::replay::ReplayError;
 use crate::sign::{self, V2_MESSAGE};
-use crate::store::{Change, InboxMessage, ResponseRecord, SentMessage, SentStatus, Table, UpdateRecord};
+use crate::store::{self, Change, InboxMessage, ResponseRecord, SentMessage, SentStatus, Table, UpdateRecord};
 use crate::url;
 use crate::wire::message::{MessageEnvelope, MessageQueued};
 use crate::wire::webhook::{RecordedUpdate, WebhookRecorded, WebhookStatus, WebhookUpdate};
@@ -88,6 +88,15 @@ fn leading_message_id(body: &[u8]) -> Option<&str> {
 
 /// Canonical JSON of a metadata object: keys sorted at every depth (explicitly, so that enabling
 /// serde_json's `preserve_order` anywhere in a build cannot change what we sign), compact, numbers
+/// Deletes a sent message: its record and every update and reply row it may have.
+fn sent_deletes(sent: &SentMessage) -> Vec<Change> {
+    let id = sent.message_id.as_str();
+    let mut changes = vec![Change::delete(Table::Sent, id)];
+    changes.extend((0..sent.rows.updates).map(|i| Change::delete(Table::SentUpdates, &store::child_key(id, i))));
+    changes.extend((0..sent.rows.responses).map(|i| Change::delete(Table::SentResponses, &store::child_key(id, i))));
+    changes
+}
+
 /// printed so they parse back to the same value.
 pub fn canonical_metadata(metadata: &Map<String, Value>) -> String {
     if metadata.is_empty() {
@@ -285,8 +294,8 @@ impl Node {
         self.inbox.insert(msg.message_id.clone(), msg);
         let mut linked = false;
         if let Some(original) = &env.in_reply_to {
-            if let Some((change, earns)) = self.link_reply(original, &env.from_agent_id, &reply_content, Some(&env.message_id)) {
-                changes.push(change);
+            if let Some((link, earns)) = self.link_reply(original, &env.from_agent_id, &reply_content, Some(&env.message_id)) {
+                changes.extend(link);
                 linked = earns;
             }
         }
@@ -318,25 +327,24 @@ impl Node {
     /// Returns the change, and whether the reply completes an exchange that earns trust: the first
     /// answer from an agent we sent the message to (one bonus per message and agent, so replies
     /// cannot be farmed).
-    fn link_reply(&mut self, original: &str, from: &str, content: &str, reply_id: Option<&str>) -> Option<(Change, bool)> {
+    fn link_reply(&mut self, original: &str, from: &str, content: &str, reply_id: Option<&str>) -> Option<(Vec<Change>, bool)> {
         if !self.may_answer(original, from) {
             return None;
         }
         let sent = self.sent.get_mut(original)?;
-        if sent.responses.len() >= RESPONSES_PER_SENT_MAX {
+        if sent.rows.responses >= RESPONSES_PER_SENT_MAX {
             return None;
         }
         let earns = sent.routed_to.iter().any(|a| a == from) && !sent.responses.iter().any(|r| r.agent_id == from);
-        sent.responses.push(ResponseRecord {
-            agent_id: from.to_owned(),
-            content: content.to_owned(),
-            received_at: self.now.iso(),
-            message_id: reply_id.map(str::to_owned),
-        });
+        let response = ResponseRecord { agent_id: from.to_owned(), content: content.to_owned(), received_at: self.now.iso(), message_id: reply_id.map(str::to_owned) };
+        let mut changes = vec![Change::put(Table::SentResponses, &store::child_key(original, sent.rows.responses), &response)];
+        sent.rows.responses += 1;
+        sent.responses.push(response);
         if sent.status == SentStatus::Active {
             sent.status = SentStatus::Responded;
+            changes.push(Change::put(Table::Sent, original, &*sent));
         }
-        Some((Change::put(Table::Sent, original, &*sent), earns))
+        Some((changes, earns))
     }
 
     /// Who may answer a sent message: a connection, an agent we sent it to, or the target of a
@@ -394,18 +402,14 @@ impl Node {
             "received" | "responding" | "forwarded" | "expired" => {
                 let verified = self.verify_webhook_update(message_id, &u)?;
                 let sent = self.sent.get_mut(message_id).expect("checked above");
-                if sent.updates.len() >= UPDATES_PER_SENT_MAX {
+                if sent.rows.updates >= UPDATES_PER_SENT_MAX {
                     return Err(Refusal::Limited(format!("Update limit reached ({UPDATES_PER_SENT_MAX}) for this message")));
                 }
-                sent.updates.push(UpdateRecord {
-                    kind: u.kind.clone(),
-                    agent_id: u.agent_id.clone(),
-                    target_agent_id: u.target_agent_id.clone(),
-                    note,
-                    timestamp: self.now.iso(),
-                    verified,
-                });
-                let change = Change::put(Table::Sent, message_id, &*sent);
+                let update = UpdateRecord { kind: u.kind.clone(), agent_id: u.agent_id.clone(), target_agent_id: u.target_agent_id.clone(), note, timestamp: self.now.iso(), verified };
+                // One small row per update: the sent record itself does not change.
+                let change = Change::put(Table::SentUpdates, &store::child_key(message_id, sent.rows.updates), &update);
+                sent.rows.updates += 1;
+                sent.updates.push(update);
                 self.persist(vec![change]);
             }
             other => return Err(Refusal::Invalid(format!("Unknown update type: '{other}'"))),
@@ -427,7 +431,7 @@ impl Node {
         let stamp_us = check_fresh(self.now.wall_us, stamp)?;
         let bytes = webhook_v2_bytes(&u.kind, id.as_str(), message_id, u.target_agent_id.as_deref(), u.note.as_deref(), stamp);
         sign::verify_hex(id.key(), &bytes, sig).map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
-        if self.sent.get(message_id).is_some_and(|s| s.updates.len() >= UPDATES_PER_SENT_MAX) {
+        if self.sent.get(message_id).is_some_and(|s| s.rows.updates >= UPDATES_PER_SENT_MAX) {
             return Err(Refusal::Limited(format!("Update limit reached ({UPDATES_PER_SENT_MAX}) for this message")));
         }
         let replay_key = crate::connection::sig_key("webhook", sig);
@@ -462,15 +466,15 @@ impl Node {
         if !self.may_answer(message_id, id.as_str()) {
             return Err(Refusal::Unauthorized("This agent was not sent this message".to_owned()));
         }
-        if self.sent.get(message_id).is_some_and(|s| s.responses.len() >= RESPONSES_PER_SENT_MAX) {
+        if self.sent.get(message_id).is_some_and(|s| s.rows.responses >= RESPONSES_PER_SENT_MAX) {
             return Err(Refusal::Limited(format!("Response limit reached ({RESPONSES_PER_SENT_MAX}) for this message")));
         }
         let replay_key = crate::connection::sig_key("response", sig);
         self.record_replay(&replay_key, stamp_us)?;
         let mut changes = vec![self.replay_change(&replay_key)];
         let earns = match self.link_reply(message_id, id.as_str(), text, None) {
-            Some((change, earns)) => {
-                changes.push(change);
+            Some((link, earns)) => {
+                changes.extend(link);
                 earns
             }
             None => false,
@@ -613,13 +617,16 @@ impl Node {
             responses: Vec::new(),
             updates: Vec::new(),
             seq,
+            rows: store::ChildRows::default(),
         };
-        let mut changes = vec![Change::put(Table::Sent, message_id, &sent)];
+        // A record replaced under the same id takes its old rows with it, so none are inherited.
+        let mut changes = self.sent.remove(message_id).map(|old| sent_deletes(&old)).unwrap_or_default();
+        changes.push(Change::put(Table::Sent, message_id, &sent));
         self.sent.insert(message_id.to_owned(), sent);
         while self.sent.len() > SENT_MAX {
             let oldest = self.sent.values().min_by_key(|s| s.seq).map(|s| s.message_id.clone()).expect("non-empty");
-            self.sent.remove(&oldest);
-            changes.push(Change::delete(Table::Sent, &oldest));
+            let gone = self.sent.remove(&oldest).expect("present");
+            changes.extend(sent_deletes(&gone));
         }
         self.persist(changes);
     }
@@ -645,6 +652,46 @@ impl Node {
             let call = Call::Deliver { batch: batch_id, target };
             self.transmit(Method::Post, url::endpoint(&url, "message"), wire::encode(&envelope), limits::PEER_CALL_TIMEOUT_MS, !local, call);
         }
+    }
+
+    /// Brings back sent messages' update and reply rows (`rows`, in any order) and moves the replies
+    /// and updates of version-1 sent records (`legacy`, stored inside the record) into rows of their
+    /// own. Rows of a message no longer kept are deleted; rows this build cannot read are left alone
+    /// and counted in the returned number skipped.
+    pub(crate) fn restore_sent_rows(&mut self, mut rows: Vec<(Table, String, Vec<u8>)>, legacy: Vec<String>, on_disk: &std::collections::BTreeSet<String>) -> usize {
+        let mut changes = Vec::new();
+        for id in legacy {
+            let Some(sent) = self.sent.get(&id) else { continue };
+            changes.extend(sent.updates.iter().enumerate().map(|(i, u)| Change::put(Table::SentUpdates, &store::child_key(&id, i), u)));
+            changes.extend(sent.responses.iter().enumerate().map(|(i, r)| Change::put(Table::SentResponses, &store::child_key(&id, i), r)));
+            changes.push(Change::put(Table::Sent, &id, sent));
+        }
+        rows.sort();
+        let mut skipped = 0;
+        for (table, key, value) in rows {
+            let Some((id, index)) = store::parse_child_key(&key) else {
+                skipped += 1;
+                continue;
+            };
+            let Some(sent) = self.sent.get_mut(id) else {
+                // An orphan (its message was dropped) goes; the rows of a record this build could
+                // not read stay with it.
+                if !on_disk.contains(id) {
+                    changes.push(Change::delete(table, &key));
+                }
+                continue;
+            };
+            let added = if table == Table::SentUpdates {
+                sent.rows.updates = sent.rows.updates.max(index + 1);
+                store::decode(&value).map(|u| sent.updates.push(u))
+            } else {
+                sent.rows.responses = sent.rows.responses.max(index + 1);
+                store::decode(&value).map(|r| sent.responses.push(r))
+            };
+            skipped += usize::from(added.is_err());
+        }
+        self.persist(changes);
+        skipped
     }
 
     /// The legacy signature covers neither recipient nor metadata, so one send signs it once; our

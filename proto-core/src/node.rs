@@ -188,16 +188,30 @@ impl Node {
         }
         let mut node = Self::empty(passport, config, seed, now, profile);
         let mut replay = Vec::new();
+        let mut sent_rows = Vec::new();
+        let mut legacy_sent = Vec::new();
+        let mut sent_on_disk = std::collections::BTreeSet::new();
         for (table, key, value) in rest {
             if table == Table::Replay {
                 match store::decode::<i64>(&value) {
                     Ok(expires) => replay.push((expires, key)),
                     Err(_) => skipped += 1,
                 }
-            } else if node.restore_record(table, key, &value).is_err() {
-                skipped += 1;
+            } else if matches!(table, Table::SentUpdates | Table::SentResponses) {
+                sent_rows.push((table, key, value));
+            } else {
+                if table == Table::Sent {
+                    sent_on_disk.insert(key.clone());
+                }
+                let legacy = table == Table::Sent && value.first().is_some_and(|v| *v < <store::SentMessage as store::Record>::VERSION);
+                if node.restore_record(table, key.clone(), &value).is_err() {
+                    skipped += 1;
+                } else if legacy {
+                    legacy_sent.push(key);
+                }
             }
         }
+        skipped += node.restore_sent_rows(sent_rows, legacy_sent, &sent_on_disk);
         // Latest-expiring first, so that if storage ever held more than fits, the live ids win.
         replay.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         let mut dead = Vec::new();
@@ -251,7 +265,7 @@ impl Node {
                 let i: Impression = store::decode(value)?;
                 self.impressions.insert(key, i);
             }
-            Table::Replay => {}
+            Table::Replay | Table::SentUpdates | Table::SentResponses => {}
             Table::Shards => {
                 let sh: crate::store::Shard = store::decode(value)?;
                 self.shards.insert(key, sh);

@@ -35,11 +35,15 @@ pub enum Table {
     Shards,
     /// Conversation log by zero-padded sequence number.
     Conversations,
+    /// Webhook updates to sent messages, one row each, by [`child_key`] (message id, index).
+    SentUpdates,
+    /// Replies to sent messages, one row each, by [`child_key`] (message id, index).
+    SentResponses,
 }
 
 impl Table {
     /// Every table, for drivers that create them up front.
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 12] = [
         Table::Profile,
         Table::Connections,
         Table::PendingIn,
@@ -50,6 +54,8 @@ impl Table {
         Table::Replay,
         Table::Shards,
         Table::Conversations,
+        Table::SentUpdates,
+        Table::SentResponses,
     ];
 
     /// A stable name for the table (used as the redb table name).
@@ -65,6 +71,8 @@ impl Table {
             Table::Replay => "replay",
             Table::Shards => "shards",
             Table::Conversations => "conversations",
+            Table::SentUpdates => "sent_updates",
+            Table::SentResponses => "sent_responses",
         }
     }
 }
@@ -167,7 +175,21 @@ impl Record for PendingIn {
 }
 impl Record for PendingOut {}
 impl Record for InboxMessage {}
-impl Record for SentMessage {}
+impl Record for SentMessage {
+    /// 2: `responses` and `updates` moved to rows of their own ([`Table::SentResponses`],
+    /// [`Table::SentUpdates`]), so an update writes one small row instead of the whole, growing
+    /// record (a broadcast to 50 peers rewrote it 50 times).
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, RecordError> {
+        match version {
+            1 => Ok(postcard::from_bytes::<SentMessageV1>(body)?.into()),
+            _ => Err(RecordError::NoUpgrade { version }),
+        }
+    }
+}
+impl Record for UpdateRecord {}
+impl Record for ResponseRecord {}
 impl Record for Impression {
     /// 2: `first_hand` added.
     const VERSION: u8 = 2;
@@ -479,12 +501,67 @@ pub struct SentMessage {
     pub initial_hops: u32,
     /// The message it answers.
     pub in_reply_to: Option<String>,
-    /// Replies.
+    /// Replies (stored as [`Table::SentResponses`] rows, not in this record).
+    #[serde(skip)]
     pub responses: Vec<ResponseRecord>,
-    /// Webhook updates.
+    /// Webhook updates (stored as [`Table::SentUpdates`] rows, not in this record).
+    #[serde(skip)]
     pub updates: Vec<UpdateRecord>,
     /// Order of sending.
     pub seq: u64,
+    /// Next free row index in each child table (not stored: counted from the rows at restore).
+    #[serde(skip)]
+    pub rows: ChildRows,
+}
+
+/// Next free [`child_key`] index of a sent message's updates and replies. It counts every row on
+/// disk, readable or not, so a new row never overwrites one this build skipped at restore.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChildRows {
+    /// In [`Table::SentUpdates`].
+    pub updates: usize,
+    /// In [`Table::SentResponses`].
+    pub responses: usize,
+}
+
+/// [`SentMessage`] as version 1 stored it: replies and updates inside the record.
+#[derive(Deserialize)]
+struct SentMessageV1 {
+    message_id: String,
+    content: String,
+    kind: String,
+    created_at: String,
+    routed_to: Vec<String>,
+    failed: Vec<(String, String)>,
+    status: SentStatus,
+    initial_hops: u32,
+    in_reply_to: Option<String>,
+    responses: Vec<ResponseRecord>,
+    updates: Vec<UpdateRecord>,
+    seq: u64,
+}
+
+impl From<SentMessageV1> for SentMessage {
+    fn from(v1: SentMessageV1) -> Self {
+        let SentMessageV1 { message_id, content, kind, created_at, routed_to, failed, status, initial_hops, in_reply_to, responses, updates, seq } = v1;
+        let rows = ChildRows { updates: updates.len(), responses: responses.len() };
+        Self { message_id, content, kind, created_at, routed_to, failed, status, initial_hops, in_reply_to, responses, updates, seq, rows }
+    }
+}
+
+/// Key of the `index`-th row belonging to sent message `message_id` ([`Table::SentUpdates`],
+/// [`Table::SentResponses`]). The index is last and fixed-width, so a message's rows sort in order.
+pub fn child_key(message_id: &str, index: usize) -> String {
+    format!("{message_id}#{index:03}")
+}
+
+/// The message id and index of a [`child_key`]; `None` for a key no build writes.
+pub fn parse_child_key(key: &str) -> Option<(&str, usize)> {
+    let (message_id, index) = key.rsplit_once('#')?;
+    if index.len() != 3 || !index.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((message_id, index.parse().ok()?))
 }
 
 /// Our impression of an agent.

@@ -145,7 +145,12 @@ pub enum RecordError {
 
 /// Encodes a record for storage: version byte, then postcard.
 pub fn encode<T: Record>(value: &T) -> Vec<u8> {
-    postcard::to_extend(value, vec![T::VERSION]).expect("records always serialise")
+    // Sized first, then written into one exact allocation: a Vec grown by doubling reallocated
+    // several times per record and kept up to twice the bytes (drivers may hold values long).
+    let size = postcard::experimental::serialized_size(value).expect("records always serialise");
+    let mut out = Vec::with_capacity(1 + size);
+    out.push(T::VERSION);
+    postcard::to_extend(value, out).expect("records always serialise")
 }
 
 /// Decodes a record read back from storage, upgrading an older layout.

@@ -43,6 +43,9 @@ pub struct Mesh {
     next_id: u64,
     /// Drop transmits to these nodes (a partition), reporting a transport error.
     pub unreachable: Vec<usize>,
+    /// Transmits to these nodes wait in `held` (a slow peer) until [`Mesh::release`].
+    pub slow: Vec<usize>,
+    held: VecDeque<(usize, Transmit)>,
 }
 
 impl Default for Mesh {
@@ -54,7 +57,7 @@ impl Default for Mesh {
 impl Mesh {
     /// An empty mesh at [`EPOCH_US`].
     pub fn new() -> Self {
-        Self { peers: Vec::new(), now: Now::new(0, EPOCH_US), trace: Vec::new(), inflight: VecDeque::new(), done: Vec::new(), next_id: 1, unreachable: Vec::new() }
+        Self { peers: Vec::new(), now: Now::new(0, EPOCH_US), trace: Vec::new(), inflight: VecDeque::new(), done: Vec::new(), next_id: 1, unreachable: Vec::new(), slow: Vec::new(), held: VecDeque::new() }
     }
 
     /// Adds a node named `name`; `local` nodes send from 10.0.0.x (auto-accepted), others from
@@ -168,8 +171,19 @@ impl Mesh {
         while let Some((from, t)) = self.inflight.pop_front() {
             steps += 1;
             assert!(steps < 100_000, "harness: runaway exchange");
+            if self.peers.iter().position(|p| t.url.starts_with(&p.url)).is_some_and(|to| self.slow.contains(&to)) {
+                self.held.push_back((from, t));
+                continue;
+            }
             self.deliver(from, t);
         }
+    }
+
+    /// Delivers every transmit held for a slow node, and what follows from them.
+    pub fn release(&mut self) {
+        self.slow.clear();
+        self.inflight.extend(self.held.drain(..));
+        self.run();
     }
 
     fn deliver(&mut self, from: usize, t: Transmit) {

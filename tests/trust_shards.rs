@@ -404,6 +404,31 @@ fn replies_cannot_farm_trust() {
 }
 
 #[test]
+fn a_reply_before_the_slowest_delivery_still_earns_the_bonus() {
+    let mut m = Mesh::new();
+    let a = m.add("A", true);
+    let b = m.add("B", true);
+    let c = m.add("C", true);
+    connect(&mut m, a, b);
+    connect(&mut m, a, c);
+    m.slow.push(c);
+    let send = m.start(a, Command::Send(SendArgs { content: "q".into(), targets: Targets::Agents(vec![m.id(b), m.id(c)]), metadata: Map::new(), in_reply_to: None, hops_remaining: 1 }));
+    assert!(m.take_done(send).is_none(), "C has not answered yet");
+    let mid = m.command(a, Command::ListSent).unwrap()["messages"][0]["message_id"].as_str().unwrap().to_owned();
+    // No impression yet (the delivery nudge comes when the whole send has finished): 0.
+    let score = |m: &mut Mesh| m.command(a, Command::GetImpression { agent_id: m.id(b) }).unwrap()["score"].as_f64().unwrap_or(0.0);
+    let before = score(&mut m);
+    m.command(b, Command::Send(SendArgs { content: "a".into(), targets: Targets::Agents(vec![m.id(a)]), metadata: Map::new(), in_reply_to: Some(mid.clone()), hops_remaining: 1 })).unwrap();
+    let gained = score(&mut m) - before;
+    assert!((gained - proto_core::limits::TRUST_DELTA_REPLIED).abs() < 1e-9, "B answered while C was slow: {before} + {gained}");
+    m.release();
+    let done = m.take_done(send).expect("finished once C answered").unwrap();
+    assert_eq!(done["routed_to"].as_array().unwrap().len(), 2, "{done}");
+    let sent = m.command(a, Command::GetSent { message_id: mid }).unwrap();
+    assert_eq!(sent["routed_to"], json!([m.id(b), m.id(c)]), "each target once, in answer order: {sent}");
+}
+
+#[test]
 fn floats_survive_signed_forms() {
     // A score that does not print exactly, in a trust answer and in message metadata.
     let (mut m, a, b, c) = vouched(Config { trust_accept_min: None, trust_reject_max: None, ..Config::default() });

@@ -723,7 +723,14 @@ impl Node {
         };
         let Some(batch) = self.batches.get_mut(&batch_id) else { return };
         match outcome {
-            Ok(()) => batch.routed_to.push(target.clone()),
+            Ok(()) => {
+                batch.routed_to.push(target.clone());
+                // At once in memory, not when the slowest target has answered: a reply from this
+                // target may arrive before then, and it may answer and earn the reply bonus.
+                if let Some(sent) = self.sent.get_mut(&batch.message_id) {
+                    sent.routed_to.push(target.clone());
+                }
+            }
             Err(e) => batch.failed.push((target.clone(), e)),
         }
         batch.outstanding -= 1;
@@ -755,7 +762,7 @@ impl Node {
             }
         }
         if let Some(sent) = self.sent.get_mut(&batch.message_id) {
-            sent.routed_to.extend(batch.routed_to.iter().cloned());
+            // routed_to grew as each delivery succeeded (on_delivery); stored once, here.
             sent.failed.extend(batch.failed.iter().cloned());
             changes.push(Change::put(Table::Sent, &batch.message_id, &*sent));
         }

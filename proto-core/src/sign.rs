@@ -163,12 +163,18 @@ mod null {
 mod tests {
     use super::*;
 
-    /// Fails if any workspace crate switches `null-signatures` on by default (cargo unifies
-    /// features, so the whole test build would then run on forgeable signatures).
+    /// RFC 8032's first Ed25519 test vector. Also fails if any workspace crate switches
+    /// `null-signatures` on by default (cargo unifies features, so the whole test build would then
+    /// run on forgeable signatures).
     #[test]
-    #[cfg(not(feature = "null-signatures"))]
-    fn signatures_are_real_in_an_ordinary_build() {
-        assert!(SIGNATURES_ARE_REAL);
+    fn signatures_are_ed25519() {
+        let mut seed = [0u8; 32];
+        hex::decode_to_slice("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60", &mut seed).unwrap();
+        let p = Passport::from_seed(seed);
+        assert_eq!(p.agent_id().as_str(), "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+        let expected = "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
+        assert_eq!(sign_hex(&p, b""), expected, "this build does not sign with Ed25519");
+        assert!(verify_hex(p.agent_id().key(), b"", expected).is_ok());
     }
 
     #[test]

@@ -267,6 +267,43 @@ fn a_lost_acceptance_is_sent_again() {
 }
 
 #[test]
+fn a_lost_acceptance_is_sent_again_after_a_restart() {
+    let mut m = Mesh::new();
+    let b = m.add("B", false);
+    let c = m.add("C", true);
+    assert_eq!(connect(&mut m, b, c)["status"], "pending");
+    m.unreachable.push(b);
+    accept_first_pending(&mut m, c);
+    assert_eq!(m.peers[c].disk.get(&(proto_core::Table::Acceptances, m.id(b))), Some(&proto_core::store::encode(&1u32)), "one attempt, unconfirmed, on disk");
+    // C crashes before its next housekeeping: what it must still do comes back from disk.
+    m.restart(c);
+    m.unreachable.clear();
+    m.advance(60_000);
+    assert!(connected(&mut m, c, b) && connected(&mut m, b, c), "the acceptance went out again after the restart");
+    assert!(!m.peers[c].disk.keys().any(|(t, _)| *t == proto_core::Table::Acceptances), "confirmed: the row is gone");
+}
+
+#[test]
+fn acceptance_attempts_stop_at_the_limit_across_restarts() {
+    let mut m = Mesh::new();
+    let b = m.add("B", false);
+    let c = m.add("C", true);
+    assert_eq!(connect(&mut m, b, c)["status"], "pending");
+    m.unreachable.push(b);
+    accept_first_pending(&mut m, c);
+    for _ in 1..proto_core::limits::ACCEPTANCE_ATTEMPTS_MAX {
+        m.restart(c);
+        m.advance(60_000);
+    }
+    let row = m.peers[c].disk.get(&(proto_core::Table::Acceptances, m.id(b))).cloned();
+    assert_eq!(row, None, "after the last lost attempt nothing is left to send");
+    m.restart(c);
+    m.unreachable.clear();
+    m.advance(60_000);
+    assert!(!connected(&mut m, b, c), "no fourth attempt");
+}
+
+#[test]
 fn a_refused_acceptance_ends_the_half_open_link() {
     let mut m = Mesh::new();
     let b = m.add("B", false);

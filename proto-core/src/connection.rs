@@ -612,10 +612,30 @@ impl Node {
         self.send_acceptance(p.agent_id.as_str(), 1);
     }
 
+    /// Records that `attempts` acceptances went to `peer` unconfirmed (0: settled), so a restart
+    /// sends it again instead of leaving the link half-open.
+    fn note_acceptance(&mut self, peer: &str, attempts: u32) {
+        let change = if attempts == 0 { Change::delete(Table::Acceptances, peer) } else { Change::put(Table::Acceptances, peer, &attempts) };
+        self.persist(vec![change]);
+    }
+
+    /// After a restart: acceptances that were not confirmed are sent again at the next
+    /// housekeeping (attempts left permitting); rows of peers no longer connected go.
+    pub(crate) fn restore_acceptance(&mut self, peer: String, attempts: u32) {
+        if self.connections.contains_key(&peer) && attempts < ACCEPTANCE_ATTEMPTS_MAX {
+            self.acceptance_retries.insert(peer, attempts);
+        } else {
+            self.note_acceptance(&peer, 0);
+        }
+    }
+
     /// Tells an accepted peer, signed, at its connection's URL. Its answer comes back to
     /// [`Node::on_acceptance_answer`].
     fn send_acceptance(&mut self, peer: &str, attempt: u32) {
-        let Some(conn) = self.connections.get(peer) else { return };
+        let Some(conn) = self.connections.get(peer) else {
+            self.note_acceptance(peer, 0);
+            return;
+        };
         let (url, local) = (conn.url.clone(), conn.local);
         let stamp = self.now.iso();
         let bytes = sign::v2_bytes(V2_ACCEPTED, &[self.me(), peer, &self.config.public_url, &stamp]);
@@ -633,6 +653,7 @@ impl Node {
             dm_signature_hex: Some(sign::sign_hex(&self.passport, &bytes)),
         };
         let call = Call::Acceptance { peer: peer.to_owned(), attempt };
+        self.note_acceptance(peer, attempt);
         self.transmit(Method::Post, url::endpoint(&url, "connection_accepted"), wire::encode(&body), limits::PEER_CALL_TIMEOUT_MS, !local, call);
     }
 
@@ -641,17 +662,19 @@ impl Node {
     /// leave a half-open link whose every trust query and delivery is refused, so it goes. A lost
     /// call is sent again at housekeeping, up to [`ACCEPTANCE_ATTEMPTS_MAX`] in all.
     pub(crate) fn on_acceptance_answer(&mut self, peer: &str, attempt: u32, result: Result<HttpResponse, String>) {
-        let Some(conn) = self.connections.get(peer) else { return };
+        let Some(conn) = self.connections.get(peer) else {
+            self.note_acceptance(peer, 0);
+            return;
+        };
         match result {
-            Ok(r) if (200..300).contains(&r.status) => {}
             // A 0.5.3 peer consumes its pending record on the first acceptance and refuses a second
             // one, so after a retry its refusal may only mean that the first got through.
             Ok(r) if matches!(r.status, 400 | 403 | 404) && (attempt == 1 || conn.speaks_v2) => self.drop_half_open(peer),
-            Ok(r) if r.status < 500 && r.status != 429 => {}
+            Ok(r) if (200..500).contains(&r.status) && r.status != 429 => self.note_acceptance(peer, 0),
             _ if attempt < ACCEPTANCE_ATTEMPTS_MAX => {
                 self.acceptance_retries.insert(peer.to_owned(), attempt);
             }
-            _ => {}
+            _ => self.note_acceptance(peer, 0),
         }
     }
 
@@ -669,7 +692,7 @@ impl Node {
         }
         self.rate_peers.remove(peer);
         self.acceptance_retries.remove(peer);
-        self.persist(vec![Change::delete(Table::Connections, peer)]);
+        self.persist(vec![Change::delete(Table::Connections, peer), Change::delete(Table::Acceptances, peer)]);
         self.emit(Event::Disconnected { agent_id: peer.to_owned(), by_peer: true });
     }
 

@@ -191,8 +191,14 @@ impl Node {
         let mut sent_rows = Vec::new();
         let mut legacy_sent = Vec::new();
         let mut sent_on_disk = std::collections::BTreeSet::new();
+        let mut acceptances = Vec::new();
         for (table, key, value) in rest {
-            if table == Table::Replay {
+            if table == Table::Acceptances {
+                match store::decode::<u32>(&value) {
+                    Ok(attempts) => acceptances.push((key, attempts)),
+                    Err(_) => skipped += 1,
+                }
+            } else if table == Table::Replay {
                 match store::decode::<i64>(&value) {
                     Ok(expires) => replay.push((expires, key)),
                     Err(_) => skipped += 1,
@@ -212,6 +218,10 @@ impl Node {
             }
         }
         skipped += node.restore_sent_rows(sent_rows, legacy_sent, &sent_on_disk);
+        // After the connections, which they need.
+        for (peer, attempts) in acceptances {
+            node.restore_acceptance(peer, attempts);
+        }
         // Latest-expiring first, so that if storage ever held more than fits, the live ids win.
         replay.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         let mut dead = Vec::new();
@@ -265,7 +275,7 @@ impl Node {
                 let i: Impression = store::decode(value)?;
                 self.impressions.insert(key, i);
             }
-            Table::Replay | Table::SentUpdates | Table::SentResponses => {}
+            Table::Replay | Table::SentUpdates | Table::SentResponses | Table::Acceptances => {}
             Table::Shards => {
                 let sh: crate::store::Shard = store::decode(value)?;
                 self.shards.insert(key, sh);

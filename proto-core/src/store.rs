@@ -39,11 +39,13 @@ pub enum Table {
     SentUpdates,
     /// Replies to sent messages, one row each, by [`child_key`] (message id, index).
     SentResponses,
+    /// Acceptances we sent that the peer has not confirmed yet: agent id → attempts sent (`u32`).
+    Acceptances,
 }
 
 impl Table {
     /// Every table, for drivers that create them up front.
-    pub const ALL: [Table; 12] = [
+    pub const ALL: [Table; 13] = [
         Table::Profile,
         Table::Connections,
         Table::PendingIn,
@@ -56,6 +58,7 @@ impl Table {
         Table::Conversations,
         Table::SentUpdates,
         Table::SentResponses,
+        Table::Acceptances,
     ];
 
     /// A stable name for the table (used as the redb table name).
@@ -73,6 +76,7 @@ impl Table {
             Table::Conversations => "conversations",
             Table::SentUpdates => "sent_updates",
             Table::SentResponses => "sent_responses",
+            Table::Acceptances => "acceptances",
         }
     }
 }
@@ -165,6 +169,8 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, RecordError> {
 
 /// Replay cache rows: the expiry (wall µs).
 impl Record for i64 {}
+/// Acceptance rows: attempts sent.
+impl Record for u32 {}
 impl Record for Profile {}
 impl Record for Connection {}
 impl Record for PendingIn {

@@ -239,15 +239,21 @@ fn accept_first_pending(m: &mut Mesh, at: usize) {
     m.command(at, Command::Accept { request_id }).unwrap();
 }
 
-#[test]
-fn a_lost_acceptance_is_sent_again() {
+/// B (not local) asks C; C accepts while B is unreachable: C holds the connection, B does not
+/// know yet. Returns the mesh, B and C.
+fn accepted_while_unreachable() -> (Mesh, usize, usize) {
     let mut m = Mesh::new();
     let b = m.add("B", false);
     let c = m.add("C", true);
     assert_eq!(connect(&mut m, b, c)["status"], "pending");
-    // B is unreachable when C accepts: C holds the connection, B does not know yet.
     m.unreachable.push(b);
     accept_first_pending(&mut m, c);
+    (m, b, c)
+}
+
+#[test]
+fn a_lost_acceptance_is_sent_again() {
+    let (mut m, b, c) = accepted_while_unreachable();
     assert!(connected(&mut m, c, b) && !connected(&mut m, b, c));
     m.unreachable.clear();
     // The next housekeeping sends the acceptance again; now both sides have the link.
@@ -268,12 +274,7 @@ fn a_lost_acceptance_is_sent_again() {
 
 #[test]
 fn a_lost_acceptance_is_sent_again_after_a_restart() {
-    let mut m = Mesh::new();
-    let b = m.add("B", false);
-    let c = m.add("C", true);
-    assert_eq!(connect(&mut m, b, c)["status"], "pending");
-    m.unreachable.push(b);
-    accept_first_pending(&mut m, c);
+    let (mut m, b, c) = accepted_while_unreachable();
     assert_eq!(m.peers[c].disk.get(&(proto_core::Table::Acceptances, m.id(b))), Some(&proto_core::store::encode(&1u32)), "one attempt, unconfirmed, on disk");
     // C crashes before its next housekeeping: what it must still do comes back from disk.
     m.restart(c);
@@ -285,12 +286,7 @@ fn a_lost_acceptance_is_sent_again_after_a_restart() {
 
 #[test]
 fn acceptance_attempts_stop_at_the_limit_across_restarts() {
-    let mut m = Mesh::new();
-    let b = m.add("B", false);
-    let c = m.add("C", true);
-    assert_eq!(connect(&mut m, b, c)["status"], "pending");
-    m.unreachable.push(b);
-    accept_first_pending(&mut m, c);
+    let (mut m, b, c) = accepted_while_unreachable();
     for _ in 1..proto_core::limits::ACCEPTANCE_ATTEMPTS_MAX {
         m.restart(c);
         m.advance(60_000);

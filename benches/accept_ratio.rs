@@ -17,7 +17,13 @@ use proto_core::{Command, CommandId, InboundId, InboundRequest, Method};
 /// One whole inbound accept: the request in, every output drained.
 #[inline(never)]
 fn measured_accept(f: &mut darkmatter_benches::Fixture, body: Vec<u8>, n: u64) -> u16 {
-    let req = InboundRequest { id: InboundId(n), method: Method::Post, path: "/__darkmatter__/message".into(), body, source: Some("127.0.0.1".parse().unwrap()) };
+    let req = InboundRequest {
+        id: InboundId(n),
+        method: Method::Post,
+        path: "/__darkmatter__/message".into(),
+        body,
+        source: Some("127.0.0.1".parse().unwrap()),
+    };
     f.b.handle_request(f.now, req);
     first_reply_status(&mut f.b)
 }
@@ -46,7 +52,11 @@ fn main() {
                 // Keep the inbox from filling (not measured).
                 f.b.handle_command(f.now, CommandId(1_000_000 + n as u64), Command::ListInbox);
                 for id in inbox_ids(&mut f.b) {
-                    f.b.handle_command(f.now, CommandId(2_000_000 + n as u64), Command::GetMessage { message_id: id, consume: true });
+                    f.b.handle_command(
+                        f.now,
+                        CommandId(2_000_000 + n as u64),
+                        Command::GetMessage { message_id: id, consume: true },
+                    );
                     drain(&mut f.b);
                 }
             }

@@ -7,12 +7,11 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use darkmatter_benches::{drain, first_reply_status, fixture, inbox_ids, NOW_US};
 use proto_core::limits::REPLAY_ENTRIES_MAX;
 use proto_core::replay::{ReplayCache, ReplayError};
 use proto_core::sign;
-use darkmatter_benches::{drain, first_reply_status, fixture, inbox_ids, NOW_US};
 use proto_core::{Command, CommandId, InboundId, InboundRequest, Method, Passport};
-
 
 /// Size of the legacy message the signing benches use: a short chat message with its header fields.
 const MESSAGE_BYTES: usize = 200;
@@ -59,7 +58,9 @@ fn verify_message(c: &mut Criterion) {
     let sig = sign::sign_hex(&passport, &bytes);
     let key = *passport.agent_id().key();
     assert_eq!(sign::verify_hex(&key, &bytes, &sig), Ok(()));
-    c.bench_function("verify_strict", |b| b.iter(|| sign::verify_hex(black_box(&key), black_box(&bytes), black_box(&sig))));
+    c.bench_function("verify_strict", |b| {
+        b.iter(|| sign::verify_hex(black_box(&key), black_box(&bytes), black_box(&sig)))
+    });
 }
 
 fn dedup_lookup(c: &mut Criterion) {
@@ -79,7 +80,9 @@ fn duplicate_rejection(c: &mut Criterion) {
     let present = message_id(REPLAY_ENTRIES_MAX / 2);
     assert_eq!(cache.record(&present, NOW_US, NOW_US), Err(ReplayError::Duplicate));
     // A duplicate returns before touching the cache, so every iteration sees the same state.
-    c.bench_function("duplicate_rejection", |b| b.iter(|| cache.record(black_box(&present), black_box(NOW_US), black_box(NOW_US))));
+    c.bench_function("duplicate_rejection", |b| {
+        b.iter(|| cache.record(black_box(&present), black_box(NOW_US), black_box(NOW_US)))
+    });
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -94,7 +97,9 @@ fn accept_path(c: &mut Criterion) {
     let mut f = fixture(ENVELOPES);
     assert_eq!(sign::verify_hex(f.key.key(), &f.canonical, &f.signature), Ok(()));
     let mut group = c.benchmark_group("accept_path");
-    group.bench_function("verify_strict_same_bytes", |b| b.iter(|| sign::verify_hex(black_box(f.key.key()), black_box(&f.canonical), black_box(&f.signature))));
+    group.bench_function("verify_strict_same_bytes", |b| {
+        b.iter(|| sign::verify_hex(black_box(f.key.key()), black_box(&f.canonical), black_box(&f.signature)))
+    });
     let mut next = 0u64;
     group.bench_function("whole_accept", |bch| {
         bch.iter_custom(|iters| {
@@ -106,7 +111,13 @@ fn accept_path(c: &mut Criterion) {
                 }
                 let body = f.bodies[next as usize % ENVELOPES].clone();
                 next += 1;
-                let req = InboundRequest { id: InboundId(next), method: Method::Post, path: "/__darkmatter__/message".into(), body, source: Some("127.0.0.1".parse().unwrap()) };
+                let req = InboundRequest {
+                    id: InboundId(next),
+                    method: Method::Post,
+                    path: "/__darkmatter__/message".into(),
+                    body,
+                    source: Some("127.0.0.1".parse().unwrap()),
+                };
                 let start = std::time::Instant::now();
                 f.b.handle_request(f.now, req);
                 let status = first_reply_status(&mut f.b);
@@ -116,7 +127,11 @@ fn accept_path(c: &mut Criterion) {
                 f.b.handle_command(f.now, CommandId(1_000_000 + next), Command::ListInbox);
                 let ids = inbox_ids(&mut f.b);
                 for id in ids {
-                    f.b.handle_command(f.now, CommandId(2_000_000 + next), Command::GetMessage { message_id: id, consume: true });
+                    f.b.handle_command(
+                        f.now,
+                        CommandId(2_000_000 + next),
+                        Command::GetMessage { message_id: id, consume: true },
+                    );
                     drain(&mut f.b);
                 }
             }
@@ -125,11 +140,29 @@ fn accept_path(c: &mut Criterion) {
     });
     // A duplicate as a whole request: the pre-check answers 409 before decoding the envelope.
     let dup = f.bodies[0].clone();
-    f.b.handle_request(f.now, InboundRequest { id: InboundId(u64::MAX - 1), method: Method::Post, path: "/__darkmatter__/message".into(), body: dup.clone(), source: None });
+    f.b.handle_request(
+        f.now,
+        InboundRequest {
+            id: InboundId(u64::MAX - 1),
+            method: Method::Post,
+            path: "/__darkmatter__/message".into(),
+            body: dup.clone(),
+            source: None,
+        },
+    );
     drain(&mut f.b);
     group.bench_function("duplicate_request", |b| {
         b.iter(|| {
-            f.b.handle_request(f.now, InboundRequest { id: InboundId(7), method: Method::Post, path: "/__darkmatter__/message".into(), body: dup.clone(), source: None });
+            f.b.handle_request(
+                f.now,
+                InboundRequest {
+                    id: InboundId(7),
+                    method: Method::Post,
+                    path: "/__darkmatter__/message".into(),
+                    body: dup.clone(),
+                    source: None,
+                },
+            );
             let status = first_reply_status(&mut f.b);
             assert_eq!(status, 409);
         })

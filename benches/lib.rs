@@ -3,7 +3,10 @@
 
 use std::hint::black_box;
 
-use proto_core::{Command, CommandId, Config, HttpResponse, InboundId, InboundRequest, Method, Node, Now, Output, Passport, SendArgs, Targets};
+use proto_core::{
+    Command, CommandId, Config, HttpResponse, InboundId, InboundRequest, Method, Node, Now, Output, Passport, SendArgs,
+    Targets,
+};
 
 /// 2026-01-01T00:00:00Z in Unix microseconds; any fixed wall time works since nothing expires here.
 pub const NOW_US: i64 = 1_767_225_600_000_000;
@@ -44,15 +47,26 @@ pub fn fixture(count: usize) -> Fixture {
     let now = Now::new(0, NOW_US);
     let a_url = "http://a.bench:8100";
     let b_url = "http://b.bench:8100";
-    let mut a = Node::new(Passport::from_seed([1; 32]), Config { public_url: a_url.into(), ..Config::default() }, 1, now);
-    let mut b = Node::new(Passport::from_seed([2; 32]), Config { public_url: b_url.into(), ..Config::default() }, 2, now);
+    let mut a =
+        Node::new(Passport::from_seed([1; 32]), Config { public_url: a_url.into(), ..Config::default() }, 1, now);
+    let mut b =
+        Node::new(Passport::from_seed([2; 32]), Config { public_url: b_url.into(), ..Config::default() }, 2, now);
     drain(&mut a);
     drain(&mut b);
     let local = Some("127.0.0.1".parse().unwrap());
     // Handshake: A asks, B auto-accepts (local source), A learns the answer.
     a.handle_command(now, CommandId(1), Command::Connect { target_url: b_url.into() });
     let t = next_transmit(&mut a);
-    b.handle_request(now, InboundRequest { id: InboundId(1), method: Method::Post, path: "/__darkmatter__/connection_request".into(), body: t.body, source: local });
+    b.handle_request(
+        now,
+        InboundRequest {
+            id: InboundId(1),
+            method: Method::Post,
+            path: "/__darkmatter__/connection_request".into(),
+            body: t.body,
+            source: local,
+        },
+    );
     let reply = next_reply(&mut b);
     a.handle_response(now, t.id, Ok(HttpResponse { status: reply.status, body: reply.body }));
     drain(&mut a);
@@ -63,7 +77,13 @@ pub fn fixture(count: usize) -> Fixture {
     drain(&mut b);
     let mut bodies = Vec::with_capacity(count);
     for i in 0..count {
-        let args = SendArgs { content: "x".repeat(120), targets: Targets::Agents(vec![b_id.clone()]), metadata: Default::default(), in_reply_to: None, hops_remaining: 10 };
+        let args = SendArgs {
+            content: "x".repeat(120),
+            targets: Targets::Agents(vec![b_id.clone()]),
+            metadata: Default::default(),
+            in_reply_to: None,
+            hops_remaining: 10,
+        };
         a.handle_command(now, CommandId(10 + i as u64), Command::Send(args));
         let t = next_transmit(&mut a);
         a.handle_response(now, t.id, Err("not delivered in the bench".into()));
@@ -119,11 +139,15 @@ pub fn inbox_ids(node: &mut Node) -> Vec<String> {
     loop {
         match node.poll_output() {
             Output::Done { result: Ok(v), .. } => {
-                return v["messages"].as_array().unwrap().iter().map(|m| m["message_id"].as_str().unwrap().to_owned()).collect();
+                return v["messages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m["message_id"].as_str().unwrap().to_owned())
+                    .collect();
             }
             Output::Timeout(_) => return Vec::new(),
             _ => {}
         }
     }
 }
-

@@ -5,7 +5,10 @@
 use std::collections::VecDeque;
 
 use core::net::IpAddr;
-use proto_core::{Command, CommandError, CommandId, Config, Event, HttpResponse, InboundId, InboundRequest, Method, Node, Now, Output, Passport, Table, Transmit};
+use proto_core::{
+    Command, CommandError, CommandId, Config, Event, HttpResponse, InboundId, InboundRequest, Method, Node, Now,
+    Output, Passport, Table, Transmit,
+};
 use serde_json::Value;
 
 /// 2026-01-01T00:00:00Z in µs: every harness clock starts here.
@@ -57,7 +60,17 @@ impl Default for Mesh {
 impl Mesh {
     /// An empty mesh at [`EPOCH_US`].
     pub fn new() -> Self {
-        Self { peers: Vec::new(), now: Now::new(0, EPOCH_US), trace: Vec::new(), inflight: VecDeque::new(), done: Vec::new(), next_id: 1, unreachable: Vec::new(), slow: Vec::new(), held: VecDeque::new() }
+        Self {
+            peers: Vec::new(),
+            now: Now::new(0, EPOCH_US),
+            trace: Vec::new(),
+            inflight: VecDeque::new(),
+            done: Vec::new(),
+            next_id: 1,
+            unreachable: Vec::new(),
+            slow: Vec::new(),
+            held: VecDeque::new(),
+        }
     }
 
     /// Adds a node named `name`; `local` nodes send from 10.0.0.x (auto-accepted), others from
@@ -73,8 +86,18 @@ impl Mesh {
         let url = format!("http://{}.test:8100", name.to_lowercase());
         let config = Config { display_name: name.to_owned(), public_url: url.clone(), ..config };
         let node = Node::new(Passport::from_seed(seed), config.clone(), i as u64, self.now);
-        let ip: IpAddr = if local { format!("10.0.0.{}", i + 1) } else { format!("203.0.113.{}", i + 1) }.parse().unwrap();
-        self.peers.push(Peer { name: name.to_owned(), node, url, ip, disk: Default::default(), events: Vec::new(), seed, config });
+        let ip: IpAddr =
+            if local { format!("10.0.0.{}", i + 1) } else { format!("203.0.113.{}", i + 1) }.parse().unwrap();
+        self.peers.push(Peer {
+            name: name.to_owned(),
+            node,
+            url,
+            ip,
+            disk: Default::default(),
+            events: Vec::new(),
+            seed,
+            config,
+        });
         self.drain(i);
         i
     }
@@ -87,7 +110,12 @@ impl Mesh {
     /// The agent ids of node `at`'s pending requests, as `ListPending` lists them.
     pub fn pending_agents(&mut self, at: usize) -> Vec<String> {
         let pending = self.command(at, Command::ListPending).expect("list pending");
-        pending["requests"].as_array().expect("requests").iter().map(|r| r["agent_id"].as_str().expect("agent_id").to_owned()).collect()
+        pending["requests"]
+            .as_array()
+            .expect("requests")
+            .iter()
+            .map(|r| r["agent_id"].as_str().expect("agent_id").to_owned())
+            .collect()
     }
 
     /// Replaces every agent id in `text` by its node's name, for readable traces.
@@ -156,9 +184,16 @@ impl Mesh {
         let id = InboundId(self.next_id);
         self.next_id += 1;
         let now = self.now;
-        self.peers[to].node.handle_request(now, InboundRequest { id, method, path: path.to_owned(), body: body.to_vec(), source: Some(source) });
+        self.peers[to].node.handle_request(
+            now,
+            InboundRequest { id, method, path: path.to_owned(), body: body.to_vec(), source: Some(source) },
+        );
         let replies = self.drain(to);
-        let (status, body) = replies.into_iter().find(|(rid, _, _)| *rid == id).map(|(_, s, b)| (s, b)).expect("every request is answered");
+        let (status, body) = replies
+            .into_iter()
+            .find(|(rid, _, _)| *rid == id)
+            .map(|(_, s, b)| (s, b))
+            .expect("every request is answered");
         let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         self.log(format!("inject -> {} {:?} {} -> {} {}", self.peers[to].name, method, path, status, summary(&v)));
         self.run();
@@ -196,11 +231,23 @@ impl Mesh {
                 self.next_id += 1;
                 let now = self.now;
                 let source = Some(self.peers[from].ip);
-                self.peers[to].node.handle_request(now, InboundRequest { id, method: t.method, path: path.clone(), body: t.body.clone(), source });
+                self.peers[to].node.handle_request(
+                    now,
+                    InboundRequest { id, method: t.method, path: path.clone(), body: t.body.clone(), source },
+                );
                 let replies = self.drain(to);
-                let (status, body) = replies.into_iter().find(|(rid, _, _)| *rid == id).map(|(_, s, b)| (s, b)).expect("every request is answered");
+                let (status, body) = replies
+                    .into_iter()
+                    .find(|(rid, _, _)| *rid == id)
+                    .map(|(_, s, b)| (s, b))
+                    .expect("every request is answered");
                 let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                self.log(format!("{from_name} -> {} {:?} {path} -> {status} {}", self.peers[to].name, t.method, summary(&v)));
+                self.log(format!(
+                    "{from_name} -> {} {:?} {path} -> {status} {}",
+                    self.peers[to].name,
+                    t.method,
+                    summary(&v)
+                ));
                 Ok(HttpResponse { status, body })
             }
             _ => {
@@ -255,8 +302,10 @@ impl Mesh {
     /// Crashes node `i` and restarts it from what it had persisted.
     pub fn restart(&mut self, i: usize) {
         let p = &self.peers[i];
-        let records: Vec<(Table, String, Vec<u8>)> = p.disk.iter().map(|((t, k), v)| (*t, k.clone(), v.clone())).collect();
-        let (node, skipped) = Node::restore(Passport::from_seed(p.seed), p.config.clone(), 1000 + i as u64, self.now, records);
+        let records: Vec<(Table, String, Vec<u8>)> =
+            p.disk.iter().map(|((t, k), v)| (*t, k.clone(), v.clone())).collect();
+        let (node, skipped) =
+            Node::restore(Passport::from_seed(p.seed), p.config.clone(), 1000 + i as u64, self.now, records);
         assert_eq!(skipped, 0, "every persisted record decodes");
         self.peers[i].node = node;
         self.log(format!("{} restarted from {} records", self.peers[i].name, self.peers[i].disk.len()));
@@ -266,13 +315,19 @@ impl Mesh {
 
 fn event_line(e: &Event) -> String {
     match e {
-        Event::ConnectionRequested { request_id, agent_id, .. } => format!("connection-requested {request_id} by {agent_id}"),
+        Event::ConnectionRequested { request_id, agent_id, .. } => {
+            format!("connection-requested {request_id} by {agent_id}")
+        }
         Event::Connected { agent_id } => format!("connected {agent_id}"),
         Event::Disconnected { agent_id, by_peer } => format!("disconnected {agent_id} by_peer={by_peer}"),
-        Event::MessageReceived { message_id, from_agent_id, in_reply_to } => format!("message {message_id} from {from_agent_id} reply_to={in_reply_to:?}"),
+        Event::MessageReceived { message_id, from_agent_id, in_reply_to } => {
+            format!("message {message_id} from {from_agent_id} reply_to={in_reply_to:?}")
+        }
         Event::PeerUpdated { agent_id, url } => format!("peer-updated {agent_id} at {url}"),
         Event::Refused { path, status, reason } => format!("refused {path} {status}: {reason}"),
-        Event::RequestDecided { request_id, agent_id, accepted, peer_score } => format!("request-decided {request_id} by {agent_id} accepted={accepted} peer_score={peer_score:.3}"),
+        Event::RequestDecided { request_id, agent_id, accepted, peer_score } => {
+            format!("request-decided {request_id} by {agent_id} accepted={accepted} peer_score={peer_score:.3}")
+        }
     }
 }
 
@@ -282,7 +337,24 @@ pub fn summary(v: &Value) -> String {
         return format!("error: {e}");
     }
     let mut parts = Vec::new();
-    for key in ["status", "auto_accepted", "accepted", "request_id", "message_id", "shard_id", "routed_to", "failed", "sent_to", "queue_position", "recorded", "timed_out", "total", "count", "score", "success"] {
+    for key in [
+        "status",
+        "auto_accepted",
+        "accepted",
+        "request_id",
+        "message_id",
+        "shard_id",
+        "routed_to",
+        "failed",
+        "sent_to",
+        "queue_position",
+        "recorded",
+        "timed_out",
+        "total",
+        "count",
+        "score",
+        "success",
+    ] {
         if let Some(x) = v.get(key) {
             parts.push(format!("{key}={x}"));
         }

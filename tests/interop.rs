@@ -43,7 +43,9 @@ use serde_json::{json, Value};
 
 /// The venv's python; panics (fails the test) when the venv cannot be created.
 fn venv_python() -> PathBuf {
-    python::python().unwrap_or_else(|e| panic!("cannot create the dmagent 0.5.3 virtualenv (pip install dmagent==0.5.3 'mcp[cli]<2'): {e}"))
+    python::python().unwrap_or_else(|e| {
+        panic!("cannot create the dmagent 0.5.3 virtualenv (pip install dmagent==0.5.3 'mcp[cli]<2'): {e}")
+    })
 }
 
 fn dmctl_script() -> PathBuf {
@@ -168,7 +170,12 @@ impl PyNode {
         let script = dmctl_script();
         let state = self.state_file();
         let dir = self.dir.to_string_lossy().into_owned();
-        ChildNode::spawn_with(&py, &[script.to_str().unwrap(), &self.url(), state.to_str().unwrap()], &self.dir, &[("HOME", &dir)])
+        ChildNode::spawn_with(
+            &py,
+            &[script.to_str().unwrap(), &self.url(), state.to_str().unwrap()],
+            &self.dir,
+            &[("HOME", &dir)],
+        )
     }
 }
 
@@ -190,7 +197,12 @@ fn py_connections(user: &mut ChildNode) -> serde_json::Map<String, Value> {
 // Rust nodes
 // ------------------------------------------------------------------------------------------------
 
-const RUST_VARS: [(&str, &str); 4] = [("DARKMATTER_HOST", "127.0.0.1"), ("DARKMATTER_PORT", "0"), ("DARKMATTER_DISCOVERY", "false"), ("DARKMATTER_ANCHOR_NODES", "")];
+const RUST_VARS: [(&str, &str); 4] = [
+    ("DARKMATTER_HOST", "127.0.0.1"),
+    ("DARKMATTER_PORT", "0"),
+    ("DARKMATTER_DISCOVERY", "false"),
+    ("DARKMATTER_ANCHOR_NODES", ""),
+];
 
 fn rust_node(dir: &Path, name: &str, extra: &[(&str, &str)]) -> ChildNode {
     let mut vars: Vec<(&str, &str)> = RUST_VARS.to_vec();
@@ -260,7 +272,11 @@ impl Logger {
                     let head = String::from_utf8_lossy(&raw[..end]).into_owned();
                     let mut parts = head.split(' ');
                     let (method, path) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
-                    let (status, body) = if path.ends_with("/webrtc_offer") { ("400 Bad Request", r#"{"error":"no WebRTC here"}"#) } else { ("200 OK", r#"{"success":true}"#) };
+                    let (status, body) = if path.ends_with("/webrtc_offer") {
+                        ("400 Bad Request", r#"{"error":"no WebRTC here"}"#)
+                    } else {
+                        ("200 OK", r#"{"success":true}"#)
+                    };
                     sink.lock().unwrap().push(Captured { method, path, body: raw[end + 4..].to_vec() });
                     let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
                 });
@@ -280,10 +296,15 @@ impl Logger {
     /// The body of the message envelope `pred` picks, once it has arrived.
     fn wait_message(&self, what: &str, pred: impl Fn(&Value) -> bool) -> (Vec<u8>, Value) {
         poll(what, Duration::from_secs(20), || {
-            self.log.lock().unwrap().iter().filter(|c| c.method == "POST" && c.path == "/__darkmatter__/message").find_map(|c| {
-                let v: Value = serde_json::from_slice(&c.body).ok()?;
-                pred(&v).then(|| (c.body.clone(), v))
-            })
+            self.log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|c| c.method == "POST" && c.path == "/__darkmatter__/message")
+                .find_map(|c| {
+                    let v: Value = serde_json::from_slice(&c.body).ok()?;
+                    pred(&v).then(|| (c.body.clone(), v))
+                })
         })
     }
 
@@ -293,12 +314,14 @@ impl Logger {
             "from_agent_id": self.id(), "from_agent_url": self.url(), "from_agent_bio": "a logging fake peer",
             "from_agent_public_key_hex": self.id(), "from_agent_display_name": "logger", "created_at": proto_core::time::format_iso(now_us()),
         });
-        let (status, answer) = http(target, "POST", "/__darkmatter__/connection_request", req.to_string().as_bytes()).unwrap();
+        let (status, answer) =
+            http(target, "POST", "/__darkmatter__/connection_request", req.to_string().as_bytes()).unwrap();
         assert_eq!(status, 200, "{answer}");
         if let (Some(ch_id), Some(ch_hex)) = (answer["challenge_id"].as_str(), answer["challenge_hex"].as_str()) {
             let bytes = sign::domain_bytes(sign::DOMAIN_CHALLENGE, &[ch_hex]).unwrap();
             let proof = json!({"challenge_id": ch_id, "proof_hex": sign::sign_hex(&self.passport, &bytes), "agent_id": self.id(), "public_key_hex": self.id()});
-            let (status, body) = http(target, "POST", "/__darkmatter__/connection_proof", proof.to_string().as_bytes()).unwrap();
+            let (status, body) =
+                http(target, "POST", "/__darkmatter__/connection_proof", proof.to_string().as_bytes()).unwrap();
             assert_eq!(status, 200, "the Rust node checks a correct proof: {body}");
         }
         answer
@@ -310,7 +333,14 @@ impl Logger {
 // ------------------------------------------------------------------------------------------------
 
 /// A message envelope in 0.5.3's form (legacy signature only), signed by `signer` for `from`.
-fn legacy_envelope(signer: &Passport, from: &str, key_hex: Option<&str>, message_id: &str, content: &str, webhook: &str) -> Value {
+fn legacy_envelope(
+    signer: &Passport,
+    from: &str,
+    key_hex: Option<&str>,
+    message_id: &str,
+    content: &str,
+    webhook: &str,
+) -> Value {
     let ts = proto_core::time::format_iso(now_us());
     let bytes = sign::legacy_message_bytes(from, message_id, &ts, content).unwrap();
     let mut e = json!({
@@ -369,14 +399,19 @@ fn rust_and_python_connect_both_ways_and_exchange_signed_messages() {
         let l = r2.ok(json!({"cmd": "list_pending"}));
         l["requests"].as_array().unwrap().iter().find(|r| r["agent_id"] == p_id.as_str()).cloned()
     });
-    assert_eq!(pending["request_id"], req["request_id"], "the Rust node answered with the request id it lists: {pending}");
+    assert_eq!(
+        pending["request_id"], req["request_id"],
+        "the Rust node answered with the request id it lists: {pending}"
+    );
     assert_eq!(pending["identity_verified"], true, "0.5.3's challenge proof verified: {pending}");
     assert_eq!(pending["url"], py.url().as_str(), "{pending}");
     let acc = r2.ok(json!({"cmd": "accept", "request_id": pending["request_id"]}));
     assert_eq!((acc["accepted"].as_bool(), acc["status"].as_str()), (Some(true), Some("connected")), "{acc}");
     let conn = rust_connection(&mut r2, &p_id).expect("the accepting Rust node lists the Python node");
     assert_eq!(conn["identity_verified"], true, "{conn}");
-    let pinned = poll("0.5.3 to store the accepted connection", Duration::from_secs(10), || py_connections(&mut user).get(&r2_id).cloned());
+    let pinned = poll("0.5.3 to store the accepted connection", Duration::from_secs(10), || {
+        py_connections(&mut user).get(&r2_id).cloned()
+    });
     assert_eq!(pinned["agent_public_key_hex"], r2_id.as_str(), "{pinned}");
     assert_eq!(pinned["agent_url"], r2.url().as_str(), "{pinned}");
 
@@ -390,7 +425,12 @@ fn rust_and_python_connect_both_ways_and_exchange_signed_messages() {
     assert_eq!(full["content"], "hello 0.5.3 ✓\nfrom rust", "{full}");
     let sent = poll("0.5.3's received callback on the Rust node", Duration::from_secs(15), || {
         let s = r1.ok(json!({"cmd": "get_sent", "message_id": m1}));
-        s["updates"].as_array().unwrap().iter().any(|u| u["type"] == "received" && u["agent_id"] == p_id.as_str()).then_some(s)
+        s["updates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["type"] == "received" && u["agent_id"] == p_id.as_str())
+            .then_some(s)
     });
     assert_eq!(sent["status"], "active", "{sent}");
 
@@ -400,13 +440,19 @@ fn rust_and_python_connect_both_ways_and_exchange_signed_messages() {
         assert_eq!((s["success"].as_bool(), &s["routed_to"]), (Some(true), &json!([r_id])), "{s}");
         let m2 = s["message_id"].as_str().unwrap().to_owned();
         let got = poll("the message in the Rust inbox", Duration::from_secs(10), || rust_inbox_message(r, &m2));
-        assert_eq!((got["verified"].as_bool(), got["from_agent_id"].as_str(), got["from_connection"].as_bool()), (Some(true), Some(p_id.as_str()), Some(true)), "{got}");
+        assert_eq!(
+            (got["verified"].as_bool(), got["from_agent_id"].as_str(), got["from_connection"].as_bool()),
+            (Some(true), Some(p_id.as_str()), Some(true)),
+            "{got}"
+        );
         assert_eq!(got["content"], "hello rust, from 0.5.3", "{got}");
         // The Rust node calls back 0.5.3's webhook with `received`. 0.5.3 records a sent message only
         // after every delivery of it has returned, so a prompt callback can find no record (404);
         // the callback itself must have been made.
         let line = format!("\"POST /__darkmatter__/webhook/{m2} HTTP/1.1\"");
-        let seen = poll("the Rust node's received callback at 0.5.3", Duration::from_secs(15), || py.log_text().lines().find(|l| l.contains(&line)).map(str::to_owned));
+        let seen = poll("the Rust node's received callback at 0.5.3", Duration::from_secs(15), || {
+            py.log_text().lines().find(|l| l.contains(&line)).map(str::to_owned)
+        });
         let record = user.ok(json!({"cmd": "get", "path": format!("/__darkmatter__/webhook/{m2}")}));
         eprintln!("Rust -> 0.5.3 received callback: {seen}\n  0.5.3's webhook record: {}", record["body"]);
     }
@@ -434,7 +480,9 @@ fn replays_and_forgeries_are_refused_both_ways() {
     assert_eq!(a["auto_accepted"], true, "{a}");
     let a = logger.request_connection(r_addr);
     assert!(a["auto_accepted"] == true || a["challenge_id"].is_string(), "{a}");
-    poll("the Rust node to accept the proven local logger", Duration::from_secs(10), || rust_connection(&mut r, &logger.id()));
+    poll("the Rust node to accept the proven local logger", Duration::from_secs(10), || {
+        rust_connection(&mut r, &logger.id())
+    });
 
     // --- 0.5.3's envelope, refused by the Rust node when replayed or tampered ---
     // No target: 0.5.3 posts one envelope to every connection (the Rust node and the logger).
@@ -443,7 +491,11 @@ fn replays_and_forgeries_are_refused_both_ways() {
     assert_eq!(s["routed_to"].as_array().map(Vec::len), Some(2), "{s}");
     poll("the original in the Rust inbox", Duration::from_secs(10), || rust_inbox_message(&mut r, &mp));
     let (raw, env) = logger.wait_message("0.5.3's envelope at the logger", |v| v["message_id"] == mp.as_str());
-    assert_eq!((env["from_agent_id"].as_str(), env["signature_hex"].as_str().map(str::len)), (Some(p_id.as_str()), Some(128)), "{env}");
+    assert_eq!(
+        (env["from_agent_id"].as_str(), env["signature_hex"].as_str().map(str::len)),
+        (Some(p_id.as_str()), Some(128)),
+        "{env}"
+    );
     let (st, body) = post_message(r_addr, &raw);
     assert_eq!(st, 409, "replayed 0.5.3 envelope: {body}");
     let (st, body) = post_tampered(r_addr, &env, "message_id", "msg-0badc0ffee01");
@@ -454,13 +506,32 @@ fn replays_and_forgeries_are_refused_both_ways() {
     let (_, env2) = logger.wait_message("0.5.3's second envelope at the logger", |v| v["message_id"] == mp2.as_str());
     let (st, body) = post_tampered(r_addr, &env2, "content", "from 0.5.3 to the logger, tampered");
     assert_eq!(st, 403, "tampered 0.5.3 envelope: {body}");
-    let forged = legacy_envelope(&logger.passport, &p_id, Some(&logger.id()), "msg-f0f0f0f0f001", "forged as 0.5.3", "http://127.0.0.1:9/__darkmatter__/webhook/x");
+    let forged = legacy_envelope(
+        &logger.passport,
+        &p_id,
+        Some(&logger.id()),
+        "msg-f0f0f0f0f001",
+        "forged as 0.5.3",
+        "http://127.0.0.1:9/__darkmatter__/webhook/x",
+    );
     let (st, body) = post_message(r_addr, forged.to_string().as_bytes());
     assert_eq!(st, 403, "claims 0.5.3's id, signed by another key: {body}");
-    let forged = legacy_envelope(&logger.passport, &p_id, None, "msg-f0f0f0f0f002", "forged as 0.5.3", "http://127.0.0.1:9/__darkmatter__/webhook/x");
+    let forged = legacy_envelope(
+        &logger.passport,
+        &p_id,
+        None,
+        "msg-f0f0f0f0f002",
+        "forged as 0.5.3",
+        "http://127.0.0.1:9/__darkmatter__/webhook/x",
+    );
     let (st, body) = post_message(r_addr, forged.to_string().as_bytes());
     assert_eq!(st, 403, "claims 0.5.3's id, no key, wrong signer: {body}");
-    let ids: Vec<String> = r.ok(json!({"cmd": "list_inbox"}))["messages"].as_array().unwrap().iter().map(|m| m["message_id"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<String> = r.ok(json!({"cmd": "list_inbox"}))["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(ids, vec![mp.clone()], "only the original reached the Rust inbox");
 
     // --- the Rust node's envelope, refused by 0.5.3 when replayed or tampered ---
@@ -471,7 +542,11 @@ fn replays_and_forgeries_are_refused_both_ways() {
     let (raw, env) = logger.wait_message("the Rust envelope at the logger", |v| v["message_id"] == mr.as_str());
     // The logger's copy carries the same legacy-signed fields (0.5.3 checks only those) and our own
     // recipient-bound signature for the logger, which 0.5.3 ignores.
-    assert_eq!((env["from_agent_id"].as_str(), env["to_agent_id"].as_str()), (Some(r_id.as_str()), Some(logger.id().as_str())), "{env}");
+    assert_eq!(
+        (env["from_agent_id"].as_str(), env["to_agent_id"].as_str()),
+        (Some(r_id.as_str()), Some(logger.id().as_str())),
+        "{env}"
+    );
     let (st, body) = post_message(py.addr(), &raw);
     assert_eq!(st, 409, "replayed Rust envelope: {body}");
     let (st, body) = post_tampered(py.addr(), &env, "message_id", "msg-0badc0ffee02");
@@ -482,14 +557,29 @@ fn replays_and_forgeries_are_refused_both_ways() {
     let (_, env2) = logger.wait_message("the second Rust envelope at the logger", |v| v["message_id"] == mr2.as_str());
     let (st, body) = post_tampered(py.addr(), &env2, "content", "from rust to the logger, tampered");
     assert_eq!(st, 403, "tampered Rust envelope: {body}");
-    let forged = legacy_envelope(&logger.passport, &r_id, Some(&logger.id()), "msg-f0f0f0f0f003", "forged as rust", "http://127.0.0.1:9/__darkmatter__/webhook/x");
+    let forged = legacy_envelope(
+        &logger.passport,
+        &r_id,
+        Some(&logger.id()),
+        "msg-f0f0f0f0f003",
+        "forged as rust",
+        "http://127.0.0.1:9/__darkmatter__/webhook/x",
+    );
     let (st, body) = post_message(py.addr(), forged.to_string().as_bytes());
     assert_eq!(st, 403, "claims the Rust id, signed by another key: {body}");
-    let forged = legacy_envelope(&logger.passport, &r_id, None, "msg-f0f0f0f0f004", "forged as rust", "http://127.0.0.1:9/__darkmatter__/webhook/x");
+    let forged = legacy_envelope(
+        &logger.passport,
+        &r_id,
+        None,
+        "msg-f0f0f0f0f004",
+        "forged as rust",
+        "http://127.0.0.1:9/__darkmatter__/webhook/x",
+    );
     let (st, body) = post_message(py.addr(), forged.to_string().as_bytes());
     assert_eq!(st, 403, "claims the Rust id, no key, wrong signer: {body}");
     let inbox = user.ok(json!({"cmd": "inbox"}));
-    let ids: Vec<&str> = inbox["messages"].as_array().unwrap().iter().map(|m| m["message_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> =
+        inbox["messages"].as_array().unwrap().iter().map(|m| m["message_id"].as_str().unwrap()).collect();
     assert_eq!(ids, vec![mr.as_str()], "only the original reached 0.5.3's inbox: {inbox}");
 
     drop(user);
@@ -625,7 +715,8 @@ impl Ctl {
         let what = line.to_string();
         let id = self.send(line);
         loop {
-            let v = self.answers.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("no answer to {what}"));
+            let v =
+                self.answers.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("no answer to {what}"));
             if v["id"] == json!(id) {
                 assert_eq!(v["ok"], true, "{what}: {v}");
                 return v["result"].clone();
@@ -644,7 +735,14 @@ impl Drop for Ctl {
 /// `VmHWM` and `VmRSS` of a process, in KiB.
 fn memory_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
     (field("VmHWM:"), field("VmRSS:"))
 }
 
@@ -692,7 +790,8 @@ struct BenchPair {
 
 impl BenchPair {
     fn passport_in(dir: &Path) -> Passport {
-        Passport::from_file_contents(&std::fs::read_to_string(dir.join(".darkmatter").join("passport.key")).unwrap()).unwrap()
+        Passport::from_file_contents(&std::fs::read_to_string(dir.join(".darkmatter").join("passport.key")).unwrap())
+            .unwrap()
     }
 
     fn rust(dirs: &[TempDir; 2]) -> Self {
@@ -704,7 +803,8 @@ impl BenchPair {
         };
         let mut a = Ctl::spawn(&bin, &[], dirs[0].path(), &vars("bench-a"));
         let mut b = Ctl::spawn(&bin, &[], dirs[1].path(), &vars("bench-b"));
-        let (a_id, b_id) = (a.ready["agent_id"].as_str().unwrap().to_owned(), b.ready["agent_id"].as_str().unwrap().to_owned());
+        let (a_id, b_id) =
+            (a.ready["agent_id"].as_str().unwrap().to_owned(), b.ready["agent_id"].as_str().unwrap().to_owned());
         let c = a.call(json!({"cmd": "connect", "target_url": b.ready["url"]}));
         assert_eq!(c["status"], "connected", "{c}");
         // Both nodes default to 0.5.3's 30/min per peer and 200/min overall; the benchmark lifts them.
@@ -744,7 +844,8 @@ impl BenchPair {
         let b = PyNode::start(dirs[1].path(), b_port, "bench-b");
         let py = venv_python();
         let (script, st, home) = (dmctl_script(), b.state_file(), b.dir.to_string_lossy().into_owned());
-        let b_user = Ctl::spawn(&py, &[script.to_str().unwrap(), &b.url(), st.to_str().unwrap()], &b.dir, &[("HOME", &home)]);
+        let b_user =
+            Ctl::spawn(&py, &[script.to_str().unwrap(), &b.url(), st.to_str().unwrap()], &b.dir, &[("HOME", &home)]);
         Self {
             label: "dmagent 0.5.3 pair (python -m darkmatter.app)",
             a_passport: Self::passport_in(dirs[0].path()),
@@ -796,7 +897,10 @@ impl BenchPair {
     /// Consumes these messages through B's user interface, waiting for every answer.
     fn consume(&mut self, ids: &[String]) {
         for chunk in ids.chunks(BENCH_DRAIN_IN_FLIGHT) {
-            let sent: Vec<u64> = chunk.iter().map(|id| self.b_user.send(json!({"cmd": "get_message", "message_id": id, "consume": true}))).collect();
+            let sent: Vec<u64> = chunk
+                .iter()
+                .map(|id| self.b_user.send(json!({"cmd": "get_message", "message_id": id, "consume": true})))
+                .collect();
             let mut left = sent.len();
             while left > 0 {
                 let v = self.b_user.answers.recv_timeout(Duration::from_secs(60)).expect("consume answer");
@@ -857,7 +961,11 @@ struct BenchResult {
 /// Posts `reqs` back-to-back from `BENCH_CLIENTS` keep-alive connections. Each acknowledged index is
 /// sent as `{"acked": i}` on `acked` (B's user channel, so one reader sees acks and answers); a 429
 /// "queue full" is retried after 1 ms. Returns the per-request latencies and the 429 count.
-fn post_all(addr: SocketAddr, reqs: Arc<Vec<Vec<u8>>>, acked: std::sync::mpsc::Sender<Value>) -> (Vec<Duration>, usize) {
+fn post_all(
+    addr: SocketAddr,
+    reqs: Arc<Vec<Vec<u8>>>,
+    acked: std::sync::mpsc::Sender<Value>,
+) -> (Vec<Duration>, usize) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let next = Arc::new(AtomicUsize::new(0));
     let retries = Arc::new(AtomicUsize::new(0));
@@ -908,7 +1016,8 @@ fn run_bench(mut pair: BenchPair) -> BenchResult {
     // Throughput: BENCH_MESSAGES envelopes, signed before the clock starts, posted back-to-back while
     // B's user consumes every accepted message as soon as it is acknowledged.
     let ids: Vec<String> = (0..BENCH_MESSAGES).map(|i| format!("msg-{tag}{i:011x}")).collect();
-    let reqs: Arc<Vec<Vec<u8>>> = Arc::new(ids.iter().enumerate().map(|(i, id)| pair.request(id, &BenchPair::content(i))).collect());
+    let reqs: Arc<Vec<Vec<u8>>> =
+        Arc::new(ids.iter().enumerate().map(|(i, id)| pair.request(id, &BenchPair::content(i))).collect());
     let (b_cpu0, a_cpu0, b_threads0) = (cpu_ticks(pair.b_pid), cpu_ticks(pair.a_pid), thread_ticks(pair.b_pid));
     let start = Instant::now();
     let poster = {
@@ -922,7 +1031,8 @@ fn run_bench(mut pair: BenchPair) -> BenchResult {
     let (mut queued, mut in_flight, mut consumed) = (std::collections::VecDeque::new(), 0usize, 0usize);
     let mut elapsed = None;
     while consumed < BENCH_MESSAGES {
-        let v = pair.b_user.answers.recv_timeout(Duration::from_secs(120)).expect("acks and consume answers keep coming");
+        let v =
+            pair.b_user.answers.recv_timeout(Duration::from_secs(120)).expect("acks and consume answers keep coming");
         if let Some(i) = v["acked"].as_u64() {
             queued.push_back(i as usize);
         } else if v["all_acked"] == true {
@@ -942,8 +1052,11 @@ fn run_bench(mut pair: BenchPair) -> BenchResult {
     let drained = start.elapsed();
     let per_msg = |ticks: u64| ticks as f64 * 10_000.0 / BENCH_MESSAGES as f64;
     let cpu_us_per_msg = (per_msg(cpu_ticks(pair.b_pid) - b_cpu0), per_msg(cpu_ticks(pair.a_pid) - a_cpu0));
-    let mut b_threads: Vec<(String, f64)> =
-        thread_ticks(pair.b_pid).into_iter().map(|(name, t)| (name.clone(), per_msg(t.saturating_sub(b_threads0.get(&name).copied().unwrap_or(0))))).filter(|(_, us)| *us > 0.0).collect();
+    let mut b_threads: Vec<(String, f64)> = thread_ticks(pair.b_pid)
+        .into_iter()
+        .map(|(name, t)| (name.clone(), per_msg(t.saturating_sub(b_threads0.get(&name).copied().unwrap_or(0)))))
+        .filter(|(_, us)| *us > 0.0)
+        .collect();
     b_threads.sort_by(|x, y| y.1.total_cmp(&x.1));
     let (mut loaded, retries_429) = poster.join().unwrap();
     let elapsed = match elapsed {
@@ -961,7 +1074,8 @@ fn run_bench(mut pair: BenchPair) -> BenchResult {
     let mut burst_time = Duration::ZERO;
     let burst_ids: Vec<String> = (0..BENCH_BURSTS * 50).map(|i| format!("msg-{tag}b{i:010x}")).collect();
     for chunk in burst_ids.chunks(50) {
-        let reqs: Arc<Vec<Vec<u8>>> = Arc::new(chunk.iter().enumerate().map(|(i, id)| pair.request(id, &BenchPair::content(i))).collect());
+        let reqs: Arc<Vec<Vec<u8>>> =
+            Arc::new(chunk.iter().enumerate().map(|(i, id)| pair.request(id, &BenchPair::content(i))).collect());
         let (tx, rx) = std::sync::mpsc::channel();
         let t = Instant::now();
         let (_, retries) = post_all(pair.b_addr, reqs, tx);
@@ -1057,7 +1171,14 @@ fn report(r: &BenchResult) {
 #[test]
 #[ignore = "benchmark: run with --release -- --ignored --nocapture"]
 fn bench_signed_messages_rust_pair_vs_python_pair() {
-    let loadavg = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    let loadavg = || {
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     eprintln!("load average at start: {}", loadavg());
     // DM_BENCH_ONLY=rust|python runs one pair (for looking at one side; no ratio then).
     let only = std::env::var("DM_BENCH_ONLY").unwrap_or_default();
@@ -1076,7 +1197,10 @@ fn bench_signed_messages_rust_pair_vs_python_pair() {
     eprintln!("load average at end: {}", loadavg());
     let (Some(rust), Some(py)) = (rust, py) else { return };
     let ratio = rust.throughput / py.throughput;
-    eprintln!("throughput ratio Rust / 0.5.3: {ratio:.1}x (target >= 50x); Rust throughput {:.0} msg/s (target >= 2000)", rust.throughput);
+    eprintln!(
+        "throughput ratio Rust / 0.5.3: {ratio:.1}x (target >= 50x); Rust throughput {:.0} msg/s (target >= 2000)",
+        rust.throughput
+    );
     assert!(rust.throughput >= 2_000.0, "Rust pair below 2,000 signed messages/s");
     assert!(ratio >= 50.0, "Rust pair below 50x the 0.5.3 pair");
 }

@@ -36,9 +36,14 @@ fn envelope(p: &Passport, id: &str, content: &str, wall_us: i64, extra: Value) -
 fn legacy_connect(m: &mut Mesh, to: usize, p: &Passport, url: &str, src: IpAddr) -> Value {
     let req = json!({"from_agent_id": p.agent_id().as_str(), "from_agent_url": url});
     let (s, v) = m.inject(to, Method::Post, "/__darkmatter__/connection_request", req.to_string().as_bytes(), src);
-    assert_eq!((s, &v["auto_accepted"]), (200, &json!(false)), "an unsigned request is never accepted before its proof: {v}");
+    assert_eq!(
+        (s, &v["auto_accepted"]),
+        (200, &json!(false)),
+        "an unsigned request is never accepted before its proof: {v}"
+    );
     let challenge = v["challenge_hex"].as_str().unwrap();
-    let proof_hex = sign_hex(p, &proto_core::sign::domain_bytes(proto_core::sign::DOMAIN_CHALLENGE, &[challenge]).unwrap());
+    let proof_hex =
+        sign_hex(p, &proto_core::sign::domain_bytes(proto_core::sign::DOMAIN_CHALLENGE, &[challenge]).unwrap());
     let proof = json!({"challenge_id": v["challenge_id"], "proof_hex": proof_hex, "agent_id": p.agent_id().as_str(), "public_key_hex": p.agent_id().as_str()});
     let (s, v) = m.inject(to, Method::Post, "/__darkmatter__/connection_proof", proof.to_string().as_bytes(), src);
     assert_eq!(s, 200, "{v}");
@@ -79,12 +84,14 @@ fn agent_id_length_then_key_binding() {
     let (s, v) = post(&mut m, b, &envelope(&p, "m1", "hi", EPOCH_US, json!({"from_agent_id": long})));
     assert_eq!((s, v["error"].as_str().unwrap()), (400, "from_agent_id too long"));
     let at = "a".repeat(AGENT_ID_BYTES_MAX);
-    let (s, v) = post(&mut m, b, &envelope(&p, "m2", "hi", EPOCH_US, json!({"from_agent_id": at, "from_public_key_hex": null})));
+    let (s, v) =
+        post(&mut m, b, &envelope(&p, "m2", "hi", EPOCH_US, json!({"from_agent_id": at, "from_public_key_hex": null})));
     assert_eq!(s, 400);
     assert!(v["error"].as_str().unwrap().contains("64-digit"), "{v}");
     // A key that differs from the claimed id.
     let other = Passport::from_seed([0x78; 32]);
-    let (s, _) = post(&mut m, b, &envelope(&p, "m3", "hi", EPOCH_US, json!({"from_public_key_hex": other.agent_id().as_str()})));
+    let (s, _) =
+        post(&mut m, b, &envelope(&p, "m3", "hi", EPOCH_US, json!({"from_public_key_hex": other.agent_id().as_str()})));
     assert_eq!(s, 403);
 }
 
@@ -149,12 +156,23 @@ fn inbound_hops_are_capped_and_outbound_hops_checked() {
     let (mut m, b) = one_node();
     let p = outsider();
     assert_eq!(post(&mut m, b, &envelope(&p, "h1", "hi", EPOCH_US, json!({"hops_remaining": 50}))).0, 200);
-    assert_eq!(m.command(b, Command::GetMessage { message_id: "h1".into(), consume: false }).unwrap()["hops_remaining"], HOPS_MAX);
+    assert_eq!(
+        m.command(b, Command::GetMessage { message_id: "h1".into(), consume: false }).unwrap()["hops_remaining"],
+        HOPS_MAX
+    );
     assert_eq!(post(&mut m, b, &envelope(&p, "h2", "hi", EPOCH_US, json!({"hops_remaining": -1}))).0, 400);
     let a = m.add("A", true);
     let url = m.peers[b].url.clone();
     m.command(a, Command::Connect { target_url: url }).unwrap();
-    let send = |hops| Command::Send(SendArgs { content: "x".into(), targets: Targets::Agents(vec![]), metadata: Map::new(), in_reply_to: None, hops_remaining: hops });
+    let send = |hops| {
+        Command::Send(SendArgs {
+            content: "x".into(),
+            targets: Targets::Agents(vec![]),
+            metadata: Map::new(),
+            in_reply_to: None,
+            hops_remaining: hops,
+        })
+    };
     let mut s = send(HOPS_MAX + 1);
     if let Command::Send(args) = &mut s {
         args.targets = Targets::Agents(vec![m.id(b)]);
@@ -177,16 +195,29 @@ fn per_peer_rate_limit_thirty_then_override() {
     assert_eq!(v["accepted"], true);
     let a_id = pa.agent_id().to_string();
     for i in 0..RATE_PER_PEER_DEFAULT {
-        let (s, _) = m.inject(b, Method::Post, "/__darkmatter__/message", &envelope(&pa, &format!("r{i}"), "hi", EPOCH_US, json!({})), src);
+        let (s, _) = m.inject(
+            b,
+            Method::Post,
+            "/__darkmatter__/message",
+            &envelope(&pa, &format!("r{i}"), "hi", EPOCH_US, json!({})),
+            src,
+        );
         assert_eq!(s, 200, "request {i}");
     }
-    let (s, v) = m.inject(b, Method::Post, "/__darkmatter__/message", &envelope(&pa, "r-over", "hi", EPOCH_US, json!({})), src);
+    let (s, v) =
+        m.inject(b, Method::Post, "/__darkmatter__/message", &envelope(&pa, "r-over", "hi", EPOCH_US, json!({})), src);
     assert_eq!(s, 429);
     assert!(v["error"].as_str().unwrap().contains("30 requests per 60s"));
     // Unlimited for this peer really changes the limiter.
     m.command(b, Command::SetRateLimit { agent_id: Some(a_id.clone()), limit: -1 }).unwrap();
     for i in 0..10 {
-        let (s, _) = m.inject(b, Method::Post, "/__darkmatter__/message", &envelope(&pa, &format!("u{i}"), "hi", EPOCH_US, json!({})), src);
+        let (s, _) = m.inject(
+            b,
+            Method::Post,
+            "/__darkmatter__/message",
+            &envelope(&pa, &format!("u{i}"), "hi", EPOCH_US, json!({})),
+            src,
+        );
         assert_eq!(s, 200);
     }
     assert!(m.command(b, Command::SetRateLimit { agent_id: Some(a_id), limit: -2 }).is_err());
@@ -215,7 +246,8 @@ fn bio_limit_on_update_and_truncation_on_receipt() {
     assert!(m.command(a, Command::UpdateBio { bio: "x".repeat(BIO_CHARS_MAX + 1) }).is_err());
     let p = Passport::from_seed([1; 32]);
     let req = json!({"from_agent_id": p.agent_id().as_str(), "from_agent_url": "http://a.test:8100", "from_agent_bio": "é".repeat(BIO_CHARS_MAX + 5)});
-    let (s, _) = m.inject(b, Method::Post, "/__darkmatter__/connection_request", req.to_string().as_bytes(), public_ip());
+    let (s, _) =
+        m.inject(b, Method::Post, "/__darkmatter__/connection_request", req.to_string().as_bytes(), public_ip());
     assert_eq!(s, 200);
     let pending = m.command(b, Command::ListPending).unwrap();
     assert_eq!(pending["requests"][0]["bio"].as_str().unwrap().chars().count(), BIO_CHARS_MAX);
@@ -242,7 +274,10 @@ fn pending_requests_cap_at_fifty() {
     let waiting = m.pending_agents(b);
     assert_eq!(waiting.len(), PENDING_REQUESTS_MAX);
     assert!(waiting.contains(&newcomer.agent_id().to_string()));
-    assert!(!waiting.contains(&Passport::from_seed([100; 32]).agent_id().to_string()), "the oldest unproven request made room");
+    assert!(
+        !waiting.contains(&Passport::from_seed([100; 32]).agent_id().to_string()),
+        "the oldest unproven request made room"
+    );
 }
 
 #[test]
@@ -264,7 +299,40 @@ fn connections_cap_is_configurable_and_enforced() {
     let hub = m.add("HUB", true);
     let cap = CONNECTIONS_MAX_DEFAULT;
     for i in 0..cap {
-        let p = Passport::from_seed([(i % 250) as u8 + 1, (i / 250) as u8 + 7, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32]);
+        let p = Passport::from_seed([
+            (i % 250) as u8 + 1,
+            (i / 250) as u8 + 7,
+            3,
+            4,
+            5,
+            6,
+            7,
+            8,
+            9,
+            10,
+            11,
+            12,
+            13,
+            14,
+            15,
+            16,
+            17,
+            18,
+            19,
+            20,
+            21,
+            22,
+            23,
+            24,
+            25,
+            26,
+            27,
+            28,
+            29,
+            30,
+            31,
+            32,
+        ]);
         let v = legacy_connect(&mut m, hub, &p, &format!("http://p{i}.test:8100"), "10.0.0.200".parse().unwrap());
         assert_eq!(v["accepted"], true, "peer {i}");
     }
@@ -324,7 +392,18 @@ fn sent_records_keep_the_newest_hundred() {
     m.command(b, Command::SetRateLimit { agent_id: Some(m.id(a)), limit: -1 }).unwrap();
     let mut first = String::new();
     for i in 0..=SENT_MAX {
-        let r = m.command(a, Command::Send(SendArgs { content: format!("n{i}"), targets: Targets::Agents(vec![m.id(b)]), metadata: Map::new(), in_reply_to: None, hops_remaining: 1 })).unwrap();
+        let r = m
+            .command(
+                a,
+                Command::Send(SendArgs {
+                    content: format!("n{i}"),
+                    targets: Targets::Agents(vec![m.id(b)]),
+                    metadata: Map::new(),
+                    in_reply_to: None,
+                    hops_remaining: 1,
+                }),
+            )
+            .unwrap();
         if i == 0 {
             first = r["message_id"].as_str().unwrap().to_owned();
         }
@@ -343,13 +422,25 @@ fn waits_are_bounded() {
     let b = m.add("B", true);
     let url = m.peers[b].url.clone();
     m.command(a, Command::Connect { target_url: url }).unwrap();
-    let r = m.command(a, Command::Send(SendArgs { content: "q".into(), targets: Targets::Agents(vec![m.id(b)]), metadata: Map::new(), in_reply_to: None, hops_remaining: 1 })).unwrap();
+    let r = m
+        .command(
+            a,
+            Command::Send(SendArgs {
+                content: "q".into(),
+                targets: Targets::Agents(vec![m.id(b)]),
+                metadata: Map::new(),
+                in_reply_to: None,
+                hops_remaining: 1,
+            }),
+        )
+        .unwrap();
     let mid = r["message_id"].as_str().unwrap().to_owned();
     for _ in 0..WAITERS_MAX {
         m.start(a, Command::WaitForResponse { message_id: mid.clone(), timeout_ms: 1_000 });
     }
     let err = m.command(a, Command::WaitForResponse { message_id: mid.clone(), timeout_ms: 1_000 }).unwrap_err();
     assert!(err.to_string().contains("At most 64 waits"));
-    let too_long = m.command(a, Command::WaitForResponse { message_id: mid, timeout_ms: (WAIT_TIMEOUT_S_MAX + 1) * 1000 });
+    let too_long =
+        m.command(a, Command::WaitForResponse { message_id: mid, timeout_ms: (WAIT_TIMEOUT_S_MAX + 1) * 1000 });
     assert!(too_long.is_err());
 }

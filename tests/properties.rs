@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use proto_core::limits::{RateLimit, RateWindow, FRESHNESS_WINDOW_S, RATE_PER_PEER_DEFAULT, RATE_WINDOW_MS, URL_BYTES_MAX};
+use proto_core::limits::{
+    RateLimit, RateWindow, FRESHNESS_WINDOW_S, RATE_PER_PEER_DEFAULT, RATE_WINDOW_MS, URL_BYTES_MAX,
+};
 use proto_core::replay::{ReplayCache, ReplayError};
 use proto_core::sign;
 use proto_core::time::{self, TIMESTAMP_CHARS_MAX};
@@ -51,7 +53,12 @@ fn expected_joined_form(parts: &[&str]) -> Result<Vec<u8>, SignError> {
 
 #[test]
 fn sign_verify_round_trip() {
-    fn law(seed: [u8; 32], domain: String, fields: Vec<String>, legacy: (String, String, String, String)) -> TestResult {
+    fn law(
+        seed: [u8; 32],
+        domain: String,
+        fields: Vec<String>,
+        legacy: (String, String, String, String),
+    ) -> TestResult {
         let passport = Passport::from_seed(seed);
         let signer = receiver_view(&passport);
         let round_trips = |bytes: &[u8]| {
@@ -71,7 +78,11 @@ fn sign_verify_round_trip() {
         let (from, id, ts, content) = (&legacy.0, &legacy.1, &legacy.2, &legacy.3);
         let cases = [
             ("domain form", sign::domain_bytes(&domain, &fields), expected_joined_form(&domain_parts)),
-            ("legacy form", sign::legacy_message_bytes(from, id, ts, content), expected_joined_form(&[from.as_str(), id, ts, content])),
+            (
+                "legacy form",
+                sign::legacy_message_bytes(from, id, ts, content),
+                expected_joined_form(&[from.as_str(), id, ts, content]),
+            ),
         ];
         for (form, got, want) in cases {
             if got != want {
@@ -223,7 +234,8 @@ fn any_single_byte_change_to_a_signed_field_is_rejected() {
             Err(SignError::AmbiguousField { .. }) if !matches!(signed.form, Form::V2(_)) => TestResult::passed(),
             Err(other) => TestResult::error(format!("unexpected {other:?}")),
             Ok(edited_bytes) => TestResult::from_bool(
-                edited_bytes != bytes && sign::verify_hex(receiver_view(&passport).key(), &edited_bytes, &sig) == Err(SignError::Invalid),
+                edited_bytes != bytes
+                    && sign::verify_hex(receiver_view(&passport).key(), &edited_bytes, &sig) == Err(SignError::Invalid),
             ),
         }
     }
@@ -345,13 +357,17 @@ impl Arbitrary for GapMs {
 fn rate_window_never_admits_more_than_its_limit_in_any_window() {
     fn law(limit: SmallLimit, as_default: bool, gaps: Vec<GapMs>) -> TestResult {
         // The same limit reached both ways: configured explicitly, or as the protocol default.
-        let (configured, default) =
-            if as_default { (RateLimit::Default, limit.0) } else { (RateLimit::PerWindow(limit.0), RATE_PER_PEER_DEFAULT) };
+        let (configured, default) = if as_default {
+            (RateLimit::Default, limit.0)
+        } else {
+            (RateLimit::PerWindow(limit.0), RATE_PER_PEER_DEFAULT)
+        };
         let limit = limit.0 as usize;
         let mut window = RateWindow::default();
         let mut admitted_ms: Vec<u64> = Vec::new();
         // Admissions in the window that ends at `t`, i.e. in (t - window, t].
-        let in_window = |admitted_ms: &[u64], t: u64| admitted_ms.iter().filter(|&&a| a <= t && a + RATE_WINDOW_MS > t).count();
+        let in_window =
+            |admitted_ms: &[u64], t: u64| admitted_ms.iter().filter(|&&a| a <= t && a + RATE_WINDOW_MS > t).count();
         let mut now_ms = 1_000_000;
         for (step, gap) in gaps.iter().enumerate() {
             now_ms += gap.0;
@@ -368,7 +384,9 @@ fn rate_window_never_admits_more_than_its_limit_in_any_window() {
         // The law over the whole history. A window ending at an admission holds at least as many as
         // any window containing the same admissions, so checking those covers every window.
         match admitted_ms.iter().find(|&&t| in_window(&admitted_ms, t) > limit) {
-            Some(t) => TestResult::error(format!("{} admitted in the window ending at {t}", in_window(&admitted_ms, *t))),
+            Some(t) => {
+                TestResult::error(format!("{} admitted in the window ending at {t}", in_window(&admitted_ms, *t)))
+            }
             None => TestResult::passed(),
         }
     }
@@ -572,9 +590,14 @@ fn random_json(g: &mut Gen, depth: u32) -> serde_json::Value {
     match below(g, kinds) {
         0 => Value::Null,
         1 => Value::Bool(bool::arbitrary(g)),
-        2 => g.choose(&[json!(0), json!(-1), json!(65_536), json!(u64::MAX), json!(i64::MIN), json!(1.5), json!(-0.0)]).unwrap().clone(),
+        2 => g
+            .choose(&[json!(0), json!(-1), json!(65_536), json!(u64::MAX), json!(i64::MIN), json!(1.5), json!(-0.0)])
+            .unwrap()
+            .clone(),
         3 => Value::String(String::arbitrary(g)),
-        4 => Value::String(g.choose(&["", "msg-1", "2026-01-01T00:00:00Z", "http://a.example", "received"]).unwrap().to_string()),
+        4 => Value::String(
+            g.choose(&["", "msg-1", "2026-01-01T00:00:00Z", "http://a.example", "received"]).unwrap().to_string(),
+        ),
         5 => Value::Array((0..below(g, 4)).map(|_| random_json(g, depth - 1)).collect()),
         _ => Value::Object((0..below(g, 4)).map(|_| (String::arbitrary(g), random_json(g, depth - 1))).collect()),
     }
@@ -599,7 +622,8 @@ fn corpus_fields() -> &'static [(String, serde_json::Value)] {
 fn every_wire_type_decodes_its_own_encoding() {
     fn round_trips<T: DeserializeOwned + Serialize + Sample + PartialEq + std::fmt::Debug>() {
         let sample = T::sample();
-        let decoded: T = wire::decode(&wire::encode(&sample)).unwrap_or_else(|e| panic!("{}: {e}", std::any::type_name::<T>()));
+        let decoded: T =
+            wire::decode(&wire::encode(&sample)).unwrap_or_else(|e| panic!("{}: {e}", std::any::type_name::<T>()));
         assert_eq!(decoded, sample);
     }
     macro_rules! check_round_trip {
@@ -669,7 +693,11 @@ impl Arbitrary for NearAgentId {
 fn agent_id_parse_never_panics_and_accepts_only_64_lowercase_hex() {
     fn law(text: String, near: NearAgentId) -> bool {
         [text, near.0].iter().all(|text| match AgentId::parse(text) {
-            Ok(id) => id.as_str() == text && text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            Ok(id) => {
+                id.as_str() == text
+                    && text.len() == 64
+                    && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            }
             Err(_) => true,
         })
     }

@@ -11,7 +11,6 @@ use std::process::Command;
 /// Packages installed into the venv.
 pub const PACKAGES: &[&str] = &["dmagent==0.5.3", "mcp[cli]<2"];
 
-
 /// The venv's directory: `<workspace>/target/pyvenv`.
 pub fn venv_dir() -> PathBuf {
     venv_named("pyvenv")
@@ -59,6 +58,10 @@ fn run(cmd: &mut Command) -> Result<(), String> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{cmd:?} failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        Err(format!(
+            "{cmd:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }

@@ -8,7 +8,8 @@ use proto_core::{Command, CommandId, Config, Node, Now, Output, Passport, Table}
 const EPOCH_US: i64 = 1_790_000_000_000_000;
 
 fn restore(records: Vec<(Table, String, Vec<u8>)>) -> (Node, usize, Vec<Output>) {
-    let (mut node, skipped) = Node::restore(Passport::from_seed([9; 32]), Config::default(), 1, Now::new(0, EPOCH_US), records);
+    let (mut node, skipped) =
+        Node::restore(Passport::from_seed([9; 32]), Config::default(), 1, Now::new(0, EPOCH_US), records);
     let mut outputs = Vec::new();
     loop {
         match node.poll_output() {
@@ -20,11 +21,20 @@ fn restore(records: Vec<(Table, String, Vec<u8>)>) -> (Node, usize, Vec<Output>)
 }
 
 fn writes_to(outputs: &[Output], table: Table) -> usize {
-    outputs.iter().map(|o| if let Output::Persist(c) = o { c.iter().filter(|c| c.table == table).count() } else { 0 }).sum()
+    outputs
+        .iter()
+        .map(|o| if let Output::Persist(c) = o { c.iter().filter(|c| c.table == table).count() } else { 0 })
+        .sum()
 }
 
 fn impression(score: f64) -> Impression {
-    Impression { score, note: String::new(), updated_at: "2026-11-01T00:00:00+00:00".into(), negative_since_us: None, first_hand: true }
+    Impression {
+        score,
+        note: String::new(),
+        updated_at: "2026-11-01T00:00:00+00:00".into(),
+        negative_since_us: None,
+        first_hand: true,
+    }
 }
 
 #[test]
@@ -49,7 +59,10 @@ fn a_newer_builds_records_are_skipped_and_never_overwritten() {
     newer_profile[0] = <proto_core::store::Profile as Record>::VERSION + 1;
     let mut newer_impression = encode(&impression(0.5));
     newer_impression[0] = <Impression as Record>::VERSION + 1;
-    let (_, skipped, outputs) = restore(vec![(Table::Profile, "self".into(), newer_profile), (Table::Impressions, "peer".into(), newer_impression)]);
+    let (_, skipped, outputs) = restore(vec![
+        (Table::Profile, "self".into(), newer_profile),
+        (Table::Impressions, "peer".into(), newer_impression),
+    ]);
     assert_eq!(skipped, 2);
     assert_eq!(writes_to(&outputs, Table::Profile), 0, "the unreadable profile stays as it is on disk");
     assert_eq!(writes_to(&outputs, Table::Impressions), 0);
@@ -73,11 +86,25 @@ struct ImpressionV1 {
 
 #[test]
 fn a_version_1_impression_is_upgraded_and_still_told_to_peers() {
-    let v1 = ImpressionV1 { score: -0.25, note: "late twice".into(), updated_at: "2026-11-01T00:00:00+00:00".into(), negative_since_us: Some(EPOCH_US) };
+    let v1 = ImpressionV1 {
+        score: -0.25,
+        note: "late twice".into(),
+        updated_at: "2026-11-01T00:00:00+00:00".into(),
+        negative_since_us: Some(EPOCH_US),
+    };
     let mut bytes = vec![1];
     bytes.extend(postcard::to_allocvec(&v1).unwrap());
     let got: Impression = proto_core::store::decode(&bytes).unwrap();
-    assert_eq!(got, Impression { score: -0.25, note: "late twice".into(), updated_at: v1.updated_at.clone(), negative_since_us: Some(EPOCH_US), first_hand: true });
+    assert_eq!(
+        got,
+        Impression {
+            score: -0.25,
+            note: "late twice".into(),
+            updated_at: v1.updated_at.clone(),
+            negative_since_us: Some(EPOCH_US),
+            first_hand: true
+        }
+    );
     assert_eq!(<Impression as Record>::VERSION, 2);
 }
 
@@ -132,7 +159,13 @@ fn a_version_1_pending_request_is_upgraded_with_the_peers_that_answered() {
         wallets: Default::default(),
         created_at: None,
         source_local: false,
-        peer_trust: Some(PeerTrustV1 { asked: 2, finished: 2, opinions: vec![(voucher.clone(), 0.9, 0.8)], score: Some(0.9), weight: 0.8 }),
+        peer_trust: Some(PeerTrustV1 {
+            asked: 2,
+            finished: 2,
+            opinions: vec![(voucher.clone(), 0.9, 0.8)],
+            score: Some(0.9),
+            weight: 0.8,
+        }),
     };
     let mut bytes = vec![1];
     bytes.extend(postcard::to_allocvec(&v1).unwrap());

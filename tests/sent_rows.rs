@@ -23,7 +23,13 @@ fn pair() -> (Mesh, usize, usize) {
 }
 
 fn send(m: &mut Mesh, from: usize, to: usize, content: &str, in_reply_to: Option<String>) -> String {
-    let args = SendArgs { content: content.into(), targets: Targets::Agents(vec![m.id(to)]), metadata: Map::new(), in_reply_to, hops_remaining: 1 };
+    let args = SendArgs {
+        content: content.into(),
+        targets: Targets::Agents(vec![m.id(to)]),
+        metadata: Map::new(),
+        in_reply_to,
+        hops_remaining: 1,
+    };
     let r = m.command(from, Command::Send(args)).expect("send");
     r["message_id"].as_str().expect("an id").to_owned()
 }
@@ -83,7 +89,11 @@ fn the_update_limit_counts_rows() {
     }
     let taken = rows(&m, a, Table::SentUpdates).len();
     assert_eq!(taken, UPDATES_PER_SENT_MAX, "rows stop at the limit");
-    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), statuses.len() + 1 - UPDATES_PER_SENT_MAX, "B's own update was the first row");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        statuses.len() + 1 - UPDATES_PER_SENT_MAX,
+        "B's own update was the first row"
+    );
 }
 
 #[test]
@@ -107,7 +117,8 @@ fn a_dropped_sent_message_takes_its_rows_along() {
 const EPOCH_US: i64 = 1_790_000_000_000_000;
 
 fn restore(records: Vec<(Table, String, Vec<u8>)>) -> (Node, usize, Vec<(Table, String, bool)>) {
-    let (mut node, skipped) = Node::restore(Passport::from_seed([9; 32]), Config::default(), 1, Now::new(0, EPOCH_US), records);
+    let (mut node, skipped) =
+        Node::restore(Passport::from_seed([9; 32]), Config::default(), 1, Now::new(0, EPOCH_US), records);
     let mut writes = Vec::new();
     loop {
         match node.poll_output() {
@@ -120,7 +131,11 @@ fn restore(records: Vec<(Table, String, Vec<u8>)>) -> (Node, usize, Vec<(Table, 
 }
 
 fn get_sent(node: &mut Node, message_id: &str) -> Value {
-    node.handle_command(Now::new(1, EPOCH_US + 1_000), proto_core::CommandId(1), Command::GetSent { message_id: message_id.into() });
+    node.handle_command(
+        Now::new(1, EPOCH_US + 1_000),
+        proto_core::CommandId(1),
+        Command::GetSent { message_id: message_id.into() },
+    );
     loop {
         match node.poll_output() {
             Output::Done { result, .. } => return result.expect("known message"),
@@ -131,11 +146,23 @@ fn get_sent(node: &mut Node, message_id: &str) -> Value {
 }
 
 fn update(agent: &str) -> UpdateRecord {
-    UpdateRecord { kind: "received".into(), agent_id: agent.into(), target_agent_id: None, note: None, timestamp: "2026-11-01T00:00:00+00:00".into(), verified: true }
+    UpdateRecord {
+        kind: "received".into(),
+        agent_id: agent.into(),
+        target_agent_id: None,
+        note: None,
+        timestamp: "2026-11-01T00:00:00+00:00".into(),
+        verified: true,
+    }
 }
 
 fn response(agent: &str) -> ResponseRecord {
-    ResponseRecord { agent_id: agent.into(), content: "yes".into(), received_at: "2026-11-01T00:00:01+00:00".into(), message_id: None }
+    ResponseRecord {
+        agent_id: agent.into(),
+        content: "yes".into(),
+        received_at: "2026-11-01T00:00:01+00:00".into(),
+        message_id: None,
+    }
 }
 
 /// What version 1 of a sent record held: replies and updates inside it.
@@ -212,8 +239,15 @@ fn rows_restore_in_order_orphans_go_and_unreadable_neighbours_stay() {
     let (mut node, skipped, writes) = restore(records);
     assert_eq!(skipped, 2, "the newer update row and the newer sent record");
     let got = get_sent(&mut node, "msg-new");
-    let agents: Vec<&str> = got["updates"].as_array().unwrap().iter().map(|u| u["agent_id"].as_str().unwrap()).collect();
+    let agents: Vec<&str> =
+        got["updates"].as_array().unwrap().iter().map(|u| u["agent_id"].as_str().unwrap()).collect();
     assert_eq!(agents, ["first", "second"]);
-    assert!(writes.contains(&(Table::SentUpdates, child_key("msg-gone", 0), false)), "the orphan is deleted: {writes:?}");
-    assert!(!writes.iter().any(|(_, k, _)| k.starts_with("msg-future") || *k == child_key("msg-new", 2)), "unreadable rows are left alone: {writes:?}");
+    assert!(
+        writes.contains(&(Table::SentUpdates, child_key("msg-gone", 0), false)),
+        "the orphan is deleted: {writes:?}"
+    );
+    assert!(
+        !writes.iter().any(|(_, k, _)| k.starts_with("msg-future") || *k == child_key("msg-new", 2)),
+        "unreadable rows are left alone: {writes:?}"
+    );
 }

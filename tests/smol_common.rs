@@ -44,10 +44,15 @@ impl Drop for TempDir {
 
 /// The configuration of a test node: loopback, any port, no background discovery.
 pub fn test_config(dir: &Path, name: &str, vars: &[(&str, &str)]) -> RuntimeConfig {
-    let mut map: HashMap<String, String> = [("DARKMATTER_HOST", "127.0.0.1"), ("DARKMATTER_PORT", "0"), ("DARKMATTER_DISCOVERY", "false"), ("DARKMATTER_DISPLAY_NAME", name)]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let mut map: HashMap<String, String> = [
+        ("DARKMATTER_HOST", "127.0.0.1"),
+        ("DARKMATTER_PORT", "0"),
+        ("DARKMATTER_DISCOVERY", "false"),
+        ("DARKMATTER_DISPLAY_NAME", name),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     for (k, v) in vars {
         map.insert(k.to_string(), v.to_string());
     }
@@ -158,7 +163,11 @@ pub fn read_response(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     loop {
         if let Some(end) = find(&buf, b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).map(|v| v.trim().parse().unwrap()).unwrap_or(0);
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .unwrap_or(0);
             if buf.len() >= end + 4 + len {
                 buf.truncate(end + 4 + len);
                 return Ok(buf);
@@ -179,7 +188,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// Status and JSON body of a raw response.
 pub fn parse_response(raw: &[u8]) -> (u16, Value) {
     let text = String::from_utf8_lossy(raw);
-    let status: u16 = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"));
+    let status: u16 =
+        text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"));
     let body = find(raw, b"\r\n\r\n").map(|i| &raw[i + 4..]).unwrap_or(&[]);
     let json = serde_json::from_slice(body).unwrap_or_else(|_| panic!("body of {status} is not JSON: {text:?}"));
     (status, json)

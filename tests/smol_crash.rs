@@ -45,7 +45,15 @@ impl Rng {
 
 fn start_receiver(dir: &Path, port: u16) -> ChildNode {
     let port = port.to_string();
-    ChildNode::spawn(dir, &[("DARKMATTER_HOST", "127.0.0.1"), ("DARKMATTER_PORT", &port), ("DARKMATTER_DISCOVERY", "false"), ("DARKMATTER_DISPLAY_NAME", "receiver")])
+    ChildNode::spawn(
+        dir,
+        &[
+            ("DARKMATTER_HOST", "127.0.0.1"),
+            ("DARKMATTER_PORT", &port),
+            ("DARKMATTER_DISCOVERY", "false"),
+            ("DARKMATTER_DISPLAY_NAME", "receiver"),
+        ],
+    )
 }
 
 fn message_id(i: usize) -> String {
@@ -60,7 +68,13 @@ struct Outcomes {
     duplicate: HashSet<usize>,
 }
 
-fn sender(addr: SocketAddr, bodies: Arc<Vec<String>>, queue: Arc<Mutex<VecDeque<usize>>>, out: Arc<Mutex<Outcomes>>, done: Arc<AtomicUsize>) {
+fn sender(
+    addr: SocketAddr,
+    bodies: Arc<Vec<String>>,
+    queue: Arc<Mutex<VecDeque<usize>>>,
+    out: Arc<Mutex<Outcomes>>,
+    done: Arc<AtomicUsize>,
+) {
     let start = Instant::now();
     while done.load(Ordering::Acquire) < MESSAGES {
         assert!(start.elapsed() < RUN_LIMIT, "senders ran out of time");
@@ -90,7 +104,10 @@ fn sender(addr: SocketAddr, bodies: Arc<Vec<String>>, queue: Arc<Mutex<VecDeque<
 /// Lists the inbox, remembers every id, then reads each one away. Returns false if the node did not answer.
 fn drain(node: &mut ChildNode, seen: &mut HashSet<String>, consumed: &mut HashSet<String>) -> bool {
     let Some(list) = node.request(json!({"cmd": "list_inbox"}), Duration::from_secs(5)) else { return false };
-    let ids: Vec<String> = list["result"]["messages"].as_array().map(|a| a.iter().filter_map(|m| m["message_id"].as_str().map(str::to_owned)).collect()).unwrap_or_default();
+    let ids: Vec<String> = list["result"]["messages"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|m| m["message_id"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
     for id in &ids {
         assert!(!consumed.contains(id), "{id} was read and removed, yet came back");
         seen.insert(id.clone());
@@ -120,7 +137,11 @@ fn acknowledged_messages_survive_kill_9_exactly_once() {
     eprintln!("crash test seed {seed}");
     let peer = Passport::from_seed([0x5a; 32]);
     let from = peer.agent_id().as_str().to_owned();
-    let bodies: Arc<Vec<String>> = Arc::new((0..MESSAGES).map(|i| envelope(&peer, &from, &message_id(i), &format!("message number {i}")).to_string()).collect());
+    let bodies: Arc<Vec<String>> = Arc::new(
+        (0..MESSAGES)
+            .map(|i| envelope(&peer, &from, &message_id(i), &format!("message number {i}")).to_string())
+            .collect(),
+    );
     let queue = Arc::new(Mutex::new((0..MESSAGES).collect::<VecDeque<_>>()));
     let outcomes = Arc::new(Mutex::new(Outcomes::default()));
     let done = Arc::new(AtomicUsize::new(0));
@@ -168,6 +189,11 @@ fn acknowledged_messages_survive_kill_9_exactly_once() {
     }
     assert_eq!(seen.len(), MESSAGES, "only messages that were sent may appear");
     assert_eq!(kills, KILLS, "the run ended before every crash happened");
-    eprintln!("{MESSAGES} messages, {kills}+1 kill -9, {} acknowledged, {} answered 409 after a lost acknowledgement, {:?}", out.acked.len(), out.duplicate.len(), start.elapsed());
+    eprintln!(
+        "{MESSAGES} messages, {kills}+1 kill -9, {} acknowledged, {} answered 409 after a lost acknowledgement, {:?}",
+        out.acked.len(),
+        out.duplicate.len(),
+        start.elapsed()
+    );
     node.close_and_wait(Duration::from_secs(10));
 }

@@ -105,13 +105,18 @@ impl VethPair {
     fn spawn_node(&self, i: usize, dir: &Path) -> ChildNode {
         let bin = common::node_binary();
         let args = ["netns", "exec", self.names[i].as_str(), bin.to_str().unwrap()];
-        ChildNode::spawn_with(Path::new("ip"), &args, dir, &[
-            ("DARKMATTER_HOST", "0.0.0.0"),
-            ("DARKMATTER_PORT", "8100"),
-            ("DARKMATTER_DISCOVERY", "true"),
-            ("DARKMATTER_DISCOVERY_PORTS", "8100"),
-            ("DARKMATTER_DISPLAY_NAME", if i == 0 { "ns-a" } else { "ns-b" }),
-        ])
+        ChildNode::spawn_with(
+            Path::new("ip"),
+            &args,
+            dir,
+            &[
+                ("DARKMATTER_HOST", "0.0.0.0"),
+                ("DARKMATTER_PORT", "8100"),
+                ("DARKMATTER_DISCOVERY", "true"),
+                ("DARKMATTER_DISCOVERY_PORTS", "8100"),
+                ("DARKMATTER_DISPLAY_NAME", if i == 0 { "ns-a" } else { "ns-b" }),
+            ],
+        )
     }
 }
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 use common::{node_binary, ChildNode, TempDir};
 use serde_json::json;
 
-const LOOPBACK: [(&str, &str); 3] = [("DARKMATTER_HOST", "127.0.0.1"), ("DARKMATTER_PORT", "0"), ("DARKMATTER_DISCOVERY", "false")];
+const LOOPBACK: [(&str, &str); 3] =
+    [("DARKMATTER_HOST", "127.0.0.1"), ("DARKMATTER_PORT", "0"), ("DARKMATTER_DISCOVERY", "false")];
 
 #[test]
 fn control_lines_get_answers_and_end_of_stdin_stops_the_node() {
@@ -37,7 +38,9 @@ fn sigterm_stops_gracefully_and_the_identity_survives() {
     n.ok(json!({"cmd": "update_bio", "bio": "still me"}));
     let pid = n.child.id().to_string();
     assert!(Proc::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = common::wait_for("the node to exit after SIGTERM", Duration::from_secs(10), || n.child.try_wait().ok().flatten());
+    let status = common::wait_for("the node to exit after SIGTERM", Duration::from_secs(10), || {
+        n.child.try_wait().ok().flatten()
+    });
     assert!(status.success(), "{status}");
     let mut again = ChildNode::spawn(d.path(), &LOOPBACK);
     assert_eq!(again.agent_id(), agent);
@@ -62,8 +65,16 @@ fn a_second_instance_of_the_same_identity_exits_with_a_clear_error() {
 #[test]
 fn an_invalid_variable_stops_start_up_naming_it() {
     let d = TempDir::new("hl-bad");
-    for (var, value) in [("DARKMATTER_PORT", "eighty"), ("DARKMATTER_AGENT_TIMEOUT", "0"), ("DARKMATTER_CLIENT", "emacs")] {
-        let out = Proc::new(node_binary()).current_dir(d.path()).envs(LOOPBACK).env(var, value).stdin(Stdio::null()).output().unwrap();
+    for (var, value) in
+        [("DARKMATTER_PORT", "eighty"), ("DARKMATTER_AGENT_TIMEOUT", "0"), ("DARKMATTER_CLIENT", "emacs")]
+    {
+        let out = Proc::new(node_binary())
+            .current_dir(d.path())
+            .envs(LOOPBACK)
+            .env(var, value)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{var}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(var), "{var}: {err}");

@@ -35,7 +35,8 @@ fn oversized_body_is_refused_with_413_before_it_is_read() {
     let n = Node::start(d.path(), "n", &[]);
     let t0 = Instant::now();
     // Announce a body one byte over the cap and send none of it: the answer must not wait for it.
-    let head = format!("POST /__darkmatter__/message HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", BODY_BYTES_MAX + 1);
+    let head =
+        format!("POST /__darkmatter__/message HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", BODY_BYTES_MAX + 1);
     let raw = raw_exchange(n.addr(), head.as_bytes(), Duration::from_secs(5)).unwrap();
     let (status, body) = parse_response(&raw);
     assert_eq!(status, 413);
@@ -116,7 +117,10 @@ fn slow_loris_is_cut_off_by_the_read_timeout() {
     still_serving(addr);
     let (elapsed, answer) = loris.join().unwrap();
     let limit = Duration::from_millis(REQUEST_READ_MS);
-    assert!(elapsed >= limit - Duration::from_millis(500) && elapsed < limit + Duration::from_secs(3), "cut off after {elapsed:?}");
+    assert!(
+        elapsed >= limit - Duration::from_millis(500) && elapsed < limit + Duration::from_secs(3),
+        "cut off after {elapsed:?}"
+    );
     let (status, body) = parse_response(&answer);
     assert_eq!(status, 408);
     error_text(&body);
@@ -208,7 +212,8 @@ fn connections_over_the_cap_get_503() {
     // Hold the cap's worth of idle connections open (each is closed by the server after its idle time).
     let held: Vec<TcpStream> = (0..CONNECTIONS_MAX).map(|_| TcpStream::connect(n.addr()).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(300));
-    let raw = raw_exchange(n.addr(), b"GET /__darkmatter__/status HTTP/1.1\r\nHost: x\r\n\r\n", Duration::from_secs(5)).unwrap();
+    let raw = raw_exchange(n.addr(), b"GET /__darkmatter__/status HTTP/1.1\r\nHost: x\r\n\r\n", Duration::from_secs(5))
+        .unwrap();
     let (status, body) = parse_response(&raw);
     assert_eq!(status, 503, "{body}");
     error_text(&body);

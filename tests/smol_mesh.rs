@@ -11,17 +11,33 @@ use proto_core::{Command, Event, ForwardArgs, SendArgs, Targets};
 use serde_json::{Map, Value};
 
 fn send(from: &Node, to: &str, content: &str, in_reply_to: Option<String>) -> String {
-    let r = from.cmd(Command::Send(SendArgs { content: content.into(), targets: Targets::Agents(vec![to.into()]), metadata: Map::new(), in_reply_to, hops_remaining: 3 }));
+    let r = from.cmd(Command::Send(SendArgs {
+        content: content.into(),
+        targets: Targets::Agents(vec![to.into()]),
+        metadata: Map::new(),
+        in_reply_to,
+        hops_remaining: 3,
+    }));
     assert_eq!(r["routed_to"], serde_json::json!([to]), "{r}");
     r["message_id"].as_str().unwrap().to_owned()
 }
 
 fn inbox_ids(n: &Node) -> Vec<String> {
-    n.cmd(Command::ListInbox)["messages"].as_array().unwrap().iter().map(|m| m["message_id"].as_str().unwrap().to_owned()).collect()
+    n.cmd(Command::ListInbox)["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn connection_ids(n: &Node) -> Vec<String> {
-    n.cmd(Command::ListConnections)["connections"].as_array().unwrap().iter().map(|c| c["agent_id"].as_str().unwrap().to_owned()).collect()
+    n.cmd(Command::ListConnections)["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["agent_id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[test]
@@ -73,7 +89,9 @@ fn pending_request_is_accepted_by_the_agent() {
     assert_eq!(acc["accepted"], true, "{acc}");
     assert_eq!(connection_ids(&b), vec![a.id()]);
     // The requester learns of the acceptance over /connection_accepted.
-    wait_for("alice to hold the connection", Duration::from_secs(5), || (connection_ids(&a) == vec![b.id()]).then_some(()));
+    wait_for("alice to hold the connection", Duration::from_secs(5), || {
+        (connection_ids(&a) == vec![b.id()]).then_some(())
+    });
 
     let m1 = send(&a, &b.id(), "ping", None);
     let m2 = send(&b, &a.id(), "pong", Some(m1.clone()));
@@ -92,7 +110,11 @@ fn a_message_is_forwarded_across_three_nodes() {
     connect(&a, &b);
     connect(&b, &c);
     let m = send(&a, &b.id(), "please pass this to carol", None);
-    let f = b.cmd(Command::Forward(ForwardArgs { message_id: m.clone(), targets: vec![c.id()], note: Some("for you".into()) }));
+    let f = b.cmd(Command::Forward(ForwardArgs {
+        message_id: m.clone(),
+        targets: vec![c.id()],
+        note: Some("for you".into()),
+    }));
     assert_eq!(f["routed_to"], serde_json::json!([c.id()]), "{f}");
     assert!(inbox_ids(&b).is_empty(), "a forwarded message leaves the inbox");
     assert_eq!(inbox_ids(&c), vec![m.clone()]);
@@ -103,7 +125,12 @@ fn a_message_is_forwarded_across_three_nodes() {
     // The original sender's webhook hears about the forward.
     wait_for("alice's webhook to record the forward", Duration::from_secs(5), || {
         let s = a.cmd(Command::GetSent { message_id: m.clone() });
-        s["updates"].as_array().unwrap().iter().any(|u| u["type"] == "forwarded" && u["target_agent_id"] == c.id().as_str()).then_some(())
+        s["updates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["type"] == "forwarded" && u["target_agent_id"] == c.id().as_str())
+            .then_some(())
     });
     a.stop();
     b.stop();
@@ -122,7 +149,13 @@ fn a_restarted_node_keeps_connections_inbox_and_sent() {
     b.stop();
 
     // While bob is down, a send fails cleanly.
-    let r = a.cmd(Command::Send(SendArgs { content: "lost".into(), targets: Targets::Agents(vec![b_id.clone()]), metadata: Map::new(), in_reply_to: None, hops_remaining: 1 }));
+    let r = a.cmd(Command::Send(SendArgs {
+        content: "lost".into(),
+        targets: Targets::Agents(vec![b_id.clone()]),
+        metadata: Map::new(),
+        in_reply_to: None,
+        hops_remaining: 1,
+    }));
     assert_eq!(r["routed_to"], serde_json::json!([]), "{r}");
 
     let port = b_port.to_string();

@@ -7,11 +7,23 @@ use proto_core::{Command, Method, SendArgs, Targets};
 use serde_json::{json, Map, Value};
 
 fn send(to: &str, content: &str) -> Command {
-    Command::Send(SendArgs { content: content.to_owned(), targets: Targets::Agents(vec![to.to_owned()]), metadata: Map::new(), in_reply_to: None, hops_remaining: 10 })
+    Command::Send(SendArgs {
+        content: content.to_owned(),
+        targets: Targets::Agents(vec![to.to_owned()]),
+        metadata: Map::new(),
+        in_reply_to: None,
+        hops_remaining: 10,
+    })
 }
 
 fn reply(to: &str, content: &str, in_reply_to: &str) -> Command {
-    Command::Send(SendArgs { content: content.to_owned(), targets: Targets::Agents(vec![to.to_owned()]), metadata: Map::new(), in_reply_to: Some(in_reply_to.to_owned()), hops_remaining: 10 })
+    Command::Send(SendArgs {
+        content: content.to_owned(),
+        targets: Targets::Agents(vec![to.to_owned()]),
+        metadata: Map::new(),
+        in_reply_to: Some(in_reply_to.to_owned()),
+        hops_remaining: 10,
+    })
 }
 
 fn connect(mesh: &mut Mesh, from: usize, to: usize) -> Value {
@@ -39,7 +51,8 @@ fn handshake_local_auto_accept_and_pending_accept() {
     // Both sides list each other, with the other's key pinned as the id.
     for (x, y) in [(a, b), (b, a), (b, c), (c, b)] {
         let list = m.command(x, Command::ListConnections).unwrap();
-        let ids: Vec<&str> = list["connections"].as_array().unwrap().iter().map(|c| c["agent_id"].as_str().unwrap()).collect();
+        let ids: Vec<&str> =
+            list["connections"].as_array().unwrap().iter().map(|c| c["agent_id"].as_str().unwrap()).collect();
         assert!(ids.contains(&m.id(y).as_str()), "{} lists {}", m.peers[x].name, m.peers[y].name);
     }
     insta::assert_snapshot!(m.trace.join("\n"));
@@ -96,9 +109,21 @@ fn forward_across_three_with_loop_refusal() {
     let sent = m.command(a, send(&m.id(b), "please pass this to C")).unwrap();
     let mid = sent["message_id"].as_str().unwrap().to_owned();
     // B may not forward back to A: A already carried it.
-    let back = m.command(b, Command::Forward(proto_core::ForwardArgs { message_id: mid.clone(), targets: vec![m.id(a)], note: None }));
+    let back = m.command(
+        b,
+        Command::Forward(proto_core::ForwardArgs { message_id: mid.clone(), targets: vec![m.id(a)], note: None }),
+    );
     assert!(back.unwrap_err().to_string().contains("Loop"));
-    let fwd = m.command(b, Command::Forward(proto_core::ForwardArgs { message_id: mid.clone(), targets: vec![m.id(c)], note: Some("for you".into()) })).unwrap();
+    let fwd = m
+        .command(
+            b,
+            Command::Forward(proto_core::ForwardArgs {
+                message_id: mid.clone(),
+                targets: vec![m.id(c)],
+                note: Some("for you".into()),
+            }),
+        )
+        .unwrap();
     assert_eq!(fwd["routed_to"], json!([m.id(c)]));
     assert_eq!(fwd["hops_remaining"], 9);
     let got = m.command(c, Command::GetMessage { message_id: mid.clone(), consume: false }).unwrap();
@@ -221,10 +246,23 @@ fn an_unsigned_forward_claim_does_not_let_a_stranger_answer() {
     // Her signed reply to A's message is queued in A's inbox, but does not count as a response.
     let ts = proto_core::time::format_iso(m.now.wall_us);
     let content = "trust me";
-    let sig = proto_core::sign::sign_hex(&mallory, &proto_core::sign::legacy_message_bytes(mallory.agent_id().as_str(), "msg-mallory1", &ts, content).unwrap());
+    let sig = proto_core::sign::sign_hex(
+        &mallory,
+        &proto_core::sign::legacy_message_bytes(mallory.agent_id().as_str(), "msg-mallory1", &ts, content).unwrap(),
+    );
     let body = json!({"message_id": "msg-mallory1", "content": content, "webhook": "http://203.0.113.9:8100/__darkmatter__/webhook/msg-mallory1",
         "timestamp": ts, "from_agent_id": mallory.agent_id().as_str(), "signature_hex": sig, "in_reply_to": mid});
-    assert_eq!(m.inject(a, Method::Post, "/__darkmatter__/message", body.to_string().as_bytes(), "203.0.113.9".parse().unwrap()).0, 200);
+    assert_eq!(
+        m.inject(
+            a,
+            Method::Post,
+            "/__darkmatter__/message",
+            body.to_string().as_bytes(),
+            "203.0.113.9".parse().unwrap()
+        )
+        .0,
+        200
+    );
     assert_eq!(m.command(a, Command::GetSent { message_id: mid }).unwrap()["response_count"], 0);
 }
 
@@ -267,7 +305,8 @@ fn a_lost_acceptance_is_sent_again() {
     let again = json!({"agent_id": c_id, "agent_url": c_url, "agent_public_key_hex": c_id, "to_agent_id": b_id, "timestamp": stamp,
         "dm_signature_hex": proto_core::sign::sign_hex(&c_passport, &bytes)});
     let ip = m.peers[c].ip;
-    let (status, body) = m.inject(b, Method::Post, "/__darkmatter__/connection_accepted", again.to_string().as_bytes(), ip);
+    let (status, body) =
+        m.inject(b, Method::Post, "/__darkmatter__/connection_accepted", again.to_string().as_bytes(), ip);
     assert_eq!((status, &body["success"]), (200, &json!(true)), "{body}");
     insta::assert_snapshot!(m.trace.join("\n"));
 }
@@ -275,7 +314,11 @@ fn a_lost_acceptance_is_sent_again() {
 #[test]
 fn a_lost_acceptance_is_sent_again_after_a_restart() {
     let (mut m, b, c) = accepted_while_unreachable();
-    assert_eq!(m.peers[c].disk.get(&(proto_core::Table::Acceptances, m.id(b))), Some(&proto_core::store::encode(&1u32)), "one attempt, unconfirmed, on disk");
+    assert_eq!(
+        m.peers[c].disk.get(&(proto_core::Table::Acceptances, m.id(b))),
+        Some(&proto_core::store::encode(&1u32)),
+        "one attempt, unconfirmed, on disk"
+    );
     // C crashes before its next housekeeping: what it must still do comes back from disk.
     m.restart(c);
     m.unreachable.clear();

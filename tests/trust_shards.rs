@@ -2,7 +2,9 @@
 //! and §Memory, driven through in-memory nodes.
 
 use darkmatter_tests::harness::Mesh;
-use proto_core::limits::{PENDING_REQUESTS_MAX, TRUST_ANSWER_MIN, TRUST_NEGATIVE_TIMEOUT_S, TRUST_QUERY_ASKED_MAX, TRUST_QUERY_FANOUT_MAX};
+use proto_core::limits::{
+    PENDING_REQUESTS_MAX, TRUST_ANSWER_MIN, TRUST_NEGATIVE_TIMEOUT_S, TRUST_QUERY_ASKED_MAX, TRUST_QUERY_FANOUT_MAX,
+};
 use proto_core::{Command, Config, Event, SendArgs, ShardArgs, Targets};
 use quickcheck::quickcheck;
 use serde_json::{json, Map, Value};
@@ -17,7 +19,12 @@ fn impression(m: &mut Mesh, at: usize, of: usize, score: f64) {
 }
 
 fn shard(content: &str, threshold: f64) -> Command {
-    Command::CreateShard(ShardArgs { content: content.into(), tags: vec!["topic:sol".into()], trust_threshold: threshold, summary: None })
+    Command::CreateShard(ShardArgs {
+        content: content.into(),
+        tags: vec!["topic:sol".into()],
+        trust_threshold: threshold,
+        summary: None,
+    })
 }
 
 /// A trusts B; B vouches for C; C asks A. Returns the mesh and (a, b, c).
@@ -90,7 +97,11 @@ fn impressions_are_answered_only_to_connected_peers_we_do_not_distrust() {
         impression(&mut m, b, a, b_trusts_a);
         connect(&mut m, c, a);
         let t = m.command(a, Command::ListPending).unwrap()["requests"][0]["peer_trust"].clone();
-        assert_eq!((t["asked"].as_u64(), t["opinions"].as_array().unwrap().len()), (Some(1), answers), "B trusts A {b_trusts_a}");
+        assert_eq!(
+            (t["asked"].as_u64(), t["opinions"].as_array().unwrap().len()),
+            (Some(1), answers),
+            "B trusts A {b_trusts_a}"
+        );
     }
     let (mut m, _, b, c) = vouched(Config::default());
     // And 0.5.3's unauthenticated query is refused outright.
@@ -140,7 +151,8 @@ fn a_vouched_newcomer_displaces_the_oldest_unvouched_request() {
     assert_eq!(w.len(), PENDING_REQUESTS_MAX);
     assert!(w.contains(&m.id(d)) && !w.contains(&m.id(cs[0])) && w.contains(&m.id(cs[1])));
     let pending = m.command(a, Command::ListPending).unwrap();
-    let mine = pending["requests"].as_array().unwrap().iter().find(|r| r["agent_id"] == m.id(d).as_str()).unwrap().clone();
+    let mine =
+        pending["requests"].as_array().unwrap().iter().find(|r| r["agent_id"] == m.id(d).as_str()).unwrap().clone();
     assert_eq!(mine["peer_trust"]["score"], 0.9, "B's vouch is on record for the agent");
 }
 
@@ -189,7 +201,10 @@ fn a_round_asks_at_most_the_fan_out_and_all_rounds_at_most_the_cap() {
     }
     connect(&mut m, c, a);
     let t = m.command(a, Command::ListPending).unwrap()["requests"][0]["peer_trust"].clone();
-    assert_eq!((t["asked"].as_u64(), t["opinions"].as_array().unwrap().len()), (Some(TRUST_QUERY_FANOUT_MAX as u64), TRUST_QUERY_FANOUT_MAX));
+    assert_eq!(
+        (t["asked"].as_u64(), t["opinions"].as_array().unwrap().len()),
+        (Some(TRUST_QUERY_FANOUT_MAX as u64), TRUST_QUERY_FANOUT_MAX)
+    );
 
     // Nobody knows the requester: A keeps asking the peers it trusts, round after round, up to the
     // cap and no further.
@@ -204,7 +219,8 @@ fn a_round_asks_at_most_the_fan_out_and_all_rounds_at_most_the_cap() {
     connect(&mut m, c, a);
     let t = m.command(a, Command::ListPending).unwrap()["requests"][0]["peer_trust"].clone();
     assert_eq!(t["asked"].as_u64(), Some(TRUST_QUERY_ASKED_MAX as u64));
-    let asked: std::collections::BTreeSet<&str> = m.trace.iter().filter(|l| l.contains("/trust_query")).filter_map(|l| l.split_whitespace().nth(3)).collect();
+    let asked: std::collections::BTreeSet<&str> =
+        m.trace.iter().filter(|l| l.contains("/trust_query")).filter_map(|l| l.split_whitespace().nth(3)).collect();
     assert_eq!(asked.len(), TRUST_QUERY_ASKED_MAX, "each peer asked once");
     // Housekeeping finds nobody new to ask.
     let before = m.trace.iter().filter(|l| l.contains("/trust_query")).count();
@@ -227,7 +243,11 @@ fn later_rounds_ask_only_peers_whose_answer_counts() {
     let c = m.add("C", false);
     connect(&mut m, c, a);
     let t = m.command(a, Command::ListPending).unwrap()["requests"][0]["peer_trust"].clone();
-    assert_eq!(t["asked"].as_u64(), Some(TRUST_QUERY_FANOUT_MAX as u64), "the first round only: P0 and P1 were in it, nobody else counts");
+    assert_eq!(
+        t["asked"].as_u64(),
+        Some(TRUST_QUERY_FANOUT_MAX as u64),
+        "the first round only: P0 and P1 were in it, nobody else counts"
+    );
 }
 
 #[test]
@@ -246,7 +266,10 @@ fn a_voucher_outside_the_first_round_is_found_in_a_dense_mesh() {
     impression(&mut m, a, v, 0.25);
     impression(&mut m, v, c, 0.9);
     connect(&mut m, c, a);
-    assert!(m.peers[a].events.iter().any(|e| matches!(e, Event::RequestDecided { accepted: true, .. })), "V's vouch was heard");
+    assert!(
+        m.peers[a].events.iter().any(|e| matches!(e, Event::RequestDecided { accepted: true, .. })),
+        "V's vouch was heard"
+    );
 }
 
 #[test]
@@ -268,12 +291,19 @@ fn a_peer_connected_later_is_asked_about_an_undecided_request() {
     let b = m.add("B", true);
     let c = m.add("C", false);
     connect(&mut m, c, a);
-    assert_eq!(m.command(a, Command::ListPending).unwrap()["requests"][0]["peer_trust"]["asked"], 0, "nobody to ask yet");
+    assert_eq!(
+        m.command(a, Command::ListPending).unwrap()["requests"][0]["peer_trust"]["asked"],
+        0,
+        "nobody to ask yet"
+    );
     impression(&mut m, b, c, 0.9);
     connect(&mut m, b, a);
     impression(&mut m, a, b, 0.8);
     m.advance(120_000);
-    assert!(m.peers[a].events.iter().any(|e| matches!(e, Event::RequestDecided { accepted: true, .. })), "B was asked at housekeeping");
+    assert!(
+        m.peers[a].events.iter().any(|e| matches!(e, Event::RequestDecided { accepted: true, .. })),
+        "B was asked at housekeeping"
+    );
 }
 
 #[test]
@@ -291,7 +321,9 @@ fn shards_reach_peers_whose_trust_meets_the_threshold_and_sync_when_it_rises() {
     let r = m.command(a, shard("SOL staking yields 7%", 0.5)).unwrap();
     let shard_id = r["shard_id"].as_str().unwrap().to_owned();
     assert_eq!(r["sent_to"], json!([m.id(b)]));
-    let view = |m: &mut Mesh, x: usize| m.command(x, Command::ViewShards { tags: vec!["topic".into()], author: None }).unwrap();
+    let view = |m: &mut Mesh, x: usize| {
+        m.command(x, Command::ViewShards { tags: vec!["topic".into()], author: None }).unwrap()
+    };
     assert_eq!(view(&mut m, b)["count"], 1, "prefix tag match");
     assert_eq!(view(&mut m, d)["count"], 0);
     // D's trust rises past the threshold: the shard follows.
@@ -299,7 +331,12 @@ fn shards_reach_peers_whose_trust_meets_the_threshold_and_sync_when_it_rises() {
     assert_eq!(view(&mut m, d)["count"], 1);
     // Updates and deletes reach the holders.
     m.advance(1_000);
-    let args = ShardArgs { content: "SOL staking yields 6%".into(), tags: vec!["topic:sol".into()], trust_threshold: 0.5, summary: Some("yields".into()) };
+    let args = ShardArgs {
+        content: "SOL staking yields 6%".into(),
+        tags: vec!["topic:sol".into()],
+        trust_threshold: 0.5,
+        summary: Some("yields".into()),
+    };
     m.command(a, Command::UpdateShard { shard_id: shard_id.clone(), args }).unwrap();
     assert_eq!(view(&mut m, b)["shards"][0]["summary"], "yields");
     m.advance(1_000);
@@ -346,7 +383,15 @@ fn the_feed_has_working_direct_and_network_sections_and_status_shows_what_is_new
     let a = m.add("A", true);
     let b = m.add("B", true);
     connect(&mut m, a, b);
-    let send = |targets, content: &str| Command::Send(SendArgs { content: content.into(), targets, metadata: Map::new(), in_reply_to: None, hops_remaining: 3 });
+    let send = |targets, content: &str| {
+        Command::Send(SendArgs {
+            content: content.into(),
+            targets,
+            metadata: Map::new(),
+            in_reply_to: None,
+            hops_remaining: 3,
+        })
+    };
     m.command(a, send(Targets::Agents(vec![m.id(b)]), "direct hello")).unwrap();
     m.command(a, send(Targets::Broadcast { trust_min: 0.0 }, "hello everyone")).unwrap();
     let feed = m.command(b, Command::ContextFeed { focus: None }).unwrap();
@@ -368,10 +413,31 @@ fn a_reply_completes_an_exchange_and_raises_trust() {
     let a = m.add("A", true);
     let b = m.add("B", true);
     connect(&mut m, a, b);
-    let r = m.command(a, Command::Send(SendArgs { content: "q".into(), targets: Targets::Agents(vec![m.id(b)]), metadata: Map::new(), in_reply_to: None, hops_remaining: 1 })).unwrap();
+    let r = m
+        .command(
+            a,
+            Command::Send(SendArgs {
+                content: "q".into(),
+                targets: Targets::Agents(vec![m.id(b)]),
+                metadata: Map::new(),
+                in_reply_to: None,
+                hops_remaining: 1,
+            }),
+        )
+        .unwrap();
     let before = m.command(a, Command::GetImpression { agent_id: m.id(b) }).unwrap()["score"].as_f64().unwrap();
     let mid = r["message_id"].as_str().unwrap().to_owned();
-    m.command(b, Command::Send(SendArgs { content: "a".into(), targets: Targets::Agents(vec![m.id(a)]), metadata: Map::new(), in_reply_to: Some(mid), hops_remaining: 1 })).unwrap();
+    m.command(
+        b,
+        Command::Send(SendArgs {
+            content: "a".into(),
+            targets: Targets::Agents(vec![m.id(a)]),
+            metadata: Map::new(),
+            in_reply_to: Some(mid),
+            hops_remaining: 1,
+        }),
+    )
+    .unwrap();
     let after = m.command(a, Command::GetImpression { agent_id: m.id(b) }).unwrap()["score"].as_f64().unwrap();
     assert!(after > before + 0.019, "{before} -> {after}");
 }
@@ -392,15 +458,51 @@ fn replies_cannot_farm_trust() {
     let a = m.add("A", true);
     let b = m.add("B", true);
     connect(&mut m, a, b);
-    let r = m.command(a, Command::Send(SendArgs { content: "q".into(), targets: Targets::Agents(vec![m.id(b)]), metadata: Map::new(), in_reply_to: None, hops_remaining: 1 })).unwrap();
+    let r = m
+        .command(
+            a,
+            Command::Send(SendArgs {
+                content: "q".into(),
+                targets: Targets::Agents(vec![m.id(b)]),
+                metadata: Map::new(),
+                in_reply_to: None,
+                hops_remaining: 1,
+            }),
+        )
+        .unwrap();
     let mid = r["message_id"].as_str().unwrap().to_owned();
-    let score = |m: &mut Mesh| m.command(a, Command::GetImpression { agent_id: m.id(b) }).unwrap()["score"].as_f64().unwrap();
-    m.command(b, Command::Send(SendArgs { content: "a1".into(), targets: Targets::Agents(vec![m.id(a)]), metadata: Map::new(), in_reply_to: Some(mid.clone()), hops_remaining: 1 })).unwrap();
+    let score =
+        |m: &mut Mesh| m.command(a, Command::GetImpression { agent_id: m.id(b) }).unwrap()["score"].as_f64().unwrap();
+    m.command(
+        b,
+        Command::Send(SendArgs {
+            content: "a1".into(),
+            targets: Targets::Agents(vec![m.id(a)]),
+            metadata: Map::new(),
+            in_reply_to: Some(mid.clone()),
+            hops_remaining: 1,
+        }),
+    )
+    .unwrap();
     let once = score(&mut m);
     for i in 0..5 {
-        m.command(b, Command::Send(SendArgs { content: format!("again {i}"), targets: Targets::Agents(vec![m.id(a)]), metadata: Map::new(), in_reply_to: Some(mid.clone()), hops_remaining: 1 })).unwrap();
+        m.command(
+            b,
+            Command::Send(SendArgs {
+                content: format!("again {i}"),
+                targets: Targets::Agents(vec![m.id(a)]),
+                metadata: Map::new(),
+                in_reply_to: Some(mid.clone()),
+                hops_remaining: 1,
+            }),
+        )
+        .unwrap();
     }
-    assert!((score(&mut m) - once).abs() < 0.01, "only delivery-sized nudges after the first reply: {once} -> {}", score(&mut m));
+    assert!(
+        (score(&mut m) - once).abs() < 0.01,
+        "only delivery-sized nudges after the first reply: {once} -> {}",
+        score(&mut m)
+    );
 }
 
 #[test]
@@ -412,15 +514,39 @@ fn a_reply_before_the_slowest_delivery_still_earns_the_bonus() {
     connect(&mut m, a, b);
     connect(&mut m, a, c);
     m.slow.push(c);
-    let send = m.start(a, Command::Send(SendArgs { content: "q".into(), targets: Targets::Agents(vec![m.id(b), m.id(c)]), metadata: Map::new(), in_reply_to: None, hops_remaining: 1 }));
+    let send = m.start(
+        a,
+        Command::Send(SendArgs {
+            content: "q".into(),
+            targets: Targets::Agents(vec![m.id(b), m.id(c)]),
+            metadata: Map::new(),
+            in_reply_to: None,
+            hops_remaining: 1,
+        }),
+    );
     assert!(m.take_done(send).is_none(), "C has not answered yet");
     let mid = m.command(a, Command::ListSent).unwrap()["messages"][0]["message_id"].as_str().unwrap().to_owned();
     // No impression yet (the delivery nudge comes when the whole send has finished): 0.
-    let score = |m: &mut Mesh| m.command(a, Command::GetImpression { agent_id: m.id(b) }).unwrap()["score"].as_f64().unwrap_or(0.0);
+    let score = |m: &mut Mesh| {
+        m.command(a, Command::GetImpression { agent_id: m.id(b) }).unwrap()["score"].as_f64().unwrap_or(0.0)
+    };
     let before = score(&mut m);
-    m.command(b, Command::Send(SendArgs { content: "a".into(), targets: Targets::Agents(vec![m.id(a)]), metadata: Map::new(), in_reply_to: Some(mid.clone()), hops_remaining: 1 })).unwrap();
+    m.command(
+        b,
+        Command::Send(SendArgs {
+            content: "a".into(),
+            targets: Targets::Agents(vec![m.id(a)]),
+            metadata: Map::new(),
+            in_reply_to: Some(mid.clone()),
+            hops_remaining: 1,
+        }),
+    )
+    .unwrap();
     let gained = score(&mut m) - before;
-    assert!((gained - proto_core::limits::TRUST_DELTA_REPLIED).abs() < 1e-9, "B answered while C was slow: {before} + {gained}");
+    assert!(
+        (gained - proto_core::limits::TRUST_DELTA_REPLIED).abs() < 1e-9,
+        "B answered while C was slow: {before} + {gained}"
+    );
     m.release();
     let done = m.take_done(send).expect("finished once C answered").unwrap();
     assert_eq!(done["routed_to"].as_array().unwrap().len(), 2, "{done}");
@@ -439,7 +565,18 @@ fn floats_survive_signed_forms() {
     assert_eq!(t["opinions"][0]["their_score"].as_f64(), Some(odd));
     let mut md = Map::new();
     md.insert("x".into(), json!(-0.203_204_000_000_000_02_f64));
-    let r = m.command(b, Command::Send(SendArgs { content: "f".into(), targets: Targets::Agents(vec![m.id(c)]), metadata: md, in_reply_to: None, hops_remaining: 1 })).unwrap();
+    let r = m
+        .command(
+            b,
+            Command::Send(SendArgs {
+                content: "f".into(),
+                targets: Targets::Agents(vec![m.id(c)]),
+                metadata: md,
+                in_reply_to: None,
+                hops_remaining: 1,
+            }),
+        )
+        .unwrap();
     assert_eq!(r["failed"], json!([]), "{r}");
 }
 
@@ -450,7 +587,17 @@ fn one_failed_delivery_does_not_start_the_disconnect_clock() {
     let b = m.add("B", true);
     connect(&mut m, a, b);
     m.unreachable.push(b);
-    m.command(a, Command::Send(SendArgs { content: "x".into(), targets: Targets::Agents(vec![m.id(b)]), metadata: Map::new(), in_reply_to: None, hops_remaining: 1 })).unwrap();
+    m.command(
+        a,
+        Command::Send(SendArgs {
+            content: "x".into(),
+            targets: Targets::Agents(vec![m.id(b)]),
+            metadata: Map::new(),
+            in_reply_to: None,
+            hops_remaining: 1,
+        }),
+    )
+    .unwrap();
     m.unreachable.clear();
     let imp = m.command(a, Command::GetImpression { agent_id: m.id(b) }).unwrap();
     assert!(imp["score"].as_f64().unwrap() < 0.0);
@@ -482,7 +629,13 @@ fn unproven_requests_never_make_us_ask_our_peers() {
     let v = proto_core::Passport::from_seed([0x44; 32]);
     let req = json!({"from_agent_id": v.agent_id().as_str(), "from_agent_url": "http://v.example:8100"});
     let before = m.trace.len();
-    m.inject(a, proto_core::Method::Post, "/__darkmatter__/connection_request", req.to_string().as_bytes(), "203.0.113.44".parse().unwrap());
+    m.inject(
+        a,
+        proto_core::Method::Post,
+        "/__darkmatter__/connection_request",
+        req.to_string().as_bytes(),
+        "203.0.113.44".parse().unwrap(),
+    );
     assert!(!m.trace[before..].iter().any(|l| l.contains("trust_query")), "no query before the proof");
     let p = m.command(a, Command::ListPending).unwrap();
     assert_eq!(p["requests"][0]["proven_by"], "not yet");
@@ -503,7 +656,12 @@ fn a_peer_that_no_longer_qualifies_neither_gets_nor_shows_the_update() {
     // content is not for B any more), and B no longer shows the copy it holds (it lapses within the TTL).
     impression(&mut m, a, b, 0.1);
     impression(&mut m, b, a, 0.3);
-    let args = ShardArgs { content: "secret-ish v2".into(), tags: vec!["topic:sol".into()], trust_threshold: 0.5, summary: None };
+    let args = ShardArgs {
+        content: "secret-ish v2".into(),
+        tags: vec!["topic:sol".into()],
+        trust_threshold: 0.5,
+        summary: None,
+    };
     m.command(a, Command::UpdateShard { shard_id: id.clone(), args }).unwrap();
     assert_eq!(m.command(b, Command::ViewShards { tags: vec![], author: None }).unwrap()["count"], 0);
     assert!(m.command(b, Command::GetShard { shard_id: id, author: None }).is_err());
@@ -532,5 +690,9 @@ fn a_captured_shard_push_cannot_be_replayed() {
     assert_eq!(m.inject(b, proto_core::Method::Post, "/__darkmatter__/shard_push", &body, src).0, 200);
     assert_eq!(m.inject(b, proto_core::Method::Post, "/__darkmatter__/shard_push", &body, src).0, 409);
     m.advance(400_000);
-    assert_eq!(m.inject(b, proto_core::Method::Post, "/__darkmatter__/shard_push", &body, src).0, 403, "stale after the window");
+    assert_eq!(
+        m.inject(b, proto_core::Method::Post, "/__darkmatter__/shard_push", &body, src).0,
+        403,
+        "stale after the window"
+    );
 }

@@ -27,7 +27,10 @@ impl Vectors {
 
     /// The string at a JSON pointer such as `/msg/signature_hex`.
     fn s(&self, pointer: &str) -> &str {
-        self.0.pointer(pointer).and_then(Value::as_str).unwrap_or_else(|| panic!("vectors.json has no string at {pointer}"))
+        self.0
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("vectors.json has no string at {pointer}"))
     }
 
     /// Agent A, the signer of every signature vector.
@@ -71,8 +74,13 @@ fn message_signature_uses_the_legacy_form() {
     let v = Vectors::load();
     let a = v.a();
     assert_eq!(v.s("/msg/from_agent_id"), a.agent_id().as_str());
-    let bytes = sign::legacy_message_bytes(v.s("/msg/from_agent_id"), v.s("/msg/message_id"), v.s("/msg/timestamp"), v.s("/msg/content"))
-        .expect("the vector's fields have no newline before the content");
+    let bytes = sign::legacy_message_bytes(
+        v.s("/msg/from_agent_id"),
+        v.s("/msg/message_id"),
+        v.s("/msg/timestamp"),
+        v.s("/msg/content"),
+    )
+    .expect("the vector's fields have no newline before the content");
     assert_eq!(bytes, v.s("/msg/signed_bytes_utf8").as_bytes());
     assert_signature("msg", &a, &bytes, v.s("/msg/signature_hex"));
 }

@@ -14,7 +14,11 @@ use crate::server::DarkMatter;
 
 /// Runs the MCP server over the streams `io` makes, on a new thread with a current-thread tokio
 /// runtime. `done` is closed when the session ends (the client closed its end).
-pub fn spawn_mcp<R, W>(bridge: Bridge, io: impl FnOnce() -> (R, W) + Send + 'static, done: async_channel::Sender<()>) -> JoinHandle<()>
+pub fn spawn_mcp<R, W>(
+    bridge: Bridge,
+    io: impl FnOnce() -> (R, W) + Send + 'static,
+    done: async_channel::Sender<()>,
+) -> JoinHandle<()>
 where
     R: tokio::io::AsyncRead + Send + Unpin + 'static,
     W: tokio::io::AsyncWrite + Send + Unpin + 'static,
@@ -22,7 +26,10 @@ where
     std::thread::Builder::new()
         .name("mcp".to_owned())
         .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a current-thread tokio runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread tokio runtime");
             rt.block_on(async move {
                 let (r, w) = io();
                 match rmcp::serve_server(DarkMatter::new(bridge), (r, w)).await {
@@ -39,8 +46,11 @@ where
 }
 
 /// Serves one MCP session over the streams `io` makes until the client goes away.
-pub async fn session<R, W>(backend: Backend, ex: Arc<smol::Executor<'static>>, io: impl FnOnce() -> (R, W) + Send + 'static)
-where
+pub async fn session<R, W>(
+    backend: Backend,
+    ex: Arc<smol::Executor<'static>>,
+    io: impl FnOnce() -> (R, W) + Send + 'static,
+) where
     R: tokio::io::AsyncRead + Send + Unpin + 'static,
     W: tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
@@ -72,7 +82,10 @@ pub fn primary(mesh: Arc<dyn Mesh>, paths: &Paths, ex: &Arc<smol::Executor<'stat
     let sessions = Arc::new(AtomicUsize::new(0));
     match attach::bind(&paths.socket) {
         Ok(listener) => ex.spawn(attach::serve(listener, backend.clone(), ex.clone(), sessions.clone())).detach(),
-        Err(e) => eprintln!("darkmatter: no attach socket at {} ({e}); a second session of this project cannot share the node", paths.socket.display()),
+        Err(e) => eprintln!(
+            "darkmatter: no attach socket at {} ({e}); a second session of this project cannot share the node",
+            paths.socket.display()
+        ),
     }
     Primary { mesh, backend, sessions }
 }
@@ -105,7 +118,12 @@ pub fn run(start: impl FnOnce() -> Result<Arc<dyn Mesh>, String>, paths: Paths) 
                 Ok(())
             }
             Role::Attach => {
-                let client = Client::connect(&paths.socket, &ex).await.map_err(|e| format!("another darkmatter runs this project's node but its socket {} does not answer: {e}", paths.socket.display()))?;
+                let client = Client::connect(&paths.socket, &ex).await.map_err(|e| {
+                    format!(
+                        "another darkmatter runs this project's node but its socket {} does not answer: {e}",
+                        paths.socket.display()
+                    )
+                })?;
                 eprintln!("darkmatter: attached to the node already running for this project");
                 session(Backend::Remote(client), ex.clone(), stdio).await;
                 Ok(())

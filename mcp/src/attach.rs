@@ -85,7 +85,10 @@ fn make_private_dir(dir: &Path) -> io::Result<()> {
             use std::os::unix::fs::MetadataExt;
             let m = fs::symlink_metadata(dir)?;
             if !m.is_dir() || m.uid() != euid() || m.mode() & 0o077 != 0 {
-                return Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("{} is not a private directory of this user", dir.display())));
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("{} is not a private directory of this user", dir.display()),
+                ));
             }
             Ok(())
         }
@@ -148,7 +151,15 @@ fn same_user(stream: &UnixStream) -> bool {
         let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
         let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
         // SAFETY: `cred` and `len` are valid for writes of the sizes given.
-        let rc = unsafe { libc::getsockopt(stream.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, (&mut cred as *mut libc::ucred).cast(), &mut len) };
+        let rc = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&mut cred as *mut libc::ucred).cast(),
+                &mut len,
+            )
+        };
         rc == 0 && cred.uid == euid()
     }
     #[cfg(not(target_os = "linux"))]
@@ -185,7 +196,12 @@ async fn write_lines(stream: Arc<Async<UnixStream>>, lines: async_channel::Recei
 
 /// Serves attached sessions on `listener` with `backend` until the executor stops. `sessions`
 /// counts the connections currently open.
-pub async fn serve(listener: UnixListener, backend: Backend, ex: Arc<smol::Executor<'static>>, sessions: Arc<AtomicUsize>) {
+pub async fn serve(
+    listener: UnixListener,
+    backend: Backend,
+    ex: Arc<smol::Executor<'static>>,
+    sessions: Arc<AtomicUsize>,
+) {
     let listener = match Async::new(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -267,7 +283,8 @@ struct ClientInner {
 }
 
 /// What an attached session answers once the node's process has gone.
-pub const NODE_GONE: &str = "The darkmatter process that runs this project's node has stopped; restart this MCP server to start the node here.";
+pub const NODE_GONE: &str =
+    "The darkmatter process that runs this project's node has stopped; restart this MCP server to start the node here.";
 
 impl Client {
     /// Connects to the socket at `path`, waiting up to [`CONNECT_WAIT_MS`] for it to appear.
@@ -285,7 +302,13 @@ impl Client {
         };
         let stream = Arc::new(stream);
         let (tx, rx) = async_channel::bounded(LINES_QUEUED_MAX);
-        let inner = Arc::new(ClientInner { next_id: AtomicU64::new(1), pending: Mutex::new(HashMap::new()), lines: tx, hub: Hub::new(), closed: AtomicBool::new(false) });
+        let inner = Arc::new(ClientInner {
+            next_id: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+            lines: tx,
+            hub: Hub::new(),
+            closed: AtomicBool::new(false),
+        });
         ex.spawn(write_lines(stream.clone(), rx)).detach();
         ex.spawn(read_answers(stream, inner.clone())).detach();
         Ok(Client { inner })
@@ -319,7 +342,8 @@ async fn read_answers(stream: Arc<Async<UnixStream>>, inner: Arc<ClientInner>) {
     while let Ok(true) = read_line(&mut reader, &mut buf).await {
         let Ok(v) = serde_json::from_slice::<Value>(&buf) else { break };
         if let Some(id) = v["id"].as_u64() {
-            let out: ToolOutput = serde_json::from_value(v["output"].clone()).unwrap_or_else(|_| ToolOutput::error("Malformed answer from the node's process"));
+            let out: ToolOutput = serde_json::from_value(v["output"].clone())
+                .unwrap_or_else(|_| ToolOutput::error("Malformed answer from the node's process"));
             let waiter = inner.pending.lock().expect("pending lock").remove(&id);
             if let Some(w) = waiter {
                 let _ = w.try_send(out);

@@ -48,7 +48,9 @@ impl Bridge {
         if self.calls.send(call).await.is_err() {
             return ToolOutput::error("The DarkMatter node has stopped; restart this MCP server.");
         }
-        rx.recv().await.unwrap_or_else(|_| ToolOutput::error("The DarkMatter node stopped before answering; restart this MCP server."))
+        rx.recv().await.unwrap_or_else(|_| {
+            ToolOutput::error("The DarkMatter node stopped before answering; restart this MCP server.")
+        })
     }
 }
 
@@ -102,7 +104,9 @@ pub async fn serve(calls: async_channel::Receiver<Call>, backend: Backend, ex: A
     while let Ok(call) = calls.recv().await {
         if in_flight.fetch_add(1, Ordering::SeqCst) >= CALLS_IN_FLIGHT_MAX {
             in_flight.fetch_sub(1, Ordering::SeqCst);
-            let _ = call.reply.try_send(ToolOutput::error(format!("Too many tool calls in flight (at most {CALLS_IN_FLIGHT_MAX}); retry when some have finished")));
+            let _ = call.reply.try_send(ToolOutput::error(format!(
+                "Too many tool calls in flight (at most {CALLS_IN_FLIGHT_MAX}); retry when some have finished"
+            )));
             continue;
         }
         let backend = backend.clone();

@@ -19,7 +19,8 @@ fn main() -> ExitCode {
 fn run() -> Result<(), String> {
     let config = RuntimeConfig::from_env().map_err(|e| e.to_string())?;
     let _profile = profiles::of(config.client); // for agent spawning, which comes later
-    let paths = Paths::for_dir(&config.state_dir).map_err(|e| format!("cannot use {}: {e}", config.state_dir.display()))?;
+    let paths =
+        Paths::for_dir(&config.state_dir).map_err(|e| format!("cannot use {}: {e}", config.state_dir.display()))?;
     let socket = paths.socket.clone();
     app::run(move || node::start(config, &socket), paths)
 }

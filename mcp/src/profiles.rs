@@ -57,14 +57,77 @@ pub const DEFAULT: &str = "claude-code";
 
 /// The seven profiles.
 pub const PROFILES: [Profile; 7] = [
-    Profile { name: "claude-code", command: "claude", args: &["-p", "--dangerously-skip-permissions"], prompt_style: PromptStyle::Positional, env_remove: &["CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT"], config_path: ".mcp.json", config_format: ConfigFormat::McpServersJson, native_mcp: true },
-    Profile { name: "cursor", command: "cursor-agent", args: &["--print", "--force", "--trust", "--approve-mcps"], prompt_style: PromptStyle::Positional, env_remove: &["CURSOR_CLI", "CURSOR_AGENT"], config_path: ".cursor/mcp.json", config_format: ConfigFormat::McpServersJson, native_mcp: true },
+    Profile {
+        name: "claude-code",
+        command: "claude",
+        args: &["-p", "--dangerously-skip-permissions"],
+        prompt_style: PromptStyle::Positional,
+        env_remove: &["CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT"],
+        config_path: ".mcp.json",
+        config_format: ConfigFormat::McpServersJson,
+        native_mcp: true,
+    },
+    Profile {
+        name: "cursor",
+        command: "cursor-agent",
+        args: &["--print", "--force", "--trust", "--approve-mcps"],
+        prompt_style: PromptStyle::Positional,
+        env_remove: &["CURSOR_CLI", "CURSOR_AGENT"],
+        config_path: ".cursor/mcp.json",
+        config_format: ConfigFormat::McpServersJson,
+        native_mcp: true,
+    },
     // Gemini CLI's -p takes the prompt as its value, so --yolo goes first.
-    Profile { name: "gemini", command: "gemini", args: &["--yolo"], prompt_style: PromptStyle::Flag("-p"), env_remove: &[], config_path: ".gemini/settings.json", config_format: ConfigFormat::McpServersJson, native_mcp: true },
-    Profile { name: "codex", command: "codex", args: &["exec", "--full-auto"], prompt_style: PromptStyle::Positional, env_remove: &[], config_path: ".codex/config.toml", config_format: ConfigFormat::CodexToml, native_mcp: true },
-    Profile { name: "kimi", command: "kimi", args: &["--print", "--yolo"], prompt_style: PromptStyle::Flag("--prompt"), env_remove: &[], config_path: ".mcp.json", config_format: ConfigFormat::McpServersJson, native_mcp: true },
-    Profile { name: "opencode", command: "opencode", args: &["run"], prompt_style: PromptStyle::Positional, env_remove: &["OPENCODE"], config_path: "opencode.json", config_format: ConfigFormat::OpencodeJson, native_mcp: true },
-    Profile { name: "openclaw", command: "openclaw", args: &["agent", "--non-interactive", "--yes"], prompt_style: PromptStyle::Flag("--message"), env_remove: &[], config_path: "skills/darkmatter-mcp/SKILL.md", config_format: ConfigFormat::SkillMarkdown, native_mcp: false },
+    Profile {
+        name: "gemini",
+        command: "gemini",
+        args: &["--yolo"],
+        prompt_style: PromptStyle::Flag("-p"),
+        env_remove: &[],
+        config_path: ".gemini/settings.json",
+        config_format: ConfigFormat::McpServersJson,
+        native_mcp: true,
+    },
+    Profile {
+        name: "codex",
+        command: "codex",
+        args: &["exec", "--full-auto"],
+        prompt_style: PromptStyle::Positional,
+        env_remove: &[],
+        config_path: ".codex/config.toml",
+        config_format: ConfigFormat::CodexToml,
+        native_mcp: true,
+    },
+    Profile {
+        name: "kimi",
+        command: "kimi",
+        args: &["--print", "--yolo"],
+        prompt_style: PromptStyle::Flag("--prompt"),
+        env_remove: &[],
+        config_path: ".mcp.json",
+        config_format: ConfigFormat::McpServersJson,
+        native_mcp: true,
+    },
+    Profile {
+        name: "opencode",
+        command: "opencode",
+        args: &["run"],
+        prompt_style: PromptStyle::Positional,
+        env_remove: &["OPENCODE"],
+        config_path: "opencode.json",
+        config_format: ConfigFormat::OpencodeJson,
+        native_mcp: true,
+    },
+    Profile {
+        name: "openclaw",
+        command: "openclaw",
+        args: &["agent", "--non-interactive", "--yes"],
+        prompt_style: PromptStyle::Flag("--message"),
+        env_remove: &[],
+        config_path: "skills/darkmatter-mcp/SKILL.md",
+        config_format: ConfigFormat::SkillMarkdown,
+        native_mcp: false,
+    },
 ];
 
 /// The profile named `name` (a `DARKMATTER_CLIENT` value), if it exists.
@@ -100,7 +163,8 @@ pub struct Spawn {
 impl Profile {
     /// The command line that runs this client on `prompt`.
     pub fn spawn(&self, prompt: &str) -> Spawn {
-        let mut argv: Vec<String> = std::iter::once(self.command).chain(self.args.iter().copied()).map(str::to_owned).collect();
+        let mut argv: Vec<String> =
+            std::iter::once(self.command).chain(self.args.iter().copied()).map(str::to_owned).collect();
         let stdin = match self.prompt_style {
             PromptStyle::Positional => {
                 argv.push(prompt.to_owned());
@@ -120,11 +184,15 @@ impl Profile {
     pub fn render_config(&self, server: &ServerCommand) -> String {
         let env: Map<String, Value> = server.env.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
         match self.config_format {
-            ConfigFormat::McpServersJson => pretty(&json!({"mcpServers": {"darkmatter": {"command": server.command, "args": server.args, "env": env}}})),
+            ConfigFormat::McpServersJson => pretty(
+                &json!({"mcpServers": {"darkmatter": {"command": server.command, "args": server.args, "env": env}}}),
+            ),
             ConfigFormat::OpencodeJson => {
                 let mut cmd = vec![server.command.clone()];
                 cmd.extend(server.args.iter().cloned());
-                pretty(&json!({"$schema": "https://opencode.ai/config.json", "mcp": {"darkmatter": {"type": "local", "command": cmd, "enabled": true, "environment": env}}}))
+                pretty(
+                    &json!({"$schema": "https://opencode.ai/config.json", "mcp": {"darkmatter": {"type": "local", "command": cmd, "enabled": true, "environment": env}}}),
+                )
             }
             ConfigFormat::CodexToml => {
                 let mut out = String::from("[mcp_servers.darkmatter]\n");

@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::{
-    CallToolResult, Implementation, JsonObject, LoggingLevel, LoggingMessageNotificationParam, ServerCapabilities, ServerInfo, SetLevelRequestParams,
+    CallToolResult, Implementation, JsonObject, LoggingLevel, LoggingMessageNotificationParam, ServerCapabilities,
+    ServerInfo, SetLevelRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler};
@@ -70,7 +71,12 @@ fn result(out: ToolOutput) -> CallToolResult {
 impl DarkMatter {
     /// A server whose tools run across `bridge`.
     pub fn new(bridge: Bridge) -> Self {
-        Self { bridge, tool_router: Self::tool_router(), min_level: Arc::new(AtomicU8::new(0)), notifier_started: Arc::new(AtomicBool::new(false)) }
+        Self {
+            bridge,
+            tool_router: Self::tool_router(),
+            min_level: Arc::new(AtomicU8::new(0)),
+            notifier_started: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     async fn run(&self, tool: &str, args: JsonObject) -> CallToolResult {
@@ -247,7 +253,11 @@ impl ServerHandler for DarkMatter {
         self.start_notifier(context.peer);
     }
 
-    async fn set_level(&self, request: SetLevelRequestParams, _context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
         self.min_level.store(rank(request.level), Ordering::Relaxed);
         Ok(())
     }

@@ -5,7 +5,11 @@ use runtime_smol::config::ClientProfile;
 use serde_json::{json, Value};
 
 fn server() -> ServerCommand {
-    ServerCommand { command: "darkmatter".into(), args: vec![], env: vec![("DARKMATTER_DISPLAY_NAME".into(), "my \"agent\"".into()), ("DARKMATTER_PORT".into(), "8101".into())] }
+    ServerCommand {
+        command: "darkmatter".into(),
+        args: vec![],
+        env: vec![("DARKMATTER_DISPLAY_NAME".into(), "my \"agent\"".into()), ("DARKMATTER_PORT".into(), "8101".into())],
+    }
 }
 
 #[test]
@@ -32,7 +36,11 @@ fn spawn_command_lines() {
     for p in PROFILES {
         let s = p.spawn("hello world");
         assert_eq!(s.stdin.is_some(), p.prompt_style == PromptStyle::Stdin, "{}", p.name);
-        assert!(s.argv.contains(&"hello world".to_owned()) || s.stdin.is_some(), "{}: the prompt is passed whole", p.name);
+        assert!(
+            s.argv.contains(&"hello world".to_owned()) || s.stdin.is_some(),
+            "{}: the prompt is passed whole",
+            p.name
+        );
     }
 }
 
@@ -45,11 +53,20 @@ fn env_cleanup() {
 
 #[test]
 fn mcp_servers_json_clients() {
-    for (name, path) in [("claude-code", ".mcp.json"), ("cursor", ".cursor/mcp.json"), ("gemini", ".gemini/settings.json"), ("kimi", ".mcp.json")] {
+    for (name, path) in [
+        ("claude-code", ".mcp.json"),
+        ("cursor", ".cursor/mcp.json"),
+        ("gemini", ".gemini/settings.json"),
+        ("kimi", ".mcp.json"),
+    ] {
         let p = find(name).unwrap();
         assert_eq!((p.config_path, p.config_format), (path, ConfigFormat::McpServersJson), "{name}");
         let v: Value = serde_json::from_str(&p.render_config(&server())).unwrap();
-        assert_eq!(v, json!({"mcpServers": {"darkmatter": {"command": "darkmatter", "args": [], "env": {"DARKMATTER_DISPLAY_NAME": "my \"agent\"", "DARKMATTER_PORT": "8101"}}}}), "{name}");
+        assert_eq!(
+            v,
+            json!({"mcpServers": {"darkmatter": {"command": "darkmatter", "args": [], "env": {"DARKMATTER_DISPLAY_NAME": "my \"agent\"", "DARKMATTER_PORT": "8101"}}}}),
+            "{name}"
+        );
     }
 }
 

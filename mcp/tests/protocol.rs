@@ -17,7 +17,10 @@ fn initialize_declares_tools_logging_and_instructions() {
     assert!(init["capabilities"]["tools"].is_object(), "{init}");
     assert!(init["capabilities"]["logging"].is_object(), "{init}");
     let instructions = init["instructions"].as_str().unwrap();
-    assert!(instructions.contains("darkmatter_status") && instructions.contains("notifications/message"), "{instructions}");
+    assert!(
+        instructions.contains("darkmatter_status") && instructions.contains("notifications/message"),
+        "{instructions}"
+    );
     assert!(p.close(Duration::from_secs(10)), "exits when stdin closes");
 }
 
@@ -61,7 +64,11 @@ fn bad_calls() -> Vec<(&'static str, Value, &'static str)> {
         ("darkmatter_send_message", json!({"content": "hi", "message_id": "m"}), "not both"),
         ("darkmatter_send_message", json!({"content": "hi", "broadcast": true, "trust_min": 3}), "trust_min"),
         ("darkmatter_send_message", json!({"content": "hi", "target_agent_id": "nobody"}), "Not connected"),
-        ("darkmatter_send_message", json!({"content": "hi", "target_agent_id": "a", "hops_remaining": 11}), "hops_remaining"),
+        (
+            "darkmatter_send_message",
+            json!({"content": "hi", "target_agent_id": "a", "hops_remaining": 11}),
+            "hops_remaining",
+        ),
         ("darkmatter_list_inbox", json!({"x": 1}), "unknown field"),
         ("darkmatter_get_message", json!({}), "missing field"),
         ("darkmatter_get_message", json!({"message_id": "msg-none"}), "No inbox message"),

@@ -13,13 +13,23 @@ fn python_trust_and_shards_end_to_end() {
     let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned();
     let python = match std::env::var_os("DARKMATTER_MCP_PYTHON") {
         Some(p) => PathBuf::from(p),
-        None => darkmatter_tests::python::mcp_client_python().expect("create the MCP client virtualenv (python3 -m venv, pip install mcp)"),
+        None => darkmatter_tests::python::mcp_client_python()
+            .expect("create the MCP client virtualenv (python3 -m venv, pip install mcp)"),
     };
     let script = workspace.join("tests/mcp_client/test_trust_shards.py");
-    let out = Command::new(&python).arg(&script).arg(env!("CARGO_BIN_EXE_darkmatter")).output().expect("run the Python MCP client trust test");
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(env!("CARGO_BIN_EXE_darkmatter"))
+        .output()
+        .expect("run the Python MCP client trust test");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let failures: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL")).collect();
-    assert!(out.status.success(), "Python MCP client trust test failed:\n{}\n--- stderr ---\n{}", failures.join("\n"), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "Python MCP client trust test failed:\n{}\n--- stderr ---\n{}",
+        failures.join("\n"),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary = stdout.lines().last().unwrap_or_default();
     assert!(summary.ends_with(" 0 failed"), "unexpected summary: {summary}");
 }

@@ -28,7 +28,10 @@ impl Client {
     }
     async fn next(&mut self) -> Value {
         let mut line = String::new();
-        tokio::time::timeout(Duration::from_secs(10), self.r.read_line(&mut line)).await.expect("a message within 10 s").unwrap();
+        tokio::time::timeout(Duration::from_secs(10), self.r.read_line(&mut line))
+            .await
+            .expect("a message within 10 s")
+            .unwrap();
         serde_json::from_str(&line).unwrap()
     }
 }
@@ -65,7 +68,13 @@ async fn wait_does_not_block_and_events_become_notifications() {
     assert_eq!(r["result"]["structuredContent"], json!({"ok": true}));
 
     // A node event reaches the client as a logging notification.
-    fake.events_tx.try_send(Event::MessageReceived { message_id: "msg-2".into(), from_agent_id: "bob".into(), in_reply_to: Some("msg-1".into()) }).unwrap();
+    fake.events_tx
+        .try_send(Event::MessageReceived {
+            message_id: "msg-2".into(),
+            from_agent_id: "bob".into(),
+            in_reply_to: Some("msg-1".into()),
+        })
+        .unwrap();
     let n = c.next().await;
     assert_eq!(n["method"], "notifications/message", "{n}");
     assert_eq!(n["params"]["logger"], "darkmatter");
@@ -83,7 +92,13 @@ async fn wait_does_not_block_and_events_become_notifications() {
     c.send(json!({"jsonrpc": "2.0", "id": 4, "method": "logging/setLevel", "params": {"level": "warning"}})).await;
     assert_eq!(c.next().await["id"], 4);
     fake.events_tx.try_send(Event::Connected { agent_id: "bob".into() }).unwrap();
-    fake.events_tx.try_send(Event::Refused { path: "/__darkmatter__/message".into(), status: 403, reason: "bad signature".into() }).unwrap();
+    fake.events_tx
+        .try_send(Event::Refused {
+            path: "/__darkmatter__/message".into(),
+            status: 403,
+            reason: "bad signature".into(),
+        })
+        .unwrap();
     let n = c.next().await;
     assert_eq!(n["params"]["data"]["event"], "refused", "{n}");
 }

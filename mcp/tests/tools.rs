@@ -17,21 +17,49 @@ fn run(fake: &Fake, tool: &str, args: Value) -> ToolOutput {
 fn commands() -> Vec<(&'static str, Value, Command)> {
     let s = |x: &str| x.to_owned();
     vec![
-        ("darkmatter_connection", json!({"action": "request", "target_url": " http://10.0.0.2:8100 "}), Command::Connect { target_url: s("http://10.0.0.2:8100") }),
-        ("darkmatter_connection", json!({"action": "accept", "request_id": "req-1"}), Command::Accept { request_id: s("req-1") }),
-        ("darkmatter_connection", json!({"action": "reject", "request_id": "req-1", "target_url": null}), Command::Reject { request_id: s("req-1") }),
-        ("darkmatter_connection", json!({"action": "disconnect", "agent_id": "ab"}), Command::Disconnect { agent_id: s("ab") }),
+        (
+            "darkmatter_connection",
+            json!({"action": "request", "target_url": " http://10.0.0.2:8100 "}),
+            Command::Connect { target_url: s("http://10.0.0.2:8100") },
+        ),
+        (
+            "darkmatter_connection",
+            json!({"action": "accept", "request_id": "req-1"}),
+            Command::Accept { request_id: s("req-1") },
+        ),
+        (
+            "darkmatter_connection",
+            json!({"action": "reject", "request_id": "req-1", "target_url": null}),
+            Command::Reject { request_id: s("req-1") },
+        ),
+        (
+            "darkmatter_connection",
+            json!({"action": "disconnect", "agent_id": "ab"}),
+            Command::Disconnect { agent_id: s("ab") },
+        ),
         ("darkmatter_list_connections", json!({}), Command::ListConnections),
         ("darkmatter_list_pending_requests", json!({}), Command::ListPending),
         (
             "darkmatter_send_message",
             json!({"content": "hi", "target_agent_id": "a", "target_agent_ids": ["b"], "metadata": {"k": 1}, "in_reply_to": "msg-1", "hops_remaining": 3}),
-            Command::Send(SendArgs { content: s("hi"), targets: Targets::Agents(vec![s("a"), s("b")]), metadata: json!({"k": 1}).as_object().unwrap().clone(), in_reply_to: Some(s("msg-1")), hops_remaining: 3 }),
+            Command::Send(SendArgs {
+                content: s("hi"),
+                targets: Targets::Agents(vec![s("a"), s("b")]),
+                metadata: json!({"k": 1}).as_object().unwrap().clone(),
+                in_reply_to: Some(s("msg-1")),
+                hops_remaining: 3,
+            }),
         ),
         (
             "darkmatter_send_message",
             json!({"content": "all", "broadcast": true, "trust_min": 0.5}),
-            Command::Send(SendArgs { content: s("all"), targets: Targets::Broadcast { trust_min: 0.5 }, metadata: Map::new(), in_reply_to: None, hops_remaining: 10 }),
+            Command::Send(SendArgs {
+                content: s("all"),
+                targets: Targets::Broadcast { trust_min: 0.5 },
+                metadata: Map::new(),
+                in_reply_to: None,
+                hops_remaining: 10,
+            }),
         ),
         (
             "darkmatter_send_message",
@@ -39,28 +67,61 @@ fn commands() -> Vec<(&'static str, Value, Command)> {
             Command::Forward(ForwardArgs { message_id: s("msg-9"), targets: vec![s("c")], note: Some(s("c knows")) }),
         ),
         ("darkmatter_list_inbox", json!({}), Command::ListInbox),
-        ("darkmatter_get_message", json!({"message_id": "msg-1"}), Command::GetMessage { message_id: s("msg-1"), consume: false }),
-        ("darkmatter_get_message", json!({"message_id": "msg-1", "consume": true}), Command::GetMessage { message_id: s("msg-1"), consume: true }),
+        (
+            "darkmatter_get_message",
+            json!({"message_id": "msg-1"}),
+            Command::GetMessage { message_id: s("msg-1"), consume: false },
+        ),
+        (
+            "darkmatter_get_message",
+            json!({"message_id": "msg-1", "consume": true}),
+            Command::GetMessage { message_id: s("msg-1"), consume: true },
+        ),
         ("darkmatter_list_messages", json!({}), Command::ListSent),
         ("darkmatter_get_sent_message", json!({"message_id": "msg-1"}), Command::GetSent { message_id: s("msg-1") }),
         ("darkmatter_expire_message", json!({"message_id": "msg-1"}), Command::ExpireSent { message_id: s("msg-1") }),
         ("darkmatter_get_identity", json!({}), Command::GetIdentity),
         ("darkmatter_update_bio", json!({"bio": " new bio "}), Command::UpdateBio { bio: s("new bio") }),
-        ("darkmatter_set_status", json!({"status": "inactive", "duration_minutes": 30}), Command::SetStatus { active: false, duration_minutes: Some(30) }),
-        ("darkmatter_set_status", json!({"status": "active"}), Command::SetStatus { active: true, duration_minutes: None }),
+        (
+            "darkmatter_set_status",
+            json!({"status": "inactive", "duration_minutes": 30}),
+            Command::SetStatus { active: false, duration_minutes: Some(30) },
+        ),
+        (
+            "darkmatter_set_status",
+            json!({"status": "active"}),
+            Command::SetStatus { active: true, duration_minutes: None },
+        ),
         ("darkmatter_status", json!({}), Command::Status),
         ("darkmatter_network_info", json!({}), Command::NetworkInfo),
-        ("darkmatter_set_impression", json!({"agent_id": "a", "score": -0.5, "note": "spam"}), Command::SetImpression { agent_id: s("a"), score: -0.5, note: Some(s("spam")) }),
+        (
+            "darkmatter_set_impression",
+            json!({"agent_id": "a", "score": -0.5, "note": "spam"}),
+            Command::SetImpression { agent_id: s("a"), score: -0.5, note: Some(s("spam")) },
+        ),
         ("darkmatter_get_impression", json!({"agent_id": "a"}), Command::GetImpression { agent_id: s("a") }),
-        ("darkmatter_set_rate_limit", json!({"agent_id": "a", "limit": -1}), Command::SetRateLimit { agent_id: Some(s("a")), limit: -1 }),
+        (
+            "darkmatter_set_rate_limit",
+            json!({"agent_id": "a", "limit": -1}),
+            Command::SetRateLimit { agent_id: Some(s("a")), limit: -1 },
+        ),
         ("darkmatter_set_rate_limit", json!({"limit": 0}), Command::SetRateLimit { agent_id: None, limit: 0 }),
         (
             "darkmatter_create_shard",
             json!({"content": "c", "tags": ["a", "b:c"], "summary": "s"}),
-            Command::CreateShard(ShardArgs { content: s("c"), tags: vec![s("a"), s("b:c")], trust_threshold: 0.0, summary: Some(s("s")) }),
+            Command::CreateShard(ShardArgs {
+                content: s("c"),
+                tags: vec![s("a"), s("b:c")],
+                trust_threshold: 0.0,
+                summary: Some(s("s")),
+            }),
         ),
         ("darkmatter_view_shards", json!({}), Command::ViewShards { tags: vec![], author: None }),
-        ("darkmatter_view_shards", json!({"tags": ["t"], "author": " ab "}), Command::ViewShards { tags: vec![s("t")], author: Some(s("ab")) }),
+        (
+            "darkmatter_view_shards",
+            json!({"tags": ["t"], "author": " ab "}),
+            Command::ViewShards { tags: vec![s("t")], author: Some(s("ab")) },
+        ),
     ]
 }
 
@@ -90,8 +151,14 @@ fn wait_converts_seconds_to_milliseconds_with_a_default() {
 fn discovery_goes_to_the_runtime() {
     let fake = Fake::new();
     assert_eq!(run(&fake, "darkmatter_discover_local", json!({})).value, json!({"discovered": []}));
-    assert_eq!(run(&fake, "darkmatter_discover_domain", json!({"domain": "Example.COM."})).value, json!({"found": true, "domain": "example.com"}));
-    assert_eq!(run(&fake, "darkmatter_discover_domain", json!({"domain": "localhost:8101"})).value["domain"], "localhost:8101");
+    assert_eq!(
+        run(&fake, "darkmatter_discover_domain", json!({"domain": "Example.COM."})).value,
+        json!({"found": true, "domain": "example.com"})
+    );
+    assert_eq!(
+        run(&fake, "darkmatter_discover_domain", json!({"domain": "localhost:8101"})).value["domain"],
+        "localhost:8101"
+    );
     assert!(fake.log.lock().unwrap().is_empty(), "no node command");
 }
 

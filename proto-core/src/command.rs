@@ -166,7 +166,9 @@ impl Node {
             Command::Disconnect { agent_id } => self.cmd_disconnect(id, &agent_id).map(|()| None),
             Command::Send(args) => self.cmd_send(id, args).map(|()| None),
             Command::Forward(args) => self.cmd_forward(id, args).map(|()| None),
-            Command::WaitForResponse { message_id, timeout_ms } => self.cmd_wait(id, &message_id, timeout_ms).map(|()| None),
+            Command::WaitForResponse { message_id, timeout_ms } => {
+                self.cmd_wait(id, &message_id, timeout_ms).map(|()| None)
+            }
             Command::ListConnections => Ok(Some(self.cmd_list_connections())),
             Command::ListPending => Ok(Some(self.cmd_list_pending())),
             Command::ListInbox => Ok(Some(self.cmd_list_inbox())),
@@ -178,7 +180,9 @@ impl Node {
             Command::UpdateBio { bio } => self.cmd_update_bio(&bio).map(Some),
             Command::SetStatus { active, duration_minutes } => self.cmd_set_status(active, duration_minutes).map(Some),
             Command::SetUrl { url } => self.cmd_set_url(&url).map(Some),
-            Command::SetImpression { agent_id, score, note } => self.cmd_set_impression(&agent_id, score, note).map(Some),
+            Command::SetImpression { agent_id, score, note } => {
+                self.cmd_set_impression(&agent_id, score, note).map(Some)
+            }
             Command::GetImpression { agent_id } => Ok(Some(self.cmd_get_impression(&agent_id))),
             Command::SetRateLimit { agent_id, limit } => self.cmd_set_rate_limit(agent_id.as_deref(), limit).map(Some),
             Command::Status => Ok(Some(self.cmd_status())),
@@ -253,7 +257,9 @@ impl Node {
         } else {
             let until = match duration_minutes {
                 Some(m) if m == 0 || m > INACTIVE_MINUTES_MAX => {
-                    return Err(CommandError::InvalidArgument(format!("duration_minutes must be 1..={INACTIVE_MINUTES_MAX}")));
+                    return Err(CommandError::InvalidArgument(format!(
+                        "duration_minutes must be 1..={INACTIVE_MINUTES_MAX}"
+                    )));
                 }
                 Some(m) => self.now.wall_us.saturating_add(m as i64 * 60_000_000),
                 None => i64::MAX,
@@ -268,19 +274,36 @@ impl Node {
 
     fn cmd_status(&mut self) -> Value {
         let discovered = self.discovered();
-        let awaiting: Vec<&str> = self.sent.values().filter(|s| s.status == crate::store::SentStatus::Active && s.kind != "forward").map(|s| s.message_id.as_str()).collect();
+        let awaiting: Vec<&str> = self
+            .sent
+            .values()
+            .filter(|s| s.status == crate::store::SentStatus::Active && s.kind != "forward")
+            .map(|s| s.message_id.as_str())
+            .collect();
         let mut actions = Vec::new();
         if self.is_inactive() {
-            actions.push("You are inactive: peers get 503. darkmatter_set_status(status=\"active\") to return.".to_owned());
+            actions.push(
+                "You are inactive: peers get 503. darkmatter_set_status(status=\"active\") to return.".to_owned(),
+            );
         }
         if !self.pending_in.is_empty() {
-            actions.push(format!("{} connection request(s) waiting: darkmatter_list_pending_requests, then accept or reject.", self.pending_in.len()));
+            actions.push(format!(
+                "{} connection request(s) waiting: darkmatter_list_pending_requests, then accept or reject.",
+                self.pending_in.len()
+            ));
         }
         if !self.inbox.is_empty() {
-            actions.push(format!("{} inbox message(s): darkmatter_list_inbox and reply (in_reply_to) or forward.", self.inbox.len()));
+            actions.push(format!(
+                "{} inbox message(s): darkmatter_list_inbox and reply (in_reply_to) or forward.",
+                self.inbox.len()
+            ));
         }
         if !awaiting.is_empty() {
-            actions.push(format!("{} message(s) awaiting replies: darkmatter_wait_for_response(message_id=\"{}\").", awaiting.len(), awaiting[0]));
+            actions.push(format!(
+                "{} message(s) awaiting replies: darkmatter_wait_for_response(message_id=\"{}\").",
+                awaiting.len(),
+                awaiting[0]
+            ));
         }
         if self.connections.is_empty() {
             if discovered.is_empty() {

@@ -23,15 +23,17 @@ use crate::error::{CommandError, Refusal};
 use crate::identity::{truncate_chars, AgentId};
 use crate::io::{CommandId, Event, HttpResponse, InboundRequest, Method};
 use crate::limits::{
-    self, ACCEPTANCE_ATTEMPTS_MAX, BIO_CHARS_MAX, CHALLENGE_TTL_S, DISPLAY_NAME_CHARS_MAX, PENDING_OUTBOUND_MAX, PENDING_REQUESTS_MAX, REQUEST_EXPIRY_S, TIMESTAMP_FIELD_CHARS_MAX,
-    WALLETS_MAX, WALLET_FIELD_BYTES_MAX,
+    self, ACCEPTANCE_ATTEMPTS_MAX, BIO_CHARS_MAX, CHALLENGE_TTL_S, DISPLAY_NAME_CHARS_MAX, PENDING_OUTBOUND_MAX,
+    PENDING_REQUESTS_MAX, REQUEST_EXPIRY_S, TIMESTAMP_FIELD_CHARS_MAX, WALLETS_MAX, WALLET_FIELD_BYTES_MAX,
 };
 use crate::node::{Call, Node};
 use crate::sign::{self, DOMAIN_CHALLENGE, V2_ACCEPTED, V2_CONNECT, V2_CONNECT_ANSWER, V2_DISCONNECT};
 use crate::store::{Change, Connection, PendingIn, PendingOut, Table};
 use crate::time::{is_fresh, parse_iso};
 use crate::url;
-use crate::wire::connection::{Ack, ConnectionAccepted, ConnectionAnswer, ConnectionProof, ConnectionRequest, Disconnect};
+use crate::wire::connection::{
+    Ack, ConnectionAccepted, ConnectionAnswer, ConnectionProof, ConnectionRequest, Disconnect,
+};
 use crate::wire::{self, ErrorBody};
 
 /// Checks a timestamp we were given for freshness.
@@ -159,10 +161,18 @@ impl Node {
     }
 
     /// Records (or refreshes) a pending request and answers with a challenge.
-    fn queue_pending(&mut self, id: AgentId, details: PeerDetails, speaks_v2: bool, source_local: bool) -> Result<Vec<u8>, Refusal> {
+    fn queue_pending(
+        &mut self,
+        id: AgentId,
+        details: PeerDetails,
+        speaks_v2: bool,
+        source_local: bool,
+    ) -> Result<Vec<u8>, Refusal> {
         let existing = self.pending_in.values().find(|p| p.agent_id == id).cloned();
         if existing.is_none() && self.pending_in.len() >= PENDING_REQUESTS_MAX {
-            let victim = self.pending_victim(speaks_v2).ok_or_else(|| Refusal::Limited("Too many pending requests".to_owned()))?;
+            let victim = self
+                .pending_victim(speaks_v2)
+                .ok_or_else(|| Refusal::Limited("Too many pending requests".to_owned()))?;
             self.pending_in.remove(&victim);
             self.persist(vec![Change::delete(Table::PendingIn, &victim)]);
         }
@@ -196,7 +206,12 @@ impl Node {
         if let Some(old) = &existing {
             if !speaks_v2 && (old.identity_verified || old.speaks_v2) {
                 // Its expiry is not extended either: nobody can keep a request alive by repeating it.
-                pending = PendingIn { challenge_id: challenge_id.clone(), challenge_hex: challenge_hex.clone(), challenge_us: self.now.wall_us, ..old.clone() };
+                pending = PendingIn {
+                    challenge_id: challenge_id.clone(),
+                    challenge_hex: challenge_hex.clone(),
+                    challenge_us: self.now.wall_us,
+                    ..old.clone()
+                };
             }
             pending.peer_trust = old.peer_trust.clone();
         }
@@ -204,7 +219,11 @@ impl Node {
         self.pending_in.insert(request_id.clone(), pending);
         self.persist(vec![change]);
         if existing.is_none() {
-            self.emit(Event::ConnectionRequested { request_id: request_id.clone(), agent_id: id.to_string(), display_name: name });
+            self.emit(Event::ConnectionRequested {
+                request_id: request_id.clone(),
+                agent_id: id.to_string(),
+                display_name: name,
+            });
         }
         // Whenever the stored request is proven (a signed request may replace an unproven one); it
         // does nothing if a query already ran.
@@ -215,7 +234,9 @@ impl Node {
             request_id: Some(request_id.clone()),
             challenge_id: Some(challenge_id),
             challenge_hex: Some(challenge_hex),
-            message: Some("Connection request queued. Awaiting agent decision. Prove identity with challenge.".to_owned()),
+            message: Some(
+                "Connection request queued. Awaiting agent decision. Prove identity with challenge.".to_owned(),
+            ),
             ..Default::default()
         };
         if speaks_v2 {
@@ -234,11 +255,16 @@ impl Node {
             let unvouched = p.peer_trust.as_ref().is_some_and(|t| t.complete() && t.score.is_none_or(|s| s <= 0.0));
             !p.identity_verified || (new_is_proven && unvouched)
         };
-        self.pending_in.values().filter(|p| displaceable(p)).min_by_key(|p| (p.identity_verified, p.requested_us, p.request_id.as_str())).map(|p| p.request_id.clone())
+        self.pending_in
+            .values()
+            .filter(|p| displaceable(p))
+            .min_by_key(|p| (p.identity_verified, p.requested_us, p.request_id.as_str()))
+            .map(|p| p.request_id.clone())
     }
 
     fn drop_pending_from(&mut self, id: &AgentId) {
-        let keys: Vec<String> = self.pending_in.values().filter(|p| p.agent_id == *id).map(|p| p.request_id.clone()).collect();
+        let keys: Vec<String> =
+            self.pending_in.values().filter(|p| p.agent_id == *id).map(|p| p.request_id.clone()).collect();
         for k in keys {
             self.pending_in.remove(&k);
             self.persist(vec![Change::delete(Table::PendingIn, &k)]);
@@ -248,13 +274,24 @@ impl Node {
     /// Verifies our signed form on a connection request, when present. Returns whether it was.
     fn verify_connect_signature(&mut self, id: &AgentId, req: &ConnectionRequest) -> Result<bool, Refusal> {
         let Some(sig) = req.dm_signature_hex.as_deref() else { return Ok(false) };
-        let stamp = req.timestamp.as_deref().ok_or_else(|| Refusal::Unauthorized("Signed request needs a timestamp".to_owned()))?;
+        let stamp = req
+            .timestamp
+            .as_deref()
+            .ok_or_else(|| Refusal::Unauthorized("Signed request needs a timestamp".to_owned()))?;
         let stamp_us = check_fresh(self.now.wall_us, stamp)?;
         let bytes = sign::v2_bytes(
             V2_CONNECT,
-            &[id.as_str(), &req.from_agent_url, opt(&req.from_agent_bio), opt(&req.from_agent_display_name), opt(&req.target_url), stamp],
+            &[
+                id.as_str(),
+                &req.from_agent_url,
+                opt(&req.from_agent_bio),
+                opt(&req.from_agent_display_name),
+                opt(&req.target_url),
+                stamp,
+            ],
         );
-        sign::verify_hex(id.key(), &bytes, sig).map_err(|_| Refusal::Unauthorized("Invalid signature on connection request".to_owned()))?;
+        sign::verify_hex(id.key(), &bytes, sig)
+            .map_err(|_| Refusal::Unauthorized("Invalid signature on connection request".to_owned()))?;
         // A captured signed request must not be replayable (say, to move a connection's URL back).
         let key = sig_key("connect", sig);
         self.record_replay(&key, stamp_us)?;
@@ -293,7 +330,12 @@ impl Node {
         self.admit_global()?;
         let proof: ConnectionProof = wire::decode(&r.body)?;
         let mut missing = Vec::new();
-        for (name, value) in [("challenge_id", &proof.challenge_id), ("proof_hex", &proof.proof_hex), ("agent_id", &proof.agent_id), ("public_key_hex", &proof.public_key_hex)] {
+        for (name, value) in [
+            ("challenge_id", &proof.challenge_id),
+            ("proof_hex", &proof.proof_hex),
+            ("agent_id", &proof.agent_id),
+            ("public_key_hex", &proof.public_key_hex),
+        ] {
             if value.is_empty() {
                 missing.push(name);
             }
@@ -305,14 +347,18 @@ impl Node {
             return Err(Refusal::Invalid("Public key must match agent_id".to_owned()));
         }
         let id = self.bind_identity(&proof.agent_id, None)?;
-        let Some(pending) = self.pending_in.values_mut().find(|p| p.challenge_id == proof.challenge_id && p.agent_id == id) else {
+        let Some(pending) =
+            self.pending_in.values_mut().find(|p| p.challenge_id == proof.challenge_id && p.agent_id == id)
+        else {
             return Err(Refusal::NotFound("No matching pending request for this challenge".to_owned()));
         };
         if self.now.wall_us > pending.challenge_us + CHALLENGE_TTL_S as i64 * 1_000_000 {
             return Err(Refusal::Unauthorized("Challenge expired".to_owned()));
         }
-        let bytes = sign::domain_bytes(DOMAIN_CHALLENGE, &[&pending.challenge_hex]).map_err(|e| Refusal::Invalid(e.to_string()))?;
-        sign::verify_hex(id.key(), &bytes, &proof.proof_hex).map_err(|_| Refusal::Unauthorized("Invalid proof — identity verification failed".to_owned()))?;
+        let bytes = sign::domain_bytes(DOMAIN_CHALLENGE, &[&pending.challenge_hex])
+            .map_err(|e| Refusal::Invalid(e.to_string()))?;
+        sign::verify_hex(id.key(), &bytes, &proof.proof_hex)
+            .map_err(|_| Refusal::Unauthorized("Invalid proof — identity verification failed".to_owned()))?;
         pending.identity_verified = true;
         // A challenge is answered once.
         pending.challenge_id.clear();
@@ -345,7 +391,8 @@ impl Node {
         let id = self.bind_identity(&acc.agent_id, acc.agent_public_key_hex.as_deref())?;
         url::validate(&acc.agent_url).map_err(Refusal::Invalid)?;
         // Every pending outbound request records who answered it; only that agent may accept it.
-        let Some(key) = self.pending_out.iter().find(|(_, p)| p.agent_id.as_ref() == Some(&id)).map(|(k, _)| k.clone()) else {
+        let Some(key) = self.pending_out.iter().find(|(_, p)| p.agent_id.as_ref() == Some(&id)).map(|(k, _)| k.clone())
+        else {
             // The acceptor sends again when it missed our answer: a signed acceptance of a connection
             // we already have is confirmed, so it never takes our silence for a refusal.
             if self.connections.contains_key(id.as_str()) && self.verify_acceptance(&id, &acc)? {
@@ -385,14 +432,19 @@ impl Node {
             return Err(Refusal::Unauthorized("Acceptance is addressed to another agent".to_owned()));
         }
         let bytes = sign::v2_bytes(V2_ACCEPTED, &[id.as_str(), self.me(), &acc.agent_url, stamp]);
-        sign::verify_hex(id.key(), &bytes, sig).map_err(|_| Refusal::Unauthorized("Invalid signature on acceptance".to_owned()))?;
+        sign::verify_hex(id.key(), &bytes, sig)
+            .map_err(|_| Refusal::Unauthorized("Invalid signature on acceptance".to_owned()))?;
         Ok(true)
     }
 
     pub(crate) fn on_disconnect(&mut self, body: &[u8]) -> Result<Vec<u8>, Refusal> {
         self.admit_global()?;
         let d: Disconnect = wire::decode(body)?;
-        if d.from_agent_id.is_empty() || d.to_agent_id.is_empty() || d.timestamp.is_empty() || d.dm_signature_hex.is_empty() {
+        if d.from_agent_id.is_empty()
+            || d.to_agent_id.is_empty()
+            || d.timestamp.is_empty()
+            || d.dm_signature_hex.is_empty()
+        {
             return Err(Refusal::MissingFields("from_agent_id, to_agent_id, timestamp, dm_signature_hex".to_owned()));
         }
         if d.to_agent_id != self.me() {
@@ -409,7 +461,8 @@ impl Node {
             return Err(Refusal::Stale(limits::FRESHNESS_WINDOW_S));
         }
         let bytes = sign::v2_bytes(V2_DISCONNECT, &[&d.from_agent_id, &d.to_agent_id, &d.timestamp, &d.reason]);
-        sign::verify_hex(conn.agent_id.key(), &bytes, &d.dm_signature_hex).map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
+        sign::verify_hex(conn.agent_id.key(), &bytes, &d.dm_signature_hex)
+            .map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
         let key = sig_key("disconnect", &d.dm_signature_hex);
         self.record_replay(&key, stamp_us)?;
         self.connections.remove(&d.from_agent_id);
@@ -468,8 +521,10 @@ impl Node {
     /// Drops pending requests (both directions) older than [`REQUEST_EXPIRY_S`].
     pub(crate) fn expire_pending(&mut self) -> Vec<Change> {
         let cutoff = self.now.wall_us - REQUEST_EXPIRY_S as i64 * 1_000_000;
-        let old_in: Vec<String> = self.pending_in.iter().filter(|(_, p)| p.requested_us < cutoff).map(|(k, _)| k.clone()).collect();
-        let old_out: Vec<String> = self.pending_out.iter().filter(|(_, p)| p.created_us < cutoff).map(|(k, _)| k.clone()).collect();
+        let old_in: Vec<String> =
+            self.pending_in.iter().filter(|(_, p)| p.requested_us < cutoff).map(|(k, _)| k.clone()).collect();
+        let old_out: Vec<String> =
+            self.pending_out.iter().filter(|(_, p)| p.created_us < cutoff).map(|(k, _)| k.clone()).collect();
         let mut changes = Vec::new();
         for k in old_in {
             self.pending_in.remove(&k);
@@ -511,11 +566,25 @@ impl Node {
         };
         let bytes = sign::v2_bytes(
             V2_CONNECT,
-            &[self.me(), &req.from_agent_url, opt(&req.from_agent_bio), opt(&req.from_agent_display_name), &base, &stamp],
+            &[
+                self.me(),
+                &req.from_agent_url,
+                opt(&req.from_agent_bio),
+                opt(&req.from_agent_display_name),
+                &base,
+                &stamp,
+            ],
         );
         req.dm_signature_hex = Some(sign::sign_hex(&self.passport, &bytes));
         let call = Call::ConnectRequest { cmd, target_url: base.clone() };
-        self.transmit(Method::Post, url::endpoint(&base, "connection_request"), wire::encode(&req), limits::CONNECT_CALL_TIMEOUT_MS, false, call);
+        self.transmit(
+            Method::Post,
+            url::endpoint(&base, "connection_request"),
+            wire::encode(&req),
+            limits::CONNECT_CALL_TIMEOUT_MS,
+            false,
+            call,
+        );
         Ok(())
     }
 
@@ -524,15 +593,25 @@ impl Node {
         self.done(cmd, outcome);
     }
 
-    fn connect_answer(&mut self, target_url: &str, result: Result<HttpResponse, String>) -> Result<serde_json::Value, CommandError> {
+    fn connect_answer(
+        &mut self,
+        target_url: &str,
+        result: Result<HttpResponse, String>,
+    ) -> Result<serde_json::Value, CommandError> {
         let resp = result.map_err(|e| CommandError::Peer(format!("Could not reach {target_url}: {e}")))?;
         if !(200..300).contains(&resp.status) {
-            let text = wire::decode::<ErrorBody>(&resp.body).map(|b| b.error).unwrap_or_else(|_| format!("HTTP {}", resp.status));
+            let text = wire::decode::<ErrorBody>(&resp.body)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| format!("HTTP {}", resp.status));
             return Err(CommandError::Peer(format!("Peer refused the request ({}): {text}", resp.status)));
         }
-        let answer: ConnectionAnswer = wire::decode(&resp.body).map_err(|e| CommandError::Peer(format!("Peer sent an invalid answer: {e}")))?;
-        let agent_id = answer.agent_id.as_deref().ok_or_else(|| CommandError::Peer("Peer's answer has no agent_id".to_owned()))?;
-        let id = self.bind_identity(agent_id, answer.agent_public_key_hex.as_deref()).map_err(|e| CommandError::Peer(e.to_string()))?;
+        let answer: ConnectionAnswer =
+            wire::decode(&resp.body).map_err(|e| CommandError::Peer(format!("Peer sent an invalid answer: {e}")))?;
+        let agent_id =
+            answer.agent_id.as_deref().ok_or_else(|| CommandError::Peer("Peer's answer has no agent_id".to_owned()))?;
+        let id = self
+            .bind_identity(agent_id, answer.agent_public_key_hex.as_deref())
+            .map_err(|e| CommandError::Peer(e.to_string()))?;
         if id == *self.passport.agent_id() {
             return Err(CommandError::InvalidArgument("That URL is this node".to_owned()));
         }
@@ -541,14 +620,18 @@ impl Node {
             (Some(sig), Some(stamp)) => {
                 check_fresh(self.now.wall_us, stamp).map_err(|e| CommandError::Peer(e.to_string()))?;
                 let bytes = answer_bytes(id.as_str(), self.me(), outcome, &answer, stamp);
-                sign::verify_hex(id.key(), &bytes, sig).map_err(|_| CommandError::Peer("Peer's signed answer does not verify".to_owned()))?;
+                sign::verify_hex(id.key(), &bytes, sig)
+                    .map_err(|_| CommandError::Peer("Peer's signed answer does not verify".to_owned()))?;
                 true
             }
             _ => false,
         };
         if answer.auto_accepted {
             if !self.connections.contains_key(id.as_str()) && !self.accepting_connections() {
-                return Err(CommandError::Limited(format!("Connection limit reached ({})", self.config.max_connections)));
+                return Err(CommandError::Limited(format!(
+                    "Connection limit reached ({})",
+                    self.config.max_connections
+                )));
             }
             if self.pending_out.remove(target_url).is_some() {
                 self.persist(vec![Change::delete(Table::PendingOut, target_url)]);
@@ -562,15 +645,25 @@ impl Node {
                 created_at: bounded_stamp(&answer.created_at),
             };
             self.add_connection(details, signed, signed, true);
-            return Ok(json!({"status": "connected", "agent_id": id.as_str(), "display_name": opt(&answer.agent_display_name), "message": opt(&answer.message)}));
+            return Ok(
+                json!({"status": "connected", "agent_id": id.as_str(), "display_name": opt(&answer.agent_display_name), "message": opt(&answer.message)}),
+            );
         }
         let request_id = answer.request_id.clone().unwrap_or_default();
         self.send_proof(target_url, &answer);
-        let pending = PendingOut { target_url: target_url.to_owned(), agent_id: Some(id.clone()), request_id: Some(request_id.clone()), speaks_v2: signed, created_us: self.now.wall_us };
+        let pending = PendingOut {
+            target_url: target_url.to_owned(),
+            agent_id: Some(id.clone()),
+            request_id: Some(request_id.clone()),
+            speaks_v2: signed,
+            created_us: self.now.wall_us,
+        };
         let change = Change::put(Table::PendingOut, target_url, &pending);
         self.pending_out.insert(target_url.to_owned(), pending);
         self.persist(vec![change]);
-        Ok(json!({"status": "pending", "agent_id": id.as_str(), "request_id": request_id, "message": "Connection request sent. Waiting for acceptance."}))
+        Ok(
+            json!({"status": "pending", "agent_id": id.as_str(), "request_id": request_id, "message": "Connection request sent. Waiting for acceptance."}),
+        )
     }
 
     /// Answers a target's challenge. Only a well-formed challenge (64 lowercase hex digits) is
@@ -582,9 +675,21 @@ impl Node {
             return;
         }
         let bytes = sign::domain_bytes(DOMAIN_CHALLENGE, &[ch_hex]).expect("hex has no newline");
-        let proof = ConnectionProof { challenge_id: ch_id.clone(), proof_hex: sign::sign_hex(&self.passport, &bytes), agent_id: self.me().to_owned(), public_key_hex: self.me().to_owned() };
+        let proof = ConnectionProof {
+            challenge_id: ch_id.clone(),
+            proof_hex: sign::sign_hex(&self.passport, &bytes),
+            agent_id: self.me().to_owned(),
+            public_key_hex: self.me().to_owned(),
+        };
         // 0.5.3 always answers 403 here (its check is broken); the answer changes nothing.
-        self.transmit(Method::Post, url::endpoint(target_url, "connection_proof"), wire::encode(&proof), limits::PEER_CALL_TIMEOUT_MS, false, Call::FireAndForget);
+        self.transmit(
+            Method::Post,
+            url::endpoint(target_url, "connection_proof"),
+            wire::encode(&proof),
+            limits::PEER_CALL_TIMEOUT_MS,
+            false,
+            Call::FireAndForget,
+        );
     }
 
     pub(crate) fn cmd_accept(&mut self, cmd: CommandId, request_id: &str) -> Result<(), CommandError> {
@@ -615,7 +720,11 @@ impl Node {
     /// Records that `attempts` acceptances went to `peer` unconfirmed (0: settled), so a restart
     /// sends it again instead of leaving the link half-open.
     fn note_acceptance(&mut self, peer: &str, attempts: u32) {
-        let change = if attempts == 0 { Change::delete(Table::Acceptances, peer) } else { Change::put(Table::Acceptances, peer, &attempts) };
+        let change = if attempts == 0 {
+            Change::delete(Table::Acceptances, peer)
+        } else {
+            Change::put(Table::Acceptances, peer, &attempts)
+        };
         self.persist(vec![change]);
     }
 
@@ -654,7 +763,14 @@ impl Node {
         };
         let call = Call::Acceptance { peer: peer.to_owned(), attempt };
         self.note_acceptance(peer, attempt);
-        self.transmit(Method::Post, url::endpoint(&url, "connection_accepted"), wire::encode(&body), limits::PEER_CALL_TIMEOUT_MS, !local, call);
+        self.transmit(
+            Method::Post,
+            url::endpoint(&url, "connection_accepted"),
+            wire::encode(&body),
+            limits::PEER_CALL_TIMEOUT_MS,
+            !local,
+            call,
+        );
     }
 
     /// What an accepted peer said to our acceptance. A refusal means it does not count the
@@ -669,7 +785,9 @@ impl Node {
         match result {
             // A 0.5.3 peer consumes its pending record on the first acceptance and refuses a second
             // one, so after a retry its refusal may only mean that the first got through.
-            Ok(r) if matches!(r.status, 400 | 403 | 404) && (attempt == 1 || conn.speaks_v2) => self.drop_half_open(peer),
+            Ok(r) if matches!(r.status, 400 | 403 | 404) && (attempt == 1 || conn.speaks_v2) => {
+                self.drop_half_open(peer)
+            }
             Ok(r) if (200..500).contains(&r.status) && r.status != 429 => self.note_acceptance(peer, 0),
             _ if attempt < ACCEPTANCE_ATTEMPTS_MAX => {
                 self.acceptance_retries.insert(peer.to_owned(), attempt);
@@ -733,12 +851,22 @@ impl Node {
             reason: reason.to_owned(),
             dm_signature_hex: sign::sign_hex(&self.passport, &bytes),
         };
-        self.transmit(Method::Post, url::endpoint(&conn.url, "disconnect"), wire::encode(&body), limits::PEER_CALL_TIMEOUT_MS, !conn.local, Call::FireAndForget);
+        self.transmit(
+            Method::Post,
+            url::endpoint(&conn.url, "disconnect"),
+            wire::encode(&body),
+            limits::PEER_CALL_TIMEOUT_MS,
+            !conn.local,
+            Call::FireAndForget,
+        );
         self.emit(Event::Disconnected { agent_id: agent_id.to_owned(), by_peer: false });
     }
 }
 
 /// Our signed form of a connection answer: target, requester, outcome, request id, URL, challenge, time.
 fn answer_bytes(target: &str, requester: &str, outcome: &str, a: &ConnectionAnswer, stamp: &str) -> Vec<u8> {
-    sign::v2_bytes(V2_CONNECT_ANSWER, &[target, requester, outcome, opt(&a.request_id), opt(&a.agent_url), opt(&a.challenge_hex), stamp])
+    sign::v2_bytes(
+        V2_CONNECT_ANSWER,
+        &[target, requester, outcome, opt(&a.request_id), opt(&a.agent_url), opt(&a.challenge_hex), stamp],
+    )
 }

@@ -105,14 +105,23 @@ impl Node {
             bio: self.profile.bio.clone(),
             accepting_connections: self.accepting_connections(),
             wallets: BTreeMap::new(),
-            peers: self.connections.values().map(|c| PeerInfo { agent_id: c.agent_id.to_string(), agent_url: c.url.clone(), agent_bio: c.bio.clone() }).collect(),
+            peers: self
+                .connections
+                .values()
+                .map(|c| PeerInfo {
+                    agent_id: c.agent_id.to_string(),
+                    agent_url: c.url.clone(),
+                    agent_bio: c.bio.clone(),
+                })
+                .collect(),
         }
     }
 
     /// Our signed beacon for HTTP port `port`, stamped `now`, as a datagram payload.
     pub fn beacon(&self, now: Now, port: u16) -> Vec<u8> {
         let ts = now.unix_s();
-        let bytes = sign::domain_bytes(DOMAIN_LAN_BEACON, &[self.me(), &port.to_string(), &ts.to_string()]).expect("no newlines in numbers or our id");
+        let bytes = sign::domain_bytes(DOMAIN_LAN_BEACON, &[self.me(), &port.to_string(), &ts.to_string()])
+            .expect("no newlines in numbers or our id");
         let b = Beacon {
             proto: "darkmatter".to_owned(),
             v: PROTOCOL_VERSION.to_owned(),
@@ -142,7 +151,10 @@ impl Node {
         if !is_fresh(self.now.wall_us, b.ts.saturating_mul(1_000_000), FRESHNESS_WINDOW_S) {
             return;
         }
-        let Ok(bytes) = sign::domain_bytes(DOMAIN_LAN_BEACON, &[id.as_str(), &b.port.to_string(), &b.ts.to_string()]) else { return };
+        let Ok(bytes) = sign::domain_bytes(DOMAIN_LAN_BEACON, &[id.as_str(), &b.port.to_string(), &b.ts.to_string()])
+        else {
+            return;
+        };
         if sign::verify_hex(id.key(), &bytes, &b.beacon_signature_hex).is_err() {
             return;
         }
@@ -153,7 +165,10 @@ impl Node {
         self.remember_discovered(Discovered {
             agent_id: b.agent_id,
             url: format!("http://{host}:{}", b.port),
-            display_name: truncate_chars(b.display_name.as_deref().unwrap_or(""), crate::limits::DISPLAY_NAME_CHARS_MAX),
+            display_name: truncate_chars(
+                b.display_name.as_deref().unwrap_or(""),
+                crate::limits::DISPLAY_NAME_CHARS_MAX,
+            ),
             bio: truncate_chars(b.bio.as_deref().unwrap_or(""), 100),
             source: "lan".to_owned(),
             accepting: b.accepting,
@@ -171,7 +186,8 @@ impl Node {
     fn remember_discovered(&mut self, d: Discovered) {
         self.forget_stale_discovered();
         if !self.discovered.contains_key(&d.agent_id) && self.discovered.len() >= DISCOVERED_MAX {
-            let stalest = self.discovered.values().min_by_key(|x| x.seen_us).map(|x| x.agent_id.clone()).expect("non-empty");
+            let stalest =
+                self.discovered.values().min_by_key(|x| x.seen_us).map(|x| x.agent_id.clone()).expect("non-empty");
             self.discovered.remove(&stalest);
         }
         self.discovered.insert(d.agent_id.clone(), d);

@@ -15,7 +15,10 @@ use crate::node::{Call, Node};
 use crate::sign::{self, DOMAIN_PEER_UPDATE, V2_PEER_UPDATE};
 use crate::store::{Change, Table};
 use crate::url;
-use crate::wire::{self, peer::{PeerLookupAnswer, PeerUpdate, PeerUpdated}};
+use crate::wire::{
+    self,
+    peer::{PeerLookupAnswer, PeerUpdate, PeerUpdated},
+};
 
 fn opt(s: &Option<String>) -> &str {
     s.as_deref().unwrap_or("")
@@ -43,20 +46,33 @@ impl Node {
         if u.public_key_hex.as_deref().is_some_and(|k| k != u.agent_id) {
             return Err(Refusal::Unauthorized("Public key mismatch".to_owned()));
         }
-        let stamp = u.timestamp.as_deref().ok_or_else(|| Refusal::Unauthorized("Signature required — known public key on file".to_owned()))?;
+        let stamp = u
+            .timestamp
+            .as_deref()
+            .ok_or_else(|| Refusal::Unauthorized("Signature required — known public key on file".to_owned()))?;
         let stamp_us = check_fresh(self.now.wall_us, stamp)?;
         let key = *conn.agent_id.key();
         let speaks_v2 = conn.speaks_v2;
         let signed_v2 = match u.dm_signature_hex.as_deref() {
             Some(sig) => {
-                sign::verify_hex(&key, &sign::v2_bytes(V2_PEER_UPDATE, &v2_fields(&u, stamp)), sig).map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
+                sign::verify_hex(&key, &sign::v2_bytes(V2_PEER_UPDATE, &v2_fields(&u, stamp)), sig)
+                    .map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
                 true
             }
-            None if speaks_v2 => return Err(Refusal::Unauthorized("Signature required in the signed form this peer speaks (no downgrade).".to_owned())),
+            None if speaks_v2 => {
+                return Err(Refusal::Unauthorized(
+                    "Signature required in the signed form this peer speaks (no downgrade).".to_owned(),
+                ))
+            }
             None => {
-                let sig = u.signature.as_deref().ok_or_else(|| Refusal::Unauthorized("Signature required — known public key on file".to_owned()))?;
-                let bytes = sign::domain_bytes(DOMAIN_PEER_UPDATE, &[&u.agent_id, &u.new_url, stamp]).map_err(|e| Refusal::Invalid(e.to_string()))?;
-                sign::verify_hex(&key, &bytes, sig).map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
+                let sig = u
+                    .signature
+                    .as_deref()
+                    .ok_or_else(|| Refusal::Unauthorized("Signature required — known public key on file".to_owned()))?;
+                let bytes = sign::domain_bytes(DOMAIN_PEER_UPDATE, &[&u.agent_id, &u.new_url, stamp])
+                    .map_err(|e| Refusal::Invalid(e.to_string()))?;
+                sign::verify_hex(&key, &bytes, sig)
+                    .map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
                 false
             }
         };
@@ -114,12 +130,22 @@ impl Node {
         };
         // Our URL passed validation (no control characters), so the legacy form is unambiguous;
         // if it ever were not, peers of ours still get our form.
-        u.signature = sign::domain_bytes(DOMAIN_PEER_UPDATE, &[&u.agent_id, &u.new_url, &stamp]).ok().map(|b| sign::sign_hex(&self.passport, &b));
-        u.dm_signature_hex = Some(sign::sign_hex(&self.passport, &sign::v2_bytes(V2_PEER_UPDATE, &v2_fields(&u, &stamp))));
+        u.signature = sign::domain_bytes(DOMAIN_PEER_UPDATE, &[&u.agent_id, &u.new_url, &stamp])
+            .ok()
+            .map(|b| sign::sign_hex(&self.passport, &b));
+        u.dm_signature_hex =
+            Some(sign::sign_hex(&self.passport, &sign::v2_bytes(V2_PEER_UPDATE, &v2_fields(&u, &stamp))));
         let body = wire::encode(&u);
         let peers: Vec<(String, bool)> = self.connections.values().map(|c| (c.url.clone(), c.local)).collect();
         for (peer, local) in &peers {
-            self.transmit(Method::Post, url::endpoint(peer, "peer_update"), body.clone(), limits::PEER_CALL_TIMEOUT_MS, !local, Call::FireAndForget);
+            self.transmit(
+                Method::Post,
+                url::endpoint(peer, "peer_update"),
+                body.clone(),
+                limits::PEER_CALL_TIMEOUT_MS,
+                !local,
+                Call::FireAndForget,
+            );
         }
         peers.len()
     }

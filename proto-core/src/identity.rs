@@ -230,7 +230,8 @@ mod tests {
     #[test]
     fn key_cache_answers_as_parse_does() {
         let mut cache = KeyCache::default();
-        let ids: Vec<String> = (0..KEY_CACHE_MAX as u8 + 3).map(|i| Passport::from_seed([i; 32]).agent_id().as_str().to_owned()).collect();
+        let ids: Vec<String> =
+            (0..KEY_CACHE_MAX as u8 + 3).map(|i| Passport::from_seed([i; 32]).agent_id().as_str().to_owned()).collect();
         for round in 0..2 {
             for id in &ids {
                 assert_eq!(cache.parse(id), AgentId::parse(id), "round {round}");

@@ -253,7 +253,10 @@ mod tests {
         assert_eq!(RateLimit::from_tool_value(0), Some(RateLimit::Default));
         assert_eq!(RateLimit::from_tool_value(-1), Some(RateLimit::Unlimited));
         assert_eq!(RateLimit::from_tool_value(5), Some(RateLimit::PerWindow(5)));
-        assert_eq!(RateLimit::from_tool_value(RATE_LIMIT_CEILING as i64), Some(RateLimit::PerWindow(RATE_LIMIT_CEILING)));
+        assert_eq!(
+            RateLimit::from_tool_value(RATE_LIMIT_CEILING as i64),
+            Some(RateLimit::PerWindow(RATE_LIMIT_CEILING))
+        );
         assert_eq!(RateLimit::from_tool_value(RATE_LIMIT_CEILING as i64 + 1), None);
         assert_eq!(RateLimit::from_tool_value(-2), None);
         for v in [-1, 0, 1, 77] {

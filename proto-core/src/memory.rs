@@ -33,7 +33,8 @@ pub const TRUST_WEIGHT_MIN: f64 = 0.1;
 pub fn rank(e: &ConversationEntry, now_us: i64, focus: Option<&str>) -> f64 {
     let age_s = ((now_us - e.at_us) as f64 / 1e6).max(0.0);
     let recency = (-age_s / MEMORY_HALF_LIFE_S).exp2();
-    let trust_weight = if e.direction == "outbound" { 1.0 } else { ((e.trust_at_time + 1.0) / 2.0).max(TRUST_WEIGHT_MIN) };
+    let trust_weight =
+        if e.direction == "outbound" { 1.0 } else { ((e.trust_at_time + 1.0) / 2.0).max(TRUST_WEIGHT_MIN) };
     let boost = if focus == Some(e.message_id.as_str()) {
         BOOST_FOCUS
     } else {
@@ -53,7 +54,15 @@ fn seq_key(seq: u64) -> String {
 
 impl Node {
     /// Logs one conversation entry, dropping the oldest past [`CONVERSATIONS_MAX`].
-    pub(crate) fn log_conversation(&mut self, message_id: &str, content: &str, peer: &str, to: Vec<String>, kind: &str, inbound: bool) {
+    pub(crate) fn log_conversation(
+        &mut self,
+        message_id: &str,
+        content: &str,
+        peer: &str,
+        to: Vec<String>,
+        kind: &str,
+        inbound: bool,
+    ) {
         let seq = self.next_seq();
         let trust_at_time = if inbound { self.trust_of(peer) } else { 0.0 };
         let entry = ConversationEntry {
@@ -82,7 +91,13 @@ impl Node {
     }
 
     fn entry_json(&self, e: &ConversationEntry, score: f64) -> Value {
-        let name = |id: &str| self.connections.get(id).map(|c| c.display_name.clone()).filter(|n| !n.is_empty()).unwrap_or_else(|| id.chars().take(12).collect());
+        let name = |id: &str| {
+            self.connections
+                .get(id)
+                .map(|c| c.display_name.clone())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| id.chars().take(12).collect())
+        };
         json!({
             "message_id": e.message_id, "kind": e.kind, "direction": e.direction, "peer": e.peer, "peer_name": name(&e.peer),
             "to_agent_ids": e.to_agent_ids, "at": crate::time::format_iso(e.at_us), "content": truncate_chars(&e.content, 200),
@@ -94,7 +109,8 @@ impl Node {
     /// forwards), each deduplicated by message id and sorted by rank, best first.
     pub fn context_feed(&self, focus: Option<&str>) -> Value {
         let now = self.now.wall_us;
-        let mut ranked: Vec<(f64, &ConversationEntry)> = self.conversations.values().map(|e| (rank(e, now, focus), e)).collect();
+        let mut ranked: Vec<(f64, &ConversationEntry)> =
+            self.conversations.values().map(|e| (rank(e, now, focus), e)).collect();
         ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.seq.cmp(&a.1.seq)));
         let mut seen = std::collections::BTreeSet::new();
         let (mut direct, mut network) = (Vec::new(), Vec::new());
@@ -123,7 +139,17 @@ mod tests {
     use super::*;
 
     fn entry(kind: &str, direction: &str, trust: f64, at_us: i64) -> ConversationEntry {
-        ConversationEntry { seq: 1, message_id: "m".into(), content: String::new(), peer: "p".into(), to_agent_ids: vec![], at_us, kind: kind.into(), direction: direction.into(), trust_at_time: trust }
+        ConversationEntry {
+            seq: 1,
+            message_id: "m".into(),
+            content: String::new(),
+            peer: "p".into(),
+            to_agent_ids: vec![],
+            at_us,
+            kind: kind.into(),
+            direction: direction.into(),
+            trust_at_time: trust,
+        }
     }
 
     #[test]

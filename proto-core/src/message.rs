@@ -13,7 +13,10 @@ use serde_json::{json, Map, Value};
 use crate::connection::check_fresh;
 use crate::error::{CommandError, Refusal};
 use crate::io::{CommandId, Event, HttpResponse, InboundRequest, Method};
-use crate::limits::{self, CONTENT_CHARS_MAX, HOPS_MAX, ID_BYTES_MAX, INBOX_MAX, METADATA_BYTES_MAX, NOTE_CHARS_MAX, RESPONSES_PER_SENT_MAX, SENT_MAX, UPDATES_PER_SENT_MAX};
+use crate::limits::{
+    self, CONTENT_CHARS_MAX, HOPS_MAX, ID_BYTES_MAX, INBOX_MAX, METADATA_BYTES_MAX, NOTE_CHARS_MAX,
+    RESPONSES_PER_SENT_MAX, SENT_MAX, UPDATES_PER_SENT_MAX,
+};
 use crate::node::{Batch, Call, Node, Waiter};
 use crate::replay::ReplayError;
 use crate::sign::{self, V2_MESSAGE};
@@ -62,7 +65,14 @@ pub struct ForwardArgs {
 }
 
 /// Our signed form of a webhook update.
-fn webhook_v2_bytes(kind: &str, agent: &str, message_id: &str, target: Option<&str>, note: Option<&str>, stamp: &str) -> Vec<u8> {
+fn webhook_v2_bytes(
+    kind: &str,
+    agent: &str,
+    message_id: &str,
+    target: Option<&str>,
+    note: Option<&str>,
+    stamp: &str,
+) -> Vec<u8> {
     sign::v2_bytes(sign::V2_WEBHOOK, &[kind, agent, message_id, target.unwrap_or(""), note.unwrap_or(""), stamp])
 }
 
@@ -147,7 +157,9 @@ impl Node {
         // Duplicate pre-check before any other work (and long before any signature work).
         let duplicate = match leading_message_id(&r.body) {
             Some(id) => self.is_duplicate(id),
-            None => matches!(serde_json::from_slice::<IdOnly>(&r.body), Ok(IdOnly { message_id: Some(id) }) if self.is_duplicate(&id)),
+            None => {
+                matches!(serde_json::from_slice::<IdOnly>(&r.body), Ok(IdOnly { message_id: Some(id) }) if self.is_duplicate(&id))
+            }
         };
         if duplicate {
             return Err(Refusal::Duplicate);
@@ -161,7 +173,9 @@ impl Node {
     fn is_duplicate(&self, message_id: &str) -> bool {
         // Our own (or forwarded-by-us) messages coming back are loops.
         // An unread message keeps its id even after its replay entry expires.
-        self.replay.contains(message_id, self.now.wall_us) || self.sent.contains_key(message_id) || self.inbox.contains_key(message_id)
+        self.replay.contains(message_id, self.now.wall_us)
+            || self.sent.contains_key(message_id)
+            || self.inbox.contains_key(message_id)
     }
 
     /// Every check of an inbound envelope, signature last.
@@ -196,7 +210,9 @@ impl Node {
         let from_local = source.is_some_and(url::is_local_ip);
         let hook = url::validate(&env.webhook).map_err(|e| Refusal::Invalid(format!("Invalid webhook: {e}")))?;
         if !from_local && url::is_local_url(&hook) {
-            return Err(Refusal::Invalid("Invalid webhook: private or loopback address from a non-local peer".to_owned()));
+            return Err(Refusal::Invalid(
+                "Invalid webhook: private or loopback address from a non-local peer".to_owned(),
+            ));
         }
         if env.hops_remaining < 0 {
             return Err(Refusal::Invalid("hops_remaining must not be negative".to_owned()));
@@ -215,7 +231,9 @@ impl Node {
         // A connected sender's key is already parsed; decompressing it again would cost a tenth of
         // a verification.
         let id = match self.connections.get(&env.from_agent_id) {
-            Some(conn) if env.from_public_key_hex.as_deref().is_none_or(|k| k == env.from_agent_id) => conn.agent_id.clone(),
+            Some(conn) if env.from_public_key_hex.as_deref().is_none_or(|k| k == env.from_agent_id) => {
+                conn.agent_id.clone()
+            }
             _ => self.bind_identity(&env.from_agent_id, env.from_public_key_hex.as_deref())?,
         };
         if id == *self.passport.agent_id() {
@@ -238,17 +256,22 @@ impl Node {
                 if env.to_agent_id.is_none() {
                     return Err(Refusal::Unauthorized("Signed form requires to_agent_id".to_owned()));
                 }
-                sign::verify_hex(&key, &envelope_v2_bytes(env, &metadata_json), sig)
-                    .map_err(|_| Refusal::Unauthorized("Invalid signature — message authenticity could not be verified.".to_owned()))?;
+                sign::verify_hex(&key, &envelope_v2_bytes(env, &metadata_json), sig).map_err(|_| {
+                    Refusal::Unauthorized("Invalid signature — message authenticity could not be verified.".to_owned())
+                })?;
             }
             None if speaks_v2 => {
-                return Err(Refusal::Unauthorized("Signature required in the signed form this peer speaks (no downgrade).".to_owned()));
+                return Err(Refusal::Unauthorized(
+                    "Signature required in the signed form this peer speaks (no downgrade).".to_owned(),
+                ));
             }
             None => {
-                let bytes = sign::legacy_message_bytes(&env.from_agent_id, &env.message_id, &env.timestamp, &env.content)
-                    .map_err(|e| Refusal::Invalid(e.to_string()))?;
-                sign::verify_hex(&key, &bytes, &env.signature_hex)
-                    .map_err(|_| Refusal::Unauthorized("Invalid signature — message authenticity could not be verified.".to_owned()))?;
+                let bytes =
+                    sign::legacy_message_bytes(&env.from_agent_id, &env.message_id, &env.timestamp, &env.content)
+                        .map_err(|e| Refusal::Invalid(e.to_string()))?;
+                sign::verify_hex(&key, &bytes, &env.signature_hex).map_err(|_| {
+                    Refusal::Unauthorized("Invalid signature — message authenticity could not be verified.".to_owned())
+                })?;
             }
         }
         Ok(Checked {
@@ -294,7 +317,9 @@ impl Node {
         self.inbox.insert(msg.message_id.clone(), msg);
         let mut linked = false;
         if let Some(original) = &env.in_reply_to {
-            if let Some((link, earns)) = self.link_reply(original, &env.from_agent_id, &reply_content, Some(&env.message_id)) {
+            if let Some((link, earns)) =
+                self.link_reply(original, &env.from_agent_id, &reply_content, Some(&env.message_id))
+            {
                 changes.extend(link);
                 linked = earns;
             }
@@ -312,13 +337,26 @@ impl Node {
         } else {
             "direct"
         };
-        self.log_conversation(&env.message_id, &reply_content, &env.from_agent_id, vec![self.me().to_owned()], kind, true);
-        self.emit(Event::MessageReceived { message_id: env.message_id.clone(), from_agent_id: env.from_agent_id.clone(), in_reply_to: env.in_reply_to.clone() });
+        self.log_conversation(
+            &env.message_id,
+            &reply_content,
+            &env.from_agent_id,
+            vec![self.me().to_owned()],
+            kind,
+            true,
+        );
+        self.emit(Event::MessageReceived {
+            message_id: env.message_id.clone(),
+            from_agent_id: env.from_agent_id.clone(),
+            in_reply_to: env.in_reply_to.clone(),
+        });
         self.wake_waiters();
         self.notify_webhook(&env.webhook, json!({"type": "received", "agent_id": self.me()}), !checked.from_local);
         let position = self.inbox.len();
         if checked.is_broadcast {
-            return Ok(wire::encode(&json!({"status": "broadcast_received", "success": true, "queued": true, "queue_position": position})));
+            return Ok(wire::encode(
+                &json!({"status": "broadcast_received", "success": true, "queued": true, "queue_position": position}),
+            ));
         }
         Ok(wire::encode(&MessageQueued { success: true, queued: true, queue_position: position }))
     }
@@ -327,7 +365,13 @@ impl Node {
     /// Returns the change, and whether the reply completes an exchange that earns trust: the first
     /// answer from an agent we sent the message to (one bonus per message and agent, so replies
     /// cannot be farmed).
-    fn link_reply(&mut self, original: &str, from: &str, content: &str, reply_id: Option<&str>) -> Option<(Vec<Change>, bool)> {
+    fn link_reply(
+        &mut self,
+        original: &str,
+        from: &str,
+        content: &str,
+        reply_id: Option<&str>,
+    ) -> Option<(Vec<Change>, bool)> {
         if !self.may_answer(original, from) {
             return None;
         }
@@ -336,8 +380,14 @@ impl Node {
             return None;
         }
         let earns = sent.routed_to.iter().any(|a| a == from) && !sent.responses.iter().any(|r| r.agent_id == from);
-        let response = ResponseRecord { agent_id: from.to_owned(), content: content.to_owned(), received_at: self.now.iso(), message_id: reply_id.map(str::to_owned) };
-        let mut changes = vec![Change::put(Table::SentResponses, &store::child_key(original, sent.rows.responses), &response)];
+        let response = ResponseRecord {
+            agent_id: from.to_owned(),
+            content: content.to_owned(),
+            received_at: self.now.iso(),
+            message_id: reply_id.map(str::to_owned),
+        };
+        let mut changes =
+            vec![Change::put(Table::SentResponses, &store::child_key(original, sent.rows.responses), &response)];
         sent.rows.responses += 1;
         sent.responses.push(response);
         if sent.status == SentStatus::Active {
@@ -384,7 +434,14 @@ impl Node {
     /// Posts a status update to a webhook, best effort. Webhooks were validated when their message
     /// was accepted.
     fn notify_webhook(&mut self, webhook: &str, body: Value, forbid_private: bool) {
-        self.transmit(Method::Post, webhook.to_owned(), wire::encode(&body), limits::PEER_CALL_TIMEOUT_MS, forbid_private, Call::FireAndForget);
+        self.transmit(
+            Method::Post,
+            webhook.to_owned(),
+            wire::encode(&body),
+            limits::PEER_CALL_TIMEOUT_MS,
+            forbid_private,
+            Call::FireAndForget,
+        );
     }
 
     pub(crate) fn on_webhook_update(&mut self, message_id: &str, body: &[u8]) -> Result<Vec<u8>, Refusal> {
@@ -393,7 +450,9 @@ impl Node {
             return Err(Refusal::NotFound(format!("No sent message with ID '{message_id}'")));
         }
         let u: WebhookUpdate = wire::decode(body)?;
-        if u.agent_id.len() > limits::AGENT_ID_BYTES_MAX || u.target_agent_id.as_ref().is_some_and(|t| t.len() > limits::AGENT_ID_BYTES_MAX) {
+        if u.agent_id.len() > limits::AGENT_ID_BYTES_MAX
+            || u.target_agent_id.as_ref().is_some_and(|t| t.len() > limits::AGENT_ID_BYTES_MAX)
+        {
             return Err(Refusal::Invalid("agent_id too long".to_owned()));
         }
         let note = u.note.as_deref().map(|n| crate::identity::truncate_chars(n, NOTE_CHARS_MAX));
@@ -403,9 +462,18 @@ impl Node {
                 let verified = self.verify_webhook_update(message_id, &u)?;
                 let sent = self.sent.get_mut(message_id).expect("checked above");
                 if sent.rows.updates >= UPDATES_PER_SENT_MAX {
-                    return Err(Refusal::Limited(format!("Update limit reached ({UPDATES_PER_SENT_MAX}) for this message")));
+                    return Err(Refusal::Limited(format!(
+                        "Update limit reached ({UPDATES_PER_SENT_MAX}) for this message"
+                    )));
                 }
-                let update = UpdateRecord { kind: u.kind.clone(), agent_id: u.agent_id.clone(), target_agent_id: u.target_agent_id.clone(), note, timestamp: self.now.iso(), verified };
+                let update = UpdateRecord {
+                    kind: u.kind.clone(),
+                    agent_id: u.agent_id.clone(),
+                    target_agent_id: u.target_agent_id.clone(),
+                    note,
+                    timestamp: self.now.iso(),
+                    verified,
+                };
                 // One small row per update: the sent record itself does not change.
                 let change = Change::put(Table::SentUpdates, &store::child_key(message_id, sent.rows.updates), &update);
                 sent.rows.updates += 1;
@@ -422,14 +490,17 @@ impl Node {
     fn verify_webhook_update(&mut self, message_id: &str, u: &WebhookUpdate) -> Result<bool, Refusal> {
         let Some(sig) = u.dm_signature_hex.as_deref() else {
             if self.connections.get(&u.agent_id).is_some_and(|c| c.speaks_v2) && u.kind != "received" {
-                return Err(Refusal::Unauthorized("Signature required in the signed form this peer speaks (no downgrade).".to_owned()));
+                return Err(Refusal::Unauthorized(
+                    "Signature required in the signed form this peer speaks (no downgrade).".to_owned(),
+                ));
             }
             return Ok(false);
         };
         let id = self.bind_identity(&u.agent_id, None)?;
         let stamp = u.timestamp.as_deref().unwrap_or("");
         let stamp_us = check_fresh(self.now.wall_us, stamp)?;
-        let bytes = webhook_v2_bytes(&u.kind, id.as_str(), message_id, u.target_agent_id.as_deref(), u.note.as_deref(), stamp);
+        let bytes =
+            webhook_v2_bytes(&u.kind, id.as_str(), message_id, u.target_agent_id.as_deref(), u.note.as_deref(), stamp);
         sign::verify_hex(id.key(), &bytes, sig).map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
         if self.sent.get(message_id).is_some_and(|s| s.rows.updates >= UPDATES_PER_SENT_MAX) {
             return Err(Refusal::Limited(format!("Update limit reached ({UPDATES_PER_SENT_MAX}) for this message")));
@@ -454,20 +525,25 @@ impl Node {
     /// A webhook `response` counts only when signed by its agent (0.5.3 takes it unsigned).
     fn on_webhook_response(&mut self, message_id: &str, u: &WebhookUpdate) -> Result<(), Refusal> {
         let (Some(text), Some(stamp), Some(sig)) = (&u.response, &u.timestamp, &u.signature_hex) else {
-            return Err(Refusal::Unauthorized("A response must be signed (agent_id, timestamp, signature_hex)".to_owned()));
+            return Err(Refusal::Unauthorized(
+                "A response must be signed (agent_id, timestamp, signature_hex)".to_owned(),
+            ));
         };
         if text.chars().count() > CONTENT_CHARS_MAX {
             return Err(Refusal::ContentTooLong(CONTENT_CHARS_MAX));
         }
         let id = self.bind_identity(&u.agent_id, u.from_public_key_hex.as_deref())?;
         let stamp_us = check_fresh(self.now.wall_us, stamp)?;
-        let bytes = sign::legacy_message_bytes(id.as_str(), message_id, stamp, text).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        let bytes = sign::legacy_message_bytes(id.as_str(), message_id, stamp, text)
+            .map_err(|e| Refusal::Invalid(e.to_string()))?;
         sign::verify_hex(id.key(), &bytes, sig).map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
         if !self.may_answer(message_id, id.as_str()) {
             return Err(Refusal::Unauthorized("This agent was not sent this message".to_owned()));
         }
         if self.sent.get(message_id).is_some_and(|s| s.rows.responses >= RESPONSES_PER_SENT_MAX) {
-            return Err(Refusal::Limited(format!("Response limit reached ({RESPONSES_PER_SENT_MAX}) for this message")));
+            return Err(Refusal::Limited(format!(
+                "Response limit reached ({RESPONSES_PER_SENT_MAX}) for this message"
+            )));
         }
         let replay_key = crate::connection::sig_key("response", sig);
         self.record_replay(&replay_key, stamp_us)?;
@@ -519,7 +595,9 @@ impl Node {
     pub(crate) fn cmd_send(&mut self, cmd: CommandId, args: SendArgs) -> Result<(), CommandError> {
         let n = args.content.chars().count();
         if n == 0 || n > CONTENT_CHARS_MAX {
-            return Err(CommandError::InvalidArgument(format!("content must be 1..={CONTENT_CHARS_MAX} characters (got {n})")));
+            return Err(CommandError::InvalidArgument(format!(
+                "content must be 1..={CONTENT_CHARS_MAX} characters (got {n})"
+            )));
         }
         if args.hops_remaining > HOPS_MAX {
             return Err(CommandError::InvalidArgument(format!("hops_remaining must be at most {HOPS_MAX}")));
@@ -549,7 +627,14 @@ impl Node {
         };
         let kind = if kind == "direct" && args.in_reply_to.is_some() { "reply" } else { kind };
         self.record_sent(&message_id, &args.content, kind, args.hops_remaining, args.in_reply_to.clone());
-        self.log_conversation(&message_id, &args.content, targets.first().map_or("", String::as_str), targets.clone(), kind, false);
+        self.log_conversation(
+            &message_id,
+            &args.content,
+            targets.first().map_or("", String::as_str),
+            targets.clone(),
+            kind,
+            false,
+        );
         self.deliver(cmd, envelope, targets);
         Ok(())
     }
@@ -566,7 +651,10 @@ impl Node {
     fn unused_message_id(&mut self) -> String {
         loop {
             let id = format!("msg-{}", self.random_hex(6));
-            if !self.sent.contains_key(&id) && !self.inbox.contains_key(&id) && !self.replay.contains(&id, self.now.wall_us) {
+            if !self.sent.contains_key(&id)
+                && !self.inbox.contains_key(&id)
+                && !self.replay.contains(&id, self.now.wall_us)
+            {
                 return id;
             }
         }
@@ -576,7 +664,9 @@ impl Node {
         match targets {
             Targets::Agents(ids) => {
                 if ids.is_empty() {
-                    return Err(CommandError::InvalidArgument("Give target_agent_id, target_agent_ids or broadcast=true".to_owned()));
+                    return Err(CommandError::InvalidArgument(
+                        "Give target_agent_id, target_agent_ids or broadcast=true".to_owned(),
+                    ));
                 }
                 if ids.len() > limits::TARGETS_PER_SEND_MAX {
                     return Err(CommandError::InvalidArgument("Too many targets".to_owned()));
@@ -637,12 +727,22 @@ impl Node {
         self.next_batch += 1;
         let hops = template.hops_remaining as u32;
         if targets.is_empty() {
-            self.done(cmd, Ok(json!({"message_id": template.message_id, "routed_to": [], "failed": [], "hops_remaining": hops})));
+            self.done(
+                cmd,
+                Ok(json!({"message_id": template.message_id, "routed_to": [], "failed": [], "hops_remaining": hops})),
+            );
             return;
         }
         self.batches.insert(
             batch_id,
-            Batch { cmd: Some(cmd), message_id: template.message_id.clone(), hops_remaining: hops, outstanding: targets.len(), routed_to: Vec::new(), failed: Vec::new() },
+            Batch {
+                cmd: Some(cmd),
+                message_id: template.message_id.clone(),
+                hops_remaining: hops,
+                outstanding: targets.len(),
+                routed_to: Vec::new(),
+                failed: Vec::new(),
+            },
         );
         let metadata_json = canonical_metadata(template.metadata.as_ref().expect("set by the caller"));
         let legacy = self.legacy_signature(&template);
@@ -650,7 +750,14 @@ impl Node {
             let (url, local) = (self.connections[&target].url.clone(), self.connections[&target].local);
             let envelope = self.sign_envelope(&template, &target, &metadata_json, &legacy);
             let call = Call::Deliver { batch: batch_id, target };
-            self.transmit(Method::Post, url::endpoint(&url, "message"), wire::encode(&envelope), limits::PEER_CALL_TIMEOUT_MS, !local, call);
+            self.transmit(
+                Method::Post,
+                url::endpoint(&url, "message"),
+                wire::encode(&envelope),
+                limits::PEER_CALL_TIMEOUT_MS,
+                !local,
+                call,
+            );
         }
     }
 
@@ -658,12 +765,27 @@ impl Node {
     /// and updates of version-1 sent records (`legacy`, stored inside the record) into rows of their
     /// own. Rows of a message no longer kept are deleted; rows this build cannot read are left alone
     /// and counted in the returned number skipped.
-    pub(crate) fn restore_sent_rows(&mut self, mut rows: Vec<(Table, String, Vec<u8>)>, legacy: Vec<String>, on_disk: &std::collections::BTreeSet<String>) -> usize {
+    pub(crate) fn restore_sent_rows(
+        &mut self,
+        mut rows: Vec<(Table, String, Vec<u8>)>,
+        legacy: Vec<String>,
+        on_disk: &std::collections::BTreeSet<String>,
+    ) -> usize {
         let mut changes = Vec::new();
         for id in legacy {
             let Some(sent) = self.sent.get(&id) else { continue };
-            changes.extend(sent.updates.iter().enumerate().map(|(i, u)| Change::put(Table::SentUpdates, &store::child_key(&id, i), u)));
-            changes.extend(sent.responses.iter().enumerate().map(|(i, r)| Change::put(Table::SentResponses, &store::child_key(&id, i), r)));
+            changes.extend(
+                sent.updates
+                    .iter()
+                    .enumerate()
+                    .map(|(i, u)| Change::put(Table::SentUpdates, &store::child_key(&id, i), u)),
+            );
+            changes.extend(
+                sent.responses
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| Change::put(Table::SentResponses, &store::child_key(&id, i), r)),
+            );
             changes.push(Change::put(Table::Sent, &id, sent));
         }
         rows.sort();
@@ -696,7 +818,13 @@ impl Node {
 
     /// The legacy signature covers neither recipient nor metadata, so one send signs it once; our
     /// form is signed per recipient (it binds `to_agent_id`).
-    fn sign_envelope(&self, template: &MessageEnvelope, target: &str, metadata_json: &str, legacy: &(String, String)) -> MessageEnvelope {
+    fn sign_envelope(
+        &self,
+        template: &MessageEnvelope,
+        target: &str,
+        metadata_json: &str,
+        legacy: &(String, String),
+    ) -> MessageEnvelope {
         let mut e = template.clone();
         e.from_agent_id = self.me().to_owned();
         e.from_public_key_hex = Some(self.me().to_owned());
@@ -711,14 +839,17 @@ impl Node {
     fn legacy_signature(&self, template: &MessageEnvelope) -> (String, String) {
         let stamp = self.now.iso();
         // Our ids and timestamps never contain newlines, so the legacy form is always unambiguous.
-        let bytes = sign::legacy_message_bytes(self.me(), &template.message_id, &stamp, &template.content).expect("our ids have no newline");
+        let bytes = sign::legacy_message_bytes(self.me(), &template.message_id, &stamp, &template.content)
+            .expect("our ids have no newline");
         (stamp, sign::sign_hex(&self.passport, &bytes))
     }
 
     pub(crate) fn on_delivery(&mut self, batch_id: u64, target: String, result: Result<HttpResponse, String>) {
         let outcome = match result {
             Ok(r) if (200..300).contains(&r.status) => Ok(()),
-            Ok(r) => Err(wire::decode::<ErrorBody>(&r.body).map(|b| b.error).unwrap_or_else(|_| format!("HTTP {}", r.status))),
+            Ok(r) => Err(wire::decode::<ErrorBody>(&r.body)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| format!("HTTP {}", r.status))),
             Err(e) => Err(e),
         };
         let Some(batch) = self.batches.get_mut(&batch_id) else { return };
@@ -794,9 +925,12 @@ impl Node {
             return Err(CommandError::InvalidArgument(format!("Loop: '{looping}' already carried this message")));
         }
         if msg.hops_remaining == 0 {
-            let update = self.signed_update("expired", &msg.message_id, None, Some("Message expired — no hops remaining."));
+            let update =
+                self.signed_update("expired", &msg.message_id, None, Some("Message expired — no hops remaining."));
             self.notify_webhook(&msg.webhook, update, !msg.from_local);
-            return Err(CommandError::InvalidArgument("Message has no hops remaining; it cannot be forwarded".to_owned()));
+            return Err(CommandError::InvalidArgument(
+                "Message has no hops remaining; it cannot be forwarded".to_owned(),
+            ));
         }
         self.check_in_flight(targets.len() * 2)?;
         path.push(self.me().to_owned());
@@ -823,7 +957,14 @@ impl Node {
         self.inbox.remove(&msg.message_id);
         self.persist(vec![Change::delete(Table::Inbox, &msg.message_id)]);
         self.record_sent(&msg.message_id, &msg.content, "forward", hops, msg.in_reply_to.clone());
-        self.log_conversation(&msg.message_id, &msg.content, targets.first().map_or("", String::as_str), targets.clone(), "forward", false);
+        self.log_conversation(
+            &msg.message_id,
+            &msg.content,
+            targets.first().map_or("", String::as_str),
+            targets.clone(),
+            "forward",
+            false,
+        );
         self.deliver(cmd, envelope, targets);
         Ok(())
     }
@@ -902,7 +1043,10 @@ impl Node {
     }
 
     pub(crate) fn cmd_get_sent(&self, message_id: &str) -> Result<Value, CommandError> {
-        self.sent.get(message_id).map(|s| Self::sent_json(s, true)).ok_or_else(|| CommandError::NotFound(format!("No sent message with ID '{message_id}'")))
+        self.sent
+            .get(message_id)
+            .map(|s| Self::sent_json(s, true))
+            .ok_or_else(|| CommandError::NotFound(format!("No sent message with ID '{message_id}'")))
     }
 
     pub(crate) fn cmd_expire_sent(&mut self, message_id: &str) -> Result<Value, CommandError> {
@@ -921,12 +1065,19 @@ impl Node {
             return Err(CommandError::NotFound(format!("No sent message with ID '{message_id}'")));
         }
         if timeout_ms > limits::WAIT_TIMEOUT_S_MAX * 1000 {
-            return Err(CommandError::InvalidArgument(format!("timeout_seconds must be at most {}", limits::WAIT_TIMEOUT_S_MAX)));
+            return Err(CommandError::InvalidArgument(format!(
+                "timeout_seconds must be at most {}",
+                limits::WAIT_TIMEOUT_S_MAX
+            )));
         }
         if self.waiters.len() >= limits::WAITERS_MAX {
             return Err(CommandError::Limited(format!("At most {} waits at once", limits::WAITERS_MAX)));
         }
-        self.waiters.push(Waiter { cmd, message_id: message_id.to_owned(), deadline_ms: self.now.mono_ms.saturating_add(timeout_ms) });
+        self.waiters.push(Waiter {
+            cmd,
+            message_id: message_id.to_owned(),
+            deadline_ms: self.now.mono_ms.saturating_add(timeout_ms),
+        });
         self.wake_waiters();
         Ok(())
     }
@@ -944,7 +1095,10 @@ impl Node {
                 }
                 None => {
                     let w = self.waiters.remove(i);
-                    self.done(w.cmd, Err(CommandError::NotFound(format!("Sent message '{}' was dropped", w.message_id))));
+                    self.done(
+                        w.cmd,
+                        Err(CommandError::NotFound(format!("Sent message '{}' was dropped", w.message_id))),
+                    );
                 }
                 _ => i += 1,
             }

@@ -14,10 +14,14 @@ use serde_json::Value;
 
 use crate::error::{CommandError, Refusal};
 use crate::identity::{AgentId, KeyCache, Passport};
-use crate::io::{CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, OutboundId, Output, Reply, Transmit};
+use crate::io::{
+    CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, OutboundId, Output, Reply, Transmit,
+};
 use crate::limits::{self, RateLimit, RateWindow};
 use crate::replay::ReplayCache;
-use crate::store::{self, Change, Connection, Impression, InboxMessage, PendingIn, PendingOut, Profile, SentMessage, Table};
+use crate::store::{
+    self, Change, Connection, Impression, InboxMessage, PendingIn, PendingOut, Profile, SentMessage, Table,
+};
 use crate::time::Now;
 use crate::wire;
 
@@ -209,7 +213,8 @@ impl Node {
                 if table == Table::Sent {
                     sent_on_disk.insert(key.clone());
                 }
-                let legacy = table == Table::Sent && value.first().is_some_and(|v| *v < <store::SentMessage as store::Record>::VERSION);
+                let legacy = table == Table::Sent
+                    && value.first().is_some_and(|v| *v < <store::SentMessage as store::Record>::VERSION);
                 if node.restore_record(table, key.clone(), &value).is_err() {
                     skipped += 1;
                 } else if legacy {
@@ -232,7 +237,12 @@ impl Node {
         }
         node.persist(dead);
         // Trust queries that were in flight when the node stopped are asked again.
-        let unfinished: Vec<String> = node.pending_in.values().filter(|p| p.peer_trust.as_ref().is_some_and(|t| !t.complete())).map(|p| p.request_id.clone()).collect();
+        let unfinished: Vec<String> = node
+            .pending_in
+            .values()
+            .filter(|p| p.peer_trust.as_ref().is_some_and(|t| !t.complete()))
+            .map(|p| p.request_id.clone())
+            .collect();
         for request_id in unfinished {
             if let Some(p) = node.pending_in.get_mut(&request_id) {
                 p.peer_trust = None;
@@ -449,7 +459,9 @@ impl Node {
         match call {
             Call::ConnectRequest { cmd, target_url } => self.on_connect_answer(cmd, &target_url, result),
             Call::Deliver { batch, target } => self.on_delivery(batch, target, result),
-            Call::TrustQuery { request_id, peer, query_id } => self.on_trust_answer(&request_id, &peer, &query_id, result),
+            Call::TrustQuery { request_id, peer, query_id } => {
+                self.on_trust_answer(&request_id, &peer, &query_id, result)
+            }
             Call::Acceptance { peer, attempt } => self.on_acceptance_answer(&peer, attempt, result),
             Call::FireAndForget => {}
         }
@@ -473,7 +485,8 @@ impl Node {
 
     fn housekeeping(&mut self) {
         self.replay.purge(self.now.wall_us);
-        let mut changes: Vec<Change> = self.replay.take_evicted().iter().map(|id| Change::delete(Table::Replay, id)).collect();
+        let mut changes: Vec<Change> =
+            self.replay.take_evicted().iter().map(|id| Change::delete(Table::Replay, id)).collect();
         changes.extend(self.expire_pending());
         changes.extend(self.prune_shards());
         if let Some(until) = self.profile.inactive_until_us {
@@ -510,7 +523,15 @@ impl Node {
     }
 
     /// Queues an outbound call and remembers what its answer is for.
-    pub(crate) fn transmit(&mut self, method: Method, url: String, body: Vec<u8>, timeout_ms: u64, forbid_private: bool, call: Call) -> OutboundId {
+    pub(crate) fn transmit(
+        &mut self,
+        method: Method,
+        url: String,
+        body: Vec<u8>,
+        timeout_ms: u64,
+        forbid_private: bool,
+        call: Call,
+    ) -> OutboundId {
         let id = OutboundId(self.next_outbound);
         self.next_outbound += 1;
         self.calls.insert(id, call);
@@ -557,7 +578,9 @@ impl Node {
     pub(crate) fn bind_identity(&mut self, agent_id: &str, key_hex: Option<&str>) -> Result<AgentId, Refusal> {
         let id = self.agent_id(agent_id).map_err(|e| Refusal::Invalid(e.to_string()))?;
         match key_hex {
-            Some(k) if !k.is_empty() && k != agent_id => Err(Refusal::Unauthorized("Public key must match agent_id".to_owned())),
+            Some(k) if !k.is_empty() && k != agent_id => {
+                Err(Refusal::Unauthorized("Public key must match agent_id".to_owned()))
+            }
             _ => Ok(id),
         }
     }

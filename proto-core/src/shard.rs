@@ -29,7 +29,8 @@ use crate::error::{CommandError, Refusal};
 use crate::identity::truncate_chars;
 use crate::io::Method;
 use crate::limits::{
-    self, CONTENT_CHARS_MAX, ID_BYTES_MAX, SHARDS_CACHED_MAX, SHARDS_OWN_MAX, SHARD_CACHE_TTL_S, SHARD_SUMMARY_CHARS_MAX, SHARD_TAGS_MAX, SHARD_TAG_CHARS_MAX,
+    self, CONTENT_CHARS_MAX, ID_BYTES_MAX, SHARDS_CACHED_MAX, SHARDS_OWN_MAX, SHARD_CACHE_TTL_S,
+    SHARD_SUMMARY_CHARS_MAX, SHARD_TAGS_MAX, SHARD_TAG_CHARS_MAX,
 };
 use crate::node::{Call, Node};
 use crate::sign::{self, DOMAIN_SHARD, V2_SHARD};
@@ -77,7 +78,19 @@ fn v2_bytes(s: &Shard, to: &str, pushed_at: &str) -> Vec<u8> {
     let deleted = if s.deleted { "1" } else { "0" };
     sign::v2_bytes(
         V2_SHARD,
-        &[&s.shard_id, &s.author, &s.content, &tags, &threshold, s.summary.as_deref().unwrap_or(""), &s.created_at, &s.updated_at, deleted, to, pushed_at],
+        &[
+            &s.shard_id,
+            &s.author,
+            &s.content,
+            &tags,
+            &threshold,
+            s.summary.as_deref().unwrap_or(""),
+            &s.created_at,
+            &s.updated_at,
+            deleted,
+            to,
+            pushed_at,
+        ],
     )
 }
 
@@ -122,7 +135,8 @@ impl Node {
     }
 
     pub(crate) fn cmd_create_shard(&mut self, args: ShardArgs) -> Result<Value, CommandError> {
-        validate(&args.content, &args.tags, args.trust_threshold, args.summary.as_deref()).map_err(CommandError::InvalidArgument)?;
+        validate(&args.content, &args.tags, args.trust_threshold, args.summary.as_deref())
+            .map_err(CommandError::InvalidArgument)?;
         if self.own_shards().filter(|s| !s.deleted).count() >= SHARDS_OWN_MAX {
             return Err(CommandError::Limited(format!("Shard limit reached ({SHARDS_OWN_MAX})")));
         }
@@ -143,16 +157,28 @@ impl Node {
             received_us: at,
             sent_to: Vec::new(),
         };
-        shard.signature_hex = legacy_bytes(&shard.shard_id, &shard.author, &shard.content, &shard.tags).map(|b| sign::sign_hex(&self.passport, &b));
+        shard.signature_hex = legacy_bytes(&shard.shard_id, &shard.author, &shard.content, &shard.tags)
+            .map(|b| sign::sign_hex(&self.passport, &b));
         Ok(self.store_and_sync(shard))
     }
 
     pub(crate) fn cmd_update_shard(&mut self, shard_id: &str, args: ShardArgs) -> Result<Value, CommandError> {
-        validate(&args.content, &args.tags, args.trust_threshold, args.summary.as_deref()).map_err(CommandError::InvalidArgument)?;
+        validate(&args.content, &args.tags, args.trust_threshold, args.summary.as_deref())
+            .map_err(CommandError::InvalidArgument)?;
         let old = self.own_live_shard(shard_id)?;
         let at = self.next_version_us(old.updated_us);
-        let mut shard = Shard { content: args.content, tags: args.tags, trust_threshold: args.trust_threshold, summary: args.summary, updated_at: format_iso(at), updated_us: at, received_us: at, ..old };
-        shard.signature_hex = legacy_bytes(&shard.shard_id, &shard.author, &shard.content, &shard.tags).map(|b| sign::sign_hex(&self.passport, &b));
+        let mut shard = Shard {
+            content: args.content,
+            tags: args.tags,
+            trust_threshold: args.trust_threshold,
+            summary: args.summary,
+            updated_at: format_iso(at),
+            updated_us: at,
+            received_us: at,
+            ..old
+        };
+        shard.signature_hex = legacy_bytes(&shard.shard_id, &shard.author, &shard.content, &shard.tags)
+            .map(|b| sign::sign_hex(&self.passport, &b));
         Ok(self.store_and_sync(shard))
     }
 
@@ -160,20 +186,38 @@ impl Node {
         let old = self.own_live_shard(shard_id)?;
         let at = self.next_version_us(old.updated_us);
         // A tombstone: peers that held it drop it.
-        let shard = Shard { deleted: true, content: "-".to_owned(), summary: None, signature_hex: None, updated_at: format_iso(at), updated_us: at, received_us: at, ..old };
+        let shard = Shard {
+            deleted: true,
+            content: "-".to_owned(),
+            summary: None,
+            signature_hex: None,
+            updated_at: format_iso(at),
+            updated_us: at,
+            received_us: at,
+            ..old
+        };
         Ok(self.store_and_sync(shard))
     }
 
     fn own_live_shard(&self, shard_id: &str) -> Result<Shard, CommandError> {
-        self.shards.get(&key(self.me(), shard_id)).filter(|s| !s.deleted).cloned().ok_or_else(|| CommandError::NotFound(format!("No shard of yours with ID '{shard_id}'")))
+        self.shards
+            .get(&key(self.me(), shard_id))
+            .filter(|s| !s.deleted)
+            .cloned()
+            .ok_or_else(|| CommandError::NotFound(format!("No shard of yours with ID '{shard_id}'")))
     }
 
     /// Stores our shard and pushes it to every qualifying peer; a deletion also goes to every peer
     /// that had it. (An update never goes to a holder that no longer qualifies: its old copy lapses
     /// within the TTL, since refreshes skip it.)
     fn store_and_sync(&mut self, mut shard: Shard) -> Value {
-        let qualifying: Vec<String> = self.connections.keys().filter(|p| self.trust_of(p) >= shard.trust_threshold).cloned().collect();
-        let mut targets: Vec<String> = if shard.deleted { shard.sent_to.iter().filter(|p| self.connections.contains_key(*p)).cloned().collect() } else { Vec::new() };
+        let qualifying: Vec<String> =
+            self.connections.keys().filter(|p| self.trust_of(p) >= shard.trust_threshold).cloned().collect();
+        let mut targets: Vec<String> = if shard.deleted {
+            shard.sent_to.iter().filter(|p| self.connections.contains_key(*p)).cloned().collect()
+        } else {
+            Vec::new()
+        };
         for q in &qualifying {
             if !targets.contains(q) {
                 targets.push(q.clone());
@@ -218,7 +262,14 @@ impl Node {
             pushed_at: Some(pushed_at),
         };
         let (url, local) = (conn.url.clone(), conn.local);
-        self.transmit(Method::Post, url::endpoint(&url, "shard_push"), wire::encode(&body), limits::PEER_CALL_TIMEOUT_MS, !local, Call::FireAndForget);
+        self.transmit(
+            Method::Post,
+            url::endpoint(&url, "shard_push"),
+            wire::encode(&body),
+            limits::PEER_CALL_TIMEOUT_MS,
+            !local,
+            Call::FireAndForget,
+        );
     }
 
     /// Pushes `shard` to `peer` and remembers that it has it.
@@ -270,7 +321,13 @@ impl Node {
     pub(crate) fn on_connected(&mut self, peer: &str) {
         let trust = self.trust_of(peer);
         let me = self.me().to_owned();
-        let keys: Vec<String> = self.shards.iter().filter(|(_, s)| s.author == me && !s.deleted && s.trust_threshold <= trust).map(|(k, _)| k.clone()).take(SHARD_CONNECT_PUSH_MAX).collect();
+        let keys: Vec<String> = self
+            .shards
+            .iter()
+            .filter(|(_, s)| s.author == me && !s.deleted && s.trust_threshold <= trust)
+            .map(|(k, _)| k.clone())
+            .take(SHARD_CONNECT_PUSH_MAX)
+            .collect();
         for k in keys {
             self.push_and_record(&k, peer);
         }
@@ -282,8 +339,13 @@ impl Node {
             return;
         }
         let me = self.me().to_owned();
-        let keys: Vec<String> =
-            self.shards.iter().filter(|(_, s)| s.author == me && !s.deleted && s.trust_threshold > old && s.trust_threshold <= new).map(|(k, _)| k.clone()).take(SHARD_CONNECT_PUSH_MAX).collect();
+        let keys: Vec<String> = self
+            .shards
+            .iter()
+            .filter(|(_, s)| s.author == me && !s.deleted && s.trust_threshold > old && s.trust_threshold <= new)
+            .map(|(k, _)| k.clone())
+            .take(SHARD_CONNECT_PUSH_MAX)
+            .collect();
         for k in keys {
             self.push_and_record(&k, peer);
         }
@@ -300,8 +362,13 @@ impl Node {
         }
         let deleted = p.deleted.unwrap_or(false);
         if !deleted {
-            validate(&p.content, &p.tags, p.trust_threshold, p.summary.as_deref())
-                .map_err(|e| if p.content.chars().count() > CONTENT_CHARS_MAX { Refusal::ContentTooLong(CONTENT_CHARS_MAX) } else { Refusal::Invalid(e) })?;
+            validate(&p.content, &p.tags, p.trust_threshold, p.summary.as_deref()).map_err(|e| {
+                if p.content.chars().count() > CONTENT_CHARS_MAX {
+                    Refusal::ContentTooLong(CONTENT_CHARS_MAX)
+                } else {
+                    Refusal::Invalid(e)
+                }
+            })?;
         }
         let author = self.bind_identity(&p.author_agent_id, None)?;
         if author == *self.passport.agent_id() {
@@ -336,14 +403,19 @@ impl Node {
                     return Err(Refusal::Unauthorized("Shard push is addressed to another agent".to_owned()));
                 }
                 let stamp_us = check_fresh(self.now.wall_us, pushed_at)?;
-                sign::verify_hex(author.key(), &v2_bytes(&shard, to, pushed_at), sig).map_err(|_| Refusal::Unauthorized("Invalid shard signature".to_owned()))?;
+                sign::verify_hex(author.key(), &v2_bytes(&shard, to, pushed_at), sig)
+                    .map_err(|_| Refusal::Unauthorized("Invalid shard signature".to_owned()))?;
                 let rk = sig_key("shard", sig);
                 self.record_replay(&rk, stamp_us)?;
                 replay_change = Some(self.replay_change(&rk));
                 shard.signed_v2 = true;
             }
             (Some(_), _, _) => return Err(Refusal::MissingFields("to_agent_id, pushed_at".to_owned())),
-            (None, _, _) if speaks_v2 => return Err(Refusal::Unauthorized("Signature required in the signed form this peer speaks (no downgrade).".to_owned())),
+            (None, _, _) if speaks_v2 => {
+                return Err(Refusal::Unauthorized(
+                    "Signature required in the signed form this peer speaks (no downgrade).".to_owned(),
+                ))
+            }
             (None, _, _) => {
                 if p.signature_hex.is_empty() {
                     return Err(Refusal::Unauthorized("Missing shard signature".to_owned()));
@@ -351,8 +423,10 @@ impl Node {
                 if deleted {
                     return Err(Refusal::Unauthorized("A deletion must be signed in our form".to_owned()));
                 }
-                let bytes = legacy_bytes(&p.shard_id, author.as_str(), &p.content, &p.tags).ok_or_else(|| Refusal::Invalid("Shard cannot be verified unambiguously".to_owned()))?;
-                sign::verify_hex(author.key(), &bytes, &p.signature_hex).map_err(|_| Refusal::Unauthorized("Invalid shard signature".to_owned()))?;
+                let bytes = legacy_bytes(&p.shard_id, author.as_str(), &p.content, &p.tags)
+                    .ok_or_else(|| Refusal::Invalid("Shard cannot be verified unambiguously".to_owned()))?;
+                sign::verify_hex(author.key(), &bytes, &p.signature_hex)
+                    .map_err(|_| Refusal::Unauthorized("Invalid shard signature".to_owned()))?;
                 // Unsigned in 0.5.3's form: never shown, never trusted for versions.
                 shard.summary = None;
                 shard.updated_us = 0;
@@ -368,7 +442,8 @@ impl Node {
             return Err(Refusal::Unauthorized("Trust threshold not met".to_owned()));
         }
         if let Some(held) = self.shards.get_mut(&k) {
-            let older_or_same = if shard.signed_v2 { held.signed_v2 && held.updated_us >= shard.updated_us } else { true };
+            let older_or_same =
+                if shard.signed_v2 { held.signed_v2 && held.updated_us >= shard.updated_us } else { true };
             if older_or_same {
                 // The author still vouches for what we hold: its time to live starts again.
                 held.received_us = self.now.wall_us;
@@ -389,12 +464,19 @@ impl Node {
     fn make_room_for_cached(&mut self, incoming: &str) -> Vec<Change> {
         let mut changes = self.prune_shards();
         let me = self.me().to_owned();
-        while !self.shards.contains_key(incoming) && self.shards.values().filter(|s| s.author != me).count() >= SHARDS_CACHED_MAX {
+        while !self.shards.contains_key(incoming)
+            && self.shards.values().filter(|s| s.author != me).count() >= SHARDS_CACHED_MAX
+        {
             let victim = self
                 .shards
                 .iter()
                 .filter(|(_, s)| s.author != me)
-                .min_by(|(ka, a), (kb, b)| self.trust_of(&a.author).total_cmp(&self.trust_of(&b.author)).then(a.updated_us.cmp(&b.updated_us)).then(ka.cmp(kb)))
+                .min_by(|(ka, a), (kb, b)| {
+                    self.trust_of(&a.author)
+                        .total_cmp(&self.trust_of(&b.author))
+                        .then(a.updated_us.cmp(&b.updated_us))
+                        .then(ka.cmp(kb))
+                })
                 .map(|(k, _)| k.clone())
                 .expect("the cache is full, so non-empty");
             self.shards.remove(&victim);
@@ -408,8 +490,12 @@ impl Node {
     pub(crate) fn prune_shards(&mut self) -> Vec<Change> {
         let me = self.me().to_owned();
         let cutoff = self.now.wall_us - SHARD_CACHE_TTL_S as i64 * 1_000_000;
-        let old: Vec<String> =
-            self.shards.iter().filter(|(_, s)| if s.author == me { s.deleted && s.updated_us < cutoff } else { s.received_us < cutoff }).map(|(k, _)| k.clone()).collect();
+        let old: Vec<String> = self
+            .shards
+            .iter()
+            .filter(|(_, s)| if s.author == me { s.deleted && s.updated_us < cutoff } else { s.received_us < cutoff })
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in &old {
             self.shards.remove(k);
         }
@@ -429,7 +515,12 @@ impl Node {
             .values()
             .filter(|s| self.visible(s))
             .filter(|s| author.is_none_or(|a| s.author == a))
-            .filter(|s| tags.is_empty() || s.tags.iter().any(|t| tags.iter().any(|q| t == q || t.strip_prefix(q.as_str()).is_some_and(|r| r.starts_with(':')))))
+            .filter(|s| {
+                tags.is_empty()
+                    || s.tags.iter().any(|t| {
+                        tags.iter().any(|q| t == q || t.strip_prefix(q.as_str()).is_some_and(|r| r.starts_with(':')))
+                    })
+            })
             .collect();
         v.sort_by(|a, b| b.updated_us.cmp(&a.updated_us).then(a.shard_id.cmp(&b.shard_id)));
         let shards: Vec<Value> = v
@@ -465,10 +556,14 @@ impl Node {
             },
         };
         match found.as_slice() {
-            [s] => Ok(json!({"shard_id": s.shard_id, "author": s.author, "content": s.content, "tags": s.tags, "trust_threshold": s.trust_threshold,
-                "summary": s.summary, "created_at": s.created_at, "updated_at": s.updated_at})),
+            [s] => Ok(
+                json!({"shard_id": s.shard_id, "author": s.author, "content": s.content, "tags": s.tags, "trust_threshold": s.trust_threshold,
+                "summary": s.summary, "created_at": s.created_at, "updated_at": s.updated_at}),
+            ),
             [] => Err(CommandError::NotFound(format!("No shard with ID '{shard_id}'"))),
-            _ => Err(CommandError::InvalidArgument(format!("Several authors use shard ID '{shard_id}': give the author"))),
+            _ => Err(CommandError::InvalidArgument(format!(
+                "Several authors use shard ID '{shard_id}': give the author"
+            ))),
         }
     }
 }

@@ -59,7 +59,12 @@ pub const V2_SHARD: &str = "shard";
 pub const SIGNATURE_HEX_LEN: usize = 128;
 
 /// Bytes of the legacy message form. Refuses ids and timestamps that contain a newline.
-pub fn legacy_message_bytes(from: &str, message_id: &str, timestamp: &str, content: &str) -> Result<Vec<u8>, SignError> {
+pub fn legacy_message_bytes(
+    from: &str,
+    message_id: &str,
+    timestamp: &str,
+    content: &str,
+) -> Result<Vec<u8>, SignError> {
     domain_bytes_parts(&[from, message_id, timestamp], content)
 }
 

@@ -210,7 +210,13 @@ impl Record for Impression {
             // Version 1 told peers every impression, so each keeps being told.
             1 => {
                 let v1: ImpressionV1 = postcard::from_bytes(body)?;
-                Ok(Impression { score: v1.score, note: v1.note, updated_at: v1.updated_at, negative_since_us: v1.negative_since_us, first_hand: true })
+                Ok(Impression {
+                    score: v1.score,
+                    note: v1.note,
+                    updated_at: v1.updated_at,
+                    negative_since_us: v1.negative_since_us,
+                    first_hand: true,
+                })
             }
             _ => Err(RecordError::NoUpgrade { version }),
         }
@@ -554,9 +560,36 @@ struct SentMessageV1 {
 
 impl From<SentMessageV1> for SentMessage {
     fn from(v1: SentMessageV1) -> Self {
-        let SentMessageV1 { message_id, content, kind, created_at, routed_to, failed, status, initial_hops, in_reply_to, responses, updates, seq } = v1;
+        let SentMessageV1 {
+            message_id,
+            content,
+            kind,
+            created_at,
+            routed_to,
+            failed,
+            status,
+            initial_hops,
+            in_reply_to,
+            responses,
+            updates,
+            seq,
+        } = v1;
         let rows = ChildRows { updates: updates.len(), responses: responses.len() };
-        Self { message_id, content, kind, created_at, routed_to, failed, status, initial_hops, in_reply_to, responses, updates, seq, rows }
+        Self {
+            message_id,
+            content,
+            kind,
+            created_at,
+            routed_to,
+            failed,
+            status,
+            initial_hops,
+            in_reply_to,
+            responses,
+            updates,
+            seq,
+            rows,
+        }
     }
 }
 

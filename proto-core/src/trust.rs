@@ -14,14 +14,18 @@ use crate::error::{CommandError, Refusal};
 use crate::identity::truncate_chars;
 use crate::io::{Event, HttpResponse, Method};
 use crate::limits::{
-    self, RateLimit, IMPRESSIONS_MAX, NOTE_CHARS_MAX, RATE_GLOBAL_DEFAULT, RATE_PER_PEER_DEFAULT, TRUST_ANSWER_MIN, TRUST_CONFIDENCE_MIN, TRUST_NEGATIVE_MARGIN, TRUST_NEGATIVE_TIMEOUT_S,
-    TRUST_QUERY_ASKED_MAX, TRUST_QUERY_FANOUT_MAX, TRUST_QUERY_TIMEOUT_MS, TRUST_REPORT_WEIGHT,
+    self, RateLimit, IMPRESSIONS_MAX, NOTE_CHARS_MAX, RATE_GLOBAL_DEFAULT, RATE_PER_PEER_DEFAULT, TRUST_ANSWER_MIN,
+    TRUST_CONFIDENCE_MIN, TRUST_NEGATIVE_MARGIN, TRUST_NEGATIVE_TIMEOUT_S, TRUST_QUERY_ASKED_MAX,
+    TRUST_QUERY_FANOUT_MAX, TRUST_QUERY_TIMEOUT_MS, TRUST_REPORT_WEIGHT,
 };
 use crate::node::{Call, Node};
 use crate::sign::{self, V2_TRUST_ANSWER, V2_TRUST_QUERY};
 use crate::store::{Change, Impression, PeerTrust, Table};
 use crate::url;
-use crate::wire::{self, trust::{TrustAnswer, TrustQuery}};
+use crate::wire::{
+    self,
+    trust::{TrustAnswer, TrustQuery},
+};
 
 /// How answers to a trust query are combined.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
@@ -54,7 +58,10 @@ fn query_bytes(q: &TrustQuery) -> Vec<u8> {
 
 fn answer_bytes(a: &TrustAnswer) -> Vec<u8> {
     let has = if a.has_impression { "1" } else { "0" };
-    sign::v2_bytes(V2_TRUST_ANSWER, &[&a.from_agent_id, &a.to_agent_id, &a.subject_agent_id, &a.query_id, has, &score_text(a.score), &a.timestamp])
+    sign::v2_bytes(
+        V2_TRUST_ANSWER,
+        &[&a.from_agent_id, &a.to_agent_id, &a.subject_agent_id, &a.query_id, has, &score_text(a.score), &a.timestamp],
+    )
 }
 
 impl Node {
@@ -72,7 +79,13 @@ impl Node {
         let old = self.trust_of(agent_id);
         let now_us = self.now.wall_us;
         let updated_at = self.now.iso();
-        let imp = self.impressions.entry(agent_id.to_owned()).or_insert_with(|| Impression { score: 0.0, note: String::new(), updated_at: updated_at.clone(), negative_since_us: None, first_hand: false });
+        let imp = self.impressions.entry(agent_id.to_owned()).or_insert_with(|| Impression {
+            score: 0.0,
+            note: String::new(),
+            updated_at: updated_at.clone(),
+            negative_since_us: None,
+            first_hand: false,
+        });
         imp.score = score;
         imp.first_hand |= first_hand;
         imp.updated_at = updated_at;
@@ -132,7 +145,10 @@ impl Node {
 
     pub(crate) fn cmd_set_rate_limit(&mut self, agent_id: Option<&str>, value: i64) -> Result<Value, CommandError> {
         let limit = RateLimit::from_tool_value(value).ok_or_else(|| {
-            CommandError::InvalidArgument(format!("limit must be 0 (default), -1 (unlimited) or 1..={}", crate::limits::RATE_LIMIT_CEILING))
+            CommandError::InvalidArgument(format!(
+                "limit must be 0 (default), -1 (unlimited) or 1..={}",
+                crate::limits::RATE_LIMIT_CEILING
+            ))
         })?;
         match agent_id {
             Some(id) => {
@@ -142,18 +158,27 @@ impl Node {
                 conn.rate_limit = limit;
                 let change = Change::put(Table::Connections, id, &*conn);
                 self.persist(vec![change]);
-                Ok(json!({"agent_id": id, "limit": value, "effective_per_minute": effective(limit, RATE_PER_PEER_DEFAULT)}))
+                Ok(
+                    json!({"agent_id": id, "limit": value, "effective_per_minute": effective(limit, RATE_PER_PEER_DEFAULT)}),
+                )
             }
             None => {
                 self.profile.rate_global = limit;
                 let change = Change::put(Table::Profile, "self", &self.profile);
                 self.persist(vec![change]);
-                Ok(json!({"scope": "global", "limit": value, "effective_per_minute": effective(limit, RATE_GLOBAL_DEFAULT)}))
+                Ok(
+                    json!({"scope": "global", "limit": value, "effective_per_minute": effective(limit, RATE_GLOBAL_DEFAULT)}),
+                )
             }
         }
     }
 
-    pub(crate) fn cmd_set_impression(&mut self, agent_id: &str, score: f64, note: Option<String>) -> Result<Value, CommandError> {
+    pub(crate) fn cmd_set_impression(
+        &mut self,
+        agent_id: &str,
+        score: f64,
+        note: Option<String>,
+    ) -> Result<Value, CommandError> {
         self.agent_id(agent_id).map_err(|e| CommandError::InvalidArgument(e.to_string()))?;
         if !score.is_finite() || !(-1.0..=1.0).contains(&score) {
             return Err(CommandError::InvalidArgument("score must be within -1.0..1.0".to_owned()));
@@ -171,8 +196,10 @@ impl Node {
 
     pub(crate) fn cmd_get_impression(&self, agent_id: &str) -> Value {
         match self.impressions.get(agent_id) {
-            Some(i) => json!({"agent_id": agent_id, "has_impression": true, "score": i.score, "note": i.note, "updated_at": i.updated_at,
-                "negative_since": i.negative_since_us.map(crate::time::format_iso), "first_hand": i.first_hand}),
+            Some(i) => {
+                json!({"agent_id": agent_id, "has_impression": true, "score": i.score, "note": i.note, "updated_at": i.updated_at,
+                "negative_since": i.negative_since_us.map(crate::time::format_iso), "first_hand": i.first_hand})
+            }
             None => json!({"agent_id": agent_id, "has_impression": false}),
         }
     }
@@ -180,7 +207,9 @@ impl Node {
     /// 0.5.3's unauthenticated `GET /impression/<id>`: impressions are private, so always refused.
     pub(crate) fn on_impression_query(&mut self, _agent_id: &str) -> Result<Vec<u8>, Refusal> {
         self.admit_global()?;
-        Err(Refusal::Unauthorized("Impressions are private; ask with a signed trust_query as a connected peer".to_owned()))
+        Err(Refusal::Unauthorized(
+            "Impressions are private; ask with a signed trust_query as a connected peer".to_owned(),
+        ))
     }
 
     // ----- peer trust queries: answering -----
@@ -188,8 +217,14 @@ impl Node {
     pub(crate) fn on_trust_query(&mut self, body: &[u8]) -> Result<Vec<u8>, Refusal> {
         self.admit_global()?;
         let q: TrustQuery = wire::decode(body)?;
-        if q.from_agent_id.is_empty() || q.subject_agent_id.is_empty() || q.query_id.is_empty() || q.dm_signature_hex.is_empty() {
-            return Err(Refusal::MissingFields("from_agent_id, subject_agent_id, query_id, dm_signature_hex".to_owned()));
+        if q.from_agent_id.is_empty()
+            || q.subject_agent_id.is_empty()
+            || q.query_id.is_empty()
+            || q.dm_signature_hex.is_empty()
+        {
+            return Err(Refusal::MissingFields(
+                "from_agent_id, subject_agent_id, query_id, dm_signature_hex".to_owned(),
+            ));
         }
         if q.to_agent_id != self.me() {
             return Err(Refusal::Invalid("Query is addressed to another agent".to_owned()));
@@ -202,7 +237,8 @@ impl Node {
         };
         let key = *conn.agent_id.key();
         let stamp_us = check_fresh(self.now.wall_us, &q.timestamp)?;
-        sign::verify_hex(&key, &query_bytes(&q), &q.dm_signature_hex).map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
+        sign::verify_hex(&key, &query_bytes(&q), &q.dm_signature_hex)
+            .map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
         if self.trust_of(&q.from_agent_id) < TRUST_ANSWER_MIN {
             return Err(Refusal::Unauthorized("Not answered: this node does not trust the asker".to_owned()));
         }
@@ -235,7 +271,10 @@ impl Node {
     pub(crate) fn start_trust_query(&mut self, request_id: &str) {
         // Only for a requester that proved its key: otherwise anyone could make us query our peers
         // (and move our impressions) in someone else's name.
-        let Some(p) = self.pending_in.get_mut(request_id).filter(|p| p.identity_verified && p.peer_trust.is_none()) else { return };
+        let Some(p) = self.pending_in.get_mut(request_id).filter(|p| p.identity_verified && p.peer_trust.is_none())
+        else {
+            return;
+        };
         p.peer_trust = Some(PeerTrust::default());
         if self.ask_next_peers(request_id) == 0 {
             self.finish_trust_query_if_complete(request_id);
@@ -280,16 +319,36 @@ impl Node {
         let asked = peers.len();
         for (_, peer, peer_url) in peers {
             let query_id = format!("tq-{}", self.random_hex(6));
-            let mut q = TrustQuery { from_agent_id: self.me().to_owned(), to_agent_id: peer.clone(), subject_agent_id: subject.clone(), query_id: query_id.clone(), timestamp: self.now.iso(), dm_signature_hex: String::new() };
+            let mut q = TrustQuery {
+                from_agent_id: self.me().to_owned(),
+                to_agent_id: peer.clone(),
+                subject_agent_id: subject.clone(),
+                query_id: query_id.clone(),
+                timestamp: self.now.iso(),
+                dm_signature_hex: String::new(),
+            };
             q.dm_signature_hex = sign::sign_hex(&self.passport, &query_bytes(&q));
             let local = self.connections.get(&peer).is_some_and(|c| c.local);
             let call = Call::TrustQuery { request_id: request_id.to_owned(), peer, query_id };
-            self.transmit(Method::Post, url::endpoint(&peer_url, "trust_query"), wire::encode(&q), TRUST_QUERY_TIMEOUT_MS, !local, call);
+            self.transmit(
+                Method::Post,
+                url::endpoint(&peer_url, "trust_query"),
+                wire::encode(&q),
+                TRUST_QUERY_TIMEOUT_MS,
+                !local,
+                call,
+            );
         }
         asked
     }
 
-    pub(crate) fn on_trust_answer(&mut self, request_id: &str, peer: &str, query_id: &str, result: Result<HttpResponse, String>) {
+    pub(crate) fn on_trust_answer(
+        &mut self,
+        request_id: &str,
+        peer: &str,
+        query_id: &str,
+        result: Result<HttpResponse, String>,
+    ) {
         let opinion = match self.check_trust_answer(request_id, peer, query_id, result) {
             Answer::Opinion(score) => Some(score),
             Answer::Nothing => None,
@@ -321,11 +380,21 @@ impl Node {
     }
 
     /// What a peer's answer says about this request's subject.
-    fn check_trust_answer(&self, request_id: &str, peer: &str, query_id: &str, result: Result<HttpResponse, String>) -> Answer {
+    fn check_trust_answer(
+        &self,
+        request_id: &str,
+        peer: &str,
+        query_id: &str,
+        result: Result<HttpResponse, String>,
+    ) -> Answer {
         let Some(resp) = result.ok().filter(|r| r.status == 200) else { return Answer::Nothing };
         let Ok(a) = wire::decode::<TrustAnswer>(&resp.body) else { return Answer::Nothing };
-        let (Some(p), Some(conn)) = (self.pending_in.get(request_id), self.connections.get(peer)) else { return Answer::Nothing };
-        if a.from_agent_id != peer || sign::verify_hex(conn.agent_id.key(), &answer_bytes(&a), &a.dm_signature_hex).is_err() {
+        let (Some(p), Some(conn)) = (self.pending_in.get(request_id), self.connections.get(peer)) else {
+            return Answer::Nothing;
+        };
+        if a.from_agent_id != peer
+            || sign::verify_hex(conn.agent_id.key(), &answer_bytes(&a), &a.dm_signature_hex).is_err()
+        {
             return Answer::Nothing;
         }
         // A genuine answer meant for another asker or query looks just like this when replayed, so a
@@ -385,10 +454,20 @@ impl Node {
         let signed = p.speaks_v2;
         if self.config.trust_accept_min.is_some_and(|min| score >= min) && signed && self.accepting_connections() {
             self.accept_pending(request_id);
-            self.emit(Event::RequestDecided { request_id: request_id.to_owned(), agent_id, accepted: true, peer_score: score });
+            self.emit(Event::RequestDecided {
+                request_id: request_id.to_owned(),
+                agent_id,
+                accepted: true,
+                peer_score: score,
+            });
         } else if self.config.trust_reject_max.is_some_and(|max| score <= max) {
             self.reject_pending(request_id);
-            self.emit(Event::RequestDecided { request_id: request_id.to_owned(), agent_id, accepted: false, peer_score: score });
+            self.emit(Event::RequestDecided {
+                request_id: request_id.to_owned(),
+                agent_id,
+                accepted: false,
+                peer_score: score,
+            });
         }
     }
 
@@ -399,7 +478,12 @@ impl Node {
     /// [`crate::limits::PENDING_REQUESTS_MAX`] requests with up to [`TRUST_QUERY_ASKED_MAX`]
     /// opinions each.
     pub(crate) fn reconsider_pending(&mut self) {
-        let waiting: Vec<String> = self.pending_in.values().filter(|p| p.peer_trust.as_ref().is_some_and(|t| t.complete())).map(|p| p.request_id.clone()).collect();
+        let waiting: Vec<String> = self
+            .pending_in
+            .values()
+            .filter(|p| p.peer_trust.as_ref().is_some_and(|t| t.complete()))
+            .map(|p| p.request_id.clone())
+            .collect();
         for request_id in waiting {
             let weights: Vec<f64> = match self.pending_in.get(&request_id).and_then(|p| p.peer_trust.as_ref()) {
                 Some(t) => t.opinions.iter().map(|o| self.opinion_weight(&o.0)).collect(),
@@ -438,7 +522,9 @@ impl Node {
         let stale: Vec<String> = self
             .impressions
             .iter()
-            .filter(|(id, i)| i.negative_since_us.is_some_and(|since| since <= cutoff) && self.connections.contains_key(*id))
+            .filter(|(id, i)| {
+                i.negative_since_us.is_some_and(|since| since <= cutoff) && self.connections.contains_key(*id)
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for id in stale {

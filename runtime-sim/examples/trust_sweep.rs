@@ -65,24 +65,73 @@ fn plan(n: u32) -> Vec<Run> {
         for sybils in [100, 250, 500] {
             for policy in ["weighted", "plain"] {
                 let sy = (sybils * n / 1000).to_string();
-                runs.push(Run { group: "sybil", variant: "default".into(), scenario: "sybil", nodes: n, seed, overrides: kv(&[("sybils", &sy), ("policy", policy)]) });
+                runs.push(Run {
+                    group: "sybil",
+                    variant: "default".into(),
+                    scenario: "sybil",
+                    nodes: n,
+                    seed,
+                    overrides: kv(&[("sybils", &sy), ("policy", policy)]),
+                });
             }
         }
     }
     let sy = (250 * n / 1000).to_string();
     for seed in [1, 2] {
         for policy in ["weighted", "plain"] {
-            runs.push(Run { group: "sensitivity", variant: "gateway-trust 0.5".into(), scenario: "sybil", nodes: n, seed, overrides: kv(&[("sybils", &sy), ("policy", policy), ("gateway-trust", "0.5")]) });
-            runs.push(Run { group: "sensitivity", variant: "degree 20..50".into(), scenario: "sybil", nodes: n, seed, overrides: kv(&[("sybils", &sy), ("policy", policy), ("degree", "20..50")]) });
-            runs.push(Run { group: "sensitivity", variant: "vouch 0.3..0.9".into(), scenario: "sybil", nodes: n, seed, overrides: kv(&[("sybils", &sy), ("policy", policy), ("vouch-range", "0.3..0.9")]) });
-            runs.push(Run { group: "sensitivity", variant: "one vouched request each".into(), scenario: "sybil", nodes: n, seed, overrides: kv(&[("sybils", &sy), ("policy", policy), ("single", "1")]) });
+            runs.push(Run {
+                group: "sensitivity",
+                variant: "gateway-trust 0.5".into(),
+                scenario: "sybil",
+                nodes: n,
+                seed,
+                overrides: kv(&[("sybils", &sy), ("policy", policy), ("gateway-trust", "0.5")]),
+            });
+            runs.push(Run {
+                group: "sensitivity",
+                variant: "degree 20..50".into(),
+                scenario: "sybil",
+                nodes: n,
+                seed,
+                overrides: kv(&[("sybils", &sy), ("policy", policy), ("degree", "20..50")]),
+            });
+            runs.push(Run {
+                group: "sensitivity",
+                variant: "vouch 0.3..0.9".into(),
+                scenario: "sybil",
+                nodes: n,
+                seed,
+                overrides: kv(&[("sybils", &sy), ("policy", policy), ("vouch-range", "0.3..0.9")]),
+            });
+            runs.push(Run {
+                group: "sensitivity",
+                variant: "one vouched request each".into(),
+                scenario: "sybil",
+                nodes: n,
+                seed,
+                overrides: kv(&[("sybils", &sy), ("policy", policy), ("single", "1")]),
+            });
         }
     }
     // Beyond the range: enough Sybils to fill honest nodes' pending queues.
-    runs.push(Run { group: "stress", variant: "1,000 Sybils".into(), scenario: "sybil", nodes: n, seed: 1, overrides: kv(&[("sybils", &n.to_string()), ("policy", "weighted")]) });
+    runs.push(Run {
+        group: "stress",
+        variant: "1,000 Sybils".into(),
+        scenario: "sybil",
+        nodes: n,
+        seed: 1,
+        overrides: kv(&[("sybils", &n.to_string()), ("policy", "weighted")]),
+    });
     for seed in [1, 2] {
         for (policy, retry) in [("weighted", "30m"), ("weighted", "65m"), ("plain", "65m")] {
-            runs.push(Run { group: "propagation", variant: format!("{policy}, retry {retry}"), scenario: "trust-propagation", nodes: n, seed, overrides: kv(&[("policy", policy), ("retry", retry)]) });
+            runs.push(Run {
+                group: "propagation",
+                variant: format!("{policy}, retry {retry}"),
+                scenario: "trust-propagation",
+                nodes: n,
+                seed,
+                overrides: kv(&[("policy", policy), ("retry", retry)]),
+            });
         }
     }
     runs
@@ -173,7 +222,9 @@ fn runs_csv(done: &[Done]) -> String {
     for d in done {
         let r = &d.report;
         let v = r.class(Class::Vouched);
-        let other = r.vouched_failures.iter().map(|x| x.1).sum::<u32>() - failures(d, "8 most trusted") - failures(d, "hearsay");
+        let other = r.vouched_failures.iter().map(|x| x.1).sum::<u32>()
+            - failures(d, "8 most trusted")
+            - failures(d, "hearsay");
         let _ = writeln!(
             s,
             "{},{},{},{},{},{},{},{:.2},{},{},{},{},{},{},{},{},{},{:.1},{:.3},{:.3},{},{},{},{},{},{},{:.1},{},{},{},{},\"{}\"",
@@ -239,7 +290,9 @@ fn tables(done: &[Done]) -> String {
         for d in sybil {
             let r = &d.report;
             let v = r.class(Class::Vouched);
-            let other = r.vouched_failures.iter().map(|x| x.1).sum::<u32>() - failures(d, "8 most trusted") - failures(d, "hearsay");
+            let other = r.vouched_failures.iter().map(|x| x.1).sum::<u32>()
+                - failures(d, "8 most trusted")
+                - failures(d, "hearsay");
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} | {} of {} ({:.1}%) | {} of {} | {} ({}) | {} ({}) | {} of {} ({}) | {} of {} ({}) | {} | {} / {} | {} / {} / {} | `{}` |",
@@ -283,7 +336,9 @@ fn tables(done: &[Done]) -> String {
                 let x = r.class(k);
                 format!("{} of {} ({})", x.accepted, x.asked, pct(x.accepted, x.asked))
             };
-            let other = r.vouched_failures.iter().map(|x| x.1).sum::<u32>() - failures(d, "8 most trusted") - failures(d, "hearsay");
+            let other = r.vouched_failures.iter().map(|x| x.1).sum::<u32>()
+                - failures(d, "8 most trusted")
+                - failures(d, "hearsay");
             let _ = writeln!(
                 s,
                 "| {} | {} | {} ({}) | {} | {} ({}) | {} | {} of {} | {} / {} / {} | `{}` |",
@@ -323,7 +378,9 @@ fn sybil_plot(done: &[Done]) -> Result<String, String> {
     let mut by: BTreeMap<(&str, u32), Vec<(f64, f64)>> = BTreeMap::new();
     for d in &runs {
         let v = d.report.class(Class::Vouched);
-        by.entry((policy(d), d.report.sybils)).or_default().push((100.0 * d.report.sybil_node_ratio(), 100.0 * v.ratio()));
+        by.entry((policy(d), d.report.sybils))
+            .or_default()
+            .push((100.0 * d.report.sybil_node_ratio(), 100.0 * v.ratio()));
     }
     let counts: Vec<u32> = by.keys().map(|k| k.1).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     let x_max = *counts.last().unwrap_or(&500) as f64 * 1.1;
@@ -334,8 +391,22 @@ fn sybil_plot(done: &[Done]) -> Result<String, String> {
         root.fill(&WHITE).map_err(e)?;
         let (top, bottom) = root.split_vertically(310);
         for (area, title, y_desc, which, range, target) in [
-            (&top, "honest nodes that auto-accepted at least one Sybil", "% of honest nodes", 0usize, (0.0, y_max), 1.0),
-            (&bottom, "vouched newcomer requests accepted (same runs)", "% of vouched requests", 1usize, (50.0, 100.0), 90.0),
+            (
+                &top,
+                "honest nodes that auto-accepted at least one Sybil",
+                "% of honest nodes",
+                0usize,
+                (0.0, y_max),
+                1.0,
+            ),
+            (
+                &bottom,
+                "vouched newcomer requests accepted (same runs)",
+                "% of vouched requests",
+                1usize,
+                (50.0, 100.0),
+                90.0,
+            ),
         ] {
             let mut chart = ChartBuilder::on(area)
                 .caption(title, ("sans-serif", 16))
@@ -344,7 +415,13 @@ fn sybil_plot(done: &[Done]) -> Result<String, String> {
                 .y_label_area_size(50)
                 .build_cartesian_2d(0.0..x_max, range.0..range.1)
                 .map_err(e)?;
-            chart.configure_mesh().max_light_lines(1).x_desc("colluding Sybil identities").y_desc(y_desc).draw().map_err(e)?;
+            chart
+                .configure_mesh()
+                .max_light_lines(1)
+                .x_desc("colluding Sybil identities")
+                .y_desc(y_desc)
+                .draw()
+                .map_err(e)?;
             chart
                 .draw_series(LineSeries::new(vec![(0.0, target), (x_max, target)], BLACK.mix(0.5).stroke_width(1)))
                 .map_err(e)?
@@ -353,14 +430,29 @@ fn sybil_plot(done: &[Done]) -> Result<String, String> {
             for (pol, color, name) in [("weighted", BLUE_, "Weighted (default)"), ("plain", RED_, "PlainAverage")] {
                 let mean: Vec<(f64, f64)> = counts
                     .iter()
-                    .filter_map(|&c| by.get(&(pol, c)).map(|v| (c as f64, v.iter().map(|p| if which == 0 { p.0 } else { p.1 }).sum::<f64>() / v.len() as f64)))
+                    .filter_map(|&c| {
+                        by.get(&(pol, c)).map(|v| {
+                            (
+                                c as f64,
+                                v.iter().map(|p| if which == 0 { p.0 } else { p.1 }).sum::<f64>() / v.len() as f64,
+                            )
+                        })
+                    })
                     .collect();
                 chart
                     .draw_series(LineSeries::new(mean, color.stroke_width(2)))
                     .map_err(e)?
                     .label(format!("{name}, mean of seeds"))
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-                let pts: Vec<(f64, f64)> = counts.iter().flat_map(|&c| by.get(&(pol, c)).into_iter().flatten().map(move |p| (c as f64, if which == 0 { p.0 } else { p.1 }))).collect();
+                let pts: Vec<(f64, f64)> = counts
+                    .iter()
+                    .flat_map(|&c| {
+                        by.get(&(pol, c))
+                            .into_iter()
+                            .flatten()
+                            .map(move |p| (c as f64, if which == 0 { p.0 } else { p.1 }))
+                    })
+                    .collect();
                 chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled()))).map_err(e)?;
             }
             chart
@@ -380,11 +472,18 @@ fn sybil_plot(done: &[Done]) -> Result<String, String> {
 /// Time from a vouched request to its acceptance: CDF over every accepted vouched request.
 fn delay_plot(done: &[Done]) -> Result<String, String> {
     let mut series = Vec::new();
-    let groups: [(&str, &str, RGBColor); 3] = [("sybil", "weighted", BLUE_), ("sybil", "plain", RED_), ("propagation", "weighted", RGBColor(0, 150, 60))];
+    let groups: [(&str, &str, RGBColor); 3] =
+        [("sybil", "weighted", BLUE_), ("sybil", "plain", RED_), ("propagation", "weighted", RGBColor(0, 150, 60))];
     for (group, pol, color) in groups {
         let mut delays = Vec::new();
         let mut asked = 0;
-        for d in done.iter().filter(|d| d.run.group == group && policy(d) == pol && (group == "propagation" || d.report.sybils == done.iter().filter(|x| x.run.group == "sybil").map(|x| x.report.sybils).max().unwrap_or(0))) {
+        for d in done.iter().filter(|d| {
+            d.run.group == group
+                && policy(d) == pol
+                && (group == "propagation"
+                    || d.report.sybils
+                        == done.iter().filter(|x| x.run.group == "sybil").map(|x| x.report.sybils).max().unwrap_or(0))
+        }) {
             let v = d.report.class(Class::Vouched);
             asked += v.asked;
             // Only the first round: requests accepted within a minute.
@@ -394,14 +493,27 @@ fn delay_plot(done: &[Done]) -> Result<String, String> {
             continue;
         }
         delays.sort_by(f64::total_cmp);
-        let label = if group == "sybil" { format!("{pol}, under the largest Sybil attack ({asked} vouched requests)") } else { format!("propagation runs, {pol} ({asked} vouched requests)") };
+        let label = if group == "sybil" {
+            format!("{pol}, under the largest Sybil attack ({asked} vouched requests)")
+        } else {
+            format!("propagation runs, {pol} ({asked} vouched requests)")
+        };
         series.push(Series::new(label, color, cumulative(&delays, asked as f64, 60.0)));
     }
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, (760, 360)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        line_chart(&root, "vouched requests accepted, by time since the request", "seconds since the request (log)", "fraction of vouched requests", (0.01, 60.0), true, SeriesLabelPosition::UpperLeft, &series)?;
+        line_chart(
+            &root,
+            "vouched requests accepted, by time since the request",
+            "seconds since the request (log)",
+            "fraction of vouched requests",
+            (0.01, 60.0),
+            true,
+            SeriesLabelPosition::UpperLeft,
+            &series,
+        )?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(out)
@@ -410,9 +522,17 @@ fn delay_plot(done: &[Done]) -> Result<String, String> {
 /// Acceptance over simulated time since the newcomers' first requests, by class and variant.
 fn propagation_plot(done: &[Done]) -> Result<String, String> {
     let runs: Vec<&Done> = done.iter().filter(|d| d.run.group == "propagation").collect();
-    let variants: Vec<String> = runs.iter().map(|d| d.run.variant.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let variants: Vec<String> =
+        runs.iter().map(|d| d.run.variant.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     let minutes = runs.iter().map(|d| d.report.duration_s / 60.0).fold(0.0, f64::max);
-    let palette = [RGBColor(200, 30, 30), RGBColor(0, 90, 200), RGBColor(0, 150, 60), RGBColor(230, 140, 0), RGBColor(120, 0, 160), RGBColor(120, 120, 120)];
+    let palette = [
+        RGBColor(200, 30, 30),
+        RGBColor(0, 90, 200),
+        RGBColor(0, 150, 60),
+        RGBColor(230, 140, 0),
+        RGBColor(120, 0, 160),
+        RGBColor(120, 120, 120),
+    ];
     let mut series = Vec::new();
     for (k, v) in variants.iter().enumerate() {
         for class in [Class::Vouched, Class::TwoHop] {
@@ -424,7 +544,11 @@ fn propagation_plot(done: &[Done]) -> Result<String, String> {
                 delays.extend(c.delays_s.iter().map(|s| s / 60.0));
             }
             delays.sort_by(f64::total_cmp);
-            let mut line = Series::new(format!("{}: {} ({} requests)", v, class.name(), asked), palette[k % palette.len()], cumulative(&delays, asked as f64, minutes));
+            let mut line = Series::new(
+                format!("{}: {} ({} requests)", v, class.name(), asked),
+                palette[k % palette.len()],
+                cumulative(&delays, asked as f64, minutes),
+            );
             // Two-hop dashed; earlier variants drawn wider so that coinciding curves stay visible.
             line.dashed = class == Class::TwoHop;
             line.width = 2 + (variants.len() - 1 - k) as u32;
@@ -435,7 +559,16 @@ fn propagation_plot(done: &[Done]) -> Result<String, String> {
     {
         let root = SVGBackend::with_string(&mut out, (760, 380)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        line_chart(&root, "newcomer requests accepted over simulated time (both seeds pooled)", "minutes since the newcomer's first request", "fraction accepted", (0.0, minutes), false, SeriesLabelPosition::MiddleRight, &series)?;
+        line_chart(
+            &root,
+            "newcomer requests accepted over simulated time (both seeds pooled)",
+            "minutes since the newcomer's first request",
+            "fraction accepted",
+            (0.0, minutes),
+            false,
+            SeriesLabelPosition::MiddleRight,
+            &series,
+        )?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(out)

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use proto_core::wire::message::MessageEnvelope;
-use proto_core::{Command, CommandId, CommandError, Method, Node, Passport, SendArgs, Table, Targets};
+use proto_core::{Command, CommandError, CommandId, Method, Node, Passport, SendArgs, Table, Targets};
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use serde_json::Value;
@@ -66,7 +66,13 @@ impl Sim {
                 if self.nodes[i as usize].peers.len() > 1 {
                     let p = self.random_peer(i).expect("non-empty");
                     let agent = self.nodes[p as usize].agent.clone();
-                    self.command(i, CmdKind::Disconnect, Command::Disconnect { agent_id: agent }, p as u64, "disconnect");
+                    self.command(
+                        i,
+                        CmdKind::Disconnect,
+                        Command::Disconnect { agent_id: agent },
+                        p as u64,
+                        "disconnect",
+                    );
                     let n = self.opts.nodes as u64;
                     for _ in 0..8 {
                         let c = below(&mut self.rng, n) as u32;
@@ -83,7 +89,13 @@ impl Sim {
                 if let Some(p) = self.random_peer(i) {
                     let score = (unit(&mut self.rng) * 200.0).round() / 100.0 - 1.0;
                     let agent_id = self.nodes[p as usize].agent.clone();
-                    self.command(i, CmdKind::Impression, Command::SetImpression { agent_id, score, note: None }, p as u64, "impression");
+                    self.command(
+                        i,
+                        CmdKind::Impression,
+                        Command::SetImpression { agent_id, score, note: None },
+                        p as u64,
+                        "impression",
+                    );
                 }
             }
             Gen::Adversary => self.forge(),
@@ -99,7 +111,12 @@ impl Sim {
     fn send(&mut self, i: u32, to: Option<u32>, in_reply_to: Option<String>) {
         let content = format!("m{} from node-{i}", self.next_cmd);
         let (targets, hops, verb, peer) = match to {
-            Some(p) => (Targets::Agents(vec![self.nodes[p as usize].agent.clone()]), 2, if in_reply_to.is_some() { "reply" } else { "send" }, p as u64),
+            Some(p) => (
+                Targets::Agents(vec![self.nodes[p as usize].agent.clone()]),
+                2,
+                if in_reply_to.is_some() { "reply" } else { "send" },
+                p as u64,
+            ),
             None => (Targets::Broadcast { trust_min: 0.0 }, self.opts.workload.broadcast_hops, "broadcast", NONE),
         };
         let args = SendArgs { content, targets, metadata: Default::default(), in_reply_to, hops_remaining: hops };
@@ -287,13 +304,29 @@ impl Sim {
         match (kind, result) {
             (CmdKind::Send, Ok(v)) => self.counters.acked += v["routed_to"].as_array().map_or(0, |a| a.len() as u64),
             (CmdKind::Read, Ok(v)) => self.after_read(i, v),
-            (CmdKind::Forward(m), Err(_)) => self.queue.push(self.now, Ev::Agent { node: i, inc, act: Act::Consume(m) }),
+            (CmdKind::Forward(m), Err(_)) => {
+                self.queue.push(self.now, Ev::Agent { node: i, inc, act: Act::Consume(m) })
+            }
             (CmdKind::Probe(expected), Ok(v)) => {
-                let listed: Vec<String> = v["messages"].as_array().map(|a| a.iter().filter_map(|m| m["message_id"].as_str().map(str::to_owned)).collect()).unwrap_or_default();
+                let listed: Vec<String> = v["messages"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|m| m["message_id"].as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default();
                 self.inv.checks += 1;
-                self.trace.rec(self.now, i as u64, Kind::Check, expected.len() as u64, 0, "acknowledged messages in the restored inbox:");
+                self.trace.rec(
+                    self.now,
+                    i as u64,
+                    Kind::Check,
+                    expected.len() as u64,
+                    0,
+                    "acknowledged messages in the restored inbox:",
+                );
                 if let Some(missing) = expected.iter().find(|m| !listed.contains(m)) {
-                    self.fail(i, "survives-restart", format!("acknowledged message {missing} is missing after restart"));
+                    self.fail(
+                        i,
+                        "survives-restart",
+                        format!("acknowledged message {missing} is missing after restart"),
+                    );
                     return;
                 }
                 for m in listed {
@@ -315,9 +348,16 @@ impl Sim {
         let w = &self.opts.workload;
         let (forward_prob, fanout, reply_prob) = (w.forward_prob, w.forward_fanout, w.reply_prob);
         if is_broadcast && hops > 0 && forward_prob > 0.0 && unit(&mut self.rng) < forward_prob {
-            let path: Vec<&str> = v["metadata"]["forwarded_path"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-            let mut candidates: Vec<u32> =
-                self.nodes[i as usize].peers.iter().copied().filter(|&p| Some(p) != from && !path.contains(&self.nodes[p as usize].agent.as_str())).collect();
+            let path: Vec<&str> = v["metadata"]["forwarded_path"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let mut candidates: Vec<u32> = self.nodes[i as usize]
+                .peers
+                .iter()
+                .copied()
+                .filter(|&p| Some(p) != from && !path.contains(&self.nodes[p as usize].agent.as_str()))
+                .collect();
             let mut targets = Vec::new();
             while !candidates.is_empty() && targets.len() < fanout as usize {
                 let k = below(&mut self.rng, candidates.len() as u64) as usize;
@@ -330,7 +370,10 @@ impl Sim {
         }
         // Agents answer messages, not answers (no endless ping-pong).
         if let Some(f) = from.filter(|_| v["in_reply_to"].is_null()) {
-            if reply_prob > 0.0 && self.nodes[i as usize].peers.binary_search(&f).is_ok() && unit(&mut self.rng) < reply_prob {
+            if reply_prob > 0.0
+                && self.nodes[i as usize].peers.binary_search(&f).is_ok()
+                && unit(&mut self.rng) < reply_prob
+            {
                 self.queue.push(self.now, Ev::Agent { node: i, inc, act: Act::Reply(f, message_id.clone()) });
             }
         }
@@ -359,13 +402,25 @@ impl Sim {
             }
             Action::Impression(a, b, score) => {
                 let agent_id = self.nodes[b as usize].agent.clone();
-                self.command(a, CmdKind::Impression, Command::SetImpression { agent_id, score, note: None }, b as u64, "impression");
+                self.command(
+                    a,
+                    CmdKind::Impression,
+                    Command::SetImpression { agent_id, score, note: None },
+                    b as u64,
+                    "impression",
+                );
             }
             Action::ImpressPeers(score) => {
                 for a in 0..self.opts.nodes {
                     for b in self.nodes[a as usize].peers.clone() {
                         let agent_id = self.nodes[b as usize].agent.clone();
-                        self.command(a, CmdKind::Impression, Command::SetImpression { agent_id, score, note: None }, b as u64, "impression");
+                        self.command(
+                            a,
+                            CmdKind::Impression,
+                            Command::SetImpression { agent_id, score, note: None },
+                            b as u64,
+                            "impression",
+                        );
                     }
                 }
             }
@@ -462,8 +517,12 @@ impl Sim {
         }
         let sabotage = self.opts.sabotage;
         let n = &self.nodes[i as usize];
-        let mut records: Vec<(Table, String, Vec<u8>)> =
-            n.store.iter().filter(|((t, _), _)| !(sabotage == Sabotage::LoseReplayOnRestart && *t == Table::Replay)).map(|((t, k), v)| (*t, k.clone(), v.clone())).collect();
+        let mut records: Vec<(Table, String, Vec<u8>)> = n
+            .store
+            .iter()
+            .filter(|((t, _), _)| !(sabotage == Sabotage::LoseReplayOnRestart && *t == Table::Replay))
+            .map(|((t, k), v)| (*t, k.clone(), v.clone()))
+            .collect();
         // Read back in key order, as a real store would list its tables.
         records.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         let passport = Passport::from_seed(n.seed32);
@@ -474,13 +533,25 @@ impl Sim {
         let (node, skipped) = Node::restore(passport, config, seed, now, records);
         self.time_core(12, clock.elapsed());
         self.counters.restarts += 1;
-        self.trace.rec(self.now, i as u64, Kind::Fault, NONE, 0, if moved { "restart at a new address" } else { "restart" });
+        self.trace.rec(
+            self.now,
+            i as u64,
+            Kind::Fault,
+            NONE,
+            0,
+            if moved { "restart at a new address" } else { "restart" },
+        );
         if skipped > 0 {
             self.fail(i, "survives-restart", format!("restore skipped {skipped} persisted records"));
             return;
         }
         // The agent's view of its connections is what the node restored.
-        let mut peers: Vec<u32> = self.nodes[i as usize].store.keys().filter(|(t, _)| *t == Table::Connections).filter_map(|(_, k)| self.by_agent.get(k).copied()).collect();
+        let mut peers: Vec<u32> = self.nodes[i as usize]
+            .store
+            .keys()
+            .filter(|(t, _)| *t == Table::Connections)
+            .filter_map(|(_, k)| self.by_agent.get(k).copied())
+            .collect();
         peers.sort_unstable();
         let n = &mut self.nodes[i as usize];
         n.peers = peers;

@@ -39,7 +39,11 @@ pub struct CryptoCosts {
 impl CryptoCosts {
     /// The cheaper of two measurements of each operation (a busy machine only ever adds time).
     pub fn min(self, other: Self) -> Self {
-        Self { sign: self.sign.min(other.sign), verify: self.verify.min(other.verify), parse: self.parse.min(other.parse) }
+        Self {
+            sign: self.sign.min(other.sign),
+            verify: self.verify.min(other.verify),
+            parse: self.parse.min(other.parse),
+        }
     }
 }
 
@@ -78,7 +82,10 @@ const CRYPTO_BATCHES: usize = 3;
 /// offers no thread CPU clock.
 pub fn crypto_costs() -> CryptoCosts {
     let p = Passport::from_seed([7; 32]);
-    let msg = sign::v2_bytes(sign::V2_MESSAGE, &["a fairly ordinary message body of some length", "2026-01-01T00:00:00.000000+00:00"]);
+    let msg = sign::v2_bytes(
+        sign::V2_MESSAGE,
+        &["a fairly ordinary message body of some length", "2026-01-01T00:00:00.000000+00:00"],
+    );
     let sig = sign::sign_hex(&p, &msg);
     let id = p.agent_id().as_str().to_owned();
     let per_op = time_per_op;
@@ -127,7 +134,10 @@ pub struct JsonCosts {
 impl JsonCosts {
     /// The cheaper of two measurements of each.
     pub fn min(self, other: Self) -> Self {
-        Self { encode_ns_per_byte: self.encode_ns_per_byte.min(other.encode_ns_per_byte), decode_ns_per_byte: self.decode_ns_per_byte.min(other.decode_ns_per_byte) }
+        Self {
+            encode_ns_per_byte: self.encode_ns_per_byte.min(other.encode_ns_per_byte),
+            decode_ns_per_byte: self.decode_ns_per_byte.min(other.decode_ns_per_byte),
+        }
     }
 }
 
@@ -179,7 +189,13 @@ pub fn vm_hwm_kib() -> Option<u64> {
 }
 
 /// Runs the benchmark scenario. Returns the report and the CPU time of the event loop.
-pub fn run(nodes: u32, seed: u64, duration_us: u64, timing: bool, progress: &mut dyn FnMut(u64, u64)) -> Result<(Report, Duration), Violation> {
+pub fn run(
+    nodes: u32,
+    seed: u64,
+    duration_us: u64,
+    timing: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(Report, Duration), Violation> {
     let mut opts = scenario::ordinary(nodes, seed, duration_us);
     opts.scenario = "ordinary".to_owned();
     opts.timing = timing;
@@ -201,17 +217,38 @@ pub fn describe(r: &Report, cpu: Duration, costs: &CryptoCosts, json: &JsonCosts
         s.push_str("signatures:              NULL (built with `null-signatures`: a digest stands in for Ed25519; agent-id parses are still real)\n");
     }
     s.push_str(&format!("setup (keys, nodes):     {:.2} s\n", r.setup.as_secs_f64()));
-    s.push_str(&format!("event loop:              {wall:.2} s CPU ({:.2} s wall) for {:.0} simulated s ({:.0}x real time)\n", r.wall.as_secs_f64(), r.sim_us as f64 / 1e6, r.sim_us as f64 / 1e6 / wall.max(1e-9)));
+    s.push_str(&format!(
+        "event loop:              {wall:.2} s CPU ({:.2} s wall) for {:.0} simulated s ({:.0}x real time)\n",
+        r.wall.as_secs_f64(),
+        r.sim_us as f64 / 1e6,
+        r.sim_us as f64 / 1e6 / wall.max(1e-9)
+    ));
     s.push_str(&format!("events:                  {} ({:.0} events/s)\n", r.events, r.events as f64 / wall.max(1e-9)));
-    s.push_str(&format!("peak memory (VmHWM):     {}\n", hwm_kib.map_or("unknown".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0))));
-    s.push_str(&format!("crypto (CPU per op):     sign {:.1} us, verify_strict {:.1} us, agent-id parse {:.1} us\n", us(costs.sign), us(costs.verify), us(costs.parse)));
+    s.push_str(&format!(
+        "peak memory (VmHWM):     {}\n",
+        hwm_kib.map_or("unknown".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+    ));
+    s.push_str(&format!(
+        "crypto (CPU per op):     sign {:.1} us, verify_strict {:.1} us, agent-id parse {:.1} us\n",
+        us(costs.sign),
+        us(costs.verify),
+        us(costs.parse)
+    ));
     s.push_str(&format!("crypto operations:       {signs} signs, {verifies} verifications, {parses} id parses (signs and verifications estimated from traffic, parses counted)\n"));
-    s.push_str(&format!("signature work:          {:.2} s = {:.1}% of the event loop (estimate: operations x measured cost)\n", sig_s, 100.0 * sig_s / wall.max(1e-9)));
+    s.push_str(&format!(
+        "signature work:          {:.2} s = {:.1}% of the event loop (estimate: operations x measured cost)\n",
+        sig_s,
+        100.0 * sig_s / wall.max(1e-9)
+    ));
     let rest = (wall - sig_s).max(1e-9);
-    s.push_str(&format!("everything else:         {rest:.2} s -> {:.0} events/s without signature work\n", r.events as f64 / rest));
+    s.push_str(&format!(
+        "everything else:         {rest:.2} s -> {:.0} events/s without signature work\n",
+        r.events as f64 / rest
+    ));
     let c = &r.counters;
     let events = r.events.max(1) as f64;
-    let floor_s = (c.wire_bytes_out as f64 * json.encode_ns_per_byte + c.wire_bytes_in as f64 * json.decode_ns_per_byte) / 1e9;
+    let floor_s =
+        (c.wire_bytes_out as f64 * json.encode_ns_per_byte + c.wire_bytes_in as f64 * json.decode_ns_per_byte) / 1e9;
     s.push_str(&format!(
         "JSON bodies:             {:.1} MB encoded, {:.1} MB decoded by the nodes ({:.0} bytes per event)\n",
         c.wire_bytes_out as f64 / 1e6,
@@ -224,13 +261,24 @@ pub fn describe(r: &Report, cpu: Duration, costs: &CryptoCosts, json: &JsonCosts
         json.decode_ns_per_byte,
         floor_s * 1e6 / events
     ));
-    s.push_str(&format!("persisted records:       {:.1} MB ({:.0} bytes per event)\n", c.persisted_bytes as f64 / 1e6, c.persisted_bytes as f64 / events));
+    s.push_str(&format!(
+        "persisted records:       {:.1} MB ({:.0} bytes per event)\n",
+        c.persisted_bytes as f64 / 1e6,
+        c.persisted_bytes as f64 / events
+    ));
     if let Some(t) = &r.timing {
         let total = t.total().as_secs_f64();
-        s.push_str(&format!("inside the core:         {total:.2} s ({:.1}% of the loop); by input:\n", 100.0 * total / wall.max(1e-9)));
+        s.push_str(&format!(
+            "inside the core:         {total:.2} s ({:.1}% of the loop); by input:\n",
+            100.0 * total / wall.max(1e-9)
+        ));
         for (label, calls, d) in &t.buckets {
             if *calls > 0 {
-                s.push_str(&format!("  {label:<28} {calls:>10} calls {:>9.3} s {:>8.1} us/call\n", d.as_secs_f64(), d.as_secs_f64() * 1e6 / *calls as f64));
+                s.push_str(&format!(
+                    "  {label:<28} {calls:>10} calls {:>9.3} s {:>8.1} us/call\n",
+                    d.as_secs_f64(),
+                    d.as_secs_f64() * 1e6 / *calls as f64
+                ));
             }
         }
     }

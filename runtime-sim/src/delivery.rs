@@ -50,7 +50,18 @@ impl Sim {
                     self.fail_at(from, inc, t.id, to as u64, path.clone(), "timed out", deadline);
                     reply_wanted = false;
                 }
-                let req = Req { to, gen: self.nodes[to as usize].gen, inc: 0, from: Origin::Node { idx: from, inc, oid: t.id }, method: t.method, path, body: t.body, source: self.nodes[from as usize].ip, deadline, reply_wanted };
+                let req = Req {
+                    to,
+                    gen: self.nodes[to as usize].gen,
+                    inc: 0,
+                    from: Origin::Node { idx: from, inc, oid: t.id },
+                    method: t.method,
+                    path,
+                    body: t.body,
+                    source: self.nodes[from as usize].ip,
+                    deadline,
+                    reply_wanted,
+                };
                 self.queue.push(arrive, Ev::Arrive(Box::new(req)));
             }
             fate => {
@@ -91,8 +102,18 @@ impl Sim {
 
     /// Hands `caller` a transport error for its call `oid` at time `at`.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn fail_at(&mut self, caller: u32, inc: u32, oid: OutboundId, peer: u64, path: String, err: &str, at: u64) {
-        self.queue.push(at.max(self.now), Ev::Response { to: caller, inc, oid, peer, path, result: Err(err.to_owned()) });
+    pub(crate) fn fail_at(
+        &mut self,
+        caller: u32,
+        inc: u32,
+        oid: OutboundId,
+        peer: u64,
+        path: String,
+        err: &str,
+        at: u64,
+    ) {
+        self.queue
+            .push(at.max(self.now), Ev::Response { to: caller, inc, oid, peer, path, result: Err(err.to_owned()) });
     }
 
     pub(crate) fn origin_peer(o: &Origin) -> u64 {
@@ -127,7 +148,14 @@ impl Sim {
 
     /// Nothing listens at the address (down, or moved away).
     pub(crate) fn refuse(&mut self, req: &Req, err: &str) {
-        self.trace.rec(self.now, req.to as u64, Kind::Down, Self::origin_peer(&req.from), method_code(req.method), short(&req.path));
+        self.trace.rec(
+            self.now,
+            req.to as u64,
+            Kind::Down,
+            Self::origin_peer(&req.from),
+            method_code(req.method),
+            short(&req.path),
+        );
         if let Origin::Node { idx, inc, oid } = req.from {
             if req.reply_wanted {
                 let back = self.net.base_latency_us(req.to, idx);
@@ -147,7 +175,11 @@ impl Sim {
         let id = InboundId(self.next_inbound);
         self.next_inbound += 1;
         let now = self.node_now(to);
-        let mut ctx = Ctx { expect_reply: true, forged: if let Origin::Adversary { variant } = from { Some(variant) } else { None }, ..Ctx::default() };
+        let mut ctx = Ctx {
+            expect_reply: true,
+            forged: if let Origin::Adversary { variant } = from { Some(variant) } else { None },
+            ..Ctx::default()
+        };
         self.counters.wire_bytes_in += body.len() as u64;
         let request = InboundRequest { id, method, path: path.clone(), body, source: Some(source) };
         let clock = self.timing.is_some().then(Instant::now);
@@ -157,8 +189,16 @@ impl Sim {
             self.timing.as_mut().expect("on").add(bucket, c.elapsed());
         }
         let (outs, timeout) = self.collect(to);
-        let status = outs.iter().find_map(|o| if let Output::Reply(r) = o { Some(r.status) } else { None }).unwrap_or(0);
-        self.trace.rec(self.now, to as u64, Kind::Recv, Self::origin_peer(&from), (method_code(method) << 16) | status as u64, short(&path));
+        let status =
+            outs.iter().find_map(|o| if let Output::Reply(r) = o { Some(r.status) } else { None }).unwrap_or(0);
+        self.trace.rec(
+            self.now,
+            to as u64,
+            Kind::Recv,
+            Self::origin_peer(&from),
+            (method_code(method) << 16) | status as u64,
+            short(&path),
+        );
         self.process(to, outs, timeout, &mut ctx);
         let Some(reply) = ctx.reply.take() else {
             self.fail(to, "one-reply", format!("no reply to {} {}", method_word(method), path));
@@ -200,7 +240,15 @@ impl Sim {
         }
     }
 
-    pub(crate) fn on_response(&mut self, to: u32, inc: u32, oid: OutboundId, peer: u64, path: String, result: Result<HttpResponse, String>) {
+    pub(crate) fn on_response(
+        &mut self,
+        to: u32,
+        inc: u32,
+        oid: OutboundId,
+        peer: u64,
+        path: String,
+        result: Result<HttpResponse, String>,
+    ) {
         let n = &self.nodes[to as usize];
         if n.node.is_none() || n.inc != inc {
             self.trace.rec(self.now, to as u64, Kind::Lost, peer, 0, short(&path));

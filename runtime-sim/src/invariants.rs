@@ -34,7 +34,14 @@ pub struct Violation {
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invariant '{}' violated at {:.6} s on node {}: {}", self.rule, self.at_us as f64 / 1e6, self.node, self.detail)
+        write!(
+            f,
+            "invariant '{}' violated at {:.6} s on node {}: {}",
+            self.rule,
+            self.at_us as f64 / 1e6,
+            self.node,
+            self.detail
+        )
     }
 }
 
@@ -62,7 +69,13 @@ impl Invariants {
     }
 
     /// A message entered `receiver`'s inbox, naming `sender` (None: not a sim node).
-    pub fn on_inbox(&mut self, receiver: u32, key: u64, sender: Option<u32>, id: &str) -> Result<(), (&'static str, String)> {
+    pub fn on_inbox(
+        &mut self,
+        receiver: u32,
+        key: u64,
+        sender: Option<u32>,
+        id: &str,
+    ) -> Result<(), (&'static str, String)> {
         self.checks += 2;
         if !self.inboxed.insert((receiver, key)) {
             return Err(("inbox-once", format!("message {id} entered the inbox a second time")));
@@ -75,7 +88,11 @@ impl Invariants {
     }
 
     /// Checks per-table record counts after a persist.
-    pub fn check_limits(&mut self, counts: &[u32; TABLES], max_connections: usize) -> Result<(), (&'static str, String)> {
+    pub fn check_limits(
+        &mut self,
+        counts: &[u32; TABLES],
+        max_connections: usize,
+    ) -> Result<(), (&'static str, String)> {
         self.checks += 1;
         let bounds = [
             (Table::Connections, max_connections),

@@ -22,8 +22,8 @@
 #![forbid(unsafe_code)]
 
 mod agent;
-mod delivery;
 pub mod bench;
+mod delivery;
 pub mod event_queue;
 pub mod invariants;
 pub mod metrics;

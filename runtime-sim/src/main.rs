@@ -34,7 +34,13 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("list") => {
             for s in scenario::catalog() {
-                println!("{:<16} {} (default {} nodes, {})", s.name, s.about, s.default_nodes, format_duration(s.default_duration_us));
+                println!(
+                    "{:<16} {} (default {} nodes, {})",
+                    s.name,
+                    s.about,
+                    s.default_nodes,
+                    format_duration(s.default_duration_us)
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -76,7 +82,11 @@ fn progress_bar(duration_us: u64, show: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let pb = ProgressBar::with_draw_target(Some(duration_us / 1_000_000), indicatif::ProgressDrawTarget::stderr());
-    pb.set_style(ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} simulated s  {msg}").expect("template").progress_chars("=> "));
+    pb.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} simulated s  {msg}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
     pb
 }
 
@@ -132,7 +142,10 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
                 write_text(&format!("{dir}/metrics.svg"), &svg)?;
                 if let Some(st) = &study {
                     write_text(&format!("{dir}/study.csv"), &st.asks_csv())?;
-                    write_text(&format!("{dir}/study.svg"), &st.svg(&format!("{} ({} nodes, seed {})", opts.scenario, nodes, seed))?)?;
+                    write_text(
+                        &format!("{dir}/study.svg"),
+                        &st.svg(&format!("{} ({} nodes, seed {})", opts.scenario, nodes, seed))?,
+                    )?;
                 }
             }
             if let Some(st) = &study {
@@ -159,18 +172,36 @@ fn write_text(path: &str, text: &str) -> Result<(), String> {
 fn print_summary(o: &Options, r: &Report, wall: f64, out: Option<&str>) {
     let c = &r.counters;
     let sim_s = r.sim_us as f64 / 1e6;
-    println!("scenario           {} ({} nodes, seed {}, {})", o.scenario, o.nodes, o.seed, format_duration(o.duration_us));
-    println!("events processed   {} in {:.2} s wall ({:.0} events/s; setup {:.2} s)", r.events, wall, r.events as f64 / r.wall.as_secs_f64().max(1e-9), r.setup.as_secs_f64());
+    println!(
+        "scenario           {} ({} nodes, seed {}, {})",
+        o.scenario,
+        o.nodes,
+        o.seed,
+        format_duration(o.duration_us)
+    );
+    println!(
+        "events processed   {} in {:.2} s wall ({:.0} events/s; setup {:.2} s)",
+        r.events,
+        wall,
+        r.events as f64 / r.wall.as_secs_f64().max(1e-9),
+        r.setup.as_secs_f64()
+    );
     println!("simulated/wall     {:.0} s / {:.2} s = {:.0}x", sim_s, wall, sim_s / wall.max(1e-9));
     println!("nodes up           {} of {}; connections {}", r.nodes_up, o.nodes, r.connections);
     match r.delivery_ratio {
-        Some(d) => println!("delivery ratio     {d:.4} ({} of {} deliveries received; {} acknowledged)", c.delivered, c.intended, c.acked),
+        Some(d) => println!(
+            "delivery ratio     {d:.4} ({} of {} deliveries received; {} acknowledged)",
+            c.delivered, c.intended, c.acked
+        ),
         None => println!("delivery ratio     n/a (no messages sent)"),
     }
     if let Some(a) = r.delivery_after {
         println!("after healing      {a:.4}");
     }
-    println!("answers            {} ok, {} rate-limited (429), {} refused otherwise; {} transport errors", c.ok, c.rate_limited, c.refused, c.transport_errors);
+    println!(
+        "answers            {} ok, {} rate-limited (429), {} refused otherwise; {} transport errors",
+        c.ok, c.rate_limited, c.refused, c.transport_errors
+    );
     if c.health_sent > 0 {
         println!("health checks      {} of {} answered", c.health_ok, c.health_sent);
     }
@@ -184,15 +215,24 @@ fn print_summary(o: &Options, r: &Report, wall: f64, out: Option<&str>) {
         println!("adversary          {} envelopes injected, {} refused", c.forgeries, c.forgeries_refused);
     }
     if c.crashes + c.moves > 0 {
-        println!("faults             {} crashes, {} restarts, {} address moves, {} peer updates accepted", c.crashes, c.restarts, c.moves, c.peer_updates);
+        println!(
+            "faults             {} crashes, {} restarts, {} address moves, {} peer updates accepted",
+            c.crashes, c.restarts, c.moves, c.peer_updates
+        );
     }
     if let Some((stale, all)) = r.stale_links {
         println!("stale links        {stale} of {all} connections point at an address their peer left");
     }
     if c.decided_accepted + c.decided_rejected > 0 {
-        println!("trust decisions    {} requests accepted, {} rejected by peers' opinions", c.decided_accepted, c.decided_rejected);
+        println!(
+            "trust decisions    {} requests accepted, {} rejected by peers' opinions",
+            c.decided_accepted, c.decided_rejected
+        );
     }
-    println!("invariant checks   {} passed (inbox-once, authentic, limits, ack-after-commit, survives-restart, one-reply)", r.checks);
+    println!(
+        "invariant checks   {} passed (inbox-once, authentic, limits, ack-after-commit, survives-restart, one-reply)",
+        r.checks
+    );
     println!("persisted replay   up to {} rows on one node", r.replay_rows_max);
     if let Some(dir) = out {
         let study = if o.study.is_some() { format!(", {dir}/study.csv, {dir}/study.svg") } else { String::new() };
@@ -225,7 +265,11 @@ fn bench_cmd(args: &[String]) -> Result<ExitCode, String> {
     }
     let costs = bench::crypto_costs();
     let json = bench::json_costs();
-    println!("bench: ordinary traffic, {nodes} nodes, 20-50 connections each, {} simulated, seed {seed}{}", format_duration(duration), if timing { ", timing the core" } else { "" });
+    println!(
+        "bench: ordinary traffic, {nodes} nodes, 20-50 connections each, {} simulated, seed {seed}{}",
+        format_duration(duration),
+        if timing { ", timing the core" } else { "" }
+    );
     let pb = progress_bar(duration, true);
     let mut tick = |t: u64, events: u64| {
         pb.set_position(t / 1_000_000);

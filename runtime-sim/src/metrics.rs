@@ -103,7 +103,15 @@ pub struct Metrics {
 impl Metrics {
     /// Empty metrics.
     pub fn new(interval_us: u64) -> Self {
-        Self { interval_us: interval_us.max(1), rows: Vec::new(), intended_by_window: Vec::new(), delivered_by_window: Vec::new(), measure_from_us: None, after: (0, 0), tail_from_us: u64::MAX }
+        Self {
+            interval_us: interval_us.max(1),
+            rows: Vec::new(),
+            intended_by_window: Vec::new(),
+            delivered_by_window: Vec::new(),
+            measure_from_us: None,
+            after: (0, 0),
+            tail_from_us: u64::MAX,
+        }
     }
 
     /// The window of time `t_us`.
@@ -217,9 +225,23 @@ impl Metrics {
                 .build_cartesian_2d(0.0..t_max, 0.0..1.05)
                 .map_err(|e| e.to_string())?;
             chart.configure_mesh().x_desc("simulated time (s)").y_desc("ratio").draw().map_err(|e| e.to_string())?;
-            chart.draw_series(LineSeries::new(ratios, &BLUE)).map_err(|e| e.to_string())?.label("delivery ratio (by send window)").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-            chart.draw_series(LineSeries::new(health, &GREEN)).map_err(|e| e.to_string())?.label("health checks answered").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN));
-            chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw().map_err(|e| e.to_string())?;
+            chart
+                .draw_series(LineSeries::new(ratios, &BLUE))
+                .map_err(|e| e.to_string())?
+                .label("delivery ratio (by send window)")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+            chart
+                .draw_series(LineSeries::new(health, &GREEN))
+                .map_err(|e| e.to_string())?
+                .label("health checks answered")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN));
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::LowerRight)
+                .draw()
+                .map_err(|e| e.to_string())?;
 
             let y_max = conns.iter().chain(&errors).chain(&limited).map(|p| p.1).fold(1.0, f64::max) * 1.1;
             let mut chart = ChartBuilder::on(&bottom)
@@ -230,10 +252,28 @@ impl Metrics {
                 .build_cartesian_2d(0.0..t_max, 0.0..y_max)
                 .map_err(|e| e.to_string())?;
             chart.configure_mesh().x_desc("simulated time (s)").draw().map_err(|e| e.to_string())?;
-            chart.draw_series(LineSeries::new(conns, &BLACK)).map_err(|e| e.to_string())?.label("connections").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
-            chart.draw_series(LineSeries::new(errors, &RED)).map_err(|e| e.to_string())?.label("transport errors").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
-            chart.draw_series(LineSeries::new(limited, &MAGENTA)).map_err(|e| e.to_string())?.label("429 answers").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], MAGENTA));
-            chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).position(SeriesLabelPosition::UpperRight).draw().map_err(|e| e.to_string())?;
+            chart
+                .draw_series(LineSeries::new(conns, &BLACK))
+                .map_err(|e| e.to_string())?
+                .label("connections")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+            chart
+                .draw_series(LineSeries::new(errors, &RED))
+                .map_err(|e| e.to_string())?
+                .label("transport errors")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+            chart
+                .draw_series(LineSeries::new(limited, &MAGENTA))
+                .map_err(|e| e.to_string())?
+                .label("429 answers")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], MAGENTA));
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::UpperRight)
+                .draw()
+                .map_err(|e| e.to_string())?;
             root.present().map_err(|e| e.to_string())?;
         }
         Ok(out)

@@ -153,7 +153,11 @@ impl Network {
         let key = ((from as u64) << 32) | to as u64;
         let (seed, cfg) = (self.seed, &self.cfg);
         let base = if lan { 0 } else { self.base_latency_us(from, to) as u32 };
-        let link = self.links.entry(key).or_insert_with(|| Link { rng: SplitMix(derive(seed, purpose::LINK, from as u64, to as u64)), base_us: base, bad: false });
+        let link = self.links.entry(key).or_insert_with(|| Link {
+            rng: SplitMix(derive(seed, purpose::LINK, from as u64, to as u64)),
+            base_us: base,
+            bad: false,
+        });
         let r = link.rng.unit();
         let lost = if link.bad { r < cfg.burst_loss } else { r < cfg.loss };
         let s = link.rng.unit();
@@ -250,7 +254,10 @@ mod tests {
 
     #[test]
     fn urls_split_and_addresses_are_private() {
-        assert_eq!(split_url("http://node-3.sim:8100/__darkmatter__/message"), ("http://node-3.sim:8100", "/__darkmatter__/message"));
+        assert_eq!(
+            split_url("http://node-3.sim:8100/__darkmatter__/message"),
+            ("http://node-3.sim:8100", "/__darkmatter__/message")
+        );
         assert_eq!(url_of(3, 0), "http://node-3.sim:8100");
         assert_eq!(url_of(3, 2), "http://node-3-2.sim:8100");
         assert!(proto_core::url::is_local_ip(ip_of(9999, 1)));

@@ -18,7 +18,10 @@ pub fn mix64(mut z: u64) -> u64 {
 
 /// An independent sub-seed for `(purpose, a, b)` under `seed`.
 pub fn derive(seed: u64, purpose: u64, a: u64, b: u64) -> u64 {
-    mix64(mix64(mix64(seed ^ mix64(purpose.wrapping_add(0x9e37_79b9_7f4a_7c15))) ^ a) ^ b.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    mix64(
+        mix64(mix64(seed ^ mix64(purpose.wrapping_add(0x9e37_79b9_7f4a_7c15))) ^ a)
+            ^ b.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+    )
 }
 
 /// Purposes for [`derive`].

@@ -136,7 +136,13 @@ impl Options {
     pub fn command_line(&self) -> String {
         // A trust study adds newcomers and Sybils to the `--nodes` honest mesh.
         let nodes = self.study.as_ref().map_or(self.nodes, |s| s.honest);
-        let mut s = format!("darkmatter-sim run {} --nodes {} --seed {} --duration {}", self.scenario, nodes, self.seed, format_duration(self.duration_us));
+        let mut s = format!(
+            "darkmatter-sim run {} --nodes {} --seed {} --duration {}",
+            self.scenario,
+            nodes,
+            self.seed,
+            format_duration(self.duration_us)
+        );
         for (k, v) in &self.overrides {
             s.push_str(&format!(" --{k} {v}"));
         }
@@ -163,7 +169,9 @@ impl Options {
             "skew-ms" => self.net.skew_max_us = u()? * 1000,
             "degree" => {
                 let (lo, hi) = match value.split_once("..") {
-                    Some((a, b)) => (a.parse::<u32>().map_err(|e| e.to_string())?, b.parse::<u32>().map_err(|e| e.to_string())?),
+                    Some((a, b)) => {
+                        (a.parse::<u32>().map_err(|e| e.to_string())?, b.parse::<u32>().map_err(|e| e.to_string())?)
+                    }
                     None => {
                         let d = value.parse::<u32>().map_err(|e| e.to_string())?;
                         (d, d)
@@ -188,7 +196,9 @@ impl Options {
                     _ => return Err(format!("--policy: weighted or plain, not {value}")),
                 }
             }
-            _ if self.study.is_some() && crate::trust_study::is_key(key) => crate::trust_study::apply(self, key, value)?,
+            _ if self.study.is_some() && crate::trust_study::is_key(key) => {
+                crate::trust_study::apply(self, key, value)?
+            }
             "sabotage" => {
                 self.sabotage = match value {
                     "none" => Sabotage::None,
@@ -413,7 +423,12 @@ fn handshake(n: u32, seed: u64, d: u64) -> Options {
 fn message(n: u32, seed: u64, d: u64) -> Options {
     let mut o = scripted("message", n.max(3), seed, d);
     o.workload.reply_prob = 1.0;
-    o.script = vec![(S, Action::Connect(0, 1)), (S, Action::Connect(0, 2)), (5 * S, Action::Send(0, 1)), (15 * S, Action::Broadcast(0))];
+    o.script = vec![
+        (S, Action::Connect(0, 1)),
+        (S, Action::Connect(0, 2)),
+        (5 * S, Action::Send(0, 1)),
+        (15 * S, Action::Broadcast(0)),
+    ];
     o
 }
 

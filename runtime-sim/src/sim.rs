@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use core::net::IpAddr;
 
-use proto_core::{Command, CommandId, Config, Event, HttpResponse, Method, Node, Now, OutboundId, Output, Passport, Table};
+use proto_core::{
+    Command, CommandId, Config, Event, HttpResponse, Method, Node, Now, OutboundId, Output, Passport, Table,
+};
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 
@@ -144,7 +146,21 @@ pub struct Timing {
 
 impl Timing {
     fn new() -> Self {
-        let labels = ["request /message", "request /connection_*", "request /webhook", "request /peer_update", "request /status and other", "response", "command send/forward", "command connect/accept", "command other", "datagram", "timeout", "beacon", "restore"];
+        let labels = [
+            "request /message",
+            "request /connection_*",
+            "request /webhook",
+            "request /peer_update",
+            "request /status and other",
+            "response",
+            "command send/forward",
+            "command connect/accept",
+            "command other",
+            "datagram",
+            "timeout",
+            "beacon",
+            "restore",
+        ];
         Self { buckets: labels.iter().map(|l| (*l, 0, Duration::ZERO)).collect() }
     }
     pub(crate) fn add(&mut self, i: usize, d: Duration) {
@@ -269,8 +285,13 @@ impl Sim {
             let agent = passport.agent_id().as_str().to_owned();
             let url = url_of(i, 0);
             let skew_range = sim.opts.net.skew_max_us as i64;
-            let skew_us = if skew_range == 0 { 0 } else { (derive(seed, purpose::SKEW, i as u64, 0) % (2 * skew_range as u64 + 1)) as i64 - skew_range };
-            let max_connections = if i < sim.opts.anchors { sim.opts.anchor_max_connections } else { sim.opts.max_connections };
+            let skew_us = if skew_range == 0 {
+                0
+            } else {
+                (derive(seed, purpose::SKEW, i as u64, 0) % (2 * skew_range as u64 + 1)) as i64 - skew_range
+            };
+            let max_connections =
+                if i < sim.opts.anchors { sim.opts.anchor_max_connections } else { sim.opts.max_connections };
             sim.by_url.insert(url.clone(), i);
             sim.by_agent.insert(agent.clone(), i);
             sim.nodes.push(SimNode {
@@ -384,7 +405,12 @@ impl Sim {
         if let (Some(min), Some(got)) = (self.opts.min_delivery_after, delivery_after) {
             self.inv.checks += 1;
             if got < min {
-                return Err(Violation { at_us: end, node: 0, rule: "delivery-after-heal", detail: format!("delivery ratio after healing {got:.4} < {min}") });
+                return Err(Violation {
+                    at_us: end,
+                    node: 0,
+                    rule: "delivery-after-heal",
+                    detail: format!("delivery ratio after healing {got:.4} < {min}"),
+                });
             }
         }
         Ok(Report {
@@ -402,7 +428,8 @@ impl Sim {
             queue_peak: self.queue.peak(),
             replay_rows_max: self.replay_rows_max,
             timing: self.timing.clone(),
-            key_parses: self.key_parses_gone + self.nodes.iter().filter_map(|n| n.node.as_ref()).map(Node::key_parses).sum::<u64>(),
+            key_parses: self.key_parses_gone
+                + self.nodes.iter().filter_map(|n| n.node.as_ref()).map(Node::key_parses).sum::<u64>(),
             stale_links: (self.counters.moves > 0).then(|| self.stale_links()),
         })
     }
@@ -415,7 +442,11 @@ impl Sim {
                 if *t != Table::Connections {
                     continue;
                 }
-                let (Some(&p), Ok(c)) = (self.by_agent.get(k), proto_core::store::decode::<proto_core::store::Connection>(v)) else { continue };
+                let (Some(&p), Ok(c)) =
+                    (self.by_agent.get(k), proto_core::store::decode::<proto_core::store::Connection>(v))
+                else {
+                    continue;
+                };
                 all += 1;
                 if c.url != self.nodes[p as usize].url {
                     stale += 1;
@@ -526,7 +557,15 @@ impl Sim {
             self.inv.checks += 1;
             let durable = self.nodes[i as usize].store.contains_key(&(Table::Inbox, m.clone()));
             if r.status != 200 || !durable {
-                self.fail(i, "ack-after-commit", format!("message {m} answered {} with its inbox record {}", r.status, if durable { "persisted" } else { "not persisted" }));
+                self.fail(
+                    i,
+                    "ack-after-commit",
+                    format!(
+                        "message {m} answered {} with its inbox record {}",
+                        r.status,
+                        if durable { "persisted" } else { "not persisted" }
+                    ),
+                );
                 return;
             }
             self.nodes[i as usize].unconsumed.insert(m);
@@ -579,7 +618,14 @@ impl Sim {
             }
             Event::Disconnected { agent_id, by_peer } => {
                 let p = self.by_agent.get(&agent_id).copied();
-                self.trace.rec(self.now, i as u64, Kind::Disconnected, p.map_or(EXTERNAL, u64::from), by_peer as u64, "");
+                self.trace.rec(
+                    self.now,
+                    i as u64,
+                    Kind::Disconnected,
+                    p.map_or(EXTERNAL, u64::from),
+                    by_peer as u64,
+                    "",
+                );
                 if let Some(p) = p {
                     let peers = &mut self.nodes[i as usize].peers;
                     if let Ok(pos) = peers.binary_search(&p) {
@@ -648,7 +694,11 @@ impl Sim {
         self.next_cmd += 1;
         self.counters.commands += 1;
         self.trace.rec(self.now, i as u64, Kind::Cmd, peer, 0, verb);
-        let mut ctx = Ctx { sending: matches!(kind, CmdKind::Send), forwarding: matches!(kind, CmdKind::Forward(_)), ..Ctx::default() };
+        let mut ctx = Ctx {
+            sending: matches!(kind, CmdKind::Send),
+            forwarding: matches!(kind, CmdKind::Forward(_)),
+            ..Ctx::default()
+        };
         let bucket = match kind {
             CmdKind::Send | CmdKind::Forward(_) => 6,
             CmdKind::Connect | CmdKind::Accept => 7,

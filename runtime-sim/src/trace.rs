@@ -70,7 +70,13 @@ impl Kind {
             Kind::Lost => "lost",
             Kind::Cmd => "cmd",
             Kind::Done => "done",
-            Kind::Connected | Kind::Disconnected | Kind::Requested | Kind::Decided | Kind::Message | Kind::PeerUpdated | Kind::Refused => "event",
+            Kind::Connected
+            | Kind::Disconnected
+            | Kind::Requested
+            | Kind::Decided
+            | Kind::Message
+            | Kind::PeerUpdated
+            | Kind::Refused => "event",
             Kind::Timer => "timer",
             Kind::Beacon => "beacon",
             Kind::Datagram => "dgram",
@@ -183,7 +189,9 @@ impl Trace {
             Kind::Connected => format!("connected {peer}"),
             Kind::Disconnected => format!("disconnected {peer}{}", if b == 1 { " (by peer)" } else { "" }),
             Kind::Requested => format!("connection requested by {peer} ({s})"),
-            Kind::Decided => format!("request of {peer} {} by peer opinion", if b == 1 { "accepted" } else { "rejected" }),
+            Kind::Decided => {
+                format!("request of {peer} {} by peer opinion", if b == 1 { "accepted" } else { "rejected" })
+            }
             Kind::Message => format!("message {s} from {peer}"),
             Kind::PeerUpdated => format!("peer {peer} now at {s}"),
             Kind::Refused => format!("refused {s} {b}"),
@@ -194,9 +202,17 @@ impl Trace {
             Kind::Fault | Kind::Check => format!("{s} {a}"),
         };
         let ms = t_us / 1000;
-        format!("{:06}.{:03} {:<w$} {:<9} {}", ms / 1000, ms % 1000, self.name(node), kind.word(), detail, w = self.width)
-            .trim_end()
-            .to_owned()
+        format!(
+            "{:06}.{:03} {:<w$} {:<9} {}",
+            ms / 1000,
+            ms % 1000,
+            self.name(node),
+            kind.word(),
+            detail,
+            w = self.width
+        )
+        .trim_end()
+        .to_owned()
     }
 
     /// The hash of every record so far, as 16 hex digits.

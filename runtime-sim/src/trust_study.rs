@@ -147,13 +147,28 @@ impl StudyConfig {
 pub fn is_key(key: &str) -> bool {
     matches!(
         key,
-        "sybils" | "newcomers" | "single" | "trust-prob" | "trust-range" | "vouch-range" | "gateway-frac" | "gateway-links" | "gateway-trust" | "sybil-targets" | "window" | "two-hop" | "controls" | "retry" | "acquaint"
+        "sybils"
+            | "newcomers"
+            | "single"
+            | "trust-prob"
+            | "trust-range"
+            | "vouch-range"
+            | "gateway-frac"
+            | "gateway-links"
+            | "gateway-trust"
+            | "sybil-targets"
+            | "window"
+            | "two-hop"
+            | "controls"
+            | "retry"
+            | "acquaint"
     )
 }
 
 fn range(key: &str, value: &str) -> Result<(f64, f64), String> {
     let (a, b) = value.split_once("..").ok_or_else(|| format!("--{key}: give MIN..MAX"))?;
-    let (a, b): (f64, f64) = (a.parse().map_err(|_| format!("--{key}: {value}"))?, b.parse().map_err(|_| format!("--{key}: {value}"))?);
+    let (a, b): (f64, f64) =
+        (a.parse().map_err(|_| format!("--{key}: {value}"))?, b.parse().map_err(|_| format!("--{key}: {value}"))?);
     if !(-1.0..=1.0).contains(&a) || !(-1.0..=1.0).contains(&b) || a > b {
         return Err(format!("--{key}: MIN..MAX within -1..1"));
     }
@@ -164,7 +179,9 @@ fn range(key: &str, value: &str) -> Result<(f64, f64), String> {
 pub fn apply(o: &mut Options, key: &str, value: &str) -> Result<(), String> {
     let c = o.study.as_mut().expect("a study");
     let f = || value.parse::<f64>().map_err(|_| format!("--{key}: not a number: {value}"));
-    let p = || f().and_then(|x| if (0.0..=1.0).contains(&x) { Ok(x) } else { Err(format!("--{key}: a probability, 0..1")) });
+    let p = || {
+        f().and_then(|x| if (0.0..=1.0).contains(&x) { Ok(x) } else { Err(format!("--{key}: a probability, 0..1")) })
+    };
     let u = || value.parse::<u32>().map_err(|_| format!("--{key}: not a count: {value}"));
     match key {
         "sybils" => c.sybils = u()?,
@@ -236,7 +253,8 @@ fn script(o: &mut Options) {
     let mut plan: Vec<(u64, Action)> = Vec::new();
     if c.honest > 0 {
         // The Sybils' own mesh and their footholds in the honest one.
-        let (lo, hi) = (c.sybil_degree.0.min(c.sybils.saturating_sub(1)), c.sybil_degree.1.min(c.sybils.saturating_sub(1)));
+        let (lo, hi) =
+            (c.sybil_degree.0.min(c.sybils.saturating_sub(1)), c.sybil_degree.1.min(c.sybils.saturating_sub(1)));
         for (a, b) in topology::build(&Topology::RandomRegular { min: lo, max: hi }, c.sybils, &mut r) {
             plan.push((below(&mut r, FORMATION_US), Action::Connect(first_sybil + a, first_sybil + b)));
         }
@@ -439,7 +457,13 @@ impl Sim {
 
     fn impress(&mut self, a: u32, b: u32, score: f64) {
         let agent_id = self.nodes[b as usize].agent.clone();
-        self.command(a, CmdKind::Impression, Command::SetImpression { agent_id, score, note: None }, b as u64, "impression");
+        self.command(
+            a,
+            CmdKind::Impression,
+            Command::SetImpression { agent_id, score, note: None },
+            b as u64,
+            "impression",
+        );
     }
 
     /// Carries out one study step.
@@ -450,7 +474,14 @@ impl Sim {
             Step::Retry { newcomer } => self.study_retry(newcomer),
             Step::Diagnose { newcomer } => {
                 let voucher = self.st().voucher.get(&newcomer).copied();
-                let open: Vec<usize> = self.st().asks.iter().enumerate().filter(|(_, a)| a.newcomer == newcomer && a.accepted_us.is_none() && a.first_failure.is_none()).map(|(k, _)| k).collect();
+                let open: Vec<usize> = self
+                    .st()
+                    .asks
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| a.newcomer == newcomer && a.accepted_us.is_none() && a.first_failure.is_none())
+                    .map(|(k, _)| k)
+                    .collect();
                 for k in open {
                     let ask = self.st().asks[k].clone();
                     let why = self.why_not(&ask, voucher);
@@ -498,7 +529,8 @@ impl Sim {
         let first_honest = cfg.layout().2;
         self.st().voucher.insert(newcomer, voucher);
         let near = self.honest_peers(voucher);
-        let (mut vouched, mut neighbour): (Vec<u32>, Vec<u32>) = near.iter().partition(|&&t| self.trust(t, voucher) >= TRUSTED_MIN);
+        let (mut vouched, mut neighbour): (Vec<u32>, Vec<u32>) =
+            near.iter().partition(|&&t| self.trust(t, voucher) >= TRUSTED_MIN);
         if cfg.single {
             if !vouched.is_empty() {
                 let k = below(&mut self.st().rng, vouched.len() as u64) as usize;
@@ -548,7 +580,17 @@ impl Sim {
                 continue;
             }
             st.ask_of.insert((newcomer, target), st.asks.len());
-            st.asks.push(Ask { newcomer, target, class, first_us: at, attempts: 1, pending_us: None, accepted_us: None, rejected: 0, first_failure: None });
+            st.asks.push(Ask {
+                newcomer,
+                target,
+                class,
+                first_us: at,
+                attempts: 1,
+                pending_us: None,
+                accepted_us: None,
+                rejected: 0,
+                first_failure: None,
+            });
             self.queue.push(at, Ev::Agent { node: newcomer, inc, act: Act::Connect(target) });
         }
         // Every first request has been answered and decided (or not) a minute after the last went out.
@@ -572,7 +614,12 @@ impl Sim {
         let inc = self.nodes[newcomer as usize].inc;
         let open: Vec<usize> = {
             let st = self.st();
-            st.asks.iter().enumerate().filter(|(_, a)| a.newcomer == newcomer && a.accepted_us.is_none()).map(|(k, _)| k).collect()
+            st.asks
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| a.newcomer == newcomer && a.accepted_us.is_none())
+                .map(|(k, _)| k)
+                .collect()
         };
         for k in open {
             let at = self.now + below(&mut self.st().rng, stagger);
@@ -600,7 +647,8 @@ impl Sim {
                     Role::Honest(_) => "honest",
                 };
                 let reason: String = reason.chars().take(70).collect();
-                *self.st().refusals.entry(format!("{who} answered {} {status}: {reason}", short(path))).or_default() += 1;
+                *self.st().refusals.entry(format!("{who} answered {} {status}: {reason}", short(path))).or_default() +=
+                    1;
                 return;
             }
             _ => return,
@@ -656,7 +704,8 @@ impl Sim {
         let mut classes = Vec::new();
         for class in Class::ALL {
             let asks: Vec<&Ask> = st.asks.iter().filter(|a| a.class == class).collect();
-            let mut delays: Vec<f64> = asks.iter().filter_map(|a| a.accepted_us.map(|t| t.saturating_sub(a.first_us) as f64 / 1e6)).collect();
+            let mut delays: Vec<f64> =
+                asks.iter().filter_map(|a| a.accepted_us.map(|t| t.saturating_sub(a.first_us) as f64 / 1e6)).collect();
             delays.sort_by(f64::total_cmp);
             let mut at: Vec<f64> = asks.iter().filter_map(|a| a.accepted_us.map(|t| t as f64 / 1e6)).collect();
             at.sort_by(f64::total_cmp);
@@ -688,7 +737,10 @@ impl Sim {
         let accepted_all = by_newcomer.values().filter(|v| v.1 == v.0).count() as u32;
         let mut first_accepts: Vec<f64> = st.per_node.iter().filter_map(|n| n.2.map(|t| t as f64 / 1e6)).collect();
         first_accepts.sort_by(f64::total_cmp);
-        let accepting = |gw: Option<bool>| st.per_node.iter().zip(&st.gateway).filter(|(n, g)| n.1 > 0 && gw.is_none_or(|want| g.0 == want)).count() as u32;
+        let accepting = |gw: Option<bool>| {
+            st.per_node.iter().zip(&st.gateway).filter(|(n, g)| n.1 > 0 && gw.is_none_or(|want| g.0 == want)).count()
+                as u32
+        };
         let (first_sybil, first_honest) = (c.layout().1, c.layout().2);
         let mut failures: BTreeMap<&'static str, u32> = BTreeMap::new();
         for a in st.asks.iter().filter(|a| a.class == Class::Vouched) {
@@ -696,8 +748,12 @@ impl Sim {
                 *failures.entry(why).or_default() += 1;
             }
         }
-        let pending_at_end: Vec<u32> = (first_honest..self.opts.nodes).map(|i| self.nodes[i as usize].counts[crate::invariants::table_index(proto_core::Table::PendingIn)]).collect();
-        let linked_at_end = (first_honest..self.opts.nodes).filter(|&i| self.nodes[i as usize].peers.iter().any(|p| (first_sybil..first_honest).contains(p))).count() as u32;
+        let pending_at_end: Vec<u32> = (first_honest..self.opts.nodes)
+            .map(|i| self.nodes[i as usize].counts[crate::invariants::table_index(proto_core::Table::PendingIn)])
+            .collect();
+        let linked_at_end = (first_honest..self.opts.nodes)
+            .filter(|&i| self.nodes[i as usize].peers.iter().any(|p| (first_sybil..first_honest).contains(p)))
+            .count() as u32;
         Some(StudyReport {
             kind: c.kind,
             policy: self.opts.trust_policy,
@@ -785,9 +841,13 @@ impl Sim {
         }
         // Would the first-hand opinions alone have carried it? Hearsay-sized scores (|s| < 0.2) are
         // what a node's impression becomes from peers' reports alone (TRUST_REPORT_WEIGHT = 0.1).
-        let firm: Vec<&(String, f64, f64)> = t.opinions.iter().filter(|o| o.1.abs() >= HEARSAY_MAX && o.2 > 0.0).collect();
+        let firm: Vec<&(String, f64, f64)> =
+            t.opinions.iter().filter(|o| o.1.abs() >= HEARSAY_MAX && o.2 > 0.0).collect();
         let w: f64 = firm.iter().map(|o| o.2).sum();
-        if w > 0.0 && firm.iter().map(|o| o.1 * o.2).sum::<f64>() / w >= min && (!weighted || w >= proto_core::limits::TRUST_CONFIDENCE_MIN) {
+        if w > 0.0
+            && firm.iter().map(|o| o.1 * o.2).sum::<f64>() / w >= min
+            && (!weighted || w >= proto_core::limits::TRUST_CONFIDENCE_MIN)
+        {
             "averaged below 0.5 by hearsay-sized opinions"
         } else if firm.is_empty() {
             "only hearsay-sized opinions"
@@ -932,7 +992,10 @@ impl StudyReport {
             TrustPolicy::Weighted => "weighted (default)",
             TrustPolicy::PlainAverage => "plain average",
         };
-        s += &format!("trust study        {} honest nodes, {} newcomers, {} Sybils; policy {policy}\n", self.honest, self.newcomers, self.sybils);
+        s += &format!(
+            "trust study        {} honest nodes, {} newcomers, {} Sybils; policy {policy}\n",
+            self.honest, self.newcomers, self.sybils
+        );
         for c in &self.classes {
             if c.asked == 0 {
                 continue;
@@ -969,7 +1032,11 @@ impl StudyReport {
             );
             s += &format!(
                 "  sybil requests   {} sent, {} held pending, {} accepted, {} rejected; at most {} at one node\n",
-                self.sybil_requests_planned, self.sybil_requests_reached, self.sybil_accepted, self.sybil_rejected, self.max_sybil_requests_at_one_node
+                self.sybil_requests_planned,
+                self.sybil_requests_reached,
+                self.sybil_accepted,
+                self.sybil_rejected,
+                self.max_sybil_requests_at_one_node
             );
             s += &format!(
                 "  pending queues   at the end: longest {} of {}; {} honest nodes full (refusing every new request)\n",
@@ -996,10 +1063,23 @@ impl StudyReport {
 
     /// One line per newcomer request.
     pub fn asks_csv(&self) -> String {
-        let mut s = String::from("newcomer,target,class,first_request_s,attempts,pending_s,accepted_s,rejected,first_round_failure\n");
+        let mut s = String::from(
+            "newcomer,target,class,first_request_s,attempts,pending_s,accepted_s,rejected,first_round_failure\n",
+        );
         let t = |x: Option<u64>| x.map(|v| format!("{:.3}", v as f64 / 1e6)).unwrap_or_default();
         for a in &self.asks {
-            s += &format!("{},{},{},{:.3},{},{},{},{},{}\n", a.newcomer, a.target, a.class.name(), a.first_us as f64 / 1e6, a.attempts, t(a.pending_us), t(a.accepted_us), a.rejected, a.first_failure.unwrap_or(""));
+            s += &format!(
+                "{},{},{},{:.3},{},{},{},{},{}\n",
+                a.newcomer,
+                a.target,
+                a.class.name(),
+                a.first_us as f64 / 1e6,
+                a.attempts,
+                t(a.pending_us),
+                t(a.accepted_us),
+                a.rejected,
+                a.first_failure.unwrap_or("")
+            );
         }
         s
     }
@@ -1016,22 +1096,52 @@ impl StudyReport {
             for c in &self.classes {
                 if c.asked > 0 {
                     let pts: Vec<f64> = c.accepted_at_s.iter().map(|t| t / 60.0).collect();
-                    series.push(Series::new(format!("{} newcomer requests accepted ({})", c.class.name(), c.asked), c.class.color(), cumulative(&pts, c.asked as f64, minutes)));
+                    series.push(Series::new(
+                        format!("{} newcomer requests accepted ({})", c.class.name(), c.asked),
+                        c.class.color(),
+                        cumulative(&pts, c.asked as f64, minutes),
+                    ));
                 }
             }
             if self.sybils > 0 {
                 let pts: Vec<f64> = self.sybil_first_accepts_s.iter().map(|t| t / 60.0).collect();
-                series.push(Series::new("honest nodes that accepted a Sybil".to_owned(), RGBColor(200, 0, 0), cumulative(&pts, self.honest as f64, minutes)));
+                series.push(Series::new(
+                    "honest nodes that accepted a Sybil".to_owned(),
+                    RGBColor(200, 0, 0),
+                    cumulative(&pts, self.honest as f64, minutes),
+                ));
             }
-            line_chart(&top, &format!("{title}: acceptance over simulated time"), "simulated time (min)", "fraction", (0.0, minutes), false, SeriesLabelPosition::MiddleRight, &series)?;
+            line_chart(
+                &top,
+                &format!("{title}: acceptance over simulated time"),
+                "simulated time (min)",
+                "fraction",
+                (0.0, minutes),
+                false,
+                SeriesLabelPosition::MiddleRight,
+                &series,
+            )?;
             let mut series = Vec::new();
             for c in &self.classes {
                 if c.accepted > 0 {
                     let pts: Vec<f64> = c.delays_s.iter().map(|d| d.max(0.01)).collect();
-                    series.push(Series::new(format!("{} (of {} asked)", c.class.name(), c.asked), c.class.color(), cumulative(&pts, c.asked as f64, self.duration_s)));
+                    series.push(Series::new(
+                        format!("{} (of {} asked)", c.class.name(), c.asked),
+                        c.class.color(),
+                        cumulative(&pts, c.asked as f64, self.duration_s),
+                    ));
                 }
             }
-            line_chart(&bottom, "newcomer requests accepted, by time since the newcomer's first request", "seconds since first request (log)", "fraction", (0.01, self.duration_s.max(1.0)), true, SeriesLabelPosition::MiddleRight, &series)?;
+            line_chart(
+                &bottom,
+                "newcomer requests accepted, by time since the newcomer's first request",
+                "seconds since first request (log)",
+                "fraction",
+                (0.01, self.duration_s.max(1.0)),
+                true,
+                SeriesLabelPosition::MiddleRight,
+                &series,
+            )?;
             root.present().map_err(|e| e.to_string())?;
         }
         Ok(out)
@@ -1080,7 +1190,16 @@ pub fn cumulative(sorted: &[f64], total: f64, end: f64) -> Vec<(f64, f64)> {
 
 /// Draws lines on `area` (fractions 0..1 on y).
 #[allow(clippy::too_many_arguments)]
-pub fn line_chart(area: &DrawingArea<SVGBackend, Shift>, title: &str, x_desc: &str, y_desc: &str, x: (f64, f64), log_x: bool, legend: SeriesLabelPosition, series: &[Series]) -> Result<(), String> {
+pub fn line_chart(
+    area: &DrawingArea<SVGBackend, Shift>,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    x: (f64, f64),
+    log_x: bool,
+    legend: SeriesLabelPosition,
+    series: &[Series],
+) -> Result<(), String> {
     let e = |e: DrawingAreaErrorKind<_>| e.to_string();
     macro_rules! draw {
         ($chart:expr) => {{
@@ -1089,13 +1208,26 @@ pub fn line_chart(area: &DrawingArea<SVGBackend, Shift>, title: &str, x_desc: &s
             for s in series {
                 let (color, width) = (s.color, s.width);
                 let drawn = if s.dashed {
-                    chart.draw_series(DashedLineSeries::new(s.points.iter().copied(), 6, 4, color.stroke_width(width))).map_err(e)?
+                    chart
+                        .draw_series(DashedLineSeries::new(s.points.iter().copied(), 6, 4, color.stroke_width(width)))
+                        .map_err(e)?
                 } else {
-                    chart.draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(width))).map_err(e)?
+                    chart
+                        .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(width)))
+                        .map_err(e)?
                 };
-                drawn.label(s.label.clone()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(width)));
+                drawn
+                    .label(s.label.clone())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(width)));
             }
-            chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).position(legend).label_font(("sans-serif", 12)).draw().map_err(e)?;
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .position(legend)
+                .label_font(("sans-serif", 12))
+                .draw()
+                .map_err(e)?;
         }};
     }
     let builder = || {
@@ -1134,8 +1266,15 @@ mod tests {
         assert_eq!(o.isolated, 550);
         assert_eq!(o.manual_accept.len(), 1000);
         assert_eq!(o.trust_policy, TrustPolicy::PlainAverage);
-        assert_eq!(o.command_line(), "darkmatter-sim run sybil --nodes 1000 --seed 3 --duration 20m --sybils 500 --policy plain");
-        let requests = o.script.iter().filter(|(_, a)| matches!(a, Action::Connect(s, t) if (50..550).contains(s) && *t >= 550)).count();
+        assert_eq!(
+            o.command_line(),
+            "darkmatter-sim run sybil --nodes 1000 --seed 3 --duration 20m --sybils 500 --policy plain"
+        );
+        let requests = o
+            .script
+            .iter()
+            .filter(|(_, a)| matches!(a, Action::Connect(s, t) if (50..550).contains(s) && *t >= 550))
+            .count();
         assert_eq!(requests, 500 * 60);
         assert!(o.script.windows(2).all(|w| w[0].0 <= w[1].0), "script in time order");
         assert!(o.apply("gateway-trust", "2").is_err());

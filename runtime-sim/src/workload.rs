@@ -96,7 +96,16 @@ pub enum Gen {
 
 impl Gen {
     /// Every kind.
-    pub const ALL: [Gen; 8] = [Gen::Direct, Gen::Broadcast, Gen::Health, Gen::Beacon, Gen::Churn, Gen::Impression, Gen::Adversary, Gen::Crash];
+    pub const ALL: [Gen; 8] = [
+        Gen::Direct,
+        Gen::Broadcast,
+        Gen::Health,
+        Gen::Beacon,
+        Gen::Churn,
+        Gen::Impression,
+        Gen::Adversary,
+        Gen::Crash,
+    ];
 
     /// Its per-node hourly rate under `w`.
     pub fn rate(self, w: &WorkloadConfig) -> f64 {
@@ -132,7 +141,14 @@ pub enum Forgery {
 
 impl Forgery {
     /// Every variant.
-    pub const ALL: [Forgery; 6] = [Forgery::Tamper, Forgery::Unsigned, Forgery::Impersonate, Forgery::Retarget, Forgery::Replay, Forgery::Downgrade];
+    pub const ALL: [Forgery; 6] = [
+        Forgery::Tamper,
+        Forgery::Unsigned,
+        Forgery::Impersonate,
+        Forgery::Retarget,
+        Forgery::Replay,
+        Forgery::Downgrade,
+    ];
 
     /// Whether acceptance of this variant is itself a violation.
     pub fn must_refuse(self) -> bool {

@@ -19,7 +19,11 @@ fn list_names_the_required_scenarios() {
 #[test]
 fn run_writes_csv_and_svg_and_ends_with_the_trace_hash() {
     let dir = std::env::temp_dir().join(format!("dm-sim-cli-{}", std::process::id()));
-    let out = sim().args(["run", "formation", "--nodes", "20", "--seed", "3", "--duration", "3m", "--out"]).arg(&dir).output().expect("runs");
+    let out = sim()
+        .args(["run", "formation", "--nodes", "20", "--seed", "3", "--duration", "3m", "--out"])
+        .arg(&dir)
+        .output()
+        .expect("runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     for needle in ["events processed", "simulated/wall", "delivery ratio", "invariant checks"] {
@@ -43,7 +47,10 @@ fn a_broken_invariant_exits_non_zero_with_the_reproduction_command() {
     assert!(text.contains("INVARIANT VIOLATED: invariant 'inbox-once'"), "{text}");
     assert!(text.contains("seed: 4"));
     assert!(text.contains("options: Options {"));
-    assert!(text.contains("darkmatter-sim run restart --nodes 4 --seed 4 --duration 1m --sabotage lose-replay"), "{text}");
+    assert!(
+        text.contains("darkmatter-sim run restart --nodes 4 --seed 4 --duration 1m --sabotage lose-replay"),
+        "{text}"
+    );
 }
 
 #[test]

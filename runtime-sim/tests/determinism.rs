@@ -5,7 +5,9 @@ use runtime_sim::{catalog, Options, Sim};
 
 fn run(opts: &Options) -> (String, String) {
     let mut sim = Sim::new(opts.clone());
-    let report = sim.run(&mut |_, _| {}).unwrap_or_else(|v| panic!("{}: {v}\nreproduce: {}", opts.scenario, opts.command_line()));
+    let report = sim
+        .run(&mut |_, _| {})
+        .unwrap_or_else(|v| panic!("{}: {v}\nreproduce: {}", opts.scenario, opts.command_line()));
     (report.trace_hash, sim.metrics().csv())
 }
 

@@ -62,7 +62,11 @@ fn trust_propagates_through_peers_opinions() {
     let count = |needle: &str| t.lines().filter(|l| l.contains(needle)).count();
     // Only a third of the mesh knows the newcomers; the others decide from what their peers say.
     // About 38 nodes are asked; those with no opinionated peer (or too little weight) decide nothing.
-    assert!(count("request of n00 accepted") >= 10, "liked newcomer accepted {} times", count("request of n00 accepted"));
+    assert!(
+        count("request of n00 accepted") >= 10,
+        "liked newcomer accepted {} times",
+        count("request of n00 accepted")
+    );
     assert_eq!(count("request of n00 rejected"), 0);
     assert_eq!(count("request of n01 accepted"), 0, "disliked newcomer got in");
     assert!(count("request of n01 rejected") >= 10);
@@ -72,8 +76,15 @@ fn trust_propagates_through_peers_opinions() {
 #[test]
 fn a_skewed_clock_makes_signed_timestamps_stale() {
     let t = trace_of("skew");
-    assert!(t.contains("000005.") && t.contains("n02 recv      POST /message from n00 -> 403"), "receiver ahead refuses");
+    assert!(
+        t.contains("000005.") && t.contains("n02 recv      POST /message from n00 -> 403"),
+        "receiver ahead refuses"
+    );
     assert!(t.contains("n00 recv      POST /message from n02 -> 403"), "sender ahead is refused");
-    assert_eq!(t.lines().filter(|l| l.contains("recv      POST /message") && l.ends_with("-> 200")).count(), 2, "after the clock is fixed both get through");
+    assert_eq!(
+        t.lines().filter(|l| l.contains("recv      POST /message") && l.ends_with("-> 200")).count(),
+        2,
+        "after the clock is fixed both get through"
+    );
     insta::assert_snapshot!("skew", t);
 }

@@ -13,7 +13,16 @@ use runtime_sim::{find, Options, Sim};
 fn options(policy: &str) -> Options {
     let sc = find("sybil").expect("exists");
     let mut o = (sc.build)(200, 1, 480_000_000);
-    for (k, v) in [("sybils", "50"), ("newcomers", "30"), ("sybil-targets", "30"), ("gateway-links", "6"), ("window", "5m"), ("health", "0"), ("beacon", "0"), ("policy", policy)] {
+    for (k, v) in [
+        ("sybils", "50"),
+        ("newcomers", "30"),
+        ("sybil-targets", "30"),
+        ("gateway-links", "6"),
+        ("window", "5m"),
+        ("health", "0"),
+        ("beacon", "0"),
+        ("policy", policy),
+    ] {
         o.apply(k, v).unwrap_or_else(|e| panic!("--{k} {v}: {e}"));
     }
     o
@@ -38,10 +47,18 @@ fn weighting_keeps_sybils_out_and_lets_vouched_newcomers_in() {
     assert_eq!(weighted.honest, 200);
     assert_eq!(weighted.sybils, 50);
     assert!(weighted.gateways >= 5, "the attack needs footholds in the honest mesh: {}", weighted.gateways);
-    assert!(weighted.sybil_requests_reached >= 1400, "Sybil requests reached honest nodes: {}", weighted.sybil_requests_reached);
+    assert!(
+        weighted.sybil_requests_reached >= 1400,
+        "Sybil requests reached honest nodes: {}",
+        weighted.sybil_requests_reached
+    );
 
     // Default policy: Sybils stay out.
-    assert!(weighted.sybil_node_ratio() < 0.01, "weighted: {} honest nodes accepted a Sybil", weighted.honest_accepting_sybil);
+    assert!(
+        weighted.sybil_node_ratio() < 0.01,
+        "weighted: {} honest nodes accepted a Sybil",
+        weighted.honest_accepting_sybil
+    );
     // Vouched newcomers get in: the first vouched target each asks accepts it.
     let first = weighted.newcomers_first_accepted as f64 / weighted.newcomers_with_vouched as f64;
     assert!(weighted.newcomers_with_vouched >= 25);
@@ -62,9 +79,16 @@ fn weighting_keeps_sybils_out_and_lets_vouched_newcomers_in() {
 
     // The plain average: the Sybil a node let in vouches for the others.
     assert_eq!(weighted.honest_accepting_sybil, 0);
-    assert!(plain.sybil_node_ratio() >= 0.015, "plain: only {} honest nodes accepted a Sybil", plain.honest_accepting_sybil);
+    assert!(
+        plain.sybil_node_ratio() >= 0.015,
+        "plain: only {} honest nodes accepted a Sybil",
+        plain.honest_accepting_sybil
+    );
     assert!(plain.sybil_accepted >= 10, "plain: only {} Sybil requests accepted", plain.sybil_accepted);
-    assert_eq!(plain.gateway_accepting_sybil, plain.honest_accepting_sybil, "plain: only nodes with a Sybil connection can be talked into one");
+    assert_eq!(
+        plain.gateway_accepting_sybil, plain.honest_accepting_sybil,
+        "plain: only nodes with a Sybil connection can be talked into one"
+    );
     let first = plain.newcomers_first_accepted as f64 / plain.newcomers_with_vouched as f64;
     assert!(first >= 0.9, "plain: {first:.3}");
 }

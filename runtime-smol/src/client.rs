@@ -58,7 +58,10 @@ fn resolve_public(netloc: &str) -> io::Result<Vec<SocketAddr>> {
     let all: Vec<SocketAddr> = netloc.to_socket_addrs()?.take(RESOLVED_ADDRESSES_MAX).collect();
     let public: Vec<SocketAddr> = all.iter().copied().filter(|a| !proto_core::url::is_local_ip(a.ip())).collect();
     if public.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("refusing to connect to {netloc}: it resolves to a private, loopback or link-local address")));
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("refusing to connect to {netloc}: it resolves to a private, loopback or link-local address"),
+        ));
     }
     Ok(public)
 }
@@ -114,7 +117,11 @@ fn finish(result: Result<ureq::Response, ureq::Error>) -> Result<HttpResponse, S
     };
     let status = response.status();
     let mut body = Vec::new();
-    response.into_reader().take(RESPONSE_BODY_BYTES_MAX + 1).read_to_end(&mut body).map_err(|e| format!("reading the answer failed: {e}"))?;
+    response
+        .into_reader()
+        .take(RESPONSE_BODY_BYTES_MAX + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| format!("reading the answer failed: {e}"))?;
     if body.len() as u64 > RESPONSE_BODY_BYTES_MAX {
         return Err(format!("answer exceeds {RESPONSE_BODY_BYTES_MAX} bytes"));
     }
@@ -136,8 +143,21 @@ mod tests {
     #[test]
     fn forbid_private_refuses_local_addresses_before_connecting() {
         let c = Client::new();
-        for url in ["http://127.0.0.1:9/x", "http://10.0.0.1:9/x", "http://[::1]:9/x", "http://169.254.1.1:9/x", "http://localhost:9/x"] {
-            let t = Transmit { id: proto_core::OutboundId(1), method: Method::Post, url: url.to_owned(), body: b"{}".to_vec(), timeout_ms: 1_000, forbid_private: true };
+        for url in [
+            "http://127.0.0.1:9/x",
+            "http://10.0.0.1:9/x",
+            "http://[::1]:9/x",
+            "http://169.254.1.1:9/x",
+            "http://localhost:9/x",
+        ] {
+            let t = Transmit {
+                id: proto_core::OutboundId(1),
+                method: Method::Post,
+                url: url.to_owned(),
+                body: b"{}".to_vec(),
+                timeout_ms: 1_000,
+                forbid_private: true,
+            };
             let err = c.call(&t).unwrap_err();
             assert!(err.contains("private"), "{url}: {err}");
         }
@@ -146,7 +166,14 @@ mod tests {
     #[test]
     fn connection_refused_is_a_transport_error() {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let t = Transmit { id: proto_core::OutboundId(1), method: Method::Get, url: format!("http://127.0.0.1:{port}/"), body: vec![], timeout_ms: 1_000, forbid_private: false };
+        let t = Transmit {
+            id: proto_core::OutboundId(1),
+            method: Method::Get,
+            url: format!("http://127.0.0.1:{port}/"),
+            body: vec![],
+            timeout_ms: 1_000,
+            forbid_private: false,
+        };
         assert!(Client::new().call(&t).is_err());
     }
 }

@@ -190,7 +190,10 @@ impl RuntimeConfig {
     }
 
     /// Reads the variables through `lookup` (tests pass a map).
-    pub fn from_lookup(cwd: PathBuf, mut lookup: impl FnMut(&'static str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_lookup(
+        cwd: PathBuf,
+        mut lookup: impl FnMut(&'static str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let mut c = Self::defaults(cwd);
         let mut get = |var: &'static str| lookup(var).map(|v| v.trim().to_owned());
         if let Some(v) = get("DARKMATTER_DISPLAY_NAME").filter(|v| !v.is_empty()) {
@@ -200,7 +203,9 @@ impl RuntimeConfig {
             c.bio = bounded_text("DARKMATTER_BIO", v, BIO_CHARS_MAX)?;
         }
         if let Some(v) = get("DARKMATTER_HOST").filter(|v| !v.is_empty()) {
-            c.host = v.parse().map_err(|_| invalid("DARKMATTER_HOST", &v, "must be an IP address such as 0.0.0.0 or 127.0.0.1"))?;
+            c.host = v
+                .parse()
+                .map_err(|_| invalid("DARKMATTER_HOST", &v, "must be an IP address such as 0.0.0.0 or 127.0.0.1"))?;
         }
         if let Some(v) = get("DARKMATTER_PORT").filter(|v| !v.is_empty()) {
             c.port = v.parse().map_err(|_| invalid("DARKMATTER_PORT", &v, "must be a port number 0-65535"))?;
@@ -214,7 +219,8 @@ impl RuntimeConfig {
             c.discovery_ports = parse_ports(&v)?;
         }
         if let Some(v) = get("DARKMATTER_MAX_CONNECTIONS").filter(|v| !v.is_empty()) {
-            c.max_connections = parse_range("DARKMATTER_MAX_CONNECTIONS", &v, 1, CONNECTIONS_MAX_CEILING as u64)? as usize;
+            c.max_connections =
+                parse_range("DARKMATTER_MAX_CONNECTIONS", &v, 1, CONNECTIONS_MAX_CEILING as u64)? as usize;
         }
         set_bool(&mut c.auto_accept_local, "DARKMATTER_AUTO_ACCEPT_LOCAL", get("DARKMATTER_AUTO_ACCEPT_LOCAL"))?;
         if let Some(v) = get("DARKMATTER_CLIENT").filter(|v| !v.is_empty()) {
@@ -226,10 +232,12 @@ impl RuntimeConfig {
         }
         set_bool(&mut c.agent_enabled, "DARKMATTER_AGENT_ENABLED", get("DARKMATTER_AGENT_ENABLED"))?;
         if let Some(v) = get("DARKMATTER_AGENT_MAX_CONCURRENT").filter(|v| !v.is_empty()) {
-            c.agent_max_concurrent = parse_range("DARKMATTER_AGENT_MAX_CONCURRENT", &v, 1, AGENT_MAX_CONCURRENT_CEILING as u64)? as u32;
+            c.agent_max_concurrent =
+                parse_range("DARKMATTER_AGENT_MAX_CONCURRENT", &v, 1, AGENT_MAX_CONCURRENT_CEILING as u64)? as u32;
         }
         if let Some(v) = get("DARKMATTER_AGENT_MAX_PER_HOUR").filter(|v| !v.is_empty()) {
-            c.agent_max_per_hour = parse_range("DARKMATTER_AGENT_MAX_PER_HOUR", &v, 0, AGENT_MAX_PER_HOUR_CEILING as u64)? as u32;
+            c.agent_max_per_hour =
+                parse_range("DARKMATTER_AGENT_MAX_PER_HOUR", &v, 0, AGENT_MAX_PER_HOUR_CEILING as u64)? as u32;
         }
         if let Some(v) = get("DARKMATTER_AGENT_TIMEOUT").filter(|v| !v.is_empty()) {
             c.agent_timeout_s = parse_range("DARKMATTER_AGENT_TIMEOUT", &v, 1, AGENT_TIMEOUT_S_CEILING)?;
@@ -307,7 +315,8 @@ fn parse_range(var: &'static str, value: &str, min: u64, max: u64) -> Result<u64
 fn parse_ports(value: &str) -> Result<Vec<u16>, ConfigError> {
     const VAR: &str = "DARKMATTER_DISCOVERY_PORTS";
     let bad = |why: &str| invalid(VAR, value, why);
-    let port = |s: &str| s.trim().parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad("ports must be numbers 1-65535"));
+    let port =
+        |s: &str| s.trim().parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad("ports must be numbers 1-65535"));
     let mut ports = Vec::new();
     for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (lo, hi) = match part.split_once('-') {
@@ -409,7 +418,8 @@ mod tests {
 
     #[test]
     fn empty_anchor_list_means_no_anchors_and_other_empties_mean_default() {
-        let c = parse(&[("DARKMATTER_ANCHOR_NODES", ""), ("DARKMATTER_PORT", ""), ("DARKMATTER_DISCOVERY", " ")]).unwrap();
+        let c =
+            parse(&[("DARKMATTER_ANCHOR_NODES", ""), ("DARKMATTER_PORT", ""), ("DARKMATTER_DISCOVERY", " ")]).unwrap();
         assert!(c.anchor_nodes.is_empty());
         assert_eq!(c.port, 8100);
         assert!(c.discovery);

@@ -80,7 +80,10 @@ fn targets(args: &Map<String, Value>) -> Result<Vec<String>, String> {
     }
     match args.get("target_agent_ids") {
         None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(a)) => a.iter().map(|v| v.as_str().map(str::to_owned).ok_or_else(|| "'target_agent_ids' must hold strings".to_owned())).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| "'target_agent_ids' must hold strings".to_owned()))
+            .collect(),
         Some(_) => Err("'target_agent_ids' must be an array".to_owned()),
     }
 }
@@ -114,18 +117,37 @@ pub fn parse(line: &Value) -> Result<Request, String> {
             };
             let hops = opt_u64(args, "hops_remaining")?.unwrap_or(u64::from(HOPS_MAX));
             let hops_remaining = u32::try_from(hops).map_err(|_| "'hops_remaining' is too large".to_owned())?;
-            node(Command::Send(SendArgs { content: text(args, "content")?, targets, metadata, in_reply_to: opt_text(args, "in_reply_to")?, hops_remaining }))
+            node(Command::Send(SendArgs {
+                content: text(args, "content")?,
+                targets,
+                metadata,
+                in_reply_to: opt_text(args, "in_reply_to")?,
+                hops_remaining,
+            }))
         }
-        "forward" => node(Command::Forward(ForwardArgs { message_id: text(args, "message_id")?, targets: targets(args)?, note: opt_text(args, "note")? })),
+        "forward" => node(Command::Forward(ForwardArgs {
+            message_id: text(args, "message_id")?,
+            targets: targets(args)?,
+            note: opt_text(args, "note")?,
+        })),
         "list_inbox" => node(Command::ListInbox),
-        "get_message" => node(Command::GetMessage { message_id: text(args, "message_id")?, consume: opt_bool(args, "consume")?.unwrap_or(false) }),
+        "get_message" => node(Command::GetMessage {
+            message_id: text(args, "message_id")?,
+            consume: opt_bool(args, "consume")?.unwrap_or(false),
+        }),
         "list_sent" => node(Command::ListSent),
         "get_sent" => node(Command::GetSent { message_id: text(args, "message_id")? }),
         "expire_sent" => node(Command::ExpireSent { message_id: text(args, "message_id")? }),
-        "wait_for_response" => node(Command::WaitForResponse { message_id: text(args, "message_id")?, timeout_ms: opt_u64(args, "timeout_ms")?.unwrap_or(WAIT_TIMEOUT_MS_DEFAULT) }),
+        "wait_for_response" => node(Command::WaitForResponse {
+            message_id: text(args, "message_id")?,
+            timeout_ms: opt_u64(args, "timeout_ms")?.unwrap_or(WAIT_TIMEOUT_MS_DEFAULT),
+        }),
         "identity" => node(Command::GetIdentity),
         "update_bio" => node(Command::UpdateBio { bio: text(args, "bio")? }),
-        "set_status" => node(Command::SetStatus { active: opt_bool(args, "active")?.ok_or("'active' is required")?, duration_minutes: opt_u64(args, "duration_minutes")? }),
+        "set_status" => node(Command::SetStatus {
+            active: opt_bool(args, "active")?.ok_or("'active' is required")?,
+            duration_minutes: opt_u64(args, "duration_minutes")?,
+        }),
         "set_impression" => {
             let score = args.get("score").and_then(Value::as_f64).ok_or("'score' must be a number")?;
             node(Command::SetImpression { agent_id: text(args, "agent_id")?, score, note: opt_text(args, "note")? })
@@ -165,12 +187,16 @@ pub fn event_json(e: &Event) -> Value {
             json!({"event": "connection_requested", "request_id": request_id, "agent_id": agent_id, "display_name": display_name})
         }
         Event::Connected { agent_id } => json!({"event": "connected", "agent_id": agent_id}),
-        Event::Disconnected { agent_id, by_peer } => json!({"event": "disconnected", "agent_id": agent_id, "by_peer": by_peer}),
+        Event::Disconnected { agent_id, by_peer } => {
+            json!({"event": "disconnected", "agent_id": agent_id, "by_peer": by_peer})
+        }
         Event::MessageReceived { message_id, from_agent_id, in_reply_to } => {
             json!({"event": "message_received", "message_id": message_id, "from_agent_id": from_agent_id, "in_reply_to": in_reply_to})
         }
         Event::PeerUpdated { agent_id, url } => json!({"event": "peer_updated", "agent_id": agent_id, "url": url}),
-        Event::Refused { path, status, reason } => json!({"event": "refused", "path": path, "status": status, "reason": reason}),
+        Event::Refused { path, status, reason } => {
+            json!({"event": "refused", "path": path, "status": status, "reason": reason})
+        }
         Event::RequestDecided { request_id, agent_id, accepted, peer_score } => {
             json!({"event": "request_decided", "request_id": request_id, "agent_id": agent_id, "accepted": accepted, "peer_score": peer_score})
         }
@@ -183,14 +209,33 @@ mod tests {
 
     #[test]
     fn lines_map_to_commands() {
-        assert_eq!(parse(&json!({"cmd": "connect", "target_url": "http://x"})), Ok(Request::Node(Command::Connect { target_url: "http://x".into() })));
-        assert_eq!(parse(&json!({"cmd": "get_message", "message_id": "m", "consume": true})), Ok(Request::Node(Command::GetMessage { message_id: "m".into(), consume: true })));
-        let Ok(Request::Node(Command::Send(s))) = parse(&json!({"cmd": "send", "content": "hi", "target_agent_ids": ["a", "b"]})) else { panic!() };
+        assert_eq!(
+            parse(&json!({"cmd": "connect", "target_url": "http://x"})),
+            Ok(Request::Node(Command::Connect { target_url: "http://x".into() }))
+        );
+        assert_eq!(
+            parse(&json!({"cmd": "get_message", "message_id": "m", "consume": true})),
+            Ok(Request::Node(Command::GetMessage { message_id: "m".into(), consume: true }))
+        );
+        let Ok(Request::Node(Command::Send(s))) =
+            parse(&json!({"cmd": "send", "content": "hi", "target_agent_ids": ["a", "b"]}))
+        else {
+            panic!()
+        };
         assert_eq!((s.targets, s.hops_remaining), (Targets::Agents(vec!["a".into(), "b".into()]), HOPS_MAX));
-        let Ok(Request::Node(Command::Send(s))) = parse(&json!({"cmd": "send", "content": "hi", "broadcast": true})) else { panic!() };
+        let Ok(Request::Node(Command::Send(s))) = parse(&json!({"cmd": "send", "content": "hi", "broadcast": true}))
+        else {
+            panic!()
+        };
         assert_eq!(s.targets, Targets::Broadcast { trust_min: 0.0 });
-        assert_eq!(parse(&json!({"cmd": "set_rate_limit", "limit": -1})), Ok(Request::Node(Command::SetRateLimit { agent_id: None, limit: -1 })));
-        assert_eq!(parse(&json!({"cmd": "discover_domain", "domain": "a.example"})), Ok(Request::DiscoverDomain("a.example".into())));
+        assert_eq!(
+            parse(&json!({"cmd": "set_rate_limit", "limit": -1})),
+            Ok(Request::Node(Command::SetRateLimit { agent_id: None, limit: -1 }))
+        );
+        assert_eq!(
+            parse(&json!({"cmd": "discover_domain", "domain": "a.example"})),
+            Ok(Request::DiscoverDomain("a.example".into()))
+        );
     }
 
     #[test]
@@ -199,7 +244,9 @@ mod tests {
         assert!(parse(&json!({"cmd": "nope"})).unwrap_err().contains("unknown"));
         assert!(parse(&json!({"cmd": "connect"})).unwrap_err().contains("target_url"));
         assert!(parse(&json!({"cmd": "send", "content": 5})).unwrap_err().contains("content"));
-        assert!(parse(&json!({"cmd": "send", "content": "x", "hops_remaining": -1})).unwrap_err().contains("hops_remaining"));
+        assert!(parse(&json!({"cmd": "send", "content": "x", "hops_remaining": -1}))
+            .unwrap_err()
+            .contains("hops_remaining"));
     }
 
     #[test]

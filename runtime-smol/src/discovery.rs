@@ -71,7 +71,13 @@ pub fn validate_card(body: &[u8], me: &str, url: String, source: &str) -> Result
 
 /// Probes every port but our own on 127.0.0.1 in parallel, notes valid cards with the core, and
 /// returns them.
-pub async fn scan_local(client: &Client, ports: &[u16], own_port: u16, me: &str, inputs: &Sender<Input>) -> Vec<Discovered> {
+pub async fn scan_local(
+    client: &Client,
+    ports: &[u16],
+    own_port: u16,
+    me: &str,
+    inputs: &Sender<Input>,
+) -> Vec<Discovered> {
     let gate = Arc::new(Semaphore::new(SCAN_CONCURRENT_MAX));
     let probes: Vec<_> = ports
         .iter()
@@ -110,7 +116,10 @@ pub fn domain_base(domain: &str) -> Result<String, String> {
     }
     let with_scheme = if d.contains("://") { d.to_owned() } else { format!("https://{d}") };
     let mut url = proto_core::url::validate(&with_scheme)?;
-    if !d.contains("://") && proto_core::url::is_local_url(&url) && url.host_str().is_some_and(|h| h == "localhost" || h.starts_with("127.") || h == "[::1]") {
+    if !d.contains("://")
+        && proto_core::url::is_local_url(&url)
+        && url.host_str().is_some_and(|h| h == "localhost" || h.starts_with("127.") || h == "[::1]")
+    {
         url.set_scheme("http").map_err(|()| "cannot use http".to_owned())?;
     }
     Ok(format!("{}://{}", url.scheme(), &url[url::Position::BeforeHost..url::Position::AfterPort]))
@@ -120,13 +129,17 @@ pub fn domain_base(domain: &str) -> Result<String, String> {
 pub async fn fetch_domain(client: &Client, domain: &str, me: &str, inputs: &Sender<Input>) -> Result<Value, String> {
     let base = domain_base(domain)?;
     let (client2, url) = (client.clone(), format!("{base}{CARD_PATH}"));
-    let r = smol::unblock(move || client2.get(&url, DOMAIN_FETCH_MS)).await.map_err(|e| format!("could not fetch {base}{CARD_PATH}: {e}"))?;
+    let r = smol::unblock(move || client2.get(&url, DOMAIN_FETCH_MS))
+        .await
+        .map_err(|e| format!("could not fetch {base}{CARD_PATH}: {e}"))?;
     if r.status != 200 {
         return Err(format!("{base}{CARD_PATH} answered HTTP {}", r.status));
     }
     let d = validate_card(&r.body, me, base, "domain")?;
     let _ = inputs.send(Input::Discovered(d.clone())).await;
-    Ok(json!({"found": true, "agent_id": d.agent_id, "url": d.url, "display_name": d.display_name, "bio": d.bio, "accepting_connections": d.accepting}))
+    Ok(
+        json!({"found": true, "agent_id": d.agent_id, "url": d.url, "display_name": d.display_name, "bio": d.bio, "accepting_connections": d.accepting}),
+    )
 }
 
 /// The socket beacons are sent from: TTL [`BEACON_TTL`], loopback off (we never hear ourselves).
@@ -150,7 +163,13 @@ pub fn beacon_listener() -> std::io::Result<UdpSocket> {
 }
 
 /// Sends a beacon at start, every [`BEACON_INTERVAL_S`], and whenever `now` fires, until `stop`.
-pub async fn beacon_loop(socket: Async<UdpSocket>, inputs: Sender<Input>, http_port: u16, now: Receiver<()>, stop: Receiver<()>) {
+pub async fn beacon_loop(
+    socket: Async<UdpSocket>,
+    inputs: Sender<Input>,
+    http_port: u16,
+    now: Receiver<()>,
+    stop: Receiver<()>,
+) {
     let group = SocketAddr::new(IpAddr::V4(BEACON_GROUP.parse().expect("constant is an address")), BEACON_PORT);
     loop {
         let (tx, rx) = async_channel::bounded(1);
@@ -216,7 +235,14 @@ pub async fn listen_loop(socket: Async<UdpSocket>, inputs: Sender<Input>, stop: 
 }
 
 /// Scans localhost every [`SCAN_INTERVAL_S`] (first after a short delay), until `stop`.
-pub async fn scan_loop(client: Client, ports: Vec<u16>, own_port: u16, me: String, inputs: Sender<Input>, stop: Receiver<()>) {
+pub async fn scan_loop(
+    client: Client,
+    ports: Vec<u16>,
+    own_port: u16,
+    me: String,
+    inputs: Sender<Input>,
+    stop: Receiver<()>,
+) {
     let mut wait = Duration::from_secs(1);
     loop {
         let stopped = smol::future::or(
@@ -266,9 +292,14 @@ mod tests {
     fn cards_are_checked() {
         let p = proto_core::Passport::from_seed([7; 32]);
         let id = p.agent_id().as_str().to_owned();
-        let card = |key: &str| serde_json::to_vec(&json!({"darkmatter": true, "agent_id": id, "public_key_hex": key, "display_name": "x", "accepting_connections": true})).unwrap();
+        let card = |key: &str| {
+            serde_json::to_vec(&json!({"darkmatter": true, "agent_id": id, "public_key_hex": key, "display_name": "x", "accepting_connections": true})).unwrap()
+        };
         let d = validate_card(&card(&id), "me", "http://127.0.0.1:1".into(), "local").unwrap();
-        assert_eq!((d.agent_id.as_str(), d.url.as_str(), d.source.as_str()), (id.as_str(), "http://127.0.0.1:1", "local"));
+        assert_eq!(
+            (d.agent_id.as_str(), d.url.as_str(), d.source.as_str()),
+            (id.as_str(), "http://127.0.0.1:1", "local")
+        );
         assert!(validate_card(&card("00"), "me", String::new(), "local").is_err());
         assert!(validate_card(&card(&id), &id, String::new(), "local").is_err());
         assert!(validate_card(b"{\"darkmatter\": true}", "me", String::new(), "local").is_err());

@@ -21,7 +21,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_channel::{Receiver, Sender};
 use proto_core::discovery::Discovered;
-use proto_core::{Change, Command, CommandError, CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, Node, Now, OutboundId, Output, Reply, Transmit};
+use proto_core::{
+    Change, Command, CommandError, CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, Node, Now,
+    OutboundId, Output, Reply, Transmit,
+};
 use serde_json::Value;
 use smol::lock::Semaphore;
 use smol::{Executor, Timer};
@@ -91,7 +94,9 @@ impl Clock {
 
     /// The instant of a monotonic deadline.
     pub fn instant(&self, mono_ms: u64) -> Instant {
-        self.origin.checked_add(Duration::from_millis(mono_ms)).unwrap_or_else(|| self.origin + Duration::from_secs(86_400 * 365))
+        self.origin
+            .checked_add(Duration::from_millis(mono_ms))
+            .unwrap_or_else(|| self.origin + Duration::from_secs(86_400 * 365))
     }
 }
 
@@ -439,7 +444,13 @@ mod tests {
                 answer
             };
             // A broadcast with no connections leaves a sent record to wait on.
-            let broadcast = proto_core::SendArgs { content: "x".into(), targets: proto_core::Targets::Broadcast { trust_min: -1.0 }, metadata: Default::default(), in_reply_to: None, hops_remaining: 1 };
+            let broadcast = proto_core::SendArgs {
+                content: "x".into(),
+                targets: proto_core::Targets::Broadcast { trust_min: -1.0 },
+                metadata: Default::default(),
+                in_reply_to: None,
+                hops_remaining: 1,
+            };
             let sent = ask(Command::Send(broadcast)).recv_blocking().unwrap().unwrap();
             let message_id = sent["message_id"].as_str().unwrap().to_owned();
             let wait = ask(Command::WaitForResponse { message_id, timeout_ms: 300 });

@@ -64,7 +64,8 @@ impl NodeHandle {
     /// stops background discovery.
     pub async fn discover_local(&self) -> Value {
         let s = &self.shared;
-        let found = crate::discovery::scan_local(&s.client, &s.scan_ports, s.local_addr.port(), &s.agent_id, &s.inputs).await;
+        let found =
+            crate::discovery::scan_local(&s.client, &s.scan_ports, s.local_addr.port(), &s.agent_id, &s.inputs).await;
         crate::discovery::scan_report(&found, &s.scan_ports)
     }
 

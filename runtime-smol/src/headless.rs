@@ -72,7 +72,12 @@ pub fn main() -> ExitCode {
     let mut ready = handle.info();
     ready["ready"] = Value::Bool(true);
     emit(&out, &ready);
-    eprintln!("darkmatter-node: agent {} listening at {} (state {})", handle.agent_id(), handle.public_url(), handle.state_path().display());
+    eprintln!(
+        "darkmatter-node: agent {} listening at {} (state {})",
+        handle.agent_id(),
+        handle.public_url(),
+        handle.state_path().display()
+    );
     if events {
         let (rx, out) = (handle.events(), out.clone());
         let _ = std::thread::Builder::new().name("dm-events".to_owned()).spawn(move || {
@@ -140,7 +145,8 @@ fn control_loop(handle: NodeHandle, out: Out) {
 
 async fn run_line(handle: &NodeHandle, line: &[u8]) -> Option<Value> {
     if line.iter().all(u8::is_ascii_whitespace) {
-        return (line.is_empty()).then(|| control::answer(None, Err(format!("line longer than {CONTROL_LINE_BYTES_MAX} bytes"))));
+        return (line.is_empty())
+            .then(|| control::answer(None, Err(format!("line longer than {CONTROL_LINE_BYTES_MAX} bytes"))));
     }
     let parsed: Value = match serde_json::from_slice(line) {
         Ok(v) => v,

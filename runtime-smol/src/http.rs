@@ -92,7 +92,8 @@ pub fn parse_head(raw: &[u8]) -> Result<Head, HeadError> {
     let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let request_line = lines.next().unwrap_or_default();
     let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(HeadError::Malformed("request line must be METHOD TARGET VERSION"));
     };
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -111,7 +112,8 @@ pub fn parse_head(raw: &[u8]) -> Result<Head, HeadError> {
         return Err(HeadError::Malformed("target must be an absolute path"));
     }
     let path = target.split(['?', '#']).next().unwrap_or_default().to_owned();
-    let mut head = Head { method: method.to_owned(), path, http11, content_length: 0, expect_continue: false, close: !http11 };
+    let mut head =
+        Head { method: method.to_owned(), path, http11, content_length: 0, expect_continue: false, close: !http11 };
     let mut length: Option<u64> = None;
     for line in lines.filter(|l| !l.is_empty()) {
         let (name, value) = line.split_once(':').ok_or(HeadError::Malformed("header line without ':'"))?;
@@ -230,12 +232,20 @@ mod tests {
 
     #[test]
     fn malformed_heads_are_refused_with_a_status() {
-        for raw in [&b"GARBAGE\r\n\r\n"[..], b"get / HTTP/1.1\r\n\r\n", b"GET nopath HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\nNoColon\r\n\r\n"] {
+        for raw in [
+            &b"GARBAGE\r\n\r\n"[..],
+            b"get / HTTP/1.1\r\n\r\n",
+            b"GET nopath HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nNoColon\r\n\r\n",
+        ] {
             assert_eq!(parse_head(raw).unwrap_err().status(), 400, "{}", String::from_utf8_lossy(raw));
         }
         assert_eq!(parse_head(b"GET / HTTP/2.0\r\n\r\n").unwrap_err().status(), 505);
         assert_eq!(parse_head(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap_err().status(), 501);
-        assert_eq!(parse_head(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n").unwrap_err().status(), 400);
+        assert_eq!(
+            parse_head(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n").unwrap_err().status(),
+            400
+        );
         assert_eq!(parse_head(b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n").unwrap_err().status(), 400);
     }
 

@@ -137,7 +137,11 @@ pub fn start(config: RuntimeConfig) -> Result<(NodeHandle, Running), StartError>
     let local_addr = listener.local_addr().map_err(StartError::Runtime)?;
     let listener = Async::new(listener).map_err(StartError::Runtime)?;
     let public_url = config.public_url(local_addr.port());
-    let display_name = if config.display_name.is_empty() { format!("agent-{}", &agent_id[..DEFAULT_NAME_ID_HEX]) } else { config.display_name.clone() };
+    let display_name = if config.display_name.is_empty() {
+        format!("agent-{}", &agent_id[..DEFAULT_NAME_ID_HEX])
+    } else {
+        config.display_name.clone()
+    };
     let core_config = proto_core::Config {
         display_name,
         bio: config.bio.clone(),
@@ -181,12 +185,17 @@ pub fn start(config: RuntimeConfig) -> Result<(NodeHandle, Running), StartError>
         })?
     };
 
-    let signal_handle = if config.handle_signals { Some(signals::install(stop_tx.clone()).map_err(StartError::Runtime)?) } else { None };
+    let signal_handle = if config.handle_signals {
+        Some(signals::install(stop_tx.clone()).map_err(StartError::Runtime)?)
+    } else {
+        None
+    };
     let lan = if config.discovery { lan_sockets() } else { None };
     let net_thread = {
         let server = server::Server::new(inputs_tx.clone(), stop_rx.clone(), net.clone());
         let (inputs, stop, ex, client) = (inputs_tx.clone(), stop_rx, net.clone(), client.clone());
-        let (discovery, ports, me, port) = (config.discovery, config.discovery_ports.clone(), agent_id.clone(), local_addr.port());
+        let (discovery, ports, me, port) =
+            (config.discovery, config.discovery_ports.clone(), agent_id.clone(), local_addr.port());
         spawn_thread("dm-net", move || {
             smol::block_on(ex.run(async {
                 ex.spawn(server.clone().serve(listener)).detach();
@@ -231,7 +240,9 @@ pub fn start(config: RuntimeConfig) -> Result<(NodeHandle, Running), StartError>
 
 /// The beacon sender and listener, or `None` (with a warning) when this host has no multicast.
 fn lan_sockets() -> Option<(Async<std::net::UdpSocket>, Async<std::net::UdpSocket>)> {
-    let open = || -> std::io::Result<_> { Ok((Async::new(discovery::beacon_sender()?)?, Async::new(discovery::beacon_listener()?)?)) };
+    let open = || -> std::io::Result<_> {
+        Ok((Async::new(discovery::beacon_sender()?)?, Async::new(discovery::beacon_listener()?)?))
+    };
     match open() {
         Ok(pair) => Some(pair),
         Err(e) => {

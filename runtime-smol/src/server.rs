@@ -152,7 +152,9 @@ impl Server {
                     // Over the cap: one refusal, then close. (The slot counted above is released.)
                     let mut conn = Conn { stream, buf: Vec::new() };
                     let deadline = Instant::now() + Duration::from_millis(OVERLOAD_WRITE_MS);
-                    let _ = conn.write(&http::error_response(503, "Too many connections; try again shortly", true), deadline).await;
+                    let _ = conn
+                        .write(&http::error_response(503, "Too many connections; try again shortly", true), deadline)
+                        .await;
                     return;
                 };
                 me.connection(Conn { stream, buf: Vec::new() }, peer.ip().to_canonical()).await;
@@ -205,14 +207,18 @@ impl Server {
             return self.answer(conn, &head, 404, &proto_core::wire::error_body("Not Found"), last).await;
         }
         let Some(_in_flight) = take_slot(&self.in_flight, IN_FLIGHT_MAX) else {
-            return self.answer(conn, &head, 503, &proto_core::wire::error_body("Server busy; try again shortly"), last).await;
+            return self
+                .answer(conn, &head, 503, &proto_core::wire::error_body("Server busy; try again shortly"), last)
+                .await;
         };
         if head.expect_continue && head.content_length > 0 {
             conn.write(b"HTTP/1.1 100 Continue\r\n\r\n", deadline).await?;
         }
         let body = match conn.read_body(head.content_length as usize, deadline).await {
             Ok(body) => body,
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => return self.refuse(conn, 408, "Request body not received in time").await,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                return self.refuse(conn, 408, "Request body not received in time").await
+            }
             Err(e) => return Err(e),
         };
         let method = match head.method.as_str() {
@@ -224,7 +230,8 @@ impl Server {
         // The body was read whole, so the connection is in a clean state for the next request; but a
         // HEAD client does not read the (JSON refusal) body we send, so that connection must end.
         let close = head.close || last || self.stop.is_closed() || head.method == "HEAD";
-        conn.write(&http::response_bytes(status, &body, close), Instant::now() + Duration::from_millis(WRITE_MS)).await?;
+        conn.write(&http::response_bytes(status, &body, close), Instant::now() + Duration::from_millis(WRITE_MS))
+            .await?;
         Ok(!close)
     }
 
@@ -233,11 +240,15 @@ impl Server {
         let (tx, rx) = async_channel::bounded(1);
         let input = Input::Request { method, path, body, source: Some(source), reply: tx };
         let deadline = Instant::now() + Duration::from_millis(REPLY_WAIT_MS);
-        let sent = within(deadline, async { self.inputs.send(input).await.map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe)) }).await;
+        let sent = within(deadline, async {
+            self.inputs.send(input).await.map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
+        })
+        .await;
         if sent.is_err() {
             return unavailable("Node is shutting down");
         }
-        match within(deadline, async { rx.recv().await.map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe)) }).await {
+        match within(deadline, async { rx.recv().await.map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe)) }).await
+        {
             Ok(reply) => (reply.status, reply.body),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => unavailable("Node did not answer in time"),
             Err(_) => unavailable("Node is shutting down"),
@@ -254,7 +265,8 @@ impl Server {
     /// An answer given without reading the body: keep the connection only if there is no body.
     async fn answer(&self, conn: &mut Conn, head: &Head, status: u16, body: &[u8], last: bool) -> io::Result<bool> {
         let close = head.close || head.content_length > 0 || last || self.stop.is_closed();
-        conn.write(&http::response_bytes(status, body, close), Instant::now() + Duration::from_millis(WRITE_MS)).await?;
+        conn.write(&http::response_bytes(status, body, close), Instant::now() + Duration::from_millis(WRITE_MS))
+            .await?;
         if head.content_length > 0 {
             conn.linger().await;
         }

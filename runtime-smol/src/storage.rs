@@ -77,7 +77,9 @@ pub enum StorageError {
     #[error("state commit failed: {0}")]
     Commit(Box<redb::CommitError>),
     /// The state file was written by a newer build in a format this one cannot read.
-    #[error("{path} was written by a newer darkmatter (record format {found}, this build knows {known}); upgrade to use it")]
+    #[error(
+        "{path} was written by a newer darkmatter (record format {found}, this build knows {known}); upgrade to use it"
+    )]
     NewerFormat {
         /// The file.
         path: PathBuf,
@@ -134,7 +136,9 @@ impl Storage {
             let mut meta = txn.open_table(META)?;
             let found = meta.get(META_RECORD_FORMAT)?.map(|v| v.value().first().copied().unwrap_or(0));
             match found {
-                Some(f) if f > RECORD_FORMAT => return Err(StorageError::NewerFormat { path: path.to_owned(), found: f, known: RECORD_FORMAT }),
+                Some(f) if f > RECORD_FORMAT => {
+                    return Err(StorageError::NewerFormat { path: path.to_owned(), found: f, known: RECORD_FORMAT })
+                }
                 Some(_) => {}
                 None => {
                     // A new file, or one written before values carried a version byte.
@@ -203,7 +207,10 @@ impl Storage {
 fn add_version_bytes(txn: &redb::WriteTransaction) -> Result<(), StorageError> {
     for table in Table::ALL {
         let mut t = txn.open_table(definition(table))?;
-        let rows: Vec<(String, Vec<u8>)> = t.iter()?.map(|row| row.map(|(k, v)| (k.value().to_owned(), v.value().to_vec()))).collect::<Result<_, _>>()?;
+        let rows: Vec<(String, Vec<u8>)> = t
+            .iter()?
+            .map(|row| row.map(|(k, v)| (k.value().to_owned(), v.value().to_vec())))
+            .collect::<Result<_, _>>()?;
         for (key, value) in rows {
             let mut versioned = Vec::with_capacity(value.len() + 1);
             versioned.push(1);
@@ -216,7 +223,11 @@ fn add_version_bytes(txn: &redb::WriteTransaction) -> Result<(), StorageError> {
 
 /// Creates the state directory (mode 0700) if it does not exist.
 pub fn ensure_dir(dir: &Path) -> Result<(), StorageError> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|source| StorageError::Io { path: dir.to_owned(), source })
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StorageError::Io { path: dir.to_owned(), source })
 }
 
 /// Reads `<dir>/passport.key`, or creates it with a fresh random seed (mode 0600) when missing.
@@ -305,7 +316,10 @@ mod tests {
             txn.commit().unwrap();
         }
         let err = Storage::open(&path).err().expect("refused");
-        assert!(matches!(err, StorageError::NewerFormat { found, known, .. } if found == RECORD_FORMAT + 1 && known == RECORD_FORMAT), "{err}");
+        assert!(
+            matches!(err, StorageError::NewerFormat { found, known, .. } if found == RECORD_FORMAT + 1 && known == RECORD_FORMAT),
+            "{err}"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 

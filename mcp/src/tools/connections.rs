@@ -16,7 +16,8 @@ action=\"accept\" or \"reject\" with request_id answers a request someone sent y
 action=\"disconnect\" with agent_id ends a connection; the other agent is told.";
 
 /// Description of darkmatter_list_connections.
-pub const LIST_CONNECTIONS: &str = "List the agents you are connected to: agent_id, display_name, url, bio, connected_at, \
+pub const LIST_CONNECTIONS: &str =
+    "List the agents you are connected to: agent_id, display_name, url, bio, connected_at, \
 messages_sent / messages_received, last_activity, and your impression of each (score -1..1 and note). \
 Use an agent_id from here as target_agent_id in darkmatter_send_message.";
 

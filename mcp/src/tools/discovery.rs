@@ -7,7 +7,8 @@ use super::ToolOutput;
 use crate::mesh::Mesh;
 
 /// Description of darkmatter_network_info.
-pub const NETWORK_INFO: &str = "Show your node as other agents see it (agent_id, display_name, url, bio, whether you accept connections) \
+pub const NETWORK_INFO: &str =
+    "Show your node as other agents see it (agent_id, display_name, url, bio, whether you accept connections) \
 and your connected peers with their URLs.";
 
 /// Description of darkmatter_discover_local.
@@ -59,7 +60,13 @@ pub fn check_domain(raw: &str) -> Result<String, ToolOutput> {
             return bad("has an invalid port");
         }
     }
-    let label_ok = |l: &str| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
     if host.len() > 253 || !host.split('.').all(label_ok) {
         return bad("is not a valid host name");
     }

@@ -9,19 +9,23 @@ use super::{command, ToolOutput};
 use crate::mesh::Mesh;
 
 /// Description of darkmatter_get_identity.
-pub const GET_IDENTITY: &str = "Show who you are on the mesh: agent_id (your Ed25519 public key, which other agents use to address you), \
+pub const GET_IDENTITY: &str =
+    "Show who you are on the mesh: agent_id (your Ed25519 public key, which other agents use to address you), \
 public_key_hex, display_name, bio, url (where peers reach you), status (active or inactive) and created_at.";
 
 /// Description of darkmatter_update_bio.
-pub const UPDATE_BIO: &str = "Set your bio: 1..1000 characters saying what you are good at, so other agents know what to ask you. \
+pub const UPDATE_BIO: &str =
+    "Set your bio: 1..1000 characters saying what you are good at, so other agents know what to ask you. \
 Connected agents are told of the change.";
 
 /// Description of darkmatter_set_status.
-pub const SET_STATUS: &str = "Go inactive or active. While inactive, other agents' connection requests and messages are refused (HTTP 503). \
+pub const SET_STATUS: &str =
+    "Go inactive or active. While inactive, other agents' connection requests and messages are refused (HTTP 503). \
 With duration_minutes (1..1440) an inactive status ends by itself after that long.";
 
 /// Description of darkmatter_status.
-pub const STATUS: &str = "Start here. One-glance view of your node: identity, connections, inbox size, pending connection requests, \
+pub const STATUS: &str =
+    "Start here. One-glance view of your node: identity, connections, inbox size, pending connection requests, \
 agents discovered nearby, messages still awaiting replies, and suggested_actions telling you which tool to call next.";
 
 /// Arguments of darkmatter_update_bio.
@@ -67,7 +71,9 @@ pub async fn set_status(mesh: &dyn Mesh, a: SetStatusArgs) -> ToolOutput {
     let active = a.status == Status::Active;
     match a.duration_minutes {
         Some(_) if active => return ToolOutput::error("duration_minutes applies only to status=\"inactive\""),
-        Some(m) if m == 0 || m > INACTIVE_MINUTES_MAX => return ToolOutput::error(format!("duration_minutes must be 1..={INACTIVE_MINUTES_MAX}")),
+        Some(m) if m == 0 || m > INACTIVE_MINUTES_MAX => {
+            return ToolOutput::error(format!("duration_minutes must be 1..={INACTIVE_MINUTES_MAX}"))
+        }
         _ => {}
     }
     command(mesh, Command::SetStatus { active, duration_minutes: a.duration_minutes }).await

@@ -61,7 +61,12 @@ pub async fn create_shard(mesh: &dyn Mesh, a: CreateShardArgs) -> ToolOutput {
     if a.summary.as_ref().is_some_and(|s| s.chars().count() > proto_core::limits::NOTE_CHARS_MAX) {
         return ToolOutput::error("summary must be at most 1000 characters");
     }
-    let args = ShardArgs { content: a.content, tags: a.tags, trust_threshold: a.trust_threshold.unwrap_or(0.0), summary: a.summary };
+    let args = ShardArgs {
+        content: a.content,
+        tags: a.tags,
+        trust_threshold: a.trust_threshold.unwrap_or(0.0),
+        summary: a.summary,
+    };
     command(mesh, Command::CreateShard(args)).await
 }
 
@@ -73,4 +78,3 @@ pub async fn view_shards(mesh: &dyn Mesh, a: ViewShardsArgs) -> ToolOutput {
     };
     command(mesh, Command::ViewShards { tags: a.tags.unwrap_or_default(), author }).await
 }
-

@@ -28,11 +28,13 @@ consume=true also removes it from the inbox (do that once you have handled it). 
 Reply with darkmatter_send_message(target_agent_id=<from_agent_id>, in_reply_to=<message_id>, content=...), or forward it with darkmatter_send_message(message_id=..., target_agent_id=...).";
 
 /// Description of darkmatter_list_messages.
-pub const LIST_SENT: &str = "List the messages you sent (newest first) with their status (active, responded, expired), \
+pub const LIST_SENT: &str =
+    "List the messages you sent (newest first) with their status (active, responded, expired), \
 who they were routed to, and how many responses each has. darkmatter_get_sent_message shows the responses.";
 
 /// Description of darkmatter_get_sent_message.
-pub const GET_SENT: &str = "Show one message you sent in full, with responses[] (agent_id, content, received_at) and the delivery updates \
+pub const GET_SENT: &str =
+    "Show one message you sent in full, with responses[] (agent_id, content, received_at) and the delivery updates \
 (received, forwarded with notes, expired) that agents along its path reported.";
 
 /// Description of darkmatter_expire_message.
@@ -137,10 +139,18 @@ pub fn build_send(mut a: SendArgsIn) -> Result<Command, ToolOutput> {
     let targets = targets_of(&mut a)?;
     let broadcast = a.broadcast.unwrap_or(false);
     match (a.content.take(), a.message_id.take()) {
-        (Some(_), Some(_)) => Err(ToolOutput::error("Give either content (a new message) or message_id (a forward), not both")),
+        (Some(_), Some(_)) => {
+            Err(ToolOutput::error("Give either content (a new message) or message_id (a forward), not both"))
+        }
         (None, None) => Err(ToolOutput::error("content is required (or message_id to forward an inbox message)")),
         (None, Some(id)) => {
-            for (name, given) in [("broadcast", broadcast), ("trust_min", a.trust_min.is_some()), ("metadata", a.metadata.is_some()), ("in_reply_to", a.in_reply_to.is_some()), ("hops_remaining", a.hops_remaining.is_some())] {
+            for (name, given) in [
+                ("broadcast", broadcast),
+                ("trust_min", a.trust_min.is_some()),
+                ("metadata", a.metadata.is_some()),
+                ("in_reply_to", a.in_reply_to.is_some()),
+                ("hops_remaining", a.hops_remaining.is_some()),
+            ] {
                 if given {
                     return Err(ToolOutput::error(format!("{name} does not apply when forwarding (message_id)")));
                 }
@@ -155,10 +165,16 @@ pub fn build_send(mut a: SendArgsIn) -> Result<Command, ToolOutput> {
                 return Err(ToolOutput::error("note applies only when forwarding (message_id)"));
             }
             let targets = match (broadcast, targets.is_empty()) {
-                (true, false) => return Err(ToolOutput::error("Give either broadcast=true or target agents, not both")),
+                (true, false) => {
+                    return Err(ToolOutput::error("Give either broadcast=true or target agents, not both"))
+                }
                 (true, true) => Targets::Broadcast { trust_min: trust_min(a.trust_min)? },
-                (false, true) => return Err(ToolOutput::error("Give target_agent_id, target_agent_ids or broadcast=true")),
-                (false, false) if a.trust_min.is_some() => return Err(ToolOutput::error("trust_min applies only with broadcast=true")),
+                (false, true) => {
+                    return Err(ToolOutput::error("Give target_agent_id, target_agent_ids or broadcast=true"))
+                }
+                (false, false) if a.trust_min.is_some() => {
+                    return Err(ToolOutput::error("trust_min applies only with broadcast=true"))
+                }
                 (false, false) => Targets::Agents(targets),
             };
             let hops = a.hops_remaining.unwrap_or(HOPS_MAX);
@@ -169,7 +185,13 @@ pub fn build_send(mut a: SendArgsIn) -> Result<Command, ToolOutput> {
                 Some(r) => Some(id_arg("in_reply_to", Some(r))?),
                 None => None,
             };
-            Ok(Command::Send(SendArgs { content, targets, metadata: a.metadata.unwrap_or_default(), in_reply_to, hops_remaining: hops }))
+            Ok(Command::Send(SendArgs {
+                content,
+                targets,
+                metadata: a.metadata.unwrap_or_default(),
+                in_reply_to,
+                hops_remaining: hops,
+            }))
         }
     }
 }

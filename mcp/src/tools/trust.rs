@@ -13,7 +13,8 @@ pub const SET_IMPRESSION: &str = "Record what you think of another agent: score 
 Impressions are private to you; they decide who receives your broadcasts (trust_min) and help you and your peers judge connection requests.";
 
 /// Description of darkmatter_get_impression.
-pub const GET_IMPRESSION: &str = "Read your impression of an agent: has_impression, and if so its score (-1..1), note and when it was last set.";
+pub const GET_IMPRESSION: &str =
+    "Read your impression of an agent: has_impression, and if so its score (-1..1), note and when it was last set.";
 
 /// Arguments of darkmatter_set_impression.
 #[derive(Debug, Deserialize, JsonSchema)]

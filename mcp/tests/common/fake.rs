@@ -41,9 +41,13 @@ impl Mesh for Fake {
             match command {
                 Command::WaitForResponse { message_id, .. } => {
                     let _ = self.release_rx.recv().await;
-                    Ok(json!({"message_id": message_id, "timed_out": false, "responses": [{"agent_id": "b", "content": "hi", "received_at": "t"}]}))
+                    Ok(
+                        json!({"message_id": message_id, "timed_out": false, "responses": [{"agent_id": "b", "content": "hi", "received_at": "t"}]}),
+                    )
                 }
-                Command::GetMessage { message_id, .. } if message_id == "missing" => Err(CommandError::NotFound("No inbox message with ID 'missing'".into())),
+                Command::GetMessage { message_id, .. } if message_id == "missing" => {
+                    Err(CommandError::NotFound("No inbox message with ID 'missing'".into()))
+                }
                 _ => Ok(json!({"ok": true})),
             }
         })

@@ -67,7 +67,8 @@ impl Proc {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout is not JSON-RPC ({e}): {line}"));
+                let v: Value =
+                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout is not JSON-RPC ({e}): {line}"));
                 if tx.send(v).is_err() {
                     break;
                 }
@@ -118,7 +119,8 @@ impl Proc {
         let r = self.request("tools/call", json!({"name": tool, "arguments": args}));
         let res = &r["result"];
         assert!(res.is_object(), "tools/call {tool} failed at the protocol level: {r}");
-        let text: Value = serde_json::from_str(res["content"][0]["text"].as_str().expect("text content")).expect("text is JSON");
+        let text: Value =
+            serde_json::from_str(res["content"][0]["text"].as_str().expect("text content")).expect("text is JSON");
         assert_eq!(text, res["structuredContent"], "text and structured content agree");
         (res["isError"] == json!(true), res["structuredContent"].clone())
     }

@@ -106,7 +106,7 @@ fn accept_path(c: &mut Criterion) {
             let mut total = std::time::Duration::ZERO;
             for _ in 0..iters {
                 // Each envelope is accepted once per fixture; rebuild when they run out (untimed).
-                if next as usize % ENVELOPES == 0 && next > 0 {
+                if (next as usize).is_multiple_of(ENVELOPES) && next > 0 {
                     f = fixture(ENVELOPES);
                 }
                 let body = f.bodies[next as usize % ENVELOPES].clone();

@@ -3,6 +3,9 @@
 //! fresh machine with nothing but the package registries.
 //!
 //! 0.5.3 imports `mcp` 1.x APIs; an unpinned `mcp[cli]` pulls 2.x, which it cannot import, hence `<2`.
+//! Every other package of each venv is pinned by a constraints file (`interop/constraints.txt`,
+//! `mcp_client/constraints.txt`), so interop cannot drift when a dependency publishes a release; a
+//! venv whose recorded install differs from today's pins is made again.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -23,15 +26,25 @@ fn venv_named(name: &str) -> PathBuf {
 
 /// The dmagent 0.5.3 venv's python (see [`venv`]).
 pub fn python() -> Result<PathBuf, String> {
-    venv("pyvenv", PACKAGES)
+    let constraints = tests_file(&["interop", "constraints.txt"])?;
+    let mut args: Vec<&str> = PACKAGES.to_vec();
+    args.extend(["-c", &constraints]);
+    venv("pyvenv", &args)
+}
+
+/// The path of a file under `tests/`, as a string for pip's arguments.
+fn tests_file(parts: &[&str]) -> Result<String, String> {
+    let mut path = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    path.extend(parts);
+    path.to_str().map(str::to_owned).ok_or_else(|| "non-UTF-8 path".to_owned())
 }
 
 /// The python of a venv with the official MCP client package pinned in
 /// `tests/mcp_client/requirements.txt` (a venv of its own: 0.5.3 needs `mcp<2`).
 pub fn mcp_client_python() -> Result<PathBuf, String> {
-    let requirements = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("mcp_client").join("requirements.txt");
-    let requirements = requirements.to_str().ok_or("non-UTF-8 path")?.to_owned();
-    venv("mcp-venv", &["-r", &requirements])
+    let requirements = tests_file(&["mcp_client", "requirements.txt"])?;
+    let constraints = tests_file(&["mcp_client", "constraints.txt"])?;
+    venv("mcp-venv", &["-r", &requirements, "-c", &constraints])
 }
 
 /// The python of venv `<workspace>/target/<name>`, filled by `pip install <pip_args>`, creating and filling it first if
@@ -43,14 +56,33 @@ pub fn venv(name: &str, pip_args: &[&str]) -> Result<PathBuf, String> {
     lock.lock().map_err(|e| e.to_string())?;
     let py = dir.join("bin").join("python");
     let stamp = dir.join(".installed");
-    if !stamp.exists() {
+    let wanted = install_record(pip_args)?;
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        // Absent, half-made, or made from other pins: start from an empty venv.
+        let _ = std::fs::remove_dir_all(&dir);
         let base = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
         run(Command::new(&base).args(["-m", "venv"]).arg(&dir))?;
         run(Command::new(&py).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]).args(pip_args))?;
-        std::fs::write(&stamp, pip_args.join("\n")).map_err(|e| e.to_string())?;
+        std::fs::write(&stamp, &wanted).map_err(|e| e.to_string())?;
     }
     drop(lock);
     Ok(py)
+}
+
+/// What a venv records of its install: pip's arguments and the text of every file they name, so an
+/// edited constraints or requirements file makes the venv again.
+fn install_record(pip_args: &[&str]) -> Result<String, String> {
+    let mut record = pip_args.join("\n");
+    for pair in pip_args.windows(2) {
+        if matches!(pair[0], "-r" | "-c") {
+            let text = std::fs::read_to_string(pair[1]).map_err(|e| format!("{}: {e}", pair[1]))?;
+            record.push_str("\n--- ");
+            record.push_str(pair[1]);
+            record.push('\n');
+            record.push_str(&text);
+        }
+    }
+    Ok(record)
 }
 
 fn run(cmd: &mut Command) -> Result<(), String> {

@@ -124,6 +124,18 @@ fn drain(node: &mut ChildNode, seen: &mut HashSet<String>, consumed: &mut HashSe
     true
 }
 
+/// Names the seed of the crash points, so a failing run can be repeated exactly.
+const SEED_VAR: &str = "DARKMATTER_CRASH_SEED";
+
+/// The crash points' seed: `$DARKMATTER_CRASH_SEED` when set (a failing run printed it), else a new one
+/// from the clock, so that each run probes other moments.
+fn crash_seed() -> u64 {
+    match std::env::var(SEED_VAR) {
+        Ok(text) => text.trim().parse::<u64>().unwrap_or_else(|_| panic!("{SEED_VAR} must be a u64, got {text:?}")) | 1,
+        Err(_) => SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_nanos() as u64 | 1,
+    }
+}
+
 #[test]
 fn acknowledged_messages_survive_kill_9_exactly_once() {
     let dir = TempDir::new("crash");
@@ -132,9 +144,9 @@ fn acknowledged_messages_survive_kill_9_exactly_once() {
     let mut node = start_receiver(dir.path(), port);
     node.ok(json!({"cmd": "set_rate_limit", "limit": -1}));
 
-    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    let seed = crash_seed();
     let mut rng = Rng(seed);
-    eprintln!("crash test seed {seed}");
+    eprintln!("crash test seed {seed} (re-run with {SEED_VAR}={seed})");
     let peer = Passport::from_seed([0x5a; 32]);
     let from = peer.agent_id().as_str().to_owned();
     let bodies: Arc<Vec<String>> = Arc::new(

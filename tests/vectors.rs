@@ -165,9 +165,10 @@ fn genome_signature() {
 
 #[test]
 fn fixture_is_the_shared_reference_file() {
-    // Guards against a hand edit of the copy; the shared file is only present in a full checkout.
+    // Guards against a hand edit of the copy. The shared folder lies beside every checkout (CI's
+    // included); a run without it cannot check the copy, so it fails rather than pass unchecked.
     let shared = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/reference/vectors.json");
-    if let Ok(original) = std::fs::read_to_string(shared) {
-        assert_eq!(original, VECTORS_JSON, "tests/fixtures/vectors.json differs from {shared}");
-    }
+    let original = std::fs::read_to_string(shared)
+        .unwrap_or_else(|e| panic!("cannot read {shared} to check tests/fixtures/vectors.json against it: {e}"));
+    assert_eq!(original, VECTORS_JSON, "tests/fixtures/vectors.json differs from {shared}");
 }

@@ -442,13 +442,25 @@ fn a_reply_completes_an_exchange_and_raises_trust() {
     assert!(after > before + 0.019, "{before} -> {after}");
 }
 
+/// A point of -1..=1 from any integer (quickcheck's floats are mostly huge, NaN or infinite).
+fn unit(n: i32) -> f64 {
+    f64::from(n % 1001) / 1000.0
+}
+
 quickcheck! {
-    fn scores_never_leave_minus_one_to_one(start: f64, deltas: Vec<f64>) -> bool {
-        let mut s = if start.is_finite() { start.clamp(-1.0, 1.0) } else { 0.0 };
-        deltas.iter().all(|d| {
-            s = proto_core::trust::adjust(s, *d);
-            (-1.0..=1.0).contains(&s)
-        })
+    /// The diminishing update: a gain never lowers a score and a loss never raises it, no step is
+    /// larger than twice its delta (a gain from -1 doubles), the result stays within -1..1 for any
+    /// delta, and the same gain moves a score less the closer it already is to +1 (a loss, the
+    /// closer to -1).
+    fn impression_updates_move_the_right_way_and_shrink_near_the_ends(a: i32, b: i32, d: i32, wild: f64) -> bool {
+        let (lo, hi) = { let (x, y) = (unit(a), unit(b)); (x.min(y), x.max(y)) };
+        let delta = unit(d);
+        let step = |s: f64| proto_core::trust::adjust(s, delta) - s;
+        let direction = if delta >= 0.0 { step(lo) >= 0.0 && step(hi) >= 0.0 } else { step(lo) <= 0.0 && step(hi) <= 0.0 };
+        let bounded = step(lo).abs() <= 2.0 * delta.abs() + 1e-12 && step(hi).abs() <= 2.0 * delta.abs() + 1e-12;
+        let diminishing = if delta >= 0.0 { step(hi) <= step(lo) + 1e-12 } else { step(lo) >= step(hi) - 1e-12 };
+        let in_range = [lo, hi].iter().all(|s| (-1.0..=1.0).contains(&proto_core::trust::adjust(*s, wild)));
+        direction && bounded && diminishing && in_range
     }
 }
 

@@ -2,7 +2,9 @@
 //!
 //! Every call has a connect timeout and an overall timeout, follows no redirects, and reads at most
 //! [`RESPONSE_BODY_BYTES_MAX`] of the answer. A transmit with `forbid_private` goes through an agent
-//! whose resolver drops private, loopback and link-local addresses ([`proto_core::url::is_local_ip`])
+//! whose resolver drops every special-purpose address of the IANA registries — private, loopback,
+//! link-local, CGNAT, documentation, benchmarking, translation, multicast, reserved
+//! ([`proto_core::url::is_special_purpose_ip`])
 //! *before* connecting, so neither a literal address nor a DNS name (nor a redirect, which is off
 //! anyway) can reach the local network. Agents keep idle connections alive for reuse.
 
@@ -53,14 +55,15 @@ fn builder(connect_ms: u64) -> ureq::AgentBuilder {
         .user_agent(USER_AGENT)
 }
 
-/// Resolves `host:port`, keeping only public addresses.
+/// Resolves `host:port`, keeping only ordinary public addresses.
 fn resolve_public(netloc: &str) -> io::Result<Vec<SocketAddr>> {
     let all: Vec<SocketAddr> = netloc.to_socket_addrs()?.take(RESOLVED_ADDRESSES_MAX).collect();
-    let public: Vec<SocketAddr> = all.iter().copied().filter(|a| !proto_core::url::is_local_ip(a.ip())).collect();
+    let public: Vec<SocketAddr> =
+        all.iter().copied().filter(|a| !proto_core::url::is_special_purpose_ip(a.ip())).collect();
     if public.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
-            format!("refusing to connect to {netloc}: it resolves to a private, loopback or link-local address"),
+            format!("refusing to connect to {netloc}: it resolves only to private or special-purpose addresses"),
         ));
     }
     Ok(public)
@@ -149,6 +152,11 @@ mod tests {
             "http://[::1]:9/x",
             "http://169.254.1.1:9/x",
             "http://localhost:9/x",
+            "http://100.100.100.200:9/latest/meta-data",
+            "http://198.18.0.1:9/x",
+            "http://192.0.0.9:9/x",
+            "http://240.0.0.1:9/x",
+            "http://[64:ff9b::a9fe:a9fe]:9/x",
         ] {
             let t = Transmit {
                 id: proto_core::OutboundId(1),

@@ -80,3 +80,45 @@ fn an_invalid_variable_stops_start_up_naming_it() {
         assert!(err.contains(var), "{var}: {err}");
     }
 }
+
+/// Every directory under (and including) `root` is 0700 and every other entry 0600.
+fn assert_private_tree(root: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::symlink_metadata(root).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{} is {mode:o}", root.display());
+    let mut files = 0;
+    for entry in std::fs::read_dir(root).unwrap() {
+        let path = entry.unwrap().path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            assert_private_tree(&path);
+        } else {
+            files += 1;
+            let mode = meta.permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} is {mode:o}", path.display());
+        }
+    }
+    if root.ends_with(".darkmatter") {
+        assert!(files > 0, "no state files under {}", root.display());
+    }
+}
+
+#[test]
+fn state_is_readable_by_its_owner_only_new_or_inherited() {
+    use std::os::unix::fs::PermissionsExt;
+    // New: whatever the umask, the directory is born 0700 and its files 0600, with an inbox in them.
+    let d = TempDir::new("hl-modes");
+    let mut n = ChildNode::spawn(d.path(), &LOOPBACK);
+    n.ok(json!({"cmd": "update_bio", "bio": "private"}));
+    assert_private_tree(&d.path().join(".darkmatter"));
+    n.close_and_wait(Duration::from_secs(10));
+    // Inherited: state an older build left readable by everyone is made private at start-up.
+    let state = d.path().join(".darkmatter");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for entry in std::fs::read_dir(&state).unwrap() {
+        std::fs::set_permissions(entry.unwrap().path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let mut again = ChildNode::spawn(d.path(), &LOOPBACK);
+    assert_private_tree(&state);
+    again.close_and_wait(Duration::from_secs(10));
+}

@@ -122,8 +122,10 @@ impl Storage {
         dir.join(format!("state-{prefix}.redb"))
     }
 
-    /// Opens (or creates) the database and makes sure every table exists.
+    /// Opens (or creates) the database and makes sure every table exists. The file is made (or
+    /// kept) readable by its owner only: it holds the inbox.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
+        private_file(path).map_err(|source| StorageError::Io { path: path.to_owned(), source })?;
         let db = redb::Builder::new().set_cache_size(CACHE_BYTES).create(path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StorageError::AlreadyOpen(path.to_owned()),
             other => StorageError::from(other),
@@ -221,13 +223,37 @@ fn add_version_bytes(txn: &redb::WriteTransaction) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Creates the state directory (mode 0700) if it does not exist.
+/// Mode of every state directory: its owner's only.
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of every state file: its owner's only.
+pub const FILE_MODE: u32 = 0o600;
+
+/// Creates the state directory (mode 0700) if it does not exist, and takes group and other access
+/// away from one that does (an older build, or another program, may have made it 0755).
 pub fn ensure_dir(dir: &Path) -> Result<(), StorageError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| StorageError::Io { path: dir.to_owned(), source })
+    let io = |source| StorageError::Io { path: dir.to_owned(), source };
+    fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir).map_err(io)?;
+    restrict(dir, DIR_MODE).map_err(io)
+}
+
+/// Creates `path` empty with mode 0600 if it does not exist (so no other user can ever read what is
+/// written to it later), and takes group and other access away from one that does.
+pub fn private_file(path: &Path) -> std::io::Result<()> {
+    match fs::OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => restrict(path, FILE_MODE),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sets `mode` on `path` when it grants more than `mode` does (never widens).
+fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let current = fs::metadata(path)?.permissions().mode() & 0o777;
+    if current & !mode != 0 {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
 }
 
 /// Reads `<dir>/passport.key`, or creates it with a fresh random seed (mode 0600) when missing.
@@ -237,6 +263,7 @@ pub fn load_or_create_passport(dir: &Path) -> Result<Passport, StorageError> {
     match fs::File::open(&path) {
         Ok(file) => {
             use std::io::Read;
+            restrict(&path, FILE_MODE).map_err(io)?;
             let mut text = String::new();
             file.take(PASSPORT_BYTES_MAX).read_to_string(&mut text).map_err(io)?;
             Passport::from_file_contents(&text).map_err(|source| StorageError::Passport { path: path.clone(), source })
@@ -264,6 +291,36 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         ensure_dir(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn loose_state_is_made_private_and_fresh_state_is_born_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = std::env::temp_dir().join(format!("dm-storage-modes-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        // As an older build left it: a 0755 directory with a 0644 database and passport.
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let db = dir.join("state-old.redb");
+        drop(Storage::open(&db).unwrap());
+        fs::set_permissions(&db, fs::Permissions::from_mode(0o644)).unwrap();
+        load_or_create_passport(&dir).unwrap();
+        fs::set_permissions(dir.join(PASSPORT_FILE), fs::Permissions::from_mode(0o644)).unwrap();
+        ensure_dir(&dir).unwrap();
+        drop(Storage::open(&db).unwrap());
+        load_or_create_passport(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&db), 0o600);
+        assert_eq!(mode(&dir.join(PASSPORT_FILE)), 0o600);
+        // A tighter mode is never widened; a fresh database is born 0600.
+        fs::set_permissions(&db, fs::Permissions::from_mode(0o400)).unwrap();
+        private_file(&db).unwrap();
+        assert_eq!(mode(&db), 0o400);
+        let fresh = dir.join("state-new.redb");
+        drop(Storage::open(&fresh).unwrap());
+        assert_eq!(mode(&fresh), 0o600);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -41,7 +41,11 @@
 //! ## State
 //! `<cwd>/.darkmatter/passport.key` (0.5.3's format, created 0600 with OS randomness when missing)
 //! and `<cwd>/.darkmatter/state-<id prefix>.redb` ([`storage`]). redb's file lock makes one node per
-//! identity: a second start fails with [`StartError::AlreadyRunning`].
+//! identity: a second start fails with [`StartError::AlreadyRunning`]. Each stored value is one byte of
+//! record version and a postcard record (see `proto_core::store`); a `meta` table holds
+//! `record_format` = [`storage::RECORD_FORMAT`]. A file without it (written before record versions)
+//! is rewritten at open, in one transaction, with version byte 1 in front of every value; a file of a
+//! newer format is refused at start-up, unchanged ([`StorageError::NewerFormat`]).
 //!
 //! ## Configuration
 //! The `DARKMATTER_*` variables of 0.5.3's README, parsed and validated by [`config`]. When

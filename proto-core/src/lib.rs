@@ -29,6 +29,83 @@
 //! 6. **Sleep** until the deadline of the last [`Output::Timeout`] (or until the next input), then call
 //!    [`Node::handle_timeout`] and go back to step 4.
 //!
+//! ## Inputs
+//!
+//! - `handle_request(now, request)`: a peer's HTTP request: the driver's id, the method (GET, POST or
+//!   other), the path without its query string, the body bytes, and the **real TCP peer address** as
+//!   `source` (it decides what counts as a local request; never a claimed URL).
+//! - `handle_response(now, id, result)`: the answer to one transmit (status and body), or the transport
+//!   error as text. An unknown id is ignored.
+//! - `handle_command(now, id, command)`: a local (tool) command.
+//! - `handle_datagram(now, source, payload)`: a LAN beacon heard from `source`.
+//! - `handle_timeout(now)`: ends expired waits and, every [`node::HOUSEKEEPING_INTERVAL_MS`] of the
+//!   monotonic clock, runs housekeeping. Calling it early is harmless.
+//!
+//! ## Outputs
+//!
+//! - [`Output::Persist`]: one atomic commit. It **must be durable before any later output is carried
+//!   out**: handlers queue their persists before the reply, so a `200` is an acknowledgement after
+//!   commit. The core has already applied the change in memory and has no rollback, so a driver whose
+//!   commit fails must stop. A driver may merge several consecutive `Persist` batches, in order, into
+//!   one commit (group commit), provided nothing emitted after the first merged batch is carried out
+//!   before that commit; each batch stays atomic because the merged commit is all-or-nothing.
+//! - [`Output::Reply`]: exactly one per `handle_request`, always after that request's persists.
+//! - [`Output::Transmit`]: start an HTTP call and enforce its `timeout_ms` (the core keeps no call
+//!   timers). With `forbid_private` set, the driver must refuse to connect when the host *resolves* to a
+//!   private, loopback or link-local address (the core never resolves names).
+//! - [`Output::Event`]: tell the local agent (a request arrived or was decided, a peer connected or
+//!   disconnected, a message arrived, a peer moved, a peer request was refused with 403 or 409).
+//! - [`Output::Done`]: a command finished, with a JSON object or a [`CommandError`]. It may come out of a
+//!   later, unrelated input: a send completes in the `handle_response` of its last delivery, a wait in
+//!   the `handle_request` of the reply.
+//! - [`Output::Timeout`]: the queue is empty; call `handle_timeout` at this monotonic time (today always
+//!   the earlier of the next housekeeping and the earliest wait deadline).
+//!
+//! More than [`limits::OUTPUTS_BUFFERED_MAX`] undrained outputs is a driver bug and panics. No single
+//! input emits more than a few thousand (a send to [`limits::TARGETS_PER_SEND_MAX`] targets, a peer
+//! update to every connection; the shard refresh is bounded per step).
+//!
+//! ## Determinism
+//!
+//! - No clock is read: timers, rate windows and housekeeping use `now.mono_ms`; signatures, freshness,
+//!   expiry, lifetimes and stored times use `now.wall_us`.
+//! - All randomness comes from the seed given to [`Node::new`] or [`Node::restore`] (a ChaCha20 stream):
+//!   request, challenge, message, trust query and shard ids, and challenges.
+//! - All state is in ordered maps, so iteration order (broadcast, shard push and trust query targets) is
+//!   deterministic. The same inputs in the same order give the same outputs, byte for byte.
+//! - Consequence for drivers: a production node must get a **fresh seed at every start**; restoring with
+//!   the seed of an earlier run repeats that run's ids and challenges.
+//!
+//! ## Configuration
+//!
+//! [`Config`] holds what the operator chooses; it is not persisted.
+//!
+//! | Field | Default | Meaning |
+//! |---|---|---|
+//! | `display_name` | `""` | a non-empty value replaces the stored name at restore |
+//! | `bio` | `A DarkMatter mesh agent.` | initial bio; the stored one wins after the first start |
+//! | `public_url` | `http://127.0.0.1:8100` | where peers reach us; `SetUrl` changes it in memory |
+//! | `max_connections` | [`limits::CONNECTIONS_MAX_DEFAULT`] | clamped to [`limits::CONNECTIONS_MAX_CEILING`] |
+//! | `auto_accept_local` | `true` | accept proven requests whose TCP source is local |
+//! | `trust_accept_min` | `Some(0.5)` | policy: accept a request signed in our form at ≥ this (`None`: never) |
+//! | `trust_reject_max` | `Some(-0.5)` | policy: reject a request at ≤ this (`None`: never) |
+//! | `trust_policy` | `Weighted` | weight peer opinions by our trust in each peer, or average them plainly |
+//!
+//! ## Persistence
+//!
+//! Every `Persist` carries [`Change`]s to named [`Table`]s; values are postcard records behind one
+//! byte of record version, so a layout change bumps that record's version and adds an upgrade from
+//! the old layout ([`store`]). [`Node::restore`] takes the records back in any order; one that does
+//! not decode (newer version, no upgrade, corrupt) is skipped, counted, and left on disk. Restore may
+//! emit outputs (a trust query in flight at shutdown is asked again, unsettled acceptances are retried
+//! at the first housekeeping).
+//!
+//! ## Signatures
+//!
+//! Real Ed25519 by default. The `null-signatures` feature, for simulator measurements only, replaces
+//! signing and verification with a forgeable digest ([`sign::SIGNATURES_ARE_REAL`] is then false); such
+//! a build is not a node of the protocol, and `runtime-smol` refuses to start one.
+//!
 //! ## Layout
 //!
 //! Each file owns one concern: [`connection`] (handshake, pending requests, pinning, disconnect),

@@ -12,6 +12,28 @@
 //!   calls ([`client`]) on smol's blocking pool, at most [`driver::TRANSMITS_CONCURRENT_MAX`] at once.
 //! - **`dm-signals`** (optional) turns SIGINT/SIGTERM into a graceful stop ([`signals`]).
 //!
+//! ## Group commit
+//! The core task waits for one input (or the node's deadline), then takes every other input already
+//! queued, up to [`driver::BATCH_INPUTS_MAX`], and hands them in one by one. Their `Persist` outputs
+//! join one write transaction; every output after the batch's first `Persist` waits, in order, until
+//! that transaction is committed (one fsync per batch), so the core's rule holds: nothing after a
+//! `Persist` is carried out before it is durable, and no peer is answered 200 before its effect is on
+//! disk. A failed commit stops the node; nothing that waited on it is carried out. The input queue
+//! holds [`driver::INPUT_QUEUE_MAX`] (senders wait: backpressure, not loss); at most
+//! [`driver::TRANSMITS_CONCURRENT_MAX`] outbound calls run at once, the rest wait their turn. Each start
+//! seeds the node from OS randomness, so a restart never repeats ids or challenges.
+//!
+//! ## Peer HTTP server
+//! [`server`] frames HTTP/1.1 itself ([`http`]) so that every resource a peer can hold is bounded:
+//! open connections ([`server::CONNECTIONS_MAX`]), requests waiting on the core
+//! ([`server::IN_FLIGHT_MAX`]), head size and field count ([`http::HEADER_BYTES_MAX`],
+//! [`http::HEADERS_MAX`]), body size ([`proto_core::limits::BODY_BYTES_MAX`], refused from
+//! `Content-Length` before a byte is read), and time ([`server::REQUEST_READ_MS`] for a whole request,
+//! [`server::IDLE_MS`] idle, [`server::WRITE_MS`] per response, [`server::REPLY_WAIT_MS`] for the core).
+//! Every refusal has a JSON `{"error": ...}` body; SPEC.md §4.1 lists them with their texts. Outbound
+//! calls ([`client`]) follow no redirects, read at most [`client::RESPONSE_BODY_BYTES_MAX`], and, when a
+//! transmit has `forbid_private`, resolve the host and drop local addresses *before* connecting.
+//!
 //! Inputs reach the core over a bounded async-channel; replies, command results and events leave it
 //! over channels too. [`start`] returns a [`NodeHandle`] (commands, events, discovery, shutdown) and a
 //! [`Running`] to wait on.
@@ -19,7 +41,11 @@
 //! ## State
 //! `<cwd>/.darkmatter/passport.key` (0.5.3's format, created 0600 with OS randomness when missing)
 //! and `<cwd>/.darkmatter/state-<id prefix>.redb` ([`storage`]). redb's file lock makes one node per
-//! identity: a second start fails with [`StartError::AlreadyRunning`].
+//! identity: a second start fails with [`StartError::AlreadyRunning`]. Each stored value is one byte of
+//! record version and a postcard record (see `proto_core::store`); a `meta` table holds
+//! `record_format` = [`storage::RECORD_FORMAT`]. A file without it (written before record versions)
+//! is rewritten at open, in one transaction, with version byte 1 in front of every value; a file of a
+//! newer format is refused at start-up, unchanged ([`StorageError::NewerFormat`]).
 //!
 //! ## Configuration
 //! The `DARKMATTER_*` variables of 0.5.3's README, parsed and validated by [`config`]. When

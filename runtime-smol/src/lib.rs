@@ -40,7 +40,10 @@
 //!
 //! ## State
 //! `<cwd>/.darkmatter/passport.key` (0.5.3's format, created 0600 with OS randomness when missing)
-//! and `<cwd>/.darkmatter/state-<id prefix>.redb` ([`storage`]). redb's file lock makes one node per
+//! and `<cwd>/.darkmatter/state-<id prefix>.redb` ([`storage`]). The directory is its owner's only
+//! (0700) and so is every file in it (0600): the database is created 0600 before redb opens it, and
+//! state that an older build left readable by others is tightened at start-up, never widened.
+//! redb's file lock makes one node per
 //! identity: a second start fails with [`StartError::AlreadyRunning`]. Each stored value is one byte of
 //! record version and a postcard record (see `proto_core::store`); a `meta` table holds
 //! `record_format` = [`storage::RECORD_FORMAT`]. A file without it (written before record versions)

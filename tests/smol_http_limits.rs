@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{envelope, http, parse_response, passport, raw_exchange, read_response, Node, TempDir};
 use proto_core::limits::BODY_BYTES_MAX;
-use runtime_smol::http::HEADERS_MAX;
+use runtime_smol::http::{HEADERS_MAX, HEADER_BYTES_MAX};
 use runtime_smol::server::{CONNECTIONS_MAX, REQUEST_READ_MS};
 use serde_json::Value;
 
@@ -70,6 +70,30 @@ fn endless_headers_are_refused_with_431() {
     let long = format!("GET /__darkmatter__/status HTTP/1.1\r\nX-Long: {}\r\n\r\n", "b".repeat(20 * 1024));
     let (status, _) = parse_response(&raw_exchange(n.addr(), long.as_bytes(), Duration::from_secs(5)).unwrap());
     assert_eq!(status, 431);
+    still_serving(n.addr());
+}
+
+/// A status request padded to exactly `head_bytes` with `fields` header fields (the last one takes
+/// the padding), sent in one write.
+fn padded_status_request(fields: usize, head_bytes: usize) -> Vec<u8> {
+    let mut head = "GET /__darkmatter__/status HTTP/1.1\r\n".to_owned();
+    for i in 1..fields {
+        head.push_str(&format!("X-{i}: y\r\n"));
+    }
+    let fixed = head.len() + "X-pad: \r\n\r\n".len();
+    head.push_str(&format!("X-pad: {}\r\n\r\n", "p".repeat(head_bytes - fixed)));
+    assert_eq!(head.len(), head_bytes);
+    head.into_bytes()
+}
+
+#[test]
+fn head_caps_admit_exactly_the_cap_and_refuse_one_over() {
+    let d = TempDir::new("caps");
+    let n = Node::start(d.path(), "n", &[]);
+    let status_of = |raw: &[u8]| parse_response(&raw_exchange(n.addr(), raw, Duration::from_secs(5)).unwrap()).0;
+    assert_eq!(status_of(&padded_status_request(HEADERS_MAX, HEADER_BYTES_MAX)), 200);
+    assert_eq!(status_of(&padded_status_request(HEADERS_MAX, HEADER_BYTES_MAX + 1)), 431);
+    assert_eq!(status_of(&padded_status_request(HEADERS_MAX + 1, 4096)), 431);
     still_serving(n.addr());
 }
 

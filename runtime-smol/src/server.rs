@@ -20,7 +20,10 @@
 //! on, and its accept loop exits on the first `accept` error (`lib.rs`, `from_listener`) — so a
 //! listener-level `SO_RCVTIMEO` (inherited by accepted sockets on Linux) would stop the server at the
 //! first idle period, and so would running out of file descriptors. The HTTP/1.1 subset peers use is
-//! small enough to frame here ([`crate::http`]) with every bound explicit.
+//! small enough to frame here ([`crate::http`]) with every bound explicit: the head's grammar is
+//! `httparse`'s (a parser over a slice: no I/O, no allocation, no timeouts of its own), while the
+//! byte and field caps, the body length rules, keep-alive, and every deadline above stay in this
+//! crate, so they hold whatever the parser would accept.
 
 use std::future::Future;
 use std::io;
@@ -295,17 +298,21 @@ impl Conn {
     }
 
     /// The next request head; `Ok(None)` when the peer closed cleanly before sending one.
+    ///
+    /// The head is parsed again from its start as bytes arrive, but only when they bring a line end
+    /// or pass the byte cap: nothing else can complete a head or add a field, so a peer trickling
+    /// bytes costs at most one parse per line, of at most [`http::HEADER_BYTES_MAX`] bytes.
     async fn read_head(&mut self, deadline: Instant) -> Result<Option<Head>, ReadError> {
+        let mut fresh_from = 0;
         loop {
-            match http::find_head_end(&self.buf) {
-                Ok(Some(end)) => {
-                    let head = http::parse_head(&self.buf[..end]).map_err(ReadError::Head)?;
+            let fresh = &self.buf[fresh_from..];
+            if fresh.contains(&b'\n') || self.buf.len() > http::HEADER_BYTES_MAX {
+                if let Some((head, end)) = http::parse_head(&self.buf).map_err(ReadError::Head)? {
                     self.buf.drain(..end);
                     return Ok(Some(head));
                 }
-                Ok(None) => {}
-                Err(e) => return Err(ReadError::Head(e)),
             }
+            fresh_from = self.buf.len();
             match self.fill(deadline).await {
                 Ok(0) => return Ok(None),
                 Ok(_) => {}

@@ -29,7 +29,10 @@
 //! ([`server::IN_FLIGHT_MAX`]), head size and field count ([`http::HEADER_BYTES_MAX`],
 //! [`http::HEADERS_MAX`]), body size ([`proto_core::limits::BODY_BYTES_MAX`], refused from
 //! `Content-Length` before a byte is read), and time ([`server::REQUEST_READ_MS`] for a whole request,
-//! [`server::IDLE_MS`] idle, [`server::WRITE_MS`] per response, [`server::REPLY_WAIT_MS`] for the core).
+//! rate floors for heads and bodies after [`server::RATE_GRACE_MS`], [`server::IDLE_MS`] idle,
+//! [`server::WRITE_MS`] per response, [`server::REPLY_WAIT_MS`] for the core). No one source may take
+//! all of them: [`admission`] caps each source's connections and bodies being read and charges every
+//! request to its source's budget before the head is parsed, in a table of bounded size.
 //! Every refusal has a JSON `{"error": ...}` body; SPEC.md §4.1 lists them with their texts. Outbound
 //! calls ([`client`]) follow no redirects, read at most [`client::RESPONSE_BODY_BYTES_MAX`], and, when a
 //! transmit has `forbid_private`, resolve the host and drop local addresses *before* connecting.
@@ -77,6 +80,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admission;
 pub mod client;
 pub mod config;
 pub mod control;
@@ -152,6 +156,15 @@ fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) -> Result<std::th
 
 /// Starts a node on its own threads and returns once it is listening.
 pub fn start(config: RuntimeConfig) -> Result<(NodeHandle, Running), StartError> {
+    start_with_admission(config, admission::Admission::new(admission::Limits::default()))
+}
+
+/// [`start`], with the peer server's per-source accounting given: tests pass smaller limits than the
+/// defaults (all of loopback is one source) and keep the `Arc` to read the table.
+pub fn start_with_admission(
+    config: RuntimeConfig,
+    admission: Arc<admission::Admission>,
+) -> Result<(NodeHandle, Running), StartError> {
     if !proto_core::sign::SIGNATURES_ARE_REAL {
         return Err(StartError::NullSignatures);
     }
@@ -221,7 +234,7 @@ pub fn start(config: RuntimeConfig) -> Result<(NodeHandle, Running), StartError>
     };
     let lan = if config.discovery { lan_sockets() } else { None };
     let net_thread = {
-        let server = server::Server::new(inputs_tx.clone(), stop_rx.clone(), net.clone());
+        let server = server::Server::with_admission(inputs_tx.clone(), stop_rx.clone(), net.clone(), admission);
         let (inputs, stop, ex, client) = (inputs_tx.clone(), stop_rx, net.clone(), client.clone());
         let (discovery, ports, me, port) =
             (config.discovery, config.discovery_ports.clone(), agent_id.clone(), local_addr.port());

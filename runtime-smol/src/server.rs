@@ -6,9 +6,20 @@
 //! waiting on the core ([`IN_FLIGHT_MAX`]), head size and field count
 //! ([`crate::http::HEADER_BYTES_MAX`], [`crate::http::HEADERS_MAX`]), body size
 //! ([`proto_core::limits::BODY_BYTES_MAX`], refused from the `Content-Length` before a byte of the
-//! body is read), and time: a whole request must arrive within [`REQUEST_READ_MS`] (a slow-loris
-//! trickling bytes is cut off there), an idle keep-alive connection is closed after [`IDLE_MS`], a
-//! response must be written within [`WRITE_MS`]. Every refusal carries a JSON `{"error": ...}` body.
+//! body is read), and time: a whole request must arrive within [`REQUEST_READ_MS`], an idle
+//! keep-alive connection is closed after [`IDLE_MS`], a response must be written within [`WRITE_MS`].
+//! Every refusal carries a JSON `{"error": ...}` body.
+//!
+//! ## One source cannot take it all
+//! The bounds above are shared, so each is also split by source ([`crate::admission`]): a source (an
+//! IPv4 address or an IPv6 /64) holds at most `SOURCE_CONNECTIONS_MAX` connections (more are answered
+//! 503 and closed, like connections over [`CONNECTIONS_MAX`]) and reads at most `SOURCE_BODIES_MAX`
+//! bodies at once (503). Every request is charged to its source's budget (`SOURCE_REQUESTS_BURST`,
+//! refilled at `SOURCE_REQUESTS_PER_S`) when its first byte arrives, before its head is parsed; a spent
+//! budget is answered 429, so a flood and its junk never reach the core. A slot toward the core
+//! ([`IN_FLIGHT_MAX`]) is taken only once a request is whole, never while its body trickles. And a
+//! request must keep moving: after [`RATE_GRACE_MS`], its head must average [`HEAD_BYTES_PER_S_MIN`]
+//! and then its body [`BODY_BYTES_PER_S_MIN`], or it is answered 408 before [`REQUEST_READ_MS`].
 //!
 //! Sockets are non-blocking (async-io); the deadlines are timers raced against each read and write.
 //!
@@ -38,6 +49,7 @@ use proto_core::Method;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Async, Executor, Timer};
 
+use crate::admission::{Admission, ConnectionTicket, Limits};
 use crate::driver::Input;
 use crate::http::{self, Head, HeadError};
 
@@ -68,6 +80,18 @@ pub const OVERLOAD_WRITE_MS: u64 = 1_000;
 pub const LINGER_MS: u64 = 1_000;
 /// Most bytes discarded while lingering.
 pub const LINGER_BYTES_MAX: usize = 256 * 1024;
+/// Time a request's head, and then its body, may take before the rate floors below apply, in ms: it
+/// covers one lost segment (TCP's first retransmission waits 1 s) and a slow start on a long path.
+pub const RATE_GRACE_MS: u64 = 2_000;
+/// Least average rate of a request head once [`RATE_GRACE_MS`] has passed, in bytes per second. Honest
+/// heads arrive in one write; this floor only ends stalled or trickled heads early. It stays low because
+/// a head holds no more than one of its source's connections and at most [`http::HEADER_BYTES_MAX`]
+/// bytes, and [`REQUEST_READ_MS`] ends it anyway.
+pub const HEAD_BYTES_PER_S_MIN: u64 = 2;
+/// Least average rate of a request body once [`RATE_GRACE_MS`] has passed since its head, in bytes per
+/// second. A body holds a buffer of up to `BODY_BYTES_MAX` and one of its source's body slots, and
+/// every real link is far faster than this.
+pub const BODY_BYTES_PER_S_MIN: u64 = 1_024;
 
 /// Binds the listening socket (address reuse on, so a restarted node gets its port back).
 pub fn bind(host: IpAddr, port: u16) -> io::Result<TcpListener> {
@@ -91,6 +115,7 @@ pub struct Server {
     ex: Arc<Executor<'static>>,
     open: AtomicUsize,
     in_flight: AtomicUsize,
+    admission: Arc<Admission>,
 }
 
 /// Decrements a counter when dropped.
@@ -108,6 +133,26 @@ fn take_slot(counter: &AtomicUsize, max: usize) -> Option<Slot<'_>> {
     (prev < max).then_some(slot)
 }
 
+/// The rate floor of one phase of a request (its head, then its body): after `bytes` of the phase have
+/// arrived, the next must come by `start + RATE_GRACE_MS + bytes / per_s`, and everything by the whole
+/// request's `deadline`. Each byte that arrives moves the floor's deadline on, so no timer is re-armed
+/// for a fast sender.
+#[derive(Clone, Copy, Debug)]
+struct Pace {
+    start: Instant,
+    per_s: u64,
+    deadline: Instant,
+}
+
+impl Pace {
+    /// When the next byte must have arrived, `bytes` of the phase having arrived so far.
+    fn next_by(&self, bytes: usize) -> Instant {
+        let earned_ms = (bytes as u64).saturating_mul(1_000) / self.per_s.max(1);
+        let allowed = Duration::from_millis(RATE_GRACE_MS.saturating_add(earned_ms));
+        self.start.checked_add(allowed).map_or(self.deadline, |by| by.min(self.deadline))
+    }
+}
+
 async fn within<T>(deadline: Instant, fut: impl Future<Output = io::Result<T>>) -> io::Result<T> {
     smol::future::or(fut, async {
         Timer::at(deadline).await;
@@ -117,9 +162,20 @@ async fn within<T>(deadline: Instant, fut: impl Future<Output = io::Result<T>>) 
 }
 
 impl Server {
-    /// A server feeding `inputs`, stopping when `stop` closes.
+    /// A server feeding `inputs`, stopping when `stop` closes, with the default per-source limits.
     pub fn new(inputs: Sender<Input>, stop: Receiver<()>, ex: Arc<Executor<'static>>) -> Arc<Self> {
-        Arc::new(Self { inputs, stop, ex, open: AtomicUsize::new(0), in_flight: AtomicUsize::new(0) })
+        Self::with_admission(inputs, stop, ex, Admission::new(Limits::default()))
+    }
+
+    /// A server whose per-source accounting is `admission` (tests pass smaller limits and read it).
+    pub fn with_admission(
+        inputs: Sender<Input>,
+        stop: Receiver<()>,
+        ex: Arc<Executor<'static>>,
+        admission: Arc<Admission>,
+    ) -> Arc<Self> {
+        let (open, in_flight) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        Arc::new(Self { inputs, stop, ex, open, in_flight, admission })
     }
 
     /// Connections open now.
@@ -153,19 +209,21 @@ impl Server {
             .spawn(async move {
                 let Some(_slot) = take_slot(&me.open, CONNECTIONS_MAX) else {
                     // Over the cap: one refusal, then close. (The slot counted above is released.)
-                    let mut conn = Conn { stream, buf: Vec::new() };
-                    let deadline = Instant::now() + Duration::from_millis(OVERLOAD_WRITE_MS);
-                    let _ = conn
-                        .write(&http::error_response(503, "Too many connections; try again shortly", true), deadline)
-                        .await;
+                    overloaded(stream, 503, "Too many connections; try again shortly").await;
                     return;
                 };
-                me.connection(Conn { stream, buf: Vec::new() }, peer.ip().to_canonical()).await;
+                let ticket = match me.admission.admit(peer.ip(), Instant::now()) {
+                    Ok(ticket) => ticket,
+                    // Over its source's share: refused like the global cap, without lingering, so
+                    // refused connections cannot hold the server's slots either.
+                    Err(refusal) => return overloaded(stream, refusal.status(), &refusal.to_string()).await,
+                };
+                me.connection(Conn { stream, buf: Vec::new() }, peer.ip().to_canonical(), &ticket).await;
             })
             .detach();
     }
 
-    async fn connection(&self, mut conn: Conn, source: IpAddr) {
+    async fn connection(&self, mut conn: Conn, source: IpAddr, ticket: &ConnectionTicket) {
         for served in 0..REQUESTS_PER_CONNECTION_MAX {
             if self.stop.is_closed() {
                 return;
@@ -182,9 +240,16 @@ impl Server {
                     return;
                 }
             }
-            let deadline = Instant::now() + Duration::from_millis(REQUEST_READ_MS);
+            // Charged on its first byte, before the head is parsed: junk costs its own source's
+            // budget and is refused without reaching the core.
+            let first_byte = Instant::now();
+            if let Err(refusal) = ticket.spend_request(first_byte) {
+                let _ = self.refuse(&mut conn, refusal.status(), &refusal.to_string()).await;
+                return;
+            }
+            let deadline = first_byte + Duration::from_millis(REQUEST_READ_MS);
             let last = served + 1 == REQUESTS_PER_CONNECTION_MAX;
-            match self.exchange(&mut conn, source, deadline, last).await {
+            match self.exchange(&mut conn, source, ticket, deadline, last).await {
                 Ok(true) => continue,
                 Ok(false) | Err(_) => return,
             }
@@ -192,8 +257,16 @@ impl Server {
     }
 
     /// One request and its response. `Ok(true)` = the connection may carry another request.
-    async fn exchange(&self, conn: &mut Conn, source: IpAddr, deadline: Instant, last: bool) -> io::Result<bool> {
-        let head = match conn.read_head(deadline).await {
+    async fn exchange(
+        &self,
+        conn: &mut Conn,
+        source: IpAddr,
+        ticket: &ConnectionTicket,
+        deadline: Instant,
+        last: bool,
+    ) -> io::Result<bool> {
+        let pace = Pace { start: Instant::now(), per_s: HEAD_BYTES_PER_S_MIN, deadline };
+        let head = match conn.read_head(pace).await {
             Ok(Some(head)) => head,
             Ok(None) => return Ok(false),
             Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {
@@ -209,20 +282,14 @@ impl Server {
         if !ours {
             return self.answer(conn, &head, 404, &proto_core::wire::error_body("Not Found"), last).await;
         }
-        let Some(_in_flight) = take_slot(&self.in_flight, IN_FLIGHT_MAX) else {
-            return self
-                .answer(conn, &head, 503, &proto_core::wire::error_body("Server busy; try again shortly"), last)
-                .await;
-        };
-        if head.expect_continue && head.content_length > 0 {
-            conn.write(b"HTTP/1.1 100 Continue\r\n\r\n", deadline).await?;
-        }
-        let body = match conn.read_body(head.content_length as usize, deadline).await {
+        let body = match self.body(conn, &head, ticket, deadline).await? {
             Ok(body) => body,
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                return self.refuse(conn, 408, "Request body not received in time").await
-            }
-            Err(e) => return Err(e),
+            Err(keep) => return Ok(keep),
+        };
+        // Taken only now that the request is whole: a trickling body never holds a slot toward the core.
+        let Some(_in_flight) = take_slot(&self.in_flight, IN_FLIGHT_MAX) else {
+            let busy = proto_core::wire::error_body("Server busy; try again shortly");
+            return self.respond(conn, &head, 503, &busy, last).await;
         };
         let method = match head.method.as_str() {
             "GET" => Method::Get,
@@ -230,10 +297,45 @@ impl Server {
             _ => Method::Other,
         };
         let (status, body) = self.ask_core(method, head.path.clone(), body, source).await;
-        // The body was read whole, so the connection is in a clean state for the next request; but a
-        // HEAD client does not read the (JSON refusal) body we send, so that connection must end.
+        self.respond(conn, &head, status, &body, last).await
+    }
+
+    /// The body of a request whose head was accepted: `Ok(Ok(body))` once read whole, `Ok(Err(keep))`
+    /// when it was refused (and answered) instead. Counts against its source while it is read.
+    async fn body(
+        &self,
+        conn: &mut Conn,
+        head: &Head,
+        ticket: &ConnectionTicket,
+        deadline: Instant,
+    ) -> io::Result<Result<Vec<u8>, bool>> {
+        let len = head.content_length as usize;
+        if len == 0 {
+            return Ok(Ok(Vec::new()));
+        }
+        let _reading = match ticket.begin_body() {
+            Ok(reading) => reading,
+            Err(refusal) => return self.refuse(conn, refusal.status(), &refusal.to_string()).await.map(Err),
+        };
+        if head.expect_continue {
+            conn.write(b"HTTP/1.1 100 Continue\r\n\r\n", deadline).await?;
+        }
+        let pace = Pace { start: Instant::now(), per_s: BODY_BYTES_PER_S_MIN, deadline };
+        match conn.read_body(len, pace).await {
+            Ok(body) => Ok(Ok(body)),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                self.refuse(conn, 408, "Request body not received in time").await.map(Err)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An answer to a request read whole (body included), so the connection is in a clean state for
+    /// the next one; but a HEAD client does not read the (JSON refusal) body we send, so that
+    /// connection must end.
+    async fn respond(&self, conn: &mut Conn, head: &Head, status: u16, body: &[u8], last: bool) -> io::Result<bool> {
         let close = head.close || last || self.stop.is_closed() || head.method == "HEAD";
-        conn.write(&http::response_bytes(status, &body, close), Instant::now() + Duration::from_millis(WRITE_MS))
+        conn.write(&http::response_bytes(status, body, close), Instant::now() + Duration::from_millis(WRITE_MS))
             .await?;
         Ok(!close)
     }
@@ -277,6 +379,13 @@ impl Server {
     }
 }
 
+/// Refuses a connection that was not admitted: one refusal, then close, within [`OVERLOAD_WRITE_MS`].
+async fn overloaded(stream: Async<TcpStream>, status: u16, text: &str) {
+    let mut conn = Conn { stream, buf: Vec::new() };
+    let deadline = Instant::now() + Duration::from_millis(OVERLOAD_WRITE_MS);
+    let _ = conn.write(&http::error_response(status, text, true), deadline).await;
+}
+
 enum ReadError {
     Io(io::Error),
     Head(HeadError),
@@ -302,7 +411,8 @@ impl Conn {
     /// The head is parsed again from its start as bytes arrive, but only when they bring a line end
     /// or pass the byte cap: nothing else can complete a head or add a field, so a peer trickling
     /// bytes costs at most one parse per line, of at most [`http::HEADER_BYTES_MAX`] bytes.
-    async fn read_head(&mut self, deadline: Instant) -> Result<Option<Head>, ReadError> {
+    /// Bytes must keep arriving at `pace`'s floor.
+    async fn read_head(&mut self, pace: Pace) -> Result<Option<Head>, ReadError> {
         let mut fresh_from = 0;
         loop {
             let fresh = &self.buf[fresh_from..];
@@ -313,7 +423,7 @@ impl Conn {
                 }
             }
             fresh_from = self.buf.len();
-            match self.fill(deadline).await {
+            match self.fill(pace.next_by(self.buf.len())).await {
                 Ok(0) => return Ok(None),
                 Ok(_) => {}
                 Err(e) => return Err(ReadError::Io(e)),
@@ -321,10 +431,11 @@ impl Conn {
         }
     }
 
-    /// Exactly `len` body bytes (the caller has checked `len` against the cap).
-    async fn read_body(&mut self, len: usize, deadline: Instant) -> io::Result<Vec<u8>> {
+    /// Exactly `len` body bytes (the caller has checked `len` against the cap), arriving at `pace`'s
+    /// floor.
+    async fn read_body(&mut self, len: usize, pace: Pace) -> io::Result<Vec<u8>> {
         while self.buf.len() < len {
-            if self.fill(deadline).await? == 0 {
+            if self.fill(pace.next_by(self.buf.len())).await? == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
         }

@@ -11,10 +11,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command as Proc, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use proto_core::{Command, Passport};
+use runtime_smol::admission::Admission;
 use runtime_smol::{NodeHandle, Running, RuntimeConfig};
 use serde_json::{json, Value};
 
@@ -70,6 +71,13 @@ pub struct Node {
 impl Node {
     pub fn start(dir: &Path, name: &str, vars: &[(&str, &str)]) -> Self {
         let (handle, running) = runtime_smol::start(test_config(dir, name, vars)).expect("node starts");
+        Self { handle, running: Some(running) }
+    }
+
+    /// A node whose peer server keeps its per-source accounting in `admission`.
+    pub fn start_with_admission(dir: &Path, name: &str, admission: Arc<Admission>) -> Self {
+        let config = test_config(dir, name, &[]);
+        let (handle, running) = runtime_smol::start_with_admission(config, admission).expect("node starts");
         Self { handle, running: Some(running) }
     }
 

@@ -138,6 +138,9 @@ fn protocol_limits() -> Vec<(&'static str, Value)> {
 /// The production driver's bounds that a peer can run into (HTTP server, outbound calls, discovery).
 #[cfg(unix)]
 fn transport_limits() -> Vec<(&'static str, Value)> {
+    use runtime_smol::admission::{
+        SOURCES_MAX, SOURCE_BODIES_MAX, SOURCE_CONNECTIONS_MAX, SOURCE_REQUESTS_BURST, SOURCE_REQUESTS_PER_S,
+    };
     use runtime_smol::client::{CALL_TIMEOUT_MS_MAX, CONNECT_TIMEOUT_MS, RESPONSE_BODY_BYTES_MAX};
     use runtime_smol::discovery::{
         BEACON_TTL, CARD_BIO_CHARS_MAX, DATAGRAMS_PER_S_MAX, DOMAIN_BYTES_MAX, DOMAIN_FETCH_MS, PROBE_TIMEOUT_MS,
@@ -145,8 +148,8 @@ fn transport_limits() -> Vec<(&'static str, Value)> {
     };
     use runtime_smol::http::{HEADERS_MAX, HEADER_BYTES_MAX, TARGET_BYTES_MAX};
     use runtime_smol::server::{
-        CONNECTIONS_MAX, IDLE_MS, IN_FLIGHT_MAX, LINGER_BYTES_MAX, LINGER_MS, REPLY_WAIT_MS,
-        REQUESTS_PER_CONNECTION_MAX, REQUEST_READ_MS, WRITE_MS,
+        BODY_BYTES_PER_S_MIN, CONNECTIONS_MAX, HEAD_BYTES_PER_S_MIN, IDLE_MS, IN_FLIGHT_MAX, LINGER_BYTES_MAX,
+        LINGER_MS, RATE_GRACE_MS, REPLY_WAIT_MS, REQUESTS_PER_CONNECTION_MAX, REQUEST_READ_MS, WRITE_MS,
     };
     nums![
         HEADER_BYTES_MAX,
@@ -161,6 +164,14 @@ fn transport_limits() -> Vec<(&'static str, Value)> {
         REQUESTS_PER_CONNECTION_MAX,
         LINGER_MS,
         LINGER_BYTES_MAX,
+        RATE_GRACE_MS,
+        HEAD_BYTES_PER_S_MIN,
+        BODY_BYTES_PER_S_MIN,
+        SOURCE_CONNECTIONS_MAX,
+        SOURCE_BODIES_MAX,
+        SOURCE_REQUESTS_BURST,
+        SOURCE_REQUESTS_PER_S,
+        SOURCES_MAX,
         RESPONSE_BODY_BYTES_MAX,
         CONNECT_TIMEOUT_MS,
         CALL_TIMEOUT_MS_MAX,

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use common::{connect, parse_response, read_response, wait_for, Node, TempDir};
 use proto_core::{Command, SendArgs, Targets};
-use runtime_smol::admission::{Admission, Limits, Refusal};
-use runtime_smol::server::{RATE_GRACE_MS, REQUEST_READ_MS};
+use runtime_smol::admission::{Admission, Limits, Refusal, SOURCE_CONNECTIONS_MAX};
+use runtime_smol::server::{CONNECTIONS_MAX, RATE_GRACE_MS, REQUEST_READ_MS};
 use serde_json::{Map, Value};
 
 const ATTACKER: u8 = 2;
@@ -276,4 +276,23 @@ fn the_source_table_stays_bounded_under_many_sources() {
     wait_for("the table to stay bounded", Duration::from_secs(1), || {
         (admission.sources() <= limits.sources_max).then_some(())
     });
+}
+
+#[test]
+fn the_global_connection_cap_still_holds_across_sources() {
+    let _serial = serial();
+    let dir = TempDir::new("global");
+    let target = Node::start(dir.path(), "target", &[]);
+    let addr = target.addr();
+    // Every source at its share fills the server (held idle, well within IDLE_MS).
+    let sources = (CONNECTIONS_MAX / SOURCE_CONNECTIONS_MAX) as u8;
+    let held: Vec<TcpStream> = (0..sources)
+        .flat_map(|i| (0..SOURCE_CONNECTIONS_MAX).map(move |_| connect_from(10 + i, addr).expect("connect")))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, body) = http_from(BYSTANDER, addr, "GET", "/__darkmatter__/status", b"").expect("an answer");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "Too many connections; try again shortly");
+    drop(held);
+    wait_for("the node to serve again", Duration::from_secs(5), || (status_from(BYSTANDER, addr) == 200).then_some(()));
 }

@@ -3,7 +3,7 @@
 //!
 //! All of loopback is one source to the server, so each test client binds its socket to its own
 //! 127.0.0.x address (on Linux all of 127.0.0.0/8 is loopback): 127.0.0.1 is the connected peer's node,
-//! 127.0.0.2 the attacker, 127.0.0.3 a bystander. Tests run one at a time: each opens hundreds of
+//! 127.0.0.2 the attacker (127.0.0.4 a second one), 127.0.0.3 a bystander. Tests run one at a time: each opens hundreds of
 //! sockets and measures time.
 
 #[path = "smol_common.rs"]
@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use common::{connect, parse_response, read_response, wait_for, Node, TempDir};
 use proto_core::{Command, SendArgs, Targets};
-use runtime_smol::admission::{Admission, Limits, Refusal, SOURCE_CONNECTIONS_MAX};
-use runtime_smol::server::{CONNECTIONS_MAX, RATE_GRACE_MS, REQUEST_READ_MS};
+use runtime_smol::admission::{Admission, Limits, Refusal, SOURCE_BODIES_MAX, SOURCE_CONNECTIONS_MAX};
+use runtime_smol::server::{CONNECTIONS_MAX, IN_FLIGHT_MAX, RATE_GRACE_MS, REQUEST_READ_MS};
 use serde_json::{Map, Value};
 
 const ATTACKER: u8 = 2;
@@ -149,18 +149,34 @@ impl Drop for Siege {
 }
 
 #[test]
-fn a_source_trickling_bodies_and_heads_does_not_stop_others() {
+fn trickling_bodies_hold_no_slot_toward_the_core() {
     let _serial = serial();
-    let dirs = dirs("siege");
+    let dirs = dirs("bodies");
     let (target, peer) = target_and_peer(&dirs, Admission::new(Limits::default()));
     let addr = target.addr();
-    // The attack: 70 bodies trickling (more than IN_FLIGHT_MAX) and 300 heads (more than
-    // CONNECTIONS_MAX), all from one address.
-    let siege = Siege::start(ATTACKER, addr, 70, 300);
+    // As many trickling bodies as there are slots toward the core, from two sources each at its share
+    // of bodies being read (so none is refused and every one stays open).
+    assert_eq!(2 * SOURCE_BODIES_MAX, IN_FLIGHT_MAX);
+    let sieges = [Siege::start(ATTACKER, addr, SOURCE_BODIES_MAX, 0), Siege::start(4, addr, SOURCE_BODIES_MAX, 0)];
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(status_from(BYSTANDER, addr), 200, "another source is refused during the siege");
-    let id = send(&peer, &target, "through the siege");
-    assert!(arrives(&target, &id), "the connected peer's send was not served during the siege");
+    assert_eq!(status_from(BYSTANDER, addr), 200, "another source is refused while bodies trickle");
+    let id = send(&peer, &target, "past the trickling bodies");
+    assert!(arrives(&target, &id), "the connected peer's send was not served while bodies trickle");
+    drop(sieges);
+}
+
+#[test]
+fn a_source_trickling_heads_holds_only_its_share_of_connections() {
+    let _serial = serial();
+    let dirs = dirs("heads");
+    let (target, peer) = target_and_peer(&dirs, Admission::new(Limits::default()));
+    let addr = target.addr();
+    // The attack: more trickling heads than the server has connections, from one address.
+    let siege = Siege::start(ATTACKER, addr, 0, CONNECTIONS_MAX + 44);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(status_from(BYSTANDER, addr), 200, "another source is refused while heads trickle");
+    let id = send(&peer, &target, "past the trickling heads");
+    assert!(arrives(&target, &id), "the connected peer's send was not served while heads trickle");
     // The attacker itself is held to its share.
     let (status, body) = http_from(ATTACKER, addr, "GET", "/__darkmatter__/status", b"").expect("an answer");
     assert_eq!(status, 503, "{body}");

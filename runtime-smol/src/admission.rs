@@ -44,6 +44,11 @@ pub const SOURCE_REQUESTS_PER_S: u32 = 100;
 /// [`crate::server::CONNECTIONS_MAX`] so that sources holding connections never fill the table.
 pub const SOURCES_MAX: usize = 4_096;
 
+// One source never holds the whole server, and sources holding connections never fill the table.
+const _: () = assert!(SOURCE_CONNECTIONS_MAX < crate::server::CONNECTIONS_MAX);
+const _: () = assert!(SOURCE_BODIES_MAX <= SOURCE_CONNECTIONS_MAX);
+const _: () = assert!(SOURCES_MAX > crate::server::CONNECTIONS_MAX);
+
 /// Milli-tokens in one request's worth of budget (the bucket counts in thousandths so that the refill
 /// is exact in integer arithmetic at millisecond steps).
 const MILLI: u64 = 1_000;

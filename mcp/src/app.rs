@@ -46,16 +46,17 @@ where
         .expect("spawn the MCP thread")
 }
 
-/// Serves one MCP session over the streams `io` makes until the client goes away.
+/// Serves one MCP session over the streams `io` makes until the client goes away. `_ex` is the
+/// node side's executor; the session needs none (every [`Mesh`] answers over channels), but callers
+/// run it there.
 pub async fn session<R, W>(
     backend: Backend,
-    ex: Arc<smol::Executor<'static>>,
+    _ex: Arc<smol::Executor<'static>>,
     io: impl FnOnce() -> (R, W) + Send + 'static,
 ) where
     R: tokio::io::AsyncRead + Send + Unpin + 'static,
     W: tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    let _ = ex; // the session's calls need no executor of the node side: every Mesh answers over channels
     let events = backend.subscribe().unwrap_or_else(|| async_channel::bounded(1).1);
     let (done_tx, done_rx) = async_channel::bounded::<()>(1);
     let thread = spawn_mcp(DarkMatter::new(backend.mesh, events), io, done_tx);

@@ -423,12 +423,7 @@ impl SetStatusArgs {
 /// `SetStatus`: a duration only when going inactive, 1..=`INACTIVE_MINUTES_MAX` minutes.
 pub fn set_status(active: bool, duration_minutes: Option<u64>) -> Result<Command, ArgError> {
     match duration_minutes {
-        Some(_) if active => {
-            return Err(ArgError::DoesNotApply {
-                name: "duration_minutes",
-                when: "to status=\"active\" (only inactive)",
-            })
-        }
+        Some(_) if active => return Err(ArgError::Combination("duration_minutes applies only to status=\"inactive\"")),
         Some(m) if m == 0 || m > INACTIVE_MINUTES_MAX => {
             return Err(out_of_range("duration_minutes", format!("1..={INACTIVE_MINUTES_MAX}")))
         }

@@ -25,6 +25,11 @@
 //! | `view_shards` | `tags`, `author` |
 //! | `discover_domain` | `domain` |
 //! | `list_connections`, `list_pending`, `list_inbox`, `list_sent`, `identity`, `status`, `network_info`, `list_discovered`, `discover_local`, `announce`, `shutdown` | none |
+//!
+//! `connect`/`accept`/`reject`/`disconnect` are darkmatter_connection's four actions and `send`/
+//! `forward` are darkmatter_send_message (so `send` takes `target_agent_id` and `target_agent_ids`
+//! together, and refuses `broadcast` with targets); only `wait_for_response` (`timeout_ms`) and
+//! `set_status` (`active`) keep argument shapes of their own, checked by the same functions.
 
 use proto_core::{Command, CommandError, Event, ForwardArgs, SendArgs, ShardArgs, Targets};
 use serde::de::DeserializeOwned;
@@ -474,6 +479,34 @@ mod tests {
             assert_eq!(read_answer(&answer_node(Some(&json!(1)), Err(e.clone()))), Err(e));
         }
         assert_eq!(read_answer(&answer_node(None, Ok(json!({"a": 1})))), Ok(json!({"a": 1})));
+    }
+
+    #[test]
+    fn lines_get_the_same_checks_as_the_tools() {
+        let err = |v: Value| parse(&v).unwrap_err();
+        assert!(err(json!({"cmd": "status", "x": 1})).contains("unknown field"));
+        let long = "m".repeat(proto_core::limits::ID_BYTES_MAX + 1);
+        assert!(err(json!({"cmd": "get_sent", "message_id": long})).contains("not a valid identifier"));
+        assert!(
+            err(json!({"cmd": "send", "content": "x", "broadcast": true, "target_agent_id": "a"})).contains("not both")
+        );
+        assert!(err(json!({"cmd": "send", "content": "x", "target_agent_id": "a", "hops_remaining": 11}))
+            .contains("0..=10"));
+        assert!(err(json!({"cmd": "forward", "target_agent_id": "a"})).contains("message_id is required"));
+        assert!(
+            err(json!({"cmd": "wait_for_response", "message_id": "m", "timeout_ms": 3_600_001})).contains("timeout_ms")
+        );
+        assert_eq!(
+            parse(
+                &json!({"id": 3, "cmd": "send", "content": "x", "target_agent_id": " a ", "target_agent_ids": ["b"]})
+            ),
+            parse(&json!({"cmd": "send", "content": "x", "target_agent_ids": ["a", "b"]})),
+            "both target forms together, trimmed"
+        );
+        assert_eq!(
+            parse(&json!({"cmd": "view_shards", "tags": ["t"]})),
+            Ok(Request::Node(Command::ViewShards { tags: vec!["t".into()], author: None }))
+        );
     }
 
     #[test]

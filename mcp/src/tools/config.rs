@@ -1,4 +1,5 @@
-//! darkmatter_set_rate_limit.
+//! What the model reads in tools/list about darkmatter_set_rate_limit (the tools themselves are
+//! rows of [`super`]'s table).
 
 /// Description of darkmatter_set_rate_limit.
 pub const SET_RATE_LIMIT: &str = "Change how many requests per minute other agents may send you. \

@@ -1,4 +1,5 @@
-//! darkmatter_connection, darkmatter_list_connections, darkmatter_list_pending_requests.
+//! What the model reads in tools/list about darkmatter_connection, darkmatter_list_connections,
+//! darkmatter_list_pending_requests (the tools themselves are rows of [`super`]'s table).
 
 /// Description of darkmatter_connection.
 pub const CONNECTION: &str = "Create or end a peer-to-peer connection with another DarkMatter agent. \

@@ -1,4 +1,5 @@
-//! darkmatter_network_info, darkmatter_discover_local, darkmatter_discover_domain.
+//! What the model reads in tools/list about darkmatter_network_info, darkmatter_discover_local,
+//! darkmatter_discover_domain (the tools themselves are rows of [`super`]'s table).
 
 /// Description of darkmatter_network_info.
 pub const NETWORK_INFO: &str =

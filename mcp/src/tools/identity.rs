@@ -1,4 +1,5 @@
-//! darkmatter_get_identity, darkmatter_update_bio, darkmatter_set_status, darkmatter_status.
+//! What the model reads in tools/list about darkmatter_get_identity, darkmatter_update_bio,
+//! darkmatter_set_status, darkmatter_status (the tools themselves are rows of [`super`]'s table).
 
 /// Description of darkmatter_get_identity.
 pub const GET_IDENTITY: &str =

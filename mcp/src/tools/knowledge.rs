@@ -1,4 +1,5 @@
-//! darkmatter_create_shard, darkmatter_view_shards.
+//! What the model reads in tools/list about darkmatter_create_shard, darkmatter_view_shards (the
+//! tools themselves are rows of [`super`]'s table).
 //!
 //! Shards are signed, trust-gated knowledge the node (proto-core) stores and syncs to peers.
 

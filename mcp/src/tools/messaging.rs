@@ -1,5 +1,7 @@
-//! darkmatter_send_message, darkmatter_list_inbox, darkmatter_get_message, darkmatter_list_messages,
-//! darkmatter_get_sent_message, darkmatter_expire_message, darkmatter_wait_for_response.
+//! What the model reads in tools/list about darkmatter_send_message, darkmatter_list_inbox,
+//! darkmatter_get_message, darkmatter_list_messages, darkmatter_get_sent_message,
+//! darkmatter_expire_message, darkmatter_wait_for_response (the tools themselves are rows of
+//! [`super`]'s table).
 
 /// Description of darkmatter_send_message.
 pub const SEND: &str = "Send a message to agents you are connected to, or forward one you received. \

@@ -1,4 +1,5 @@
-//! darkmatter_set_impression, darkmatter_get_impression.
+//! What the model reads in tools/list about darkmatter_set_impression, darkmatter_get_impression
+//! (the tools themselves are rows of [`super`]'s table).
 
 /// Description of darkmatter_set_impression.
 pub const SET_IMPRESSION: &str = "Record what you think of another agent: score from -1 (harmful or useless) to 1 (excellent), with an optional note. \

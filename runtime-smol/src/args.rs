@@ -44,14 +44,17 @@ pub enum ArgError {
     /// An identifier is longer than proto-core's `ID_BYTES_MAX` or spans lines.
     #[error("{0} is not a valid identifier")]
     NotAnId(&'static str),
-    /// An argument was given that the chosen form does not take.
-    #[error("{name} does not apply {when}")]
-    DoesNotApply {
+    /// An argument was given that the chosen connection action does not take.
+    #[error("{name} does not apply to action=\"{action}\"")]
+    NotForAction {
         /// The argument.
         name: &'static str,
-        /// The form, e.g. `to action="accept"`.
-        when: &'static str,
+        /// The action.
+        action: &'static str,
     },
+    /// An argument of new messages was given with `message_id` (a forward).
+    #[error("{0} does not apply when forwarding (message_id)")]
+    NotWhenForwarding(&'static str),
     /// A value is outside what the node accepts.
     #[error("{name} must be {allowed}")]
     OutOfRange {
@@ -123,6 +126,15 @@ impl Action {
             Action::Disconnect => "disconnect",
         }
     }
+
+    /// The one argument the action takes.
+    fn argument(self) -> &'static str {
+        match self {
+            Action::Request => "target_url",
+            Action::Accept | Action::Reject => "request_id",
+            Action::Disconnect => "agent_id",
+        }
+    }
 }
 
 /// Arguments of darkmatter_connection.
@@ -143,45 +155,31 @@ pub struct ConnectionArgs {
 }
 
 impl ConnectionArgs {
-    /// The command, or why there is none.
+    /// The command, or why there is none: each action takes its one argument and no other.
     pub fn build(self) -> Result<Command, ArgError> {
-        let action = self.action.name();
-        let when = match self.action {
-            Action::Request => "to action=\"request\"",
-            Action::Accept => "to action=\"accept\"",
-            Action::Reject => "to action=\"reject\"",
-            Action::Disconnect => "to action=\"disconnect\"",
-        };
+        let (action, wanted) = (self.action.name(), self.action.argument());
         let given = [
             ("target_url", self.target_url.is_some()),
             ("request_id", self.request_id.is_some()),
             ("agent_id", self.agent_id.is_some()),
         ];
-        let wanted = match self.action {
-            Action::Request => "target_url",
-            Action::Accept | Action::Reject => "request_id",
-            Action::Disconnect => "agent_id",
-        };
         if let Some((name, _)) = given.iter().find(|(name, present)| *present && *name != wanted) {
-            return Err(ArgError::DoesNotApply { name, when });
+            return Err(ArgError::NotForAction { name, action });
         }
-        let required = |v: Option<String>| {
-            if v.as_deref().map(str::trim).unwrap_or("").is_empty() {
-                return Err(ArgError::RequiredFor { name: wanted, action });
-            }
-            id(wanted, v)
+        let value = match self.action {
+            Action::Request => self.target_url,
+            Action::Accept | Action::Reject => self.request_id,
+            Action::Disconnect => self.agent_id,
         };
+        let value = value.map(|v| v.trim().to_owned()).unwrap_or_default();
+        if value.is_empty() {
+            return Err(ArgError::RequiredFor { name: wanted, action });
+        }
         Ok(match self.action {
-            Action::Request => {
-                let url = self.target_url.map(|s| s.trim().to_owned()).unwrap_or_default();
-                if url.is_empty() {
-                    return Err(ArgError::RequiredFor { name: wanted, action });
-                }
-                Command::Connect { target_url: url }
-            }
-            Action::Accept => Command::Accept { request_id: required(self.request_id)? },
-            Action::Reject => Command::Reject { request_id: required(self.request_id)? },
-            Action::Disconnect => Command::Disconnect { agent_id: required(self.agent_id)? },
+            Action::Request => Command::Connect { target_url: value },
+            Action::Accept => Command::Accept { request_id: id(wanted, Some(value))? },
+            Action::Reject => Command::Reject { request_id: id(wanted, Some(value))? },
+            Action::Disconnect => Command::Disconnect { agent_id: id(wanted, Some(value))? },
         })
     }
 }
@@ -251,7 +249,6 @@ impl SendArgsIn {
     }
 
     fn forward(self, message_id: String, targets: Vec<String>) -> Result<Command, ArgError> {
-        const WHEN: &str = "when forwarding (message_id)";
         for (name, given) in [
             ("broadcast", self.broadcast.unwrap_or(false)),
             ("trust_min", self.trust_min.is_some()),
@@ -260,7 +257,7 @@ impl SendArgsIn {
             ("hops_remaining", self.hops_remaining.is_some()),
         ] {
             if given {
-                return Err(ArgError::DoesNotApply { name, when: WHEN });
+                return Err(ArgError::NotWhenForwarding(name));
             }
         }
         if targets.is_empty() {

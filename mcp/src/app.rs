@@ -1,5 +1,6 @@
 //! Wiring: one MCP session (rmcp on its own thread) over a [`Backend`], and the two ways a
-//! process runs: owning the node, or attached to the process that does.
+//! process runs: owning the node, or attached to the process that does. Either way the session's
+//! tools call a [`Mesh`]: the node handle, or the attach client.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::attach::{self, Client, Paths, Role};
-use crate::bridge::{self, Backend, Bridge};
+use crate::bridge::Backend;
 use crate::events::Hub;
 use crate::mesh::Mesh;
 use crate::server::DarkMatter;
@@ -15,7 +16,7 @@ use crate::server::DarkMatter;
 /// Runs the MCP server over the streams `io` makes, on a new thread with a current-thread tokio
 /// runtime. `done` is closed when the session ends (the client closed its end).
 pub fn spawn_mcp<R, W>(
-    bridge: Bridge,
+    server: DarkMatter,
     io: impl FnOnce() -> (R, W) + Send + 'static,
     done: async_channel::Sender<()>,
 ) -> JoinHandle<()>
@@ -32,7 +33,7 @@ where
                 .expect("a current-thread tokio runtime");
             rt.block_on(async move {
                 let (r, w) = io();
-                match rmcp::serve_server(DarkMatter::new(bridge), (r, w)).await {
+                match rmcp::serve_server(server, (r, w)).await {
                     Ok(running) => {
                         let _ = running.waiting().await;
                     }
@@ -45,30 +46,27 @@ where
         .expect("spawn the MCP thread")
 }
 
-/// Serves one MCP session over the streams `io` makes until the client goes away.
+/// Serves one MCP session over the streams `io` makes until the client goes away. `_ex` is the
+/// node side's executor; the session needs none (every [`Mesh`] answers over channels), but callers
+/// run it there.
 pub async fn session<R, W>(
     backend: Backend,
-    ex: Arc<smol::Executor<'static>>,
+    _ex: Arc<smol::Executor<'static>>,
     io: impl FnOnce() -> (R, W) + Send + 'static,
 ) where
     R: tokio::io::AsyncRead + Send + Unpin + 'static,
     W: tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    let notices = backend.subscribe().unwrap_or_else(|| async_channel::bounded(1).1);
-    let (bridge, calls) = bridge::channel(notices);
+    let events = backend.subscribe().unwrap_or_else(|| async_channel::bounded(1).1);
     let (done_tx, done_rx) = async_channel::bounded::<()>(1);
-    let thread = spawn_mcp(bridge, io, done_tx);
-    let server = ex.spawn(bridge::serve(calls, backend, ex.clone()));
+    let thread = spawn_mcp(DarkMatter::new(backend.mesh, events), io, done_tx);
     let _ = done_rx.recv().await;
-    drop(server.cancel());
     let _ = thread.join();
 }
 
 /// A node shared by the stdio session and the attached ones.
 pub struct Primary {
-    /// The node.
-    pub mesh: Arc<dyn Mesh>,
-    /// What sessions call.
+    /// What sessions call: the node and its events.
     pub backend: Backend,
     /// Attached sessions open now.
     pub sessions: Arc<AtomicUsize>,
@@ -78,7 +76,7 @@ pub struct Primary {
 pub fn primary(mesh: Arc<dyn Mesh>, paths: &Paths, ex: &Arc<smol::Executor<'static>>) -> Primary {
     let hub = Hub::new();
     ex.spawn(hub.clone().pump(mesh.events())).detach();
-    let backend = Backend::local(mesh.clone(), hub);
+    let backend = Backend::local(mesh, hub);
     let sessions = Arc::new(AtomicUsize::new(0));
     match attach::bind(&paths.socket) {
         Ok(listener) => ex.spawn(attach::serve(listener, backend.clone(), ex.clone(), sessions.clone())).detach(),
@@ -87,7 +85,7 @@ pub fn primary(mesh: Arc<dyn Mesh>, paths: &Paths, ex: &Arc<smol::Executor<'stat
             paths.socket.display()
         ),
     }
-    Primary { mesh, backend, sessions }
+    Primary { backend, sessions }
 }
 
 impl Primary {
@@ -96,7 +94,7 @@ impl Primary {
         while self.sessions.load(Ordering::SeqCst) > 0 {
             smol::Timer::after(Duration::from_millis(200)).await;
         }
-        self.mesh.shutdown().await;
+        self.backend.mesh.shutdown().await;
         let _ = std::fs::remove_file(&paths.socket);
     }
 }
@@ -125,7 +123,10 @@ pub fn run(start: impl FnOnce() -> Result<Arc<dyn Mesh>, String>, paths: Paths) 
                     )
                 })?;
                 eprintln!("darkmatter: attached to the node already running for this project");
-                session(Backend::Remote(client), ex.clone(), stdio).await;
+                let mesh: Arc<dyn Mesh> = Arc::new(client);
+                let hub = Hub::new();
+                ex.spawn(hub.clone().pump(mesh.events())).detach();
+                session(Backend::local(mesh, hub), ex.clone(), stdio).await;
                 Ok(())
             }
         }

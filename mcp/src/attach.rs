@@ -2,13 +2,16 @@
 //! starting another one that would fight it for the port and the state file.
 //!
 //! The first process takes an exclusive `flock` on `node.lock` in the project's state directory and
-//! serves its tools on a Unix socket created with mode 0600 (only the same user can open it; on
+//! serves its node on a Unix socket created with mode 0600 (only the same user can open it; on
 //! Linux every accepted peer's uid is checked too). A process that finds the lock taken connects to
-//! that socket and forwards every tool call there; node events come back on the same connection.
+//! that socket: its [`Client`] is a [`Mesh`] like the node handle, so its tools run (and check
+//! their arguments) in its own process and only node commands cross; node events come back on the
+//! same connection.
 //!
-//! The protocol is one JSON object per line:
-//! request `{"id": n, "tool": "...", "args": {...}}`, answer `{"id": n, "output": {"value": .., "is_error": ..}}`,
-//! event `{"notice": {"level": "...", "data": {...}}}`.
+//! The protocol is `darkmatter-node`'s control protocol ([`runtime_smol::control`]), one JSON
+//! object per line: request `{"id": n, "cmd": "...", ...}`, answer `{"id": n, "ok": .., "result"|"error": ..,
+//! "kind"?: ..}`, event `{"event": "...", ...}`. `announce` and `shutdown` are refused: the node
+//! belongs to the first process.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -21,13 +24,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use proto_core::{Command, CommandError, Event};
+use runtime_smol::control;
 use serde_json::{json, Value};
 use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use smol::Async;
 
-use crate::bridge::{Backend, CALLS_IN_FLIGHT_MAX};
-use crate::events::{Hub, Notice, SUBSCRIBERS_MAX};
-use crate::tools::{Args, ToolOutput};
+use crate::bridge::Backend;
+use crate::events::{SESSION_EVENTS_MAX, SUBSCRIBERS_MAX};
+use crate::mesh::{BoxFut, Mesh};
+use crate::server::CALLS_IN_FLIGHT_MAX;
 
 /// Longest line either side accepts: a full message (65,536 characters, up to 4 bytes each, JSON
 /// escaping at most doubles that) with room to spare.
@@ -230,11 +236,11 @@ pub async fn serve(
 async fn session(stream: Arc<Async<UnixStream>>, backend: Backend, ex: Arc<smol::Executor<'static>>) {
     let (tx, rx) = async_channel::bounded::<String>(LINES_QUEUED_MAX);
     let writer = ex.spawn(write_lines(stream.clone(), rx));
-    let notices = backend.subscribe().map(|notices| {
+    let events = backend.subscribe().map(|events| {
         let tx = tx.clone();
         ex.spawn(async move {
-            while let Ok(n) = notices.recv().await {
-                let _ = tx.try_send(json!({"notice": {"level": n.level, "data": n.data}}).to_string());
+            while let Ok(e) = events.recv().await {
+                let _ = tx.try_send(control::event_json(&e).to_string());
             }
         })
     });
@@ -242,33 +248,36 @@ async fn session(stream: Arc<Async<UnixStream>>, backend: Backend, ex: Arc<smol:
     let mut reader = BufReader::new(&*stream);
     let mut buf = Vec::new();
     while let Ok(true) = read_line(&mut reader, &mut buf).await {
-        let Ok(req) = serde_json::from_slice::<Value>(&buf) else { break };
-        let (Some(id), Some(tool)) = (req["id"].as_u64(), req["tool"].as_str()) else { break };
-        let args: Args = match &req["args"] {
-            Value::Object(m) => m.clone(),
-            _ => Args::new(),
+        let Ok(line) = serde_json::from_slice::<Value>(&buf) else { break };
+        let id = line.get("id").cloned();
+        let request = match control::parse(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.send(control::answer(id.as_ref(), Err(e)).to_string()).await;
+                continue;
+            }
         };
         if in_flight.fetch_add(1, Ordering::SeqCst) >= CALLS_IN_FLIGHT_MAX {
             in_flight.fetch_sub(1, Ordering::SeqCst);
-            let out = ToolOutput::error("Too many tool calls in flight; retry when some have finished");
-            let _ = tx.send(json!({"id": id, "output": out}).to_string()).await;
+            let busy = CommandError::Limited("Too many tool calls in flight; retry when some have finished".to_owned());
+            let _ = tx.send(control::answer_node(id.as_ref(), Err(busy)).to_string()).await;
             continue;
         }
-        let (backend, tx, tool, in_flight) = (backend.clone(), tx.clone(), tool.to_owned(), in_flight.clone());
+        let (mesh, tx, in_flight) = (backend.mesh.clone(), tx.clone(), in_flight.clone());
         ex.spawn(async move {
-            let out = backend.call(&tool, args).await;
+            let result = control::run(&*mesh, request).await;
             in_flight.fetch_sub(1, Ordering::SeqCst);
-            let _ = tx.send(json!({"id": id, "output": out}).to_string()).await;
+            let _ = tx.send(control::answer_node(id.as_ref(), result).to_string()).await;
         })
         .detach();
     }
-    drop(notices);
+    drop(events);
     drop(tx);
     let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
     writer.cancel().await;
 }
 
-/// The attached side: forwards tool calls to the process that runs the node.
+/// The attached side: a [`Mesh`] whose commands run in the process that owns the node.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<ClientInner>,
@@ -276,15 +285,19 @@ pub struct Client {
 
 struct ClientInner {
     next_id: AtomicU64,
-    pending: Mutex<HashMap<u64, async_channel::Sender<ToolOutput>>>,
+    pending: Mutex<HashMap<u64, async_channel::Sender<Result<Value, CommandError>>>>,
     lines: async_channel::Sender<String>,
-    hub: Hub,
+    events: async_channel::Receiver<Event>,
     closed: AtomicBool,
 }
 
 /// What an attached session answers once the node's process has gone.
 pub const NODE_GONE: &str =
     "The darkmatter process that runs this project's node has stopped; restart this MCP server to start the node here.";
+
+fn node_gone() -> CommandError {
+    CommandError::Limited(NODE_GONE.to_owned())
+}
 
 impl Client {
     /// Connects to the socket at `path`, waiting up to [`CONNECT_WAIT_MS`] for it to appear.
@@ -302,63 +315,86 @@ impl Client {
         };
         let stream = Arc::new(stream);
         let (tx, rx) = async_channel::bounded(LINES_QUEUED_MAX);
+        let (events_tx, events_rx) = async_channel::bounded(SESSION_EVENTS_MAX);
         let inner = Arc::new(ClientInner {
             next_id: AtomicU64::new(1),
             pending: Mutex::new(HashMap::new()),
             lines: tx,
-            hub: Hub::new(),
+            events: events_rx,
             closed: AtomicBool::new(false),
         });
         ex.spawn(write_lines(stream.clone(), rx)).detach();
-        ex.spawn(read_answers(stream, inner.clone())).detach();
+        ex.spawn(read_answers(stream, inner.clone(), events_tx)).detach();
         Ok(Client { inner })
     }
 
-    /// The events the node's process forwards.
-    pub fn hub(&self) -> &Hub {
-        &self.inner.hub
-    }
-
-    /// Runs a tool in the node's process.
-    pub async fn call(&self, tool: &str, args: Args) -> ToolOutput {
+    /// Sends one control line and waits for its answer.
+    async fn request(&self, mut line: Value) -> Result<Value, CommandError> {
         if self.inner.closed.load(Ordering::SeqCst) {
-            return ToolOutput::error(NODE_GONE);
+            return Err(node_gone());
         }
         let id = self.inner.next_id.fetch_add(1, Ordering::SeqCst);
+        line["id"] = json!(id);
         let (tx, rx) = async_channel::bounded(1);
         self.inner.pending.lock().expect("pending lock").insert(id, tx);
-        let line = json!({"id": id, "tool": tool, "args": Value::Object(args)}).to_string();
-        if self.inner.lines.send(line).await.is_err() {
+        if self.inner.lines.send(line.to_string()).await.is_err() {
             self.inner.pending.lock().expect("pending lock").remove(&id);
-            return ToolOutput::error(NODE_GONE);
+            return Err(node_gone());
         }
-        rx.recv().await.unwrap_or_else(|_| ToolOutput::error(NODE_GONE))
+        rx.recv().await.unwrap_or_else(|_| Err(node_gone()))
     }
 }
 
-async fn read_answers(stream: Arc<Async<UnixStream>>, inner: Arc<ClientInner>) {
+impl Mesh for Client {
+    fn command(&self, command: Command) -> BoxFut<'_, Result<Value, CommandError>> {
+        Box::pin(async move {
+            match control::line(&command) {
+                Some(line) => self.request(line).await,
+                None => Err(CommandError::InvalidArgument(
+                    "This command is not available to an attached session".to_owned(),
+                )),
+            }
+        })
+    }
+
+    fn discover_local(&self) -> BoxFut<'_, Result<Value, CommandError>> {
+        Box::pin(self.request(json!({"cmd": "discover_local"})))
+    }
+
+    fn discover_domain(&self, domain: String) -> BoxFut<'_, Result<Value, CommandError>> {
+        Box::pin(self.request(json!({"cmd": "discover_domain", "domain": domain})))
+    }
+
+    fn events(&self) -> async_channel::Receiver<Event> {
+        self.inner.events.clone()
+    }
+
+    /// The node belongs to the other process: an attached session leaving only closes its line.
+    fn shutdown(&self) -> BoxFut<'_, ()> {
+        self.inner.lines.close();
+        Box::pin(async {})
+    }
+}
+
+/// Hands each answer to its caller and each event to the client's stream, until the socket closes.
+async fn read_answers(stream: Arc<Async<UnixStream>>, inner: Arc<ClientInner>, events: async_channel::Sender<Event>) {
     let mut reader = BufReader::new(&*stream);
     let mut buf = Vec::new();
     while let Ok(true) = read_line(&mut reader, &mut buf).await {
         let Ok(v) = serde_json::from_slice::<Value>(&buf) else { break };
         if let Some(id) = v["id"].as_u64() {
-            let out: ToolOutput = serde_json::from_value(v["output"].clone())
-                .unwrap_or_else(|_| ToolOutput::error("Malformed answer from the node's process"));
             let waiter = inner.pending.lock().expect("pending lock").remove(&id);
             if let Some(w) = waiter {
-                let _ = w.try_send(out);
+                let _ = w.try_send(control::read_answer(&v));
             }
-        } else if let Some(n) = v.get("notice") {
-            let level = match n["level"].as_str() {
-                Some("notice") => "notice",
-                Some("warning") => "warning",
-                _ => "info",
-            };
-            inner.hub.publish(&Notice { level, data: n["data"].clone() });
+        } else if let Some(e) = control::event_from_json(&v) {
+            // A full stream drops the event, as the hub does for a slow session.
+            let _ = events.try_send(e);
         }
     }
     inner.closed.store(true, Ordering::SeqCst);
     inner.lines.close();
+    events.close();
     // Dropping the senders fails every outstanding call with NODE_GONE.
     inner.pending.lock().expect("pending lock").clear();
 }

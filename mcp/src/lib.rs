@@ -5,10 +5,11 @@
 //! stdio server (rmcp, on a current-thread tokio runtime of its own thread), bridged by
 //! async-channel.
 //!
-//! Layout: [`server`] (the rmcp handler and its 22 tools) → [`bridge`] (tool calls across the two
-//! runtimes) → [`tools`] (argument checks and node commands, one file per tool group) → [`mesh`]
-//! (the node, as a trait; [`node`] adapts runtime-smol). [`events`] turns node events into
-//! notifications, [`attach`] lets a second process of the same project share the node,
+//! Layout: [`tools`] (the 22 tools, each defined once: name, description, typed arguments from
+//! runtime-smol's `args`, its call) → [`mesh`] (the node's client trait, implemented by the
+//! in-process node handle that [`node`] starts and by the [`attach`] client); [`server`] is the
+//! rmcp handler around them, [`bridge`] pairs a client with its event fan-out. [`events`] turns
+//! node events into notifications, [`attach`] lets a second process of the same project share the node,
 //! [`profiles`] describes the seven MCP clients, [`instructions`] is what the model reads first,
 //! and [`app`] wires it all for `main`.
 

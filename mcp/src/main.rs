@@ -1,11 +1,33 @@
-//! `darkmatter`: the MCP server an MCP client starts. Configured only by `DARKMATTER_*` variables.
+//! `darkmatter`: the MCP server an MCP client starts. With no argument it is that server, speaking
+//! MCP on stdin/stdout and nothing else there; configuration comes only from `DARKMATTER_*`
+//! variables. `--help` and `--version` answer and exit.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use clap::Parser;
+use darkmatter_mcp::mesh::Mesh;
 use darkmatter_mcp::{app, attach::Paths, node, profiles};
-use runtime_smol::RuntimeConfig;
+use runtime_smol::{NodeHandle, RuntimeConfig};
+
+/// The command line. Subcommands (`darkmatter anchor`, `darkmatter wormhole`) will be added here
+/// as an optional `#[command(subcommand)]` field; no argument stays the MCP server.
+#[derive(Parser, Debug)]
+#[command(
+    name = "darkmatter",
+    version,
+    about = "A DarkMatter mesh node with an MCP stdio server: an MCP client starts it and speaks MCP on its stdin/stdout.",
+    after_help = "Configured by DARKMATTER_* variables (DARKMATTER_PORT, DARKMATTER_HOST, DARKMATTER_PUBLIC_URL, \
+DARKMATTER_DISPLAY_NAME, DARKMATTER_DISCOVERY, DARKMATTER_CLIENT, ...); state lives in ./.darkmatter/.\n\
+Add it to an MCP client as: {\"mcpServers\": {\"darkmatter\": {\"command\": \"darkmatter\"}}}\n\
+A second darkmatter started in the same project attaches to the first one's node."
+)]
+struct Cli {}
 
 fn main() -> ExitCode {
+    // Before anything else: --help and --version print and exit here, a bad argument exits 2.
+    let Cli {} = Cli::parse();
     one_malloc_arena();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -22,7 +44,31 @@ fn run() -> Result<(), String> {
     let paths =
         Paths::for_dir(&config.state_dir).map_err(|e| format!("cannot use {}: {e}", config.state_dir.display()))?;
     let socket = paths.socket.clone();
-    app::run(move || node::start(config, &socket), paths)
+    let in_terminal = std::io::stdin().is_terminal();
+    app::run(
+        move || {
+            let handle = node::start(config, &socket)?;
+            if in_terminal {
+                eprintln!("{}", terminal_note(&handle));
+            }
+            Ok(Arc::new(handle) as Arc<dyn Mesh>)
+        },
+        paths,
+    )
+}
+
+/// What a person who ran `darkmatter` by hand sees (on stderr: stdout belongs to MCP).
+fn terminal_note(handle: &NodeHandle) -> String {
+    let state = handle.state_path().parent().unwrap_or(handle.state_path());
+    format!(
+        "darkmatter: this is an MCP server; it waits for an MCP client on stdin.\n  \
+agent {}\n  peers reach it at {}\n  state in {}\n  \
+add it to an MCP client: {{\"mcpServers\": {{\"darkmatter\": {{\"command\": \"darkmatter\"}}}}}}\n  \
+Ctrl-C stops it.",
+        handle.agent_id(),
+        handle.public_url(),
+        state.display()
+    )
 }
 
 /// glibc gives each thread that allocates its own arena; with a dozen mostly idle threads that

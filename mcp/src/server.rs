@@ -1,4 +1,5 @@
-//! The MCP server: 22 tools over stdio (rmcp), each forwarded across the [`Bridge`].
+//! The MCP server of one session: the 22 tools of [`crate::tools`] over stdio (rmcp), each calling
+//! the node's client ([`Mesh`]) directly.
 //!
 //! Node events reach the client as `notifications/message` (MCP logging) with logger `darkmatter`
 //! and `data` = the event object ([`crate::events::notice`]); the server declares the `logging`
@@ -6,36 +7,41 @@
 
 #![allow(deprecated)] // rmcp marks MCP logging deprecated (SEP-2577); it is still what clients show.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use proto_core::Event;
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    CallToolResult, Implementation, JsonObject, LoggingLevel, LoggingMessageNotificationParam, ServerCapabilities,
-    ServerInfo, SetLevelRequestParams,
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, LoggingLevel,
+    LoggingMessageNotificationParam, ServerCapabilities, ServerInfo, SetLevelRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext};
-use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler};
-use schemars::JsonSchema;
+use rmcp::{tool_handler, ErrorData, RoleServer, ServerHandler};
 
-use crate::bridge::Bridge;
-use crate::events::Notice;
+use crate::events::notice;
 use crate::instructions::INSTRUCTIONS;
-use crate::tools::{config, connections, discovery, identity, knowledge, messaging, trust, NoArgs, ToolOutput};
+use crate::mesh::Mesh;
+use crate::tools::ToolOutput;
 
-/// The input schema of an argument struct.
-fn schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
-    rmcp::handler::server::common::schema_for_input::<T>().expect("argument structs are objects")
-}
+/// Tool calls running at once at most, per session; beyond it a call fails at once (a client that
+/// floods the node is told so instead of growing a queue).
+pub const CALLS_IN_FLIGHT_MAX: usize = 128;
+
+/// What rmcp puts before a serde message when a tool's arguments do not deserialize.
+const RMCP_ARGUMENTS_PREFIX: &str = "failed to deserialize parameters: ";
 
 /// The MCP server of one session.
 #[derive(Clone)]
 pub struct DarkMatter {
-    bridge: Bridge,
+    pub(crate) mesh: Arc<dyn Mesh>,
+    events: async_channel::Receiver<Event>,
     tool_router: ToolRouter<Self>,
     /// Minimum level of notifications sent (`logging/setLevel`), as [`rank`].
     min_level: Arc<AtomicU8>,
     notifier_started: Arc<AtomicBool>,
+    in_flight: Arc<AtomicUsize>,
 }
 
 /// A logging level's severity, 0 (debug) .. 7 (emergency).
@@ -52,35 +58,58 @@ pub fn rank(level: LoggingLevel) -> u8 {
     }
 }
 
-fn level_of(name: &str) -> LoggingLevel {
-    match name {
-        "notice" => LoggingLevel::Notice,
-        "warning" => LoggingLevel::Warning,
-        _ => LoggingLevel::Info,
+impl ToolOutput {
+    /// The MCP result: the object as structured content (and as text), flagged when an error.
+    pub fn into_result(self) -> CallToolResult {
+        if self.is_error {
+            CallToolResult::structured_error(self.value)
+        } else {
+            CallToolResult::structured(self.value)
+        }
     }
 }
 
-fn result(out: ToolOutput) -> CallToolResult {
-    if out.is_error {
-        CallToolResult::structured_error(out.value)
-    } else {
-        CallToolResult::structured(out.value)
+/// Counts a call in flight until dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(counter: &Arc<AtomicUsize>) -> Option<Slot> {
+        if counter.fetch_add(1, Ordering::SeqCst) >= CALLS_IN_FLIGHT_MAX {
+            counter.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Slot(counter.clone()))
     }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// rmcp answers arguments that do not deserialize with a text-only tool error; the tools answer
+/// every error as `{"error": ...}`, so a model reads one shape.
+fn arguments_error(result: CallToolResult) -> CallToolResult {
+    if result.is_error != Some(true) || result.structured_content.is_some() {
+        return result;
+    }
+    let text = result.content.first().and_then(|c| c.as_text()).map(|t| t.text.clone()).unwrap_or_default();
+    let serde_text = text.strip_prefix(RMCP_ARGUMENTS_PREFIX).unwrap_or(&text);
+    ToolOutput::error(format!("Invalid arguments: {serde_text}")).into_result()
 }
 
 impl DarkMatter {
-    /// A server whose tools run across `bridge`.
-    pub fn new(bridge: Bridge) -> Self {
+    /// A server whose tools call `mesh`; `events` are the node events this session forwards.
+    pub fn new(mesh: Arc<dyn Mesh>, events: async_channel::Receiver<Event>) -> Self {
         Self {
-            bridge,
+            mesh,
+            events,
             tool_router: Self::tool_router(),
             min_level: Arc::new(AtomicU8::new(0)),
             notifier_started: Arc::new(AtomicBool::new(false)),
+            in_flight: Arc::new(AtomicUsize::new(0)),
         }
-    }
-
-    async fn run(&self, tool: &str, args: JsonObject) -> CallToolResult {
-        result(self.bridge.call(tool, args).await)
     }
 
     /// Forwards node events to the client until the session or the node ends.
@@ -88,15 +117,15 @@ impl DarkMatter {
         if self.notifier_started.swap(true, Ordering::SeqCst) {
             return;
         }
-        let notices = self.bridge.notices.clone();
+        let events = self.events.clone();
         let min_level = self.min_level.clone();
         tokio::spawn(async move {
-            while let Ok(Notice { level, data }) = notices.recv().await {
-                let level = level_of(level);
-                if rank(level) < min_level.load(Ordering::Relaxed) {
+            while let Ok(event) = events.recv().await {
+                let n = notice(&event);
+                if rank(n.level) < min_level.load(Ordering::Relaxed) {
                     continue;
                 }
-                let mut param = LoggingMessageNotificationParam::new(level, data);
+                let mut param = LoggingMessageNotificationParam::new(n.level, n.data);
                 param.logger = Some("darkmatter".to_owned());
                 if peer.notify_logging_message(param).await.is_err() {
                     break;
@@ -106,147 +135,29 @@ impl DarkMatter {
     }
 }
 
-#[tool_router]
-impl DarkMatter {
-    #[tool(name = "darkmatter_connection", description = connections::CONNECTION, input_schema = schema::<connections::ConnectionArgs>(),
-        annotations(title = "Connect, accept, reject or disconnect", read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = true))]
-    async fn connection(&self, args: JsonObject) -> CallToolResult {
-        self.run("darkmatter_connection", args).await
-    }
-
-    #[tool(name = "darkmatter_list_connections", description = connections::LIST_CONNECTIONS, input_schema = schema::<NoArgs>(),
-        annotations(title = "List connections", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false))]
-    async fn list_connections(&self, args: JsonObject) -> CallToolResult {
-        self.run("darkmatter_list_connections", args).await
-    }
-
-    #[tool(name = "darkmatter_list_pending_requests", description = connections::LIST_PENDING, input_schema = schema::<NoArgs>(),
-        annotations(title = "List pending connection requests", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false))]
-    async fn list_pending_requests(&self, args: JsonObject) -> CallToolResult {
-        self.run("darkmatter_list_pending_requests", args).await
-    }
-
-    #[tool(name = "darkmatter_send_message", description = messaging::SEND, input_schema = schema::<messaging::SendArgsIn>(),
-        annotations(title = "Send, reply to or forward a message", read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = true))]
-    async fn send_message(&self, args: JsonObject) -> CallToolResult {
-        self.run("darkmatter_send_message", args).await
-    }
-
-    #[tool(name = "darkmatter_list_inbox", description = messaging::LIST_INBOX, input_schema = schema::<NoArgs>(),
-        annotations(title = "List inbox", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false))]
-    async fn list_inbox(&self, args: JsonObject) -> CallToolResult {
-        self.run("darkmatter_list_inbox", args).await
-    }
-
-    #[tool(name = "darkmatter_get_message", description = messaging::GET_MESSAGE, input_schema = schema::<messaging::GetMessageArgs>(),
-        annotations(title = "Read an inbox message", read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false))]
-    async fn get_message(&self, args: JsonObject) -> CallToolResult {
-        self.run("darkmatter_get_message", args).await
-    }
-
-    #[tool(name = "darkmatter_list_messages", description = messaging::LIST_SENT, input_schema = schema::<NoArgs>(),
-        annotations(title = "List sent messages", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false))]
-    async fn list_messages(&self, args: JsonObject) -> CallToolResult {
-        self.run("darkmatter_list_messages", args).await
-    }
-
-    #[tool(name = "darkmatter_get_sent_message", description = messaging::GET_SENT, input_schema = schema::<messaging::MessageIdArgs>(),
-        annotations(title = "Read a sent message and its responses", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false))]
-    async fn get_sent_message(&self, args: JsonObject) -> CallToolResult {
-        self.run("darkmatter_get_sent_message", args).await
-    }
-
-    #[tool(name = "darkmatter_expire_message", description = messaging::EXPIRE, input_schema = schema::<messaging::MessageIdArgs>(),
-        annotations(title = "Expire a sent message", read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = true))]
-    async fn expire_message(&self, args: JsonObject) -> CallToolResult {
-        self.run("darkmatter_expire_message", args).await
-    }
-
-    #[tool(name = "darkmatter_wait_for_response", description = messaging::WAIT, input_schema = schema::<messaging::WaitArgs>(),
-        annotations(title = "Wait for a reply", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = true))]
-    async fn wait_for_response(&self, args: JsonObject) -> CallToolResult {
-        self.run("darkmatter_wait_for_response", args).await
-    }
-
-    #[tool(name = "darkmatter_get_identity", description = identity::GET_IDENTITY, input_schema = schema::<NoArgs>(),
-        annotations(title = "Show my identity", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false))]
-    async fn get_identity(&self, args: JsonObject) -> CallToolResult {
-        self.run("darkmatter_get_identity", args).await
-    }
-
-    #[tool(name = "darkmatter_update_bio", description = identity::UPDATE_BIO, input_schema = schema::<identity::UpdateBioArgs>(),
-        annotations(title = "Update my bio", read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = true))]
-    async fn update_bio(&self, args: JsonObject) -> CallToolResult {
-        self.run("darkmatter_update_bio", args).await
-    }
-
-    #[tool(name = "darkmatter_set_status", description = identity::SET_STATUS, input_schema = schema::<identity::SetStatusArgs>(),
-        annotations(title = "Go active or inactive", read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false))]
-    async fn set_status(&self, args: JsonObject) -> CallToolResult {
-        self.run("darkmatter_set_status", args).await
-    }
-
-    #[tool(name = "darkmatter_status", description = identity::STATUS, input_schema = schema::<NoArgs>(),
-        annotations(title = "Status at a glance", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false))]
-    async fn status(&self, args: JsonObject) -> CallToolResult {
-        self.run("darkmatter_status", args).await
-    }
-
-    #[tool(name = "darkmatter_network_info", description = discovery::NETWORK_INFO, input_schema = schema::<NoArgs>(),
-        annotations(title = "Network info", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false))]
-    async fn network_info(&self, args: JsonObject) -> CallToolResult {
-        self.run("darkmatter_network_info", args).await
-    }
-
-    #[tool(name = "darkmatter_discover_local", description = discovery::DISCOVER_LOCAL, input_schema = schema::<NoArgs>(),
-        annotations(title = "Discover agents on this machine and LAN", read_only_hint = true, destructive_hint = false, idempotent_hint = false, open_world_hint = true))]
-    async fn discover_local(&self, args: JsonObject) -> CallToolResult {
-        self.run("darkmatter_discover_local", args).await
-    }
-
-    #[tool(name = "darkmatter_discover_domain", description = discovery::DISCOVER_DOMAIN, input_schema = schema::<discovery::DomainArgs>(),
-        annotations(title = "Discover the agent of a domain", read_only_hint = true, destructive_hint = false, idempotent_hint = false, open_world_hint = true))]
-    async fn discover_domain(&self, args: JsonObject) -> CallToolResult {
-        self.run("darkmatter_discover_domain", args).await
-    }
-
-    #[tool(name = "darkmatter_set_impression", description = trust::SET_IMPRESSION, input_schema = schema::<trust::SetImpressionArgs>(),
-        annotations(title = "Set my impression of an agent", read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false))]
-    async fn set_impression(&self, args: JsonObject) -> CallToolResult {
-        self.run("darkmatter_set_impression", args).await
-    }
-
-    #[tool(name = "darkmatter_get_impression", description = trust::GET_IMPRESSION, input_schema = schema::<trust::AgentIdArgs>(),
-        annotations(title = "Get my impression of an agent", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false))]
-    async fn get_impression(&self, args: JsonObject) -> CallToolResult {
-        self.run("darkmatter_get_impression", args).await
-    }
-
-    #[tool(name = "darkmatter_create_shard", description = knowledge::CREATE_SHARD, input_schema = schema::<knowledge::CreateShardArgs>(),
-        annotations(title = "Share a knowledge shard", read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = true))]
-    async fn create_shard(&self, args: JsonObject) -> CallToolResult {
-        self.run("darkmatter_create_shard", args).await
-    }
-
-    #[tool(name = "darkmatter_view_shards", description = knowledge::VIEW_SHARDS, input_schema = schema::<knowledge::ViewShardsArgs>(),
-        annotations(title = "Browse knowledge shards", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false))]
-    async fn view_shards(&self, args: JsonObject) -> CallToolResult {
-        self.run("darkmatter_view_shards", args).await
-    }
-
-    #[tool(name = "darkmatter_set_rate_limit", description = config::SET_RATE_LIMIT, input_schema = schema::<config::RateLimitArgs>(),
-        annotations(title = "Set a rate limit", read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false))]
-    async fn set_rate_limit(&self, args: JsonObject) -> CallToolResult {
-        self.run("darkmatter_set_rate_limit", args).await
-    }
-}
-
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for DarkMatter {
     fn get_info(&self) -> ServerInfo {
         ServerInfo::new(ServerCapabilities::builder().enable_tools().enable_logging().build())
             .with_server_info(Implementation::new("darkmatter", env!("CARGO_PKG_VERSION")))
             .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let Some(_slot) = Slot::take(&self.in_flight) else {
+            let text =
+                format!("Too many tool calls in flight (at most {CALLS_IN_FLIGHT_MAX}); retry when some have finished");
+            return Ok(ToolOutput::error(text).into_result().into());
+        };
+        let context = ToolCallContext::new(self, request, context);
+        Ok(match self.tool_router.call(context).await? {
+            CallToolResponse::Complete(result) => arguments_error(result).into(),
+            other => other,
+        })
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {

@@ -1,7 +1,10 @@
 //! The headless binary's local control: one JSON object per line in, one per line out.
 //!
 //! A request is `{"cmd": NAME, ...arguments, "id"?: any}`; the answer echoes `id` and is
-//! `{"ok": true, "result": {...}}` or `{"ok": false, "error": "..."}`. Names and arguments:
+//! `{"ok": true, "result": {...}}` or `{"ok": false, "error": "..."}` (with `"kind"` when the node refused:
+//! `invalid_argument`, `not_found`, `limited`, `peer`). The arguments are read into the typed structs of
+//! [`crate::args`], the same ones the MCP tools take, so both front ends share every default and
+//! limit; unknown arguments are refused. Names and arguments:
 //!
 //! | cmd | arguments |
 //! |---|---|
@@ -18,15 +21,29 @@
 //! | `set_impression` | `agent_id`, `score`, `note` |
 //! | `get_impression` | `agent_id` |
 //! | `set_rate_limit` | `limit` (0 default, -1 unlimited, n per minute), `agent_id` (absent = global) |
+//! | `create_shard` | `content`, `tags`, `trust_threshold`, `summary` |
+//! | `view_shards` | `tags`, `author` |
 //! | `discover_domain` | `domain` |
 //! | `list_connections`, `list_pending`, `list_inbox`, `list_sent`, `identity`, `status`, `network_info`, `list_discovered`, `discover_local`, `announce`, `shutdown` | none |
+//!
+//! `connect`/`accept`/`reject`/`disconnect` are darkmatter_connection's four actions and `send`/
+//! `forward` are darkmatter_send_message (so `send` takes `target_agent_id` and `target_agent_ids`
+//! together, and refuses `broadcast` with targets); only `wait_for_response` (`timeout_ms`) and
+//! `set_status` (`active`) keep argument shapes of their own, checked by the same functions.
 
-use proto_core::limits::HOPS_MAX;
-use proto_core::{Command, Event, ForwardArgs, SendArgs, Targets};
+use proto_core::{Command, CommandError, Event, ForwardArgs, SendArgs, ShardArgs, Targets};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use thiserror::Error;
 
-/// Default `timeout_ms` of `wait_for_response`.
-pub const WAIT_TIMEOUT_MS_DEFAULT: u64 = 60_000;
+use crate::args::{
+    self, AgentIdArgs, ArgError, ConnectionArgs, CreateShardArgs, DomainArgs, GetMessageArgs, MessageIdArgs, NoArgs,
+    RateLimitArgs, SendArgsIn, SetImpressionArgs, UpdateBioArgs, ViewShardsArgs,
+};
+use crate::handle::Mesh;
+
+pub use crate::args::WAIT_TIMEOUT_MS_DEFAULT;
 
 /// What one control line asks for.
 #[derive(Debug, PartialEq)]
@@ -43,128 +60,184 @@ pub enum Request {
     Shutdown,
 }
 
-fn text(args: &Map<String, Value>, name: &str) -> Result<String, String> {
-    match args.get(name) {
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err(format!("'{name}' must be a string")),
-        None => Err(format!("'{name}' is required")),
-    }
+/// Why a control line is refused.
+#[derive(Debug, Error)]
+pub enum LineError {
+    /// The line is not a JSON object.
+    #[error("a control line must be a JSON object")]
+    NotAnObject,
+    /// `cmd` is missing or not a string.
+    #[error("'cmd' is required and must be a string")]
+    NoCmd,
+    /// `cmd` names no command.
+    #[error("unknown cmd '{0}'")]
+    Unknown(String),
+    /// An argument is missing, of the wrong type, or not one the command takes.
+    #[error("{0}")]
+    Shape(#[from] serde_path_to_error::Error<serde_json::Error>),
+    /// The arguments are well-formed but make no command.
+    #[error("{0}")]
+    Args(#[from] ArgError),
 }
 
-fn opt_text(args: &Map<String, Value>, name: &str) -> Result<Option<String>, String> {
-    match args.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(format!("'{name}' must be a string")),
-    }
+/// `wait_for_response` takes milliseconds on a control line (the MCP tool takes seconds).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitMsArgs {
+    message_id: String,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
 }
 
-fn opt_bool(args: &Map<String, Value>, name: &str) -> Result<Option<bool>, String> {
-    match args.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(format!("'{name}' must be true or false")),
-    }
+/// `set_status` takes `active: bool` on a control line (the MCP tool takes `status`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetActiveArgs {
+    active: bool,
+    #[serde(default)]
+    duration_minutes: Option<u64>,
 }
 
-fn opt_u64(args: &Map<String, Value>, name: &str) -> Result<Option<u64>, String> {
-    match args.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| format!("'{name}' must be a whole number ≥ 0")),
-    }
-}
-
-fn targets(args: &Map<String, Value>) -> Result<Vec<String>, String> {
-    if let Some(one) = opt_text(args, "target_agent_id")? {
-        return Ok(vec![one]);
-    }
-    match args.get("target_agent_ids") {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| "'target_agent_ids' must hold strings".to_owned()))
-            .collect(),
-        Some(_) => Err("'target_agent_ids' must be an array".to_owned()),
-    }
+fn typed<T: DeserializeOwned>(args: Map<String, Value>) -> Result<T, LineError> {
+    Ok(serde_path_to_error::deserialize(Value::Object(args))?)
 }
 
 /// Parses one control line.
 pub fn parse(line: &Value) -> Result<Request, String> {
-    let args = line.as_object().ok_or("a control line must be a JSON object")?;
-    let cmd = text(args, "cmd")?;
-    let node = |c: Command| Ok(Request::Node(c));
-    match cmd.as_str() {
-        "connect" => node(Command::Connect { target_url: text(args, "target_url")? }),
-        "accept" => node(Command::Accept { request_id: text(args, "request_id")? }),
-        "reject" => node(Command::Reject { request_id: text(args, "request_id")? }),
-        "disconnect" => node(Command::Disconnect { agent_id: text(args, "agent_id")? }),
-        "list_connections" => node(Command::ListConnections),
-        "list_pending" => node(Command::ListPending),
-        "send" => {
-            let targets = if opt_bool(args, "broadcast")?.unwrap_or(false) {
-                let trust_min = match args.get("trust_min") {
-                    None | Some(Value::Null) => 0.0,
-                    Some(v) => v.as_f64().ok_or("'trust_min' must be a number")?,
-                };
-                Targets::Broadcast { trust_min }
-            } else {
-                Targets::Agents(targets(args)?)
-            };
-            let metadata = match args.get("metadata") {
-                None | Some(Value::Null) => Map::new(),
-                Some(Value::Object(m)) => m.clone(),
-                Some(_) => return Err("'metadata' must be an object".to_owned()),
-            };
-            let hops = opt_u64(args, "hops_remaining")?.unwrap_or(u64::from(HOPS_MAX));
-            let hops_remaining = u32::try_from(hops).map_err(|_| "'hops_remaining' is too large".to_owned())?;
-            node(Command::Send(SendArgs {
-                content: text(args, "content")?,
-                targets,
-                metadata,
-                in_reply_to: opt_text(args, "in_reply_to")?,
-                hops_remaining,
-            }))
+    let obj = line.as_object().ok_or(LineError::NotAnObject).map_err(|e| e.to_string())?;
+    let Some(Value::String(cmd)) = obj.get("cmd") else { return Err(LineError::NoCmd.to_string()) };
+    let mut args = obj.clone();
+    args.remove("cmd");
+    args.remove("id");
+    request(cmd, args).map_err(|e| e.to_string())
+}
+
+/// `connect`, `accept`, `reject` and `disconnect` are darkmatter_connection's four actions.
+fn connection(mut args: Map<String, Value>, action: &str) -> Result<Request, LineError> {
+    args.insert("action".to_owned(), Value::from(action));
+    Ok(Request::Node(typed::<ConnectionArgs>(args)?.build()?))
+}
+
+fn request(cmd: &str, args: Map<String, Value>) -> Result<Request, LineError> {
+    let plain = |args: Map<String, Value>, r: Request| typed::<NoArgs>(args).map(|NoArgs {}| r);
+    let node = |c: Command| Request::Node(c);
+    match cmd {
+        "connect" => connection(args, "request"),
+        "accept" => connection(args, "accept"),
+        "reject" => connection(args, "reject"),
+        "disconnect" => connection(args, "disconnect"),
+        "send" => Ok(node(typed::<SendArgsIn>(args)?.build()?)),
+        "forward" if !args.contains_key("message_id") => Err(ArgError::Required("message_id").into()),
+        "forward" => Ok(node(typed::<SendArgsIn>(args)?.build()?)),
+        "get_message" => Ok(node(typed::<GetMessageArgs>(args)?.build()?)),
+        "get_sent" => Ok(node(typed::<MessageIdArgs>(args)?.get_sent()?)),
+        "expire_sent" => Ok(node(typed::<MessageIdArgs>(args)?.expire()?)),
+        "wait_for_response" => {
+            let a = typed::<WaitMsArgs>(args)?;
+            Ok(node(args::wait(a.message_id, a.timeout_ms)?))
         }
-        "forward" => node(Command::Forward(ForwardArgs {
-            message_id: text(args, "message_id")?,
-            targets: targets(args)?,
-            note: opt_text(args, "note")?,
-        })),
-        "list_inbox" => node(Command::ListInbox),
-        "get_message" => node(Command::GetMessage {
-            message_id: text(args, "message_id")?,
-            consume: opt_bool(args, "consume")?.unwrap_or(false),
-        }),
-        "list_sent" => node(Command::ListSent),
-        "get_sent" => node(Command::GetSent { message_id: text(args, "message_id")? }),
-        "expire_sent" => node(Command::ExpireSent { message_id: text(args, "message_id")? }),
-        "wait_for_response" => node(Command::WaitForResponse {
-            message_id: text(args, "message_id")?,
-            timeout_ms: opt_u64(args, "timeout_ms")?.unwrap_or(WAIT_TIMEOUT_MS_DEFAULT),
-        }),
-        "identity" => node(Command::GetIdentity),
-        "update_bio" => node(Command::UpdateBio { bio: text(args, "bio")? }),
-        "set_status" => node(Command::SetStatus {
-            active: opt_bool(args, "active")?.ok_or("'active' is required")?,
-            duration_minutes: opt_u64(args, "duration_minutes")?,
-        }),
-        "set_impression" => {
-            let score = args.get("score").and_then(Value::as_f64).ok_or("'score' must be a number")?;
-            node(Command::SetImpression { agent_id: text(args, "agent_id")?, score, note: opt_text(args, "note")? })
+        "update_bio" => Ok(node(typed::<UpdateBioArgs>(args)?.build()?)),
+        "set_status" => {
+            let a = typed::<SetActiveArgs>(args)?;
+            Ok(node(args::set_status(a.active, a.duration_minutes)?))
         }
-        "get_impression" => node(Command::GetImpression { agent_id: text(args, "agent_id")? }),
-        "set_rate_limit" => {
-            let limit = args.get("limit").and_then(Value::as_i64).ok_or("'limit' must be a whole number")?;
-            node(Command::SetRateLimit { agent_id: opt_text(args, "agent_id")?, limit })
+        "set_impression" => Ok(node(typed::<SetImpressionArgs>(args)?.build()?)),
+        "get_impression" => Ok(node(typed::<AgentIdArgs>(args)?.get_impression()?)),
+        "set_rate_limit" => Ok(node(typed::<RateLimitArgs>(args)?.build()?)),
+        "create_shard" => Ok(node(typed::<CreateShardArgs>(args)?.build()?)),
+        "view_shards" => Ok(node(typed::<ViewShardsArgs>(args)?.build()?)),
+        "discover_domain" => Ok(Request::DiscoverDomain(typed::<DomainArgs>(args)?.build()?)),
+        "list_connections" => plain(args, node(Command::ListConnections)),
+        "list_pending" => plain(args, node(Command::ListPending)),
+        "list_inbox" => plain(args, node(Command::ListInbox)),
+        "list_sent" => plain(args, node(Command::ListSent)),
+        "identity" => plain(args, node(Command::GetIdentity)),
+        "status" => plain(args, node(Command::Status)),
+        "network_info" => plain(args, node(Command::NetworkInfo)),
+        "list_discovered" => plain(args, node(Command::ListDiscovered)),
+        "discover_local" => plain(args, Request::DiscoverLocal),
+        "announce" => plain(args, Request::Announce),
+        "shutdown" => plain(args, Request::Shutdown),
+        other => Err(LineError::Unknown(other.to_owned())),
+    }
+}
+
+/// The control line that [`parse`] reads back as `Request::Node(command)`: how a command crosses a
+/// process boundary (the `darkmatter` attach socket speaks this protocol). `None` for the commands
+/// the line protocol does not carry.
+pub fn line(command: &Command) -> Option<Value> {
+    Some(match command {
+        Command::Connect { target_url } => json!({"cmd": "connect", "target_url": target_url}),
+        Command::Accept { request_id } => json!({"cmd": "accept", "request_id": request_id}),
+        Command::Reject { request_id } => json!({"cmd": "reject", "request_id": request_id}),
+        Command::Disconnect { agent_id } => json!({"cmd": "disconnect", "agent_id": agent_id}),
+        Command::ListConnections => json!({"cmd": "list_connections"}),
+        Command::ListPending => json!({"cmd": "list_pending"}),
+        Command::Send(s) => send_line(s),
+        Command::Forward(ForwardArgs { message_id, targets, note }) => {
+            json!({"cmd": "forward", "message_id": message_id, "target_agent_ids": targets, "note": note})
         }
-        "status" => node(Command::Status),
-        "network_info" => node(Command::NetworkInfo),
-        "list_discovered" => node(Command::ListDiscovered),
-        "discover_local" => Ok(Request::DiscoverLocal),
-        "discover_domain" => Ok(Request::DiscoverDomain(text(args, "domain")?)),
-        "announce" => Ok(Request::Announce),
-        "shutdown" => Ok(Request::Shutdown),
-        other => Err(format!("unknown cmd '{other}'")),
+        Command::ListInbox => json!({"cmd": "list_inbox"}),
+        Command::GetMessage { message_id, consume } => {
+            json!({"cmd": "get_message", "message_id": message_id, "consume": consume})
+        }
+        Command::ListSent => json!({"cmd": "list_sent"}),
+        Command::GetSent { message_id } => json!({"cmd": "get_sent", "message_id": message_id}),
+        Command::ExpireSent { message_id } => json!({"cmd": "expire_sent", "message_id": message_id}),
+        Command::WaitForResponse { message_id, timeout_ms } => {
+            json!({"cmd": "wait_for_response", "message_id": message_id, "timeout_ms": timeout_ms})
+        }
+        Command::GetIdentity => json!({"cmd": "identity"}),
+        Command::UpdateBio { bio } => json!({"cmd": "update_bio", "bio": bio}),
+        Command::SetStatus { active, duration_minutes } => {
+            json!({"cmd": "set_status", "active": active, "duration_minutes": duration_minutes})
+        }
+        Command::SetImpression { agent_id, score, note } => {
+            json!({"cmd": "set_impression", "agent_id": agent_id, "score": score, "note": note})
+        }
+        Command::GetImpression { agent_id } => json!({"cmd": "get_impression", "agent_id": agent_id}),
+        Command::SetRateLimit { agent_id, limit } => {
+            json!({"cmd": "set_rate_limit", "agent_id": agent_id, "limit": limit})
+        }
+        Command::Status => json!({"cmd": "status"}),
+        Command::NetworkInfo => json!({"cmd": "network_info"}),
+        Command::ListDiscovered => json!({"cmd": "list_discovered"}),
+        Command::CreateShard(ShardArgs { content, tags, trust_threshold, summary }) => {
+            json!({"cmd": "create_shard", "content": content, "tags": tags, "trust_threshold": trust_threshold, "summary": summary})
+        }
+        Command::ViewShards { tags, author } => json!({"cmd": "view_shards", "tags": tags, "author": author}),
+        // Named one by one (no `_`) so that a new command is a compile error here, not a silent gap.
+        Command::SetUrl { .. }
+        | Command::UpdateShard { .. }
+        | Command::DeleteShard { .. }
+        | Command::GetShard { .. }
+        | Command::ContextFeed { .. } => return None,
+    })
+}
+
+fn send_line(s: &SendArgs) -> Value {
+    let mut v = json!({"cmd": "send", "content": s.content, "metadata": s.metadata, "in_reply_to": s.in_reply_to,
+        "hops_remaining": s.hops_remaining});
+    match &s.targets {
+        Targets::Agents(ids) => v["target_agent_ids"] = json!(ids),
+        Targets::Broadcast { trust_min } => {
+            v["broadcast"] = Value::Bool(true);
+            v["trust_min"] = json!(trust_min);
+        }
+    }
+    v
+}
+
+/// Runs what a line asks of a node through any client of it. `announce` and `shutdown` belong to
+/// the process that owns the node, so they are refused here.
+pub async fn run(mesh: &dyn Mesh, request: Request) -> Result<Value, CommandError> {
+    match request {
+        Request::Node(c) => mesh.command(c).await,
+        Request::DiscoverLocal => mesh.discover_local().await,
+        Request::DiscoverDomain(d) => mesh.discover_domain(d).await,
+        Request::Announce | Request::Shutdown => Err(CommandError::InvalidArgument(
+            "announce and shutdown are taken only by the process that owns the node".to_owned(),
+        )),
     }
 }
 
@@ -180,7 +253,42 @@ pub fn answer(id: Option<&Value>, result: Result<Value, String>) -> Value {
     out
 }
 
-/// An event as a JSON line (`--events`), also useful to any front end.
+/// The answer line for a node's result; a failure also says its `kind` ([`error_kind`]).
+pub fn answer_node(id: Option<&Value>, result: Result<Value, CommandError>) -> Value {
+    let kind = result.as_ref().err().map(error_kind);
+    let mut out = answer(id, result.map_err(|e| e.to_string()));
+    if let Some(kind) = kind {
+        out["kind"] = Value::from(kind);
+    }
+    out
+}
+
+/// The wire name of a command error's kind.
+pub fn error_kind(e: &CommandError) -> &'static str {
+    match e {
+        CommandError::InvalidArgument(_) => "invalid_argument",
+        CommandError::NotFound(_) => "not_found",
+        CommandError::Limited(_) => "limited",
+        CommandError::Peer(_) => "peer",
+    }
+}
+
+/// Reads an answer line back (the inverse of [`answer_node`]); an error without a known kind is an
+/// invalid argument (the line itself was refused).
+pub fn read_answer(v: &Value) -> Result<Value, CommandError> {
+    if v["ok"] == Value::Bool(true) {
+        return Ok(v["result"].clone());
+    }
+    let text = v["error"].as_str().unwrap_or("malformed answer").to_owned();
+    Err(match v["kind"].as_str() {
+        Some("not_found") => CommandError::NotFound(text),
+        Some("limited") => CommandError::Limited(text),
+        Some("peer") => CommandError::Peer(text),
+        _ => CommandError::InvalidArgument(text),
+    })
+}
+
+/// An event as a JSON object (`--events` lines, the MCP notifications' `data`, the attach socket).
 pub fn event_json(e: &Event) -> Value {
     match e {
         Event::ConnectionRequested { request_id, agent_id, display_name } => {
@@ -203,8 +311,42 @@ pub fn event_json(e: &Event) -> Value {
     }
 }
 
+/// Reads an [`event_json`] object back; `None` when it is not one.
+pub fn event_from_json(v: &Value) -> Option<Event> {
+    let s = |k: &str| v[k].as_str().map(str::to_owned);
+    Some(match v["event"].as_str()? {
+        "connection_requested" => Event::ConnectionRequested {
+            request_id: s("request_id")?,
+            agent_id: s("agent_id")?,
+            display_name: s("display_name")?,
+        },
+        "connected" => Event::Connected { agent_id: s("agent_id")? },
+        "disconnected" => Event::Disconnected { agent_id: s("agent_id")?, by_peer: v["by_peer"].as_bool()? },
+        "message_received" => Event::MessageReceived {
+            message_id: s("message_id")?,
+            from_agent_id: s("from_agent_id")?,
+            in_reply_to: s("in_reply_to"),
+        },
+        "peer_updated" => Event::PeerUpdated { agent_id: s("agent_id")?, url: s("url")? },
+        "refused" => Event::Refused {
+            path: s("path")?,
+            status: u16::try_from(v["status"].as_u64()?).ok()?,
+            reason: s("reason")?,
+        },
+        "request_decided" => Event::RequestDecided {
+            request_id: s("request_id")?,
+            agent_id: s("agent_id")?,
+            accepted: v["accepted"].as_bool()?,
+            peer_score: v["peer_score"].as_f64()?,
+        },
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    use proto_core::limits::HOPS_MAX;
+
     use super::*;
 
     #[test]
@@ -247,6 +389,124 @@ mod tests {
         assert!(parse(&json!({"cmd": "send", "content": "x", "hops_remaining": -1}))
             .unwrap_err()
             .contains("hops_remaining"));
+    }
+
+    #[test]
+    fn every_line_command_reads_back_as_itself() {
+        let s = |x: &str| x.to_owned();
+        let commands = [
+            Command::Connect { target_url: s("http://x") },
+            Command::Accept { request_id: s("r") },
+            Command::Reject { request_id: s("r") },
+            Command::Disconnect { agent_id: s("a") },
+            Command::ListConnections,
+            Command::ListPending,
+            Command::Send(SendArgs {
+                content: s("hi"),
+                targets: Targets::Agents(vec![s("a"), s("b")]),
+                metadata: json!({"k": [1]}).as_object().unwrap().clone(),
+                in_reply_to: Some(s("m0")),
+                hops_remaining: 3,
+            }),
+            Command::Send(SendArgs {
+                content: s("all"),
+                targets: Targets::Broadcast { trust_min: -0.25 },
+                metadata: Map::new(),
+                in_reply_to: None,
+                hops_remaining: 0,
+            }),
+            Command::Forward(ForwardArgs { message_id: s("m"), targets: vec![s("c")], note: Some(s("n")) }),
+            Command::Forward(ForwardArgs { message_id: s("m"), targets: vec![s("c")], note: None }),
+            Command::ListInbox,
+            Command::GetMessage { message_id: s("m"), consume: true },
+            Command::ListSent,
+            Command::GetSent { message_id: s("m") },
+            Command::ExpireSent { message_id: s("m") },
+            Command::WaitForResponse { message_id: s("m"), timeout_ms: 1001 },
+            Command::GetIdentity,
+            Command::UpdateBio { bio: s("b") },
+            Command::SetStatus { active: false, duration_minutes: Some(5) },
+            Command::SetStatus { active: true, duration_minutes: None },
+            Command::SetImpression { agent_id: s("a"), score: 0.5, note: None },
+            Command::GetImpression { agent_id: s("a") },
+            Command::SetRateLimit { agent_id: None, limit: -1 },
+            Command::SetRateLimit { agent_id: Some(s("a")), limit: 7 },
+            Command::Status,
+            Command::NetworkInfo,
+            Command::ListDiscovered,
+            Command::CreateShard(ShardArgs {
+                content: s("c"),
+                tags: vec![s("t")],
+                trust_threshold: 0.5,
+                summary: Some(s("s")),
+            }),
+            Command::ViewShards { tags: vec![s("t")], author: Some(s("a")) },
+        ];
+        for c in commands {
+            let l = line(&c).unwrap_or_else(|| panic!("{c:?} has a line"));
+            assert_eq!(parse(&l), Ok(Request::Node(c.clone())), "{l}");
+        }
+        assert_eq!(line(&Command::SetUrl { url: s("http://y") }), None);
+    }
+
+    #[test]
+    fn every_event_reads_back_as_itself() {
+        let s = |x: &str| x.to_owned();
+        let events = [
+            Event::ConnectionRequested { request_id: s("r"), agent_id: s("a"), display_name: s("d") },
+            Event::Connected { agent_id: s("a") },
+            Event::Disconnected { agent_id: s("a"), by_peer: true },
+            Event::MessageReceived { message_id: s("m"), from_agent_id: s("a"), in_reply_to: None },
+            Event::MessageReceived { message_id: s("m"), from_agent_id: s("a"), in_reply_to: Some(s("m0")) },
+            Event::PeerUpdated { agent_id: s("a"), url: s("http://u") },
+            Event::Refused { path: s("/p"), status: 403, reason: s("r") },
+            Event::RequestDecided { request_id: s("r"), agent_id: s("a"), accepted: false, peer_score: -0.5 },
+        ];
+        for e in events {
+            assert_eq!(event_from_json(&event_json(&e)), Some(e.clone()));
+        }
+        assert_eq!(event_from_json(&json!({"event": "connected"})), None);
+    }
+
+    #[test]
+    fn node_errors_keep_their_kind_across_a_line() {
+        for e in [
+            CommandError::InvalidArgument("i".into()),
+            CommandError::NotFound("n".into()),
+            CommandError::Limited("l".into()),
+            CommandError::Peer("p".into()),
+        ] {
+            assert_eq!(read_answer(&answer_node(Some(&json!(1)), Err(e.clone()))), Err(e));
+        }
+        assert_eq!(read_answer(&answer_node(None, Ok(json!({"a": 1})))), Ok(json!({"a": 1})));
+    }
+
+    #[test]
+    fn lines_get_the_same_checks_as_the_tools() {
+        let err = |v: Value| parse(&v).unwrap_err();
+        assert!(err(json!({"cmd": "status", "x": 1})).contains("unknown field"));
+        let long = "m".repeat(proto_core::limits::ID_BYTES_MAX + 1);
+        assert!(err(json!({"cmd": "get_sent", "message_id": long})).contains("not a valid identifier"));
+        assert!(
+            err(json!({"cmd": "send", "content": "x", "broadcast": true, "target_agent_id": "a"})).contains("not both")
+        );
+        assert!(err(json!({"cmd": "send", "content": "x", "target_agent_id": "a", "hops_remaining": 11}))
+            .contains("0..=10"));
+        assert!(err(json!({"cmd": "forward", "target_agent_id": "a"})).contains("message_id is required"));
+        assert!(
+            err(json!({"cmd": "wait_for_response", "message_id": "m", "timeout_ms": 3_600_001})).contains("timeout_ms")
+        );
+        assert_eq!(
+            parse(
+                &json!({"id": 3, "cmd": "send", "content": "x", "target_agent_id": " a ", "target_agent_ids": ["b"]})
+            ),
+            parse(&json!({"cmd": "send", "content": "x", "target_agent_ids": ["a", "b"]})),
+            "both target forms together, trimmed"
+        );
+        assert_eq!(
+            parse(&json!({"cmd": "view_shards", "tags": ["t"]})),
+            Ok(Request::Node(Command::ViewShards { tags: vec!["t".into()], author: None }))
+        );
     }
 
     #[test]

@@ -1,7 +1,11 @@
-//! [`NodeHandle`]: what the front end (the MCP server, the headless binary, tests) holds.
+//! [`NodeHandle`]: what the front end (the MCP server, the headless binary, tests) holds, and
+//! [`Mesh`]: the node's command surface as a trait, so a front end talks the same way to the node in
+//! its own process and to one it reaches over a socket.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -11,6 +15,55 @@ use serde_json::{json, Value};
 
 use crate::client::Client;
 use crate::driver::{CoreExit, Input, Subscribers, EVENTS_BUFFERED_MAX};
+
+/// A boxed, sendable future: what [`Mesh`]'s async methods return (keeps the trait object-safe).
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A running DarkMatter node as its clients see it: the in-process [`NodeHandle`], the `darkmatter`
+/// attach-mode client, test fakes. Every method is callable from any executor: results come back
+/// over runtime-agnostic channels, never through the reactor of a particular runtime.
+pub trait Mesh: Send + Sync + 'static {
+    /// Runs one proto-core command; answers with its JSON result once the node (and, for sends,
+    /// connects and waits, the peers involved) has answered.
+    fn command(&self, command: Command) -> BoxFut<'_, Result<Value, CommandError>>;
+
+    /// Looks for peers now: LAN beacons and a localhost port scan. Answers with the peers found, each
+    /// with its card.
+    fn discover_local(&self) -> BoxFut<'_, Result<Value, CommandError>>;
+
+    /// Fetches `https://<domain>/.well-known/darkmatter.json` and answers with the card found there.
+    fn discover_domain(&self, domain: String) -> BoxFut<'_, Result<Value, CommandError>>;
+
+    /// The node's events. Implementations may hand every caller the same stream, so call it once
+    /// and fan out.
+    fn events(&self) -> Receiver<Event>;
+
+    /// Stops the node (flushes state, closes the port), or, for a client of a node another process
+    /// owns, lets go of it. Idempotent.
+    fn shutdown(&self) -> BoxFut<'_, ()>;
+}
+
+impl Mesh for NodeHandle {
+    fn command(&self, command: Command) -> BoxFut<'_, Result<Value, CommandError>> {
+        Box::pin(NodeHandle::command(self, command))
+    }
+
+    fn discover_local(&self) -> BoxFut<'_, Result<Value, CommandError>> {
+        Box::pin(async move { Ok(NodeHandle::discover_local(self).await) })
+    }
+
+    fn discover_domain(&self, domain: String) -> BoxFut<'_, Result<Value, CommandError>> {
+        Box::pin(async move { NodeHandle::discover_domain(self, &domain).await.map_err(CommandError::Peer) })
+    }
+
+    fn events(&self) -> Receiver<Event> {
+        NodeHandle::events(self)
+    }
+
+    fn shutdown(&self) -> BoxFut<'_, ()> {
+        Box::pin(NodeHandle::shutdown(self))
+    }
+}
 
 /// Shared between clones of a handle.
 pub(crate) struct Shared {

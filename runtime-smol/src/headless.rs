@@ -153,18 +153,16 @@ async fn run_line(handle: &NodeHandle, line: &[u8]) -> Option<Value> {
         Err(e) => return Some(control::answer(None, Err(format!("invalid JSON: {e}")))),
     };
     let id = parsed.get("id").cloned();
-    let result = match control::parse(&parsed) {
-        Err(e) => Err(e),
-        Ok(Request::Node(c)) => handle.command(c).await.map_err(|e| e.to_string()),
-        Ok(Request::DiscoverLocal) => Ok(handle.discover_local().await),
-        Ok(Request::DiscoverDomain(d)) => handle.discover_domain(&d).await,
-        Ok(Request::Announce) => Ok(serde_json::json!({"announced": handle.announce()})),
+    let answer = match control::parse(&parsed) {
+        Err(e) => control::answer(id.as_ref(), Err(e)),
+        Ok(Request::Announce) => control::answer(id.as_ref(), Ok(serde_json::json!({"announced": handle.announce()}))),
         Ok(Request::Shutdown) => {
             let h = handle.clone();
             // Answer first, then stop.
             smol::spawn(async move { h.shutdown().await }).detach();
-            Ok(serde_json::json!({"stopping": true}))
+            control::answer(id.as_ref(), Ok(serde_json::json!({"stopping": true})))
         }
+        Ok(request) => control::answer_node(id.as_ref(), control::run(handle, request).await),
     };
-    Some(control::answer(id.as_ref(), result))
+    Some(answer)
 }

@@ -73,7 +73,8 @@
 //! `forward`, `list_inbox`, `get_message`, `list_sent`, `get_sent`, `expire_sent`,
 //! `wait_for_response`, `identity`, `update_bio`, `set_status`, `set_impression`, `get_impression`,
 //! `set_rate_limit`, `status`, `network_info`, `list_discovered`, `discover_local`,
-//! `discover_domain`, `announce`, `shutdown` (see [`control`]). Flags: `--no-stdin` (ignore stdin, run
+//! `discover_domain`, `create_shard`, `view_shards`, `announce`, `shutdown` (see [`control`]; the
+//! arguments are [`args`]' typed structs, shared with the MCP tools). Flags: `--no-stdin` (ignore stdin, run
 //! until a signal), `--events` (also print `{"event":..}` lines). Control is deliberately not on the
 //! network port.
 
@@ -81,6 +82,7 @@
 #![deny(missing_docs)]
 
 pub mod admission;
+pub mod args;
 pub mod client;
 pub mod config;
 pub mod control;
@@ -101,7 +103,7 @@ use smol::{Async, Executor, Timer};
 use thiserror::Error;
 
 pub use config::{ConfigError, RuntimeConfig};
-pub use handle::{NodeHandle, Running};
+pub use handle::{BoxFut, Mesh, NodeHandle, Running};
 pub use storage::StorageError;
 
 /// How long a stopping node lets open connections finish, in ms.

@@ -1,0 +1,128 @@
+//! The binary's front door: `--help` and `--version` answer without starting a node, a bad argument
+//! is refused, no argument is the MCP server with nothing but JSON-RPC on stdout, and a person who
+//! runs it in a terminal is told what it is (on stderr) and that Ctrl-C stops it.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc::channel;
+use std::time::{Duration, Instant};
+
+use common::{free_port, project, Proc, BIN};
+use serde_json::json;
+
+/// Runs the binary in `dir` with `args` and no stdin; bounded by the test harness's own timeout.
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env("DARKMATTER_PORT", free_port().to_string())
+        .env("DARKMATTER_DISCOVERY", "false")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run darkmatter")
+}
+
+#[test]
+fn help_says_what_it_is_and_starts_no_node() {
+    let dir = project("help");
+    for flag in ["--help", "-h"] {
+        let out = run(&dir, &[flag]);
+        assert!(out.status.success(), "{flag}: {out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("Usage: darkmatter"), "{text}");
+        assert!(text.contains("MCP") && text.contains("DARKMATTER_"), "{text}");
+        assert!(text.contains("\"command\": \"darkmatter\""), "says how to add it to a client: {text}");
+    }
+    assert!(!dir.join(".darkmatter").exists(), "no state was created");
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let dir = project("version");
+    let out = run(&dir, &["--version"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), format!("darkmatter {}", env!("CARGO_PKG_VERSION")));
+    assert!(!dir.join(".darkmatter").exists(), "no state was created");
+}
+
+#[test]
+fn an_unknown_argument_is_refused_before_anything_starts() {
+    let dir = project("bogus");
+    let out = run(&dir, &["--bogus"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stdout.is_empty(), "nothing on stdout");
+    assert!(String::from_utf8(out.stderr).unwrap().contains("--bogus"));
+    assert!(!dir.join(".darkmatter").exists(), "no state was created");
+}
+
+#[test]
+fn no_argument_is_the_mcp_server_and_stdout_is_only_json_rpc() {
+    // Proc fails the test on any stdout line that is not JSON.
+    let mut p = Proc::start(&project("noarg"), free_port(), &[]);
+    let init = p.initialize();
+    assert_eq!(init["serverInfo"]["name"], "darkmatter");
+    let r = p.request("tools/list", json!({}));
+    assert_eq!(r["result"]["tools"].as_array().map(Vec::len), Some(darkmatter_mcp::tools::TOOL_NAMES.len()));
+    assert!(p.notifications.is_empty(), "no stray output: {:?}", p.notifications);
+    assert!(p.close(Duration::from_secs(10)));
+}
+
+/// `script` gives the binary a terminal; Ctrl-C typed there reaches it as SIGINT.
+#[test]
+fn in_a_terminal_it_explains_itself_and_ctrl_c_stops_it() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` (util-linux) to give the binary a terminal");
+        return;
+    }
+    let dir = project("tty");
+    let port = free_port();
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-f", "-c", BIN, "/dev/null"])
+        .current_dir(&dir)
+        .env("HOME", &dir)
+        .env("DARKMATTER_HOST", "127.0.0.1")
+        .env("DARKMATTER_PORT", port.to_string())
+        .env("DARKMATTER_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+        .env("DARKMATTER_DISCOVERY", "false")
+        .env("DARKMATTER_ANCHOR_NODES", "")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run script");
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seen.contains("Ctrl-C") && Instant::now() < deadline {
+        if let Ok(bytes) = rx.recv_timeout(Duration::from_millis(100)) {
+            seen.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(b"\x03");
+    let _ = stdin.flush();
+    let stopped = common::until(Duration::from_secs(15), || matches!(child.try_wait(), Ok(Some(_))));
+    if !stopped {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+    assert!(seen.contains("MCP server"), "says what it is: {seen:?}");
+    assert!(seen.contains("agent "), "shows the agent id: {seen:?}");
+    assert!(seen.contains(&format!("http://127.0.0.1:{port}")), "shows the peer URL: {seen:?}");
+    assert!(seen.contains(".darkmatter"), "shows the state directory: {seen:?}");
+    assert!(seen.contains("mcpServers"), "says how to add it to a client: {seen:?}");
+    assert!(stopped, "Ctrl-C stopped it: {seen:?}");
+}

@@ -9,8 +9,9 @@
 //! connects to B through the real handshake; B's rate limits are lifted. Then `count` envelopes
 //! signed with A's key in both forms (exactly as A's own send signs them) are POSTed to B one at a
 //! time on one keep-alive connection, each answered 200. Their webhooks point at a sink in this
-//! process, so B's `received` callbacks are waited for and counted before B is stopped (end of its
-//! stdin). `count` is at most the inbox size, so nothing has to be consumed: B's process does the
+//! process; each message is sent only after B's `received` callback for the one before arrived, so
+//! B's work for two messages never overlaps and its count does not depend on thread timing. Then B
+//! is stopped (end of its stdin). `count` is at most the inbox size, so nothing has to be consumed: B's process does the
 //! accept path (HTTP read and parse, checks, one signature verification, replay record, inbox
 //! insert, persist, reply, callback) and nothing else per message.
 //!
@@ -36,7 +37,7 @@ use serde_json::{json, Value};
 const NODE_WAIT_MS: u64 = 180_000;
 /// Wait for one HTTP answer from B, in ms.
 const HTTP_WAIT_MS: u64 = 60_000;
-/// Wait for all of B's webhook callbacks after the last message, in ms.
+/// Wait for B's webhook callback of one message, in ms.
 const CALLBACKS_WAIT_MS: u64 = 120_000;
 /// Wait for a node to exit after its stdin closed, in ms; then it is killed.
 const EXIT_WAIT_MS: u64 = 60_000;
@@ -89,19 +90,15 @@ fn run(node: &Path, count: usize, wrapper: &[String]) -> Result<Value, String> {
     let mut s = TcpStream::connect(b_addr).map_err(|e| format!("connect to B: {e}"))?;
     s.set_nodelay(true).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_millis(HTTP_WAIT_MS))).map_err(|e| e.to_string())?;
+    // One message at a time, the next only after B's callback for this one has arrived: B's work
+    // for different messages never interleaves, so its count does not depend on thread timing.
     for (i, req) in requests.iter().enumerate() {
         s.write_all(req).map_err(|e| format!("message {i}: {e}"))?;
         let status = read_status(&mut s).map_err(|e| format!("message {i}: {e}"))?;
         if status != 200 {
             return Err(format!("message {i}: HTTP {status}"));
         }
-    }
-    let end = Instant::now() + Duration::from_millis(CALLBACKS_WAIT_MS);
-    while sink.received.load(Ordering::Acquire) < count {
-        if Instant::now() > end {
-            return Err(format!("{} of {count} callbacks arrived", sink.received.load(Ordering::Acquire)));
-        }
-        std::thread::sleep(Duration::from_millis(10));
+        sink.wait_for(i + 1)?;
     }
     drop(s);
     let b_exit = b.stop();
@@ -217,6 +214,20 @@ impl Sink {
             }
         });
         Ok(Self { url, received })
+    }
+}
+
+impl Sink {
+    /// Waits until `n` callbacks have arrived, at most [`CALLBACKS_WAIT_MS`].
+    fn wait_for(&self, n: usize) -> Result<(), String> {
+        let end = Instant::now() + Duration::from_millis(CALLBACKS_WAIT_MS);
+        while self.received.load(Ordering::Acquire) < n {
+            if Instant::now() > end {
+                return Err(format!("{} of {n} callbacks arrived", self.received.load(Ordering::Acquire)));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
     }
 }
 

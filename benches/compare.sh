@@ -22,13 +22,13 @@
 #
 # Everything runs on loopback; every step is bounded by `timeout`; the nodes stop when their driver
 # ends. Tunables (environment): DM_COMPARE_DIR, DM_COMPARE_STARTUP_RUNS (per revision, default 10),
-# DM_COMPARE_ROUNDS (interop rounds per revision, default 3), DM_COMPARE_CG_ROUNDS (default 2).
+# DM_COMPARE_ROUNDS (interop rounds per revision, default 3), DM_COMPARE_CG_ROUNDS (default 3).
 set -euo pipefail
 
 ROOT=${DM_COMPARE_DIR:-/tmp/dm-compare}
 STARTUP_RUNS=${DM_COMPARE_STARTUP_RUNS:-10}
 ROUNDS=${DM_COMPARE_ROUNDS:-3}
-CG_ROUNDS=${DM_COMPARE_CG_ROUNDS:-2}
+CG_ROUNDS=${DM_COMPARE_CG_ROUNDS:-3}
 # Messages per callgrind run; the larger is the inbox size (nothing is consumed).
 ACCEPT_SMALL=10
 ACCEPT_LARGE=50

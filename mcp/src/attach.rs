@@ -58,11 +58,11 @@ pub struct Paths {
 }
 
 impl Paths {
-    /// Paths for the state directory `dir` (created 0700 if missing). When the socket path would be
+    /// Paths for the state directory `dir` (created 0700 if missing, made private if it is not). When the socket path would be
     /// too long for the kernel, the socket goes to a private per-user directory under the temp dir,
     /// named by a hash of `dir`.
     pub fn for_dir(dir: &Path) -> io::Result<Self> {
-        fs::create_dir_all(dir)?;
+        runtime_smol::storage::ensure_dir(dir).map_err(io::Error::other)?;
         let socket = dir.join("node.sock");
         let socket = if socket.as_os_str().len() <= SOCKET_PATH_BYTES_MAX {
             socket

@@ -71,13 +71,35 @@ fn no_argument_is_the_mcp_server_and_stdout_is_only_json_rpc() {
     assert!(p.close(Duration::from_secs(10)));
 }
 
+#[test]
+fn its_state_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = project("modes");
+    let mut p = Proc::start(&dir, free_port(), &[]);
+    p.initialize();
+    let r = p.request("tools/call", json!({"name": "darkmatter_update_bio", "arguments": {"bio": "private"}}));
+    assert!(r["result"].is_object(), "{r}");
+    let state = dir.join(".darkmatter");
+    let mode = |path: &Path| std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700, "state directory");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+        files.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    // The passport, the database, the attach lock and the attach socket: every kind of file it makes.
+    for prefix in ["passport.key", "state-", "node.lock", "node.sock"] {
+        assert!(files.iter().any(|f| f.starts_with(prefix)), "no {prefix} in {files:?}");
+    }
+    assert!(p.close(Duration::from_secs(10)));
+}
+
 /// `script` gives the binary a terminal; Ctrl-C typed there reaches it as SIGINT.
 #[test]
 fn in_a_terminal_it_explains_itself_and_ctrl_c_stops_it() {
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipped: no `script` (util-linux) to give the binary a terminal");
-        return;
-    }
+    // util-linux's `script` is part of every Debian system; without it this test cannot run and says so.
+    assert!(Command::new("script").arg("--version").output().is_ok(), "no `script` (util-linux) to give a terminal");
     let dir = project("tty");
     let port = free_port();
     let mut child = Command::new("script")

@@ -27,29 +27,15 @@ use crate::limits::{
     PENDING_REQUESTS_MAX, REQUEST_EXPIRY_S, TIMESTAMP_FIELD_CHARS_MAX, WALLETS_MAX, WALLET_FIELD_BYTES_MAX,
 };
 use crate::node::{Call, Node};
+use crate::replay::{check_fresh, sig_key};
 use crate::sign::{self, DOMAIN_CHALLENGE, V2_ACCEPTED, V2_CONNECT, V2_CONNECT_ANSWER, V2_DISCONNECT};
 use crate::store::{Change, Connection, PendingIn, PendingOut, Table};
-use crate::time::{is_fresh, parse_iso};
+use crate::time::parse_iso;
 use crate::url;
 use crate::wire::connection::{
     Ack, ConnectionAccepted, ConnectionAnswer, ConnectionProof, ConnectionRequest, Disconnect,
 };
 use crate::wire::{self, ErrorBody};
-
-/// Checks a timestamp we were given for freshness.
-pub(crate) fn check_fresh(now_us: i64, stamp: &str) -> Result<i64, Refusal> {
-    let t = parse_iso(stamp).ok_or(Refusal::Stale(limits::FRESHNESS_WINDOW_S))?;
-    if !is_fresh(now_us, t, limits::FRESHNESS_WINDOW_S) {
-        return Err(Refusal::Stale(limits::FRESHNESS_WINDOW_S));
-    }
-    Ok(t)
-}
-
-/// The replay-cache key of a signature: lower case, because hex decoding accepts either case and a
-/// re-cased copy must not count as new.
-pub(crate) fn sig_key(prefix: &str, sig_hex: &str) -> String {
-    format!("{prefix}:{}", sig_hex.to_ascii_lowercase())
-}
 
 fn opt(s: &Option<String>) -> &str {
     s.as_deref().unwrap_or("")
@@ -294,8 +280,7 @@ impl Node {
             .map_err(|_| Refusal::Unauthorized("Invalid signature on connection request".to_owned()))?;
         // A captured signed request must not be replayable (say, to move a connection's URL back).
         let key = sig_key("connect", sig);
-        self.record_replay(&key, stamp_us)?;
-        let change = self.replay_change(&key);
+        let change = self.replay.admit(&key, stamp_us, self.now.wall_us)?;
         self.persist(vec![change]);
         Ok(true)
     }
@@ -464,10 +449,10 @@ impl Node {
         sign::verify_hex(conn.agent_id.key(), &bytes, &d.dm_signature_hex)
             .map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
         let key = sig_key("disconnect", &d.dm_signature_hex);
-        self.record_replay(&key, stamp_us)?;
+        let replay_change = self.replay.admit(&key, stamp_us, self.now.wall_us)?;
         self.connections.remove(&d.from_agent_id);
         self.rate_peers.remove(&d.from_agent_id);
-        let changes = vec![Change::delete(Table::Connections, &d.from_agent_id), self.replay_change(&key)];
+        let changes = vec![Change::delete(Table::Connections, &d.from_agent_id), replay_change];
         self.persist(changes);
         self.emit(Event::Disconnected { agent_id: d.from_agent_id.clone(), by_peer: true });
         Ok(wire::encode(&Ack { success: true }))

@@ -10,7 +10,6 @@ use core::net::IpAddr;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::connection::check_fresh;
 use crate::error::{CommandError, Refusal};
 use crate::io::{CommandId, Event, HttpResponse, InboundRequest, Method};
 use crate::limits::{
@@ -18,7 +17,7 @@ use crate::limits::{
     RESPONSES_PER_SENT_MAX, SENT_MAX, UPDATES_PER_SENT_MAX,
 };
 use crate::node::{Batch, Call, Node, Waiter};
-use crate::replay::ReplayError;
+use crate::replay::{check_fresh, sig_key};
 use crate::sign::{self, V2_MESSAGE};
 use crate::store::{self, Change, InboxMessage, ResponseRecord, SentMessage, SentStatus, Table, UpdateRecord};
 use crate::url;
@@ -173,7 +172,7 @@ impl Node {
     fn is_duplicate(&self, message_id: &str) -> bool {
         // Our own (or forwarded-by-us) messages coming back are loops.
         // An unread message keeps its id even after its replay entry expires.
-        self.replay.contains(message_id, self.now.wall_us)
+        self.replay.seen(message_id, self.now.wall_us)
             || self.sent.contains_key(message_id)
             || self.inbox.contains_key(message_id)
     }
@@ -284,8 +283,7 @@ impl Node {
     }
 
     fn accept_message(&mut self, env: MessageEnvelope, checked: Checked) -> Result<Vec<u8>, Refusal> {
-        self.record_replay(&env.message_id, checked.stamp_us)?;
-        let mut changes = vec![self.replay_change(&env.message_id)];
+        let mut changes = vec![self.replay.admit(&env.message_id, checked.stamp_us, self.now.wall_us)?];
         let now_iso = self.now.iso();
         let from_connection = if let Some(conn) = self.connections.get_mut(&env.from_agent_id) {
             conn.messages_received += 1;
@@ -418,19 +416,6 @@ impl Node {
         false
     }
 
-    pub(crate) fn record_replay(&mut self, id: &str, stamp_us: i64) -> Result<(), Refusal> {
-        match self.replay.record(id, stamp_us, self.now.wall_us) {
-            Ok(()) => Ok(()),
-            Err(ReplayError::Duplicate) => Err(Refusal::Duplicate),
-            Err(ReplayError::Full) => Err(Refusal::Unavailable("Replay cache full; try again shortly".to_owned())),
-        }
-    }
-
-    pub(crate) fn replay_change(&self, id: &str) -> Change {
-        let expires = self.replay.expires_at(id).unwrap_or(0);
-        Change::put(Table::Replay, id, &expires)
-    }
-
     /// Posts a status update to a webhook, best effort. Webhooks were validated when their message
     /// was accepted.
     fn notify_webhook(&mut self, webhook: &str, body: Value, forbid_private: bool) {
@@ -505,9 +490,8 @@ impl Node {
         if self.sent.get(message_id).is_some_and(|s| s.rows.updates >= UPDATES_PER_SENT_MAX) {
             return Err(Refusal::Limited(format!("Update limit reached ({UPDATES_PER_SENT_MAX}) for this message")));
         }
-        let replay_key = crate::connection::sig_key("webhook", sig);
-        self.record_replay(&replay_key, stamp_us)?;
-        let change = self.replay_change(&replay_key);
+        let replay_key = sig_key("webhook", sig);
+        let change = self.replay.admit(&replay_key, stamp_us, self.now.wall_us)?;
         self.persist(vec![change]);
         Ok(true)
     }
@@ -545,9 +529,8 @@ impl Node {
                 "Response limit reached ({RESPONSES_PER_SENT_MAX}) for this message"
             )));
         }
-        let replay_key = crate::connection::sig_key("response", sig);
-        self.record_replay(&replay_key, stamp_us)?;
-        let mut changes = vec![self.replay_change(&replay_key)];
+        let replay_key = sig_key("response", sig);
+        let mut changes = vec![self.replay.admit(&replay_key, stamp_us, self.now.wall_us)?];
         let earns = match self.link_reply(message_id, id.as_str(), text, None) {
             Some((link, earns)) => {
                 changes.extend(link);
@@ -651,9 +634,7 @@ impl Node {
     fn unused_message_id(&mut self) -> String {
         loop {
             let id = format!("msg-{}", self.random_hex(6));
-            if !self.sent.contains_key(&id)
-                && !self.inbox.contains_key(&id)
-                && !self.replay.contains(&id, self.now.wall_us)
+            if !self.sent.contains_key(&id) && !self.inbox.contains_key(&id) && !self.replay.seen(&id, self.now.wall_us)
             {
                 return id;
             }

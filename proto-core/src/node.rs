@@ -18,7 +18,7 @@ use crate::io::{
     CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, OutboundId, Output, Reply, Transmit,
 };
 use crate::limits::{self, RateLimit, RateWindow};
-use crate::replay::ReplayCache;
+use crate::replay::Replay;
 use crate::store::{
     self, Change, Connection, Impression, InboxMessage, PendingIn, PendingOut, Profile, SentMessage, Table,
 };
@@ -116,7 +116,7 @@ pub struct Node {
     pub(crate) status_seen_seq: u64,
     pub(crate) shard_refresh_cursor: usize,
     pub(crate) shard_refresh_next_ms: u64,
-    pub(crate) replay: ReplayCache,
+    pub(crate) replay: Replay,
     pub(crate) keys: KeyCache,
     pub(crate) rate_global: RateWindow,
     pub(crate) rate_peers: BTreeMap<String, RateWindow>,
@@ -191,7 +191,6 @@ impl Node {
             profile.display_name = config.display_name.clone();
         }
         let mut node = Self::empty(passport, config, seed, now, profile);
-        let mut replay = Vec::new();
         let mut sent_rows = Vec::new();
         let mut legacy_sent = Vec::new();
         let mut sent_on_disk = std::collections::BTreeSet::new();
@@ -203,9 +202,8 @@ impl Node {
                     Err(_) => skipped += 1,
                 }
             } else if table == Table::Replay {
-                match store::decode::<i64>(&value) {
-                    Ok(expires) => replay.push((expires, key)),
-                    Err(_) => skipped += 1,
+                if node.replay.restore_row(key, &value).is_err() {
+                    skipped += 1;
                 }
             } else if matches!(table, Table::SentUpdates | Table::SentResponses) {
                 sent_rows.push((table, key, value));
@@ -227,14 +225,7 @@ impl Node {
         for (peer, attempts) in acceptances {
             node.restore_acceptance(peer, attempts);
         }
-        // Latest-expiring first, so that if storage ever held more than fits, the live ids win.
-        replay.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        let mut dead = Vec::new();
-        for (expires, key) in replay {
-            if !node.replay.restore(key.clone(), expires, now.wall_us) {
-                dead.push(Change::delete(Table::Replay, &key));
-            }
-        }
+        let dead = node.replay.finish_restore(now.wall_us);
         node.persist(dead);
         // Trust queries that were in flight when the node stopped are asked again.
         let unfinished: Vec<String> = node
@@ -318,7 +309,7 @@ impl Node {
             status_seen_seq: 0,
             shard_refresh_cursor: 0,
             shard_refresh_next_ms: now.mono_ms + crate::shard::SHARD_REFRESH_INTERVAL_MS,
-            replay: ReplayCache::default(),
+            replay: Replay::default(),
             keys: KeyCache::default(),
             rate_global: RateWindow::default(),
             rate_peers: BTreeMap::new(),
@@ -484,9 +475,7 @@ impl Node {
     }
 
     fn housekeeping(&mut self) {
-        self.replay.purge(self.now.wall_us);
-        let mut changes: Vec<Change> =
-            self.replay.take_evicted().iter().map(|id| Change::delete(Table::Replay, id)).collect();
+        let mut changes = self.replay.purge(self.now.wall_us);
         changes.extend(self.expire_pending());
         changes.extend(self.prune_shards());
         if let Some(until) = self.profile.inactive_until_us {

@@ -24,7 +24,6 @@
 
 use serde_json::{json, Value};
 
-use crate::connection::{check_fresh, sig_key};
 use crate::error::{CommandError, Refusal};
 use crate::identity::truncate_chars;
 use crate::io::Method;
@@ -33,6 +32,7 @@ use crate::limits::{
     SHARD_SUMMARY_CHARS_MAX, SHARD_TAGS_MAX, SHARD_TAG_CHARS_MAX,
 };
 use crate::node::{Call, Node};
+use crate::replay::{check_fresh, sig_key};
 use crate::sign::{self, DOMAIN_SHARD, V2_SHARD};
 use crate::store::{Change, Shard, Table};
 use crate::time::{format_iso, parse_iso};
@@ -406,8 +406,7 @@ impl Node {
                 sign::verify_hex(author.key(), &v2_bytes(&shard, to, pushed_at), sig)
                     .map_err(|_| Refusal::Unauthorized("Invalid shard signature".to_owned()))?;
                 let rk = sig_key("shard", sig);
-                self.record_replay(&rk, stamp_us)?;
-                replay_change = Some(self.replay_change(&rk));
+                replay_change = Some(self.replay.admit(&rk, stamp_us, self.now.wall_us)?);
                 shard.signed_v2 = true;
             }
             (Some(_), _, _) => return Err(Refusal::MissingFields("to_agent_id, pushed_at".to_owned())),

@@ -9,7 +9,6 @@
 
 use serde_json::{json, Value};
 
-use crate::connection::{check_fresh, sig_key};
 use crate::error::{CommandError, Refusal};
 use crate::identity::truncate_chars;
 use crate::io::{Event, HttpResponse, Method};
@@ -19,6 +18,7 @@ use crate::limits::{
     TRUST_QUERY_FANOUT_MAX, TRUST_QUERY_TIMEOUT_MS, TRUST_REPORT_WEIGHT,
 };
 use crate::node::{Call, Node};
+use crate::replay::{check_fresh, sig_key};
 use crate::sign::{self, V2_TRUST_ANSWER, V2_TRUST_QUERY};
 use crate::store::{Change, Impression, PeerTrust, Table};
 use crate::url;
@@ -244,8 +244,7 @@ impl Node {
         }
         let subject = self.bind_identity(&q.subject_agent_id, None)?;
         let replay = sig_key("trust-query", &q.dm_signature_hex);
-        self.record_replay(&replay, stamp_us)?;
-        let change = self.replay_change(&replay);
+        let change = self.replay.admit(&replay, stamp_us, self.now.wall_us)?;
         self.persist(vec![change]);
         // Hearsay is not an opinion: only what we formed ourselves is told.
         let score = self.impressions.get(subject.as_str()).filter(|i| i.first_hand).map(|i| i.score);

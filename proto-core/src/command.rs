@@ -7,9 +7,10 @@ use serde_json::{json, Value};
 
 use crate::error::CommandError;
 use crate::io::CommandId;
-use crate::limits::INACTIVE_MINUTES_MAX;
+use crate::limits::{RateLimit, INACTIVE_MINUTES_MAX, RATE_GLOBAL_DEFAULT, RATE_PER_PEER_DEFAULT};
 use crate::message::{ForwardArgs, SendArgs};
 use crate::node::Node;
+use crate::rate::effective_per_minute;
 use crate::store::{Change, Table};
 use crate::time::Now;
 
@@ -333,5 +334,35 @@ impl Node {
             "awaiting_replies": awaiting,
             "suggested_actions": actions,
         })
+    }
+
+    pub(crate) fn cmd_set_rate_limit(&mut self, agent_id: Option<&str>, value: i64) -> Result<Value, CommandError> {
+        let limit = RateLimit::from_tool_value(value).ok_or_else(|| {
+            CommandError::InvalidArgument(format!(
+                "limit must be 0 (default), -1 (unlimited) or 1..={}",
+                crate::limits::RATE_LIMIT_CEILING
+            ))
+        })?;
+        match agent_id {
+            Some(id) => {
+                let Some(conn) = self.connections.get_mut(id) else {
+                    return Err(CommandError::NotFound(format!("Not connected to '{id}'")));
+                };
+                conn.rate_limit = limit;
+                let change = Change::put(Table::Connections, id, &*conn);
+                self.persist(vec![change]);
+                Ok(
+                    json!({"agent_id": id, "limit": value, "effective_per_minute": effective_per_minute(limit, RATE_PER_PEER_DEFAULT)}),
+                )
+            }
+            None => {
+                self.profile.rate_global = limit;
+                let change = Change::put(Table::Profile, "self", &self.profile);
+                self.persist(vec![change]);
+                Ok(
+                    json!({"scope": "global", "limit": value, "effective_per_minute": effective_per_minute(limit, RATE_GLOBAL_DEFAULT)}),
+                )
+            }
+        }
     }
 }

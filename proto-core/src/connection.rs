@@ -451,7 +451,7 @@ impl Node {
         let key = sig_key("disconnect", &d.dm_signature_hex);
         let replay_change = self.replay.admit(&key, stamp_us, self.now.wall_us)?;
         self.connections.remove(&d.from_agent_id);
-        self.rate_peers.remove(&d.from_agent_id);
+        self.rates.forget(&d.from_agent_id);
         let changes = vec![Change::delete(Table::Connections, &d.from_agent_id), replay_change];
         self.persist(changes);
         self.emit(Event::Disconnected { agent_id: d.from_agent_id.clone(), by_peer: true });
@@ -793,7 +793,7 @@ impl Node {
         if self.connections.remove(peer).is_none() {
             return;
         }
-        self.rate_peers.remove(peer);
+        self.rates.forget(peer);
         self.acceptance_retries.remove(peer);
         self.persist(vec![Change::delete(Table::Connections, peer), Change::delete(Table::Acceptances, peer)]);
         self.emit(Event::Disconnected { agent_id: peer.to_owned(), by_peer: true });
@@ -825,7 +825,7 @@ impl Node {
     /// Drops a connection and sends the peer a signed notice.
     pub(crate) fn disconnect(&mut self, agent_id: &str, reason: &str) {
         let Some(conn) = self.connections.remove(agent_id) else { return };
-        self.rate_peers.remove(agent_id);
+        self.rates.forget(agent_id);
         self.persist(vec![Change::delete(Table::Connections, agent_id)]);
         let stamp = self.now.iso();
         let bytes = sign::v2_bytes(V2_DISCONNECT, &[self.me(), conn.agent_id.as_str(), &stamp, reason]);

@@ -52,6 +52,7 @@ pub mod limits;
 pub mod memory;
 pub mod message;
 pub mod node;
+mod rate;
 pub mod replay;
 pub mod shard;
 pub mod sign;

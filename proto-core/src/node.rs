@@ -17,7 +17,8 @@ use crate::identity::{AgentId, KeyCache, Passport};
 use crate::io::{
     CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, OutboundId, Output, Reply, Transmit,
 };
-use crate::limits::{self, RateLimit, RateWindow};
+use crate::limits::{self, RateLimit};
+use crate::rate::RateLimits;
 use crate::replay::Replay;
 use crate::store::{
     self, Change, Connection, Impression, InboxMessage, PendingIn, PendingOut, Profile, SentMessage, Table,
@@ -118,8 +119,7 @@ pub struct Node {
     pub(crate) shard_refresh_next_ms: u64,
     pub(crate) replay: Replay,
     pub(crate) keys: KeyCache,
-    pub(crate) rate_global: RateWindow,
-    pub(crate) rate_peers: BTreeMap<String, RateWindow>,
+    pub(crate) rates: RateLimits,
     pub(crate) calls: BTreeMap<OutboundId, Call>,
     /// Accepted peers whose `connection_accepted` did not get through, with the attempts made; the
     /// next housekeeping sends it again (not persisted: after a restart nobody retries).
@@ -311,8 +311,7 @@ impl Node {
             shard_refresh_next_ms: now.mono_ms + crate::shard::SHARD_REFRESH_INTERVAL_MS,
             replay: Replay::default(),
             keys: KeyCache::default(),
-            rate_global: RateWindow::default(),
-            rate_peers: BTreeMap::new(),
+            rates: RateLimits::default(),
             calls: BTreeMap::new(),
             acceptance_retries: BTreeMap::new(),
             batches: BTreeMap::new(),
@@ -548,6 +547,17 @@ impl Node {
         let s = self.next_seq;
         self.next_seq += 1;
         s
+    }
+
+    /// The global limit: every peer request that does work passes here first.
+    pub(crate) fn admit_global(&mut self) -> Result<(), Refusal> {
+        self.rates.admit_global(self.now.mono_ms, self.profile.rate_global)
+    }
+
+    /// The per-peer limit, for connected peers, applied after their signature verified.
+    pub(crate) fn admit_peer(&mut self, agent_id: &str) -> Result<(), Refusal> {
+        let Some(conn) = self.connections.get(agent_id) else { return Ok(()) };
+        self.rates.admit_peer(agent_id, self.now.mono_ms, conn.rate_limit)
     }
 
     /// Whether the node is inactive (refuses requests and messages with 503).

@@ -1,5 +1,5 @@
 //! Trust: local impressions, the events that move them, peer trust queries and the acceptance policy
-//! they feed, the gates that read them, and the rate limits that protect the node.
+//! they feed, and the gates that read them (the rate limits live in `rate.rs`).
 //!
 //! Impressions are private. 0.5.3 serves them to anyone who can reach the port; we answer only a
 //! signed query from a connected peer we trust at least neutrally (SPEC.md §Trust).
@@ -13,9 +13,9 @@ use crate::error::{CommandError, Refusal};
 use crate::identity::truncate_chars;
 use crate::io::{Event, HttpResponse, Method};
 use crate::limits::{
-    self, RateLimit, IMPRESSIONS_MAX, NOTE_CHARS_MAX, RATE_GLOBAL_DEFAULT, RATE_PER_PEER_DEFAULT, TRUST_ANSWER_MIN,
-    TRUST_CONFIDENCE_MIN, TRUST_NEGATIVE_MARGIN, TRUST_NEGATIVE_TIMEOUT_S, TRUST_QUERY_ASKED_MAX,
-    TRUST_QUERY_FANOUT_MAX, TRUST_QUERY_TIMEOUT_MS, TRUST_REPORT_WEIGHT,
+    self, IMPRESSIONS_MAX, NOTE_CHARS_MAX, TRUST_ANSWER_MIN, TRUST_CONFIDENCE_MIN, TRUST_NEGATIVE_MARGIN,
+    TRUST_NEGATIVE_TIMEOUT_S, TRUST_QUERY_ASKED_MAX, TRUST_QUERY_FANOUT_MAX, TRUST_QUERY_TIMEOUT_MS,
+    TRUST_REPORT_WEIGHT,
 };
 use crate::node::{Call, Node};
 use crate::replay::{check_fresh, sig_key};
@@ -113,64 +113,6 @@ impl Node {
         }
         let score = adjust(self.trust_of(agent_id), delta);
         self.set_score(agent_id, score, None, true);
-    }
-
-    /// The global limit: every peer request that does work passes here first.
-    pub(crate) fn admit_global(&mut self) -> Result<(), Refusal> {
-        let limit = self.profile.rate_global;
-        if self.rate_global.try_admit(self.now.mono_ms, limit, RATE_GLOBAL_DEFAULT) {
-            return Ok(());
-        }
-        let shown = match limit {
-            RateLimit::PerWindow(n) => n,
-            _ => RATE_GLOBAL_DEFAULT,
-        };
-        Err(Refusal::Limited(format!("Global rate limit exceeded ({shown} requests per 60s)")))
-    }
-
-    /// The per-peer limit, for connected peers, applied after their signature verified.
-    pub(crate) fn admit_peer(&mut self, agent_id: &str) -> Result<(), Refusal> {
-        let Some(conn) = self.connections.get(agent_id) else { return Ok(()) };
-        let limit = conn.rate_limit;
-        let window = self.rate_peers.entry(agent_id.to_owned()).or_default();
-        if window.try_admit(self.now.mono_ms, limit, RATE_PER_PEER_DEFAULT) {
-            return Ok(());
-        }
-        let shown = match limit {
-            RateLimit::PerWindow(n) => n,
-            _ => RATE_PER_PEER_DEFAULT,
-        };
-        Err(Refusal::Limited(format!("Rate limit exceeded for this connection ({shown} requests per 60s)")))
-    }
-
-    pub(crate) fn cmd_set_rate_limit(&mut self, agent_id: Option<&str>, value: i64) -> Result<Value, CommandError> {
-        let limit = RateLimit::from_tool_value(value).ok_or_else(|| {
-            CommandError::InvalidArgument(format!(
-                "limit must be 0 (default), -1 (unlimited) or 1..={}",
-                crate::limits::RATE_LIMIT_CEILING
-            ))
-        })?;
-        match agent_id {
-            Some(id) => {
-                let Some(conn) = self.connections.get_mut(id) else {
-                    return Err(CommandError::NotFound(format!("Not connected to '{id}'")));
-                };
-                conn.rate_limit = limit;
-                let change = Change::put(Table::Connections, id, &*conn);
-                self.persist(vec![change]);
-                Ok(
-                    json!({"agent_id": id, "limit": value, "effective_per_minute": effective(limit, RATE_PER_PEER_DEFAULT)}),
-                )
-            }
-            None => {
-                self.profile.rate_global = limit;
-                let change = Change::put(Table::Profile, "self", &self.profile);
-                self.persist(vec![change]);
-                Ok(
-                    json!({"scope": "global", "limit": value, "effective_per_minute": effective(limit, RATE_GLOBAL_DEFAULT)}),
-                )
-            }
-        }
     }
 
     pub(crate) fn cmd_set_impression(
@@ -540,14 +482,6 @@ enum Answer {
     Nothing,
     /// Signed by the peer for this question, with a score out of range.
     Misbehaved,
-}
-
-fn effective(limit: RateLimit, default: u32) -> Value {
-    match limit {
-        RateLimit::Default => json!(default),
-        RateLimit::PerWindow(n) => json!(n),
-        RateLimit::Unlimited => Value::Null,
-    }
 }
 
 /// The weighted mean of a request's opinions and their total weight (no score without weight).

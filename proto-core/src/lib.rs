@@ -42,10 +42,8 @@
 #![deny(missing_docs)]
 
 pub mod command;
-pub mod connection;
 pub mod discovery;
 pub mod error;
-pub mod healing;
 pub mod identity;
 pub mod io;
 pub mod limits;
@@ -54,7 +52,7 @@ pub mod message;
 pub mod node;
 mod rate;
 pub mod replay;
-pub mod shard;
+pub mod shards;
 pub mod sign;
 pub mod store;
 pub mod time;
@@ -68,7 +66,7 @@ pub use identity::{AgentId, Passport};
 pub use io::{CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, OutboundId, Output, Reply, Transmit};
 pub use message::{ForwardArgs, SendArgs, Targets};
 pub use node::{Config, Node};
-pub use shard::ShardArgs;
+pub use shards::ShardArgs;
 pub use store::{Change, Table};
 pub use time::Now;
 pub use trust::TrustPolicy;

@@ -4,6 +4,15 @@
 //! files that own each concern. The behaviour itself lives in `connection.rs`, `message.rs`,
 //! `trust.rs`, `healing.rs` and `discovery.rs`.
 
+mod command;
+mod connection;
+mod discovery;
+mod healing;
+mod memory;
+mod message;
+mod shard;
+mod trust;
+
 use std::collections::{BTreeMap, VecDeque};
 
 use core::net::IpAddr;
@@ -308,7 +317,7 @@ impl Node {
             conversations: BTreeMap::new(),
             status_seen_seq: 0,
             shard_refresh_cursor: 0,
-            shard_refresh_next_ms: now.mono_ms + crate::shard::SHARD_REFRESH_INTERVAL_MS,
+            shard_refresh_next_ms: now.mono_ms + crate::shards::SHARD_REFRESH_INTERVAL_MS,
             replay: Replay::default(),
             keys: KeyCache::default(),
             rates: RateLimits::default(),

@@ -3,6 +3,8 @@
 //! Stricter than 0.5.3: a beacon's key must equal its agent id and its timestamp must be fresh;
 //! discovered peers expire and are kept in a bounded table the agent can read.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 /// 0.5.3's multicast group.
@@ -37,4 +39,73 @@ pub struct Discovered {
     pub accepting: bool,
     /// Last seen (wall µs).
     pub seen_us: i64,
+}
+
+/// Peers discovered and not yet expired: at most [`DISCOVERED_MAX`], each for [`DISCOVERED_TTL_S`]
+/// after it was last seen.
+#[derive(Debug, Default)]
+pub(crate) struct Discovery {
+    seen: BTreeMap<String, Discovered>,
+}
+
+impl Discovery {
+    /// Records a peer seen at `d.seen_us`; when the table is full, the stalest gives way.
+    pub(crate) fn remember(&mut self, d: Discovered, now_us: i64) {
+        self.forget_stale(now_us);
+        if !self.seen.contains_key(&d.agent_id) && self.seen.len() >= DISCOVERED_MAX {
+            let stalest = self.seen.values().min_by_key(|x| x.seen_us).map(|x| x.agent_id.clone()).expect("full");
+            self.seen.remove(&stalest);
+        }
+        self.seen.insert(d.agent_id.clone(), d);
+        debug_assert!(self.seen.len() <= DISCOVERED_MAX);
+    }
+
+    /// Peers not expired at `now_us`, most recent first.
+    pub(crate) fn list(&self, now_us: i64) -> Vec<Discovered> {
+        let cutoff = stale_before(now_us);
+        let mut v: Vec<Discovered> = self.seen.values().filter(|d| d.seen_us >= cutoff).cloned().collect();
+        v.sort_by(|a, b| b.seen_us.cmp(&a.seen_us).then(a.agent_id.cmp(&b.agent_id)));
+        v
+    }
+
+    fn forget_stale(&mut self, now_us: i64) {
+        let cutoff = stale_before(now_us);
+        self.seen.retain(|_, d| d.seen_us >= cutoff);
+    }
+}
+
+/// Peers last seen before this wall time (µs) have expired.
+fn stale_before(now_us: i64) -> i64 {
+    now_us - DISCOVERED_TTL_S as i64 * 1_000_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(id: &str, seen_us: i64) -> Discovered {
+        Discovered {
+            agent_id: id.into(),
+            url: String::new(),
+            display_name: String::new(),
+            bio: String::new(),
+            source: "lan".into(),
+            accepting: true,
+            seen_us,
+        }
+    }
+
+    #[test]
+    fn a_full_table_drops_the_stalest_and_expired_peers_are_not_listed() {
+        let mut d = Discovery::default();
+        for i in 0..DISCOVERED_MAX as i64 {
+            d.remember(peer(&format!("p{i}"), 1_000 + i), 1_000 + i);
+        }
+        d.remember(peer("new", 5_000), 5_000);
+        let listed = d.list(5_000);
+        assert_eq!(listed.len(), DISCOVERED_MAX);
+        assert_eq!(listed[0].agent_id, "new");
+        assert!(!listed.iter().any(|p| p.agent_id == "p0"));
+        assert!(d.list(5_000 + DISCOVERED_TTL_S as i64 * 1_000_000 + 1).is_empty());
+    }
 }

@@ -21,12 +21,14 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde_json::Value;
 
+use crate::discovery::Discovery;
 use crate::error::{CommandError, Refusal};
 use crate::identity::{AgentId, KeyCache, Passport};
 use crate::io::{
     CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, OutboundId, Output, Reply, Transmit,
 };
 use crate::limits::{self, RateLimit};
+use crate::memory::Memory;
 use crate::rate::RateLimits;
 use crate::replay::Replay;
 use crate::store::{
@@ -120,10 +122,9 @@ pub struct Node {
     pub(crate) inbox: BTreeMap<String, InboxMessage>,
     pub(crate) sent: BTreeMap<String, SentMessage>,
     pub(crate) impressions: BTreeMap<String, Impression>,
-    pub(crate) discovered: BTreeMap<String, crate::discovery::Discovered>,
+    pub(crate) discovery: Discovery,
     pub(crate) shards: BTreeMap<String, crate::store::Shard>,
-    pub(crate) conversations: BTreeMap<u64, crate::store::ConversationEntry>,
-    pub(crate) status_seen_seq: u64,
+    pub(crate) memory: Memory,
     pub(crate) shard_refresh_cursor: usize,
     pub(crate) shard_refresh_next_ms: u64,
     pub(crate) replay: Replay,
@@ -291,8 +292,8 @@ impl Node {
                 self.shards.insert(key, sh);
             }
             Table::Conversations => {
-                let e: crate::store::ConversationEntry = store::decode(value)?;
-                self.restore_conversation(e);
+                let seq = self.memory.restore_row(value)?;
+                self.next_seq = self.next_seq.max(seq + 1);
             }
         }
         Ok(())
@@ -312,10 +313,9 @@ impl Node {
             inbox: BTreeMap::new(),
             sent: BTreeMap::new(),
             impressions: BTreeMap::new(),
-            discovered: BTreeMap::new(),
+            discovery: Discovery::default(),
             shards: BTreeMap::new(),
-            conversations: BTreeMap::new(),
-            status_seen_seq: 0,
+            memory: Memory::default(),
             shard_refresh_cursor: 0,
             shard_refresh_next_ms: now.mono_ms + crate::shards::SHARD_REFRESH_INTERVAL_MS,
             replay: Replay::default(),

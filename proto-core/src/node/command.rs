@@ -171,8 +171,8 @@ impl Node {
         }
         let lan = discovered.iter().filter(|d| d.source == "lan").count();
         // What is new since the agent last looked.
-        let new_context = self.conversations_since(self.status_seen_seq);
-        self.status_seen_seq = self.conversations.keys().next_back().copied().unwrap_or(self.status_seen_seq);
+        let new_context = self.unshown_conversations();
+        self.memory.mark_shown();
         let me = self.me().to_owned();
         let own_shards = self.shards.values().filter(|s| s.author == me && !s.deleted).count();
         let peer_shards = self.shards.values().filter(|s| s.author != me && !s.deleted).count();
@@ -181,7 +181,7 @@ impl Node {
         }
         json!({
             "new_context": new_context,
-            "memory": {"conversations": self.conversations.len(), "own_shards": own_shards, "peer_shards": peer_shards},
+            "memory": {"conversations": self.memory.len(), "own_shards": own_shards, "peer_shards": peer_shards},
             "identity": self.cmd_identity(),
             "connections": {"total": self.connections.len(), "max": self.config.max_connections},
             "inbox": self.inbox.len(),

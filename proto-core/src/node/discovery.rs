@@ -1,6 +1,6 @@
 //! Node glue for discovery: the card and status views, beacons out and in.
 
-use crate::discovery::{Discovered, BEACON_BYTES_MAX, DISCOVERED_MAX, DISCOVERED_TTL_S, PROTOCOL_VERSION};
+use crate::discovery::{Discovered, BEACON_BYTES_MAX, PROTOCOL_VERSION};
 use core::net::IpAddr;
 use std::collections::BTreeMap;
 
@@ -146,25 +146,11 @@ impl Node {
     }
 
     fn remember_discovered(&mut self, d: Discovered) {
-        self.forget_stale_discovered();
-        if !self.discovered.contains_key(&d.agent_id) && self.discovered.len() >= DISCOVERED_MAX {
-            let stalest =
-                self.discovered.values().min_by_key(|x| x.seen_us).map(|x| x.agent_id.clone()).expect("non-empty");
-            self.discovered.remove(&stalest);
-        }
-        self.discovered.insert(d.agent_id.clone(), d);
+        self.discovery.remember(d, self.now.wall_us);
     }
 
     /// Peers discovered and not yet expired (as of the node's last input), most recent first.
     pub fn discovered(&self) -> Vec<Discovered> {
-        let cutoff = self.now.wall_us - DISCOVERED_TTL_S as i64 * 1_000_000;
-        let mut v: Vec<Discovered> = self.discovered.values().filter(|d| d.seen_us >= cutoff).cloned().collect();
-        v.sort_by(|a, b| b.seen_us.cmp(&a.seen_us).then(a.agent_id.cmp(&b.agent_id)));
-        v
-    }
-
-    fn forget_stale_discovered(&mut self) {
-        let cutoff = self.now.wall_us - DISCOVERED_TTL_S as i64 * 1_000_000;
-        self.discovered.retain(|_, d| d.seen_us >= cutoff);
+        self.discovery.list(self.now.wall_us)
     }
 }

@@ -1,15 +1,15 @@
 //! Node glue for memory: logging conversations and presenting the feed.
 
-use crate::memory::{rank, seq_key};
+use crate::memory::rank;
 use serde_json::{json, Value};
 
 use crate::identity::truncate_chars;
-use crate::limits::{CONVERSATIONS_MAX, CONVERSATION_CONTENT_CHARS_MAX, FEED_DIRECT_MAX, FEED_NETWORK_MAX};
+use crate::limits::CONVERSATION_CONTENT_CHARS_MAX;
 use crate::node::Node;
-use crate::store::{Change, ConversationEntry, Table};
+use crate::store::ConversationEntry;
 
 impl Node {
-    /// Logs one conversation entry, dropping the oldest past [`CONVERSATIONS_MAX`].
+    /// Logs one conversation entry (the log drops the oldest past its cap).
     pub(crate) fn log_conversation(
         &mut self,
         message_id: &str,
@@ -32,18 +32,8 @@ impl Node {
             direction: if inbound { "inbound" } else { "outbound" }.to_owned(),
             trust_at_time,
         };
-        let mut changes = vec![Change::put(Table::Conversations, &seq_key(seq), &entry)];
-        self.conversations.insert(seq, entry);
-        while self.conversations.len() > CONVERSATIONS_MAX {
-            let (oldest, _) = self.conversations.pop_first().expect("non-empty");
-            changes.push(Change::delete(Table::Conversations, &seq_key(oldest)));
-        }
+        let changes = self.memory.log(entry);
         self.persist(changes);
-    }
-
-    pub(crate) fn restore_conversation(&mut self, e: ConversationEntry) {
-        self.next_seq = self.next_seq.max(e.seq + 1);
-        self.conversations.insert(e.seq, e);
     }
 
     fn entry_json(&self, e: &ConversationEntry, score: f64) -> Value {
@@ -64,28 +54,15 @@ impl Node {
     /// The ranked feed: `direct` (direct messages and replies) and `network` (broadcasts and
     /// forwards), each deduplicated by message id and sorted by rank, best first.
     pub fn context_feed(&self, focus: Option<&str>) -> Value {
-        let now = self.now.wall_us;
-        let mut ranked: Vec<(f64, &ConversationEntry)> =
-            self.conversations.values().map(|e| (rank(e, now, focus), e)).collect();
-        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.seq.cmp(&a.1.seq)));
-        let mut seen = std::collections::BTreeSet::new();
-        let (mut direct, mut network) = (Vec::new(), Vec::new());
-        for (score, e) in ranked {
-            if !seen.insert(e.message_id.as_str()) {
-                continue;
-            }
-            let section = if matches!(e.kind.as_str(), "direct" | "reply") { &mut direct } else { &mut network };
-            let max = if matches!(e.kind.as_str(), "direct" | "reply") { FEED_DIRECT_MAX } else { FEED_NETWORK_MAX };
-            if section.len() < max {
-                section.push(self.entry_json(e, score));
-            }
-        }
+        let (direct, network) = self.memory.feed(self.now.wall_us, focus);
+        let direct: Vec<Value> = direct.into_iter().map(|(score, e)| self.entry_json(e, score)).collect();
+        let network: Vec<Value> = network.into_iter().map(|(score, e)| self.entry_json(e, score)).collect();
         json!({"direct": direct, "network": network})
     }
 
-    /// Entries logged after `since_seq`, oldest first (what is new since the caller last looked).
-    pub(crate) fn conversations_since(&self, since_seq: u64) -> Vec<Value> {
+    /// Entries no status report has shown yet, oldest first, as JSON.
+    pub(crate) fn unshown_conversations(&self) -> Vec<Value> {
         let now = self.now.wall_us;
-        self.conversations.range(since_seq + 1..).map(|(_, e)| self.entry_json(e, rank(e, now, None))).collect()
+        self.memory.unshown().map(|e| self.entry_json(e, rank(e, now, None))).collect()
     }
 }

@@ -31,6 +31,7 @@ use crate::limits::{self, RateLimit};
 use crate::memory::Memory;
 use crate::rate::RateLimits;
 use crate::replay::Replay;
+use crate::shards::Shards;
 use crate::store::{
     self, Change, Connection, Impression, InboxMessage, PendingIn, PendingOut, Profile, SentMessage, Table,
 };
@@ -123,10 +124,8 @@ pub struct Node {
     pub(crate) sent: BTreeMap<String, SentMessage>,
     pub(crate) impressions: BTreeMap<String, Impression>,
     pub(crate) discovery: Discovery,
-    pub(crate) shards: BTreeMap<String, crate::store::Shard>,
+    pub(crate) shards: Shards,
     pub(crate) memory: Memory,
-    pub(crate) shard_refresh_cursor: usize,
-    pub(crate) shard_refresh_next_ms: u64,
     pub(crate) replay: Replay,
     pub(crate) keys: KeyCache,
     pub(crate) rates: RateLimits,
@@ -288,8 +287,7 @@ impl Node {
             }
             Table::Replay | Table::SentUpdates | Table::SentResponses | Table::Acceptances => {}
             Table::Shards => {
-                let sh: crate::store::Shard = store::decode(value)?;
-                self.shards.insert(key, sh);
+                self.shards.restore_row(key, value)?;
             }
             Table::Conversations => {
                 let seq = self.memory.restore_row(value)?;
@@ -314,10 +312,8 @@ impl Node {
             sent: BTreeMap::new(),
             impressions: BTreeMap::new(),
             discovery: Discovery::default(),
-            shards: BTreeMap::new(),
+            shards: Shards::new(now.mono_ms),
             memory: Memory::default(),
-            shard_refresh_cursor: 0,
-            shard_refresh_next_ms: now.mono_ms + crate::shards::SHARD_REFRESH_INTERVAL_MS,
             replay: Replay::default(),
             keys: KeyCache::default(),
             rates: RateLimits::default(),

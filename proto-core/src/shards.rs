@@ -23,10 +23,14 @@
 //! least recently updated.
 
 use crate::limits::{
-    CONTENT_CHARS_MAX, SHARD_CACHE_TTL_S, SHARD_SUMMARY_CHARS_MAX, SHARD_TAGS_MAX, SHARD_TAG_CHARS_MAX,
+    CONTENT_CHARS_MAX, SHARDS_CACHED_MAX, SHARD_CACHE_TTL_S, SHARD_SUMMARY_CHARS_MAX, SHARD_TAGS_MAX,
+    SHARD_TAG_CHARS_MAX,
 };
 use crate::sign::{self, DOMAIN_SHARD, V2_SHARD};
-use crate::store::Shard;
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use crate::store::{self, Change, RecordError, Shard, Table};
 
 /// Pushes the round-robin refresh may start in one housekeeping tick.
 pub const SHARD_REFRESH_BATCH_MAX: usize = 64;
@@ -111,6 +115,145 @@ pub(crate) fn validate(content: &str, tags: &[String], threshold: f64, summary: 
     Ok(())
 }
 
+/// Every shard we hold, ours and cached, keyed `author/shard_id`, and where the refresh round is.
+#[derive(Debug)]
+pub(crate) struct Shards {
+    by_key: BTreeMap<String, Shard>,
+    /// Position of the running refresh round in its list of (shard, peer) pairs; 0: no round runs.
+    refresh_cursor: usize,
+    /// The next round may start at this monotonic time (ms).
+    refresh_next_ms: u64,
+}
+
+impl Shards {
+    /// An empty store whose first refresh round may start an interval after `now_ms`.
+    pub(crate) fn new(now_ms: u64) -> Self {
+        Self { by_key: BTreeMap::new(), refresh_cursor: 0, refresh_next_ms: now_ms + SHARD_REFRESH_INTERVAL_MS }
+    }
+
+    /// The shard stored under `k`.
+    pub(crate) fn get(&self, k: &str) -> Option<&Shard> {
+        self.by_key.get(k)
+    }
+
+    /// Every shard with its key, in key order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &Shard)> {
+        self.by_key.iter()
+    }
+
+    /// Every shard, in key order.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &Shard> {
+        self.by_key.values()
+    }
+
+    /// Stores `shard` under `k`; returns the row to persist.
+    #[must_use = "the row must be persisted"]
+    pub(crate) fn put(&mut self, k: String, shard: Shard) -> Change {
+        let change = Change::put(Table::Shards, &k, &shard);
+        self.by_key.insert(k, shard);
+        change
+    }
+
+    /// Stores `shard` under `k` whose row the caller has already queued (it had to go out before
+    /// the pushes that announce it).
+    pub(crate) fn insert_persisted(&mut self, k: String, shard: Shard) {
+        self.by_key.insert(k, shard);
+    }
+
+    /// Drops the shard under `k`; returns the delete of its row if it was held.
+    pub(crate) fn remove(&mut self, k: &str) -> Option<Change> {
+        self.by_key.remove(k).map(|_| Change::delete(Table::Shards, k))
+    }
+
+    /// When we hold `incoming`'s key at a version not older than it, the author still vouches for our
+    /// copy: its time to live starts again at `now_us`. Returns the row to persist, or `None` when
+    /// `incoming` is newer (or new) and must be stored instead.
+    pub(crate) fn renew_if_current(&mut self, k: &str, incoming: &Shard, now_us: i64) -> Option<Change> {
+        let held = self.by_key.get_mut(k)?;
+        let older_or_same =
+            if incoming.signed_v2 { held.signed_v2 && held.updated_us >= incoming.updated_us } else { true };
+        if !older_or_same {
+            return None;
+        }
+        held.received_us = now_us;
+        Some(Change::put(Table::Shards, k, &*held))
+    }
+
+    /// Drops cached shards past their TTL, and `me`'s tombstones once every holder has had a TTL to
+    /// hear of them. Returns the deletes to persist.
+    pub(crate) fn prune(&mut self, me: &str, now_us: i64) -> Vec<Change> {
+        let cutoff = now_us - SHARD_CACHE_TTL_S as i64 * 1_000_000;
+        let old: Vec<String> = self
+            .by_key
+            .iter()
+            .filter(|(_, s)| if s.author == me { s.deleted && s.updated_us < cutoff } else { s.received_us < cutoff })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &old {
+            self.by_key.remove(k);
+        }
+        old.iter().map(|k| Change::delete(Table::Shards, k)).collect()
+    }
+
+    /// Evicts cached shards until `incoming` fits: expired first, then the least trusted author (by
+    /// `trust_of`), then the oldest. Returns the deletes to persist.
+    pub(crate) fn make_room_for_cached(
+        &mut self,
+        incoming: &str,
+        me: &str,
+        now_us: i64,
+        trust_of: impl Fn(&str) -> f64,
+    ) -> Vec<Change> {
+        let mut changes = self.prune(me, now_us);
+        while !self.by_key.contains_key(incoming)
+            && self.by_key.values().filter(|s| s.author != me).count() >= SHARDS_CACHED_MAX
+        {
+            let victim = self
+                .by_key
+                .iter()
+                .filter(|(_, s)| s.author != me)
+                .min_by(|(ka, a), (kb, b)| {
+                    trust_of(&a.author)
+                        .total_cmp(&trust_of(&b.author))
+                        .then(a.updated_us.cmp(&b.updated_us))
+                        .then(ka.cmp(kb))
+                })
+                .map(|(k, _)| k.clone())
+                .expect("the cache is full, so non-empty");
+            self.by_key.remove(&victim);
+            changes.push(Change::delete(Table::Shards, &victim));
+        }
+        changes
+    }
+
+    /// The slice of this tick's refresh pairs (of `pairs` in all) to push, at most `room`; `None`
+    /// when no round runs now. A round ends when every pair had its turn; the next starts an
+    /// interval after this one did.
+    pub(crate) fn refresh_step(&mut self, pairs: usize, now_ms: u64, room: usize) -> Option<Range<usize>> {
+        if pairs == 0 {
+            self.refresh_cursor = 0;
+            return None;
+        }
+        if self.refresh_cursor == 0 {
+            if now_ms < self.refresh_next_ms {
+                return None;
+            }
+            self.refresh_next_ms = now_ms + SHARD_REFRESH_INTERVAL_MS;
+        }
+        let start = self.refresh_cursor.min(pairs);
+        let end = (start + room).min(pairs);
+        self.refresh_cursor = if end >= pairs { 0 } else { end };
+        Some(start..end)
+    }
+
+    /// Takes one [`Table::Shards`] row read back from storage.
+    pub(crate) fn restore_row(&mut self, k: String, value: &[u8]) -> Result<(), RecordError> {
+        let shard: Shard = store::decode(value)?;
+        self.by_key.insert(k, shard);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +275,21 @@ mod tests {
         assert!(validate("x", &["a,b".to_owned()], 0.0, None).is_err());
         assert!(validate(&"é".repeat(CONTENT_CHARS_MAX), &tags, 0.0, None).is_ok());
         assert!(validate(&"é".repeat(CONTENT_CHARS_MAX + 1), &tags, 0.0, None).is_err());
+    }
+
+    #[test]
+    fn a_refresh_round_gives_every_pair_one_turn_then_waits_an_interval() {
+        let mut sh = Shards::new(0);
+        assert_eq!(sh.refresh_step(5, SHARD_REFRESH_INTERVAL_MS - 1, 2), None);
+        let t = SHARD_REFRESH_INTERVAL_MS;
+        assert_eq!(sh.refresh_step(5, t, 2), Some(0..2));
+        assert_eq!(sh.refresh_step(5, t + 1, 2), Some(2..4));
+        assert_eq!(sh.refresh_step(5, t + 2, 2), Some(4..5));
+        // The round ended; the next may start an interval after this one started.
+        assert_eq!(sh.refresh_step(5, t + 3, 2), None);
+        assert_eq!(sh.refresh_step(5, 2 * t, 2), Some(0..2));
+        // No pairs ends a running round.
+        assert_eq!(sh.refresh_step(0, 2 * t + 1, 2), None);
+        assert_eq!(sh.refresh_step(5, 2 * t + 2, 2), None);
     }
 }

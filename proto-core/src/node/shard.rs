@@ -2,14 +2,13 @@
 
 use crate::shards::{
     key, legacy_bytes, v2_bytes, validate, ShardArgs, SHARD_CONNECT_PUSH_MAX, SHARD_REFRESH_BATCH_MAX,
-    SHARD_REFRESH_INTERVAL_MS,
 };
 use serde_json::{json, Value};
 
 use crate::error::{CommandError, Refusal};
 use crate::identity::truncate_chars;
 use crate::io::Method;
-use crate::limits::{self, CONTENT_CHARS_MAX, ID_BYTES_MAX, SHARDS_CACHED_MAX, SHARDS_OWN_MAX, SHARD_CACHE_TTL_S};
+use crate::limits::{self, CONTENT_CHARS_MAX, ID_BYTES_MAX, SHARDS_OWN_MAX};
 use crate::node::{Call, Node};
 use crate::replay::{check_fresh, sig_key};
 use crate::sign::{self};
@@ -130,7 +129,7 @@ impl Node {
             self.push_shard(&shard, t);
         }
         let out = json!({"shard_id": shard.shard_id, "tags": shard.tags, "trust_threshold": shard.trust_threshold, "deleted": shard.deleted, "sent_to": targets});
-        self.shards.insert(k, shard);
+        self.shards.insert_persisted(k, shard);
         out
     }
 
@@ -173,8 +172,8 @@ impl Node {
         let Some(mut shard) = self.shards.get(shard_key).cloned() else { return };
         if !shard.sent_to.iter().any(|p| p == peer) {
             shard.sent_to.push(peer.to_owned());
-            self.persist(vec![Change::put(Table::Shards, shard_key, &shard)]);
-            self.shards.insert(shard_key.to_owned(), shard.clone());
+            let change = self.shards.put(shard_key.to_owned(), shard.clone());
+            self.persist(vec![change]);
         }
         self.push_shard(&shard, peer);
     }
@@ -192,24 +191,11 @@ impl Node {
                 }
             }
         }
-        if pairs.is_empty() {
-            self.shard_refresh_cursor = 0;
-            return;
-        }
-        if self.shard_refresh_cursor == 0 {
-            if self.now.mono_ms < self.shard_refresh_next_ms {
-                return;
-            }
-            self.shard_refresh_next_ms = self.now.mono_ms + SHARD_REFRESH_INTERVAL_MS;
-        }
-        let start = self.shard_refresh_cursor.min(pairs.len());
         let room = limits::OUTBOUND_IN_FLIGHT_MAX.saturating_sub(self.calls_in_flight()).min(SHARD_REFRESH_BATCH_MAX);
-        let end = (start + room).min(pairs.len());
-        for (k, p) in &pairs[start..end] {
+        let Some(turn) = self.shards.refresh_step(pairs.len(), self.now.mono_ms, room) else { return };
+        for (k, p) in &pairs[turn] {
             self.push_and_record(k, p);
         }
-        // A round ends when every pair had its turn; the next starts an interval after this one did.
-        self.shard_refresh_cursor = if end >= pairs.len() { 0 } else { end };
     }
 
     /// A new connection receives our live shards its trust qualifies for (the first
@@ -330,71 +316,33 @@ impl Node {
         let mut changes: Vec<Change> = replay_change.into_iter().collect();
         if self.trust_of(author.as_str()) < shard.trust_threshold {
             // The author's current version is not for us: whatever older copy we hold goes too.
-            if self.shards.remove(&k).is_some() {
-                changes.push(Change::delete(Table::Shards, &k));
-            }
+            changes.extend(self.shards.remove(&k));
             self.persist(changes);
             return Err(Refusal::Unauthorized("Trust threshold not met".to_owned()));
         }
-        if let Some(held) = self.shards.get_mut(&k) {
-            let older_or_same =
-                if shard.signed_v2 { held.signed_v2 && held.updated_us >= shard.updated_us } else { true };
-            if older_or_same {
-                // The author still vouches for what we hold: its time to live starts again.
-                held.received_us = self.now.wall_us;
-                changes.push(Change::put(Table::Shards, &k, &*held));
-                self.persist(changes);
-                return Ok(wire::encode(&json!({"success": true, "shard_id": shard.shard_id, "current": false})));
-            }
+        if let Some(renewed) = self.shards.renew_if_current(&k, &shard, self.now.wall_us) {
+            changes.push(renewed);
+            self.persist(changes);
+            return Ok(wire::encode(&json!({"success": true, "shard_id": shard.shard_id, "current": false})));
         }
         changes.extend(self.make_room_for_cached(&k));
-        changes.push(Change::put(Table::Shards, &k, &shard));
         let id = shard.shard_id.clone();
-        self.shards.insert(k, shard);
+        changes.push(self.shards.put(k, shard));
         self.persist(changes);
         Ok(wire::encode(&json!({"success": true, "shard_id": id})))
     }
 
-    /// Evicts cached shards until one more fits: expired first, then least trusted author, then oldest.
+    /// Evicts cached shards until one more fits (see [`Shards::make_room_for_cached`]).
     fn make_room_for_cached(&mut self, incoming: &str) -> Vec<Change> {
-        let mut changes = self.prune_shards();
-        let me = self.me().to_owned();
-        while !self.shards.contains_key(incoming)
-            && self.shards.values().filter(|s| s.author != me).count() >= SHARDS_CACHED_MAX
-        {
-            let victim = self
-                .shards
-                .iter()
-                .filter(|(_, s)| s.author != me)
-                .min_by(|(ka, a), (kb, b)| {
-                    self.trust_of(&a.author)
-                        .total_cmp(&self.trust_of(&b.author))
-                        .then(a.updated_us.cmp(&b.updated_us))
-                        .then(ka.cmp(kb))
-                })
-                .map(|(k, _)| k.clone())
-                .expect("the cache is full, so non-empty");
-            self.shards.remove(&victim);
-            changes.push(Change::delete(Table::Shards, &victim));
-        }
-        changes
+        let me = self.passport.agent_id().as_str();
+        let impressions = &self.impressions;
+        let trust_of = |id: &str| impressions.get(id).map_or(0.0, |i| i.score);
+        self.shards.make_room_for_cached(incoming, me, self.now.wall_us, trust_of)
     }
 
-    /// Drops cached shards past their TTL, and our own tombstones once every holder has had a TTL to
-    /// hear of them. Returns the deletes to persist.
+    /// Drops expired cached shards and old tombstones of ours; returns the deletes to persist.
     pub(crate) fn prune_shards(&mut self) -> Vec<Change> {
-        let me = self.me().to_owned();
-        let cutoff = self.now.wall_us - SHARD_CACHE_TTL_S as i64 * 1_000_000;
-        let old: Vec<String> = self
-            .shards
-            .iter()
-            .filter(|(_, s)| if s.author == me { s.deleted && s.updated_us < cutoff } else { s.received_us < cutoff })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in &old {
-            self.shards.remove(k);
-        }
-        old.iter().map(|k| Change::delete(Table::Shards, k)).collect()
+        self.shards.prune(self.passport.agent_id().as_str(), self.now.wall_us)
     }
 
     fn visible(&self, s: &Shard) -> bool {

@@ -32,10 +32,9 @@ use crate::memory::Memory;
 use crate::rate::RateLimits;
 use crate::replay::Replay;
 use crate::shards::Shards;
-use crate::store::{
-    self, Change, Connection, Impression, InboxMessage, PendingIn, PendingOut, Profile, SentMessage, Table,
-};
+use crate::store::{self, Change, Connection, InboxMessage, PendingIn, PendingOut, Profile, SentMessage, Table};
 use crate::time::Now;
+use crate::trust::Impressions;
 use crate::wire;
 
 /// How often housekeeping runs (expiring pending requests, purging the replay cache), in ms.
@@ -122,7 +121,7 @@ pub struct Node {
     pub(crate) pending_out: BTreeMap<String, PendingOut>,
     pub(crate) inbox: BTreeMap<String, InboxMessage>,
     pub(crate) sent: BTreeMap<String, SentMessage>,
-    pub(crate) impressions: BTreeMap<String, Impression>,
+    pub(crate) impressions: Impressions,
     pub(crate) discovery: Discovery,
     pub(crate) shards: Shards,
     pub(crate) memory: Memory,
@@ -282,8 +281,7 @@ impl Node {
                 self.sent.insert(key, s);
             }
             Table::Impressions => {
-                let i: Impression = store::decode(value)?;
-                self.impressions.insert(key, i);
+                self.impressions.restore_row(key, value)?;
             }
             Table::Replay | Table::SentUpdates | Table::SentResponses | Table::Acceptances => {}
             Table::Shards => {
@@ -310,7 +308,7 @@ impl Node {
             pending_out: BTreeMap::new(),
             inbox: BTreeMap::new(),
             sent: BTreeMap::new(),
-            impressions: BTreeMap::new(),
+            impressions: Impressions::default(),
             discovery: Discovery::default(),
             shards: Shards::new(now.mono_ms),
             memory: Memory::default(),

@@ -7,8 +7,11 @@
 //! Every automatic change uses 0.5.3's diminishing update — a gain of `d·(1−s)`, a loss of `d·(1+s)` —
 //! so a score approaches ±1 but never leaves -1..1.
 
+use std::collections::BTreeMap;
+
+use crate::limits::{IMPRESSIONS_MAX, TRUST_NEGATIVE_MARGIN};
 use crate::sign::{self, V2_TRUST_ANSWER, V2_TRUST_QUERY};
-use crate::store::PeerTrust;
+use crate::store::{self, Change, Impression, PeerTrust, RecordError, Table};
 use crate::wire::trust::{TrustAnswer, TrustQuery};
 
 /// How answers to a trust query are combined.
@@ -55,9 +58,89 @@ pub(crate) fn combine(t: &mut PeerTrust) {
     t.score = (weight > 0.0).then(|| t.opinions.iter().map(|o| o.1 * o.2).sum::<f64>() / weight);
 }
 
+/// Our impressions of other agents: at most [`IMPRESSIONS_MAX`], one per agent, each score within
+/// -1..1 and marked negative from when it first fell below the margin.
+#[derive(Debug, Default)]
+pub(crate) struct Impressions {
+    by_agent: BTreeMap<String, Impression>,
+}
+
+impl Impressions {
+    /// Our score of an agent; 0.0 (neutral) when we have none.
+    pub(crate) fn score(&self, agent_id: &str) -> f64 {
+        self.by_agent.get(agent_id).map_or(0.0, |i| i.score)
+    }
+
+    /// Our impression of an agent, if we formed one.
+    pub(crate) fn get(&self, agent_id: &str) -> Option<&Impression> {
+        self.by_agent.get(agent_id)
+    }
+
+    /// Every impression with its agent, in agent order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &Impression)> {
+        self.by_agent.iter()
+    }
+
+    /// Whether an impression of `agent_id` can be set without passing the cap.
+    pub(crate) fn has_room_for(&self, agent_id: &str) -> bool {
+        self.by_agent.contains_key(agent_id) || self.by_agent.len() < IMPRESSIONS_MAX
+    }
+
+    /// Sets a score at `now_us` (`now_iso` the same instant); returns the row to persist.
+    /// `first_hand`: the change comes from our own dealings with the agent (see
+    /// [`Impression::first_hand`]); a hearsay change leaves the flag as it was.
+    pub(crate) fn set(
+        &mut self,
+        agent_id: &str,
+        score: f64,
+        note: Option<String>,
+        first_hand: bool,
+        now_us: i64,
+        now_iso: String,
+    ) -> Change {
+        debug_assert!((-1.0..=1.0).contains(&score));
+        let imp = self.by_agent.entry(agent_id.to_owned()).or_insert_with(|| Impression {
+            score: 0.0,
+            note: String::new(),
+            updated_at: now_iso.clone(),
+            negative_since_us: None,
+            first_hand: false,
+        });
+        imp.score = score;
+        imp.first_hand |= first_hand;
+        imp.updated_at = now_iso;
+        if let Some(n) = note {
+            imp.note = n;
+        }
+        // "Negative" means below a small margin, so that rounding-sized automatic nudges (one failed
+        // delivery) never start the auto-disconnect clock.
+        imp.negative_since_us = match (score < -TRUST_NEGATIVE_MARGIN, imp.negative_since_us) {
+            (true, Some(since)) => Some(since),
+            (true, None) => Some(now_us),
+            (false, _) => None,
+        };
+        Change::put(Table::Impressions, agent_id, &*imp)
+    }
+
+    /// A new connection: an old grudge does not end it at once, its clock restarts at `now_us`.
+    /// Returns the row to persist when there was a grudge.
+    pub(crate) fn restart_grudge(&mut self, agent_id: &str, now_us: i64) -> Option<Change> {
+        let imp = self.by_agent.get_mut(agent_id).filter(|i| i.negative_since_us.is_some())?;
+        imp.negative_since_us = Some(now_us);
+        Some(Change::put(Table::Impressions, agent_id, &*imp))
+    }
+
+    /// Takes one [`Table::Impressions`] row read back from storage.
+    pub(crate) fn restore_row(&mut self, agent_id: String, value: &[u8]) -> Result<(), RecordError> {
+        let imp: Impression = store::decode(value)?;
+        self.by_agent.insert(agent_id, imp);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::adjust;
+    use super::*;
 
     #[test]
     fn adjust_diminishes_and_stays_in_range() {
@@ -67,5 +150,21 @@ mod tests {
         assert_eq!(adjust(1.0, 1.0), 1.0);
         assert_eq!(adjust(-1.0, -1.0), -1.0);
         assert_eq!(adjust(0.9, 5.0), 1.0);
+    }
+
+    #[test]
+    fn a_negative_mark_starts_once_below_the_margin_and_ends_above_it() {
+        let mut t = Impressions::default();
+        let _ = t.set("a", -TRUST_NEGATIVE_MARGIN, None, true, 10, "t".into());
+        assert_eq!(t.get("a").unwrap().negative_since_us, None);
+        let _ = t.set("a", -0.5, None, true, 20, "t".into());
+        let _ = t.set("a", -0.6, None, false, 30, "t".into());
+        assert_eq!(t.get("a").unwrap().negative_since_us, Some(20));
+        assert!(t.get("a").unwrap().first_hand, "hearsay leaves the flag as it was");
+        assert!(t.restart_grudge("a", 40).is_some());
+        assert_eq!(t.get("a").unwrap().negative_since_us, Some(40));
+        let _ = t.set("a", 0.0, None, true, 50, "t".into());
+        assert_eq!(t.get("a").unwrap().negative_since_us, None);
+        assert!(t.restart_grudge("a", 60).is_none());
     }
 }

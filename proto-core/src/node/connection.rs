@@ -493,9 +493,7 @@ impl Node {
         self.persist(vec![change]);
         if is_new {
             // An old grudge does not end a new connection at once: its hour starts now.
-            if let Some(imp) = self.impressions.get_mut(&key).filter(|i| i.negative_since_us.is_some()) {
-                imp.negative_since_us = Some(self.now.wall_us);
-                let change = Change::put(Table::Impressions, &key, &*imp);
+            if let Some(change) = self.impressions.restart_grudge(&key, self.now.wall_us) {
                 self.persist(vec![change]);
             }
             self.emit(Event::Connected { agent_id: key.clone() });

@@ -336,7 +336,7 @@ impl Node {
     fn make_room_for_cached(&mut self, incoming: &str) -> Vec<Change> {
         let me = self.passport.agent_id().as_str();
         let impressions = &self.impressions;
-        let trust_of = |id: &str| impressions.get(id).map_or(0.0, |i| i.score);
+        let trust_of = |id: &str| impressions.score(id);
         self.shards.make_room_for_cached(incoming, me, self.now.wall_us, trust_of)
     }
 

@@ -8,14 +8,13 @@ use crate::error::{CommandError, Refusal};
 use crate::identity::truncate_chars;
 use crate::io::{Event, HttpResponse, Method};
 use crate::limits::{
-    self, IMPRESSIONS_MAX, NOTE_CHARS_MAX, TRUST_ANSWER_MIN, TRUST_CONFIDENCE_MIN, TRUST_NEGATIVE_MARGIN,
-    TRUST_NEGATIVE_TIMEOUT_S, TRUST_QUERY_ASKED_MAX, TRUST_QUERY_FANOUT_MAX, TRUST_QUERY_TIMEOUT_MS,
-    TRUST_REPORT_WEIGHT,
+    self, IMPRESSIONS_MAX, NOTE_CHARS_MAX, TRUST_ANSWER_MIN, TRUST_CONFIDENCE_MIN, TRUST_NEGATIVE_TIMEOUT_S,
+    TRUST_QUERY_ASKED_MAX, TRUST_QUERY_FANOUT_MAX, TRUST_QUERY_TIMEOUT_MS, TRUST_REPORT_WEIGHT,
 };
 use crate::node::{Call, Node};
 use crate::replay::{check_fresh, sig_key};
 use crate::sign::{self};
-use crate::store::{Change, Impression, PeerTrust, Table};
+use crate::store::{Change, PeerTrust, Table};
 use crate::url;
 use crate::wire::{
     self,
@@ -25,7 +24,7 @@ use crate::wire::{
 impl Node {
     /// Our impression score of an agent; 0.0 (neutral) when we have none.
     pub fn trust_of(&self, agent_id: &str) -> f64 {
-        self.impressions.get(agent_id).map_or(0.0, |i| i.score)
+        self.impressions.score(agent_id)
     }
 
     /// Sets a score, persists it, then does what follows from the change: the negative-since mark,
@@ -33,31 +32,8 @@ impl Node {
     /// `first_hand`: the change comes from our own dealings with the agent (see
     /// [`Impression::first_hand`]); a hearsay change leaves the flag as it was.
     pub(crate) fn set_score(&mut self, agent_id: &str, score: f64, note: Option<String>, first_hand: bool) {
-        debug_assert!((-1.0..=1.0).contains(&score));
         let old = self.trust_of(agent_id);
-        let now_us = self.now.wall_us;
-        let updated_at = self.now.iso();
-        let imp = self.impressions.entry(agent_id.to_owned()).or_insert_with(|| Impression {
-            score: 0.0,
-            note: String::new(),
-            updated_at: updated_at.clone(),
-            negative_since_us: None,
-            first_hand: false,
-        });
-        imp.score = score;
-        imp.first_hand |= first_hand;
-        imp.updated_at = updated_at;
-        if let Some(n) = note {
-            imp.note = n;
-        }
-        // "Negative" means below a small margin, so that rounding-sized automatic nudges (one failed
-        // delivery) never start the auto-disconnect clock.
-        imp.negative_since_us = match (score < -TRUST_NEGATIVE_MARGIN, imp.negative_since_us) {
-            (true, Some(since)) => Some(since),
-            (true, None) => Some(now_us),
-            (false, _) => None,
-        };
-        let change = Change::put(Table::Impressions, agent_id, &*imp);
+        let change = self.impressions.set(agent_id, score, note, first_hand, self.now.wall_us, self.now.iso());
         self.persist(vec![change]);
         if score > old {
             self.on_trust_rose(agent_id, old, score);
@@ -66,7 +42,7 @@ impl Node {
 
     /// Moves an impression by an event's delta (diminishing, clamped) and persists it.
     pub(crate) fn nudge(&mut self, agent_id: &str, delta: f64) {
-        if !self.impressions.contains_key(agent_id) && self.impressions.len() >= IMPRESSIONS_MAX {
+        if !self.impressions.has_room_for(agent_id) {
             return;
         }
         let score = adjust(self.trust_of(agent_id), delta);
@@ -87,7 +63,7 @@ impl Node {
         if note.chars().count() > NOTE_CHARS_MAX {
             return Err(CommandError::InvalidArgument(format!("note must be at most {NOTE_CHARS_MAX} characters")));
         }
-        if !self.impressions.contains_key(agent_id) && self.impressions.len() >= IMPRESSIONS_MAX {
+        if !self.impressions.has_room_for(agent_id) {
             return Err(CommandError::Limited(format!("At most {IMPRESSIONS_MAX} impressions")));
         }
         self.set_score(agent_id, score, Some(truncate_chars(&note, NOTE_CHARS_MAX)), true);
@@ -270,7 +246,7 @@ impl Node {
             if weight > 0.0 && self.config.trust_policy == TrustPolicy::Weighted {
                 let ours = self.trust_of(&subject);
                 let moved = (ours + TRUST_REPORT_WEIGHT * weight * (score - ours)).clamp(-1.0, 1.0);
-                if self.impressions.contains_key(&subject) || self.impressions.len() < IMPRESSIONS_MAX {
+                if self.impressions.has_room_for(&subject) {
                     self.set_score(&subject, moved, None, false);
                 }
             }

@@ -45,6 +45,7 @@ pub mod command;
 pub mod discovery;
 pub mod error;
 pub mod identity;
+mod inbox;
 pub mod io;
 pub mod limits;
 pub mod memory;

@@ -24,6 +24,7 @@ use serde_json::Value;
 use crate::discovery::Discovery;
 use crate::error::{CommandError, Refusal};
 use crate::identity::{AgentId, KeyCache, Passport};
+use crate::inbox::Inbox;
 use crate::io::{
     CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, OutboundId, Output, Reply, Transmit,
 };
@@ -32,7 +33,7 @@ use crate::memory::Memory;
 use crate::rate::RateLimits;
 use crate::replay::Replay;
 use crate::shards::Shards;
-use crate::store::{self, Change, Connection, InboxMessage, PendingIn, PendingOut, Profile, SentMessage, Table};
+use crate::store::{self, Change, Connection, PendingIn, PendingOut, Profile, SentMessage, Table};
 use crate::time::Now;
 use crate::trust::Impressions;
 use crate::wire;
@@ -119,7 +120,7 @@ pub struct Node {
     pub(crate) connections: BTreeMap<String, Connection>,
     pub(crate) pending_in: BTreeMap<String, PendingIn>,
     pub(crate) pending_out: BTreeMap<String, PendingOut>,
-    pub(crate) inbox: BTreeMap<String, InboxMessage>,
+    pub(crate) inbox: Inbox,
     pub(crate) sent: BTreeMap<String, SentMessage>,
     pub(crate) impressions: Impressions,
     pub(crate) discovery: Discovery,
@@ -271,9 +272,8 @@ impl Node {
                 self.pending_out.insert(key, p);
             }
             Table::Inbox => {
-                let m: InboxMessage = store::decode(value)?;
-                self.next_seq = self.next_seq.max(m.seq + 1);
-                self.inbox.insert(key, m);
+                let seq = self.inbox.restore_row(key, value)?;
+                self.next_seq = self.next_seq.max(seq + 1);
             }
             Table::Sent => {
                 let s: SentMessage = store::decode(value)?;
@@ -306,7 +306,7 @@ impl Node {
             connections: BTreeMap::new(),
             pending_in: BTreeMap::new(),
             pending_out: BTreeMap::new(),
-            inbox: BTreeMap::new(),
+            inbox: Inbox::default(),
             sent: BTreeMap::new(),
             impressions: Impressions::default(),
             discovery: Discovery::default(),

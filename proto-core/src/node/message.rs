@@ -15,8 +15,8 @@ use serde_json::{json, Map, Value};
 use crate::error::{CommandError, Refusal};
 use crate::io::{CommandId, Event, HttpResponse, InboundRequest, Method};
 use crate::limits::{
-    self, CONTENT_CHARS_MAX, HOPS_MAX, ID_BYTES_MAX, INBOX_MAX, METADATA_BYTES_MAX, NOTE_CHARS_MAX,
-    RESPONSES_PER_SENT_MAX, SENT_MAX, UPDATES_PER_SENT_MAX,
+    self, CONTENT_CHARS_MAX, HOPS_MAX, ID_BYTES_MAX, METADATA_BYTES_MAX, NOTE_CHARS_MAX, RESPONSES_PER_SENT_MAX,
+    SENT_MAX, UPDATES_PER_SENT_MAX,
 };
 use crate::node::{Batch, Call, Node, Waiter};
 use crate::replay::{check_fresh, sig_key};
@@ -97,7 +97,7 @@ impl Node {
         // An unread message keeps its id even after its replay entry expires.
         self.replay.seen(message_id, self.now.wall_us)
             || self.sent.contains_key(message_id)
-            || self.inbox.contains_key(message_id)
+            || self.inbox.contains(message_id)
     }
 
     /// Every check of an inbound envelope, signature last.
@@ -126,7 +126,7 @@ impl Node {
         if self.is_duplicate(&env.message_id) {
             return Err(Refusal::Duplicate);
         }
-        if self.inbox.len() >= INBOX_MAX {
+        if self.inbox.is_full() {
             return Err(Refusal::Limited("Message queue full".to_owned()));
         }
         let from_local = source.is_some_and(url::is_local_ip);
@@ -233,9 +233,8 @@ impl Node {
             from_local: checked.from_local,
             seq,
         };
-        changes.push(Change::put(Table::Inbox, &msg.message_id, &msg));
         let reply_content = msg.content.clone();
-        self.inbox.insert(msg.message_id.clone(), msg);
+        changes.push(self.inbox.accept(msg));
         let mut linked = false;
         if let Some(original) = &env.in_reply_to {
             if let Some((link, earns)) =
@@ -557,8 +556,7 @@ impl Node {
     fn unused_message_id(&mut self) -> String {
         loop {
             let id = format!("msg-{}", self.random_hex(6));
-            if !self.sent.contains_key(&id) && !self.inbox.contains_key(&id) && !self.replay.seen(&id, self.now.wall_us)
-            {
+            if !self.sent.contains_key(&id) && !self.inbox.contains(&id) && !self.replay.seen(&id, self.now.wall_us) {
                 return id;
             }
         }
@@ -858,8 +856,8 @@ impl Node {
             in_reply_to: msg.in_reply_to.clone(),
             ..Default::default()
         };
-        self.inbox.remove(&msg.message_id);
-        self.persist(vec![Change::delete(Table::Inbox, &msg.message_id)]);
+        let change = self.inbox.remove(&msg.message_id);
+        self.persist(vec![change]);
         self.record_sent(&msg.message_id, &msg.content, "forward", hops, msg.in_reply_to.clone());
         self.log_conversation(
             &msg.message_id,
@@ -876,9 +874,7 @@ impl Node {
     // ----- local views -----
 
     pub(crate) fn inbox_sorted(&self) -> Vec<&InboxMessage> {
-        let mut v: Vec<&InboxMessage> = self.inbox.values().collect();
-        v.sort_by_key(|m| m.seq);
-        v
+        self.inbox.sorted()
     }
 
     pub(crate) fn cmd_list_inbox(&self) -> Value {
@@ -918,8 +914,8 @@ impl Node {
         };
         let mut out = Self::message_json(m);
         if consume {
-            self.inbox.remove(message_id);
-            self.persist(vec![Change::delete(Table::Inbox, message_id)]);
+            let change = self.inbox.remove(message_id);
+            self.persist(vec![change]);
             out["consumed"] = Value::Bool(true);
         }
         Ok(out)

@@ -51,6 +51,7 @@ pub mod limits;
 pub mod memory;
 pub mod message;
 pub mod node;
+mod outbox;
 mod rate;
 pub mod replay;
 pub mod shards;

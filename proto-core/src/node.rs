@@ -30,6 +30,7 @@ use crate::io::{
 };
 use crate::limits::{self, RateLimit};
 use crate::memory::Memory;
+use crate::outbox::Waiters;
 use crate::rate::RateLimits;
 use crate::replay::Replay;
 use crate::shards::Shards;
@@ -103,14 +104,6 @@ pub(crate) struct Batch {
     pub failed: Vec<(String, String)>,
 }
 
-/// A `wait_for_response` call waiting for a reply.
-#[derive(Clone, Debug)]
-pub(crate) struct Waiter {
-    pub cmd: CommandId,
-    pub message_id: String,
-    pub deadline_ms: u64,
-}
-
 /// One DarkMatter node.
 pub struct Node {
     pub(crate) passport: Passport,
@@ -134,7 +127,7 @@ pub struct Node {
     /// next housekeeping sends it again (not persisted: after a restart nobody retries).
     pub(crate) acceptance_retries: BTreeMap<String, u32>,
     pub(crate) batches: BTreeMap<u64, Batch>,
-    pub(crate) waiters: Vec<Waiter>,
+    pub(crate) waiters: Waiters,
     pub(crate) outputs: VecDeque<Output>,
     pub(crate) next_outbound: u64,
     pub(crate) next_batch: u64,
@@ -318,7 +311,7 @@ impl Node {
             calls: BTreeMap::new(),
             acceptance_retries: BTreeMap::new(),
             batches: BTreeMap::new(),
-            waiters: Vec::new(),
+            waiters: Waiters::default(),
             outputs: VecDeque::new(),
             next_outbound: 1,
             next_batch: 1,
@@ -348,7 +341,7 @@ impl Node {
 
     /// The earliest monotonic time at which [`Node::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let waiters = self.waiters.iter().map(|w| w.deadline_ms).min();
+        let waiters = self.waiters.next_deadline_ms();
         Some(waiters.map_or(self.next_housekeeping_ms, |w| w.min(self.next_housekeeping_ms)))
     }
 

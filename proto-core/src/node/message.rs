@@ -18,7 +18,7 @@ use crate::limits::{
     self, CONTENT_CHARS_MAX, HOPS_MAX, ID_BYTES_MAX, METADATA_BYTES_MAX, NOTE_CHARS_MAX, RESPONSES_PER_SENT_MAX,
     SENT_MAX, UPDATES_PER_SENT_MAX,
 };
-use crate::node::{Batch, Call, Node, Waiter};
+use crate::node::{Batch, Call, Node};
 use crate::replay::{check_fresh, sig_key};
 use crate::sign::{self};
 use crate::store::{self, Change, InboxMessage, ResponseRecord, SentMessage, SentStatus, Table, UpdateRecord};
@@ -970,52 +970,32 @@ impl Node {
                 limits::WAIT_TIMEOUT_S_MAX
             )));
         }
-        if self.waiters.len() >= limits::WAITERS_MAX {
-            return Err(CommandError::Limited(format!("At most {} waits at once", limits::WAITERS_MAX)));
-        }
-        self.waiters.push(Waiter {
-            cmd,
-            message_id: message_id.to_owned(),
-            deadline_ms: self.now.mono_ms.saturating_add(timeout_ms),
-        });
+        let deadline_ms = self.now.mono_ms.saturating_add(timeout_ms);
+        self.waiters.add(cmd, message_id, deadline_ms).map_err(|e| CommandError::Limited(e.to_string()))?;
         self.wake_waiters();
         Ok(())
     }
 
     /// Completes every wait whose message has a response or was expired.
     pub(crate) fn wake_waiters(&mut self) {
-        let mut i = 0;
-        while i < self.waiters.len() {
-            let w = &self.waiters[i];
-            match self.sent.get(&w.message_id) {
-                Some(s) if !s.responses.is_empty() || s.status == SentStatus::Expired => {
-                    let w = self.waiters.remove(i);
-                    let v = self.wait_result(&w.message_id, false);
-                    self.done(w.cmd, Ok(v));
-                }
-                None => {
-                    let w = self.waiters.remove(i);
-                    self.done(
-                        w.cmd,
-                        Err(CommandError::NotFound(format!("Sent message '{}' was dropped", w.message_id))),
-                    );
-                }
-                _ => i += 1,
-            }
+        let sent = &self.sent;
+        let ready = self.waiters.take_where(|w| {
+            sent.get(&w.message_id).is_none_or(|s| !s.responses.is_empty() || s.status == SentStatus::Expired)
+        });
+        for w in ready {
+            let result = if self.sent.contains_key(&w.message_id) {
+                Ok(self.wait_result(&w.message_id, false))
+            } else {
+                Err(CommandError::NotFound(format!("Sent message '{}' was dropped", w.message_id)))
+            };
+            self.done(w.cmd, result);
         }
     }
 
     pub(crate) fn expire_waiters(&mut self) {
-        let now = self.now.mono_ms;
-        let mut i = 0;
-        while i < self.waiters.len() {
-            if self.waiters[i].deadline_ms <= now {
-                let w = self.waiters.remove(i);
-                let v = self.wait_result(&w.message_id, true);
-                self.done(w.cmd, Ok(v));
-            } else {
-                i += 1;
-            }
+        for w in self.waiters.take_expired(self.now.mono_ms) {
+            let v = self.wait_result(&w.message_id, true);
+            self.done(w.cmd, Ok(v));
         }
     }
 

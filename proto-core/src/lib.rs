@@ -42,6 +42,7 @@
 #![deny(missing_docs)]
 
 pub mod command;
+mod connections;
 pub mod discovery;
 pub mod error;
 pub mod identity;

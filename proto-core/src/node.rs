@@ -21,6 +21,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde_json::Value;
 
+use crate::connections::Acceptances;
 use crate::discovery::Discovery;
 use crate::error::{CommandError, Refusal};
 use crate::identity::{AgentId, KeyCache, Passport};
@@ -123,9 +124,7 @@ pub struct Node {
     pub(crate) keys: KeyCache,
     pub(crate) rates: RateLimits,
     pub(crate) calls: BTreeMap<OutboundId, Call>,
-    /// Accepted peers whose `connection_accepted` did not get through, with the attempts made; the
-    /// next housekeeping sends it again (not persisted: after a restart nobody retries).
-    pub(crate) acceptance_retries: BTreeMap<String, u32>,
+    pub(crate) acceptances: Acceptances,
     pub(crate) batches: BTreeMap<u64, Batch>,
     pub(crate) waiters: Waiters,
     pub(crate) outputs: VecDeque<Output>,
@@ -196,12 +195,10 @@ impl Node {
         let mut sent_rows = Vec::new();
         let mut legacy_sent = Vec::new();
         let mut sent_on_disk = std::collections::BTreeSet::new();
-        let mut acceptances = Vec::new();
         for (table, key, value) in rest {
             if table == Table::Acceptances {
-                match store::decode::<u32>(&value) {
-                    Ok(attempts) => acceptances.push((key, attempts)),
-                    Err(_) => skipped += 1,
+                if node.acceptances.restore_row(key, &value).is_err() {
+                    skipped += 1;
                 }
             } else if table == Table::Replay {
                 if node.replay.restore_row(key, &value).is_err() {
@@ -223,9 +220,11 @@ impl Node {
             }
         }
         skipped += node.restore_sent_rows(sent_rows, legacy_sent, &sent_on_disk);
-        // After the connections, which they need.
-        for (peer, attempts) in acceptances {
-            node.restore_acceptance(peer, attempts);
+        // After the connections, which they need; each settled row is its own commit, as when live.
+        let connections = &node.connections;
+        let settled = node.acceptances.finish_restore(|peer| connections.contains_key(peer));
+        for change in settled {
+            node.persist(vec![change]);
         }
         let dead = node.replay.finish_restore(now.wall_us);
         node.persist(dead);
@@ -309,7 +308,7 @@ impl Node {
             keys: KeyCache::default(),
             rates: RateLimits::default(),
             calls: BTreeMap::new(),
-            acceptance_retries: BTreeMap::new(),
+            acceptances: Acceptances::default(),
             batches: BTreeMap::new(),
             waiters: Waiters::default(),
             outputs: VecDeque::new(),

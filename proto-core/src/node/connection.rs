@@ -19,12 +19,13 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
+use crate::connections::acceptance_row;
 use crate::error::{CommandError, Refusal};
 use crate::identity::{truncate_chars, AgentId};
 use crate::io::{CommandId, Event, HttpResponse, InboundRequest, Method};
 use crate::limits::{
-    self, ACCEPTANCE_ATTEMPTS_MAX, BIO_CHARS_MAX, CHALLENGE_TTL_S, DISPLAY_NAME_CHARS_MAX, PENDING_OUTBOUND_MAX,
-    PENDING_REQUESTS_MAX, REQUEST_EXPIRY_S, TIMESTAMP_FIELD_CHARS_MAX, WALLETS_MAX, WALLET_FIELD_BYTES_MAX,
+    self, BIO_CHARS_MAX, CHALLENGE_TTL_S, DISPLAY_NAME_CHARS_MAX, PENDING_OUTBOUND_MAX, PENDING_REQUESTS_MAX,
+    REQUEST_EXPIRY_S, TIMESTAMP_FIELD_CHARS_MAX, WALLETS_MAX, WALLET_FIELD_BYTES_MAX,
 };
 use crate::node::{Call, Node};
 use crate::replay::{check_fresh, sig_key};
@@ -703,22 +704,7 @@ impl Node {
     /// Records that `attempts` acceptances went to `peer` unconfirmed (0: settled), so a restart
     /// sends it again instead of leaving the link half-open.
     fn note_acceptance(&mut self, peer: &str, attempts: u32) {
-        let change = if attempts == 0 {
-            Change::delete(Table::Acceptances, peer)
-        } else {
-            Change::put(Table::Acceptances, peer, &attempts)
-        };
-        self.persist(vec![change]);
-    }
-
-    /// After a restart: acceptances that were not confirmed are sent again at the next
-    /// housekeeping (attempts left permitting); rows of peers no longer connected go.
-    pub(crate) fn restore_acceptance(&mut self, peer: String, attempts: u32) {
-        if self.connections.contains_key(&peer) && attempts < ACCEPTANCE_ATTEMPTS_MAX {
-            self.acceptance_retries.insert(peer, attempts);
-        } else {
-            self.note_acceptance(&peer, 0);
-        }
+        self.persist(vec![acceptance_row(peer, attempts)]);
     }
 
     /// Tells an accepted peer, signed, at its connection's URL. Its answer comes back to
@@ -759,7 +745,7 @@ impl Node {
     /// What an accepted peer said to our acceptance. A refusal means it does not count the
     /// connection (it gave up waiting, or never got our answer to its request): keeping ours would
     /// leave a half-open link whose every trust query and delivery is refused, so it goes. A lost
-    /// call is sent again at housekeeping, up to [`ACCEPTANCE_ATTEMPTS_MAX`] in all.
+    /// call is sent again at housekeeping, up to [`crate::limits::ACCEPTANCE_ATTEMPTS_MAX`] in all.
     pub(crate) fn on_acceptance_answer(&mut self, peer: &str, attempt: u32, result: Result<HttpResponse, String>) {
         let Some(conn) = self.connections.get(peer) else {
             self.note_acceptance(peer, 0);
@@ -772,16 +758,17 @@ impl Node {
                 self.drop_half_open(peer)
             }
             Ok(r) if (200..500).contains(&r.status) && r.status != 429 => self.note_acceptance(peer, 0),
-            _ if attempt < ACCEPTANCE_ATTEMPTS_MAX => {
-                self.acceptance_retries.insert(peer.to_owned(), attempt);
+            _ => {
+                if !self.acceptances.retry_later(peer, attempt) {
+                    self.note_acceptance(peer, 0);
+                }
             }
-            _ => self.note_acceptance(peer, 0),
         }
     }
 
     /// Sends again the acceptances that did not get through (at housekeeping).
     pub(crate) fn retry_acceptances(&mut self) {
-        for (peer, attempts) in std::mem::take(&mut self.acceptance_retries) {
+        for (peer, attempts) in self.acceptances.take_due() {
             self.send_acceptance(&peer, attempts + 1);
         }
     }
@@ -792,8 +779,8 @@ impl Node {
             return;
         }
         self.rates.forget(peer);
-        self.acceptance_retries.remove(peer);
-        self.persist(vec![Change::delete(Table::Connections, peer), Change::delete(Table::Acceptances, peer)]);
+        self.acceptances.forget(peer);
+        self.persist(vec![Change::delete(Table::Connections, peer), acceptance_row(peer, 0)]);
         self.emit(Event::Disconnected { agent_id: peer.to_owned(), by_peer: true });
     }
 

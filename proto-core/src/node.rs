@@ -31,7 +31,7 @@ use crate::io::{
 };
 use crate::limits::{self, RateLimit};
 use crate::memory::Memory;
-use crate::outbox::Waiters;
+use crate::outbox::{Batches, Waiters};
 use crate::rate::RateLimits;
 use crate::replay::Replay;
 use crate::shards::Shards;
@@ -94,17 +94,6 @@ pub(crate) enum Call {
     Acceptance { peer: String, attempt: u32 },
 }
 
-/// A send or forward waiting for its deliveries.
-#[derive(Clone, Debug)]
-pub(crate) struct Batch {
-    pub cmd: Option<CommandId>,
-    pub message_id: String,
-    pub hops_remaining: u32,
-    pub outstanding: usize,
-    pub routed_to: Vec<String>,
-    pub failed: Vec<(String, String)>,
-}
-
 /// One DarkMatter node.
 pub struct Node {
     pub(crate) passport: Passport,
@@ -125,11 +114,10 @@ pub struct Node {
     pub(crate) rates: RateLimits,
     pub(crate) calls: BTreeMap<OutboundId, Call>,
     pub(crate) acceptances: Acceptances,
-    pub(crate) batches: BTreeMap<u64, Batch>,
+    pub(crate) batches: Batches,
     pub(crate) waiters: Waiters,
     pub(crate) outputs: VecDeque<Output>,
     pub(crate) next_outbound: u64,
-    pub(crate) next_batch: u64,
     pub(crate) next_seq: u64,
     pub(crate) next_housekeeping_ms: u64,
     pub(crate) now: Now,
@@ -309,11 +297,10 @@ impl Node {
             rates: RateLimits::default(),
             calls: BTreeMap::new(),
             acceptances: Acceptances::default(),
-            batches: BTreeMap::new(),
+            batches: Batches::default(),
             waiters: Waiters::default(),
             outputs: VecDeque::new(),
             next_outbound: 1,
-            next_batch: 1,
             next_seq: 1,
             next_housekeeping_ms: now.mono_ms + HOUSEKEEPING_INTERVAL_MS,
             now,

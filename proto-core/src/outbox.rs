@@ -1,9 +1,75 @@
-//! The outbox: what we sent and who waits for its answers. This first part holds [`Waiters`], the
-//! `wait_for_response` calls; the sent records, batches and webhook updates still live in
-//! `node/message.rs`.
+//! The outbox: what we sent and who waits for its answers. This first part holds [`Batches`] (a
+//! send or forward waiting for its deliveries) and [`Waiters`] (the `wait_for_response` calls); the
+//! sent records and webhook updates still live in `node/message.rs`.
+
+use std::collections::BTreeMap;
 
 use crate::io::CommandId;
 use crate::limits::WAITERS_MAX;
+
+/// A send or forward waiting for its deliveries.
+#[derive(Clone, Debug)]
+pub(crate) struct Batch {
+    /// The command to complete when every delivery has answered (`None`: nobody waits).
+    pub cmd: Option<CommandId>,
+    /// The message delivered.
+    pub message_id: String,
+    /// The hop budget it went out with.
+    pub hops_remaining: u32,
+    /// Deliveries not answered yet.
+    pub outstanding: usize,
+    /// Targets that took it.
+    pub routed_to: Vec<String>,
+    /// Targets that did not, with why.
+    pub failed: Vec<(String, String)>,
+}
+
+/// The batches whose deliveries are in flight, by id; ids are never reused.
+#[derive(Debug)]
+pub(crate) struct Batches {
+    open: BTreeMap<u64, Batch>,
+    next_id: u64,
+}
+
+impl Default for Batches {
+    fn default() -> Self {
+        Self { open: BTreeMap::new(), next_id: 1 }
+    }
+}
+
+impl Batches {
+    /// A fresh batch id (taken even when the batch turns out to have no delivery).
+    pub(crate) fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Opens batch `id` with `batch.outstanding` deliveries in flight.
+    pub(crate) fn open(&mut self, id: u64, batch: Batch) {
+        debug_assert!(batch.outstanding > 0);
+        self.open.insert(id, batch);
+    }
+
+    /// The message batch `id` delivers, while it is open.
+    pub(crate) fn message_id(&self, id: u64) -> Option<&str> {
+        self.open.get(&id).map(|b| b.message_id.as_str())
+    }
+
+    /// Records one delivery's outcome; returns the batch, closed, once every delivery has answered.
+    pub(crate) fn record(&mut self, id: u64, target: String, outcome: Result<(), String>) -> Option<Batch> {
+        let batch = self.open.get_mut(&id)?;
+        match outcome {
+            Ok(()) => batch.routed_to.push(target),
+            Err(e) => batch.failed.push((target, e)),
+        }
+        batch.outstanding -= 1;
+        if batch.outstanding > 0 {
+            return None;
+        }
+        self.open.remove(&id)
+    }
+}
 
 /// A `wait_for_response` call waiting for a reply.
 #[derive(Clone, Debug)]
@@ -82,5 +148,27 @@ mod tests {
         assert!(expired.windows(2).all(|p| p[0].cmd.0 < p[1].cmd.0));
         assert!(expired.iter().all(|x| x.deadline_ms == 98));
         assert_eq!(w.next_deadline_ms(), Some(99));
+    }
+
+    #[test]
+    fn a_batch_closes_once_every_delivery_answered() {
+        let mut b = Batches::default();
+        let id = b.next_id();
+        assert_ne!(b.next_id(), id, "ids are never reused");
+        let batch = Batch {
+            cmd: None,
+            message_id: "m".into(),
+            hops_remaining: 1,
+            outstanding: 2,
+            routed_to: vec![],
+            failed: vec![],
+        };
+        b.open(id, batch);
+        assert_eq!(b.message_id(id), Some("m"));
+        assert!(b.record(id, "a".into(), Ok(())).is_none());
+        let done = b.record(id, "b".into(), Err("refused".into())).expect("both answered");
+        assert_eq!((done.routed_to, done.failed), (vec!["a".to_owned()], vec![("b".to_owned(), "refused".to_owned())]));
+        assert_eq!(b.message_id(id), None);
+        assert!(b.record(id, "c".into(), Ok(())).is_none(), "a late answer finds nothing");
     }
 }

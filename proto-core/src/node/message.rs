@@ -18,7 +18,8 @@ use crate::limits::{
     self, CONTENT_CHARS_MAX, HOPS_MAX, ID_BYTES_MAX, METADATA_BYTES_MAX, NOTE_CHARS_MAX, RESPONSES_PER_SENT_MAX,
     SENT_MAX, UPDATES_PER_SENT_MAX,
 };
-use crate::node::{Batch, Call, Node};
+use crate::node::{Call, Node};
+use crate::outbox::Batch;
 use crate::replay::{check_fresh, sig_key};
 use crate::sign::{self};
 use crate::store::{self, Change, InboxMessage, ResponseRecord, SentMessage, SentStatus, Table, UpdateRecord};
@@ -625,8 +626,7 @@ impl Node {
 
     /// Signs one envelope per target and sends them; the command completes when all have answered.
     fn deliver(&mut self, cmd: CommandId, template: MessageEnvelope, targets: Vec<String>) {
-        let batch_id = self.next_batch;
-        self.next_batch += 1;
+        let batch_id = self.batches.next_id();
         let hops = template.hops_remaining as u32;
         if targets.is_empty() {
             self.done(
@@ -635,7 +635,7 @@ impl Node {
             );
             return;
         }
-        self.batches.insert(
+        self.batches.open(
             batch_id,
             Batch {
                 cmd: Some(cmd),
@@ -754,24 +754,17 @@ impl Node {
                 .unwrap_or_else(|_| format!("HTTP {}", r.status))),
             Err(e) => Err(e),
         };
-        let Some(batch) = self.batches.get_mut(&batch_id) else { return };
-        match outcome {
-            Ok(()) => {
-                batch.routed_to.push(target.clone());
-                // At once in memory, not when the slowest target has answered: a reply from this
-                // target may arrive before then, and it may answer and earn the reply bonus.
-                if let Some(sent) = self.sent.get_mut(&batch.message_id) {
-                    sent.routed_to.push(target.clone());
-                }
+        let Some(message_id) = self.batches.message_id(batch_id) else { return };
+        if outcome.is_ok() {
+            // At once in memory, not when the slowest target has answered: a reply from this
+            // target may arrive before then, and it may answer and earn the reply bonus.
+            if let Some(sent) = self.sent.get_mut(message_id) {
+                sent.routed_to.push(target.clone());
             }
-            Err(e) => batch.failed.push((target.clone(), e)),
         }
-        batch.outstanding -= 1;
-        if batch.outstanding > 0 {
-            return;
+        if let Some(batch) = self.batches.record(batch_id, target, outcome) {
+            self.finish_batch(batch);
         }
-        let batch = self.batches.remove(&batch_id).expect("present");
-        self.finish_batch(batch);
     }
 
     fn finish_batch(&mut self, batch: Batch) {

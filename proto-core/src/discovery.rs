@@ -3,20 +3,9 @@
 //! Stricter than 0.5.3: a beacon's key must equal its agent id and its timestamp must be fresh;
 //! discovered peers expire and are kept in a bounded table the agent can read.
 
-use core::net::IpAddr;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-
-use crate::identity::truncate_chars;
-use crate::limits::FRESHNESS_WINDOW_S;
-use crate::node::Node;
-use crate::sign::{self, DOMAIN_LAN_BEACON};
-use crate::time::{is_fresh, Now};
-use crate::url;
-use crate::wire::card::{NetworkInfo, PeerInfo, StatusBody, WellKnownCard};
-use crate::wire::discovery::Beacon;
-use crate::wire::{self, DM_PROTOCOL};
 
 /// 0.5.3's multicast group.
 pub const BEACON_GROUP: &str = "239.77.68.77";
@@ -52,157 +41,71 @@ pub struct Discovered {
     pub seen_us: i64,
 }
 
-impl Node {
-    /// `/.well-known/darkmatter.json`.
-    pub fn card(&self) -> WellKnownCard {
-        let base = url::base(&self.config.public_url);
-        WellKnownCard {
-            darkmatter: true,
-            protocol_version: PROTOCOL_VERSION.to_owned(),
-            agent_id: Some(self.me().to_owned()),
-            display_name: Some(self.profile.display_name.clone()),
-            public_key_hex: Some(self.me().to_owned()),
-            bio: Some(self.profile.bio.clone()),
-            status: Some(self.status_word().to_owned()),
-            accepting_connections: self.accepting_connections(),
-            mesh_url: Some(format!("{base}/__darkmatter__")),
-            mcp_url: None,
-            webrtc_enabled: false,
-            anchor: None,
-            dm_protocol: Some(DM_PROTOCOL.to_owned()),
+/// Peers discovered and not yet expired: at most [`DISCOVERED_MAX`], each for [`DISCOVERED_TTL_S`]
+/// after it was last seen.
+#[derive(Debug, Default)]
+pub(crate) struct Discovery {
+    seen: BTreeMap<String, Discovered>,
+}
+
+impl Discovery {
+    /// Records a peer seen at `d.seen_us`; when the table is full, the stalest gives way.
+    pub(crate) fn remember(&mut self, d: Discovered, now_us: i64) {
+        self.forget_stale(now_us);
+        if !self.seen.contains_key(&d.agent_id) && self.seen.len() >= DISCOVERED_MAX {
+            let stalest = self.seen.values().min_by_key(|x| x.seen_us).map(|x| x.agent_id.clone()).expect("full");
+            self.seen.remove(&stalest);
         }
+        self.seen.insert(d.agent_id.clone(), d);
+        debug_assert!(self.seen.len() <= DISCOVERED_MAX);
     }
 
-    pub(crate) fn status_word(&self) -> &'static str {
-        if self.is_inactive() {
-            "inactive"
-        } else {
-            "active"
-        }
-    }
-
-    /// `/__darkmatter__/status`.
-    pub fn status_body(&self) -> StatusBody {
-        StatusBody {
-            agent_id: self.me().to_owned(),
-            display_name: self.profile.display_name.clone(),
-            public_key_hex: self.me().to_owned(),
-            bio: self.profile.bio.clone(),
-            status: self.status_word().to_owned(),
-            num_connections: self.connections.len(),
-            accepting_connections: self.accepting_connections(),
-            spawned_agents: 0,
-        }
-    }
-
-    /// `/__darkmatter__/network_info`.
-    pub fn network_info(&self) -> NetworkInfo {
-        NetworkInfo {
-            agent_id: self.me().to_owned(),
-            display_name: self.profile.display_name.clone(),
-            public_key_hex: self.me().to_owned(),
-            agent_url: self.config.public_url.clone(),
-            bio: self.profile.bio.clone(),
-            accepting_connections: self.accepting_connections(),
-            wallets: BTreeMap::new(),
-            peers: self
-                .connections
-                .values()
-                .map(|c| PeerInfo {
-                    agent_id: c.agent_id.to_string(),
-                    agent_url: c.url.clone(),
-                    agent_bio: c.bio.clone(),
-                })
-                .collect(),
-        }
-    }
-
-    /// Our signed beacon for HTTP port `port`, stamped `now`, as a datagram payload.
-    pub fn beacon(&self, now: Now, port: u16) -> Vec<u8> {
-        let ts = now.unix_s();
-        let bytes = sign::domain_bytes(DOMAIN_LAN_BEACON, &[self.me(), &port.to_string(), &ts.to_string()])
-            .expect("no newlines in numbers or our id");
-        let b = Beacon {
-            proto: "darkmatter".to_owned(),
-            v: PROTOCOL_VERSION.to_owned(),
-            agent_id: self.me().to_owned(),
-            display_name: Some(self.profile.display_name.clone()),
-            public_key_hex: self.me().to_owned(),
-            bio: Some(truncate_chars(&self.profile.bio, 100)),
-            port,
-            status: Some(self.status_word().to_owned()),
-            accepting: self.accepting_connections(),
-            ts,
-            beacon_signature_hex: sign::sign_hex(&self.passport, &bytes),
-        };
-        wire::encode(&b)
-    }
-
-    /// A datagram arrived; keep it if it is a valid, fresh beacon from someone else.
-    pub(crate) fn on_beacon(&mut self, source: IpAddr, payload: &[u8]) {
-        if payload.len() > BEACON_BYTES_MAX {
-            return;
-        }
-        let Ok(b) = wire::decode::<Beacon>(payload) else { return };
-        if b.proto != "darkmatter" || b.agent_id == self.me() || b.public_key_hex != b.agent_id {
-            return;
-        }
-        let Ok(id) = self.agent_id(&b.agent_id) else { return };
-        if !is_fresh(self.now.wall_us, b.ts.saturating_mul(1_000_000), FRESHNESS_WINDOW_S) {
-            return;
-        }
-        let Ok(bytes) = sign::domain_bytes(DOMAIN_LAN_BEACON, &[id.as_str(), &b.port.to_string(), &b.ts.to_string()])
-        else {
-            return;
-        };
-        if sign::verify_hex(id.key(), &bytes, &b.beacon_signature_hex).is_err() {
-            return;
-        }
-        let host = match source {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => format!("[{v6}]"),
-        };
-        self.remember_discovered(Discovered {
-            agent_id: b.agent_id,
-            url: format!("http://{host}:{}", b.port),
-            display_name: truncate_chars(
-                b.display_name.as_deref().unwrap_or(""),
-                crate::limits::DISPLAY_NAME_CHARS_MAX,
-            ),
-            bio: truncate_chars(b.bio.as_deref().unwrap_or(""), 100),
-            source: "lan".to_owned(),
-            accepting: b.accepting,
-            seen_us: self.now.wall_us,
-        });
-    }
-
-    /// Records a discovered peer (from a port scan or a domain card) seen at `now`.
-    pub fn note_discovered(&mut self, now: Now, mut d: Discovered) {
-        self.now = now;
-        d.seen_us = now.wall_us;
-        self.remember_discovered(d);
-    }
-
-    fn remember_discovered(&mut self, d: Discovered) {
-        self.forget_stale_discovered();
-        if !self.discovered.contains_key(&d.agent_id) && self.discovered.len() >= DISCOVERED_MAX {
-            let stalest =
-                self.discovered.values().min_by_key(|x| x.seen_us).map(|x| x.agent_id.clone()).expect("non-empty");
-            self.discovered.remove(&stalest);
-        }
-        self.discovered.insert(d.agent_id.clone(), d);
-    }
-
-    /// Peers discovered and not yet expired (as of the node's last input), most recent first.
-    pub fn discovered(&self) -> Vec<Discovered> {
-        let cutoff = self.now.wall_us - DISCOVERED_TTL_S as i64 * 1_000_000;
-        let mut v: Vec<Discovered> = self.discovered.values().filter(|d| d.seen_us >= cutoff).cloned().collect();
+    /// Peers not expired at `now_us`, most recent first.
+    pub(crate) fn list(&self, now_us: i64) -> Vec<Discovered> {
+        let cutoff = stale_before(now_us);
+        let mut v: Vec<Discovered> = self.seen.values().filter(|d| d.seen_us >= cutoff).cloned().collect();
         v.sort_by(|a, b| b.seen_us.cmp(&a.seen_us).then(a.agent_id.cmp(&b.agent_id)));
         v
     }
 
-    fn forget_stale_discovered(&mut self) {
-        let cutoff = self.now.wall_us - DISCOVERED_TTL_S as i64 * 1_000_000;
-        self.discovered.retain(|_, d| d.seen_us >= cutoff);
+    fn forget_stale(&mut self, now_us: i64) {
+        let cutoff = stale_before(now_us);
+        self.seen.retain(|_, d| d.seen_us >= cutoff);
+    }
+}
+
+/// Peers last seen before this wall time (µs) have expired.
+fn stale_before(now_us: i64) -> i64 {
+    now_us - DISCOVERED_TTL_S as i64 * 1_000_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(id: &str, seen_us: i64) -> Discovered {
+        Discovered {
+            agent_id: id.into(),
+            url: String::new(),
+            display_name: String::new(),
+            bio: String::new(),
+            source: "lan".into(),
+            accepting: true,
+            seen_us,
+        }
+    }
+
+    #[test]
+    fn a_full_table_drops_the_stalest_and_expired_peers_are_not_listed() {
+        let mut d = Discovery::default();
+        for i in 0..DISCOVERED_MAX as i64 {
+            d.remember(peer(&format!("p{i}"), 1_000 + i), 1_000 + i);
+        }
+        d.remember(peer("new", 5_000), 5_000);
+        let listed = d.list(5_000);
+        assert_eq!(listed.len(), DISCOVERED_MAX);
+        assert_eq!(listed[0].agent_id, "new");
+        assert!(!listed.iter().any(|p| p.agent_id == "p0"));
+        assert!(d.list(5_000 + DISCOVERED_TTL_S as i64 * 1_000_000 + 1).is_empty());
     }
 }

@@ -119,18 +119,20 @@
 #![deny(missing_docs)]
 
 pub mod command;
-pub mod connection;
+mod connections;
 pub mod discovery;
 pub mod error;
-pub mod healing;
 pub mod identity;
+mod inbox;
 pub mod io;
 pub mod limits;
 pub mod memory;
 pub mod message;
 pub mod node;
+mod outbox;
+mod rate;
 pub mod replay;
-pub mod shard;
+pub mod shards;
 pub mod sign;
 pub mod store;
 pub mod time;
@@ -144,7 +146,7 @@ pub use identity::{AgentId, Passport};
 pub use io::{CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, OutboundId, Output, Reply, Transmit};
 pub use message::{ForwardArgs, SendArgs, Targets};
 pub use node::{Config, Node};
-pub use shard::ShardArgs;
+pub use shards::ShardArgs;
 pub use store::{Change, Table};
 pub use time::Now;
 pub use trust::TrustPolicy;

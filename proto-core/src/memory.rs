@@ -7,12 +7,10 @@
 //! Unlike 0.5.3 (whose network section is always empty), direct and reply entries go to the direct
 //! section and broadcasts and forwards to the network section.
 
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
-use crate::identity::truncate_chars;
-use crate::limits::{CONVERSATIONS_MAX, CONVERSATION_CONTENT_CHARS_MAX, FEED_DIRECT_MAX, FEED_NETWORK_MAX};
-use crate::node::Node;
-use crate::store::{Change, ConversationEntry, Table};
+use crate::limits::{CONVERSATIONS_MAX, FEED_DIRECT_MAX, FEED_NETWORK_MAX};
+use crate::store::{self, Change, ConversationEntry, RecordError, Table};
 
 /// Half-life of a conversation's weight, in seconds.
 pub const MEMORY_HALF_LIFE_S: f64 = 3_600.0;
@@ -52,65 +50,49 @@ fn seq_key(seq: u64) -> String {
     format!("{seq:020}")
 }
 
-impl Node {
-    /// Logs one conversation entry, dropping the oldest past [`CONVERSATIONS_MAX`].
-    pub(crate) fn log_conversation(
-        &mut self,
-        message_id: &str,
-        content: &str,
-        peer: &str,
-        to: Vec<String>,
-        kind: &str,
-        inbound: bool,
-    ) {
-        let seq = self.next_seq();
-        let trust_at_time = if inbound { self.trust_of(peer) } else { 0.0 };
-        let entry = ConversationEntry {
-            seq,
-            message_id: message_id.to_owned(),
-            content: truncate_chars(content, CONVERSATION_CONTENT_CHARS_MAX),
-            peer: peer.to_owned(),
-            to_agent_ids: to,
-            at_us: self.now.wall_us,
-            kind: kind.to_owned(),
-            direction: if inbound { "inbound" } else { "outbound" }.to_owned(),
-            trust_at_time,
-        };
+/// The conversation log: at most [`CONVERSATIONS_MAX`] entries by sequence number, and how far
+/// `get_status` has shown it.
+#[derive(Debug, Default)]
+pub(crate) struct Memory {
+    log: BTreeMap<u64, ConversationEntry>,
+    /// The newest entry a status report has shown (0: none).
+    shown_seq: u64,
+}
+
+/// One ranked feed: `(rank, entry)` per section, best first.
+pub(crate) type Ranked<'a> = Vec<(f64, &'a ConversationEntry)>;
+
+impl Memory {
+    /// Logs an entry, dropping the oldest past [`CONVERSATIONS_MAX`]; returns the changes to persist.
+    pub(crate) fn log(&mut self, entry: ConversationEntry) -> Vec<Change> {
+        let seq = entry.seq;
         let mut changes = vec![Change::put(Table::Conversations, &seq_key(seq), &entry)];
-        self.conversations.insert(seq, entry);
-        while self.conversations.len() > CONVERSATIONS_MAX {
-            let (oldest, _) = self.conversations.pop_first().expect("non-empty");
+        self.log.insert(seq, entry);
+        while self.log.len() > CONVERSATIONS_MAX {
+            let (oldest, _) = self.log.pop_first().expect("longer than the cap, so not empty");
             changes.push(Change::delete(Table::Conversations, &seq_key(oldest)));
         }
-        self.persist(changes);
+        debug_assert!(self.log.len() <= CONVERSATIONS_MAX);
+        changes
     }
 
-    pub(crate) fn restore_conversation(&mut self, e: ConversationEntry) {
-        self.next_seq = self.next_seq.max(e.seq + 1);
-        self.conversations.insert(e.seq, e);
+    /// Takes one [`Table::Conversations`] row read back from storage; returns its sequence number.
+    pub(crate) fn restore_row(&mut self, value: &[u8]) -> Result<u64, RecordError> {
+        let e: ConversationEntry = store::decode(value)?;
+        let seq = e.seq;
+        self.log.insert(seq, e);
+        Ok(seq)
     }
 
-    fn entry_json(&self, e: &ConversationEntry, score: f64) -> Value {
-        let name = |id: &str| {
-            self.connections
-                .get(id)
-                .map(|c| c.display_name.clone())
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| id.chars().take(12).collect())
-        };
-        json!({
-            "message_id": e.message_id, "kind": e.kind, "direction": e.direction, "peer": e.peer, "peer_name": name(&e.peer),
-            "to_agent_ids": e.to_agent_ids, "at": crate::time::format_iso(e.at_us), "content": truncate_chars(&e.content, 200),
-            "trust_at_time": e.trust_at_time, "score": score, "seq": e.seq,
-        })
+    /// Entries logged.
+    pub(crate) fn len(&self) -> usize {
+        self.log.len()
     }
 
-    /// The ranked feed: `direct` (direct messages and replies) and `network` (broadcasts and
-    /// forwards), each deduplicated by message id and sorted by rank, best first.
-    pub fn context_feed(&self, focus: Option<&str>) -> Value {
-        let now = self.now.wall_us;
-        let mut ranked: Vec<(f64, &ConversationEntry)> =
-            self.conversations.values().map(|e| (rank(e, now, focus), e)).collect();
+    /// The feed at `now_us`: `direct` (direct messages and replies) and `network` (broadcasts and
+    /// forwards), each deduplicated by message id, sorted by rank (best first) and capped.
+    pub(crate) fn feed(&self, now_us: i64, focus: Option<&str>) -> (Ranked<'_>, Ranked<'_>) {
+        let mut ranked: Ranked<'_> = self.log.values().map(|e| (rank(e, now_us, focus), e)).collect();
         ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.seq.cmp(&a.1.seq)));
         let mut seen = std::collections::BTreeSet::new();
         let (mut direct, mut network) = (Vec::new(), Vec::new());
@@ -118,19 +100,24 @@ impl Node {
             if !seen.insert(e.message_id.as_str()) {
                 continue;
             }
-            let section = if matches!(e.kind.as_str(), "direct" | "reply") { &mut direct } else { &mut network };
-            let max = if matches!(e.kind.as_str(), "direct" | "reply") { FEED_DIRECT_MAX } else { FEED_NETWORK_MAX };
+            let is_direct = matches!(e.kind.as_str(), "direct" | "reply");
+            let (section, max) =
+                if is_direct { (&mut direct, FEED_DIRECT_MAX) } else { (&mut network, FEED_NETWORK_MAX) };
             if section.len() < max {
-                section.push(self.entry_json(e, score));
+                section.push((score, e));
             }
         }
-        json!({"direct": direct, "network": network})
+        (direct, network)
     }
 
-    /// Entries logged after `since_seq`, oldest first (what is new since the caller last looked).
-    pub(crate) fn conversations_since(&self, since_seq: u64) -> Vec<Value> {
-        let now = self.now.wall_us;
-        self.conversations.range(since_seq + 1..).map(|(_, e)| self.entry_json(e, rank(e, now, None))).collect()
+    /// Entries no status report has shown yet, oldest first.
+    pub(crate) fn unshown(&self) -> impl Iterator<Item = &ConversationEntry> {
+        self.log.range(self.shown_seq + 1..).map(|(_, e)| e)
+    }
+
+    /// Marks every entry logged so far as shown.
+    pub(crate) fn mark_shown(&mut self) {
+        self.shown_seq = self.log.keys().next_back().copied().unwrap_or(self.shown_seq);
     }
 }
 
@@ -150,6 +137,21 @@ mod tests {
             direction: direction.into(),
             trust_at_time: trust,
         }
+    }
+
+    #[test]
+    fn the_log_keeps_the_newest_and_deletes_the_oldest_rows() {
+        let mut m = Memory::default();
+        let mut deletes = 0;
+        for seq in 1..=(CONVERSATIONS_MAX as u64 + 2) {
+            let changes = m.log(ConversationEntry { seq, ..entry("direct", "outbound", 0.0, 0) });
+            deletes += changes.len() - 1;
+        }
+        assert_eq!(m.len(), CONVERSATIONS_MAX);
+        assert_eq!(deletes, 2);
+        assert_eq!(m.unshown().next().map(|e| e.seq), Some(3));
+        m.mark_shown();
+        assert_eq!(m.unshown().count(), 0);
     }
 
     #[test]

@@ -4,6 +4,15 @@
 //! files that own each concern. The behaviour itself lives in `connection.rs`, `message.rs`,
 //! `trust.rs`, `healing.rs` and `discovery.rs`.
 
+mod command;
+mod connection;
+mod discovery;
+mod healing;
+mod memory;
+mod message;
+mod shard;
+mod trust;
+
 use std::collections::{BTreeMap, VecDeque};
 
 use core::net::IpAddr;
@@ -12,17 +21,23 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde_json::Value;
 
+use crate::connections::Acceptances;
+use crate::discovery::Discovery;
 use crate::error::{CommandError, Refusal};
 use crate::identity::{AgentId, KeyCache, Passport};
+use crate::inbox::Inbox;
 use crate::io::{
     CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, OutboundId, Output, Reply, Transmit,
 };
-use crate::limits::{self, RateLimit, RateWindow};
-use crate::replay::ReplayCache;
-use crate::store::{
-    self, Change, Connection, Impression, InboxMessage, PendingIn, PendingOut, Profile, SentMessage, Table,
-};
+use crate::limits::{self, RateLimit};
+use crate::memory::Memory;
+use crate::outbox::{Batches, Waiters};
+use crate::rate::RateLimits;
+use crate::replay::Replay;
+use crate::shards::Shards;
+use crate::store::{self, Change, Connection, PendingIn, PendingOut, Profile, SentMessage, Table};
 use crate::time::Now;
+use crate::trust::Impressions;
 use crate::wire;
 
 /// How often housekeeping runs (expiring pending requests, purging the replay cache), in ms.
@@ -79,25 +94,6 @@ pub(crate) enum Call {
     Acceptance { peer: String, attempt: u32 },
 }
 
-/// A send or forward waiting for its deliveries.
-#[derive(Clone, Debug)]
-pub(crate) struct Batch {
-    pub cmd: Option<CommandId>,
-    pub message_id: String,
-    pub hops_remaining: u32,
-    pub outstanding: usize,
-    pub routed_to: Vec<String>,
-    pub failed: Vec<(String, String)>,
-}
-
-/// A `wait_for_response` call waiting for a reply.
-#[derive(Clone, Debug)]
-pub(crate) struct Waiter {
-    pub cmd: CommandId,
-    pub message_id: String,
-    pub deadline_ms: u64,
-}
-
 /// One DarkMatter node.
 pub struct Node {
     pub(crate) passport: Passport,
@@ -107,28 +103,21 @@ pub struct Node {
     pub(crate) connections: BTreeMap<String, Connection>,
     pub(crate) pending_in: BTreeMap<String, PendingIn>,
     pub(crate) pending_out: BTreeMap<String, PendingOut>,
-    pub(crate) inbox: BTreeMap<String, InboxMessage>,
+    pub(crate) inbox: Inbox,
     pub(crate) sent: BTreeMap<String, SentMessage>,
-    pub(crate) impressions: BTreeMap<String, Impression>,
-    pub(crate) discovered: BTreeMap<String, crate::discovery::Discovered>,
-    pub(crate) shards: BTreeMap<String, crate::store::Shard>,
-    pub(crate) conversations: BTreeMap<u64, crate::store::ConversationEntry>,
-    pub(crate) status_seen_seq: u64,
-    pub(crate) shard_refresh_cursor: usize,
-    pub(crate) shard_refresh_next_ms: u64,
-    pub(crate) replay: ReplayCache,
+    pub(crate) impressions: Impressions,
+    pub(crate) discovery: Discovery,
+    pub(crate) shards: Shards,
+    pub(crate) memory: Memory,
+    pub(crate) replay: Replay,
     pub(crate) keys: KeyCache,
-    pub(crate) rate_global: RateWindow,
-    pub(crate) rate_peers: BTreeMap<String, RateWindow>,
+    pub(crate) rates: RateLimits,
     pub(crate) calls: BTreeMap<OutboundId, Call>,
-    /// Accepted peers whose `connection_accepted` did not get through, with the attempts made; the
-    /// next housekeeping sends it again (not persisted: after a restart nobody retries).
-    pub(crate) acceptance_retries: BTreeMap<String, u32>,
-    pub(crate) batches: BTreeMap<u64, Batch>,
-    pub(crate) waiters: Vec<Waiter>,
+    pub(crate) acceptances: Acceptances,
+    pub(crate) batches: Batches,
+    pub(crate) waiters: Waiters,
     pub(crate) outputs: VecDeque<Output>,
     pub(crate) next_outbound: u64,
-    pub(crate) next_batch: u64,
     pub(crate) next_seq: u64,
     pub(crate) next_housekeeping_ms: u64,
     pub(crate) now: Now,
@@ -191,21 +180,17 @@ impl Node {
             profile.display_name = config.display_name.clone();
         }
         let mut node = Self::empty(passport, config, seed, now, profile);
-        let mut replay = Vec::new();
         let mut sent_rows = Vec::new();
         let mut legacy_sent = Vec::new();
         let mut sent_on_disk = std::collections::BTreeSet::new();
-        let mut acceptances = Vec::new();
         for (table, key, value) in rest {
             if table == Table::Acceptances {
-                match store::decode::<u32>(&value) {
-                    Ok(attempts) => acceptances.push((key, attempts)),
-                    Err(_) => skipped += 1,
+                if node.acceptances.restore_row(key, &value).is_err() {
+                    skipped += 1;
                 }
             } else if table == Table::Replay {
-                match store::decode::<i64>(&value) {
-                    Ok(expires) => replay.push((expires, key)),
-                    Err(_) => skipped += 1,
+                if node.replay.restore_row(key, &value).is_err() {
+                    skipped += 1;
                 }
             } else if matches!(table, Table::SentUpdates | Table::SentResponses) {
                 sent_rows.push((table, key, value));
@@ -223,18 +208,13 @@ impl Node {
             }
         }
         skipped += node.restore_sent_rows(sent_rows, legacy_sent, &sent_on_disk);
-        // After the connections, which they need.
-        for (peer, attempts) in acceptances {
-            node.restore_acceptance(peer, attempts);
+        // After the connections, which they need; each settled row is its own commit, as when live.
+        let connections = &node.connections;
+        let settled = node.acceptances.finish_restore(|peer| connections.contains_key(peer));
+        for change in settled {
+            node.persist(vec![change]);
         }
-        // Latest-expiring first, so that if storage ever held more than fits, the live ids win.
-        replay.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        let mut dead = Vec::new();
-        for (expires, key) in replay {
-            if !node.replay.restore(key.clone(), expires, now.wall_us) {
-                dead.push(Change::delete(Table::Replay, &key));
-            }
-        }
+        let dead = node.replay.finish_restore(now.wall_us);
         node.persist(dead);
         // Trust queries that were in flight when the node stopped are asked again.
         let unfinished: Vec<String> = node
@@ -272,9 +252,8 @@ impl Node {
                 self.pending_out.insert(key, p);
             }
             Table::Inbox => {
-                let m: InboxMessage = store::decode(value)?;
-                self.next_seq = self.next_seq.max(m.seq + 1);
-                self.inbox.insert(key, m);
+                let seq = self.inbox.restore_row(key, value)?;
+                self.next_seq = self.next_seq.max(seq + 1);
             }
             Table::Sent => {
                 let s: SentMessage = store::decode(value)?;
@@ -282,17 +261,15 @@ impl Node {
                 self.sent.insert(key, s);
             }
             Table::Impressions => {
-                let i: Impression = store::decode(value)?;
-                self.impressions.insert(key, i);
+                self.impressions.restore_row(key, value)?;
             }
             Table::Replay | Table::SentUpdates | Table::SentResponses | Table::Acceptances => {}
             Table::Shards => {
-                let sh: crate::store::Shard = store::decode(value)?;
-                self.shards.insert(key, sh);
+                self.shards.restore_row(key, value)?;
             }
             Table::Conversations => {
-                let e: crate::store::ConversationEntry = store::decode(value)?;
-                self.restore_conversation(e);
+                let seq = self.memory.restore_row(value)?;
+                self.next_seq = self.next_seq.max(seq + 1);
             }
         }
         Ok(())
@@ -309,26 +286,21 @@ impl Node {
             connections: BTreeMap::new(),
             pending_in: BTreeMap::new(),
             pending_out: BTreeMap::new(),
-            inbox: BTreeMap::new(),
+            inbox: Inbox::default(),
             sent: BTreeMap::new(),
-            impressions: BTreeMap::new(),
-            discovered: BTreeMap::new(),
-            shards: BTreeMap::new(),
-            conversations: BTreeMap::new(),
-            status_seen_seq: 0,
-            shard_refresh_cursor: 0,
-            shard_refresh_next_ms: now.mono_ms + crate::shard::SHARD_REFRESH_INTERVAL_MS,
-            replay: ReplayCache::default(),
+            impressions: Impressions::default(),
+            discovery: Discovery::default(),
+            shards: Shards::new(now.mono_ms),
+            memory: Memory::default(),
+            replay: Replay::default(),
             keys: KeyCache::default(),
-            rate_global: RateWindow::default(),
-            rate_peers: BTreeMap::new(),
+            rates: RateLimits::default(),
             calls: BTreeMap::new(),
-            acceptance_retries: BTreeMap::new(),
-            batches: BTreeMap::new(),
-            waiters: Vec::new(),
+            acceptances: Acceptances::default(),
+            batches: Batches::default(),
+            waiters: Waiters::default(),
             outputs: VecDeque::new(),
             next_outbound: 1,
-            next_batch: 1,
             next_seq: 1,
             next_housekeeping_ms: now.mono_ms + HOUSEKEEPING_INTERVAL_MS,
             now,
@@ -355,7 +327,7 @@ impl Node {
 
     /// The earliest monotonic time at which [`Node::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let waiters = self.waiters.iter().map(|w| w.deadline_ms).min();
+        let waiters = self.waiters.next_deadline_ms();
         Some(waiters.map_or(self.next_housekeeping_ms, |w| w.min(self.next_housekeeping_ms)))
     }
 
@@ -484,9 +456,7 @@ impl Node {
     }
 
     fn housekeeping(&mut self) {
-        self.replay.purge(self.now.wall_us);
-        let mut changes: Vec<Change> =
-            self.replay.take_evicted().iter().map(|id| Change::delete(Table::Replay, id)).collect();
+        let mut changes = self.replay.purge(self.now.wall_us);
         changes.extend(self.expire_pending());
         changes.extend(self.prune_shards());
         if let Some(until) = self.profile.inactive_until_us {
@@ -559,6 +529,17 @@ impl Node {
         let s = self.next_seq;
         self.next_seq += 1;
         s
+    }
+
+    /// The global limit: every peer request that does work passes here first.
+    pub(crate) fn admit_global(&mut self) -> Result<(), Refusal> {
+        self.rates.admit_global(self.now.mono_ms, self.profile.rate_global)
+    }
+
+    /// The per-peer limit, for connected peers, applied after their signature verified.
+    pub(crate) fn admit_peer(&mut self, agent_id: &str) -> Result<(), Refusal> {
+        let Some(conn) = self.connections.get(agent_id) else { return Ok(()) };
+        self.rates.admit_peer(agent_id, self.now.mono_ms, conn.rate_limit)
     }
 
     /// Whether the node is inactive (refuses requests and messages with 503).

@@ -1,4 +1,8 @@
-//! Replay protection: the freshness window and the bounded dedup cache.
+//! Replay protection: the freshness window and the bounded dedup cache, owned by [`Replay`].
+//!
+//! Every signed timestamp a peer gives us passes [`check_fresh`]; every id that must not be seen
+//! twice (message ids, signatures of notices and queries, keyed with [`sig_key`]) is admitted through
+//! [`Replay::admit`], which hands back the row to persist so a restart still refuses the replay.
 //!
 //! An id is remembered until the signed timestamp it came with leaves the freshness window
 //! (`stamp + FRESHNESS_WINDOW_S`): after that the freshness check refuses any replay by itself, so the
@@ -11,7 +15,81 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::error::Refusal;
 use crate::limits::{FRESHNESS_WINDOW_S, REPLAY_ENTRIES_MAX};
+use crate::store::{self, Change, RecordError, Table};
+use crate::time::{is_fresh, parse_iso};
+
+/// Checks a timestamp we were given for freshness; returns it in wall µs.
+pub(crate) fn check_fresh(now_us: i64, stamp: &str) -> Result<i64, Refusal> {
+    let t = parse_iso(stamp).ok_or(Refusal::Stale(FRESHNESS_WINDOW_S))?;
+    if !is_fresh(now_us, t, FRESHNESS_WINDOW_S) {
+        return Err(Refusal::Stale(FRESHNESS_WINDOW_S));
+    }
+    Ok(t)
+}
+
+/// The replay-cache key of a signature: lower case, because hex decoding accepts either case and a
+/// re-cased copy must not count as new.
+pub(crate) fn sig_key(prefix: &str, sig_hex: &str) -> String {
+    format!("{prefix}:{}", sig_hex.to_ascii_lowercase())
+}
+
+/// The node's replay protection: the dedup cache and the rows that keep it across restarts.
+#[derive(Debug, Default)]
+pub(crate) struct Replay {
+    cache: ReplayCache,
+    /// Rows read back at restore, decoded, until [`Replay::finish_restore`] loads them.
+    restored: Vec<(i64, String)>,
+}
+
+impl Replay {
+    /// Whether `id` was admitted and is still live: the cheap pre-check, before any signature work.
+    pub(crate) fn seen(&self, id: &str, now_us: i64) -> bool {
+        self.cache.contains(id, now_us)
+    }
+
+    /// Admits `id` (signed at `stamp_us`) once; returns the row that must be persisted with the
+    /// request's other changes.
+    pub(crate) fn admit(&mut self, id: &str, stamp_us: i64, now_us: i64) -> Result<Change, Refusal> {
+        match self.cache.record(id, stamp_us, now_us) {
+            Ok(()) => {}
+            Err(ReplayError::Duplicate) => return Err(Refusal::Duplicate),
+            Err(ReplayError::Full) => {
+                return Err(Refusal::Unavailable("Replay cache full; try again shortly".to_owned()))
+            }
+        }
+        let expires = self.cache.expires_at(id).unwrap_or(0);
+        Ok(Change::put(Table::Replay, id, &expires))
+    }
+
+    /// Forgets the ids whose window has passed; returns the deletes of their rows.
+    pub(crate) fn purge(&mut self, now_us: i64) -> Vec<Change> {
+        self.cache.purge(now_us);
+        self.cache.take_evicted().iter().map(|id| Change::delete(Table::Replay, id)).collect()
+    }
+
+    /// Takes one [`Table::Replay`] row read back from storage (loaded by [`Replay::finish_restore`]).
+    pub(crate) fn restore_row(&mut self, key: String, value: &[u8]) -> Result<(), RecordError> {
+        let expires = store::decode::<i64>(value)?;
+        self.restored.push((expires, key));
+        Ok(())
+    }
+
+    /// Loads the rows read back; returns the deletes of rows that expired or do not fit.
+    pub(crate) fn finish_restore(&mut self, now_us: i64) -> Vec<Change> {
+        let mut rows = std::mem::take(&mut self.restored);
+        // Latest-expiring first, so that if storage ever held more than fits, the live ids win.
+        rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut dead = Vec::new();
+        for (expires, key) in rows {
+            if !self.cache.restore(key.clone(), expires, now_us) {
+                dead.push(Change::delete(Table::Replay, &key));
+            }
+        }
+        dead
+    }
+}
 
 /// Why an id could not be recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

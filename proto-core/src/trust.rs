@@ -1,5 +1,5 @@
 //! Trust: local impressions, the events that move them, peer trust queries and the acceptance policy
-//! they feed, the gates that read them, and the rate limits that protect the node.
+//! they feed, and the gates that read them (the rate limits live in `rate.rs`).
 //!
 //! Impressions are private. 0.5.3 serves them to anyone who can reach the port; we answer only a
 //! signed query from a connected peer we trust at least neutrally (SPEC.md §Trust).
@@ -7,25 +7,12 @@
 //! Every automatic change uses 0.5.3's diminishing update — a gain of `d·(1−s)`, a loss of `d·(1+s)` —
 //! so a score approaches ±1 but never leaves -1..1.
 
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
-use crate::connection::{check_fresh, sig_key};
-use crate::error::{CommandError, Refusal};
-use crate::identity::truncate_chars;
-use crate::io::{Event, HttpResponse, Method};
-use crate::limits::{
-    self, RateLimit, IMPRESSIONS_MAX, NOTE_CHARS_MAX, RATE_GLOBAL_DEFAULT, RATE_PER_PEER_DEFAULT, TRUST_ANSWER_MIN,
-    TRUST_CONFIDENCE_MIN, TRUST_NEGATIVE_MARGIN, TRUST_NEGATIVE_TIMEOUT_S, TRUST_QUERY_ASKED_MAX,
-    TRUST_QUERY_FANOUT_MAX, TRUST_QUERY_TIMEOUT_MS, TRUST_REPORT_WEIGHT,
-};
-use crate::node::{Call, Node};
+use crate::limits::{IMPRESSIONS_MAX, TRUST_NEGATIVE_MARGIN};
 use crate::sign::{self, V2_TRUST_ANSWER, V2_TRUST_QUERY};
-use crate::store::{Change, Impression, PeerTrust, Table};
-use crate::url;
-use crate::wire::{
-    self,
-    trust::{TrustAnswer, TrustQuery},
-};
+use crate::store::{self, Change, Impression, PeerTrust, RecordError, Table};
+use crate::wire::trust::{TrustAnswer, TrustQuery};
 
 /// How answers to a trust query are combined.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
@@ -48,15 +35,15 @@ pub fn adjust(score: f64, delta: f64) -> f64 {
     s.clamp(-1.0, 1.0)
 }
 
-fn score_text(score: Option<f64>) -> String {
+pub(crate) fn score_text(score: Option<f64>) -> String {
     score.map(|s| s.to_string()).unwrap_or_default()
 }
 
-fn query_bytes(q: &TrustQuery) -> Vec<u8> {
+pub(crate) fn query_bytes(q: &TrustQuery) -> Vec<u8> {
     sign::v2_bytes(V2_TRUST_QUERY, &[&q.from_agent_id, &q.to_agent_id, &q.subject_agent_id, &q.query_id, &q.timestamp])
 }
 
-fn answer_bytes(a: &TrustAnswer) -> Vec<u8> {
+pub(crate) fn answer_bytes(a: &TrustAnswer) -> Vec<u8> {
     let has = if a.has_impression { "1" } else { "0" };
     sign::v2_bytes(
         V2_TRUST_ANSWER,
@@ -64,31 +51,64 @@ fn answer_bytes(a: &TrustAnswer) -> Vec<u8> {
     )
 }
 
-impl Node {
-    /// Our impression score of an agent; 0.0 (neutral) when we have none.
-    pub fn trust_of(&self, agent_id: &str) -> f64 {
-        self.impressions.get(agent_id).map_or(0.0, |i| i.score)
+/// The weighted mean of a request's opinions and their total weight (no score without weight).
+pub(crate) fn combine(t: &mut PeerTrust) {
+    let weight: f64 = t.opinions.iter().map(|o| o.2).sum::<f64>() + 0.0;
+    t.weight = weight;
+    t.score = (weight > 0.0).then(|| t.opinions.iter().map(|o| o.1 * o.2).sum::<f64>() / weight);
+}
+
+/// Our impressions of other agents: at most [`IMPRESSIONS_MAX`], one per agent, each score within
+/// -1..1 and marked negative from when it first fell below the margin.
+#[derive(Debug, Default)]
+pub(crate) struct Impressions {
+    by_agent: BTreeMap<String, Impression>,
+}
+
+impl Impressions {
+    /// Our score of an agent; 0.0 (neutral) when we have none.
+    pub(crate) fn score(&self, agent_id: &str) -> f64 {
+        self.by_agent.get(agent_id).map_or(0.0, |i| i.score)
     }
 
-    /// Sets a score, persists it, then does what follows from the change: the negative-since mark,
-    /// shard sync when it rises past a threshold.
+    /// Our impression of an agent, if we formed one.
+    pub(crate) fn get(&self, agent_id: &str) -> Option<&Impression> {
+        self.by_agent.get(agent_id)
+    }
+
+    /// Every impression with its agent, in agent order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &Impression)> {
+        self.by_agent.iter()
+    }
+
+    /// Whether an impression of `agent_id` can be set without passing the cap.
+    pub(crate) fn has_room_for(&self, agent_id: &str) -> bool {
+        self.by_agent.contains_key(agent_id) || self.by_agent.len() < IMPRESSIONS_MAX
+    }
+
+    /// Sets a score at `now_us` (`now_iso` the same instant); returns the row to persist.
     /// `first_hand`: the change comes from our own dealings with the agent (see
     /// [`Impression::first_hand`]); a hearsay change leaves the flag as it was.
-    pub(crate) fn set_score(&mut self, agent_id: &str, score: f64, note: Option<String>, first_hand: bool) {
+    pub(crate) fn set(
+        &mut self,
+        agent_id: &str,
+        score: f64,
+        note: Option<String>,
+        first_hand: bool,
+        now_us: i64,
+        now_iso: String,
+    ) -> Change {
         debug_assert!((-1.0..=1.0).contains(&score));
-        let old = self.trust_of(agent_id);
-        let now_us = self.now.wall_us;
-        let updated_at = self.now.iso();
-        let imp = self.impressions.entry(agent_id.to_owned()).or_insert_with(|| Impression {
+        let imp = self.by_agent.entry(agent_id.to_owned()).or_insert_with(|| Impression {
             score: 0.0,
             note: String::new(),
-            updated_at: updated_at.clone(),
+            updated_at: now_iso.clone(),
             negative_since_us: None,
             first_hand: false,
         });
         imp.score = score;
         imp.first_hand |= first_hand;
-        imp.updated_at = updated_at;
+        imp.updated_at = now_iso;
         if let Some(n) = note {
             imp.note = n;
         }
@@ -99,468 +119,28 @@ impl Node {
             (true, None) => Some(now_us),
             (false, _) => None,
         };
-        let change = Change::put(Table::Impressions, agent_id, &*imp);
-        self.persist(vec![change]);
-        if score > old {
-            self.on_trust_rose(agent_id, old, score);
-        }
+        Change::put(Table::Impressions, agent_id, &*imp)
     }
 
-    /// Moves an impression by an event's delta (diminishing, clamped) and persists it.
-    pub(crate) fn nudge(&mut self, agent_id: &str, delta: f64) {
-        if !self.impressions.contains_key(agent_id) && self.impressions.len() >= IMPRESSIONS_MAX {
-            return;
-        }
-        let score = adjust(self.trust_of(agent_id), delta);
-        self.set_score(agent_id, score, None, true);
+    /// A new connection: an old grudge does not end it at once, its clock restarts at `now_us`.
+    /// Returns the row to persist when there was a grudge.
+    pub(crate) fn restart_grudge(&mut self, agent_id: &str, now_us: i64) -> Option<Change> {
+        let imp = self.by_agent.get_mut(agent_id).filter(|i| i.negative_since_us.is_some())?;
+        imp.negative_since_us = Some(now_us);
+        Some(Change::put(Table::Impressions, agent_id, &*imp))
     }
 
-    /// The global limit: every peer request that does work passes here first.
-    pub(crate) fn admit_global(&mut self) -> Result<(), Refusal> {
-        let limit = self.profile.rate_global;
-        if self.rate_global.try_admit(self.now.mono_ms, limit, RATE_GLOBAL_DEFAULT) {
-            return Ok(());
-        }
-        let shown = match limit {
-            RateLimit::PerWindow(n) => n,
-            _ => RATE_GLOBAL_DEFAULT,
-        };
-        Err(Refusal::Limited(format!("Global rate limit exceeded ({shown} requests per 60s)")))
+    /// Takes one [`Table::Impressions`] row read back from storage.
+    pub(crate) fn restore_row(&mut self, agent_id: String, value: &[u8]) -> Result<(), RecordError> {
+        let imp: Impression = store::decode(value)?;
+        self.by_agent.insert(agent_id, imp);
+        Ok(())
     }
-
-    /// The per-peer limit, for connected peers, applied after their signature verified.
-    pub(crate) fn admit_peer(&mut self, agent_id: &str) -> Result<(), Refusal> {
-        let Some(conn) = self.connections.get(agent_id) else { return Ok(()) };
-        let limit = conn.rate_limit;
-        let window = self.rate_peers.entry(agent_id.to_owned()).or_default();
-        if window.try_admit(self.now.mono_ms, limit, RATE_PER_PEER_DEFAULT) {
-            return Ok(());
-        }
-        let shown = match limit {
-            RateLimit::PerWindow(n) => n,
-            _ => RATE_PER_PEER_DEFAULT,
-        };
-        Err(Refusal::Limited(format!("Rate limit exceeded for this connection ({shown} requests per 60s)")))
-    }
-
-    pub(crate) fn cmd_set_rate_limit(&mut self, agent_id: Option<&str>, value: i64) -> Result<Value, CommandError> {
-        let limit = RateLimit::from_tool_value(value).ok_or_else(|| {
-            CommandError::InvalidArgument(format!(
-                "limit must be 0 (default), -1 (unlimited) or 1..={}",
-                crate::limits::RATE_LIMIT_CEILING
-            ))
-        })?;
-        match agent_id {
-            Some(id) => {
-                let Some(conn) = self.connections.get_mut(id) else {
-                    return Err(CommandError::NotFound(format!("Not connected to '{id}'")));
-                };
-                conn.rate_limit = limit;
-                let change = Change::put(Table::Connections, id, &*conn);
-                self.persist(vec![change]);
-                Ok(
-                    json!({"agent_id": id, "limit": value, "effective_per_minute": effective(limit, RATE_PER_PEER_DEFAULT)}),
-                )
-            }
-            None => {
-                self.profile.rate_global = limit;
-                let change = Change::put(Table::Profile, "self", &self.profile);
-                self.persist(vec![change]);
-                Ok(
-                    json!({"scope": "global", "limit": value, "effective_per_minute": effective(limit, RATE_GLOBAL_DEFAULT)}),
-                )
-            }
-        }
-    }
-
-    pub(crate) fn cmd_set_impression(
-        &mut self,
-        agent_id: &str,
-        score: f64,
-        note: Option<String>,
-    ) -> Result<Value, CommandError> {
-        self.agent_id(agent_id).map_err(|e| CommandError::InvalidArgument(e.to_string()))?;
-        if !score.is_finite() || !(-1.0..=1.0).contains(&score) {
-            return Err(CommandError::InvalidArgument("score must be within -1.0..1.0".to_owned()));
-        }
-        let note = note.unwrap_or_default();
-        if note.chars().count() > NOTE_CHARS_MAX {
-            return Err(CommandError::InvalidArgument(format!("note must be at most {NOTE_CHARS_MAX} characters")));
-        }
-        if !self.impressions.contains_key(agent_id) && self.impressions.len() >= IMPRESSIONS_MAX {
-            return Err(CommandError::Limited(format!("At most {IMPRESSIONS_MAX} impressions")));
-        }
-        self.set_score(agent_id, score, Some(truncate_chars(&note, NOTE_CHARS_MAX)), true);
-        Ok(json!({"agent_id": agent_id, "score": score, "note": note}))
-    }
-
-    pub(crate) fn cmd_get_impression(&self, agent_id: &str) -> Value {
-        match self.impressions.get(agent_id) {
-            Some(i) => {
-                json!({"agent_id": agent_id, "has_impression": true, "score": i.score, "note": i.note, "updated_at": i.updated_at,
-                "negative_since": i.negative_since_us.map(crate::time::format_iso), "first_hand": i.first_hand})
-            }
-            None => json!({"agent_id": agent_id, "has_impression": false}),
-        }
-    }
-
-    /// 0.5.3's unauthenticated `GET /impression/<id>`: impressions are private, so always refused.
-    pub(crate) fn on_impression_query(&mut self, _agent_id: &str) -> Result<Vec<u8>, Refusal> {
-        self.admit_global()?;
-        Err(Refusal::Unauthorized(
-            "Impressions are private; ask with a signed trust_query as a connected peer".to_owned(),
-        ))
-    }
-
-    // ----- peer trust queries: answering -----
-
-    pub(crate) fn on_trust_query(&mut self, body: &[u8]) -> Result<Vec<u8>, Refusal> {
-        self.admit_global()?;
-        let q: TrustQuery = wire::decode(body)?;
-        if q.from_agent_id.is_empty()
-            || q.subject_agent_id.is_empty()
-            || q.query_id.is_empty()
-            || q.dm_signature_hex.is_empty()
-        {
-            return Err(Refusal::MissingFields(
-                "from_agent_id, subject_agent_id, query_id, dm_signature_hex".to_owned(),
-            ));
-        }
-        if q.to_agent_id != self.me() {
-            return Err(Refusal::Invalid("Query is addressed to another agent".to_owned()));
-        }
-        if q.query_id.len() > crate::limits::ID_BYTES_MAX {
-            return Err(Refusal::Invalid("query_id too long".to_owned()));
-        }
-        let Some(conn) = self.connections.get(&q.from_agent_id) else {
-            return Err(Refusal::Unauthorized("Trust queries are answered to connected peers only".to_owned()));
-        };
-        let key = *conn.agent_id.key();
-        let stamp_us = check_fresh(self.now.wall_us, &q.timestamp)?;
-        sign::verify_hex(&key, &query_bytes(&q), &q.dm_signature_hex)
-            .map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
-        if self.trust_of(&q.from_agent_id) < TRUST_ANSWER_MIN {
-            return Err(Refusal::Unauthorized("Not answered: this node does not trust the asker".to_owned()));
-        }
-        let subject = self.bind_identity(&q.subject_agent_id, None)?;
-        let replay = sig_key("trust-query", &q.dm_signature_hex);
-        self.record_replay(&replay, stamp_us)?;
-        let change = self.replay_change(&replay);
-        self.persist(vec![change]);
-        // Hearsay is not an opinion: only what we formed ourselves is told.
-        let score = self.impressions.get(subject.as_str()).filter(|i| i.first_hand).map(|i| i.score);
-        let mut a = TrustAnswer {
-            from_agent_id: self.me().to_owned(),
-            to_agent_id: q.from_agent_id.clone(),
-            subject_agent_id: subject.to_string(),
-            query_id: q.query_id.clone(),
-            has_impression: score.is_some(),
-            score,
-            timestamp: self.now.iso(),
-            dm_signature_hex: String::new(),
-        };
-        a.dm_signature_hex = sign::sign_hex(&self.passport, &answer_bytes(&a));
-        Ok(wire::encode(&a))
-    }
-
-    // ----- peer trust queries: asking -----
-
-    /// Starts asking our connected peers what they think of a new requester. Answers arrive through
-    /// [`Node::on_trust_answer`]; a round that leaves us unsure asks the next peers (see
-    /// [`Node::ask_next_peers`]).
-    pub(crate) fn start_trust_query(&mut self, request_id: &str) {
-        // Only for a requester that proved its key: otherwise anyone could make us query our peers
-        // (and move our impressions) in someone else's name.
-        let Some(p) = self.pending_in.get_mut(request_id).filter(|p| p.identity_verified && p.peer_trust.is_none())
-        else {
-            return;
-        };
-        p.peer_trust = Some(PeerTrust::default());
-        if self.ask_next_peers(request_id) == 0 {
-            self.finish_trust_query_if_complete(request_id);
-        }
-    }
-
-    /// One round of questions: up to [`TRUST_QUERY_FANOUT_MAX`] connected peers not asked before
-    /// about this request, most trusted first, within [`TRUST_QUERY_ASKED_MAX`] per request. The
-    /// round is persisted before it goes out, so a restart asks again. Returns how many were asked.
-    pub(crate) fn ask_next_peers(&mut self, request_id: &str) -> usize {
-        let Some(p) = self.pending_in.get(request_id) else { return 0 };
-        let Some(t) = p.peer_trust.as_ref() else { return 0 };
-        let subject = p.agent_id.to_string();
-        let room = TRUST_QUERY_ASKED_MAX.saturating_sub(t.asked_peers.len()).min(TRUST_QUERY_FANOUT_MAX);
-        if room == 0 {
-            return 0;
-        }
-        // The first round asks the most trusted peers whatever their weight (the agent sees every
-        // opinion); a later round only asks peers whose answer can count, so a request nobody vouches
-        // for cannot make us question the whole neighbourhood.
-        let first_round = t.asked_peers.is_empty();
-        let mut peers: Vec<(f64, String, String)> = self
-            .connections
-            .values()
-            .filter(|c| c.agent_id.as_str() != subject && !t.asked_peers.iter().any(|a| a == c.agent_id.as_str()))
-            .filter(|c| first_round || self.opinion_weight(c.agent_id.as_str()) > 0.0)
-            .map(|c| (self.trust_of(c.agent_id.as_str()), c.agent_id.to_string(), c.url.clone()))
-            .collect();
-        // Most trusted first; ties by id so the choice is deterministic.
-        peers.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        peers.truncate(room);
-        if peers.is_empty() {
-            return 0;
-        }
-        let Some(p) = self.pending_in.get_mut(request_id) else { return 0 };
-        let t = p.peer_trust.as_mut().expect("checked above");
-        t.asked += peers.len() as u32;
-        t.asked_peers.extend(peers.iter().map(|(_, id, _)| id.clone()));
-        debug_assert!(t.asked_peers.len() <= TRUST_QUERY_ASKED_MAX);
-        let change = Change::put(Table::PendingIn, request_id, &*p);
-        self.persist(vec![change]);
-        let asked = peers.len();
-        for (_, peer, peer_url) in peers {
-            let query_id = format!("tq-{}", self.random_hex(6));
-            let mut q = TrustQuery {
-                from_agent_id: self.me().to_owned(),
-                to_agent_id: peer.clone(),
-                subject_agent_id: subject.clone(),
-                query_id: query_id.clone(),
-                timestamp: self.now.iso(),
-                dm_signature_hex: String::new(),
-            };
-            q.dm_signature_hex = sign::sign_hex(&self.passport, &query_bytes(&q));
-            let local = self.connections.get(&peer).is_some_and(|c| c.local);
-            let call = Call::TrustQuery { request_id: request_id.to_owned(), peer, query_id };
-            self.transmit(
-                Method::Post,
-                url::endpoint(&peer_url, "trust_query"),
-                wire::encode(&q),
-                TRUST_QUERY_TIMEOUT_MS,
-                !local,
-                call,
-            );
-        }
-        asked
-    }
-
-    pub(crate) fn on_trust_answer(
-        &mut self,
-        request_id: &str,
-        peer: &str,
-        query_id: &str,
-        result: Result<HttpResponse, String>,
-    ) {
-        let opinion = match self.check_trust_answer(request_id, peer, query_id, result) {
-            Answer::Opinion(score) => Some(score),
-            Answer::Nothing => None,
-            Answer::Misbehaved => {
-                // Signed by the peer itself yet wrong: the one kind of bad packet that is attributable.
-                self.nudge(peer, limits::TRUST_DELTA_FORGED);
-                None
-            }
-        };
-        let weight = self.opinion_weight(peer);
-        let Some(p) = self.pending_in.get_mut(request_id) else { return };
-        let subject = p.agent_id.to_string();
-        let Some(t) = p.peer_trust.as_mut() else { return };
-        t.finished += 1;
-        if let Some(score) = opinion {
-            t.opinions.push((peer.to_owned(), score, weight));
-        }
-        // A trusted peer's report moves our own impression of the subject a little.
-        if let Some(score) = opinion {
-            if weight > 0.0 && self.config.trust_policy == TrustPolicy::Weighted {
-                let ours = self.trust_of(&subject);
-                let moved = (ours + TRUST_REPORT_WEIGHT * weight * (score - ours)).clamp(-1.0, 1.0);
-                if self.impressions.contains_key(&subject) || self.impressions.len() < IMPRESSIONS_MAX {
-                    self.set_score(&subject, moved, None, false);
-                }
-            }
-        }
-        self.finish_trust_query_if_complete(request_id);
-    }
-
-    /// What a peer's answer says about this request's subject.
-    fn check_trust_answer(
-        &self,
-        request_id: &str,
-        peer: &str,
-        query_id: &str,
-        result: Result<HttpResponse, String>,
-    ) -> Answer {
-        let Some(resp) = result.ok().filter(|r| r.status == 200) else { return Answer::Nothing };
-        let Ok(a) = wire::decode::<TrustAnswer>(&resp.body) else { return Answer::Nothing };
-        let (Some(p), Some(conn)) = (self.pending_in.get(request_id), self.connections.get(peer)) else {
-            return Answer::Nothing;
-        };
-        if a.from_agent_id != peer
-            || sign::verify_hex(conn.agent_id.key(), &answer_bytes(&a), &a.dm_signature_hex).is_err()
-        {
-            return Answer::Nothing;
-        }
-        // A genuine answer meant for another asker or query looks just like this when replayed, so a
-        // mismatch is no opinion, not misbehaviour.
-        if a.to_agent_id != self.me() || a.subject_agent_id != p.agent_id.as_str() || a.query_id != query_id {
-            return Answer::Nothing;
-        }
-        // Signed by the peer, for this very question, and out of range: that is the peer's doing.
-        if !a.score.is_none_or(|s| s.is_finite() && (-1.0..=1.0).contains(&s)) {
-            return Answer::Misbehaved;
-        }
-        if check_fresh(self.now.wall_us, &a.timestamp).is_err() {
-            return Answer::Nothing;
-        }
-        match a.score {
-            Some(score) if a.has_impression => Answer::Opinion(score),
-            _ => Answer::Nothing,
-        }
-    }
-
-    fn finish_trust_query_if_complete(&mut self, request_id: &str) {
-        let Some(p) = self.pending_in.get_mut(request_id) else { return };
-        let Some(t) = p.peer_trust.as_mut() else { return };
-        if !t.complete() {
-            return;
-        }
-        combine(t);
-        let change = Change::put(Table::PendingIn, request_id, &*p);
-        self.persist(vec![change]);
-        // Not enough weight yet: ask the next peers before deciding.
-        if !self.confident(request_id) && self.ask_next_peers(request_id) > 0 {
-            return;
-        }
-        self.decide_by_policy(request_id);
-    }
-
-    /// Whether the opinions in on this request weigh enough for the policy to act on.
-    fn confident(&self, request_id: &str) -> bool {
-        let Some(t) = self.pending_in.get(request_id).and_then(|p| p.peer_trust.as_ref()) else { return false };
-        match self.config.trust_policy {
-            TrustPolicy::Weighted => t.score.is_some() && t.weight >= TRUST_CONFIDENCE_MIN,
-            TrustPolicy::PlainAverage => t.score.is_some() && !t.opinions.is_empty(),
-        }
-    }
-
-    /// Applies the acceptance policy to a proven request whose peer opinions are all in.
-    pub(crate) fn decide_by_policy(&mut self, request_id: &str) {
-        let Some(p) = self.pending_in.get(request_id) else { return };
-        let Some(t) = p.peer_trust.as_ref().filter(|t| t.complete()) else { return };
-        let Some(score) = t.score else { return };
-        if !self.confident(request_id) {
-            return;
-        }
-        let agent_id = p.agent_id.to_string();
-        // Only a request signed in our form may be accepted by policy: a 0.5.3 challenge proof signs
-        // nothing but the challenge, so a node the requester talks to could relay it.
-        let signed = p.speaks_v2;
-        if self.config.trust_accept_min.is_some_and(|min| score >= min) && signed && self.accepting_connections() {
-            self.accept_pending(request_id);
-            self.emit(Event::RequestDecided {
-                request_id: request_id.to_owned(),
-                agent_id,
-                accepted: true,
-                peer_score: score,
-            });
-        } else if self.config.trust_reject_max.is_some_and(|max| score <= max) {
-            self.reject_pending(request_id);
-            self.emit(Event::RequestDecided {
-                request_id: request_id.to_owned(),
-                agent_id,
-                accepted: false,
-                peer_score: score,
-            });
-        }
-    }
-
-    /// Looks again at every pending request whose questions are all answered (at housekeeping):
-    /// opinions are weighed by our trust in their givers *now* (in memory; the next housekeeping after
-    /// a restart does it again), peers connected since are asked
-    /// while we are still unsure, and the policy decides what has become clear. At most
-    /// [`crate::limits::PENDING_REQUESTS_MAX`] requests with up to [`TRUST_QUERY_ASKED_MAX`]
-    /// opinions each.
-    pub(crate) fn reconsider_pending(&mut self) {
-        let waiting: Vec<String> = self
-            .pending_in
-            .values()
-            .filter(|p| p.peer_trust.as_ref().is_some_and(|t| t.complete()))
-            .map(|p| p.request_id.clone())
-            .collect();
-        for request_id in waiting {
-            let weights: Vec<f64> = match self.pending_in.get(&request_id).and_then(|p| p.peer_trust.as_ref()) {
-                Some(t) => t.opinions.iter().map(|o| self.opinion_weight(&o.0)).collect(),
-                None => continue,
-            };
-            let Some(p) = self.pending_in.get_mut(&request_id) else { continue };
-            let Some(t) = p.peer_trust.as_mut() else { continue };
-            // Derived from our impressions, which are stored: not persisted (trust drifts a little
-            // with every delivery, and rewriting up to 50 records a minute would buy nothing).
-            for (o, w) in t.opinions.iter_mut().zip(weights) {
-                o.2 = w;
-            }
-            combine(t);
-            if !self.confident(&request_id) && self.ask_next_peers(&request_id) > 0 {
-                continue;
-            }
-            self.decide_by_policy(&request_id);
-        }
-    }
-
-    /// How much a peer's opinion counts: our trust in it (none if we distrust it), or 1 for all
-    /// under the plain average.
-    fn opinion_weight(&self, peer: &str) -> f64 {
-        match self.config.trust_policy {
-            TrustPolicy::Weighted => self.trust_of(peer).max(0.0),
-            TrustPolicy::PlainAverage => 1.0,
-        }
-    }
-
-    /// Drops connections whose impression has been negative for longer than
-    /// [`TRUST_NEGATIVE_TIMEOUT_S`], telling each peer with a signed notice.
-    pub(crate) fn auto_disconnect(&mut self) {
-        let cutoff = self.now.wall_us - TRUST_NEGATIVE_TIMEOUT_S as i64 * 1_000_000;
-        // Walks the impressions, not the connections: most have no negative mark, and this runs on
-        // every housekeeping tick. Both maps are keyed by agent id, so the order is the same.
-        let stale: Vec<String> = self
-            .impressions
-            .iter()
-            .filter(|(id, i)| {
-                i.negative_since_us.is_some_and(|since| since <= cutoff) && self.connections.contains_key(*id)
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in stale {
-            self.disconnect(&id, "Auto-disconnected: impression negative for over an hour.");
-        }
-    }
-}
-
-/// What a peer's answer to a trust query amounts to.
-enum Answer {
-    /// A valid opinion.
-    Opinion(f64),
-    /// No opinion, or nothing usable (unreachable, unsigned, stale).
-    Nothing,
-    /// Signed by the peer for this question, with a score out of range.
-    Misbehaved,
-}
-
-fn effective(limit: RateLimit, default: u32) -> Value {
-    match limit {
-        RateLimit::Default => json!(default),
-        RateLimit::PerWindow(n) => json!(n),
-        RateLimit::Unlimited => Value::Null,
-    }
-}
-
-/// The weighted mean of a request's opinions and their total weight (no score without weight).
-fn combine(t: &mut PeerTrust) {
-    let weight: f64 = t.opinions.iter().map(|o| o.2).sum::<f64>() + 0.0;
-    t.weight = weight;
-    t.score = (weight > 0.0).then(|| t.opinions.iter().map(|o| o.1 * o.2).sum::<f64>() / weight);
 }
 
 #[cfg(test)]
 mod tests {
-    use super::adjust;
+    use super::*;
 
     #[test]
     fn adjust_diminishes_and_stays_in_range() {
@@ -570,5 +150,21 @@ mod tests {
         assert_eq!(adjust(1.0, 1.0), 1.0);
         assert_eq!(adjust(-1.0, -1.0), -1.0);
         assert_eq!(adjust(0.9, 5.0), 1.0);
+    }
+
+    #[test]
+    fn a_negative_mark_starts_once_below_the_margin_and_ends_above_it() {
+        let mut t = Impressions::default();
+        let _ = t.set("a", -TRUST_NEGATIVE_MARGIN, None, true, 10, "t".into());
+        assert_eq!(t.get("a").unwrap().negative_since_us, None);
+        let _ = t.set("a", -0.5, None, true, 20, "t".into());
+        let _ = t.set("a", -0.6, None, false, 30, "t".into());
+        assert_eq!(t.get("a").unwrap().negative_since_us, Some(20));
+        assert!(t.get("a").unwrap().first_hand, "hearsay leaves the flag as it was");
+        assert!(t.restart_grudge("a", 40).is_some());
+        assert_eq!(t.get("a").unwrap().negative_since_us, Some(40));
+        let _ = t.set("a", 0.0, None, true, 50, "t".into());
+        assert_eq!(t.get("a").unwrap().negative_since_us, None);
+        assert!(t.restart_grudge("a", 60).is_none());
     }
 }

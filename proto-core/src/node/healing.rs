@@ -6,12 +6,12 @@
 
 use serde_json::{json, Value};
 
-use crate::connection::check_fresh;
 use crate::error::{CommandError, Refusal};
 use crate::identity::truncate_chars;
 use crate::io::{Event, InboundRequest, Method};
 use crate::limits::{self, BIO_CHARS_MAX, DISPLAY_NAME_CHARS_MAX};
 use crate::node::{Call, Node};
+use crate::replay::check_fresh;
 use crate::sign::{self, DOMAIN_PEER_UPDATE, V2_PEER_UPDATE};
 use crate::store::{Change, Table};
 use crate::url;
@@ -77,7 +77,7 @@ impl Node {
             }
         };
         let replay_key = format!("peer_update:{}:{stamp}", u.agent_id);
-        self.record_replay(&replay_key, stamp_us)?;
+        let replay_change = self.replay.admit(&replay_key, stamp_us, self.now.wall_us)?;
         let conn = self.connections.get_mut(&u.agent_id).expect("checked above");
         conn.url = url::base(&u.new_url);
         // Bio and name are only covered by our form; from a 0.5.3 peer they are informational, as there.
@@ -94,7 +94,7 @@ impl Node {
         conn.local = source_local;
         let conn_change = Change::put(Table::Connections, &u.agent_id, &*conn);
         let url_now = conn.url.clone();
-        let changes = vec![conn_change, self.replay_change(&replay_key)];
+        let changes = vec![conn_change, replay_change];
         self.persist(changes);
         self.emit(Event::PeerUpdated { agent_id: u.agent_id.clone(), url: url_now });
         Ok(wire::encode(&PeerUpdated { success: true, updated: true }))

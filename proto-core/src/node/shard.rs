@@ -1,126 +1,21 @@
-//! Knowledge shards: signed, trust-gated units of knowledge that sync to qualifying peers.
-//!
-//! Sync, not a one-time push (0.5.3 pushes once at creation): an author's shard reaches every
-//! connected peer whose trust meets its threshold when it is created, updated or deleted, when a
-//! peer's trust rises past the threshold, and when a new peer connects; updates and deletions also go
-//! to every peer that ever received it. Receivers re-check the author's signature and their *own*
-//! trust in the author, and drop their copy when the author's newer version no longer qualifies them.
-//!
-//! Between nodes of this project each push is signed by the author in our form over every field, the
-//! receiver and the push time: it is fresh within the window and never replayed, so nobody can relay
-//! an old version. Toward 0.5.3 peers the author also signs 0.5.3's form (`shard_id, author, content,
-//! sorted tags`) when the content has no newline (a newline would make that form ambiguous). A shard
-//! received in 0.5.3's form is kept as first received: its summary and threshold are not signed there,
-//! so later copies of it (from anyone) change nothing, and its summary is not shown.
-//!
-//! Caches expire [`SHARD_CACHE_TTL_S`] after the author last sent the shard; authors re-send their
-//! shards in rounds that start at most every [`SHARD_REFRESH_INTERVAL_MS`] (a quarter of the TTL),
-//! at most [`SHARD_REFRESH_BATCH_MAX`] pushes per housekeeping tick, so a cached
-//! shard lives as long as its author stays connected and trusting. Our own tombstones are re-sent the
-//! same way until the TTL has passed, then forgotten.
-//!
-//! Cache eviction order when full: expired first, then shards whose author we trust least, then the
-//! least recently updated.
+//! Node glue for shards: pushes out, pushes in, the shard commands and the refresh rounds.
 
+use crate::shards::{
+    key, legacy_bytes, v2_bytes, validate, ShardArgs, SHARD_CONNECT_PUSH_MAX, SHARD_REFRESH_BATCH_MAX,
+};
 use serde_json::{json, Value};
 
-use crate::connection::{check_fresh, sig_key};
 use crate::error::{CommandError, Refusal};
 use crate::identity::truncate_chars;
 use crate::io::Method;
-use crate::limits::{
-    self, CONTENT_CHARS_MAX, ID_BYTES_MAX, SHARDS_CACHED_MAX, SHARDS_OWN_MAX, SHARD_CACHE_TTL_S,
-    SHARD_SUMMARY_CHARS_MAX, SHARD_TAGS_MAX, SHARD_TAG_CHARS_MAX,
-};
+use crate::limits::{self, CONTENT_CHARS_MAX, ID_BYTES_MAX, SHARDS_OWN_MAX};
 use crate::node::{Call, Node};
-use crate::sign::{self, DOMAIN_SHARD, V2_SHARD};
+use crate::replay::{check_fresh, sig_key};
+use crate::sign::{self};
 use crate::store::{Change, Shard, Table};
 use crate::time::{format_iso, parse_iso};
 use crate::url;
 use crate::wire::{self, shard::ShardPush};
-
-/// Pushes the round-robin refresh may start in one housekeeping tick.
-pub const SHARD_REFRESH_BATCH_MAX: usize = 64;
-/// A refresh round starts at most this often (a quarter of the TTL), in milliseconds: each round
-/// costs every receiver a signature check and a commit per shard, so it is paced to the TTL.
-pub const SHARD_REFRESH_INTERVAL_MS: u64 = SHARD_CACHE_TTL_S * 1000 / 4;
-/// Shards pushed at once to a peer that just connected (the rest follow with the refresh).
-pub const SHARD_CONNECT_PUSH_MAX: usize = 64;
-
-/// A new or updated shard from the agent.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ShardArgs {
-    /// Body, 1..=[`CONTENT_CHARS_MAX`] characters.
-    pub content: String,
-    /// 1..=[`SHARD_TAGS_MAX`] tags.
-    pub tags: Vec<String>,
-    /// 0..1.
-    pub trust_threshold: f64,
-    /// Optional summary.
-    pub summary: Option<String>,
-}
-
-/// 0.5.3's `tags_str`: tags sorted by code point and joined with commas.
-pub fn tags_str(tags: &[String]) -> String {
-    let mut sorted: Vec<&str> = tags.iter().map(String::as_str).collect();
-    sorted.sort_unstable();
-    sorted.join(",")
-}
-
-fn key(author: &str, shard_id: &str) -> String {
-    format!("{author}/{shard_id}")
-}
-
-/// Our signed form of one push: every shard field, the receiver and the push time.
-fn v2_bytes(s: &Shard, to: &str, pushed_at: &str) -> Vec<u8> {
-    let threshold = s.trust_threshold.to_string();
-    let tags = serde_json::to_string(&s.tags).expect("strings serialise");
-    let deleted = if s.deleted { "1" } else { "0" };
-    sign::v2_bytes(
-        V2_SHARD,
-        &[
-            &s.shard_id,
-            &s.author,
-            &s.content,
-            &tags,
-            &threshold,
-            s.summary.as_deref().unwrap_or(""),
-            &s.created_at,
-            &s.updated_at,
-            deleted,
-            to,
-            pushed_at,
-        ],
-    )
-}
-
-fn legacy_bytes(shard_id: &str, author: &str, content: &str, tags: &[String]) -> Option<Vec<u8>> {
-    sign::domain_bytes(DOMAIN_SHARD, &[shard_id, author, content, &tags_str(tags)]).ok()
-}
-
-/// Checks tags, threshold, content and summary; returns why not.
-fn validate(content: &str, tags: &[String], threshold: f64, summary: Option<&str>) -> Result<(), String> {
-    let n = content.chars().count();
-    if n == 0 || n > CONTENT_CHARS_MAX {
-        return Err(format!("content must be 1..={CONTENT_CHARS_MAX} characters (got {n})"));
-    }
-    if tags.is_empty() || tags.len() > SHARD_TAGS_MAX {
-        return Err(format!("tags must have 1..={SHARD_TAGS_MAX} entries"));
-    }
-    for t in tags {
-        let c = t.chars().count();
-        if c == 0 || c > SHARD_TAG_CHARS_MAX || t.contains([',', '\n']) {
-            return Err(format!("each tag must be 1..={SHARD_TAG_CHARS_MAX} characters without commas or newlines"));
-        }
-    }
-    if !threshold.is_finite() || !(0.0..=1.0).contains(&threshold) {
-        return Err("trust_threshold must be within 0.0..1.0".to_owned());
-    }
-    if summary.is_some_and(|s| s.chars().count() > SHARD_SUMMARY_CHARS_MAX) {
-        return Err(format!("summary must be at most {SHARD_SUMMARY_CHARS_MAX} characters"));
-    }
-    Ok(())
-}
 
 impl Node {
     fn own_shards(&self) -> impl Iterator<Item = &Shard> {
@@ -234,7 +129,7 @@ impl Node {
             self.push_shard(&shard, t);
         }
         let out = json!({"shard_id": shard.shard_id, "tags": shard.tags, "trust_threshold": shard.trust_threshold, "deleted": shard.deleted, "sent_to": targets});
-        self.shards.insert(k, shard);
+        self.shards.insert_persisted(k, shard);
         out
     }
 
@@ -277,8 +172,8 @@ impl Node {
         let Some(mut shard) = self.shards.get(shard_key).cloned() else { return };
         if !shard.sent_to.iter().any(|p| p == peer) {
             shard.sent_to.push(peer.to_owned());
-            self.persist(vec![Change::put(Table::Shards, shard_key, &shard)]);
-            self.shards.insert(shard_key.to_owned(), shard.clone());
+            let change = self.shards.put(shard_key.to_owned(), shard.clone());
+            self.persist(vec![change]);
         }
         self.push_shard(&shard, peer);
     }
@@ -296,24 +191,11 @@ impl Node {
                 }
             }
         }
-        if pairs.is_empty() {
-            self.shard_refresh_cursor = 0;
-            return;
-        }
-        if self.shard_refresh_cursor == 0 {
-            if self.now.mono_ms < self.shard_refresh_next_ms {
-                return;
-            }
-            self.shard_refresh_next_ms = self.now.mono_ms + SHARD_REFRESH_INTERVAL_MS;
-        }
-        let start = self.shard_refresh_cursor.min(pairs.len());
         let room = limits::OUTBOUND_IN_FLIGHT_MAX.saturating_sub(self.calls_in_flight()).min(SHARD_REFRESH_BATCH_MAX);
-        let end = (start + room).min(pairs.len());
-        for (k, p) in &pairs[start..end] {
+        let Some(turn) = self.shards.refresh_step(pairs.len(), self.now.mono_ms, room) else { return };
+        for (k, p) in &pairs[turn] {
             self.push_and_record(k, p);
         }
-        // A round ends when every pair had its turn; the next starts an interval after this one did.
-        self.shard_refresh_cursor = if end >= pairs.len() { 0 } else { end };
     }
 
     /// A new connection receives our live shards its trust qualifies for (the first
@@ -406,8 +288,7 @@ impl Node {
                 sign::verify_hex(author.key(), &v2_bytes(&shard, to, pushed_at), sig)
                     .map_err(|_| Refusal::Unauthorized("Invalid shard signature".to_owned()))?;
                 let rk = sig_key("shard", sig);
-                self.record_replay(&rk, stamp_us)?;
-                replay_change = Some(self.replay_change(&rk));
+                replay_change = Some(self.replay.admit(&rk, stamp_us, self.now.wall_us)?);
                 shard.signed_v2 = true;
             }
             (Some(_), _, _) => return Err(Refusal::MissingFields("to_agent_id, pushed_at".to_owned())),
@@ -435,71 +316,33 @@ impl Node {
         let mut changes: Vec<Change> = replay_change.into_iter().collect();
         if self.trust_of(author.as_str()) < shard.trust_threshold {
             // The author's current version is not for us: whatever older copy we hold goes too.
-            if self.shards.remove(&k).is_some() {
-                changes.push(Change::delete(Table::Shards, &k));
-            }
+            changes.extend(self.shards.remove(&k));
             self.persist(changes);
             return Err(Refusal::Unauthorized("Trust threshold not met".to_owned()));
         }
-        if let Some(held) = self.shards.get_mut(&k) {
-            let older_or_same =
-                if shard.signed_v2 { held.signed_v2 && held.updated_us >= shard.updated_us } else { true };
-            if older_or_same {
-                // The author still vouches for what we hold: its time to live starts again.
-                held.received_us = self.now.wall_us;
-                changes.push(Change::put(Table::Shards, &k, &*held));
-                self.persist(changes);
-                return Ok(wire::encode(&json!({"success": true, "shard_id": shard.shard_id, "current": false})));
-            }
+        if let Some(renewed) = self.shards.renew_if_current(&k, &shard, self.now.wall_us) {
+            changes.push(renewed);
+            self.persist(changes);
+            return Ok(wire::encode(&json!({"success": true, "shard_id": shard.shard_id, "current": false})));
         }
         changes.extend(self.make_room_for_cached(&k));
-        changes.push(Change::put(Table::Shards, &k, &shard));
         let id = shard.shard_id.clone();
-        self.shards.insert(k, shard);
+        changes.push(self.shards.put(k, shard));
         self.persist(changes);
         Ok(wire::encode(&json!({"success": true, "shard_id": id})))
     }
 
-    /// Evicts cached shards until one more fits: expired first, then least trusted author, then oldest.
+    /// Evicts cached shards until one more fits (see [`Shards::make_room_for_cached`]).
     fn make_room_for_cached(&mut self, incoming: &str) -> Vec<Change> {
-        let mut changes = self.prune_shards();
-        let me = self.me().to_owned();
-        while !self.shards.contains_key(incoming)
-            && self.shards.values().filter(|s| s.author != me).count() >= SHARDS_CACHED_MAX
-        {
-            let victim = self
-                .shards
-                .iter()
-                .filter(|(_, s)| s.author != me)
-                .min_by(|(ka, a), (kb, b)| {
-                    self.trust_of(&a.author)
-                        .total_cmp(&self.trust_of(&b.author))
-                        .then(a.updated_us.cmp(&b.updated_us))
-                        .then(ka.cmp(kb))
-                })
-                .map(|(k, _)| k.clone())
-                .expect("the cache is full, so non-empty");
-            self.shards.remove(&victim);
-            changes.push(Change::delete(Table::Shards, &victim));
-        }
-        changes
+        let me = self.passport.agent_id().as_str();
+        let impressions = &self.impressions;
+        let trust_of = |id: &str| impressions.score(id);
+        self.shards.make_room_for_cached(incoming, me, self.now.wall_us, trust_of)
     }
 
-    /// Drops cached shards past their TTL, and our own tombstones once every holder has had a TTL to
-    /// hear of them. Returns the deletes to persist.
+    /// Drops expired cached shards and old tombstones of ours; returns the deletes to persist.
     pub(crate) fn prune_shards(&mut self) -> Vec<Change> {
-        let me = self.me().to_owned();
-        let cutoff = self.now.wall_us - SHARD_CACHE_TTL_S as i64 * 1_000_000;
-        let old: Vec<String> = self
-            .shards
-            .iter()
-            .filter(|(_, s)| if s.author == me { s.deleted && s.updated_us < cutoff } else { s.received_us < cutoff })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in &old {
-            self.shards.remove(k);
-        }
-        old.iter().map(|k| Change::delete(Table::Shards, k)).collect()
+        self.shards.prune(self.passport.agent_id().as_str(), self.now.wall_us)
     }
 
     fn visible(&self, s: &Shard) -> bool {
@@ -565,29 +408,5 @@ impl Node {
                 "Several authors use shard ID '{shard_id}': give the author"
             ))),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tags_sort_by_code_point() {
-        assert_eq!(tags_str(&["zeta".into(), "alpha".into(), "Beta".into()]), "Beta,alpha,zeta");
-    }
-
-    #[test]
-    fn validation_edges() {
-        let tags = vec!["t".to_owned()];
-        assert!(validate("x", &tags, 0.0, None).is_ok());
-        assert!(validate("x", &tags, 1.0, None).is_ok());
-        assert!(validate("x", &tags, 1.01, None).is_err());
-        assert!(validate("x", &[], 0.0, None).is_err());
-        assert!(validate("x", &vec!["t".to_owned(); SHARD_TAGS_MAX], 0.0, None).is_ok());
-        assert!(validate("x", &vec!["t".to_owned(); SHARD_TAGS_MAX + 1], 0.0, None).is_err());
-        assert!(validate("x", &["a,b".to_owned()], 0.0, None).is_err());
-        assert!(validate(&"é".repeat(CONTENT_CHARS_MAX), &tags, 0.0, None).is_ok());
-        assert!(validate(&"é".repeat(CONTENT_CHARS_MAX + 1), &tags, 0.0, None).is_err());
     }
 }

@@ -19,37 +19,24 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
+use crate::connections::acceptance_row;
 use crate::error::{CommandError, Refusal};
 use crate::identity::{truncate_chars, AgentId};
 use crate::io::{CommandId, Event, HttpResponse, InboundRequest, Method};
 use crate::limits::{
-    self, ACCEPTANCE_ATTEMPTS_MAX, BIO_CHARS_MAX, CHALLENGE_TTL_S, DISPLAY_NAME_CHARS_MAX, PENDING_OUTBOUND_MAX,
-    PENDING_REQUESTS_MAX, REQUEST_EXPIRY_S, TIMESTAMP_FIELD_CHARS_MAX, WALLETS_MAX, WALLET_FIELD_BYTES_MAX,
+    self, BIO_CHARS_MAX, CHALLENGE_TTL_S, DISPLAY_NAME_CHARS_MAX, PENDING_OUTBOUND_MAX, PENDING_REQUESTS_MAX,
+    REQUEST_EXPIRY_S, TIMESTAMP_FIELD_CHARS_MAX, WALLETS_MAX, WALLET_FIELD_BYTES_MAX,
 };
 use crate::node::{Call, Node};
+use crate::replay::{check_fresh, sig_key};
 use crate::sign::{self, DOMAIN_CHALLENGE, V2_ACCEPTED, V2_CONNECT, V2_CONNECT_ANSWER, V2_DISCONNECT};
 use crate::store::{Change, Connection, PendingIn, PendingOut, Table};
-use crate::time::{is_fresh, parse_iso};
+use crate::time::parse_iso;
 use crate::url;
 use crate::wire::connection::{
     Ack, ConnectionAccepted, ConnectionAnswer, ConnectionProof, ConnectionRequest, Disconnect,
 };
 use crate::wire::{self, ErrorBody};
-
-/// Checks a timestamp we were given for freshness.
-pub(crate) fn check_fresh(now_us: i64, stamp: &str) -> Result<i64, Refusal> {
-    let t = parse_iso(stamp).ok_or(Refusal::Stale(limits::FRESHNESS_WINDOW_S))?;
-    if !is_fresh(now_us, t, limits::FRESHNESS_WINDOW_S) {
-        return Err(Refusal::Stale(limits::FRESHNESS_WINDOW_S));
-    }
-    Ok(t)
-}
-
-/// The replay-cache key of a signature: lower case, because hex decoding accepts either case and a
-/// re-cased copy must not count as new.
-pub(crate) fn sig_key(prefix: &str, sig_hex: &str) -> String {
-    format!("{prefix}:{}", sig_hex.to_ascii_lowercase())
-}
 
 fn opt(s: &Option<String>) -> &str {
     s.as_deref().unwrap_or("")
@@ -294,8 +281,7 @@ impl Node {
             .map_err(|_| Refusal::Unauthorized("Invalid signature on connection request".to_owned()))?;
         // A captured signed request must not be replayable (say, to move a connection's URL back).
         let key = sig_key("connect", sig);
-        self.record_replay(&key, stamp_us)?;
-        let change = self.replay_change(&key);
+        let change = self.replay.admit(&key, stamp_us, self.now.wall_us)?;
         self.persist(vec![change]);
         Ok(true)
     }
@@ -464,10 +450,10 @@ impl Node {
         sign::verify_hex(conn.agent_id.key(), &bytes, &d.dm_signature_hex)
             .map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
         let key = sig_key("disconnect", &d.dm_signature_hex);
-        self.record_replay(&key, stamp_us)?;
+        let replay_change = self.replay.admit(&key, stamp_us, self.now.wall_us)?;
         self.connections.remove(&d.from_agent_id);
-        self.rate_peers.remove(&d.from_agent_id);
-        let changes = vec![Change::delete(Table::Connections, &d.from_agent_id), self.replay_change(&key)];
+        self.rates.forget(&d.from_agent_id);
+        let changes = vec![Change::delete(Table::Connections, &d.from_agent_id), replay_change];
         self.persist(changes);
         self.emit(Event::Disconnected { agent_id: d.from_agent_id.clone(), by_peer: true });
         Ok(wire::encode(&Ack { success: true }))
@@ -508,9 +494,7 @@ impl Node {
         self.persist(vec![change]);
         if is_new {
             // An old grudge does not end a new connection at once: its hour starts now.
-            if let Some(imp) = self.impressions.get_mut(&key).filter(|i| i.negative_since_us.is_some()) {
-                imp.negative_since_us = Some(self.now.wall_us);
-                let change = Change::put(Table::Impressions, &key, &*imp);
+            if let Some(change) = self.impressions.restart_grudge(&key, self.now.wall_us) {
                 self.persist(vec![change]);
             }
             self.emit(Event::Connected { agent_id: key.clone() });
@@ -720,22 +704,7 @@ impl Node {
     /// Records that `attempts` acceptances went to `peer` unconfirmed (0: settled), so a restart
     /// sends it again instead of leaving the link half-open.
     fn note_acceptance(&mut self, peer: &str, attempts: u32) {
-        let change = if attempts == 0 {
-            Change::delete(Table::Acceptances, peer)
-        } else {
-            Change::put(Table::Acceptances, peer, &attempts)
-        };
-        self.persist(vec![change]);
-    }
-
-    /// After a restart: acceptances that were not confirmed are sent again at the next
-    /// housekeeping (attempts left permitting); rows of peers no longer connected go.
-    pub(crate) fn restore_acceptance(&mut self, peer: String, attempts: u32) {
-        if self.connections.contains_key(&peer) && attempts < ACCEPTANCE_ATTEMPTS_MAX {
-            self.acceptance_retries.insert(peer, attempts);
-        } else {
-            self.note_acceptance(&peer, 0);
-        }
+        self.persist(vec![acceptance_row(peer, attempts)]);
     }
 
     /// Tells an accepted peer, signed, at its connection's URL. Its answer comes back to
@@ -776,7 +745,7 @@ impl Node {
     /// What an accepted peer said to our acceptance. A refusal means it does not count the
     /// connection (it gave up waiting, or never got our answer to its request): keeping ours would
     /// leave a half-open link whose every trust query and delivery is refused, so it goes. A lost
-    /// call is sent again at housekeeping, up to [`ACCEPTANCE_ATTEMPTS_MAX`] in all.
+    /// call is sent again at housekeeping, up to [`crate::limits::ACCEPTANCE_ATTEMPTS_MAX`] in all.
     pub(crate) fn on_acceptance_answer(&mut self, peer: &str, attempt: u32, result: Result<HttpResponse, String>) {
         let Some(conn) = self.connections.get(peer) else {
             self.note_acceptance(peer, 0);
@@ -789,16 +758,17 @@ impl Node {
                 self.drop_half_open(peer)
             }
             Ok(r) if (200..500).contains(&r.status) && r.status != 429 => self.note_acceptance(peer, 0),
-            _ if attempt < ACCEPTANCE_ATTEMPTS_MAX => {
-                self.acceptance_retries.insert(peer.to_owned(), attempt);
+            _ => {
+                if !self.acceptances.retry_later(peer, attempt) {
+                    self.note_acceptance(peer, 0);
+                }
             }
-            _ => self.note_acceptance(peer, 0),
         }
     }
 
     /// Sends again the acceptances that did not get through (at housekeeping).
     pub(crate) fn retry_acceptances(&mut self) {
-        for (peer, attempts) in std::mem::take(&mut self.acceptance_retries) {
+        for (peer, attempts) in self.acceptances.take_due() {
             self.send_acceptance(&peer, attempts + 1);
         }
     }
@@ -808,9 +778,9 @@ impl Node {
         if self.connections.remove(peer).is_none() {
             return;
         }
-        self.rate_peers.remove(peer);
-        self.acceptance_retries.remove(peer);
-        self.persist(vec![Change::delete(Table::Connections, peer), Change::delete(Table::Acceptances, peer)]);
+        self.rates.forget(peer);
+        self.acceptances.forget(peer);
+        self.persist(vec![Change::delete(Table::Connections, peer), acceptance_row(peer, 0)]);
         self.emit(Event::Disconnected { agent_id: peer.to_owned(), by_peer: true });
     }
 
@@ -840,7 +810,7 @@ impl Node {
     /// Drops a connection and sends the peer a signed notice.
     pub(crate) fn disconnect(&mut self, agent_id: &str, reason: &str) {
         let Some(conn) = self.connections.remove(agent_id) else { return };
-        self.rate_peers.remove(agent_id);
+        self.rates.forget(agent_id);
         self.persist(vec![Change::delete(Table::Connections, agent_id)]);
         let stamp = self.now.iso();
         let bytes = sign::v2_bytes(V2_DISCONNECT, &[self.me(), conn.agent_id.as_str(), &stamp, reason]);

@@ -22,7 +22,7 @@ fn envelope(p: &Passport, id: &str, content: &str, wall_us: i64, extra: Value) -
     let from = p.agent_id().as_str();
     let sig = sign_hex(p, &legacy_message_bytes(from, id, &ts, content).unwrap());
     let mut v = json!({
-        "message_id": id, "content": content, "webhook": format!("http://203.0.113.50:8100/__darkmatter__/webhook/{id}"),
+        "message_id": id, "content": content, "webhook": format!("http://outsider.example:8100/__darkmatter__/webhook/{id}"),
         "hops_remaining": 10, "metadata": {}, "timestamp": ts, "from_agent_id": from, "from_public_key_hex": from, "signature_hex": sig,
     });
     for (k, x) in extra.as_object().unwrap() {
@@ -99,7 +99,7 @@ fn agent_id_length_then_key_binding() {
 fn webhook_url_length_and_scheme() {
     let (mut m, b) = one_node();
     let p = outsider();
-    let base = "http://203.0.113.50:8100/";
+    let base = "http://outsider.example:8100/";
     let at = format!("{base}{}", "x".repeat(URL_BYTES_MAX - base.len()));
     assert_eq!(post(&mut m, b, &envelope(&p, "u1", "hi", EPOCH_US, json!({"webhook": at}))).0, 200);
     let over = format!("{at}x");
@@ -121,6 +121,29 @@ fn private_webhooks_only_from_local_peers() {
     let local: IpAddr = "10.9.9.9".parse().unwrap();
     let (s, _) = m.inject(b, Method::Post, "/__darkmatter__/message", &envelope(&p, "w2", "hi", EPOCH_US, hook), local);
     assert_eq!(s, 200);
+    // Every special-purpose range, not only private ones: cloud metadata in CGNAT space, benchmarking,
+    // IETF assignments, reserved space, the NAT64 prefix, multicast.
+    for (i, url) in [
+        "http://100.100.100.200/latest/meta-data",
+        "http://198.18.0.1/",
+        "http://192.0.0.9/",
+        "http://240.0.0.1/",
+        "http://[64:ff9b::a9fe:a9fe]/",
+        "http://224.0.0.1/",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let body = envelope(&p, &format!("s{i}"), "hi", EPOCH_US, json!({"webhook": url}));
+        let (s, v) = post(&mut m, b, &body);
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (400, Some("Invalid webhook: private or special-purpose address from a non-local peer")),
+            "{url}"
+        );
+    }
+    let body = envelope(&p, "pub", "hi", EPOCH_US, json!({"webhook": "http://8.8.8.8/hook"}));
+    assert_eq!(post(&mut m, b, &body).0, 200, "a public webhook is accepted");
 }
 
 #[test]

@@ -41,7 +41,7 @@ fn protocol_limits() -> Vec<(&'static str, Value)> {
         BOOST_BROADCAST, BOOST_DIRECT, BOOST_FOCUS, BOOST_FORWARD, BOOST_REPLY, MEMORY_HALF_LIFE_S, TRUST_WEIGHT_MIN,
     };
     use proto_core::node::HOUSEKEEPING_INTERVAL_MS;
-    use proto_core::shard::{SHARD_CONNECT_PUSH_MAX, SHARD_REFRESH_BATCH_MAX, SHARD_REFRESH_INTERVAL_MS};
+    use proto_core::shards::{SHARD_CONNECT_PUSH_MAX, SHARD_REFRESH_BATCH_MAX, SHARD_REFRESH_INTERVAL_MS};
     use proto_core::sign::SIGNATURE_HEX_LEN;
     use proto_core::time::TIMESTAMP_CHARS_MAX;
     use proto_core::wire::DM_PROTOCOL;

@@ -250,7 +250,7 @@ fn an_unsigned_forward_claim_does_not_let_a_stranger_answer() {
         &mallory,
         &proto_core::sign::legacy_message_bytes(mallory.agent_id().as_str(), "msg-mallory1", &ts, content).unwrap(),
     );
-    let body = json!({"message_id": "msg-mallory1", "content": content, "webhook": "http://203.0.113.9:8100/__darkmatter__/webhook/msg-mallory1",
+    let body = json!({"message_id": "msg-mallory1", "content": content, "webhook": "http://mallory.example:8100/__darkmatter__/webhook/msg-mallory1",
         "timestamp": ts, "from_agent_id": mallory.agent_id().as_str(), "signature_hex": sig, "in_reply_to": mid});
     assert_eq!(
         m.inject(

@@ -108,12 +108,15 @@
 //!
 //! ## Layout
 //!
-//! Each file owns one concern: [`connection`] (handshake, pending requests, pinning, disconnect),
-//! [`message`] (inbox, sending, forwarding, replies, webhooks), [`trust`] (impressions, peer trust
-//! queries, acceptance policy, auto-disconnect, rate limits), [`shard`] (knowledge shards and their
-//! sync), [`memory`] (the conversation log and context feed), [`healing`] (peer updates and lookups), [`discovery`] (cards and LAN beacons),
-//! [`identity`] and [`sign`] (keys and canonical forms), [`replay`] and [`limits`] (the bounds),
-//! [`wire`] (the JSON bodies), [`store`] (what is persisted), [`io`] (inputs and outputs).
+//! Owners of state, each with private fields and a small API, none importing `node`: `replay`
+//! (freshness window and dedup cache), `rate` (global and per-peer windows), `connections`
+//! (acceptance retries, more to come), `inbox` (unread messages), `outbox` (send batches and
+//! waits), [`trust`] (impressions, the trust policy, signed query forms), [`shards`] (the shard
+//! table, cache eviction, refresh rounds), [`memory`] (the conversation log and its ranking),
+//! [`discovery`] (discovered peers). [`node`] and its private `node/*` files route each input to
+//! them and queue what they hand back. The leaves — [`store`], [`wire`], [`sign`], [`identity`],
+//! [`limits`], [`error`], [`io`], [`time`], [`url`] — import no owner. `tests/module_graph.rs`
+//! fails on any import cycle.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -132,9 +132,11 @@ impl Node {
         }
         let from_local = source.is_some_and(url::is_local_ip);
         let hook = url::validate(&env.webhook).map_err(|e| Refusal::Invalid(format!("Invalid webhook: {e}")))?;
-        if !from_local && url::is_local_url(&hook) {
+        // A remote peer must not make us call into our own network, or into any other address
+        // that is not an ordinary public host (cloud metadata sits in CGNAT space).
+        if !from_local && url::is_special_purpose_url(&hook) {
             return Err(Refusal::Invalid(
-                "Invalid webhook: private or loopback address from a non-local peer".to_owned(),
+                "Invalid webhook: private or special-purpose address from a non-local peer".to_owned(),
             ));
         }
         if env.hops_remaining < 0 {

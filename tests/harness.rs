@@ -281,6 +281,8 @@ impl Mesh {
                 }
                 Output::Reply(r) => replies.push((r.id, r.status, r.body)),
                 Output::Transmit(t) => self.inflight.push_back((i, t)),
+                // The harness has no LAN; its nodes run without background discovery.
+                Output::Datagram(_) => {}
                 Output::Event(e) => {
                     let line = format!("{} event {}", self.peers[i].name, event_line(&e));
                     self.peers[i].events.push(e);

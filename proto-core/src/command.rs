@@ -111,6 +111,14 @@ pub enum Command {
     NetworkInfo,
     /// Peers discovered on the LAN or by scans.
     ListDiscovered,
+    /// Scan the localhost ports of [`crate::node::Config::scan_ports`] now; done when every probe has
+    /// answered, with the peers found.
+    DiscoverLocal,
+    /// Fetch `https://<domain>/.well-known/darkmatter.json` (`http` for localhost) and note its node.
+    DiscoverDomain {
+        /// A host, `host:port`, or a URL.
+        domain: String,
+    },
     /// Create a shard and sync it to qualifying peers.
     CreateShard(crate::shards::ShardArgs),
     /// Replace one of our shards (peers holding it get the new version).

@@ -6,6 +6,12 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::identity::{truncate_chars, AgentId};
+use crate::io::CommandId;
+use crate::limits::DISPLAY_NAME_CHARS_MAX;
+use crate::wire::card::WellKnownCard;
 
 /// 0.5.3's multicast group.
 pub const BEACON_GROUP: &str = "239.77.68.77";
@@ -21,6 +27,154 @@ pub const DISCOVERED_MAX: usize = 256;
 pub const BEACON_BYTES_MAX: usize = 4_096;
 /// The wire protocol version 0.5.3 advertises.
 pub const PROTOCOL_VERSION: &str = "0.2";
+
+/// Default localhost scan range, inclusive (`DARKMATTER_DISCOVERY_PORTS`).
+pub const SCAN_PORTS_DEFAULT: (u16, u16) = (8100, 8110);
+/// Seconds between background localhost scans (0.5.3's discovery loop period).
+pub const SCAN_INTERVAL_S: u64 = 30;
+/// The first background scan runs this long after start, in ms (lets the local server come up).
+pub const SCAN_FIRST_DELAY_MS: u64 = 1_000;
+/// Overall time allowed to one port probe, in ms (the runtime's probe client caps connect lower).
+pub const PROBE_TIMEOUT_MS: u64 = 500;
+/// Time allowed to a domain card fetch, in ms.
+pub const DOMAIN_FETCH_MS: u64 = 5_000;
+/// Longest domain accepted by `discover_domain`, in bytes.
+pub const DOMAIN_BYTES_MAX: usize = 253 + 16;
+/// Bio characters kept from a card, as from a beacon.
+pub const CARD_BIO_CHARS_MAX: usize = 100;
+/// Scans open at once; a further background scan is skipped while this many run (each holds at
+/// most one probe per scanned port, so the calls in flight stay bounded).
+pub const SCANS_OPEN_MAX: usize = 4;
+/// The path of the well-known card.
+pub const CARD_PATH: &str = "/.well-known/darkmatter.json";
+
+/// Why a fetched card was not taken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CardError {
+    /// The body is not JSON of the card's shape.
+    #[error("not a DarkMatter card: {0}")]
+    Undecodable(String),
+    /// The card says `darkmatter: false`.
+    #[error("not a DarkMatter card")]
+    NotDarkMatter,
+    /// No `agent_id` (an anchor's card has none).
+    #[error("card has no agent_id (an anchor?)")]
+    NoAgentId,
+    /// The `agent_id` is not a key.
+    #[error("{0}")]
+    BadAgentId(String),
+    /// `public_key_hex` differs from `agent_id`.
+    #[error("card's public_key_hex does not equal its agent_id")]
+    KeyMismatch,
+    /// The card is our own.
+    #[error("that is this node")]
+    Ourselves,
+}
+
+/// Checks a fetched card; `url` is where we reached it (kept as the connect URL, not what it claims).
+pub fn validate_card(body: &[u8], me: &str, url: String, source: &str) -> Result<Discovered, CardError> {
+    let card: WellKnownCard = crate::wire::decode(body).map_err(|e| CardError::Undecodable(e.to_string()))?;
+    if !card.darkmatter {
+        return Err(CardError::NotDarkMatter);
+    }
+    let id = card.agent_id.as_deref().ok_or(CardError::NoAgentId)?;
+    AgentId::parse(id).map_err(|e| CardError::BadAgentId(e.to_string()))?;
+    if card.public_key_hex.as_deref() != Some(id) {
+        return Err(CardError::KeyMismatch);
+    }
+    if id == me {
+        return Err(CardError::Ourselves);
+    }
+    Ok(Discovered {
+        agent_id: id.to_owned(),
+        url,
+        display_name: truncate_chars(card.display_name.as_deref().unwrap_or(""), DISPLAY_NAME_CHARS_MAX),
+        bio: truncate_chars(card.bio.as_deref().unwrap_or(""), CARD_BIO_CHARS_MAX),
+        source: source.to_owned(),
+        accepting: card.accepting_connections,
+        seen_us: 0,
+    })
+}
+
+/// The base URL to fetch a domain's card from: an explicit scheme is kept; otherwise `http` for
+/// localhost and loopback addresses, `https` for everything else.
+pub fn domain_base(domain: &str) -> Result<String, String> {
+    let d = domain.trim().trim_end_matches('/');
+    if d.is_empty() || d.len() > DOMAIN_BYTES_MAX {
+        return Err(format!("domain must be 1..={DOMAIN_BYTES_MAX} characters"));
+    }
+    let with_scheme = if d.contains("://") { d.to_owned() } else { format!("https://{d}") };
+    let mut url = crate::url::validate(&with_scheme)?;
+    if !d.contains("://")
+        && crate::url::is_local_url(&url)
+        && url.host_str().is_some_and(|h| h == "localhost" || h.starts_with("127.") || h == "[::1]")
+    {
+        url.set_scheme("http").map_err(|()| "cannot use http".to_owned())?;
+    }
+    Ok(format!("{}://{}", url.scheme(), &url[::url::Position::BeforeHost..::url::Position::AfterPort]))
+}
+
+/// The answer of `discover_local`: the peers found and the scanned range (0.5.3's shape).
+pub fn scan_report(found: &[Discovered], ports: &[u16]) -> Value {
+    let range = match (ports.first(), ports.last()) {
+        (Some(a), Some(b)) => format!("{a}-{b}"),
+        _ => String::new(),
+    };
+    json!({"success": true, "total": found.len(), "scanned_ports": range, "discovered": found})
+}
+
+/// The answer of `discover_domain` for a valid card.
+pub fn domain_report(d: &Discovered) -> Value {
+    json!({"found": true, "agent_id": d.agent_id, "url": d.url, "display_name": d.display_name, "bio": d.bio, "accepting_connections": d.accepting})
+}
+
+/// One localhost scan in progress: how many probes are out, what they found, who waits for it.
+#[derive(Debug)]
+struct Scan {
+    /// The `discover_local` command to complete, or `None` for a background scan.
+    cmd: Option<CommandId>,
+    outstanding: usize,
+    found: Vec<Discovered>,
+}
+
+/// Open localhost scans, each finished when its last probe has answered. At most [`SCANS_OPEN_MAX`].
+#[derive(Debug, Default)]
+pub(crate) struct Scans {
+    open: BTreeMap<u64, Scan>,
+    next_id: u64,
+}
+
+impl Scans {
+    /// Whether a background scan may start (an agent's scan always may: it is bounded by the agent).
+    pub(crate) fn has_room(&self) -> bool {
+        self.open.len() < SCANS_OPEN_MAX
+    }
+
+    /// Opens a scan expecting `probes` answers; returns its id.
+    pub(crate) fn open(&mut self, cmd: Option<CommandId>, probes: usize) -> u64 {
+        self.next_id += 1;
+        self.open.insert(self.next_id, Scan { cmd, outstanding: probes, found: Vec::new() });
+        self.next_id
+    }
+
+    /// One probe of scan `id` answered (with a peer or not). When it was the last, the scan closes and
+    /// its command (if any) and findings are handed back.
+    pub(crate) fn answered(
+        &mut self,
+        id: u64,
+        found: Option<Discovered>,
+    ) -> Option<(Option<CommandId>, Vec<Discovered>)> {
+        let scan = self.open.get_mut(&id)?;
+        debug_assert!(scan.outstanding > 0);
+        scan.outstanding = scan.outstanding.saturating_sub(1);
+        scan.found.extend(found);
+        if scan.outstanding > 0 {
+            return None;
+        }
+        let scan = self.open.remove(&id)?;
+        Some((scan.cmd, scan.found))
+    }
+}
 
 /// A peer seen on the LAN or by a scan, not necessarily connected.
 #[derive(Clone, Debug, PartialEq, Serialize)]

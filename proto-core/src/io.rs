@@ -72,6 +72,9 @@ pub struct Transmit {
     /// The runtime must refuse to connect if the host resolves to a private, loopback or link-local
     /// address (webhooks from non-local peers: no SSRF into the local network).
     pub forbid_private: bool,
+    /// A discovery probe of a port that may have nobody behind it: the runtime uses a client with a
+    /// short connect timeout, so a scan of closed ports ends fast.
+    pub probe: bool,
 }
 
 /// Our answer to an inbound request.
@@ -159,6 +162,9 @@ pub enum Output {
     Transmit(Transmit),
     /// Tell the local agent.
     Event(Event),
+    /// Send this datagram (our signed LAN beacon) to the multicast group
+    /// ([`crate::discovery::BEACON_GROUP`]:[`crate::discovery::BEACON_PORT`]); best effort.
+    Datagram(Vec<u8>),
     /// A local command finished: a JSON object, or an error.
     Done {
         /// The command.

@@ -22,7 +22,7 @@ use rand_core::{RngCore, SeedableRng};
 use serde_json::Value;
 
 use crate::connections::Acceptances;
-use crate::discovery::Discovery;
+use crate::discovery::{Discovery, Scans};
 use crate::error::{CommandError, Refusal};
 use crate::identity::{AgentId, KeyCache, Passport};
 use crate::inbox::Inbox;
@@ -62,6 +62,16 @@ pub struct Config {
     pub trust_reject_max: Option<f64>,
     /// How peer opinions are combined.
     pub trust_policy: crate::trust::TrustPolicy,
+    /// Background discovery (`DARKMATTER_DISCOVERY`): LAN beacons every `beacon_interval_s` and a
+    /// localhost scan every [`crate::discovery::SCAN_INTERVAL_S`]. Off by default in the core: only the
+    /// driver knows whether it has a LAN to beacon on. An agent's `DiscoverLocal` works either way.
+    pub discovery: bool,
+    /// Localhost ports a scan probes (`DARKMATTER_DISCOVERY_PORTS`); `listen_port` is skipped.
+    pub scan_ports: Vec<u16>,
+    /// Seconds between LAN beacons.
+    pub beacon_interval_s: u64,
+    /// The HTTP port we listen on: advertised in beacons, skipped by scans.
+    pub listen_port: u16,
 }
 
 impl Default for Config {
@@ -75,6 +85,10 @@ impl Default for Config {
             trust_accept_min: Some(limits::TRUST_ACCEPT_MIN_DEFAULT),
             trust_reject_max: Some(limits::TRUST_REJECT_MAX_DEFAULT),
             trust_policy: crate::trust::TrustPolicy::Weighted,
+            discovery: false,
+            scan_ports: (crate::discovery::SCAN_PORTS_DEFAULT.0..=crate::discovery::SCAN_PORTS_DEFAULT.1).collect(),
+            beacon_interval_s: crate::discovery::BEACON_INTERVAL_S,
+            listen_port: 8100,
         }
     }
 }
@@ -92,6 +106,10 @@ pub(crate) enum Call {
     TrustQuery { request_id: String, peer: String, query_id: String },
     /// Our `connection_accepted` to a requester we accepted (`attempt` counts from 1).
     Acceptance { peer: String, attempt: u32 },
+    /// One port probe of a localhost scan; `base` is the URL probed.
+    Probe { scan: u64, base: String },
+    /// The card fetch of a `DiscoverDomain` command.
+    DomainCard { cmd: CommandId, base: String },
 }
 
 /// One DarkMatter node.
@@ -120,6 +138,9 @@ pub struct Node {
     pub(crate) next_outbound: u64,
     pub(crate) next_seq: u64,
     pub(crate) next_housekeeping_ms: u64,
+    pub(crate) next_beacon_ms: Option<u64>,
+    pub(crate) next_scan_ms: Option<u64>,
+    pub(crate) scans: Scans,
     pub(crate) now: Now,
 }
 
@@ -278,6 +299,7 @@ impl Node {
     fn empty(passport: Passport, mut config: Config, seed: u64, now: Now, profile: Profile) -> Self {
         // The runtime validates its settings; the core still never trusts them to be in range.
         config.max_connections = config.max_connections.min(limits::CONNECTIONS_MAX_CEILING);
+        let discovery = config.discovery;
         Self {
             passport,
             config,
@@ -303,6 +325,10 @@ impl Node {
             next_outbound: 1,
             next_seq: 1,
             next_housekeeping_ms: now.mono_ms + HOUSEKEEPING_INTERVAL_MS,
+            // Background discovery beacons at once and scans shortly after start.
+            next_beacon_ms: discovery.then_some(now.mono_ms),
+            next_scan_ms: discovery.then_some(now.mono_ms + crate::discovery::SCAN_FIRST_DELAY_MS),
+            scans: Scans::default(),
             now,
         }
     }
@@ -327,8 +353,8 @@ impl Node {
 
     /// The earliest monotonic time at which [`Node::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let waiters = self.waiters.next_deadline_ms();
-        Some(waiters.map_or(self.next_housekeeping_ms, |w| w.min(self.next_housekeeping_ms)))
+        let timers = [self.waiters.next_deadline_ms(), self.next_beacon_ms, self.next_scan_ms];
+        Some(timers.into_iter().flatten().fold(self.next_housekeeping_ms, u64::min))
     }
 
     /// A peer's HTTP request. The answer comes out as an [`Output::Reply`] with the same id.
@@ -435,6 +461,8 @@ impl Node {
                 self.on_trust_answer(&request_id, &peer, &query_id, result)
             }
             Call::Acceptance { peer, attempt } => self.on_acceptance_answer(&peer, attempt, result),
+            Call::Probe { scan, base } => self.on_probe_answer(scan, base, result),
+            Call::DomainCard { cmd, base } => self.on_domain_card(cmd, base, result),
             Call::FireAndForget => {}
         }
     }
@@ -449,6 +477,7 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Now) {
         self.now = now;
         self.expire_waiters();
+        self.discovery_timers();
         if now.mono_ms >= self.next_housekeeping_ms {
             self.next_housekeeping_ms = now.mono_ms + HOUSEKEEPING_INTERVAL_MS;
             self.housekeeping();
@@ -504,13 +533,18 @@ impl Node {
     ) -> OutboundId {
         let id = OutboundId(self.next_outbound);
         self.next_outbound += 1;
+        let probe = matches!(call, Call::Probe { .. });
         self.calls.insert(id, call);
-        self.push(Output::Transmit(Transmit { id, method, url, body, timeout_ms, forbid_private }));
+        self.push(Output::Transmit(Transmit { id, method, url, body, timeout_ms, forbid_private, probe }));
         id
     }
 
     pub(crate) fn calls_in_flight(&self) -> usize {
         self.calls.len()
+    }
+
+    pub(crate) fn push_datagram(&mut self, payload: Vec<u8>) {
+        self.push(Output::Datagram(payload));
     }
 
     fn push(&mut self, out: Output) {

@@ -541,6 +541,8 @@ impl Sim {
                 }
                 Output::Event(e) => self.on_event(i, e, ctx),
                 Output::Done { id, result } => self.on_done(i, id, result),
+                // Simulated nodes run without background discovery unless a scenario turns it on.
+                Output::Datagram(_) => {}
                 Output::Timeout(_) => unreachable!("collect stops at the timeout"),
             }
         }

@@ -86,7 +86,13 @@ impl Client {
     /// Carries out one transmit (blocking). Any HTTP status is a response; only transport failures,
     /// refused addresses and oversized bodies are errors.
     pub fn call(&self, t: &Transmit) -> Result<HttpResponse, String> {
-        let agent = if t.forbid_private { &self.public_only } else { &self.any };
+        let agent = if t.probe {
+            &self.probe
+        } else if t.forbid_private {
+            &self.public_only
+        } else {
+            &self.any
+        };
         let timeout = Duration::from_millis(t.timeout_ms.clamp(1, CALL_TIMEOUT_MS_MAX));
         let request = match t.method {
             Method::Get => agent.get(&t.url),
@@ -165,6 +171,7 @@ mod tests {
                 body: b"{}".to_vec(),
                 timeout_ms: 1_000,
                 forbid_private: true,
+                probe: false,
             };
             let err = c.call(&t).unwrap_err();
             assert!(err.contains("private"), "{url}: {err}");
@@ -181,6 +188,7 @@ mod tests {
             body: vec![],
             timeout_ms: 1_000,
             forbid_private: false,
+            probe: false,
         };
         assert!(Client::new().call(&t).is_err());
     }

@@ -202,6 +202,8 @@ pub fn line(command: &Command) -> Option<Value> {
         Command::Status => json!({"cmd": "status"}),
         Command::NetworkInfo => json!({"cmd": "network_info"}),
         Command::ListDiscovered => json!({"cmd": "list_discovered"}),
+        Command::DiscoverLocal => json!({"cmd": "discover_local"}),
+        Command::DiscoverDomain { domain } => json!({"cmd": "discover_domain", "domain": domain}),
         Command::CreateShard(ShardArgs { content, tags, trust_threshold, summary }) => {
             json!({"cmd": "create_shard", "content": content, "tags": tags, "trust_threshold": trust_threshold, "summary": summary})
         }

@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_channel::{Receiver, Sender};
-use proto_core::discovery::Discovered;
 use proto_core::{
     Change, Command, CommandError, CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, Node, Now,
     OutboundId, Output, Reply, Transmit,
@@ -63,10 +62,8 @@ pub enum Input {
     Command(Command, Sender<Result<Value, CommandError>>),
     /// A LAN datagram.
     Datagram(IpAddr, Vec<u8>),
-    /// A peer found by a scan (its `seen_us` is filled in by the core).
-    Discovered(Discovered),
-    /// Make a beacon for this HTTP port.
-    Beacon(u16, Sender<Vec<u8>>),
+    /// Send our LAN beacon now.
+    Announce,
     /// Stop: drain nothing more, close the state.
     Shutdown,
 }
@@ -117,6 +114,8 @@ pub struct CoreParts {
     pub storage: Storage,
     /// Inputs.
     pub inputs: Receiver<Input>,
+    /// Where beacons go to be multicast (`None`: no LAN socket, beacons are dropped).
+    pub datagrams: Option<Sender<Vec<u8>>>,
     /// Where transmit results go (a clone of the inputs' sender).
     pub loopback: Sender<Input>,
     /// Executor that runs transmit tasks.
@@ -146,6 +145,7 @@ struct Core {
     net: Arc<Executor<'static>>,
     client: Client,
     pool: Arc<Semaphore>,
+    probe_pool: Arc<Semaphore>,
     subscribers: Subscribers,
     replies: HashMap<InboundId, Sender<Reply>>,
     commands: HashMap<CommandId, Sender<Result<Value, CommandError>>>,
@@ -156,6 +156,7 @@ struct Core {
     pending: Vec<Change>,
     /// Outputs that came after the open batch's first persist, carried out once it is committed.
     waiting: Vec<Output>,
+    datagrams: Option<Sender<Vec<u8>>>,
 }
 
 /// Runs the core until shutdown. Blocks the calling thread (run it on its own).
@@ -174,6 +175,7 @@ pub fn run(parts: CoreParts) -> CoreExit {
         net: parts.net,
         client: parts.client,
         pool: Arc::new(Semaphore::new(TRANSMITS_CONCURRENT_MAX)),
+        probe_pool: Arc::new(Semaphore::new(crate::discovery::SCAN_CONCURRENT_MAX)),
         subscribers: parts.subscribers,
         replies: HashMap::new(),
         commands: HashMap::new(),
@@ -182,6 +184,7 @@ pub fn run(parts: CoreParts) -> CoreExit {
         deadline: None,
         pending: Vec::new(),
         waiting: Vec::new(),
+        datagrams: parts.datagrams,
     };
     smol::block_on(core.run(parts.inputs))
 }
@@ -263,10 +266,7 @@ impl Core {
                 self.node.handle_command(now, id, command);
             }
             Input::Datagram(source, payload) => self.node.handle_datagram(now, source, &payload),
-            Input::Discovered(d) => self.node.note_discovered(now, d),
-            Input::Beacon(port, out) => {
-                let _ = out.try_send(self.node.beacon(now, port));
-            }
+            Input::Announce => self.node.announce(now),
             Input::Shutdown => {}
         }
     }
@@ -308,6 +308,13 @@ impl Core {
             }
             Output::Transmit(t) => self.transmit(t),
             Output::Event(e) => self.broadcast(e),
+            Output::Datagram(payload) => {
+                // Best effort, like the multicast send itself: a full queue (a flood of announces)
+                // or no LAN socket drops the beacon.
+                if let Some(tx) = &self.datagrams {
+                    let _ = tx.try_send(payload);
+                }
+            }
             Output::Done { id, result } => {
                 if let Some(tx) = self.commands.remove(&id) {
                     let _ = tx.try_send(result);
@@ -318,7 +325,8 @@ impl Core {
     }
 
     fn transmit(&self, t: Transmit) {
-        let pool = self.pool.clone();
+        // A scan's probes take turns among themselves, so a scan never crowds out message delivery.
+        let pool = if t.probe { self.probe_pool.clone() } else { self.pool.clone() };
         let client = self.client.clone();
         let back = self.loopback.clone();
         self.net
@@ -362,6 +370,7 @@ mod tests {
             records: Vec::new(),
             storage,
             inputs,
+            datagrams: None,
             loopback,
             net: Arc::new(Executor::new()),
             client: Client::new(),

@@ -13,7 +13,6 @@ use async_channel::{Receiver, Sender};
 use proto_core::{Command, CommandError, Event};
 use serde_json::{json, Value};
 
-use crate::client::Client;
 use crate::driver::{CoreExit, Input, Subscribers, EVENTS_BUFFERED_MAX};
 
 /// A boxed, sendable future: what [`Mesh`]'s async methods return (keeps the trait object-safe).
@@ -27,12 +26,17 @@ pub trait Mesh: Send + Sync + 'static {
     /// connects and waits, the peers involved) has answered.
     fn command(&self, command: Command) -> BoxFut<'_, Result<Value, CommandError>>;
 
-    /// Looks for peers now: LAN beacons and a localhost port scan. Answers with the peers found, each
-    /// with its card.
-    fn discover_local(&self) -> BoxFut<'_, Result<Value, CommandError>>;
+    /// Looks for peers now: a localhost port scan. Answers with the peers found, each with its card.
+    /// An ordinary command ([`Command::DiscoverLocal`]); a client may override it.
+    fn discover_local(&self) -> BoxFut<'_, Result<Value, CommandError>> {
+        self.command(Command::DiscoverLocal)
+    }
 
     /// Fetches `https://<domain>/.well-known/darkmatter.json` and answers with the card found there.
-    fn discover_domain(&self, domain: String) -> BoxFut<'_, Result<Value, CommandError>>;
+    /// An ordinary command ([`Command::DiscoverDomain`]); a client may override it.
+    fn discover_domain(&self, domain: String) -> BoxFut<'_, Result<Value, CommandError>> {
+        self.command(Command::DiscoverDomain { domain })
+    }
 
     /// The node's events. Implementations may hand every caller the same stream, so call it once
     /// and fan out.
@@ -46,14 +50,6 @@ pub trait Mesh: Send + Sync + 'static {
 impl Mesh for NodeHandle {
     fn command(&self, command: Command) -> BoxFut<'_, Result<Value, CommandError>> {
         Box::pin(NodeHandle::command(self, command))
-    }
-
-    fn discover_local(&self) -> BoxFut<'_, Result<Value, CommandError>> {
-        Box::pin(async move { Ok(NodeHandle::discover_local(self).await) })
-    }
-
-    fn discover_domain(&self, domain: String) -> BoxFut<'_, Result<Value, CommandError>> {
-        Box::pin(async move { NodeHandle::discover_domain(self, &domain).await.map_err(CommandError::Peer) })
     }
 
     fn events(&self) -> Receiver<Event> {
@@ -71,13 +67,10 @@ pub(crate) struct Shared {
     pub subscribers: Subscribers,
     pub stop: Sender<()>,
     pub done: Receiver<()>,
-    pub beacon_now: Sender<()>,
-    pub client: Client,
     pub agent_id: String,
     pub public_url: String,
     pub local_addr: SocketAddr,
     pub state_path: PathBuf,
-    pub scan_ports: Vec<u16>,
 }
 
 /// A running node. Cheap to clone; every clone talks to the same node.
@@ -116,22 +109,22 @@ impl NodeHandle {
     /// and notes every DarkMatter node found. Works even with `DARKMATTER_DISCOVERY=false`, which only
     /// stops background discovery.
     pub async fn discover_local(&self) -> Value {
-        let s = &self.shared;
-        let found =
-            crate::discovery::scan_local(&s.client, &s.scan_ports, s.local_addr.port(), &s.agent_id, &s.inputs).await;
-        crate::discovery::scan_report(&found, &s.scan_ports)
+        // The core always answers a scan with its report; only a stopped node gives an error.
+        self.command(Command::DiscoverLocal).await.unwrap_or_else(|e| json!({"success": false, "error": e.to_string()}))
     }
 
     /// Fetches `https://<domain>/.well-known/darkmatter.json` (`http` for localhost), checks it and
     /// notes the node found.
     pub async fn discover_domain(&self, domain: &str) -> Result<Value, String> {
-        let s = &self.shared;
-        crate::discovery::fetch_domain(&s.client, domain, &s.agent_id, &s.inputs).await
+        self.command(Command::DiscoverDomain { domain: domain.to_owned() }).await.map_err(|e| match e {
+            CommandError::Peer(why) => why,
+            other => other.to_string(),
+        })
     }
 
     /// Sends a LAN beacon now (when background discovery runs); returns whether one was asked for.
     pub fn announce(&self) -> bool {
-        self.shared.beacon_now.try_send(()).is_ok()
+        self.shared.inputs.try_send(Input::Announce).is_ok()
     }
 
     /// Stops the node gracefully and waits until it has: the server stops accepting, requests in

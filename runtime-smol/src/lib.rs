@@ -110,6 +110,9 @@ pub use storage::StorageError;
 pub const SHUTDOWN_GRACE_MS: u64 = 2_000;
 /// Hex digits of the agent id in the default display name (`agent-<hex>`).
 pub const DEFAULT_NAME_ID_HEX: usize = 8;
+/// Beacons queued for the multicast socket; the core makes one per interval (or per `announce`), so
+/// more than this waiting means the socket is stuck and the newest are dropped.
+pub const BEACONS_QUEUED_MAX: usize = 4;
 
 /// Why a node did not start.
 #[derive(Debug, Error)]
@@ -192,13 +195,18 @@ pub fn start_with_admission(
         public_url: public_url.clone(),
         max_connections: config.max_connections,
         auto_accept_local: config.auto_accept_local,
+        discovery: config.discovery,
+        scan_ports: config.discovery_ports.clone(),
+        listen_port: local_addr.port(),
         ..proto_core::Config::default()
     };
 
     let (inputs_tx, inputs_rx) = async_channel::bounded(driver::INPUT_QUEUE_MAX);
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let (done_tx, done_rx) = async_channel::bounded::<()>(1);
-    let (beacon_tx, beacon_rx) = async_channel::bounded::<()>(1);
+    let lan = if config.discovery { lan_sockets() } else { None };
+    // A few beacons may queue behind a slow send; more are dropped by the driver (best effort).
+    let (beacon_tx, beacon_rx) = async_channel::bounded::<Vec<u8>>(BEACONS_QUEUED_MAX);
     let net = Arc::new(Executor::new());
     let client = client::Client::new();
     let subscribers: driver::Subscribers = Arc::new(Mutex::new(Vec::new()));
@@ -211,6 +219,7 @@ pub fn start_with_admission(
         records,
         storage,
         inputs: inputs_rx,
+        datagrams: lan.is_some().then_some(beacon_tx),
         loopback: inputs_tx.clone(),
         net: net.clone(),
         client: client.clone(),
@@ -234,20 +243,14 @@ pub fn start_with_admission(
     } else {
         None
     };
-    let lan = if config.discovery { lan_sockets() } else { None };
     let net_thread = {
         let server = server::Server::with_admission(inputs_tx.clone(), stop_rx.clone(), net.clone(), admission);
-        let (inputs, stop, ex, client) = (inputs_tx.clone(), stop_rx, net.clone(), client.clone());
-        let (discovery, ports, me, port) =
-            (config.discovery, config.discovery_ports.clone(), agent_id.clone(), local_addr.port());
+        let (inputs, stop, ex) = (inputs_tx.clone(), stop_rx, net.clone());
         spawn_thread("dm-net", move || {
             smol::block_on(ex.run(async {
                 ex.spawn(server.clone().serve(listener)).detach();
-                if discovery {
-                    ex.spawn(discovery::scan_loop(client, ports, port, me, inputs.clone(), stop.clone())).detach();
-                }
                 if let Some((sender, listener)) = lan {
-                    ex.spawn(discovery::beacon_loop(sender, inputs.clone(), port, beacon_rx, stop.clone())).detach();
+                    ex.spawn(discovery::send_loop(sender, beacon_rx, stop.clone())).detach();
                     ex.spawn(discovery::listen_loop(listener, inputs.clone(), stop.clone())).detach();
                 }
                 let _ = stop.recv().await;
@@ -270,13 +273,10 @@ pub fn start_with_admission(
             subscribers,
             stop: stop_tx,
             done: done_rx,
-            beacon_now: beacon_tx,
-            client,
             agent_id,
             public_url,
             local_addr,
             state_path,
-            scan_ports: config.discovery_ports,
         }),
     };
     Ok((handle, Running { threads: vec![core_thread, net_thread], exit }))

@@ -45,6 +45,8 @@ impl Node {
             Command::Status => Ok(Some(self.cmd_status())),
             Command::NetworkInfo => Ok(Some(serde_json::to_value(self.network_info()).expect("plain struct"))),
             Command::ListDiscovered => Ok(Some(json!({"discovered": self.discovered()}))),
+            Command::DiscoverLocal => Ok(self.cmd_discover_local(id)),
+            Command::DiscoverDomain { domain } => self.cmd_discover_domain(id, &domain).map(|()| None),
             Command::CreateShard(args) => self.cmd_create_shard(args).map(Some),
             Command::UpdateShard { shard_id, args } => self.cmd_update_shard(&shard_id, args).map(Some),
             Command::DeleteShard { shard_id } => self.cmd_delete_shard(&shard_id).map(Some),

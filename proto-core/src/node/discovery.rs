@@ -1,7 +1,14 @@
 //! Node glue for discovery: the card and status views, beacons out and in.
 
-use crate::discovery::{Discovered, BEACON_BYTES_MAX, PROTOCOL_VERSION};
+use crate::discovery::{
+    domain_base, domain_report, scan_report, validate_card, Discovered, BEACON_BYTES_MAX, CARD_PATH, DOMAIN_FETCH_MS,
+    PROBE_TIMEOUT_MS, PROTOCOL_VERSION, SCAN_INTERVAL_S,
+};
+use crate::error::CommandError;
+use crate::io::{CommandId, HttpResponse, Method};
+use crate::node::Call;
 use core::net::IpAddr;
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 use crate::identity::truncate_chars;
@@ -152,5 +159,94 @@ impl Node {
     /// Peers discovered and not yet expired (as of the node's last input), most recent first.
     pub fn discovered(&self) -> Vec<Discovered> {
         self.discovery.list(self.now.wall_us)
+    }
+}
+
+impl Node {
+    /// Runs the discovery timers that are due: a beacon out, a background scan.
+    pub(crate) fn discovery_timers(&mut self) {
+        let now_ms = self.now.mono_ms;
+        if self.next_beacon_ms.is_some_and(|t| now_ms >= t) {
+            self.next_beacon_ms = Some(now_ms + self.config.beacon_interval_s.max(1) * 1_000);
+            self.announce(self.now);
+        }
+        if self.next_scan_ms.is_some_and(|t| now_ms >= t) {
+            self.next_scan_ms = Some(now_ms + SCAN_INTERVAL_S * 1_000);
+            // A scan still waiting on its probes is not doubled up by the timer.
+            if self.scans.has_room() {
+                self.start_scan(None);
+            }
+        }
+    }
+
+    /// Queues our beacon as an [`Output::Datagram`] now (the timer does this by itself every
+    /// `beacon_interval_s` when discovery is on).
+    pub fn announce(&mut self, now: Now) {
+        self.now = now;
+        let payload = self.beacon(now, self.config.listen_port);
+        self.push_datagram(payload);
+    }
+
+    /// Probes every scan port but ours; returns the scan's id, or `None` when there is no port to probe.
+    fn start_scan(&mut self, cmd: Option<CommandId>) -> Option<u64> {
+        let own = self.config.listen_port;
+        let ports: Vec<u16> = self.config.scan_ports.iter().copied().filter(|p| *p != own).collect();
+        if ports.is_empty() {
+            return None;
+        }
+        let scan = self.scans.open(cmd, ports.len());
+        for port in &ports {
+            let base = format!("http://127.0.0.1:{port}");
+            let url = format!("{base}{CARD_PATH}");
+            let call = Call::Probe { scan, base };
+            self.transmit(Method::Get, url, Vec::new(), PROBE_TIMEOUT_MS, false, call);
+        }
+        Some(scan)
+    }
+
+    /// `DiscoverLocal`: the report at once when there is nothing to probe, else when the probes answer.
+    pub(crate) fn cmd_discover_local(&mut self, cmd: CommandId) -> Option<Value> {
+        match self.start_scan(Some(cmd)) {
+            Some(_) => None,
+            None => Some(scan_report(&[], &self.config.scan_ports)),
+        }
+    }
+
+    pub(crate) fn on_probe_answer(&mut self, scan: u64, base: String, result: Result<HttpResponse, String>) {
+        let found = match result {
+            Ok(r) if r.status == 200 => validate_card(&r.body, self.me(), base, "local").ok(),
+            _ => None,
+        };
+        let found = found.map(|d| Discovered { seen_us: self.now.wall_us, ..d });
+        if let Some(d) = &found {
+            self.remember_discovered(d.clone());
+        }
+        let Some((cmd, found)) = self.scans.answered(scan, found) else { return };
+        if let Some(cmd) = cmd {
+            let report = scan_report(&found, &self.config.scan_ports);
+            self.done(cmd, Ok(report));
+        }
+    }
+
+    pub(crate) fn cmd_discover_domain(&mut self, cmd: CommandId, domain: &str) -> Result<(), CommandError> {
+        let base = domain_base(domain).map_err(CommandError::Peer)?;
+        let url = format!("{base}{CARD_PATH}");
+        self.transmit(Method::Get, url, Vec::new(), DOMAIN_FETCH_MS, false, Call::DomainCard { cmd, base });
+        Ok(())
+    }
+
+    pub(crate) fn on_domain_card(&mut self, cmd: CommandId, base: String, result: Result<HttpResponse, String>) {
+        let answer = match result {
+            Err(e) => Err(format!("could not fetch {base}{CARD_PATH}: {e}")),
+            Ok(r) if r.status != 200 => Err(format!("{base}{CARD_PATH} answered HTTP {}", r.status)),
+            Ok(r) => validate_card(&r.body, self.me(), base, "domain").map_err(|e| e.to_string()),
+        };
+        let result = answer.map(|d| {
+            let d = Discovered { seen_us: self.now.wall_us, ..d };
+            let report = domain_report(&d);
+            self.remember_discovered(d);
+            report
+        });
+        self.done(cmd, result.map_err(CommandError::Peer));
     }
 }

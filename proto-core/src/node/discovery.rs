@@ -250,3 +250,177 @@ impl Node {
         self.done(cmd, result.map_err(CommandError::Peer));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::Command;
+    use crate::io::{Output, Transmit};
+    use crate::node::Config;
+    use crate::Passport;
+
+    const T0_US: i64 = 1_700_000_000_000_000;
+
+    fn at(ms: u64) -> Now {
+        Now::new(ms, T0_US + ms as i64 * 1_000)
+    }
+
+    fn node(seed: u8, config: Config) -> Node {
+        Node::new(Passport::from_seed([seed; 32]), config, u64::from(seed), at(0))
+    }
+
+    /// Everything queued, up to the timeout.
+    fn drain(n: &mut Node) -> Vec<Output> {
+        let mut v = Vec::new();
+        loop {
+            match n.poll_output() {
+                Output::Timeout(_) => return v,
+                o => v.push(o),
+            }
+        }
+    }
+
+    fn transmits(outs: &[Output]) -> Vec<Transmit> {
+        outs.iter().filter_map(|o| if let Output::Transmit(t) = o { Some(t.clone()) } else { None }).collect()
+    }
+
+    fn datagrams(outs: &[Output]) -> usize {
+        outs.iter().filter(|o| matches!(o, Output::Datagram(_))).count()
+    }
+
+    fn card_of(n: &Node) -> Vec<u8> {
+        crate::wire::encode(&n.card())
+    }
+
+    #[test]
+    fn background_discovery_beacons_every_interval_only_when_enabled() {
+        let on = Config { discovery: true, beacon_interval_s: 10, scan_ports: vec![], ..Config::default() };
+        let mut a = node(1, on);
+        drain(&mut a);
+        assert_eq!(a.poll_timeout(), Some(0), "the first beacon is due at start");
+        a.handle_timeout(at(0));
+        assert_eq!(datagrams(&drain(&mut a)), 1);
+        a.handle_timeout(at(9_999));
+        assert_eq!(datagrams(&drain(&mut a)), 0);
+        a.handle_timeout(at(10_000));
+        assert_eq!(datagrams(&drain(&mut a)), 1);
+
+        let mut off = node(2, Config::default());
+        drain(&mut off);
+        off.handle_timeout(at(crate::node::HOUSEKEEPING_INTERVAL_MS));
+        let outs = drain(&mut off);
+        assert_eq!(datagrams(&outs), 0);
+        assert!(transmits(&outs).is_empty(), "no scan without discovery");
+    }
+
+    #[test]
+    fn a_beacon_from_the_timer_is_heard_by_a_peer() {
+        let on = Config { discovery: true, listen_port: 8105, scan_ports: vec![], ..Config::default() };
+        let mut a = node(1, on);
+        let mut b = node(2, Config::default());
+        drain(&mut a);
+        a.handle_timeout(at(0));
+        let beacon = drain(&mut a).into_iter().find_map(|o| if let Output::Datagram(p) = o { Some(p) } else { None });
+        b.handle_datagram(at(5), "192.168.1.7".parse().unwrap(), &beacon.expect("a beacon"));
+        let found = b.discovered();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].agent_id, a.me());
+        assert_eq!(found[0].url, "http://192.168.1.7:8105");
+    }
+
+    #[test]
+    fn discover_local_is_done_when_the_last_probe_answers() {
+        let cfg = Config { listen_port: 8100, scan_ports: vec![8100, 8101, 8102], ..Config::default() };
+        let mut a = node(1, cfg);
+        let peer = node(2, Config::default());
+        drain(&mut a);
+        a.handle_command(at(1), CommandId(7), Command::DiscoverLocal);
+        let probes = transmits(&drain(&mut a));
+        let urls: Vec<&str> = probes.iter().map(|t| t.url.as_str()).collect();
+        assert_eq!(
+            urls,
+            ["http://127.0.0.1:8101/.well-known/darkmatter.json", "http://127.0.0.1:8102/.well-known/darkmatter.json"]
+        );
+        assert!(probes.iter().all(|t| t.probe && t.timeout_ms == PROBE_TIMEOUT_MS));
+        let ok = HttpResponse { status: 200, body: card_of(&peer) };
+        a.handle_response(at(2), probes[0].id, Ok(ok));
+        assert!(!drain(&mut a).iter().any(|o| matches!(o, Output::Done { .. })), "one probe still out");
+        a.handle_response(at(3), probes[1].id, Err("connection refused".into()));
+        let done = drain(&mut a).into_iter().find_map(|o| match o {
+            Output::Done { id, result } => Some((id, result)),
+            _ => None,
+        });
+        let (id, result) = done.expect("done after the last probe");
+        assert_eq!(id, CommandId(7));
+        let v = result.unwrap();
+        assert_eq!(v["total"], 1);
+        assert_eq!(v["scanned_ports"], "8100-8102");
+        assert_eq!(v["discovered"][0]["url"], "http://127.0.0.1:8101");
+        assert_eq!(a.discovered().len(), 1);
+    }
+
+    #[test]
+    fn a_scan_ignores_bad_cards_and_our_own() {
+        let cfg = Config { listen_port: 1, scan_ports: vec![9001, 9002, 9003], ..Config::default() };
+        let mut a = node(1, cfg);
+        drain(&mut a);
+        a.handle_command(at(1), CommandId(1), Command::DiscoverLocal);
+        let probes = transmits(&drain(&mut a));
+        let own = card_of(&a);
+        a.handle_response(at(2), probes[0].id, Ok(HttpResponse { status: 200, body: own }));
+        a.handle_response(at(2), probes[1].id, Ok(HttpResponse { status: 200, body: b"[]".to_vec() }));
+        a.handle_response(
+            at(2),
+            probes[2].id,
+            Ok(HttpResponse { status: 404, body: card_of(&node(3, Config::default())) }),
+        );
+        let v = drain(&mut a)
+            .into_iter()
+            .find_map(|o| if let Output::Done { result, .. } = o { Some(result.unwrap()) } else { None })
+            .expect("done");
+        assert_eq!(v["total"], 0);
+        assert!(a.discovered().is_empty());
+    }
+
+    #[test]
+    fn discover_domain_answers_with_the_card_or_the_reason() {
+        let mut a = node(1, Config::default());
+        let peer = node(2, Config::default());
+        drain(&mut a);
+        a.handle_command(at(1), CommandId(1), Command::DiscoverDomain { domain: "localhost:8101".into() });
+        let t = transmits(&drain(&mut a)).pop().expect("a card fetch");
+        assert_eq!(t.url, "http://localhost:8101/.well-known/darkmatter.json");
+        assert!(!t.probe);
+        a.handle_response(at(2), t.id, Ok(HttpResponse { status: 200, body: card_of(&peer) }));
+        let out = drain(&mut a);
+        let Some(Output::Done { result: Ok(v), .. }) = out.last() else { panic!("{out:?}") };
+        assert_eq!(v["found"], true);
+        assert_eq!(v["agent_id"], peer.me());
+
+        a.handle_command(at(3), CommandId(2), Command::DiscoverDomain { domain: "example.com".into() });
+        let t = transmits(&drain(&mut a)).pop().expect("a card fetch");
+        assert_eq!(t.url, "https://example.com/.well-known/darkmatter.json");
+        a.handle_response(at(4), t.id, Ok(HttpResponse { status: 503, body: vec![] }));
+        let out = drain(&mut a);
+        let Some(Output::Done { result: Err(CommandError::Peer(why)), .. }) = out.last() else { panic!("{out:?}") };
+        assert!(why.contains("HTTP 503"), "{why}");
+
+        a.handle_command(at(5), CommandId(3), Command::DiscoverDomain { domain: String::new() });
+        let out = drain(&mut a);
+        assert!(matches!(out.last(), Some(Output::Done { result: Err(_), .. })));
+    }
+
+    #[test]
+    fn a_background_scan_is_not_doubled_while_probes_are_out() {
+        let cfg = Config { discovery: true, scan_ports: vec![9001], listen_port: 1, ..Config::default() };
+        let mut a = node(1, cfg);
+        drain(&mut a);
+        let mut probes = 0;
+        // Many intervals pass with no probe ever answering: at most SCANS_OPEN_MAX scans are open.
+        for k in 0..20u64 {
+            a.handle_timeout(at(crate::discovery::SCAN_FIRST_DELAY_MS + k * SCAN_INTERVAL_S * 1_000));
+            probes += transmits(&drain(&mut a)).len();
+        }
+        assert_eq!(probes, crate::discovery::SCANS_OPEN_MAX);
+    }
+}

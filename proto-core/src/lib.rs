@@ -22,8 +22,8 @@
 //! 4. **Drain** [`Node::poll_output`] until it returns [`Output::Timeout`]; carry out every other
 //!    output *in order*: [`Output::Persist`] must be durable before the outputs after it are carried
 //!    out (that is how a message is acknowledged only after it is committed), [`Output::Reply`] answers
-//!    an inbound request, [`Output::Transmit`] starts an outbound request, [`Output::Event`] tells the
-//!    local agent, [`Output::Done`] completes a command.
+//!    an inbound request, [`Output::Transmit`] starts an outbound request, [`Output::Datagram`] is
+//!    multicast to the LAN, [`Output::Event`] tells the local agent, [`Output::Done`] completes a command.
 //! 5. **Complete** each transmit later with [`Node::handle_response`] — its answer, or the transport
 //!    error — which is just another input.
 //! 6. **Sleep** until the deadline of the last [`Output::Timeout`] (or until the next input), then call
@@ -37,7 +37,10 @@
 //! - `handle_response(now, id, result)`: the answer to one transmit (status and body), or the transport
 //!   error as text. An unknown id is ignored.
 //! - `handle_command(now, id, command)`: a local (tool) command.
-//! - `handle_datagram(now, source, payload)`: a LAN beacon heard from `source`.
+//! - `handle_datagram(now, source, payload)`: a LAN beacon heard from `source`. Discovery is otherwise
+//!   ordinary input and output: beacons leave as [`Output::Datagram`], scan probes and domain card
+//!   fetches (`Command::DiscoverLocal`, `Command::DiscoverDomain`) as transmits whose answers come back
+//!   through `handle_response`; the command is done when its last probe has answered.
 //! - `handle_timeout(now)`: ends expired waits and, every [`node::HOUSEKEEPING_INTERVAL_MS`] of the
 //!   monotonic clock, runs housekeeping. Calling it early is harmless.
 //!
@@ -52,14 +55,19 @@
 //! - [`Output::Reply`]: exactly one per `handle_request`, always after that request's persists.
 //! - [`Output::Transmit`]: start an HTTP call and enforce its `timeout_ms` (the core keeps no call
 //!   timers). With `forbid_private` set, the driver must refuse to connect when the host *resolves* to a
-//!   private, loopback or link-local address (the core never resolves names).
+//!   private, loopback or link-local address (the core never resolves names). With `probe` set (a
+//!   discovery probe of a localhost port that may be closed) the driver should use a short connect
+//!   timeout, so a scan of closed ports ends fast.
+//! - [`Output::Datagram`]: send these bytes (our signed beacon) to the LAN multicast group
+//!   [`discovery::BEACON_GROUP`]:[`discovery::BEACON_PORT`], best effort; a driver without a LAN drops it.
 //! - [`Output::Event`]: tell the local agent (a request arrived or was decided, a peer connected or
 //!   disconnected, a message arrived, a peer moved, a peer request was refused with 403 or 409).
 //! - [`Output::Done`]: a command finished, with a JSON object or a [`CommandError`]. It may come out of a
 //!   later, unrelated input: a send completes in the `handle_response` of its last delivery, a wait in
 //!   the `handle_request` of the reply.
-//! - [`Output::Timeout`]: the queue is empty; call `handle_timeout` at this monotonic time (today always
-//!   the earlier of the next housekeeping and the earliest wait deadline).
+//! - [`Output::Timeout`]: the queue is empty; call `handle_timeout` at this monotonic time (the earliest
+//!   of the next housekeeping, the earliest wait deadline and, with `discovery` on, the next beacon and
+//!   the next background scan).
 //!
 //! More than [`limits::OUTPUTS_BUFFERED_MAX`] undrained outputs is a driver bug and panics. No single
 //! input emits more than a few thousand (a send to [`limits::TARGETS_PER_SEND_MAX`] targets, a peer
@@ -90,6 +98,10 @@
 //! | `trust_accept_min` | `Some(0.5)` | policy: accept a request signed in our form at ≥ this (`None`: never) |
 //! | `trust_reject_max` | `Some(-0.5)` | policy: reject a request at ≤ this (`None`: never) |
 //! | `trust_policy` | `Weighted` | weight peer opinions by our trust in each peer, or average them plainly |
+//! | `discovery` | `false` | background discovery: a beacon every `beacon_interval_s`, a localhost scan every [`discovery::SCAN_INTERVAL_S`] |
+//! | `scan_ports` | [`discovery::SCAN_PORTS_DEFAULT`] | localhost ports a scan probes (`listen_port` is skipped) |
+//! | `beacon_interval_s` | [`discovery::BEACON_INTERVAL_S`] | seconds between beacons |
+//! | `listen_port` | `8100` | the HTTP port beacons advertise |
 //!
 //! ## Persistence
 //!

@@ -164,6 +164,12 @@ impl Sim {
             None => return,
         };
         self.time_core(11, clock.elapsed());
+        self.multicast(i, payload);
+    }
+
+    /// Delivers `payload` from `i` to the rest of its LAN segment (each copy subject to loss); the
+    /// agent's beacons and the core's own (`Output::Datagram`) both go this way.
+    pub(crate) fn multicast(&mut self, i: u32, payload: std::rc::Rc<[u8]>) {
         self.counters.beacons += 1;
         self.counters.wire_bytes_out += payload.len() as u64;
         let lan = self.opts.net.lan_size.max(1);

@@ -37,5 +37,5 @@ pub mod trust_study;
 pub mod workload;
 
 pub use invariants::Violation;
-pub use scenario::{catalog, find, Action, Options, Sabotage, Scenario};
+pub use scenario::{catalog, find, lan_discovery, Action, Options, Sabotage, Scenario, LAN_DISCOVERY_SEGMENT};
 pub use sim::{Report, Sim};

@@ -93,6 +93,8 @@ pub struct Options {
     pub timing: bool,
     /// A deliberate bug.
     pub sabotage: Sabotage,
+    /// Background discovery on every node (beacons from the core's timer), checked at the end.
+    pub discovery: bool,
     /// Minimum delivery ratio after the `MeasureFrom` mark (checked at the end), if any.
     pub min_delivery_after: Option<f64>,
     /// Command-line overrides given, in order (for the reproduction command).
@@ -126,6 +128,7 @@ impl Options {
             timing: false,
             sabotage: Sabotage::None,
             min_delivery_after: None,
+            discovery: false,
             overrides: Vec::new(),
             trust_policy: proto_core::TrustPolicy::Weighted,
             study: None,
@@ -280,6 +283,7 @@ pub fn catalog() -> Vec<Scenario> {
         Scenario { name: "trust", about: "two newcomers ask everyone; a third of the mesh likes one and dislikes the other, the rest ask their peers", build: trust, default_nodes: 40, default_duration_us: 180 * S },
         Scenario { name: "trust-propagation", about: "newcomers vouched for by one trusted peer ask its neighbours and their neighbours; acceptance over time", build: crate::trust_study::propagation, default_nodes: 1000, default_duration_us: 4 * 3600 * S },
         Scenario { name: "sybil", about: "colluding identities that vouch for each other ask honest nodes to connect, while vouched newcomers ask too", build: crate::trust_study::sybil, default_nodes: 1000, default_duration_us: 1200 * S },
+        Scenario { name: "lan-discovery", about: "LAN segments of 5 with background discovery: each node finds its segment's peers by beacon, none outside", build: lan_discovery, default_nodes: 40, default_duration_us: 300 * S },
         Scenario { name: "ordinary", about: "the benchmark load: 20-50 connections each, ordinary traffic", build: ordinary, default_nodes: 1000, default_duration_us: 3600 * S },
         Scenario { name: "handshake", about: "3 nodes: auto-accepted and hand-accepted handshakes", build: handshake, default_nodes: 3, default_duration_us: 20 * S },
         Scenario { name: "message", about: "3 nodes: a direct message, a reply, a broadcast", build: message, default_nodes: 3, default_duration_us: 30 * S },
@@ -392,6 +396,20 @@ pub fn ordinary(n: u32, seed: u64, d: u64) -> Options {
     o.workload.start_us = 150 * S;
     o
 }
+
+/// Nodes in LAN segments of [`LAN_DISCOVERY_SEGMENT`], no connections and no traffic: only the core's
+/// beacons, each copy lost with the network's loss rate. The run fails unless, at the end, every node
+/// lists exactly its segment's peers.
+pub fn lan_discovery(n: u32, seed: u64, d: u64) -> Options {
+    let mut o = scripted("lan-discovery", n, seed, d);
+    o.net.lan_size = LAN_DISCOVERY_SEGMENT;
+    o.discovery = true;
+    o.capture_trace = false;
+    o
+}
+
+/// Nodes per LAN segment in `lan-discovery`.
+pub const LAN_DISCOVERY_SEGMENT: u32 = 5;
 
 fn scripted(name: &str, n: u32, seed: u64, d: u64) -> Options {
     let mut o = Options::base(name, n, seed, d);

@@ -367,8 +367,37 @@ impl Sim {
             max_connections: n.max_connections,
             auto_accept_local: n.auto_accept,
             trust_policy: self.opts.trust_policy,
+            discovery: self.opts.discovery,
+            // A simulated LAN has no localhost neighbours: discovery is by beacon only.
+            scan_ports: Vec::new(),
             ..Config::default()
         }
+    }
+
+    /// With background discovery, every live node lists exactly the live peers of its LAN segment
+    /// (each heard within the last [`proto_core::discovery::DISCOVERED_TTL_S`]) and no one outside it.
+    fn check_lan_discovery(&mut self, end: u64) -> Result<(), Violation> {
+        for i in 0..self.opts.nodes {
+            self.inv.checks += 1;
+            let (missing, foreign) = self.lan_discovery_gaps(i);
+            if missing + foreign > 0 {
+                let detail = format!("node {i} misses {missing} segment peer(s), lists {foreign} from outside");
+                return Err(Violation { at_us: end, node: i, rule: "lan-discovery", detail });
+            }
+        }
+        Ok(())
+    }
+
+    /// For node `i`: live segment peers it does not list, and listed peers outside its segment.
+    pub fn lan_discovery_gaps(&self, i: u32) -> (usize, usize) {
+        let Some(node) = self.nodes[i as usize].node.as_ref() else { return (0, 0) };
+        let lan = self.opts.net.lan_size.max(1);
+        let segment = |j: u32| j / lan == i / lan;
+        let id_of = |j: u32| self.nodes[j as usize].node.as_ref().map(|n| n.passport().agent_id().as_str().to_owned());
+        let listed: std::collections::BTreeSet<String> = node.discovered().into_iter().map(|d| d.agent_id).collect();
+        let peers: std::collections::BTreeSet<String> =
+            (0..self.opts.nodes).filter(|&j| j != i && segment(j)).filter_map(id_of).collect();
+        (peers.difference(&listed).count(), listed.difference(&peers).count())
     }
 
     /// Node `i`'s clocks now.
@@ -402,6 +431,9 @@ impl Sim {
         let (nodes_up, connections) = self.census();
         let delivery_ratio = self.metrics.ratio_until(end.saturating_sub(TAIL_US));
         let delivery_after = self.metrics.ratio_after();
+        if self.opts.discovery {
+            self.check_lan_discovery(end)?;
+        }
         if let (Some(min), Some(got)) = (self.opts.min_delivery_after, delivery_after) {
             self.inv.checks += 1;
             if got < min {
@@ -541,8 +573,8 @@ impl Sim {
                 }
                 Output::Event(e) => self.on_event(i, e, ctx),
                 Output::Done { id, result } => self.on_done(i, id, result),
-                // Simulated nodes run without background discovery unless a scenario turns it on.
-                Output::Datagram(_) => {}
+                // Only nodes with background discovery (`Options::discovery`) beacon by themselves.
+                Output::Datagram(payload) => self.multicast(i, payload.into()),
                 Output::Timeout(_) => unreachable!("collect stops at the timeout"),
             }
         }

@@ -179,7 +179,7 @@ impl Node {
         }
     }
 
-    /// Queues our beacon as an [`Output::Datagram`] now (the timer does this by itself every
+    /// Queues our beacon as an [`crate::io::Output::Datagram`] now (the timer does this by itself every
     /// `beacon_interval_s` when discovery is on).
     pub fn announce(&mut self, now: Now) {
         self.now = now;

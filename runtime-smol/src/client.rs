@@ -86,10 +86,11 @@ impl Client {
     /// Carries out one transmit (blocking). Any HTTP status is a response; only transport failures,
     /// refused addresses and oversized bodies are errors.
     pub fn call(&self, t: &Transmit) -> Result<HttpResponse, String> {
-        let agent = if t.probe {
-            &self.probe
-        } else if t.forbid_private {
+        // `forbid_private` wins over `probe`: the probe client resolves to any address.
+        let agent = if t.forbid_private {
             &self.public_only
+        } else if t.probe {
+            &self.probe
         } else {
             &self.any
         };
@@ -105,16 +106,6 @@ impl Client {
             _ => request.call(),
         };
         finish(result)
-    }
-
-    /// GET `url` with a [`PROBE_CONNECT_MS`] connect timeout (a discovery probe), any address allowed.
-    pub fn probe(&self, url: &str, total_ms: u64) -> Result<HttpResponse, String> {
-        finish(self.probe.get(url).timeout(Duration::from_millis(total_ms.clamp(1, CALL_TIMEOUT_MS_MAX))).call())
-    }
-
-    /// GET `url` with the keep-alive agent (a domain card fetch).
-    pub fn get(&self, url: &str, total_ms: u64) -> Result<HttpResponse, String> {
-        finish(self.any.get(url).timeout(Duration::from_millis(total_ms.clamp(1, CALL_TIMEOUT_MS_MAX))).call())
     }
 }
 

@@ -145,13 +145,6 @@ impl Node {
         });
     }
 
-    /// Records a discovered peer (from a port scan or a domain card) seen at `now`.
-    pub fn note_discovered(&mut self, now: Now, mut d: Discovered) {
-        self.now = now;
-        d.seen_us = now.wall_us;
-        self.remember_discovered(d);
-    }
-
     fn remember_discovered(&mut self, d: Discovered) {
         self.discovery.remember(d, self.now.wall_us);
     }

@@ -22,11 +22,13 @@
 //! scoring every other +1. A fraction `gateway_frac` of them got `gateway_links` connections to
 //! random honest nodes during formation (an honest agent accepted them by hand, as anyone can);
 //! those honest nodes trust their Sybil with probability `gateway_trust` (0 by default: a stranger
-//! they let in, neutral). From [`START_US`], over `window_us`, each Sybil asks `sybil_targets`//!
+//! they let in, neutral). From [`START_US`], over `window_us`, each Sybil asks `sybil_targets`
+//! random honest nodes to connect.
+//!
 //! The engine knows nothing of all this: [`setup`] builds a scenario's options and script (which
-//! nodes exist, who connects to whom and when), [`watch`] is the [`Observer`](crate::observer::Observer)
+//! nodes exist, who connects to whom and when), `watch` is the [`Observer`](crate::observer::Observer)
 //! that steps in at scheduled moments (impressions, newcomers' requests, retries) and tallies the
-//! events, [`diagnose`] reads a target's pending record to say why a request is not accepted, and
+//! events, `diagnose` reads a target's pending record to say why a request is not accepted, and
 //! [`report`] turns the tallies into the summary, the CSV and the plots ([`plot`]).
 
 mod diagnose;

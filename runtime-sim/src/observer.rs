@@ -107,3 +107,53 @@ impl Sim {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000;
+
+    /// Wakes at 3 s, then has node 0 score node 1 and node 1 connect to node 2; counts connections.
+    #[derive(Default)]
+    struct Probe {
+        woke_at_us: Vec<(u64, u64)>,
+        connected: u32,
+    }
+
+    impl Observer for Probe {
+        fn start(&mut self, _sim: &Sim, hooks: &mut Hooks) {
+            hooks.wake(3 * S, 7);
+        }
+
+        fn on_event(&mut self, _sim: &Sim, _node: u32, event: &Event, _hooks: &mut Hooks) {
+            self.connected += matches!(event, Event::Connected { .. }) as u32;
+        }
+
+        fn on_wake(&mut self, sim: &Sim, token: u64, hooks: &mut Hooks) {
+            self.woke_at_us.push((sim.now_us(), token));
+            hooks.impression(0, 1, 0.75);
+            hooks.connect(sim.now_us() + S, 1, 2);
+        }
+
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+    }
+
+    #[test]
+    fn an_observer_sees_every_event_wakes_on_time_and_its_actions_are_carried_out() {
+        let mut o = (crate::scenario::find("handshake").expect("exists").build)(3, 1, 20 * S);
+        // Only 0-1 connect by script; 1-2 is the observer's doing.
+        o.script.retain(|(_, a)| *a == Action::Connect(0, 1));
+        let mut sim = Sim::with_observer(o, Some(Box::new(Probe::default())));
+        sim.run(&mut |_, _| {}).expect("no violation");
+        let probe = sim.observer::<Probe>().expect("a probe");
+        assert_eq!(probe.woke_at_us, vec![(3 * S, 7)]);
+        // Each connection is announced at both ends.
+        assert_eq!(probe.connected, 4);
+        assert_eq!(sim.peers(1), &[0, 2]);
+        let score = sim.core(0).expect("up").trust_of(sim.agent(1));
+        assert!((0.75..0.8).contains(&score), "node 0's impression of node 1: {score}");
+    }
+}

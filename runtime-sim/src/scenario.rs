@@ -5,6 +5,7 @@
 //! just those arguments ([`Options::command_line`]).
 
 use crate::net::{Cut, NetConfig};
+use crate::observer::Observer;
 use crate::topology::Topology;
 use crate::workload::WorkloadConfig;
 
@@ -41,8 +42,6 @@ pub enum Action {
     Replay(usize),
     /// From now on, delivery ratios count toward the "after" figure.
     MeasureFrom,
-    /// A step of a trust study (`trust-propagation`, `sybil`): see [`crate::trust_study`].
-    Study(crate::trust_study::Step),
 }
 
 /// Deliberate harness bugs, to show that the invariant checkers catch them.
@@ -130,6 +129,11 @@ impl Options {
             trust_policy: proto_core::TrustPolicy::Weighted,
             study: None,
         }
+    }
+
+    /// What the scenario watches the run with beside the engine: a trust study's observer, or none.
+    pub fn observer(&self) -> Option<Box<dyn Observer>> {
+        self.study.as_ref().map(|c| crate::trust_study::observer(c, self.seed))
     }
 
     /// The command that reproduces this run.

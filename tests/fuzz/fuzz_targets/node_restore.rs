@@ -33,10 +33,14 @@ fn records(mut data: &[u8]) -> Vec<(Table, String, Vec<u8>)> {
     out
 }
 
-fn round_trips<T: Record + PartialEq + std::fmt::Debug>(bytes: &[u8]) {
+/// A record that decodes (an older layout upgraded included) re-encodes to bytes that decode to the
+/// same record. Compared as encodings, not with `==`: a stored f64 may be NaN, which is not equal to
+/// itself yet must still round-trip bit for bit.
+fn round_trips<T: Record>(bytes: &[u8]) {
     let Ok(value) = store::decode::<T>(bytes) else { return };
-    let again = store::decode::<T>(&store::encode(&value)).expect("a record's own encoding decodes");
-    assert_eq!(value, again, "{}: encode/decode changed the record", std::any::type_name::<T>());
+    let encoded = store::encode(&value);
+    let again = store::decode::<T>(&encoded).expect("a record's own encoding decodes");
+    assert_eq!(store::encode(&again), encoded, "{}: encode/decode changed the record", std::any::type_name::<T>());
 }
 
 fn decode_as_its_table(table: Table, bytes: &[u8]) {

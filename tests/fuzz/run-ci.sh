@@ -11,15 +11,16 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 fuzz_dir=tests/fuzz
 
-# Seconds per target: the end-to-end node targets get most, the small decoders least. Total 210 s,
+# Seconds per target: the end-to-end node targets get most, the small decoders least. Total 230 s,
 # under the 4 minutes CI allows the fuzzers on 2 cores.
 targets=(
-    "node_requests 60"
-    "node_restore 35"
+    "node_requests 55"
+    "node_responses 35"
+    "node_restore 30"
     "wire_bodies 30"
     "http_head 25"
     "http_head_chunked 25"
-    "beacons 25"
+    "beacons 20"
     "passport_file 10"
 )
 # Memory for one fuzzing process (a finding if passed), the longest input tried (a body a few times

@@ -10,6 +10,7 @@ What each target reads (see the header of its fuzz_targets/*.rs):
 - http_head, http_head_chunked (two chunk-seed bytes first): raw HTTP/1.1 requests;
 - wire_bodies: one JSON body;
 - node_requests: `METHOD PATH\\n<body>` requests joined by `\\n--\\n`;
+- node_responses: peers' answers `STATUS\n<body>` joined by `\n--\n` (a connect, then deliveries);
 - node_restore: records `[table][key length][key][value length u16 LE][value]`, each value a record
   version byte and postcard, written here by a small postcard encoder (hand-made: no capture has them);
 - beacons: one flags byte, then a datagram;
@@ -32,7 +33,18 @@ SEED_BYTES_MAX = 8 * 1024
 # node_requests reads at most this many requests per input (REQUESTS_MAX in its target).
 REQUESTS_PER_SEED_MAX = 8
 SEPARATOR = b"\n--\n"
-OWNED = ["http_head", "http_head_chunked", "wire_bodies", "node_requests", "node_restore", "beacons", "passport_file"]
+OWNED = [
+    "http_head",
+    "http_head_chunked",
+    "wire_bodies",
+    "node_requests",
+    "node_responses",
+    "node_restore",
+    "beacons",
+    "passport_file",
+]
+# Delivery answers paired with each connect answer in node_responses' seeds.
+DELIVERIES_PER_SEED_MAX = 3
 
 
 def compact(value):
@@ -76,6 +88,18 @@ def json_bodies(captures):
                     yield compact(rec[key])
             if isinstance(rec.get("result"), str):
                 yield rec["result"].encode()
+
+
+def answers(captures, route):
+    """`STATUS\\n<body>` of every answer a peer gave to a call on `route`."""
+    for path in sorted(captures.glob("*.jsonl")):
+        for rec in read_jsonl(path):
+            target = rec.get("path") or urlsplit(rec.get("url") or "").path
+            if not target.endswith(route):
+                continue
+            body = rec["resp_raw"].encode() if rec.get("resp_raw") else compact(rec.get("resp"))
+            status = rec.get("status") or rec.get("resp_status") or 200
+            yield f"{status}\n".encode() + body
 
 
 def http_bytes(method, target, headers, body):
@@ -212,6 +236,11 @@ def write_all(captures):
             w.put("http_head_chunked", bytes([start % 256, 7]) + b"".join(r[2] for r in part))
             lines = [f"{m} {t.split('?')[0]}\n".encode() + b for m, t, _, b in part]
             w.put("node_requests", SEPARATOR.join(lines))
+    deliveries = list(dict.fromkeys(answers(captures, "/message")))[:DELIVERIES_PER_SEED_MAX]
+    for connect in dict.fromkeys(answers(captures, "/connection_request")):
+        w.put("node_responses", connect)
+        w.put("node_responses", SEPARATOR.join([connect] + deliveries))
+    w.put("node_responses", b"!connection refused")
     for head in HAND_HEADS:
         w.put("http_head", head)
         w.put("http_head_chunked", b"\x03\x09" + head)

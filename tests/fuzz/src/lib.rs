@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
-use proto_core::{Config, InboundId, Method, Node, Now, Output, Passport, Table};
+use proto_core::{CommandId, Config, HttpResponse, InboundId, Method, Node, Now, Output, Passport, Table, Transmit};
 
 /// 2026-01-01T00:00:00Z in Unix microseconds: every fuzzed node's wall clock starts here, so a seed
 /// that depends on freshness (a signed beacon) behaves the same on every run.
@@ -84,17 +84,36 @@ pub fn split_inputs<'a>(data: &'a [u8], sep: &[u8], max: usize) -> Vec<&'a [u8]>
     parts
 }
 
+/// What one drain saw besides persists.
+#[derive(Debug, Default)]
+pub struct Drained {
+    /// Ids of the replies, in order.
+    pub replies: Vec<InboundId>,
+    /// Ids of the finished commands, in order.
+    pub done: Vec<CommandId>,
+}
+
 /// Takes every queued output of `node`, checking each: a reply's body is a JSON object (SPEC: every
 /// answer, refusals included, is one), a persist lands on `disk`, an outbound call is failed at once
 /// (no network here) so the node's failure paths run too. Returns the ids of the replies seen.
 pub fn drain(node: &mut Node, now: Now, disk: &mut Disk) -> Vec<InboundId> {
-    let mut replies = Vec::new();
+    drain_with(node, now, disk, |_| Err("fuzz: no network".to_owned())).replies
+}
+
+/// [`drain`], with every outbound call answered at once by `answer`.
+pub fn drain_with(
+    node: &mut Node,
+    now: Now,
+    disk: &mut Disk,
+    mut answer: impl FnMut(&Transmit) -> Result<HttpResponse, String>,
+) -> Drained {
+    let mut seen = Drained::default();
     for _ in 0..OUTPUTS_PER_INPUT_MAX {
         match node.poll_output() {
-            Output::Timeout(_) => return replies,
+            Output::Timeout(_) => return seen,
             Output::Reply(reply) => {
                 check_reply_body(reply.status, &reply.body);
-                replies.push(reply.id);
+                seen.replies.push(reply.id);
             }
             Output::Persist(changes) => {
                 for change in changes {
@@ -104,8 +123,12 @@ pub fn drain(node: &mut Node, now: Now, disk: &mut Disk) -> Vec<InboundId> {
                     };
                 }
             }
-            Output::Transmit(t) => node.handle_response(now, t.id, Err("fuzz: no network".to_owned())),
-            Output::Event(_) | Output::Done { .. } => {}
+            Output::Transmit(t) => {
+                let result = answer(&t);
+                node.handle_response(now, t.id, result);
+            }
+            Output::Done { id, .. } => seen.done.push(id),
+            Output::Event(_) => {}
         }
     }
     panic!("node still emitting after {OUTPUTS_PER_INPUT_MAX} outputs for one input");

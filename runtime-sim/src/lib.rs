@@ -23,6 +23,7 @@
 
 mod agent;
 pub mod bench;
+pub mod crypto;
 mod delivery;
 pub mod event_queue;
 pub mod invariants;

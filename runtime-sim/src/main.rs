@@ -3,7 +3,7 @@
 //! ```text
 //! darkmatter-sim list
 //! darkmatter-sim run <scenario> [--nodes N] [--seed S] [--duration 1h] [--out DIR] [--trace FILE] [--KEY VALUE]...
-//! darkmatter-sim bench [--nodes N] [--seed S] [--duration 1h] [--timing]
+//! darkmatter-sim bench [--nodes N] [--seed S] [--duration 1h] [--timing] [--signatures real|null]
 //! ```
 
 use std::io::Write;
@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use runtime_sim::crypto::Signatures;
 use runtime_sim::scenario::{self, format_duration, parse_duration};
 use runtime_sim::{bench, Options, Report, Sim, Violation};
 
@@ -23,11 +24,12 @@ const USAGE: &str = "usage:
                      [--loss P] [--burst P] [--latency-ms MIN..MAX] [--jitter-ms MS] [--cost-us US]
                      [--skew-ms MS] [--degree D|MIN..MAX] [--max-connections N] [--direct R] [--broadcast R]
                      [--health R] [--beacon R] [--churn R] [--adversary R] [--crash R] [--forward P] [--reply P]
-                     [--sabotage none|lose-replay] [--policy weighted|plain]  (rates R are per node per simulated hour)
+                     [--sabotage none|lose-replay] [--policy weighted|plain] [--signatures real|null]
+                     (rates R are per node per simulated hour; --signatures null is measurement only)
                      trust studies (trust-propagation, sybil): [--sybils N] [--newcomers N] [--sybil-targets N]
                      [--gateway-frac P] [--gateway-links N] [--gateway-trust P] [--trust-prob P] [--trust-range A..B]
                      [--vouch-range A..B] [--single 0|1] [--window 10m] [--two-hop N] [--controls N] [--retry 30m] [--acquaint 10m]
-  darkmatter-sim bench [--nodes N] [--seed S] [--duration 1h] [--timing]";
+  darkmatter-sim bench [--nodes N] [--seed S] [--duration 1h] [--timing] [--signatures real|null]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -254,28 +256,31 @@ fn bench_cmd(args: &[String]) -> Result<ExitCode, String> {
     let mut seed = 1;
     let mut duration = 3_600_000_000;
     let mut timing = false;
+    let mut signatures = Signatures::Real;
     for (k, v) in pairs(args)? {
         match k.as_str() {
             "nodes" => nodes = v.parse().map_err(|_| format!("--nodes: {v}"))?,
             "seed" => seed = v.parse().map_err(|_| format!("--seed: {v}"))?,
             "duration" => duration = parse_duration(&v)?,
             "timing" => timing = true,
+            "signatures" => signatures = Signatures::parse(&v)?,
             _ => return Err(format!("bench: unknown option --{k}")),
         }
     }
     let costs = bench::crypto_costs();
     let json = bench::json_costs();
     println!(
-        "bench: ordinary traffic, {nodes} nodes, 20-50 connections each, {} simulated, seed {seed}{}",
+        "bench: ordinary traffic, {nodes} nodes, 20-50 connections each, {} simulated, seed {seed}{}{}",
         format_duration(duration),
-        if timing { ", timing the core" } else { "" }
+        if timing { ", timing the core" } else { "" },
+        if signatures == Signatures::Null { ", null signatures (measurement only)" } else { "" }
     );
     let pb = progress_bar(duration, true);
     let mut tick = |t: u64, events: u64| {
         pb.set_position(t / 1_000_000);
         pb.set_message(format!("{events} events"));
     };
-    let result = bench::run(nodes, seed, duration, timing, &mut tick);
+    let result = bench::run(nodes, seed, duration, timing, signatures, &mut tick);
     pb.finish_and_clear();
     let hwm = bench::vm_hwm_kib();
     // Measured again after the loop: the machine's load changes within a run.
@@ -283,7 +288,7 @@ fn bench_cmd(args: &[String]) -> Result<ExitCode, String> {
     let json = json.min(bench::json_costs());
     match result {
         Ok((r, cpu)) => {
-            print!("{}", bench::describe(&r, cpu, &costs, &json, hwm));
+            print!("{}", bench::describe(&r, signatures, cpu, &costs, &json, hwm));
             println!("delivery ratio:          {}", r.delivery_ratio.map_or("n/a".to_owned(), |d| format!("{d:.4}")));
             println!("invariant checks:        {} passed", r.checks);
             println!("trace-hash: {}", r.trace_hash);
@@ -292,6 +297,9 @@ fn bench_cmd(args: &[String]) -> Result<ExitCode, String> {
         Err(v) => {
             let mut o = scenario::ordinary(nodes, seed, duration);
             o.scenario = "ordinary".to_owned();
+            if signatures == Signatures::Null {
+                o.apply("signatures", "null")?;
+            }
             print_violation(&o, &v);
             Ok(ExitCode::from(1))
         }

@@ -14,6 +14,8 @@
 //! - [`sim`], `delivery` and `agent`: the engine (event loop and drain; the path of a request;
 //!   agents, workload firings and faults).
 //! - [`bench`]: the benchmark.
+//! - [`crypto`]: the signature providers a run chooses (`--signatures real|null`; null is
+//!   measurement only and exists in no other crate) and the counting wrapper every node uses.
 //! - [`trust_study`]: the trust propagation and Sybil resistance studies (scenarios, measures, plots).
 //!
 //! The same seed and options give the same trace byte for byte: all randomness derives from the one

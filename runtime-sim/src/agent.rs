@@ -525,7 +525,7 @@ impl Sim {
         let config = self.config(i);
         let now = self.node_now(i);
         let clock = Instant::now();
-        let (node, skipped) = Node::restore(passport, config, seed, now, records);
+        let (node, skipped) = Node::restore_with_provider(passport, config, seed, now, records, self.provider());
         self.time_core(12, clock.elapsed());
         self.counters.restarts += 1;
         self.trace.rec(

@@ -16,6 +16,8 @@
 //! - [`observer`]: the hook a study watches a run through (events, wake-ups, actions it asks for);
 //!   the engine knows no study.
 //! - [`bench`]: the benchmark.
+//! - [`crypto`]: the signature providers a run chooses (`--signatures real|null`; null is
+//!   measurement only and exists in no other crate) and the counting wrapper every node uses.
 //! - [`trust_study`]: the trust propagation and Sybil resistance studies (scenarios, an observer,
 //!   measures, plots).
 //!
@@ -26,6 +28,7 @@
 
 mod agent;
 pub mod bench;
+pub mod crypto;
 mod delivery;
 pub mod event_queue;
 pub mod invariants;

@@ -3,7 +3,7 @@
 //! ```text
 //! darkmatter-sim list
 //! darkmatter-sim run <scenario> [--nodes N] [--seed S] [--duration 1h] [--out DIR] [--trace FILE] [--KEY VALUE]...
-//! darkmatter-sim bench [--nodes N] [--seed S] [--duration 1h] [--timing]
+//! darkmatter-sim bench [--nodes N] [--seed S] [--duration 1h] [--timing] [--signatures real|null]
 //! ```
 //!
 //! `darkmatter-sim <command> --help` lists every option.
@@ -16,6 +16,7 @@ use clap::builder::PossibleValuesParser;
 use clap::error::ErrorKind;
 use clap::{Arg, ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use runtime_sim::crypto::Signatures;
 use runtime_sim::scenario::{self, format_duration, parse_duration};
 use runtime_sim::{bench, trust_study, Options, Report, Sim, Violation};
 
@@ -82,6 +83,9 @@ struct BenchArgs {
     /// Also times the core's handling of each kind of input (two clock reads per input).
     #[arg(long)]
     timing: bool,
+    /// Signature work: real Ed25519, or a forgeable digest that replays the same trace (measurement only).
+    #[arg(long, value_name = "KIND", default_value = "real", value_parser = Signatures::parse)]
+    signatures: Signatures,
 }
 
 fn scenario_names() -> PossibleValuesParser {
@@ -140,6 +144,13 @@ const OVERRIDES: &[Override] = &[
         heading: TRUST,
         help: "How nodes combine their peers' answers to a trust query",
         choices: &["weighted", "plain"],
+    },
+    Override {
+        key: "signatures",
+        value_name: "KIND",
+        heading: NET,
+        help: "Signature work: real Ed25519, or a forgeable digest with the same trace (measurement only)",
+        choices: &["real", "null"],
     },
     o("sybils", "N", STUDY, "Sybil identities"),
     o("newcomers", "N", STUDY, "Vouched newcomers"),
@@ -410,20 +421,21 @@ fn print_violation(o: &Options, v: &Violation) {
 }
 
 fn bench_cmd(args: &BenchArgs) -> Result<ExitCode, String> {
-    let BenchArgs { nodes, seed, duration, timing } = *args;
+    let BenchArgs { nodes, seed, duration, timing, signatures } = *args;
     let costs = bench::crypto_costs();
     let json = bench::json_costs();
     println!(
-        "bench: ordinary traffic, {nodes} nodes, 20-50 connections each, {} simulated, seed {seed}{}",
+        "bench: ordinary traffic, {nodes} nodes, 20-50 connections each, {} simulated, seed {seed}{}{}",
         format_duration(duration),
-        if timing { ", timing the core" } else { "" }
+        if timing { ", timing the core" } else { "" },
+        if signatures == Signatures::Null { ", null signatures (measurement only)" } else { "" }
     );
     let pb = progress_bar(duration, true);
     let mut tick = |t: u64, events: u64| {
         pb.set_position(t / 1_000_000);
         pb.set_message(format!("{events} events"));
     };
-    let result = bench::run(nodes, seed, duration, timing, &mut tick);
+    let result = bench::run(nodes, seed, duration, timing, signatures, &mut tick);
     pb.finish_and_clear();
     let hwm = bench::vm_hwm_kib();
     // Measured again after the loop: the machine's load changes within a run.
@@ -431,7 +443,7 @@ fn bench_cmd(args: &BenchArgs) -> Result<ExitCode, String> {
     let json = json.min(bench::json_costs());
     match result {
         Ok((r, cpu)) => {
-            print!("{}", bench::describe(&r, cpu, &costs, &json, hwm));
+            print!("{}", bench::describe(&r, signatures, cpu, &costs, &json, hwm));
             println!("delivery ratio:          {}", r.delivery_ratio.map_or("n/a".to_owned(), |d| format!("{d:.4}")));
             println!("invariant checks:        {} passed", r.checks);
             println!("trace-hash: {}", r.trace_hash);
@@ -440,6 +452,9 @@ fn bench_cmd(args: &BenchArgs) -> Result<ExitCode, String> {
         Err(v) => {
             let mut o = scenario::ordinary(nodes, seed, duration);
             o.scenario = "ordinary".to_owned();
+            if signatures == Signatures::Null {
+                o.apply("signatures", "null")?;
+            }
             print_violation(&o, &v);
             Ok(ExitCode::from(1))
         }

@@ -100,6 +100,8 @@ pub struct Options {
     pub trust_policy: proto_core::TrustPolicy,
     /// The trust study this run is, if any (its nodes beyond `--nodes`, its script, its measures).
     pub study: Option<crate::trust_study::StudyConfig>,
+    /// Which signature provider the nodes use (`--signatures real|null`; null is measurement only).
+    pub signatures: crate::crypto::Signatures,
 }
 
 impl Options {
@@ -128,6 +130,7 @@ impl Options {
             overrides: Vec::new(),
             trust_policy: proto_core::TrustPolicy::Weighted,
             study: None,
+            signatures: crate::crypto::Signatures::Real,
         }
     }
 
@@ -203,6 +206,7 @@ impl Options {
             _ if self.study.is_some() && crate::trust_study::is_key(key) => {
                 crate::trust_study::apply(self, key, value)?
             }
+            "signatures" => self.signatures = crate::crypto::Signatures::parse(value)?,
             "sabotage" => {
                 self.sabotage = match value {
                     "none" => Sabotage::None,

@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use core::net::IpAddr;
@@ -17,6 +18,9 @@ use proto_core::{
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 
+use proto_core::crypto::SignatureProvider;
+
+use crate::crypto::Counting;
 use crate::event_queue::EventQueue;
 use crate::invariants::{table_index, Invariants, Violation, TABLES};
 use crate::metrics::{Counters, Metrics, Row};
@@ -211,6 +215,10 @@ pub struct Report {
     /// After address moves: (connections whose stored URL is not the peer's current one, all
     /// connections), read from what the nodes persisted.
     pub stale_links: Option<(u64, u64)>,
+    /// Signatures the nodes made, counted by the provider.
+    pub signs: u64,
+    /// Signatures the nodes checked, counted by the provider.
+    pub verifies: u64,
 }
 
 /// The simulator.
@@ -244,6 +252,8 @@ pub struct Sim {
     pub(crate) key_parses_gone: u64,
     /// What watches the run beside the engine (a study), if anything.
     pub(crate) observer: Option<Box<dyn Observer>>,
+    /// The provider every node signs and verifies through (one for all, counting for the report).
+    pub(crate) signatures: Arc<Counting>,
 }
 
 impl Sim {
@@ -286,6 +296,7 @@ impl Sim {
             replay_rows_max: 0,
             key_parses_gone: 0,
             observer,
+            signatures: Arc::new(Counting::new(opts.signatures.provider())),
             opts,
         };
         for i in 0..n {
@@ -323,7 +334,13 @@ impl Sim {
                 max_connections,
                 auto_accept: !sim.opts.manual_accept.contains(&i),
             });
-            let node = Node::new(passport, sim.config(i), derive(seed, purpose::NODE, i as u64, 0), sim.node_now(i));
+            let node = Node::with_provider(
+                passport,
+                sim.config(i),
+                derive(seed, purpose::NODE, i as u64, 0),
+                sim.node_now(i),
+                sim.provider(),
+            );
             sim.nodes[i as usize].node = Some(node);
             sim.drain(i, &mut Ctx::default());
         }
@@ -485,7 +502,14 @@ impl Sim {
             key_parses: self.key_parses_gone
                 + self.nodes.iter().filter_map(|n| n.node.as_ref()).map(Node::key_parses).sum::<u64>(),
             stale_links: (self.counters.moves > 0).then(|| self.stale_links()),
+            signs: self.signatures.signs(),
+            verifies: self.signatures.verifies(),
         })
+    }
+
+    /// The signature provider a node is built with.
+    pub(crate) fn provider(&self) -> Arc<dyn SignatureProvider> {
+        self.signatures.clone()
     }
 
     /// Connections (as persisted) that point at an address their peer no longer has.

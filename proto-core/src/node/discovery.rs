@@ -4,6 +4,7 @@ use crate::discovery::{Discovered, BEACON_BYTES_MAX, PROTOCOL_VERSION};
 use core::net::IpAddr;
 use std::collections::BTreeMap;
 
+use crate::crypto;
 use crate::identity::truncate_chars;
 use crate::limits::FRESHNESS_WINDOW_S;
 use crate::node::Node;
@@ -95,7 +96,7 @@ impl Node {
             status: Some(self.status_word().to_owned()),
             accepting: self.accepting_connections(),
             ts,
-            beacon_signature_hex: sign::sign_hex(&self.passport, &bytes),
+            beacon_signature_hex: crypto::sign_hex(&*self.signatures, &self.passport, &bytes),
         };
         wire::encode(&b)
     }
@@ -117,7 +118,7 @@ impl Node {
         else {
             return;
         };
-        if sign::verify_hex(id.key(), &bytes, &b.beacon_signature_hex).is_err() {
+        if crypto::verify_hex(&*self.signatures, id.key(), &bytes, &b.beacon_signature_hex).is_err() {
             return;
         }
         let host = match source {

@@ -114,9 +114,12 @@
 //!
 //! ## Signatures
 //!
-//! Real Ed25519 by default. The `null-signatures` feature, for simulator measurements only, replaces
-//! signing and verification with a forgeable digest ([`sign::SIGNATURES_ARE_REAL`] is then false); such
-//! a build is not a node of the protocol, and `runtime-smol` refuses to start one.
+//! Every signature a node makes or checks goes through its [`crypto::SignatureProvider`]: real
+//! Ed25519 with `verify_strict` ([`crypto::Ed25519`]) for [`Node::new`] and [`Node::restore`];
+//! [`Node::with_provider`] and [`Node::restore_with_provider`] take another. The simulator passes
+//! its own (a forgeable digest for measurements, a counting wrapper); they live in `runtime-sim`,
+//! so a networked runtime, which does not link it, can never run on fake signatures. [`sign`] holds
+//! the canonical forms and free Ed25519 helpers for tests and vectors.
 //!
 //! ## Layout
 //!
@@ -135,6 +138,7 @@
 
 pub mod command;
 mod connections;
+pub mod crypto;
 pub mod discovery;
 pub mod error;
 pub mod identity;

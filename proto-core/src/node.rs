@@ -14,6 +14,7 @@ mod shard;
 mod trust;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use core::net::IpAddr;
 
@@ -22,6 +23,7 @@ use rand_core::{RngCore, SeedableRng};
 use serde_json::Value;
 
 use crate::connections::Acceptances;
+use crate::crypto::{Ed25519, SignatureProvider};
 use crate::discovery::{Discovery, Scans};
 use crate::error::{CommandError, Refusal};
 use crate::identity::{AgentId, KeyCache, Passport};
@@ -115,6 +117,9 @@ pub(crate) enum Call {
 /// One DarkMatter node.
 pub struct Node {
     pub(crate) passport: Passport,
+    /// Every signature this node makes or checks goes through it (real Ed25519 unless the
+    /// embedder passed another; see [`crate::crypto`]).
+    pub(crate) signatures: Arc<dyn SignatureProvider>,
     pub(crate) config: Config,
     pub(crate) rng: ChaCha20Rng,
     pub(crate) profile: Profile,
@@ -148,6 +153,17 @@ impl Node {
     /// A fresh node. `seed` drives every random choice (ids, challenges); it emits a persist of its
     /// profile as its first output.
     pub fn new(passport: Passport, config: Config, seed: u64, now: Now) -> Self {
+        Self::with_provider(passport, config, seed, now, Arc::new(Ed25519))
+    }
+
+    /// [`Node::new`] with its signature work done by `signatures` instead of real Ed25519.
+    pub fn with_provider(
+        passport: Passport,
+        config: Config,
+        seed: u64,
+        now: Now,
+        signatures: Arc<dyn SignatureProvider>,
+    ) -> Self {
         let profile = Profile {
             display_name: config.display_name.clone(),
             bio: config.bio.clone(),
@@ -155,7 +171,7 @@ impl Node {
             inactive_until_us: None,
             rate_global: RateLimit::Default,
         };
-        let mut node = Self::empty(passport, config, seed, now, profile);
+        let mut node = Self::empty(passport, signatures, config, seed, now, profile);
         let change = Change::put(Table::Profile, "self", &node.profile);
         node.persist(vec![change]);
         node
@@ -169,6 +185,20 @@ impl Node {
         seed: u64,
         now: Now,
         records: impl IntoIterator<Item = (Table, String, Vec<u8>)>,
+    ) -> (Self, usize) {
+        Self::restore_with_provider(passport, config, seed, now, records, Arc::new(Ed25519))
+    }
+
+    /// [`Node::restore`] with its signature work done by `signatures` instead of real Ed25519. The
+    /// provider is given here, not set afterwards, because restoring may already sign (a trust
+    /// query in flight at shutdown is asked again).
+    pub fn restore_with_provider(
+        passport: Passport,
+        config: Config,
+        seed: u64,
+        now: Now,
+        records: impl IntoIterator<Item = (Table, String, Vec<u8>)>,
+        signatures: Arc<dyn SignatureProvider>,
     ) -> (Self, usize) {
         let mut skipped = 0;
         let mut profile = None;
@@ -200,7 +230,7 @@ impl Node {
         if !config.display_name.is_empty() {
             profile.display_name = config.display_name.clone();
         }
-        let mut node = Self::empty(passport, config, seed, now, profile);
+        let mut node = Self::empty(passport, signatures, config, seed, now, profile);
         let mut sent_rows = Vec::new();
         let mut legacy_sent = Vec::new();
         let mut sent_on_disk = std::collections::BTreeSet::new();
@@ -296,12 +326,20 @@ impl Node {
         Ok(())
     }
 
-    fn empty(passport: Passport, mut config: Config, seed: u64, now: Now, profile: Profile) -> Self {
+    fn empty(
+        passport: Passport,
+        signatures: Arc<dyn SignatureProvider>,
+        mut config: Config,
+        seed: u64,
+        now: Now,
+        profile: Profile,
+    ) -> Self {
         // The runtime validates its settings; the core still never trusts them to be in range.
         config.max_connections = config.max_connections.min(limits::CONNECTIONS_MAX_CEILING);
         let discovery = config.discovery;
         Self {
             passport,
+            signatures,
             config,
             rng: ChaCha20Rng::seed_from_u64(seed),
             profile,

@@ -11,8 +11,9 @@
 //! move the boundaries. We refuse to sign such a field ([`SignError::AmbiguousField`]) rather than sign
 //! something a verifier could read two ways.
 
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 
+use crate::crypto::Ed25519;
 use crate::error::SignError;
 use crate::identity::Passport;
 
@@ -55,8 +56,8 @@ pub const V2_TRUST_ANSWER: &str = "trust-answer";
 /// Our domain for a shard.
 pub const V2_SHARD: &str = "shard";
 
-/// Length of a signature in hex.
-pub const SIGNATURE_HEX_LEN: usize = 128;
+// Decoding a signature is the provider's side of the line (it sees raw signatures only).
+pub use crate::crypto::{parse_signature, SIGNATURE_HEX_LEN};
 
 /// Bytes of the legacy message form. Refuses ids and timestamps that contain a newline.
 pub fn legacy_message_bytes(
@@ -110,67 +111,23 @@ pub fn v2_bytes(domain: &str, fields: &[&str]) -> Vec<u8> {
     out
 }
 
-/// Whether signatures are real Ed25519. False only in a build with the `null-signatures`
-/// feature, which exists to measure the simulator without signature work; every runtime that
-/// talks to a network refuses to start when this is false.
-pub const SIGNATURES_ARE_REAL: bool = !cfg!(feature = "null-signatures");
-
-/// Signs canonical bytes and returns the lowercase hex signature.
+/// Signs canonical bytes with real Ed25519 and returns the lowercase hex signature. A node signs
+/// through its provider ([`crate::crypto::sign_hex`]); this is for tests, vectors and tools.
 pub fn sign_hex(passport: &Passport, canonical: &[u8]) -> String {
-    #[cfg(feature = "null-signatures")]
-    let bytes = null::signature(passport.agent_id().key(), canonical);
-    #[cfg(not(feature = "null-signatures"))]
-    let bytes = passport.sign(canonical).to_bytes();
-    crate::identity::lower_hex(&bytes)
+    crate::crypto::sign_hex(&Ed25519, passport, canonical)
 }
 
-/// Decodes a hex signature; upper case is accepted, as 0.5.3's `bytes.fromhex` does.
-pub fn parse_signature(sig_hex: &str) -> Result<Signature, SignError> {
-    if sig_hex.len() != SIGNATURE_HEX_LEN {
-        return Err(SignError::Malformed);
-    }
-    let mut bytes = [0u8; 64];
-    hex::decode_to_slice(sig_hex, &mut bytes).map_err(|_| SignError::Malformed)?;
-    Ok(Signature::from_bytes(&bytes))
-}
-
-/// Verifies with `verify_strict`: no small-order keys or R points, canonical S.
+/// Verifies with real Ed25519's `verify_strict`: no small-order keys or R points, canonical S. A
+/// node verifies through its provider ([`crate::crypto::verify_hex`]); this is for tests and vectors.
 pub fn verify_hex(key: &VerifyingKey, canonical: &[u8], sig_hex: &str) -> Result<(), SignError> {
-    let sig = parse_signature(sig_hex)?;
-    #[cfg(feature = "null-signatures")]
-    return if sig.to_bytes() == null::signature(key, canonical) { Ok(()) } else { Err(SignError::Invalid) };
-    #[cfg(not(feature = "null-signatures"))]
-    key.verify_strict(canonical, &sig).map_err(|_| SignError::Invalid)
-}
-
-/// The stand-in for Ed25519 in a `null-signatures` build: a 64-bit FNV-1a digest of key and bytes,
-/// repeated. Anyone can forge it; it only keeps every accept/refuse decision of a simulation the
-/// same (an honest node's signature checks out, a bent envelope does not) while costing almost
-/// nothing, so the simulator can measure everything but signature work on the same trace.
-#[cfg(feature = "null-signatures")]
-mod null {
-    use ed25519_dalek::VerifyingKey;
-
-    pub(super) fn signature(key: &VerifyingKey, canonical: &[u8]) -> [u8; 64] {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in key.as_bytes().iter().chain(canonical) {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        let mut out = [0u8; 64];
-        for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
-            chunk.copy_from_slice(&h.wrapping_add(i as u64).to_le_bytes());
-        }
-        out
-    }
+    crate::crypto::verify_hex(&Ed25519, key, canonical, sig_hex)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// RFC 8032's first Ed25519 test vector. Also fails if any workspace crate switches
-    /// `null-signatures` on by default (cargo unifies features, so the whole test build would then
-    /// run on forgeable signatures).
+    /// RFC 8032's first Ed25519 test vector, through the free helpers tests and vectors use.
     #[test]
     fn signatures_are_ed25519() {
         let mut seed = [0u8; 32];
@@ -178,7 +135,7 @@ mod tests {
         let p = Passport::from_seed(seed);
         assert_eq!(p.agent_id().as_str(), "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
         let expected = "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
-        assert_eq!(sign_hex(&p, b""), expected, "this build does not sign with Ed25519");
+        assert_eq!(sign_hex(&p, b""), expected, "sign_hex does not sign with Ed25519");
         assert!(verify_hex(p.agent_id().key(), b"", expected).is_ok());
     }
 

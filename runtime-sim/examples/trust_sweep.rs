@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use clap::Parser;
 use plotters::prelude::*;
 use runtime_sim::scenario::parse_duration;
 use runtime_sim::trust_study::{cumulative, line_chart, quantile, Class, Series, StudyReport};
@@ -137,23 +138,25 @@ fn plan(n: u32) -> Vec<Run> {
     runs
 }
 
+/// Runs the trust studies of SIMULATIONS.md and writes their tables and plots.
+#[derive(Parser)]
+struct Cli {
+    /// Where runs.csv, tables.md, summaries.txt and the plots go.
+    #[arg(long, value_name = "DIR", default_value = "runtime-sim/results/trust")]
+    out: String,
+    /// Runs at once.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: u16,
+    /// Honest nodes of every run (Sybil counts scale with it).
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    nodes: u32,
+    /// Only this group of runs.
+    #[arg(long, value_name = "GROUP", value_parser = ["sybil", "sensitivity", "stress", "propagation"])]
+    only: Option<String>,
+}
+
 fn main() -> Result<(), String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut out = "runtime-sim/results/trust".to_owned();
-    let mut jobs = 1usize;
-    let mut nodes = 1000u32;
-    let mut only: Option<String> = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let v = it.next().ok_or(format!("{a} needs a value"))?;
-        match a.as_str() {
-            "--out" => out = v.clone(),
-            "--jobs" => jobs = v.parse().map_err(|_| "--jobs")?,
-            "--nodes" => nodes = v.parse().map_err(|_| "--nodes")?,
-            "--only" => only = Some(v.clone()),
-            _ => return Err(format!("unknown {a}")),
-        }
-    }
+    let Cli { out, jobs, nodes, only } = Cli::parse();
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
     let runs: Vec<Run> = plan(nodes).into_iter().filter(|r| only.as_deref().is_none_or(|g| g == r.group)).collect();
     let total = runs.len();
@@ -161,7 +164,7 @@ fn main() -> Result<(), String> {
     let results: Mutex<Vec<(usize, Done)>> = Mutex::new(Vec::new());
     let failed = AtomicUsize::new(0);
     std::thread::scope(|s| {
-        for _ in 0..jobs.max(1) {
+        for _ in 0..jobs {
             s.spawn(|| loop {
                 let next = queue.lock().expect("queue").pop();
                 let Some((k, r)) = next else { break };

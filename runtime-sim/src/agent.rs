@@ -406,27 +406,11 @@ impl Sim {
                 let agent_id = self.nodes[b as usize].agent.clone();
                 self.command(a, CmdKind::Disconnect, Command::Disconnect { agent_id }, b as u64, "disconnect");
             }
-            Action::Impression(a, b, score) => {
-                let agent_id = self.nodes[b as usize].agent.clone();
-                self.command(
-                    a,
-                    CmdKind::Impression,
-                    Command::SetImpression { agent_id, score, note: None },
-                    b as u64,
-                    "impression",
-                );
-            }
+            Action::Impression(a, b, score) => self.impress(a, b, score),
             Action::ImpressPeers(score) => {
                 for a in 0..self.opts.nodes {
                     for b in self.nodes[a as usize].peers.clone() {
-                        let agent_id = self.nodes[b as usize].agent.clone();
-                        self.command(
-                            a,
-                            CmdKind::Impression,
-                            Command::SetImpression { agent_id, score, note: None },
-                            b as u64,
-                            "impression",
-                        );
+                        self.impress(a, b, score);
                     }
                 }
             }
@@ -475,12 +459,23 @@ impl Sim {
                     self.inject(target, Forgery::Replay, body);
                 }
             }
-            Action::Study(step) => self.study_step(step),
             Action::MeasureFrom => {
                 self.metrics.measure_from_us = Some(self.now);
                 self.trace.rec(self.now, NONE, Kind::Fault, NONE, 0, "delivery measured from here");
             }
         }
+    }
+
+    /// Agent `a` scores `b`.
+    pub(crate) fn impress(&mut self, a: u32, b: u32, score: f64) {
+        let agent_id = self.nodes[b as usize].agent.clone();
+        self.command(
+            a,
+            CmdKind::Impression,
+            Command::SetImpression { agent_id, score, note: None },
+            b as u64,
+            "impression",
+        );
     }
 
     fn partition(&mut self, id: u32, side: Vec<bool>, cut: Cut) {
@@ -536,7 +531,7 @@ impl Sim {
         let config = self.config(i);
         let now = self.node_now(i);
         let clock = Instant::now();
-        let (node, skipped) = Node::restore(passport, config, seed, now, records);
+        let (node, skipped) = Node::restore_with_provider(passport, config, seed, now, records, self.provider());
         self.time_core(12, clock.elapsed());
         self.counters.restarts += 1;
         self.trace.rec(

@@ -10,9 +10,10 @@
 //! the nodes themselves. The timing buckets
 //! (`--timing`) give the wall time spent inside the core by kind of input as a cross-check.
 //!
-//! The direct measurement: the same command in a build with `--features null-signatures` runs the
-//! same trace (same trace hash) with a cheap digest in place of Ed25519, so its loop time is
-//! everything but signature work (less the digest's and the remaining id parses' estimated cost).
+//! The direct measurement: the same command with `--signatures null` runs the same trace (same
+//! trace hash) with a cheap digest in place of Ed25519 ([`crate::crypto::NullSignatures`]), so its
+//! loop time is everything but signature work (less the digest's and the remaining id parses'
+//! estimated cost).
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use proto_core::sign;
 use proto_core::wire::{self, message::MessageEnvelope};
 use proto_core::Passport;
 
+use crate::crypto::Signatures;
 use crate::scenario;
 use crate::sim::{Report, Sim};
 use crate::Violation;
@@ -194,11 +196,13 @@ pub fn run(
     seed: u64,
     duration_us: u64,
     timing: bool,
+    signatures: Signatures,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(Report, Duration), Violation> {
     let mut opts = scenario::ordinary(nodes, seed, duration_us);
     opts.scenario = "ordinary".to_owned();
     opts.timing = timing;
+    opts.signatures = signatures;
     let mut sim = Sim::new(opts);
     let clock = Clock::start();
     let report = sim.run(progress)?;
@@ -207,14 +211,21 @@ pub fn run(
 
 /// The benchmark's text report. Rates use the loop's CPU time (the same as wall time on an idle
 /// machine; honest on a busy one).
-pub fn describe(r: &Report, cpu: Duration, costs: &CryptoCosts, json: &JsonCosts, hwm_kib: Option<u64>) -> String {
+pub fn describe(
+    r: &Report,
+    signatures: Signatures,
+    cpu: Duration,
+    costs: &CryptoCosts,
+    json: &JsonCosts,
+    hwm_kib: Option<u64>,
+) -> String {
     let mut s = String::new();
     let wall = cpu.as_secs_f64();
     let (signs, verifies, parses) = crypto_ops(r);
     let sig_time = costs.sign * signs as u32 + costs.verify * verifies as u32 + costs.parse * parses as u32;
     let sig_s = sig_time.as_secs_f64().min(wall);
-    if !sign::SIGNATURES_ARE_REAL {
-        s.push_str("signatures:              NULL (built with `null-signatures`: a digest stands in for Ed25519; agent-id parses are still real)\n");
+    if signatures == Signatures::Null {
+        s.push_str("signatures:              NULL (`--signatures null`: a digest stands in for Ed25519; agent-id parses are still real)\n");
     }
     s.push_str(&format!("setup (keys, nodes):     {:.2} s\n", r.setup.as_secs_f64()));
     s.push_str(&format!(
@@ -235,6 +246,10 @@ pub fn describe(r: &Report, cpu: Duration, costs: &CryptoCosts, json: &JsonCosts
         us(costs.parse)
     ));
     s.push_str(&format!("crypto operations:       {signs} signs, {verifies} verifications, {parses} id parses (signs and verifications estimated from traffic, parses counted)\n"));
+    s.push_str(&format!(
+        "counted by the provider: {} signs, {} verifications (a cross-check of the estimate)\n",
+        r.signs, r.verifies
+    ));
     s.push_str(&format!(
         "signature work:          {:.2} s = {:.1}% of the event loop (estimate: operations x measured cost)\n",
         sig_s,

@@ -13,8 +13,13 @@
 //! - [`scenario`]: options and named scenarios.
 //! - [`sim`], `delivery` and `agent`: the engine (event loop and drain; the path of a request;
 //!   agents, workload firings and faults).
+//! - [`observer`]: the hook a study watches a run through (events, wake-ups, actions it asks for);
+//!   the engine knows no study.
 //! - [`bench`]: the benchmark.
-//! - [`trust_study`]: the trust propagation and Sybil resistance studies (scenarios, measures, plots).
+//! - [`crypto`]: the signature providers a run chooses (`--signatures real|null`; null is
+//!   measurement only and exists in no other crate) and the counting wrapper every node uses.
+//! - [`trust_study`]: the trust propagation and Sybil resistance studies (scenarios, an observer,
+//!   measures, plots).
 //!
 //! The same seed and options give the same trace byte for byte: all randomness derives from the one
 //! seed ([`rng`]), the queue breaks ties by scheduling order, and nothing iterates a hash map.
@@ -23,11 +28,13 @@
 
 mod agent;
 pub mod bench;
+pub mod crypto;
 mod delivery;
 pub mod event_queue;
 pub mod invariants;
 pub mod metrics;
 pub mod net;
+pub mod observer;
 pub mod rng;
 pub mod scenario;
 pub mod sim;

@@ -3,54 +3,223 @@
 //! ```text
 //! darkmatter-sim list
 //! darkmatter-sim run <scenario> [--nodes N] [--seed S] [--duration 1h] [--out DIR] [--trace FILE] [--KEY VALUE]...
-//! darkmatter-sim bench [--nodes N] [--seed S] [--duration 1h] [--timing]
+//! darkmatter-sim bench [--nodes N] [--seed S] [--duration 1h] [--timing] [--signatures real|null]
 //! ```
+//!
+//! `darkmatter-sim <command> --help` lists every option.
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use clap::builder::PossibleValuesParser;
+use clap::error::ErrorKind;
+use clap::{Arg, ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use runtime_sim::crypto::Signatures;
 use runtime_sim::scenario::{self, format_duration, parse_duration};
-use runtime_sim::{bench, Options, Report, Sim, Violation};
+use runtime_sim::{bench, trust_study, Options, Report, Sim, Violation};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "usage:
-  darkmatter-sim list
-  darkmatter-sim run <scenario> [--nodes N] [--seed S] [--duration 1h] [--out DIR] [--trace FILE]
-                     [--loss P] [--burst P] [--latency-ms MIN..MAX] [--jitter-ms MS] [--cost-us US]
-                     [--skew-ms MS] [--degree D|MIN..MAX] [--max-connections N] [--direct R] [--broadcast R]
-                     [--health R] [--beacon R] [--churn R] [--adversary R] [--crash R] [--forward P] [--reply P]
-                     [--sabotage none|lose-replay] [--policy weighted|plain]  (rates R are per node per simulated hour)
-                     trust studies (trust-propagation, sybil): [--sybils N] [--newcomers N] [--sybil-targets N]
-                     [--gateway-frac P] [--gateway-links N] [--gateway-trust P] [--trust-prob P] [--trust-range A..B]
-                     [--vouch-range A..B] [--single 0|1] [--window 10m] [--two-hop N] [--controls N] [--retry 30m] [--acquaint 10m]
-  darkmatter-sim bench [--nodes N] [--seed S] [--duration 1h] [--timing]";
+/// The deterministic DarkMatter mesh simulator: the same seed and options give the same trace.
+#[derive(Parser)]
+#[command(name = "darkmatter-sim", version, arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Lists the scenarios, each with its default node count and duration.
+    List,
+    /// Runs a scenario and prints a summary ending with its trace hash.
+    ///
+    /// The summary ends with `trace-hash: <hex>`: the same seed and options give the same trace, byte
+    /// for byte. A broken invariant prints the violation, the seed, the options and the command that
+    /// reproduces it, and exits 1.
+    Run(RunArgs),
+    /// Benchmarks the simulator on the ordinary load (20-50 connections each).
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The scenario (`darkmatter-sim list` describes them).
+    #[arg(value_parser = scenario_names())]
+    scenario: String,
+    /// Nodes (honest nodes in a trust study) [default: the scenario's].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    nodes: Option<u32>,
+    /// The one seed every random choice derives from.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
+    /// Simulated duration: 1h, 20m, 90s, 250ms or plain seconds [default: the scenario's].
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    duration: Option<u64>,
+    /// Writes metrics.csv and metrics.svg here (and a trust study's study.csv and study.svg).
+    #[arg(long, value_name = "DIR")]
+    out: Option<String>,
+    /// Writes the full trace here, one line per event (`-`: standard output).
+    #[arg(long, value_name = "FILE")]
+    trace: Option<String>,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Nodes.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    nodes: u32,
+    /// The one seed every random choice derives from.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
+    /// Simulated duration: 1h, 20m, 90s, 250ms or plain seconds.
+    #[arg(long, value_name = "D", default_value = "1h", value_parser = parse_duration)]
+    duration: u64,
+    /// Also times the core's handling of each kind of input (two clock reads per input).
+    #[arg(long)]
+    timing: bool,
+    /// Signature work: real Ed25519, or a forgeable digest that replays the same trace (measurement only).
+    #[arg(long, value_name = "KIND", default_value = "real", value_parser = Signatures::parse)]
+    signatures: Signatures,
+}
+
+fn scenario_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(scenario::catalog().into_iter().map(|s| s.name))
+}
+
+/// One `--KEY VALUE` override of a scenario's options. Its value is checked by [`Options::apply`]
+/// (the same check the library's callers get), and it joins the reproduction command as given.
+struct Override {
+    key: &'static str,
+    value_name: &'static str,
+    heading: &'static str,
+    help: &'static str,
+    /// The only values it takes, if it is a choice.
+    choices: &'static [&'static str],
+}
+
+const NET: &str = "Network";
+const LOAD: &str = "Workload (rates R are per node per simulated hour)";
+const TRUST: &str = "Trust";
+const STUDY: &str = "Trust studies (trust-propagation, sybil)";
+
+const fn o(key: &'static str, value_name: &'static str, heading: &'static str, help: &'static str) -> Override {
+    Override { key, value_name, heading, help, choices: &[] }
+}
+
+/// Every override, in the order `--help` lists them.
+const OVERRIDES: &[Override] = &[
+    o("loss", "P", NET, "Probability that a datagram or request is lost"),
+    o("burst", "P", NET, "Probability of entering a loss burst (Gilbert-Elliott)"),
+    o("latency-ms", "MIN..MAX", NET, "Per-link base latency range, ms"),
+    o("jitter-ms", "MS", NET, "Mean exponential jitter, ms"),
+    o("cost-us", "US", NET, "A node's handling cost per request, µs (requests queue behind it)"),
+    o("skew-ms", "MS", NET, "Largest clock skew of a node, ms"),
+    o("degree", "D|MIN..MAX", NET, "Formation degree (random regular)"),
+    o("max-connections", "N", NET, "max_connections of every ordinary node"),
+    o("direct", "R", LOAD, "Direct messages"),
+    o("broadcast", "R", LOAD, "Broadcasts"),
+    o("health", "R", LOAD, "GET /status health checks"),
+    o("beacon", "R", LOAD, "LAN beacons"),
+    o("churn", "R", LOAD, "Disconnects and reconnects"),
+    o("adversary", "R", LOAD, "Envelopes the adversary bends"),
+    o("crash", "R", LOAD, "Crashes"),
+    o("forward", "P", LOAD, "Probability that an agent forwards a broadcast"),
+    o("reply", "P", LOAD, "Probability that an agent replies to a message"),
+    Override {
+        key: "sabotage",
+        value_name: "BUG",
+        heading: LOAD,
+        help: "A deliberate harness bug, to show that the invariants catch it",
+        choices: &["none", "lose-replay"],
+    },
+    Override {
+        key: "policy",
+        value_name: "POLICY",
+        heading: TRUST,
+        help: "How nodes combine their peers' answers to a trust query",
+        choices: &["weighted", "plain"],
+    },
+    Override {
+        key: "signatures",
+        value_name: "KIND",
+        heading: NET,
+        help: "Signature work: real Ed25519, or a forgeable digest with the same trace (measurement only)",
+        choices: &["real", "null"],
+    },
+    o("sybils", "N", STUDY, "Sybil identities"),
+    o("newcomers", "N", STUDY, "Vouched newcomers"),
+    o("sybil-targets", "N", STUDY, "Honest nodes each Sybil asks to connect"),
+    o("gateway-frac", "P", STUDY, "Fraction of Sybils with connections to honest nodes"),
+    o("gateway-links", "N", STUDY, "Honest connections of each such Sybil"),
+    o("gateway-trust", "P", STUDY, "Probability that an honest node trusts its Sybil like any connection"),
+    o("trust-prob", "P", STUDY, "Probability that a node trusts a given honest connection"),
+    o("trust-range", "A..B", STUDY, "Score range of those impressions"),
+    o("vouch-range", "A..B", STUDY, "Score range of a voucher's impression of its newcomer"),
+    o("single", "0|1", STUDY, "1: each newcomer asks one random vouched target and nobody else"),
+    o("window", "D", STUDY, "Sybil requests and newcomer arrivals are spread over this"),
+    o("two-hop", "N", STUDY, "Two-hop targets per newcomer"),
+    o("controls", "N", STUDY, "Random control targets per newcomer"),
+    o("retry", "D", STUDY, "A newcomer asks again this long after its previous attempt (0: never)"),
+    o("acquaint", "D", STUDY, "Mean delay before a node that accepted a newcomer forms its own view (0: never)"),
+];
+
+/// The overrides given, in command-line order (the order they are applied and reproduced in).
+struct Overrides(Vec<(String, String)>);
+
+impl FromArgMatches for Overrides {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut given = Vec::new();
+        for o in OVERRIDES {
+            if let (Some(values), Some(at)) = (m.get_many::<String>(o.key), m.indices_of(o.key)) {
+                given.extend(at.zip(values).map(|(i, v)| (i, o.key.to_owned(), v.clone())));
+            }
+        }
+        given.sort_by_key(|g| g.0);
+        Ok(Self(given.into_iter().map(|(_, k, v)| (k, v)).collect()))
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl Args for Overrides {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.args(OVERRIDES.iter().map(|o| {
+            let arg = Arg::new(o.key)
+                .long(o.key)
+                .value_name(o.value_name)
+                .help(o.help)
+                .help_heading(o.heading)
+                .action(ArgAction::Append);
+            if o.choices.is_empty() {
+                arg
+            } else {
+                arg.value_parser(PossibleValuesParser::new(o.choices))
+            }
+        }))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("list") => {
-            for s in scenario::catalog() {
-                println!(
-                    "{:<16} {} (default {} nodes, {})",
-                    s.name,
-                    s.about,
-                    s.default_nodes,
-                    format_duration(s.default_duration_us)
-                );
-            }
+    let result = match Cli::parse().command {
+        Cmd::List => {
+            list();
             Ok(ExitCode::SUCCESS)
         }
-        Some("run") => run(&args[1..]),
-        Some("bench") => bench_cmd(&args[1..]),
-        Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
-            Ok(ExitCode::SUCCESS)
-        }
-        _ => Err(USAGE.to_owned()),
+        Cmd::Run(args) => run(args),
+        Cmd::Bench(args) => bench_cmd(&args),
     };
     match result {
         Ok(code) => code,
@@ -61,20 +230,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--key value` pairs after the positional arguments.
-fn pairs(args: &[String]) -> Result<Vec<(String, String)>, String> {
-    let mut out = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let key = a.strip_prefix("--").ok_or_else(|| format!("unexpected argument {a}\n{USAGE}"))?;
-        if key == "timing" {
-            out.push((key.to_owned(), String::new()));
-            continue;
-        }
-        let value = it.next().ok_or_else(|| format!("--{key} needs a value"))?;
-        out.push((key.to_owned(), value.clone()));
+fn list() {
+    for s in scenario::catalog() {
+        println!(
+            "{:<16} {} (default {} nodes, {})",
+            s.name,
+            s.about,
+            s.default_nodes,
+            format_duration(s.default_duration_us)
+        );
     }
-    Ok(out)
 }
 
 fn progress_bar(duration_us: u64, show: bool) -> ProgressBar {
@@ -90,35 +255,41 @@ fn progress_bar(duration_us: u64, show: bool) -> ProgressBar {
     pb
 }
 
-fn run(args: &[String]) -> Result<ExitCode, String> {
-    let name = args.first().ok_or_else(|| format!("run needs a scenario name\n{USAGE}"))?;
-    let sc = scenario::find(name).ok_or_else(|| format!("no scenario named {name}; darkmatter-sim list names them"))?;
-    let mut nodes = sc.default_nodes;
-    let mut seed = 1u64;
-    let mut duration = sc.default_duration_us;
-    let mut out_dir = None;
-    let mut trace_file = None;
-    let mut overrides = Vec::new();
-    for (k, v) in pairs(&args[1..])? {
-        match k.as_str() {
-            "nodes" => nodes = v.parse().map_err(|_| format!("--nodes: not a count: {v}"))?,
-            "seed" => seed = v.parse().map_err(|_| format!("--seed: not an integer: {v}"))?,
-            "duration" => duration = parse_duration(&v)?,
-            "out" => out_dir = Some(v),
-            "trace" => trace_file = Some(v),
-            _ => overrides.push((k, v)),
+/// The options of a `run` (the scenario's, with the overrides applied in the order given) and the
+/// node count asked for (a trust study adds newcomers and Sybils to it).
+fn run_options(args: &RunArgs) -> (Options, u32) {
+    let sc = scenario::find(&args.scenario).expect("the parser admits only the catalog's names");
+    let nodes = args.nodes.unwrap_or(sc.default_nodes);
+    let mut opts: Options = (sc.build)(nodes, args.seed, args.duration.unwrap_or(sc.default_duration_us));
+    for (k, v) in &args.overrides.0 {
+        if let Err(e) = opts.apply(k, v) {
+            let e = if opts.study.is_none() && trust_study::is_key(k) {
+                format!("--{k} applies to the trust studies only (trust-propagation, sybil)")
+            } else {
+                e
+            };
+            usage_error(e);
         }
     }
-    if nodes == 0 {
-        return Err("--nodes must be at least 1".to_owned());
-    }
-    let mut opts: Options = (sc.build)(nodes, seed, duration);
-    for (k, v) in &overrides {
-        opts.apply(k, v)?;
-    }
-    if trace_file.is_some() {
+    if args.trace.is_some() {
         opts.capture_trace = true;
     }
+    (opts, nodes)
+}
+
+/// Exits as clap does on a bad value (its message form, `run`'s usage, exit code 2): a value only
+/// [`Options::apply`] can judge is a usage error like any other.
+fn usage_error(message: String) -> ! {
+    let mut cli = Cli::command();
+    cli.build();
+    let run = cli.find_subcommand_mut("run").expect("run is a subcommand");
+    run.error(ErrorKind::ValueValidation, message).exit()
+}
+
+fn run(args: RunArgs) -> Result<ExitCode, String> {
+    let (opts, nodes) = run_options(&args);
+    let (seed, duration) = (args.seed, opts.duration_us);
+    let (out_dir, trace_file) = (args.out, args.trace);
     let long = nodes >= 500 || duration >= 1_800_000_000;
     let pb = progress_bar(duration, long);
     let mut sim = Sim::new(opts.clone());
@@ -249,33 +420,22 @@ fn print_violation(o: &Options, v: &Violation) {
     println!("  {}", o.command_line());
 }
 
-fn bench_cmd(args: &[String]) -> Result<ExitCode, String> {
-    let mut nodes = 1000;
-    let mut seed = 1;
-    let mut duration = 3_600_000_000;
-    let mut timing = false;
-    for (k, v) in pairs(args)? {
-        match k.as_str() {
-            "nodes" => nodes = v.parse().map_err(|_| format!("--nodes: {v}"))?,
-            "seed" => seed = v.parse().map_err(|_| format!("--seed: {v}"))?,
-            "duration" => duration = parse_duration(&v)?,
-            "timing" => timing = true,
-            _ => return Err(format!("bench: unknown option --{k}")),
-        }
-    }
+fn bench_cmd(args: &BenchArgs) -> Result<ExitCode, String> {
+    let BenchArgs { nodes, seed, duration, timing, signatures } = *args;
     let costs = bench::crypto_costs();
     let json = bench::json_costs();
     println!(
-        "bench: ordinary traffic, {nodes} nodes, 20-50 connections each, {} simulated, seed {seed}{}",
+        "bench: ordinary traffic, {nodes} nodes, 20-50 connections each, {} simulated, seed {seed}{}{}",
         format_duration(duration),
-        if timing { ", timing the core" } else { "" }
+        if timing { ", timing the core" } else { "" },
+        if signatures == Signatures::Null { ", null signatures (measurement only)" } else { "" }
     );
     let pb = progress_bar(duration, true);
     let mut tick = |t: u64, events: u64| {
         pb.set_position(t / 1_000_000);
         pb.set_message(format!("{events} events"));
     };
-    let result = bench::run(nodes, seed, duration, timing, &mut tick);
+    let result = bench::run(nodes, seed, duration, timing, signatures, &mut tick);
     pb.finish_and_clear();
     let hwm = bench::vm_hwm_kib();
     // Measured again after the loop: the machine's load changes within a run.
@@ -283,7 +443,7 @@ fn bench_cmd(args: &[String]) -> Result<ExitCode, String> {
     let json = json.min(bench::json_costs());
     match result {
         Ok((r, cpu)) => {
-            print!("{}", bench::describe(&r, cpu, &costs, &json, hwm));
+            print!("{}", bench::describe(&r, signatures, cpu, &costs, &json, hwm));
             println!("delivery ratio:          {}", r.delivery_ratio.map_or("n/a".to_owned(), |d| format!("{d:.4}")));
             println!("invariant checks:        {} passed", r.checks);
             println!("trace-hash: {}", r.trace_hash);
@@ -292,6 +452,9 @@ fn bench_cmd(args: &[String]) -> Result<ExitCode, String> {
         Err(v) => {
             let mut o = scenario::ordinary(nodes, seed, duration);
             o.scenario = "ordinary".to_owned();
+            if signatures == Signatures::Null {
+                o.apply("signatures", "null")?;
+            }
             print_violation(&o, &v);
             Ok(ExitCode::from(1))
         }

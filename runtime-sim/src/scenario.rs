@@ -5,6 +5,7 @@
 //! just those arguments ([`Options::command_line`]).
 
 use crate::net::{Cut, NetConfig};
+use crate::observer::Observer;
 use crate::topology::Topology;
 use crate::workload::WorkloadConfig;
 
@@ -41,8 +42,6 @@ pub enum Action {
     Replay(usize),
     /// From now on, delivery ratios count toward the "after" figure.
     MeasureFrom,
-    /// A step of a trust study (`trust-propagation`, `sybil`): see [`crate::trust_study`].
-    Study(crate::trust_study::Step),
 }
 
 /// Deliberate harness bugs, to show that the invariant checkers catch them.
@@ -103,6 +102,8 @@ pub struct Options {
     pub trust_policy: proto_core::TrustPolicy,
     /// The trust study this run is, if any (its nodes beyond `--nodes`, its script, its measures).
     pub study: Option<crate::trust_study::StudyConfig>,
+    /// Which signature provider the nodes use (`--signatures real|null`; null is measurement only).
+    pub signatures: crate::crypto::Signatures,
 }
 
 impl Options {
@@ -132,7 +133,13 @@ impl Options {
             overrides: Vec::new(),
             trust_policy: proto_core::TrustPolicy::Weighted,
             study: None,
+            signatures: crate::crypto::Signatures::Real,
         }
+    }
+
+    /// What the scenario watches the run with beside the engine: a trust study's observer, or none.
+    pub fn observer(&self) -> Option<Box<dyn Observer>> {
+        self.study.as_ref().map(|c| crate::trust_study::observer(c, self.seed))
     }
 
     /// The command that reproduces this run.
@@ -202,6 +209,7 @@ impl Options {
             _ if self.study.is_some() && crate::trust_study::is_key(key) => {
                 crate::trust_study::apply(self, key, value)?
             }
+            "signatures" => self.signatures = crate::crypto::Signatures::parse(value)?,
             "sabotage" => {
                 self.sabotage = match value {
                     "none" => Sabotage::None,

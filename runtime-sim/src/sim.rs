@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use core::net::IpAddr;
@@ -17,10 +18,14 @@ use proto_core::{
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 
+use proto_core::crypto::SignatureProvider;
+
+use crate::crypto::Counting;
 use crate::event_queue::EventQueue;
 use crate::invariants::{table_index, Invariants, Violation, TABLES};
 use crate::metrics::{Counters, Metrics, Row};
 use crate::net::{ip_of, url_of, Network};
+use crate::observer::Observer;
 use crate::rng::{derive, id_key, purpose, FxMap};
 use crate::scenario::Options;
 use crate::topology::{self, below};
@@ -82,7 +87,7 @@ pub(crate) enum CmdKind {
     SetUrl,
 }
 
-/// A queue event.
+/// A queue event (`Wake`: the observer's wake-up, with its token).
 pub(crate) enum Ev {
     Arrive(Box<Req>),
     Handle(Box<Req>),
@@ -94,6 +99,7 @@ pub(crate) enum Ev {
     Script(usize),
     Restart(u32),
     Sample,
+    Wake(u64),
 }
 
 /// One simulated machine: the core node (absent while crashed), its disk, its address.
@@ -209,6 +215,10 @@ pub struct Report {
     /// After address moves: (connections whose stored URL is not the peer's current one, all
     /// connections), read from what the nodes persisted.
     pub stale_links: Option<(u64, u64)>,
+    /// Signatures the nodes made, counted by the provider.
+    pub signs: u64,
+    /// Signatures the nodes checked, counted by the provider.
+    pub verifies: u64,
 }
 
 /// The simulator.
@@ -240,13 +250,22 @@ pub struct Sim {
     pub(crate) replay_rows_max: u32,
     /// Agent-id parses done by node instances that crashed (their counters went with them).
     pub(crate) key_parses_gone: u64,
-    /// The trust study's bookkeeping, when the run is one.
-    pub(crate) study: Option<crate::trust_study::StudyState>,
+    /// What watches the run beside the engine (a study), if anything.
+    pub(crate) observer: Option<Box<dyn Observer>>,
+    /// The provider every node signs and verifies through (one for all, counting for the report).
+    pub(crate) signatures: Arc<Counting>,
 }
 
 impl Sim {
-    /// Builds the mesh (every node fresh, at time 0) and schedules formation, script and workload.
+    /// Builds the mesh (every node fresh, at time 0) and schedules formation, script and workload,
+    /// with the observer the scenario attaches ([`Options::observer`]), if any.
     pub fn new(opts: Options) -> Self {
+        let observer = opts.observer();
+        Self::with_observer(opts, observer)
+    }
+
+    /// [`Sim::new`] with the given observer instead of the scenario's.
+    pub fn with_observer(opts: Options, observer: Option<Box<dyn Observer>>) -> Self {
         let started = Instant::now();
         let n = opts.nodes;
         let seed = opts.seed;
@@ -276,7 +295,8 @@ impl Sim {
             setup: Duration::ZERO,
             replay_rows_max: 0,
             key_parses_gone: 0,
-            study: opts.study.as_ref().map(|c| crate::trust_study::StudyState::new(c, seed)),
+            observer,
+            signatures: Arc::new(Counting::new(opts.signatures.provider())),
             opts,
         };
         for i in 0..n {
@@ -314,7 +334,13 @@ impl Sim {
                 max_connections,
                 auto_accept: !sim.opts.manual_accept.contains(&i),
             });
-            let node = Node::new(passport, sim.config(i), derive(seed, purpose::NODE, i as u64, 0), sim.node_now(i));
+            let node = Node::with_provider(
+                passport,
+                sim.config(i),
+                derive(seed, purpose::NODE, i as u64, 0),
+                sim.node_now(i),
+                sim.provider(),
+            );
             sim.nodes[i as usize].node = Some(node);
             sim.drain(i, &mut Ctx::default());
         }
@@ -331,6 +357,7 @@ impl Sim {
             let t = sim.opts.script[i].0;
             sim.queue.push(t, Ev::Script(i));
         }
+        sim.notify(|o, sim, hooks| o.start(sim, hooks));
         for g in Gen::ALL {
             if g.rate(&sim.opts.workload) > 0.0 {
                 let start = sim.opts.workload.start_us;
@@ -356,6 +383,50 @@ impl Sim {
     /// The metrics so far.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Simulated time now, µs.
+    pub fn now_us(&self) -> u64 {
+        self.now
+    }
+
+    /// Node `i`'s connections as its agent last heard of them (sorted).
+    pub fn peers(&self, i: u32) -> &[u32] {
+        &self.nodes[i as usize].peers
+    }
+
+    /// Node `i`'s agent id.
+    pub fn agent(&self, i: u32) -> &str {
+        &self.nodes[i as usize].agent
+    }
+
+    /// The node whose agent id is `agent_id`.
+    pub fn index_of(&self, agent_id: &str) -> Option<u32> {
+        self.by_agent.get(agent_id).copied()
+    }
+
+    /// Node `i`'s protocol core, unless it is down.
+    pub fn core(&self, i: u32) -> Option<&Node> {
+        self.nodes[i as usize].node.as_ref()
+    }
+
+    /// The records node `i` has persisted in `table`, `(key, encoded value)`, in storage order.
+    pub fn persisted(&self, i: u32, table: Table) -> impl Iterator<Item = (&str, &[u8])> {
+        self.nodes[i as usize]
+            .store
+            .iter()
+            .filter(move |((t, _), _)| *t == table)
+            .map(|((_, k), v)| (k.as_str(), &v[..]))
+    }
+
+    /// How many records node `i` has persisted in `table`.
+    pub fn persisted_count(&self, i: u32, table: Table) -> u32 {
+        self.nodes[i as usize].counts[table_index(table)]
+    }
+
+    /// The observer, if it is a `T`.
+    pub fn observer<T: Observer + 'static>(&self) -> Option<&T> {
+        self.observer.as_ref()?.as_any().downcast_ref()
     }
 
     pub(crate) fn config(&self, i: u32) -> Config {
@@ -463,7 +534,14 @@ impl Sim {
             key_parses: self.key_parses_gone
                 + self.nodes.iter().filter_map(|n| n.node.as_ref()).map(Node::key_parses).sum::<u64>(),
             stale_links: (self.counters.moves > 0).then(|| self.stale_links()),
+            signs: self.signatures.signs(),
+            verifies: self.signatures.verifies(),
         })
+    }
+
+    /// The signature provider a node is built with.
+    pub(crate) fn provider(&self) -> Arc<dyn SignatureProvider> {
+        self.signatures.clone()
     }
 
     /// Connections (as persisted) that point at an address their peer no longer has.
@@ -499,6 +577,7 @@ impl Sim {
             Ev::Agent { node, inc, act } => self.on_agent(node, inc, act),
             Ev::Script(i) => self.on_script(i),
             Ev::Restart(i) => self.restart(i),
+            Ev::Wake(token) => self.notify(|o, sim, hooks| o.on_wake(sim, token, hooks)),
             Ev::Sample => {
                 self.sample_row();
                 let next = self.now + self.metrics.interval_us;
@@ -635,8 +714,8 @@ impl Sim {
     }
 
     fn on_event(&mut self, i: u32, e: Event, ctx: &mut Ctx) {
-        if self.study.is_some() {
-            self.study_event(i, &e);
+        if self.observer.is_some() {
+            self.notify(|o, sim, hooks| o.on_event(sim, i, &e, hooks));
         }
         match e {
             Event::Connected { agent_id } => {

@@ -54,3 +54,21 @@ fn captured_traces_are_byte_identical() {
     assert!(a.lines().count() > 1000);
     assert_eq!(a, text(&opts));
 }
+
+/// The null provider changes no accept/refuse decision: the adversary's bent envelopes are still
+/// refused, restarts still restore, and the trace is the one real Ed25519 gives. Every node signs
+/// and verifies through the provider, which counts the same work either way.
+#[test]
+fn null_signatures_replay_the_real_trace() {
+    for name in ["ordinary", "churn"] {
+        let real = small(name, 3);
+        let mut null = real.clone();
+        null.apply("signatures", "null").unwrap();
+        assert!(null.command_line().ends_with(" --signatures null"));
+        let report = |o: &Options| Sim::new(o.clone()).run(&mut |_, _| {}).expect("no violation");
+        let (a, b) = (report(&real), report(&null));
+        assert_eq!(a.trace_hash, b.trace_hash, "{name}: null signatures changed the trace");
+        assert!(a.signs > 0 && a.verifies > 0, "{name}: the provider counted no signature work");
+        assert_eq!((a.signs, a.verifies), (b.signs, b.verifies), "{name}: different signature work");
+    }
+}

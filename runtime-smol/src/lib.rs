@@ -134,10 +134,6 @@ pub enum StartError {
     /// A thread or signal handler could not be set up.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
-    /// proto-core was built with the measurement-only `null-signatures` feature, whose signatures
-    /// anyone can forge.
-    #[error("this build has null signatures (proto-core feature `null-signatures`, for simulator measurements only) and must not run a node")]
-    NullSignatures,
 }
 
 impl From<StorageError> for StartError {
@@ -170,9 +166,6 @@ pub fn start_with_admission(
     config: RuntimeConfig,
     admission: Arc<admission::Admission>,
 ) -> Result<(NodeHandle, Running), StartError> {
-    if !proto_core::sign::SIGNATURES_ARE_REAL {
-        return Err(StartError::NullSignatures);
-    }
     storage::ensure_dir(&config.state_dir)?;
     let passport = storage::load_or_create_passport(&config.state_dir)?;
     let agent_id = passport.agent_id().as_str().to_owned();

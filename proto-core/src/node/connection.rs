@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use crate::connections::acceptance_row;
+use crate::crypto;
 use crate::error::{CommandError, Refusal};
 use crate::identity::{truncate_chars, AgentId};
 use crate::io::{CommandId, Event, HttpResponse, InboundRequest, Method};
@@ -277,7 +278,7 @@ impl Node {
                 stamp,
             ],
         );
-        sign::verify_hex(id.key(), &bytes, sig)
+        crypto::verify_hex(&*self.signatures, id.key(), &bytes, sig)
             .map_err(|_| Refusal::Unauthorized("Invalid signature on connection request".to_owned()))?;
         // A captured signed request must not be replayable (say, to move a connection's URL back).
         let key = sig_key("connect", sig);
@@ -308,7 +309,7 @@ impl Node {
     fn sign_answer(&mut self, answer: &mut ConnectionAnswer, requester: &AgentId, outcome: &str) {
         let stamp = self.now.iso();
         let bytes = answer_bytes(self.me(), requester.as_str(), outcome, answer, &stamp);
-        answer.dm_signature_hex = Some(sign::sign_hex(&self.passport, &bytes));
+        answer.dm_signature_hex = Some(crypto::sign_hex(&*self.signatures, &self.passport, &bytes));
         answer.timestamp = Some(stamp);
     }
 
@@ -343,7 +344,7 @@ impl Node {
         }
         let bytes = sign::domain_bytes(DOMAIN_CHALLENGE, &[&pending.challenge_hex])
             .map_err(|e| Refusal::Invalid(e.to_string()))?;
-        sign::verify_hex(id.key(), &bytes, &proof.proof_hex)
+        crypto::verify_hex(&*self.signatures, id.key(), &bytes, &proof.proof_hex)
             .map_err(|_| Refusal::Unauthorized("Invalid proof — identity verification failed".to_owned()))?;
         pending.identity_verified = true;
         // A challenge is answered once.
@@ -418,7 +419,7 @@ impl Node {
             return Err(Refusal::Unauthorized("Acceptance is addressed to another agent".to_owned()));
         }
         let bytes = sign::v2_bytes(V2_ACCEPTED, &[id.as_str(), self.me(), &acc.agent_url, stamp]);
-        sign::verify_hex(id.key(), &bytes, sig)
+        crypto::verify_hex(&*self.signatures, id.key(), &bytes, sig)
             .map_err(|_| Refusal::Unauthorized("Invalid signature on acceptance".to_owned()))?;
         Ok(true)
     }
@@ -447,7 +448,7 @@ impl Node {
             return Err(Refusal::Stale(limits::FRESHNESS_WINDOW_S));
         }
         let bytes = sign::v2_bytes(V2_DISCONNECT, &[&d.from_agent_id, &d.to_agent_id, &d.timestamp, &d.reason]);
-        sign::verify_hex(conn.agent_id.key(), &bytes, &d.dm_signature_hex)
+        crypto::verify_hex(&*self.signatures, conn.agent_id.key(), &bytes, &d.dm_signature_hex)
             .map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
         let key = sig_key("disconnect", &d.dm_signature_hex);
         let replay_change = self.replay.admit(&key, stamp_us, self.now.wall_us)?;
@@ -559,7 +560,7 @@ impl Node {
                 &stamp,
             ],
         );
-        req.dm_signature_hex = Some(sign::sign_hex(&self.passport, &bytes));
+        req.dm_signature_hex = Some(crypto::sign_hex(&*self.signatures, &self.passport, &bytes));
         let call = Call::ConnectRequest { cmd, target_url: base.clone() };
         self.transmit(
             Method::Post,
@@ -604,7 +605,7 @@ impl Node {
             (Some(sig), Some(stamp)) => {
                 check_fresh(self.now.wall_us, stamp).map_err(|e| CommandError::Peer(e.to_string()))?;
                 let bytes = answer_bytes(id.as_str(), self.me(), outcome, &answer, stamp);
-                sign::verify_hex(id.key(), &bytes, sig)
+                crypto::verify_hex(&*self.signatures, id.key(), &bytes, sig)
                     .map_err(|_| CommandError::Peer("Peer's signed answer does not verify".to_owned()))?;
                 true
             }
@@ -661,7 +662,7 @@ impl Node {
         let bytes = sign::domain_bytes(DOMAIN_CHALLENGE, &[ch_hex]).expect("hex has no newline");
         let proof = ConnectionProof {
             challenge_id: ch_id.clone(),
-            proof_hex: sign::sign_hex(&self.passport, &bytes),
+            proof_hex: crypto::sign_hex(&*self.signatures, &self.passport, &bytes),
             agent_id: self.me().to_owned(),
             public_key_hex: self.me().to_owned(),
         };
@@ -728,7 +729,7 @@ impl Node {
             created_at: Some(self.profile.created_at.clone()),
             to_agent_id: Some(peer.to_owned()),
             timestamp: Some(stamp),
-            dm_signature_hex: Some(sign::sign_hex(&self.passport, &bytes)),
+            dm_signature_hex: Some(crypto::sign_hex(&*self.signatures, &self.passport, &bytes)),
         };
         let call = Call::Acceptance { peer: peer.to_owned(), attempt };
         self.note_acceptance(peer, attempt);
@@ -819,7 +820,7 @@ impl Node {
             to_agent_id: conn.agent_id.to_string(),
             timestamp: stamp,
             reason: reason.to_owned(),
-            dm_signature_hex: sign::sign_hex(&self.passport, &bytes),
+            dm_signature_hex: crypto::sign_hex(&*self.signatures, &self.passport, &bytes),
         };
         self.transmit(
             Method::Post,

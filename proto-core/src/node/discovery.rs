@@ -11,6 +11,7 @@ use core::net::IpAddr;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
+use crate::crypto;
 use crate::identity::truncate_chars;
 use crate::limits::FRESHNESS_WINDOW_S;
 use crate::node::Node;
@@ -102,7 +103,7 @@ impl Node {
             status: Some(self.status_word().to_owned()),
             accepting: self.accepting_connections(),
             ts,
-            beacon_signature_hex: sign::sign_hex(&self.passport, &bytes),
+            beacon_signature_hex: crypto::sign_hex(&*self.signatures, &self.passport, &bytes),
         };
         wire::encode(&b)
     }
@@ -124,7 +125,7 @@ impl Node {
         else {
             return;
         };
-        if sign::verify_hex(id.key(), &bytes, &b.beacon_signature_hex).is_err() {
+        if crypto::verify_hex(&*self.signatures, id.key(), &bytes, &b.beacon_signature_hex).is_err() {
             return;
         }
         let host = match source {

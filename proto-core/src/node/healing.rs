@@ -6,6 +6,7 @@
 
 use serde_json::{json, Value};
 
+use crate::crypto;
 use crate::error::{CommandError, Refusal};
 use crate::identity::truncate_chars;
 use crate::io::{Event, InboundRequest, Method};
@@ -55,8 +56,13 @@ impl Node {
         let speaks_v2 = conn.speaks_v2;
         let signed_v2 = match u.dm_signature_hex.as_deref() {
             Some(sig) => {
-                sign::verify_hex(&key, &sign::v2_bytes(V2_PEER_UPDATE, &v2_fields(&u, stamp)), sig)
-                    .map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
+                crypto::verify_hex(
+                    &*self.signatures,
+                    &key,
+                    &sign::v2_bytes(V2_PEER_UPDATE, &v2_fields(&u, stamp)),
+                    sig,
+                )
+                .map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
                 true
             }
             None if speaks_v2 => {
@@ -71,7 +77,7 @@ impl Node {
                     .ok_or_else(|| Refusal::Unauthorized("Signature required — known public key on file".to_owned()))?;
                 let bytes = sign::domain_bytes(DOMAIN_PEER_UPDATE, &[&u.agent_id, &u.new_url, stamp])
                     .map_err(|e| Refusal::Invalid(e.to_string()))?;
-                sign::verify_hex(&key, &bytes, sig)
+                crypto::verify_hex(&*self.signatures, &key, &bytes, sig)
                     .map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
                 false
             }
@@ -132,9 +138,12 @@ impl Node {
         // if it ever were not, peers of ours still get our form.
         u.signature = sign::domain_bytes(DOMAIN_PEER_UPDATE, &[&u.agent_id, &u.new_url, &stamp])
             .ok()
-            .map(|b| sign::sign_hex(&self.passport, &b));
-        u.dm_signature_hex =
-            Some(sign::sign_hex(&self.passport, &sign::v2_bytes(V2_PEER_UPDATE, &v2_fields(&u, &stamp))));
+            .map(|b| crypto::sign_hex(&*self.signatures, &self.passport, &b));
+        u.dm_signature_hex = Some(crypto::sign_hex(
+            &*self.signatures,
+            &self.passport,
+            &sign::v2_bytes(V2_PEER_UPDATE, &v2_fields(&u, &stamp)),
+        ));
         let body = wire::encode(&u);
         let peers: Vec<(String, bool)> = self.connections.values().map(|c| (c.url.clone(), c.local)).collect();
         for (peer, local) in &peers {

@@ -12,6 +12,7 @@ use core::net::IpAddr;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::crypto;
 use crate::error::{CommandError, Refusal};
 use crate::io::{CommandId, Event, HttpResponse, InboundRequest, Method};
 use crate::limits::{
@@ -181,9 +182,13 @@ impl Node {
                 if env.to_agent_id.is_none() {
                     return Err(Refusal::Unauthorized("Signed form requires to_agent_id".to_owned()));
                 }
-                sign::verify_hex(&key, &envelope_v2_bytes(env, &metadata_json), sig).map_err(|_| {
-                    Refusal::Unauthorized("Invalid signature — message authenticity could not be verified.".to_owned())
-                })?;
+                crypto::verify_hex(&*self.signatures, &key, &envelope_v2_bytes(env, &metadata_json), sig).map_err(
+                    |_| {
+                        Refusal::Unauthorized(
+                            "Invalid signature — message authenticity could not be verified.".to_owned(),
+                        )
+                    },
+                )?;
             }
             None if speaks_v2 => {
                 return Err(Refusal::Unauthorized(
@@ -194,7 +199,7 @@ impl Node {
                 let bytes =
                     sign::legacy_message_bytes(&env.from_agent_id, &env.message_id, &env.timestamp, &env.content)
                         .map_err(|e| Refusal::Invalid(e.to_string()))?;
-                sign::verify_hex(&key, &bytes, &env.signature_hex).map_err(|_| {
+                crypto::verify_hex(&*self.signatures, &key, &bytes, &env.signature_hex).map_err(|_| {
                     Refusal::Unauthorized("Invalid signature — message authenticity could not be verified.".to_owned())
                 })?;
             }
@@ -411,7 +416,8 @@ impl Node {
         let stamp_us = check_fresh(self.now.wall_us, stamp)?;
         let bytes =
             webhook_v2_bytes(&u.kind, id.as_str(), message_id, u.target_agent_id.as_deref(), u.note.as_deref(), stamp);
-        sign::verify_hex(id.key(), &bytes, sig).map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
+        crypto::verify_hex(&*self.signatures, id.key(), &bytes, sig)
+            .map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
         if self.sent.get(message_id).is_some_and(|s| s.rows.updates >= UPDATES_PER_SENT_MAX) {
             return Err(Refusal::Limited(format!("Update limit reached ({UPDATES_PER_SENT_MAX}) for this message")));
         }
@@ -427,7 +433,7 @@ impl Node {
         let bytes = webhook_v2_bytes(kind, self.me(), message_id, target, note, &stamp);
         json!({
             "type": kind, "agent_id": self.me(), "target_agent_id": target, "note": note, "timestamp": stamp,
-            "dm_signature_hex": sign::sign_hex(&self.passport, &bytes),
+            "dm_signature_hex": crypto::sign_hex(&*self.signatures, &self.passport, &bytes),
         })
     }
 
@@ -445,7 +451,8 @@ impl Node {
         let stamp_us = check_fresh(self.now.wall_us, stamp)?;
         let bytes = sign::legacy_message_bytes(id.as_str(), message_id, stamp, text)
             .map_err(|e| Refusal::Invalid(e.to_string()))?;
-        sign::verify_hex(id.key(), &bytes, sig).map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
+        crypto::verify_hex(&*self.signatures, id.key(), &bytes, sig)
+            .map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
         if !self.may_answer(message_id, id.as_str()) {
             return Err(Refusal::Unauthorized("This agent was not sent this message".to_owned()));
         }
@@ -735,7 +742,8 @@ impl Node {
         e.to_agent_id = Some(target.to_owned());
         e.timestamp = legacy.0.clone();
         e.signature_hex = legacy.1.clone();
-        e.dm_signature_hex = Some(sign::sign_hex(&self.passport, &envelope_v2_bytes(&e, metadata_json)));
+        e.dm_signature_hex =
+            Some(crypto::sign_hex(&*self.signatures, &self.passport, &envelope_v2_bytes(&e, metadata_json)));
         e
     }
 
@@ -745,7 +753,7 @@ impl Node {
         // Our ids and timestamps never contain newlines, so the legacy form is always unambiguous.
         let bytes = sign::legacy_message_bytes(self.me(), &template.message_id, &stamp, &template.content)
             .expect("our ids have no newline");
-        (stamp, sign::sign_hex(&self.passport, &bytes))
+        (stamp, crypto::sign_hex(&*self.signatures, &self.passport, &bytes))
     }
 
     pub(crate) fn on_delivery(&mut self, batch_id: u64, target: String, result: Result<HttpResponse, String>) {

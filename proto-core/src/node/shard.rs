@@ -5,13 +5,13 @@ use crate::shards::{
 };
 use serde_json::{json, Value};
 
+use crate::crypto;
 use crate::error::{CommandError, Refusal};
 use crate::identity::truncate_chars;
 use crate::io::Method;
 use crate::limits::{self, CONTENT_CHARS_MAX, ID_BYTES_MAX, SHARDS_OWN_MAX};
 use crate::node::{Call, Node};
 use crate::replay::{check_fresh, sig_key};
-use crate::sign::{self};
 use crate::store::{Change, Shard, Table};
 use crate::time::{format_iso, parse_iso};
 use crate::url;
@@ -53,7 +53,7 @@ impl Node {
             sent_to: Vec::new(),
         };
         shard.signature_hex = legacy_bytes(&shard.shard_id, &shard.author, &shard.content, &shard.tags)
-            .map(|b| sign::sign_hex(&self.passport, &b));
+            .map(|b| crypto::sign_hex(&*self.signatures, &self.passport, &b));
         Ok(self.store_and_sync(shard))
     }
 
@@ -73,7 +73,7 @@ impl Node {
             ..old
         };
         shard.signature_hex = legacy_bytes(&shard.shard_id, &shard.author, &shard.content, &shard.tags)
-            .map(|b| sign::sign_hex(&self.passport, &b));
+            .map(|b| crypto::sign_hex(&*self.signatures, &self.passport, &b));
         Ok(self.store_and_sync(shard))
     }
 
@@ -153,7 +153,11 @@ impl Node {
             signature_hex: shard.signature_hex.clone().unwrap_or_default(),
             deleted: shard.deleted.then_some(true),
             to_agent_id: Some(peer.to_owned()),
-            dm_signature_hex: Some(sign::sign_hex(&self.passport, &v2_bytes(shard, peer, &pushed_at))),
+            dm_signature_hex: Some(crypto::sign_hex(
+                &*self.signatures,
+                &self.passport,
+                &v2_bytes(shard, peer, &pushed_at),
+            )),
             pushed_at: Some(pushed_at),
         };
         let (url, local) = (conn.url.clone(), conn.local);
@@ -285,7 +289,7 @@ impl Node {
                     return Err(Refusal::Unauthorized("Shard push is addressed to another agent".to_owned()));
                 }
                 let stamp_us = check_fresh(self.now.wall_us, pushed_at)?;
-                sign::verify_hex(author.key(), &v2_bytes(&shard, to, pushed_at), sig)
+                crypto::verify_hex(&*self.signatures, author.key(), &v2_bytes(&shard, to, pushed_at), sig)
                     .map_err(|_| Refusal::Unauthorized("Invalid shard signature".to_owned()))?;
                 let rk = sig_key("shard", sig);
                 replay_change = Some(self.replay.admit(&rk, stamp_us, self.now.wall_us)?);
@@ -306,7 +310,7 @@ impl Node {
                 }
                 let bytes = legacy_bytes(&p.shard_id, author.as_str(), &p.content, &p.tags)
                     .ok_or_else(|| Refusal::Invalid("Shard cannot be verified unambiguously".to_owned()))?;
-                sign::verify_hex(author.key(), &bytes, &p.signature_hex)
+                crypto::verify_hex(&*self.signatures, author.key(), &bytes, &p.signature_hex)
                     .map_err(|_| Refusal::Unauthorized("Invalid shard signature".to_owned()))?;
                 // Unsigned in 0.5.3's form: never shown, never trusted for versions.
                 shard.summary = None;

@@ -4,6 +4,7 @@
 use crate::trust::{adjust, answer_bytes, combine, query_bytes, TrustPolicy};
 use serde_json::{json, Value};
 
+use crate::crypto;
 use crate::error::{CommandError, Refusal};
 use crate::identity::truncate_chars;
 use crate::io::{Event, HttpResponse, Method};
@@ -13,7 +14,6 @@ use crate::limits::{
 };
 use crate::node::{Call, Node};
 use crate::replay::{check_fresh, sig_key};
-use crate::sign::{self};
 use crate::store::{Change, PeerTrust, Table};
 use crate::url;
 use crate::wire::{
@@ -113,7 +113,7 @@ impl Node {
         };
         let key = *conn.agent_id.key();
         let stamp_us = check_fresh(self.now.wall_us, &q.timestamp)?;
-        sign::verify_hex(&key, &query_bytes(&q), &q.dm_signature_hex)
+        crypto::verify_hex(&*self.signatures, &key, &query_bytes(&q), &q.dm_signature_hex)
             .map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
         if self.trust_of(&q.from_agent_id) < TRUST_ANSWER_MIN {
             return Err(Refusal::Unauthorized("Not answered: this node does not trust the asker".to_owned()));
@@ -134,7 +134,7 @@ impl Node {
             timestamp: self.now.iso(),
             dm_signature_hex: String::new(),
         };
-        a.dm_signature_hex = sign::sign_hex(&self.passport, &answer_bytes(&a));
+        a.dm_signature_hex = crypto::sign_hex(&*self.signatures, &self.passport, &answer_bytes(&a));
         Ok(wire::encode(&a))
     }
 
@@ -202,7 +202,7 @@ impl Node {
                 timestamp: self.now.iso(),
                 dm_signature_hex: String::new(),
             };
-            q.dm_signature_hex = sign::sign_hex(&self.passport, &query_bytes(&q));
+            q.dm_signature_hex = crypto::sign_hex(&*self.signatures, &self.passport, &query_bytes(&q));
             let local = self.connections.get(&peer).is_some_and(|c| c.local);
             let call = Call::TrustQuery { request_id: request_id.to_owned(), peer, query_id };
             self.transmit(
@@ -268,7 +268,8 @@ impl Node {
             return Answer::Nothing;
         };
         if a.from_agent_id != peer
-            || sign::verify_hex(conn.agent_id.key(), &answer_bytes(&a), &a.dm_signature_hex).is_err()
+            || crypto::verify_hex(&*self.signatures, conn.agent_id.key(), &answer_bytes(&a), &a.dm_signature_hex)
+                .is_err()
         {
             return Answer::Nothing;
         }

@@ -4,7 +4,7 @@
 //! discovered peers expire and are kept in a bounded table the agent can read.
 //!
 //! Cards come in as answers to the node's own transmits (localhost scan probes, a domain's card fetch)
-//! and are checked here ([`validate_card`]); open scans are counted ([`Scans`]) so `DiscoverLocal` is
+//! and are checked here ([`validate_card`]); open scans are counted (`Scans`) so `DiscoverLocal` is
 //! done exactly when its last probe has answered. The node's timers (`node/discovery.rs`) decide when
 //! to beacon and to scan.
 

@@ -126,6 +126,7 @@ impl Sim {
     /// A health monitor beside `from` asks `to` for `/status`.
     fn health(&mut self, from: u32, to: u32) {
         self.counters.health_sent += 1;
+        self.metrics.health_sent(self.now);
         let path = format!("{PREFIX}/status");
         let fate = self.net.fate(from, to, false);
         let o = match fate {
@@ -139,7 +140,7 @@ impl Sim {
                 to,
                 gen: self.nodes[to as usize].gen,
                 inc: 0,
-                from: Origin::Health { idx: from },
+                from: Origin::Health { idx: from, sent_us: self.now },
                 method: Method::Get,
                 path,
                 body: Vec::new(),

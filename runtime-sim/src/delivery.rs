@@ -118,7 +118,7 @@ impl Sim {
 
     pub(crate) fn origin_peer(o: &Origin) -> u64 {
         match o {
-            Origin::Node { idx, .. } | Origin::Health { idx } => *idx as u64,
+            Origin::Node { idx, .. } | Origin::Health { idx, .. } => *idx as u64,
             Origin::Adversary { .. } => EXTERNAL,
         }
     }
@@ -235,7 +235,10 @@ impl Sim {
                     _ => self.fail_at(idx, inc, oid, to as u64, path, "timed out", deadline),
                 }
             }
-            Origin::Health { .. } if status == 200 => self.counters.health_ok += 1,
+            Origin::Health { sent_us, .. } if status == 200 => {
+                self.counters.health_ok += 1;
+                self.metrics.health_ok(sent_us);
+            }
             _ => {}
         }
     }

@@ -92,6 +92,11 @@ pub struct Metrics {
     pub intended_by_window: Vec<u64>,
     /// Deliveries received, by the window they were sent in.
     pub delivered_by_window: Vec<u64>,
+    /// Health checks sent, by window.
+    pub health_sent_by_window: Vec<u64>,
+    /// Health checks answered 200, by the window they were sent in (so a window's ratio never
+    /// exceeds 1, whenever the answers arrive).
+    pub health_ok_by_window: Vec<u64>,
     /// Delivery counting toward the "after" figure starts at this time, if marked.
     pub measure_from_us: Option<u64>,
     /// Attempted / received deliveries sent after `measure_from_us` (and before `tail_from_us`).
@@ -108,6 +113,8 @@ impl Metrics {
             rows: Vec::new(),
             intended_by_window: Vec::new(),
             delivered_by_window: Vec::new(),
+            health_sent_by_window: Vec::new(),
+            health_ok_by_window: Vec::new(),
             measure_from_us: None,
             after: (0, 0),
             tail_from_us: u64::MAX,
@@ -126,6 +133,24 @@ impl Metrics {
         if self.measure_from_us.is_some_and(|m| t_us >= m) && t_us < self.tail_from_us {
             self.after.0 += 1;
         }
+    }
+
+    /// One health check sent at `t_us`.
+    pub fn health_sent(&mut self, t_us: u64) {
+        let w = self.window(t_us);
+        bump(&mut self.health_sent_by_window, w);
+    }
+
+    /// One health check sent at `sent_us` answered 200.
+    pub fn health_ok(&mut self, sent_us: u64) {
+        let w = self.window(sent_us);
+        bump(&mut self.health_ok_by_window, w);
+    }
+
+    /// The share of the health checks sent in window `w` that were answered 200.
+    pub fn health_ratio(&self, w: usize) -> Option<f64> {
+        let sent = *self.health_sent_by_window.get(w)?;
+        (sent > 0).then(|| *self.health_ok_by_window.get(w).unwrap_or(&0) as f64 / sent as f64)
     }
 
     /// One delivery received of a message sent at `sent_us`.
@@ -162,11 +187,9 @@ impl Metrics {
         let mut prev = Row::default();
         for (w, r) in self.rows.iter().enumerate() {
             let d = |a: u64, b: u64| a.saturating_sub(b);
-            let hs = d(r.c.health_sent, prev.c.health_sent);
-            let ho = d(r.c.health_ok, prev.c.health_ok);
-            let health = if hs > 0 { format!("{:.4}", ho as f64 / hs as f64) } else { String::new() };
             // A row at time t describes the interval that ends at t.
             let window = w.checked_sub(1);
+            let health = window.and_then(|w| self.health_ratio(w)).map(|x| format!("{x:.4}")).unwrap_or_default();
             let ratio = window.and_then(|w| self.window_ratio(w)).map(|x| format!("{x:.4}")).unwrap_or_default();
             let _ = writeln!(
                 s,
@@ -208,9 +231,8 @@ impl Metrics {
                 if let Some(x) = w.checked_sub(1).and_then(|w| self.window_ratio(w)) {
                     ratios.push((r.t_s, x));
                 }
-                let hs = r.c.health_sent.saturating_sub(prev.c.health_sent);
-                if hs > 0 {
-                    health.push((r.t_s, r.c.health_ok.saturating_sub(prev.c.health_ok) as f64 / hs as f64));
+                if let Some(x) = w.checked_sub(1).and_then(|w| self.health_ratio(w)) {
+                    health.push((r.t_s, x));
                 }
                 conns.push((r.t_s, r.connections as f64));
                 errors.push((r.t_s, r.c.transport_errors.saturating_sub(prev.c.transport_errors) as f64));
@@ -285,4 +307,23 @@ fn bump(v: &mut Vec<u64>, w: usize) {
         v.resize(w + 1, 0);
     }
     v[w] += 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_health_answer_counts_in_the_window_it_was_sent_in() {
+        let mut m = Metrics::new(10);
+        // Two checks sent in window 0, one in window 1; both of window 0 are answered in window 1.
+        m.health_sent(3);
+        m.health_sent(7);
+        m.health_sent(12);
+        m.health_ok(3);
+        m.health_ok(7);
+        assert_eq!(m.health_ratio(0), Some(1.0));
+        assert_eq!(m.health_ratio(1), Some(0.0), "window 1's own check is unanswered, whatever arrived in it");
+        assert_eq!(m.health_ratio(2), None, "nothing was sent in window 2");
+    }
 }

@@ -44,7 +44,7 @@ pub(crate) enum Origin {
     /// A node's transmit.
     Node { idx: u32, inc: u32, oid: OutboundId },
     /// The health monitor beside node `idx`.
-    Health { idx: u32 },
+    Health { idx: u32, sent_us: u64 },
     /// The adversary.
     Adversary { variant: Forgery },
 }

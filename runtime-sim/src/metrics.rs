@@ -265,27 +265,38 @@ impl Metrics {
                 .draw()
                 .map_err(|e| e.to_string())?;
 
-            let y_max = conns.iter().chain(&errors).chain(&limited).map(|p| p.1).fold(1.0, f64::max) * 1.1;
+            // Connections count in the hundreds, errors per interval may be a handful: each gets its own
+            // axis (connections on the left, errors and 429s on the right), so neither flattens the other.
+            let conn_max = conns.iter().map(|p| p.1).fold(1.0, f64::max) * 1.1;
+            let err_max = errors.iter().chain(&limited).map(|p| p.1).fold(1.0, f64::max) * 1.1;
             let mut chart = ChartBuilder::on(&bottom)
-                .caption("connections; transport errors and 429s per interval", ("sans-serif", 16))
+                .caption("connections (left); transport errors and 429s per interval (right)", ("sans-serif", 16))
                 .margin(10)
                 .x_label_area_size(30)
                 .y_label_area_size(60)
-                .build_cartesian_2d(0.0..t_max, 0.0..y_max)
+                .right_y_label_area_size(60)
+                .build_cartesian_2d(0.0..t_max, 0.0..conn_max)
+                .map_err(|e| e.to_string())?
+                .set_secondary_coord(0.0..t_max, 0.0..err_max);
+            chart
+                .configure_mesh()
+                .x_desc("simulated time (s)")
+                .y_desc("connections")
+                .draw()
                 .map_err(|e| e.to_string())?;
-            chart.configure_mesh().x_desc("simulated time (s)").draw().map_err(|e| e.to_string())?;
+            chart.configure_secondary_axes().y_desc("per interval").draw().map_err(|e| e.to_string())?;
             chart
                 .draw_series(LineSeries::new(conns, &BLACK))
                 .map_err(|e| e.to_string())?
                 .label("connections")
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
             chart
-                .draw_series(LineSeries::new(errors, &RED))
+                .draw_secondary_series(LineSeries::new(errors, &RED))
                 .map_err(|e| e.to_string())?
                 .label("transport errors")
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
             chart
-                .draw_series(LineSeries::new(limited, &MAGENTA))
+                .draw_secondary_series(LineSeries::new(limited, &MAGENTA))
                 .map_err(|e| e.to_string())?
                 .label("429 answers")
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], MAGENTA));
@@ -293,7 +304,7 @@ impl Metrics {
                 .configure_series_labels()
                 .background_style(WHITE.mix(0.8))
                 .border_style(BLACK)
-                .position(SeriesLabelPosition::UpperRight)
+                .position(SeriesLabelPosition::MiddleRight)
                 .draw()
                 .map_err(|e| e.to_string())?;
             root.present().map_err(|e| e.to_string())?;

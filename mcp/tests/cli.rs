@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
-use common::{free_port, project, Proc, BIN};
+use common::{free_port, project, test_node_env, Proc, BIN};
 use serde_json::json;
 
 /// Runs the binary in `dir` with `args` and no stdin; bounded by the test harness's own timeout.
@@ -102,15 +102,9 @@ fn in_a_terminal_it_explains_itself_and_ctrl_c_stops_it() {
     assert!(Command::new("script").arg("--version").output().is_ok(), "no `script` (util-linux) to give a terminal");
     let dir = project("tty");
     let port = free_port();
-    let mut child = Command::new("script")
-        .args(["-q", "-e", "-f", "-c", BIN, "/dev/null"])
-        .current_dir(&dir)
-        .env("HOME", &dir)
-        .env("DARKMATTER_HOST", "127.0.0.1")
-        .env("DARKMATTER_PORT", port.to_string())
-        .env("DARKMATTER_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
-        .env("DARKMATTER_DISCOVERY", "false")
-        .env("DARKMATTER_ANCHOR_NODES", "")
+    let mut script = Command::new("script");
+    script.args(["-q", "-e", "-f", "-c", BIN, "/dev/null"]);
+    let mut child = test_node_env(&mut script, &dir, port)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

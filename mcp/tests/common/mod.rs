@@ -41,22 +41,24 @@ pub struct Proc {
     pub started: Instant,
 }
 
+/// Runs `cmd` in `dir` as a test node: its home is `dir`, it serves 127.0.0.1:`port` and uses no
+/// discovery and no anchors.
+pub fn test_node_env<'a>(cmd: &'a mut Command, dir: &Path, port: u16) -> &'a mut Command {
+    cmd.current_dir(dir)
+        .env("HOME", dir)
+        .env("DARKMATTER_HOST", "127.0.0.1")
+        .env("DARKMATTER_PORT", port.to_string())
+        .env("DARKMATTER_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+        .env("DARKMATTER_DISCOVERY", "false")
+        .env("DARKMATTER_ANCHOR_NODES", "")
+}
+
 impl Proc {
     /// Starts `darkmatter` in `dir` on `port` (127.0.0.1, no discovery, no anchors).
     pub fn start(dir: &Path, port: u16, extra: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new(BIN);
-        cmd.current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", dir)
-            .env("DARKMATTER_HOST", "127.0.0.1")
-            .env("DARKMATTER_PORT", port.to_string())
-            .env("DARKMATTER_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
-            .env("DARKMATTER_DISCOVERY", "false")
-            .env("DARKMATTER_ANCHOR_NODES", "")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        test_node_env(&mut cmd, dir, port).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
         for (k, v) in extra {
             cmd.env(k, v);
         }

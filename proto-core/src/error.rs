@@ -119,6 +119,27 @@ impl From<WireError> for Refusal {
     }
 }
 
+/// Why the inbox has no room for a message (answered `429` with this text).
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+pub enum InboxFull {
+    /// The room for messages from connections holds [`crate::limits::INBOX_MAX`] already.
+    #[error("Message queue full")]
+    Connections,
+    /// The room for messages from agents that are not connections holds
+    /// [`crate::limits::INBOX_STRANGERS_MAX`] already.
+    #[error("Message queue full for agents not connected")]
+    Strangers,
+    /// This agent, not a connection, has [`crate::limits::INBOX_PER_STRANGER_MAX`] messages waiting.
+    #[error("Message queue full for this sender (not a connection)")]
+    Stranger,
+}
+
+impl From<InboxFull> for Refusal {
+    fn from(e: InboxFull) -> Self {
+        Refusal::Limited(e.to_string())
+    }
+}
+
 /// Why a local command (a tool call) failed.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum CommandError {

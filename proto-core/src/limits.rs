@@ -36,6 +36,22 @@ pub const CONNECTIONS_MAX_CEILING: usize = 1_000;
 pub const ACCEPTANCE_ATTEMPTS_MAX: u32 = 3;
 /// Pending incoming connection requests kept at once.
 pub const PENDING_REQUESTS_MAX: usize = 50;
+/// Pending incoming requests from one source address at once (see [`SOURCE_V6_PREFIX_BITS`]): one host
+/// with throwaway keys holds at most this many of the [`PENDING_REQUESTS_MAX`], and a source at its cap
+/// is refused rather than displacing anyone else's request.
+pub const PENDING_PER_SOURCE_MAX: usize = 8;
+/// Local auto-accepts granted to one source address per [`AUTO_ACCEPT_WINDOW_S`]; its further
+/// requests wait for the agent like remote ones. A LAN host with throwaway keys cannot fill the
+/// connection table.
+pub const AUTO_ACCEPTS_PER_SOURCE_MAX: usize = 8;
+/// Local auto-accepts granted to all sources together per [`AUTO_ACCEPT_WINDOW_S`].
+pub const AUTO_ACCEPTS_MAX: usize = 32;
+/// The window of the auto-accept budgets, in seconds (sliding).
+pub const AUTO_ACCEPT_WINDOW_S: u64 = 3_600;
+/// Connection slots that automatic acceptance (local auto-accept, the trust policy) leaves free for
+/// what the agent accepts or connects to itself: of the connection cap `max`, automatic acceptance
+/// fills at most `max - min(CONNECTIONS_RESERVED_FOR_AGENT, max / 2)` (45 of the default 50).
+pub const CONNECTIONS_RESERVED_FOR_AGENT: usize = 5;
 /// Outbound connection requests awaiting the other side's answer at once.
 pub const PENDING_OUTBOUND_MAX: usize = 64;
 /// How long a pending request (either direction) lives, in seconds.
@@ -43,8 +59,14 @@ pub const REQUEST_EXPIRY_S: u64 = 3_600;
 /// How long a connection challenge may be answered, in seconds.
 pub const CHALLENGE_TTL_S: u64 = 60;
 
-/// Inbox capacity; a full inbox answers 429.
+/// Inbox room for messages from connections; when it is full their messages are answered 429.
 pub const INBOX_MAX: usize = 50;
+/// Inbox room for messages from signers that are not connections (strangers), all together. It is
+/// separate room: strangers never take a connection's, and the inbox holds at most
+/// [`INBOX_MAX`] + [`INBOX_STRANGERS_MAX`] = 60 messages.
+pub const INBOX_STRANGERS_MAX: usize = 10;
+/// Messages from one stranger waiting at once (a share of [`INBOX_STRANGERS_MAX`]).
+pub const INBOX_PER_STRANGER_MAX: usize = 3;
 /// Sent-message records kept; the oldest is dropped first.
 pub const SENT_MAX: usize = 100;
 /// Responses kept per sent message.
@@ -69,8 +91,22 @@ pub const REPLAY_ENTRIES_MAX: usize = 10_000;
 pub const RATE_WINDOW_MS: u64 = 60_000;
 /// Requests per window from one connected peer, unless overridden.
 pub const RATE_PER_PEER_DEFAULT: u32 = 30;
-/// Requests per window from everyone together.
+/// Authenticated requests per window from everyone together.
 pub const RATE_GLOBAL_DEFAULT: u32 = 200;
+/// One party (a connected peer; for anyone else, its source address) may use at most
+/// 1/[`RATE_PARTY_SHARE_DIVISOR`] of the global window (50 of the default 200), so no single flood
+/// can take it all. A peer's own limit applies as well; the smaller one holds.
+pub const RATE_PARTY_SHARE_DIVISOR: u32 = 4;
+/// Requests that do not come from a connected peer may together use at most
+/// 1/[`RATE_STRANGERS_SHARE_DIVISOR`] of the global window (100 of the default 200): the rest is
+/// always left for connected peers.
+pub const RATE_STRANGERS_SHARE_DIVISOR: u32 = 2;
+/// Source addresses whose windows are kept at once; a new source then takes the place of the one
+/// idle longest.
+pub const RATE_SOURCES_MAX: usize = 1_024;
+/// An IPv6 source address is counted by its prefix of this many bits (an IPv4 source by its
+/// address): one host is routinely given a whole /64 and may pick any address in it.
+pub const SOURCE_V6_PREFIX_BITS: u32 = 64;
 /// Largest finite per-window limit that may be configured (bounds the window's memory).
 pub const RATE_LIMIT_CEILING: u32 = 100_000;
 
@@ -215,6 +251,25 @@ impl RateWindow {
         self.admitted_ms.push_back(now_ms);
         debug_assert!(self.admitted_ms.len() <= max as usize);
         true
+    }
+
+    /// Whether fewer than `max` requests were admitted in the `window_ms` ending at `now_ms`; drops
+    /// the older entries. Admits nothing: [`RateWindow::record`] does, once every window agreed.
+    pub fn has_room(&mut self, now_ms: u64, window_ms: u64, max: usize) -> bool {
+        while self.admitted_ms.front().is_some_and(|&t| t + window_ms <= now_ms) {
+            self.admitted_ms.pop_front();
+        }
+        self.admitted_ms.len() < max
+    }
+
+    /// Counts one request at `now_ms` (after [`RateWindow::has_room`] said yes).
+    pub fn record(&mut self, now_ms: u64) {
+        self.admitted_ms.push_back(now_ms);
+    }
+
+    /// When the newest request in the window was admitted (`None`: none is).
+    pub fn newest_ms(&self) -> Option<u64> {
+        self.admitted_ms.back().copied()
     }
 
     /// Requests admitted in the window ending at `now_ms`.

@@ -34,7 +34,7 @@ use crate::io::{
 use crate::limits::{self, RateLimit};
 use crate::memory::Memory;
 use crate::outbox::{Batches, Waiters};
-use crate::rate::RateLimits;
+use crate::rate::{Party, RateLimits};
 use crate::replay::Replay;
 use crate::shards::Shards;
 use crate::store::{self, Change, Connection, PendingIn, PendingOut, Profile, SentMessage, Table};
@@ -434,7 +434,7 @@ impl Node {
                 self.on_message(r)
             }
             ("webhook", Some(message_id)) => match r.method {
-                Method::Post => self.on_webhook_update(message_id, &r.body),
+                Method::Post => self.on_webhook_update(message_id, &r.body, r.source),
                 Method::Get => self.on_webhook_status(message_id),
                 Method::Other => Err(Refusal::BadMethod),
             },
@@ -456,7 +456,7 @@ impl Node {
             }
             ("connection_accepted", None) => {
                 expect(r.method, Method::Post)?;
-                self.on_connection_accepted(&r.body)
+                self.on_connection_accepted(&r.body, r.source)
             }
             ("disconnect", None) => {
                 expect(r.method, Method::Post)?;
@@ -468,7 +468,7 @@ impl Node {
             }
             ("peer_lookup", Some(agent_id)) => {
                 expect(r.method, Method::Get)?;
-                self.on_peer_lookup(agent_id)
+                self.on_peer_lookup(agent_id, r.source)
             }
             ("impression", Some(agent_id)) => {
                 expect(r.method, Method::Get)?;
@@ -603,9 +603,15 @@ impl Node {
         s
     }
 
-    /// The global limit: every peer request that does work passes here first.
-    pub(crate) fn admit_global(&mut self) -> Result<(), Refusal> {
-        self.rates.admit_global(self.now.mono_ms, self.profile.rate_global)
+    /// Charges one request that passed its checks to its party under the global limit (see
+    /// [`crate::rate`]): the connected peer `agent` if the request authenticated as one, else its
+    /// `source` address. Called after decoding and signature checks, so junk spends nobody's budget.
+    pub(crate) fn admit(&mut self, agent: Option<&str>, source: Option<IpAddr>) -> Result<(), Refusal> {
+        let party = match agent.and_then(|id| self.connections.get_key_value(id)) {
+            Some((id, conn)) => Party::Peer(id, conn.rate_limit),
+            None => Party::Source(source),
+        };
+        self.rates.admit(self.now.mono_ms, party, self.profile.rate_global)
     }
 
     /// The per-peer limit, for connected peers, applied after their signature verified.

@@ -59,6 +59,19 @@ pub fn is_local_ip(ip: IpAddr) -> bool {
     }
 }
 
+/// The source an address is counted as by the per-source budgets: an IPv4 address itself (an
+/// IPv4-mapped IPv6 address as the IPv4 address it maps), an IPv6 address by its first
+/// [`crate::limits::SOURCE_V6_PREFIX_BITS`] bits.
+pub fn source_prefix(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX << (128 - crate::limits::SOURCE_V6_PREFIX_BITS);
+            IpAddr::V6((u128::from(v6) & mask).into())
+        }
+    }
+}
+
 /// IPv4 ranges of IANA's IPv4 Special-Purpose Address Registry (RFC 6890 and its updates), plus
 /// multicast: none of them is an ordinary public host. A webhook a remote peer names must not point
 /// into any of them (CGNAT space holds cloud metadata services, e.g. 100.100.100.200).

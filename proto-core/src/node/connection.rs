@@ -17,6 +17,8 @@
 
 use std::collections::BTreeMap;
 
+use core::net::IpAddr;
+
 use serde_json::json;
 
 use crate::connections::acceptance_row;
@@ -98,7 +100,6 @@ impl Node {
         if self.is_inactive() {
             return Err(Refusal::Unavailable("Agent is currently inactive".to_owned()));
         }
-        self.admit_global()?;
         let req: ConnectionRequest = wire::decode(&r.body)?;
         let mut missing = Vec::new();
         if req.from_agent_id.is_empty() {
@@ -120,6 +121,8 @@ impl Node {
             return Err(Refusal::Invalid("A private or loopback URL is only accepted from a local address".to_owned()));
         }
         let speaks_v2 = self.verify_connect_signature(&id, &req)?;
+        // Only a request signed in our form is known to come from the agent it names.
+        self.admit(speaks_v2.then_some(id.as_str()), r.source)?;
         let details = PeerDetails::from_request(id.clone(), &req);
 
         if self.connections.contains_key(id.as_str()) {
@@ -314,7 +317,6 @@ impl Node {
     }
 
     pub(crate) fn on_connection_proof(&mut self, r: &InboundRequest) -> Result<Vec<u8>, Refusal> {
-        self.admit_global()?;
         let proof: ConnectionProof = wire::decode(&r.body)?;
         let mut missing = Vec::new();
         for (name, value) in [
@@ -334,11 +336,17 @@ impl Node {
             return Err(Refusal::Invalid("Public key must match agent_id".to_owned()));
         }
         let id = self.bind_identity(&proof.agent_id, None)?;
-        let Some(pending) =
-            self.pending_in.values_mut().find(|p| p.challenge_id == proof.challenge_id && p.agent_id == id)
+        let Some(request_id) = self
+            .pending_in
+            .values()
+            .find(|p| p.challenge_id == proof.challenge_id && p.agent_id == id)
+            .map(|p| p.request_id.clone())
         else {
             return Err(Refusal::NotFound("No matching pending request for this challenge".to_owned()));
         };
+        // The challenge id went to the requester alone: a proof naming it is no stranger's junk.
+        self.admit(None, r.source)?;
+        let pending = self.pending_in.get_mut(&request_id).expect("found above");
         if self.now.wall_us > pending.challenge_us + CHALLENGE_TTL_S as i64 * 1_000_000 {
             return Err(Refusal::Unauthorized("Challenge expired".to_owned()));
         }
@@ -349,7 +357,6 @@ impl Node {
         pending.identity_verified = true;
         // A challenge is answered once.
         pending.challenge_id.clear();
-        let request_id = pending.request_id.clone();
         let local = pending.source_local && r.source.is_some_and(url::is_local_ip);
         let change = Change::put(Table::PendingIn, &request_id, &*pending);
         self.persist(vec![change]);
@@ -362,8 +369,7 @@ impl Node {
         Ok(wire::encode(&json!({"success": true, "identity_verified": true})))
     }
 
-    pub(crate) fn on_connection_accepted(&mut self, body: &[u8]) -> Result<Vec<u8>, Refusal> {
-        self.admit_global()?;
+    pub(crate) fn on_connection_accepted(&mut self, body: &[u8], source: Option<IpAddr>) -> Result<Vec<u8>, Refusal> {
         let acc: ConnectionAccepted = wire::decode(body)?;
         let mut missing = Vec::new();
         if acc.agent_id.is_empty() {
@@ -383,6 +389,7 @@ impl Node {
             // The acceptor sends again when it missed our answer: a signed acceptance of a connection
             // we already have is confirmed, so it never takes our silence for a refusal.
             if self.connections.contains_key(id.as_str()) && self.verify_acceptance(&id, &acc)? {
+                self.admit(Some(id.as_str()), source)?;
                 return Ok(wire::encode(&Ack { success: true }));
             }
             return Err(Refusal::Unauthorized("No pending outbound connection request for this agent.".to_owned()));
@@ -392,6 +399,8 @@ impl Node {
         if pending.speaks_v2 && !signed {
             return Err(Refusal::Unauthorized("Signature required — this agent signs its acceptances".to_owned()));
         }
+        // It answers a request we made to this very agent.
+        self.admit(None, source)?;
         if !self.connections.contains_key(id.as_str()) && !self.accepting_connections() {
             return Err(Refusal::Limited(format!("Connection limit reached ({})", self.config.max_connections)));
         }
@@ -425,7 +434,6 @@ impl Node {
     }
 
     pub(crate) fn on_disconnect(&mut self, body: &[u8]) -> Result<Vec<u8>, Refusal> {
-        self.admit_global()?;
         let d: Disconnect = wire::decode(body)?;
         if d.from_agent_id.is_empty()
             || d.to_agent_id.is_empty()
@@ -450,6 +458,7 @@ impl Node {
         let bytes = sign::v2_bytes(V2_DISCONNECT, &[&d.from_agent_id, &d.to_agent_id, &d.timestamp, &d.reason]);
         crypto::verify_hex(&*self.signatures, conn.agent_id.key(), &bytes, &d.dm_signature_hex)
             .map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
+        self.admit(Some(&d.from_agent_id), None)?;
         let key = sig_key("disconnect", &d.dm_signature_hex);
         let replay_change = self.replay.admit(&key, stamp_us, self.now.wall_us)?;
         self.connections.remove(&d.from_agent_id);

@@ -20,6 +20,7 @@ use crate::wire::{
     self,
     peer::{PeerLookupAnswer, PeerUpdate, PeerUpdated},
 };
+use core::net::IpAddr;
 
 fn opt(s: &Option<String>) -> &str {
     s.as_deref().unwrap_or("")
@@ -31,7 +32,6 @@ fn v2_fields<'a>(u: &'a PeerUpdate, stamp: &'a str) -> [&'a str; 5] {
 
 impl Node {
     pub(crate) fn on_peer_update(&mut self, r: &InboundRequest) -> Result<Vec<u8>, Refusal> {
-        self.admit_global()?;
         let u: PeerUpdate = wire::decode(&r.body)?;
         if u.agent_id.is_empty() || u.new_url.is_empty() {
             return Err(Refusal::MissingFields("agent_id, new_url".to_owned()));
@@ -82,6 +82,7 @@ impl Node {
                 false
             }
         };
+        self.admit(Some(&u.agent_id), r.source)?;
         let replay_key = format!("peer_update:{}:{stamp}", u.agent_id);
         let replay_change = self.replay.admit(&replay_key, stamp_us, self.now.wall_us)?;
         let conn = self.connections.get_mut(&u.agent_id).expect("checked above");
@@ -106,11 +107,13 @@ impl Node {
         Ok(wire::encode(&PeerUpdated { success: true, updated: true }))
     }
 
-    pub(crate) fn on_peer_lookup(&mut self, agent_id: &str) -> Result<Vec<u8>, Refusal> {
-        self.admit_global()?;
-        let Some(conn) = self.connections.get(agent_id) else {
+    pub(crate) fn on_peer_lookup(&mut self, agent_id: &str, source: Option<IpAddr>) -> Result<Vec<u8>, Refusal> {
+        if !self.connections.contains_key(agent_id) {
             return Err(Refusal::NotFound("Not connected to that agent".to_owned()));
-        };
+        }
+        // An unauthenticated question: charged to its source address.
+        self.admit(None, source)?;
+        let conn = &self.connections[agent_id];
         let answer = PeerLookupAnswer {
             agent_id: agent_id.to_owned(),
             url: conn.url.clone(),

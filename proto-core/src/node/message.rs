@@ -77,7 +77,6 @@ impl Node {
         if self.is_inactive() {
             return Err(Refusal::Unavailable("Agent is currently inactive".to_owned()));
         }
-        self.admit_global()?;
         // Duplicate pre-check before any other work (and long before any signature work).
         let duplicate = match leading_message_id(&r.body) {
             Some(id) => self.is_duplicate(id),
@@ -90,7 +89,9 @@ impl Node {
         }
         let env: MessageEnvelope = wire::decode(&r.body)?;
         let checked = self.check_envelope(&env, r.source)?;
+        // Budgets are spent only now that the signature verified: junk and forgeries spend none.
         self.admit_peer(&env.from_agent_id)?;
+        self.admit(Some(&env.from_agent_id), r.source)?;
         self.accept_message(env, checked)
     }
 
@@ -128,9 +129,7 @@ impl Node {
         if self.is_duplicate(&env.message_id) {
             return Err(Refusal::Duplicate);
         }
-        if self.inbox.is_full() {
-            return Err(Refusal::Limited("Message queue full".to_owned()));
-        }
+        self.inbox.has_room(self.connections.contains_key(&env.from_agent_id), &env.from_agent_id)?;
         let from_local = source.is_some_and(url::is_local_ip);
         let hook = url::validate(&env.webhook).map_err(|e| Refusal::Invalid(format!("Invalid webhook: {e}")))?;
         // A remote peer must not make us call into our own network, or into any other address
@@ -359,8 +358,12 @@ impl Node {
         );
     }
 
-    pub(crate) fn on_webhook_update(&mut self, message_id: &str, body: &[u8]) -> Result<Vec<u8>, Refusal> {
-        self.admit_global()?;
+    pub(crate) fn on_webhook_update(
+        &mut self,
+        message_id: &str,
+        body: &[u8],
+        source: Option<IpAddr>,
+    ) -> Result<Vec<u8>, Refusal> {
         if !self.sent.contains_key(message_id) {
             return Err(Refusal::NotFound(format!("No sent message with ID '{message_id}'")));
         }
@@ -370,6 +373,8 @@ impl Node {
         {
             return Err(Refusal::Invalid("agent_id too long".to_owned()));
         }
+        // Updates are mostly unsigned (0.5.3 never signs them): charged to their source address.
+        self.admit(None, source)?;
         let note = u.note.as_deref().map(|n| crate::identity::truncate_chars(n, NOTE_CHARS_MAX));
         match u.kind.as_str() {
             "response" => self.on_webhook_response(message_id, &u)?,

@@ -238,7 +238,6 @@ impl Node {
     }
 
     pub(crate) fn on_shard_push(&mut self, body: &[u8]) -> Result<Vec<u8>, Refusal> {
-        self.admit_global()?;
         let p: ShardPush = wire::decode(body)?;
         if p.shard_id.is_empty() || p.author_agent_id.is_empty() {
             return Err(Refusal::MissingFields("shard_id, author_agent_id".to_owned()));
@@ -318,6 +317,11 @@ impl Node {
             }
         }
         let mut changes: Vec<Change> = replay_change.into_iter().collect();
+        // Charged once the author's signature verified (its replay entry is kept either way).
+        if let Err(refusal) = self.admit(Some(author.as_str()), None) {
+            self.persist(changes);
+            return Err(refusal);
+        }
         if self.trust_of(author.as_str()) < shard.trust_threshold {
             // The author's current version is not for us: whatever older copy we hold goes too.
             changes.extend(self.shards.remove(&k));

@@ -81,8 +81,8 @@ impl Node {
     }
 
     /// 0.5.3's unauthenticated `GET /impression/<id>`: impressions are private, so always refused.
+    /// It does no work, so it spends no budget.
     pub(crate) fn on_impression_query(&mut self, _agent_id: &str) -> Result<Vec<u8>, Refusal> {
-        self.admit_global()?;
         Err(Refusal::Unauthorized(
             "Impressions are private; ask with a signed trust_query as a connected peer".to_owned(),
         ))
@@ -91,7 +91,6 @@ impl Node {
     // ----- peer trust queries: answering -----
 
     pub(crate) fn on_trust_query(&mut self, body: &[u8]) -> Result<Vec<u8>, Refusal> {
-        self.admit_global()?;
         let q: TrustQuery = wire::decode(body)?;
         if q.from_agent_id.is_empty()
             || q.subject_agent_id.is_empty()
@@ -115,6 +114,7 @@ impl Node {
         let stamp_us = check_fresh(self.now.wall_us, &q.timestamp)?;
         crypto::verify_hex(&*self.signatures, &key, &query_bytes(&q), &q.dm_signature_hex)
             .map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
+        self.admit(Some(&q.from_agent_id), None)?;
         if self.trust_of(&q.from_agent_id) < TRUST_ANSWER_MIN {
             return Err(Refusal::Unauthorized("Not answered: this node does not trust the asker".to_owned()));
         }

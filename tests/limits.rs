@@ -161,17 +161,47 @@ fn freshness_window_is_inclusive_both_ways() {
 }
 
 #[test]
-fn inbox_holds_fifty() {
+fn inbox_holds_fifty_from_connections_and_ten_from_strangers() {
     let (mut m, b) = one_node();
+    // A stranger (a signer that is not a connection) may leave three messages.
     let p = outsider();
-    for i in 0..INBOX_MAX {
+    for i in 0..INBOX_PER_STRANGER_MAX {
         assert_eq!(post(&mut m, b, &envelope(&p, &format!("i{i}"), "hi", EPOCH_US, json!({}))).0, 200, "message {i}");
     }
-    let (s, v) = post(&mut m, b, &envelope(&p, "i-last", "hi", EPOCH_US, json!({})));
+    let (s, v) = post(&mut m, b, &envelope(&p, "i-more", "hi", EPOCH_US, json!({})));
+    assert_eq!((s, v["error"].as_str().unwrap()), (429, "Message queue full for this sender (not a connection)"));
+    // Strangers together fill their room of ten...
+    for i in INBOX_PER_STRANGER_MAX..INBOX_STRANGERS_MAX {
+        let q = Passport::from_seed([i as u8 + 1; 32]);
+        let src: IpAddr = format!("203.0.113.{}", i + 1).parse().unwrap();
+        let (s, _) = m.inject(
+            b,
+            Method::Post,
+            "/__darkmatter__/message",
+            &envelope(&q, &format!("s{i}"), "hi", EPOCH_US, json!({})),
+            src,
+        );
+        assert_eq!(s, 200, "stranger message {i}");
+    }
+    let q = Passport::from_seed([0xab; 32]);
+    let (s, v) = post(&mut m, b, &envelope(&q, "s-more", "hi", EPOCH_US, json!({})));
+    assert_eq!((s, v["error"].as_str().unwrap()), (429, "Message queue full for agents not connected"));
+    // ...which leaves all fifty places of the connections free.
+    let pa = Passport::from_seed([0x55; 32]);
+    let src: IpAddr = "10.0.0.99".parse().unwrap();
+    assert_eq!(legacy_connect(&mut m, b, &pa, "http://10.0.0.99:8100", src)["accepted"], true);
+    m.command(b, Command::SetRateLimit { agent_id: Some(pa.agent_id().to_string()), limit: -1 }).unwrap();
+    let from_peer = |m: &mut Mesh, id: &str| {
+        m.inject(b, Method::Post, "/__darkmatter__/message", &envelope(&pa, id, "hi", EPOCH_US, json!({})), src)
+    };
+    for i in 0..INBOX_MAX {
+        assert_eq!(from_peer(&mut m, &format!("c{i}")).0, 200, "connection message {i}");
+    }
+    let (s, v) = from_peer(&mut m, "c-last");
     assert_eq!((s, v["error"].as_str().unwrap()), (429, "Message queue full"));
     // Consuming one makes room.
-    m.command(b, Command::GetMessage { message_id: "i0".into(), consume: true }).unwrap();
-    assert_eq!(post(&mut m, b, &envelope(&p, "i-last", "hi", EPOCH_US, json!({}))).0, 200);
+    m.command(b, Command::GetMessage { message_id: "c0".into(), consume: true }).unwrap();
+    assert_eq!(from_peer(&mut m, "c-last").0, 200);
 }
 
 #[test]
@@ -246,18 +276,83 @@ fn per_peer_rate_limit_thirty_then_override() {
     assert!(m.command(b, Command::SetRateLimit { agent_id: Some(a_id), limit: -2 }).is_err());
 }
 
-#[test]
-fn global_rate_limit_two_hundred() {
-    let (mut m, b) = one_node();
-    for i in 0..RATE_GLOBAL_DEFAULT {
-        let (s, _) = m.inject(b, Method::Get, "/__darkmatter__/peer_lookup/nobody", b"", public_ip());
-        assert_eq!(s, 404, "request {i}");
+/// `n` peers connected to `b` the 0.5.3 way, each from its own local address; their passports and
+/// addresses. Their requests are then forgotten by the rate windows.
+fn connected_peers(m: &mut Mesh, b: usize, n: usize) -> Vec<(Passport, IpAddr)> {
+    let peers: Vec<(Passport, IpAddr)> = (0..n)
+        .map(|i| (Passport::from_seed([i as u8 + 0x60; 32]), format!("10.0.1.{}", i + 1).parse().unwrap()))
+        .collect();
+    for (i, (p, src)) in peers.iter().enumerate() {
+        assert_eq!(legacy_connect(m, b, p, &format!("http://10.0.1.{}:8100", i + 1), *src)["accepted"], true);
     }
-    let (s, v) = m.inject(b, Method::Get, "/__darkmatter__/peer_lookup/nobody", b"", public_ip());
-    assert_eq!(s, 429);
-    assert!(v["error"].as_str().unwrap().contains("Global rate limit"));
     m.advance(RATE_WINDOW_MS);
-    assert_eq!(m.inject(b, Method::Get, "/__darkmatter__/peer_lookup/nobody", b"", public_ip()).0, 404);
+    peers
+}
+
+#[test]
+fn global_rate_limit_two_hundred_shared_fairly() {
+    let (mut m, b) = one_node();
+    let peers = connected_peers(&mut m, b, 4);
+    let share = (RATE_GLOBAL_DEFAULT / RATE_PARTY_SHARE_DIVISOR) as usize;
+    let strangers = (RATE_GLOBAL_DEFAULT / RATE_STRANGERS_SHARE_DIVISOR) as usize;
+    let lookup = format!("/__darkmatter__/peer_lookup/{}", peers[0].0.agent_id());
+    let from = |i: u8| -> IpAddr { format!("203.0.113.{i}").parse().unwrap() };
+    // One address gets its share of the global window, then 429 at that address only.
+    for i in 0..share {
+        assert_eq!(m.inject(b, Method::Get, &lookup, b"", from(1)).0, 200, "request {i}");
+    }
+    let (s, v) = m.inject(b, Method::Get, &lookup, b"", from(1));
+    assert_eq!((s, v["error"].as_str().unwrap()), (429, "Rate limit exceeded for your address (50 requests per 60s)"));
+    // Unconnected agents together get their share...
+    let mut source = 2;
+    for _ in share..strangers {
+        while m.inject(b, Method::Get, &lookup, b"", from(source)).0 != 200 {
+            source += 1;
+        }
+    }
+    let (s, v) = m.inject(b, Method::Get, &lookup, b"", from(200));
+    assert_eq!(s, 429);
+    assert!(v["error"].as_str().unwrap().contains("agents not connected"), "{v}");
+    // ...and the rest of the window is the connected peers': 4 x 25 messages fill it exactly.
+    for (n, (p, src)) in peers.iter().enumerate() {
+        for i in 0..(RATE_GLOBAL_DEFAULT as usize - strangers) / peers.len() {
+            let id = format!("g{n}-{i}");
+            let body = envelope(p, &id, "hi", EPOCH_US, json!({}));
+            let (s, v) = m.inject(b, Method::Post, "/__darkmatter__/message", &body, *src);
+            assert_eq!(s, 200, "peer {n} message {i}: {v}");
+            // Read at once, so that the inbox is not what refuses.
+            m.command(b, Command::GetMessage { message_id: id, consume: true }).unwrap();
+        }
+    }
+    let body = envelope(&peers[0].0, "g-over", "hi", EPOCH_US, json!({}));
+    let (s, v) = m.inject(b, Method::Post, "/__darkmatter__/message", &body, peers[0].1);
+    assert_eq!((s, v["error"].as_str().unwrap()), (429, "Global rate limit exceeded (200 requests per 60s)"));
+    m.advance(RATE_WINDOW_MS);
+    assert_eq!(m.inject(b, Method::Post, "/__darkmatter__/message", &body, peers[0].1).0, 200);
+}
+
+#[test]
+fn junk_and_forgeries_spend_no_budget() {
+    let (mut m, b) = one_node();
+    let peers = connected_peers(&mut m, b, 1);
+    let (p, src) = &peers[0];
+    // Far more than the global window of junk, and of forgeries in the peer's name.
+    for i in 0..RATE_GLOBAL_DEFAULT + 10 {
+        assert_eq!(m.inject(b, Method::Post, "/__darkmatter__/message", b"x", public_ip()).0, 400);
+        let forged =
+            envelope(&outsider(), &format!("f{i}"), "hi", EPOCH_US, json!({"from_agent_id": p.agent_id().as_str()}));
+        assert_eq!(m.inject(b, Method::Post, "/__darkmatter__/message", &forged, public_ip()).0, 403);
+        assert_eq!(m.inject(b, Method::Get, "/__darkmatter__/peer_lookup/nobody", b"", public_ip()).0, 404);
+    }
+    // The peer's whole own budget is still there, and so is a stranger's.
+    for i in 0..RATE_PER_PEER_DEFAULT {
+        let body = envelope(p, &format!("ok{i}"), "hi", EPOCH_US, json!({}));
+        assert_eq!(m.inject(b, Method::Post, "/__darkmatter__/message", &body, *src).0, 200, "message {i}");
+    }
+    let req = json!({"from_agent_id": Passport::from_seed([0x99; 32]).agent_id().as_str(), "from_agent_url": "http://new.test:8100"});
+    let (s, v) =
+        m.inject(b, Method::Post, "/__darkmatter__/connection_request", req.to_string().as_bytes(), public_ip());
+    assert_eq!(s, 200, "{v}");
 }
 
 #[test]
@@ -278,8 +373,17 @@ fn bio_limit_on_update_and_truncation_on_receipt() {
 
 /// An unsigned (0.5.3) connection request from `p`, as a public peer sends it.
 fn unsigned_request(m: &mut Mesh, to: usize, p: &Passport, url: &str) -> (u16, Value) {
+    unsigned_request_from(m, to, p, url, public_ip())
+}
+
+fn unsigned_request_from(m: &mut Mesh, to: usize, p: &Passport, url: &str, src: IpAddr) -> (u16, Value) {
     let req = json!({"from_agent_id": p.agent_id().as_str(), "from_agent_url": url});
-    m.inject(to, Method::Post, "/__darkmatter__/connection_request", req.to_string().as_bytes(), public_ip())
+    m.inject(to, Method::Post, "/__darkmatter__/connection_request", req.to_string().as_bytes(), src)
+}
+
+/// The `i`th of many public addresses (one host each).
+fn public_source(i: usize) -> IpAddr {
+    IpAddr::from([198, 51, (100 + i / 250) as u8, (i % 250) as u8 + 1])
 }
 
 #[test]
@@ -287,7 +391,8 @@ fn pending_requests_cap_at_fifty() {
     let (mut m, b) = one_node();
     for i in 0..PENDING_REQUESTS_MAX {
         let p = Passport::from_seed([i as u8 + 100; 32]);
-        assert_eq!(unsigned_request(&mut m, b, &p, &format!("http://p{i}.test:8100")).0, 200);
+        let (s, v) = unsigned_request_from(&mut m, b, &p, &format!("http://p{i}.test:8100"), public_source(i));
+        assert_eq!(s, 200, "{v}");
         m.advance(1);
     }
     assert_eq!(m.pending_agents(b).len(), PENDING_REQUESTS_MAX);
@@ -308,12 +413,39 @@ fn an_unproven_request_never_displaces_a_proven_one() {
     let (mut m, b) = one_node();
     for i in 0..PENDING_REQUESTS_MAX {
         let p = Passport::from_seed([i as u8 + 100; 32]);
-        legacy_connect(&mut m, b, &p, &format!("http://p{i}.test:8100"), public_ip());
-        m.advance(1);
+        legacy_connect(&mut m, b, &p, &format!("http://p{i}.test:8100"), public_source(i));
+        // Two requests each: spread so that strangers stay inside their share of the global window.
+        m.advance(2_000);
     }
     let (s, v) = unsigned_request(&mut m, b, &Passport::from_seed([250; 32]), "http://last.test:8100");
     assert_eq!((s, v["error"].as_str().unwrap()), (429, "Too many pending requests"));
     assert_eq!(m.pending_agents(b).len(), PENDING_REQUESTS_MAX);
+}
+
+/// The `i`th of many local addresses (one LAN host each).
+fn local_source(i: usize) -> IpAddr {
+    IpAddr::from([10, 0, (10 + i / 250) as u8, (i % 250) as u8 + 1])
+}
+
+fn throwaway(i: usize) -> Passport {
+    let mut seed = [0x42; 32];
+    seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    Passport::from_seed(seed)
+}
+
+/// The agent's own accept of the one pending request of `p`.
+fn accept_pending_of(m: &mut Mesh, at: usize, p: &Passport) -> Result<Value, proto_core::CommandError> {
+    let pending = m.command(at, Command::ListPending).unwrap();
+    let rid = pending["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["agent_id"] == p.agent_id().as_str())
+        .unwrap_or_else(|| panic!("no pending request of that agent: {pending}"))["request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    m.command(at, Command::Accept { request_id: rid })
 }
 
 #[test]
@@ -322,52 +454,86 @@ fn connections_cap_is_configurable_and_enforced() {
     let hub = m.add("HUB", true);
     let cap = CONNECTIONS_MAX_DEFAULT;
     for i in 0..cap {
-        let p = Passport::from_seed([
-            (i % 250) as u8 + 1,
-            (i / 250) as u8 + 7,
-            3,
-            4,
-            5,
-            6,
-            7,
-            8,
-            9,
-            10,
-            11,
-            12,
-            13,
-            14,
-            15,
-            16,
-            17,
-            18,
-            19,
-            20,
-            21,
-            22,
-            23,
-            24,
-            25,
-            26,
-            27,
-            28,
-            29,
-            30,
-            31,
-            32,
-        ]);
-        let v = legacy_connect(&mut m, hub, &p, &format!("http://p{i}.test:8100"), "10.0.0.200".parse().unwrap());
-        assert_eq!(v["accepted"], true, "peer {i}");
+        let p = throwaway(i);
+        let v = legacy_connect(&mut m, hub, &p, &format!("http://p{i}.test:8100"), local_source(i));
+        // Auto-accepted while the budgets and the unreserved slots last; the agent accepts the rest.
+        if v.get("accepted").is_none() {
+            accept_pending_of(&mut m, hub, &p).unwrap();
+        }
+        m.advance(2_000);
     }
     assert_eq!(m.command(hub, Command::ListConnections).unwrap()["total"], cap);
-    // One more local request is proven but no longer auto-accepted: it waits.
+    // One more local request is proven but no longer accepted: it waits, and the agent is told why.
     let p = Passport::from_seed([0xee; 32]);
-    let v = legacy_connect(&mut m, hub, &p, "http://extra.test:8100", "10.0.0.200".parse().unwrap());
+    let v = legacy_connect(&mut m, hub, &p, "http://extra.test:8100", local_source(cap));
     assert_eq!(v.get("accepted"), None);
-    let pending = m.command(hub, Command::ListPending).unwrap();
-    let rid = pending["requests"][0]["request_id"].as_str().unwrap().to_owned();
-    let err = m.command(hub, Command::Accept { request_id: rid }).unwrap_err();
+    let err = accept_pending_of(&mut m, hub, &p).unwrap_err();
     assert!(err.to_string().contains("Connection limit reached (50)"));
+}
+
+#[test]
+fn one_lan_host_gets_its_auto_accepts_and_then_waits_for_the_agent() {
+    let mut m = Mesh::new();
+    let hub = m.add("HUB", true);
+    let host: IpAddr = "10.0.0.200".parse().unwrap();
+    for i in 0..AUTO_ACCEPTS_PER_SOURCE_MAX {
+        let v = legacy_connect(&mut m, hub, &throwaway(i), &format!("http://p{i}.test:8100"), host);
+        assert_eq!(v["accepted"], true, "auto-accept {i}");
+    }
+    // One past the host's budget: proven, but pending; another host is still auto-accepted.
+    let extra = throwaway(AUTO_ACCEPTS_PER_SOURCE_MAX);
+    assert_eq!(legacy_connect(&mut m, hub, &extra, "http://extra.test:8100", host).get("accepted"), None);
+    let other = Passport::from_seed([0xef; 32]);
+    assert_eq!(legacy_connect(&mut m, hub, &other, "http://other.test:8100", local_source(1))["accepted"], true);
+    // The host may keep only so many requests waiting; others' requests are never displaced for it.
+    for i in AUTO_ACCEPTS_PER_SOURCE_MAX + 1..AUTO_ACCEPTS_PER_SOURCE_MAX + PENDING_PER_SOURCE_MAX {
+        assert_eq!(
+            unsigned_request_from(&mut m, hub, &throwaway(i), "http://more.test:8100", host).0,
+            200,
+            "request {i}"
+        );
+    }
+    let (s, v) = unsigned_request_from(&mut m, hub, &throwaway(99), "http://more.test:8100", host);
+    assert_eq!((s, v["error"].as_str().unwrap()), (429, "Too many pending requests from your address (8)"));
+    // The agent's own accept works.
+    accept_pending_of(&mut m, hub, &extra).unwrap();
+    // A window later the host may be auto-accepted again.
+    m.advance(AUTO_ACCEPT_WINDOW_S * 1_000);
+    let late = throwaway(100);
+    assert_eq!(legacy_connect(&mut m, hub, &late, "http://late.test:8100", host)["accepted"], true);
+}
+
+#[test]
+fn all_lan_hosts_together_get_their_auto_accepts() {
+    let mut m = Mesh::new();
+    let hub = m.add("HUB", true);
+    for i in 0..AUTO_ACCEPTS_MAX {
+        let v = legacy_connect(&mut m, hub, &throwaway(i), &format!("http://p{i}.test:8100"), local_source(i));
+        assert_eq!(v["accepted"], true, "auto-accept {i}");
+        m.advance(2_000);
+    }
+    let extra = throwaway(AUTO_ACCEPTS_MAX);
+    let v = legacy_connect(&mut m, hub, &extra, "http://extra.test:8100", local_source(AUTO_ACCEPTS_MAX));
+    assert_eq!(v.get("accepted"), None);
+    accept_pending_of(&mut m, hub, &extra).unwrap();
+}
+
+#[test]
+fn automatic_acceptance_leaves_slots_for_the_agent() {
+    let mut m = Mesh::new();
+    let max = 2 * CONNECTIONS_RESERVED_FOR_AGENT;
+    let hub = m.add_with("HUB", true, Config { max_connections: max, ..Config::default() });
+    for i in 0..max - CONNECTIONS_RESERVED_FOR_AGENT {
+        let v = legacy_connect(&mut m, hub, &throwaway(i), &format!("http://p{i}.test:8100"), local_source(i));
+        assert_eq!(v["accepted"], true, "auto-accept {i}");
+    }
+    // The rest of the table is the agent's: requests wait, and its accept fills the table to the cap.
+    for i in max - CONNECTIONS_RESERVED_FOR_AGENT..max {
+        let p = throwaway(i);
+        assert_eq!(legacy_connect(&mut m, hub, &p, "http://r.test:8100", local_source(i)).get("accepted"), None);
+        accept_pending_of(&mut m, hub, &p).unwrap();
+    }
+    assert_eq!(m.command(hub, Command::ListConnections).unwrap()["total"], max);
 }
 
 #[test]

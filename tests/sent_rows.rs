@@ -85,7 +85,10 @@ fn the_update_limit_counts_rows() {
     let mid = send(&mut m, a, b, "hello", None);
     let mut statuses = Vec::new();
     for i in 0..UPDATES_PER_SENT_MAX + 1 {
-        statuses.push(legacy_update(&mut m, a, &mid, &format!("peer-{i}")));
+        // Each reporter from its own address: one address alone would meet its rate share first.
+        let body = serde_json::to_vec(&json!({"type": "received", "agent_id": format!("peer-{i}")})).unwrap();
+        let src = std::net::IpAddr::from([10, 0, 1, i as u8 + 1]);
+        statuses.push(m.inject(a, Method::Post, &format!("/__darkmatter__/webhook/{mid}"), &body, src).0);
     }
     let taken = rows(&m, a, Table::SentUpdates).len();
     assert_eq!(taken, UPDATES_PER_SENT_MAX, "rows stop at the limit");

@@ -45,7 +45,7 @@ pub const PENDING_PER_SOURCE_MAX: usize = 8;
 /// connection table.
 pub const AUTO_ACCEPTS_PER_SOURCE_MAX: usize = 8;
 /// Local auto-accepts granted to all sources together per [`AUTO_ACCEPT_WINDOW_S`].
-pub const AUTO_ACCEPTS_MAX: usize = 32;
+pub const AUTO_ACCEPTS_MAX: usize = 40;
 /// The window of the auto-accept budgets, in seconds (sliding).
 pub const AUTO_ACCEPT_WINDOW_S: u64 = 3_600;
 /// Connection slots that automatic acceptance (local auto-accept, the trust policy) leaves free for

@@ -22,7 +22,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde_json::Value;
 
-use crate::connections::Acceptances;
+use crate::connections::{self, Acceptances, RequestSources};
 use crate::crypto::{Ed25519, SignatureProvider};
 use crate::discovery::{Discovery, Scans};
 use crate::error::{CommandError, Refusal};
@@ -137,6 +137,7 @@ pub struct Node {
     pub(crate) rates: RateLimits,
     pub(crate) calls: BTreeMap<OutboundId, Call>,
     pub(crate) acceptances: Acceptances,
+    pub(crate) request_sources: RequestSources,
     pub(crate) batches: Batches,
     pub(crate) waiters: Waiters,
     pub(crate) outputs: VecDeque<Output>,
@@ -357,6 +358,7 @@ impl Node {
             rates: RateLimits::default(),
             calls: BTreeMap::new(),
             acceptances: Acceptances::default(),
+            request_sources: RequestSources::default(),
             batches: Batches::default(),
             waiters: Waiters::default(),
             outputs: VecDeque::new(),
@@ -656,6 +658,19 @@ impl Node {
 
     pub(crate) fn accepting_connections(&self) -> bool {
         self.connections.len() < self.config.max_connections
+    }
+
+    /// Whether automatic acceptance may add a connection (it leaves slots for the agent's own accepts).
+    pub(crate) fn accepting_automatically(&self) -> bool {
+        connections::automatic_room(self.connections.len(), self.config.max_connections)
+    }
+
+    /// Whether a proven request from the local `source` is auto-accepted now; spends its source's
+    /// auto-accept budget when it is.
+    pub(crate) fn auto_accept_local(&mut self, source: Option<IpAddr>) -> bool {
+        self.config.auto_accept_local
+            && self.accepting_automatically()
+            && self.request_sources.grant_auto_accept(self.now.mono_ms, source)
     }
 }
 

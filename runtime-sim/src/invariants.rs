@@ -96,7 +96,7 @@ impl Invariants {
         self.checks += 1;
         let bounds = [
             (Table::Connections, max_connections),
-            (Table::Inbox, limits::INBOX_MAX),
+            (Table::Inbox, limits::INBOX_MAX + limits::INBOX_STRANGERS_MAX),
             (Table::Sent, limits::SENT_MAX),
             (Table::PendingIn, limits::PENDING_REQUESTS_MAX),
             (Table::PendingOut, limits::PENDING_OUTBOUND_MAX),
@@ -143,7 +143,7 @@ mod tests {
         c[table_index(Table::Connections)] = 5;
         assert!(inv.check_limits(&c, 5).is_ok());
         assert!(inv.check_limits(&c, 4).is_err());
-        c[table_index(Table::Inbox)] = limits::INBOX_MAX as u32 + 1;
+        c[table_index(Table::Inbox)] = (limits::INBOX_MAX + limits::INBOX_STRANGERS_MAX) as u32 + 1;
         assert!(inv.check_limits(&c, 50).is_err());
     }
 }

@@ -142,13 +142,13 @@ impl Node {
         }
 
         // A signed request has proven the key already: a local one is accepted at once.
-        if speaks_v2 && source_local && self.config.auto_accept_local && self.accepting_connections() {
+        if speaks_v2 && source_local && self.auto_accept_local(r.source) {
             self.drop_pending_from(&id);
             self.add_connection(details, true, true, true);
             let answer = self.accepted_answer(&id, true, "Auto-accepted (local network).");
             return Ok(wire::encode(&answer));
         }
-        self.queue_pending(id, details, speaks_v2, source_local)
+        self.queue_pending(id, details, speaks_v2, r.source)
     }
 
     /// Records (or refreshes) a pending request and answers with a challenge.
@@ -157,9 +157,14 @@ impl Node {
         id: AgentId,
         details: PeerDetails,
         speaks_v2: bool,
-        source_local: bool,
+        source: Option<IpAddr>,
     ) -> Result<Vec<u8>, Refusal> {
+        let source_local = source.is_some_and(url::is_local_ip);
         let existing = self.pending_in.values().find(|p| p.agent_id == id).cloned();
+        // A source at its cap is refused before it can displace anyone's request.
+        if existing.is_none() {
+            self.request_sources.pending_room(source, &self.pending_in)?;
+        }
         if existing.is_none() && self.pending_in.len() >= PENDING_REQUESTS_MAX {
             let victim = self
                 .pending_victim(speaks_v2)
@@ -210,6 +215,7 @@ impl Node {
         self.pending_in.insert(request_id.clone(), pending);
         self.persist(vec![change]);
         if existing.is_none() {
+            self.request_sources.note_pending(&request_id, source, &self.pending_in);
             self.emit(Event::ConnectionRequested {
                 request_id: request_id.clone(),
                 agent_id: id.to_string(),
@@ -360,7 +366,7 @@ impl Node {
         let local = pending.source_local && r.source.is_some_and(url::is_local_ip);
         let change = Change::put(Table::PendingIn, &request_id, &*pending);
         self.persist(vec![change]);
-        if local && self.config.auto_accept_local && self.accepting_connections() {
+        if local && self.auto_accept_local(r.source) {
             self.accept_pending(&request_id);
             return Ok(wire::encode(&json!({"success": true, "identity_verified": true, "accepted": true})));
         }

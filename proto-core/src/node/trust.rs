@@ -328,7 +328,7 @@ impl Node {
         // Only a request signed in our form may be accepted by policy: a 0.5.3 challenge proof signs
         // nothing but the challenge, so a node the requester talks to could relay it.
         let signed = p.speaks_v2;
-        if self.config.trust_accept_min.is_some_and(|min| score >= min) && signed && self.accepting_connections() {
+        if self.config.trust_accept_min.is_some_and(|min| score >= min) && signed && self.accepting_automatically() {
             self.accept_pending(request_id);
             self.emit(Event::RequestDecided {
                 request_id: request_id.to_owned(),

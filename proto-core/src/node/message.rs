@@ -2,9 +2,10 @@
 //! webhooks and waiters (to be split into the Inbox and Outbox owners).
 //!
 //! The inbound path is ordered cheapest-first so that junk costs little: activity, a duplicate
-//! pre-check that reads only `message_id`, the global rate limit, the full decode, field limits,
-//! identity binding, freshness, and only then one signature verification. Per-peer rate limits apply
-//! after verification so that nobody can spend another peer's budget by claiming its id.
+//! pre-check that reads only `message_id`, the full decode, field limits, room in the inbox, identity
+//! binding, freshness, and only then one signature verification. Rate budgets (the peer's own, then
+//! its party's share of the global window) are spent only after verification, so that junk spends
+//! nobody's budget and nobody can spend another peer's by claiming its id.
 
 use crate::message::{canonical_metadata, envelope_v2_bytes, ForwardArgs, SendArgs, Targets};
 use core::net::IpAddr;

@@ -124,7 +124,7 @@
 //! ## Layout
 //!
 //! Owners of state, each with private fields and a small API, none importing `node`: `replay`
-//! (freshness window and dedup cache), `rate` (global and per-peer windows), `connections`
+//! (freshness window and dedup cache), `rate` (global, per-party and per-peer windows), `connections`
 //! (acceptance retries, more to come), `inbox` (unread messages), `outbox` (send batches and
 //! waits), [`trust`] (impressions, the trust policy, signed query forms), [`shards`] (the shard
 //! table, cache eviction, refresh rounds), [`memory`] (the conversation log and its ranking),

@@ -189,6 +189,17 @@ mod tests {
     }
 
     #[test]
+    fn a_source_is_an_ipv4_address_or_an_ipv6_64() {
+        let key = |s: &str| source_prefix(s.parse().unwrap());
+        assert_eq!(key("203.0.113.9"), key("203.0.113.9"));
+        assert_ne!(key("203.0.113.9"), key("203.0.113.10"));
+        assert_eq!(key("::ffff:203.0.113.9"), key("203.0.113.9"), "an IPv4-mapped address is its IPv4 address");
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::2"));
+        assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+    }
+
+    #[test]
     fn base_strips_one_known_suffix() {
         assert_eq!(base("http://h:1/mcp"), "http://h:1");
         assert_eq!(base("http://h:1/__darkmatter__/"), "http://h:1");

@@ -31,7 +31,7 @@
 //! together, and refuses `broadcast` with targets); only `wait_for_response` (`timeout_ms`) and
 //! `set_status` (`active`) keep argument shapes of their own, checked by the same functions.
 
-use proto_core::{Command, CommandError, Event, ForwardArgs, SendArgs, ShardArgs, Targets};
+use proto_core::{Command, CommandError, ForwardArgs, SendArgs, ShardArgs, Targets};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -290,61 +290,6 @@ pub fn read_answer(v: &Value) -> Result<Value, CommandError> {
     })
 }
 
-/// An event as a JSON object (`--events` lines, the MCP notifications' `data`, the attach socket).
-pub fn event_json(e: &Event) -> Value {
-    match e {
-        Event::ConnectionRequested { request_id, agent_id, display_name } => {
-            json!({"event": "connection_requested", "request_id": request_id, "agent_id": agent_id, "display_name": display_name})
-        }
-        Event::Connected { agent_id } => json!({"event": "connected", "agent_id": agent_id}),
-        Event::Disconnected { agent_id, by_peer } => {
-            json!({"event": "disconnected", "agent_id": agent_id, "by_peer": by_peer})
-        }
-        Event::MessageReceived { message_id, from_agent_id, in_reply_to } => {
-            json!({"event": "message_received", "message_id": message_id, "from_agent_id": from_agent_id, "in_reply_to": in_reply_to})
-        }
-        Event::PeerUpdated { agent_id, url } => json!({"event": "peer_updated", "agent_id": agent_id, "url": url}),
-        Event::Refused { path, status, reason } => {
-            json!({"event": "refused", "path": path, "status": status, "reason": reason})
-        }
-        Event::RequestDecided { request_id, agent_id, accepted, peer_score } => {
-            json!({"event": "request_decided", "request_id": request_id, "agent_id": agent_id, "accepted": accepted, "peer_score": peer_score})
-        }
-    }
-}
-
-/// Reads an [`event_json`] object back; `None` when it is not one.
-pub fn event_from_json(v: &Value) -> Option<Event> {
-    let s = |k: &str| v[k].as_str().map(str::to_owned);
-    Some(match v["event"].as_str()? {
-        "connection_requested" => Event::ConnectionRequested {
-            request_id: s("request_id")?,
-            agent_id: s("agent_id")?,
-            display_name: s("display_name")?,
-        },
-        "connected" => Event::Connected { agent_id: s("agent_id")? },
-        "disconnected" => Event::Disconnected { agent_id: s("agent_id")?, by_peer: v["by_peer"].as_bool()? },
-        "message_received" => Event::MessageReceived {
-            message_id: s("message_id")?,
-            from_agent_id: s("from_agent_id")?,
-            in_reply_to: s("in_reply_to"),
-        },
-        "peer_updated" => Event::PeerUpdated { agent_id: s("agent_id")?, url: s("url")? },
-        "refused" => Event::Refused {
-            path: s("path")?,
-            status: u16::try_from(v["status"].as_u64()?).ok()?,
-            reason: s("reason")?,
-        },
-        "request_decided" => Event::RequestDecided {
-            request_id: s("request_id")?,
-            agent_id: s("agent_id")?,
-            accepted: v["accepted"].as_bool()?,
-            peer_score: v["peer_score"].as_f64()?,
-        },
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use proto_core::limits::HOPS_MAX;
@@ -449,25 +394,6 @@ mod tests {
             assert_eq!(parse(&l), Ok(Request::Node(c.clone())), "{l}");
         }
         assert_eq!(line(&Command::SetUrl { url: s("http://y") }), None);
-    }
-
-    #[test]
-    fn every_event_reads_back_as_itself() {
-        let s = |x: &str| x.to_owned();
-        let events = [
-            Event::ConnectionRequested { request_id: s("r"), agent_id: s("a"), display_name: s("d") },
-            Event::Connected { agent_id: s("a") },
-            Event::Disconnected { agent_id: s("a"), by_peer: true },
-            Event::MessageReceived { message_id: s("m"), from_agent_id: s("a"), in_reply_to: None },
-            Event::MessageReceived { message_id: s("m"), from_agent_id: s("a"), in_reply_to: Some(s("m0")) },
-            Event::PeerUpdated { agent_id: s("a"), url: s("http://u") },
-            Event::Refused { path: s("/p"), status: 403, reason: s("r") },
-            Event::RequestDecided { request_id: s("r"), agent_id: s("a"), accepted: false, peer_score: -0.5 },
-        ];
-        for e in events {
-            assert_eq!(event_from_json(&event_json(&e)), Some(e.clone()));
-        }
-        assert_eq!(event_from_json(&json!({"event": "connected"})), None);
     }
 
     #[test]

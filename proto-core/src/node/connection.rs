@@ -209,7 +209,7 @@ impl Node {
         if existing.is_none() {
             self.emit(Event::ConnectionRequested {
                 request_id: request_id.clone(),
-                agent_id: id.to_string(),
+                agent_id: id.clone(),
                 display_name: name,
             });
         }
@@ -452,11 +452,13 @@ impl Node {
             .map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
         let key = sig_key("disconnect", &d.dm_signature_hex);
         let replay_change = self.replay.admit(&key, stamp_us, self.now.wall_us)?;
-        self.connections.remove(&d.from_agent_id);
+        let removed = self.connections.remove(&d.from_agent_id);
         self.rates.forget(&d.from_agent_id);
         let changes = vec![Change::delete(Table::Connections, &d.from_agent_id), replay_change];
         self.persist(changes);
-        self.emit(Event::Disconnected { agent_id: d.from_agent_id.clone(), by_peer: true });
+        if let Some(conn) = removed {
+            self.emit(Event::Disconnected { agent_id: conn.agent_id, by_peer: true });
+        }
         Ok(wire::encode(&Ack { success: true }))
     }
 
@@ -498,7 +500,7 @@ impl Node {
             if let Some(change) = self.impressions.restart_grudge(&key, self.now.wall_us) {
                 self.persist(vec![change]);
             }
-            self.emit(Event::Connected { agent_id: key.clone() });
+            self.emit(Event::Connected { agent_id: peer.agent_id.clone() });
             self.on_connected(&key);
         }
     }
@@ -776,13 +778,11 @@ impl Node {
 
     /// Forgets a connection the peer does not have. No notice: it has nothing to end.
     fn drop_half_open(&mut self, peer: &str) {
-        if self.connections.remove(peer).is_none() {
-            return;
-        }
+        let Some(conn) = self.connections.remove(peer) else { return };
         self.rates.forget(peer);
         self.acceptances.forget(peer);
         self.persist(vec![Change::delete(Table::Connections, peer), acceptance_row(peer, 0)]);
-        self.emit(Event::Disconnected { agent_id: peer.to_owned(), by_peer: true });
+        self.emit(Event::Disconnected { agent_id: conn.agent_id, by_peer: true });
     }
 
     pub(crate) fn cmd_reject(&mut self, cmd: CommandId, request_id: &str) -> Result<(), CommandError> {
@@ -830,7 +830,7 @@ impl Node {
             !conn.local,
             Call::FireAndForget,
         );
-        self.emit(Event::Disconnected { agent_id: agent_id.to_owned(), by_peer: false });
+        self.emit(Event::Disconnected { agent_id: conn.agent_id, by_peer: false });
     }
 }
 

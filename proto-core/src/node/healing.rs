@@ -100,9 +100,10 @@ impl Node {
         conn.local = source_local;
         let conn_change = Change::put(Table::Connections, &u.agent_id, &*conn);
         let url_now = conn.url.clone();
+        let peer = conn.agent_id.clone();
         let changes = vec![conn_change, replay_change];
         self.persist(changes);
-        self.emit(Event::PeerUpdated { agent_id: u.agent_id.clone(), url: url_now });
+        self.emit(Event::PeerUpdated { agent_id: peer, url: url_now });
         Ok(wire::encode(&PeerUpdated { success: true, updated: true }))
     }
 

@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 
 use crate::crypto;
 use crate::error::{CommandError, Refusal};
+use crate::identity::AgentId;
 use crate::io::{CommandId, Event, HttpResponse, InboundRequest, Method};
 use crate::limits::{
     self, CONTENT_CHARS_MAX, HOPS_MAX, ID_BYTES_MAX, METADATA_BYTES_MAX, NOTE_CHARS_MAX, RESPONSES_PER_SENT_MAX,
@@ -205,6 +206,7 @@ impl Node {
             }
         }
         Ok(Checked {
+            from: id,
             stamp_us,
             metadata_json,
             from_local,
@@ -275,7 +277,7 @@ impl Node {
         );
         self.emit(Event::MessageReceived {
             message_id: env.message_id.clone(),
-            from_agent_id: env.from_agent_id.clone(),
+            from_agent_id: checked.from,
             in_reply_to: env.in_reply_to.clone(),
         });
         self.wake_waiters();
@@ -1015,6 +1017,8 @@ impl Node {
 
 /// What the checks established about an inbound envelope.
 struct Checked {
+    /// The sender, its key parsed once by the checks.
+    from: AgentId,
     stamp_us: i64,
     metadata_json: String,
     from_local: bool,

@@ -324,7 +324,7 @@ impl Node {
         if !self.confident(request_id) {
             return;
         }
-        let agent_id = p.agent_id.to_string();
+        let agent_id = p.agent_id.clone();
         // Only a request signed in our form may be accepted by policy: a 0.5.3 challenge proof signs
         // nothing but the challenge, so a node the requester talks to could relay it.
         let signed = p.speaks_v2;

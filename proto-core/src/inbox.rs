@@ -26,11 +26,6 @@ impl Inbox {
         self.by_id.len()
     }
 
-    /// Whether nothing is waiting.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
-    }
-
     /// Whether another message would pass [`INBOX_MAX`].
     pub(crate) fn is_full(&self) -> bool {
         self.by_id.len() >= INBOX_MAX

@@ -3,10 +3,10 @@
 use core::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::error::CommandError;
 use crate::identity::AgentId;
+use crate::output::CommandOutput;
 use crate::store::Change;
 
 /// Names one inbound HTTP request; chosen by the driver, echoed in the [`Reply`].
@@ -167,17 +167,18 @@ pub enum Output {
     Reply(Reply),
     /// Start an outbound call; complete it with [`crate::Node::handle_response`].
     Transmit(Transmit),
-    /// Tell the local agent.
-    Event(Event),
+    /// Tell the local agent. Boxed: an event carries parsed agent ids (a key each), and every output
+    /// is moved through the queue, so the common ones stay small.
+    Event(Box<Event>),
     /// Send this datagram (our signed LAN beacon) to the multicast group
     /// ([`crate::discovery::BEACON_GROUP`]:[`crate::discovery::BEACON_PORT`]); best effort.
     Datagram(Vec<u8>),
-    /// A local command finished: a JSON object, or an error.
+    /// A local command finished: its typed result, or an error.
     Done {
         /// The command.
         id: CommandId,
         /// Its result.
-        result: Result<Value, CommandError>,
+        result: Result<CommandOutput, CommandError>,
     },
     /// Nothing more for now; call [`crate::Node::handle_timeout`] at this monotonic time (ms), if any.
     Timeout(Option<u64>),

@@ -650,7 +650,7 @@ impl Sim {
                     self.counters.wire_bytes_out += t.body.len() as u64;
                     self.transmit(i, t, ctx);
                 }
-                Output::Event(e) => self.on_event(i, e, ctx),
+                Output::Event(e) => self.on_event(i, *e, ctx),
                 Output::Done { id, result } => self.on_done(i, id, result),
                 // Only nodes with background discovery (`Options::discovery`) beacon by themselves.
                 Output::Datagram(payload) => self.multicast(i, payload.into()),

@@ -21,6 +21,7 @@
 //! | `set_impression` | `agent_id`, `score`, `note` |
 //! | `get_impression` | `agent_id` |
 //! | `set_rate_limit` | `limit` (0 default, -1 unlimited, n per minute), `agent_id` (absent = global) |
+//! | `mark_shown` | `through` (the newest `new_context` `seq` of a `status`, which itself never changes state) |
 //! | `create_shard` | `content`, `tags`, `trust_threshold`, `summary` |
 //! | `view_shards` | `tags`, `author` |
 //! | `discover_domain` | `domain` |
@@ -89,6 +90,13 @@ struct WaitMsArgs {
     timeout_ms: Option<u64>,
 }
 
+/// `mark_shown` takes the newest conversation `seq` a status report showed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MarkShownArgs {
+    through: u64,
+}
+
 /// `set_status` takes `active: bool` on a control line (the MCP tool takes `status`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -153,6 +161,7 @@ fn request(cmd: &str, args: Map<String, Value>) -> Result<Request, LineError> {
         "list_sent" => plain(args, node(Command::ListSent)),
         "identity" => plain(args, node(Command::GetIdentity)),
         "status" => plain(args, node(Command::Status)),
+        "mark_shown" => Ok(node(Command::MarkShown { through: typed::<MarkShownArgs>(args)?.through })),
         "network_info" => plain(args, node(Command::NetworkInfo)),
         "list_discovered" => plain(args, node(Command::ListDiscovered)),
         "discover_local" => plain(args, Request::DiscoverLocal),
@@ -200,6 +209,7 @@ pub fn line(command: &Command) -> Option<Value> {
             json!({"cmd": "set_rate_limit", "agent_id": agent_id, "limit": limit})
         }
         Command::Status => json!({"cmd": "status"}),
+        Command::MarkShown { through } => json!({"cmd": "mark_shown", "through": through}),
         Command::NetworkInfo => json!({"cmd": "network_info"}),
         Command::ListDiscovered => json!({"cmd": "list_discovered"}),
         Command::DiscoverLocal => json!({"cmd": "discover_local"}),
@@ -379,6 +389,7 @@ mod tests {
             Command::SetRateLimit { agent_id: None, limit: -1 },
             Command::SetRateLimit { agent_id: Some(s("a")), limit: 7 },
             Command::Status,
+            Command::MarkShown { through: 7 },
             Command::NetworkInfo,
             Command::ListDiscovered,
             Command::CreateShard(ShardArgs {

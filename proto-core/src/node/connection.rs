@@ -29,6 +29,7 @@ use crate::limits::{
     REQUEST_EXPIRY_S, TIMESTAMP_FIELD_CHARS_MAX, WALLETS_MAX, WALLET_FIELD_BYTES_MAX,
 };
 use crate::node::{Call, Node};
+use crate::output::{CommandOutput, ConnectOutput, Disconnected, RequestAnswered};
 use crate::replay::{check_fresh, sig_key};
 use crate::sign::{self, DOMAIN_CHALLENGE, V2_ACCEPTED, V2_CONNECT, V2_CONNECT_ANSWER, V2_DISCONNECT};
 use crate::store::{Change, Connection, PendingIn, PendingOut, Table};
@@ -584,7 +585,7 @@ impl Node {
         &mut self,
         target_url: &str,
         result: Result<HttpResponse, String>,
-    ) -> Result<serde_json::Value, CommandError> {
+    ) -> Result<CommandOutput, CommandError> {
         let resp = result.map_err(|e| CommandError::Peer(format!("Could not reach {target_url}: {e}")))?;
         if !(200..300).contains(&resp.status) {
             let text = wire::decode::<ErrorBody>(&resp.body)
@@ -632,9 +633,11 @@ impl Node {
                 created_at: bounded_stamp(&answer.created_at),
             };
             self.add_connection(details, signed, signed, true);
-            return Ok(
-                json!({"status": "connected", "agent_id": id.as_str(), "display_name": opt(&answer.agent_display_name), "message": opt(&answer.message)}),
-            );
+            return Ok(CommandOutput::Connect(Box::new(ConnectOutput::Connected {
+                agent_id: id,
+                display_name: opt(&answer.agent_display_name).to_owned(),
+                message: opt(&answer.message).to_owned(),
+            })));
         }
         let request_id = answer.request_id.clone().unwrap_or_default();
         self.send_proof(target_url, &answer);
@@ -648,9 +651,7 @@ impl Node {
         let change = Change::put(Table::PendingOut, target_url, &pending);
         self.pending_out.insert(target_url.to_owned(), pending);
         self.persist(vec![change]);
-        Ok(
-            json!({"status": "pending", "agent_id": id.as_str(), "request_id": request_id, "message": "Connection request sent. Waiting for acceptance."}),
-        )
+        Ok(CommandOutput::Connect(Box::new(ConnectOutput::Pending { agent_id: id, request_id })))
     }
 
     /// Answers a target's challenge. Only a well-formed challenge (64 lowercase hex digits) is
@@ -689,9 +690,10 @@ impl Node {
         if !self.accepting_connections() {
             return Err(CommandError::Limited(format!("Connection limit reached ({})", self.config.max_connections)));
         }
-        let agent_id = p.agent_id.to_string();
+        let agent_id = p.agent_id.clone();
         self.accept_pending(request_id);
-        self.done(cmd, Ok(json!({"status": "connected", "accepted": true, "agent_id": agent_id})));
+        let answered = RequestAnswered::Connected { accepted: true, agent_id };
+        self.done(cmd, Ok(CommandOutput::Answered(Box::new(answered))));
         Ok(())
     }
 
@@ -789,7 +791,8 @@ impl Node {
         let Some(p) = self.reject_pending(request_id) else {
             return Err(CommandError::NotFound(format!("No pending request with ID '{request_id}'")));
         };
-        self.done(cmd, Ok(json!({"status": "rejected", "accepted": false, "agent_id": p.agent_id.as_str()})));
+        let answered = RequestAnswered::Rejected { accepted: false, agent_id: p.agent_id };
+        self.done(cmd, Ok(CommandOutput::Answered(Box::new(answered))));
         Ok(())
     }
 
@@ -800,11 +803,12 @@ impl Node {
     }
 
     pub(crate) fn cmd_disconnect(&mut self, cmd: CommandId, agent_id: &str) -> Result<(), CommandError> {
-        if !self.connections.contains_key(agent_id) {
+        let Some(peer) = self.connections.get(agent_id).map(|c| c.agent_id.clone()) else {
             return Err(CommandError::NotFound(format!("Not connected to '{agent_id}'")));
-        }
+        };
         self.disconnect(agent_id, "Disconnected by the agent.");
-        self.done(cmd, Ok(json!({"status": "disconnected", "disconnected_from": agent_id})));
+        let out = Disconnected::Disconnected { disconnected_from: peer };
+        self.done(cmd, Ok(CommandOutput::Disconnected(Box::new(out))));
         Ok(())
     }
 

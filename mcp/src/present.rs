@@ -92,3 +92,41 @@ fn suggested_actions(r: &StatusReport) -> Vec<String> {
     }
     actions
 }
+
+#[cfg(test)]
+mod tests {
+    use proto_core::Passport;
+    use serde_json::json;
+
+    use super::*;
+
+    fn report(connections: usize, discovered: usize) -> Value {
+        let me = Passport::from_seed([3; 32]).agent_id().to_string();
+        json!({
+            "new_context": [], "memory": {"conversations": 0, "own_shards": 0, "peer_shards": 0},
+            "identity": {"agent_id": me, "public_key_hex": me, "display_name": "a", "bio": "", "url": "http://a",
+                "status": "active", "created_at": "t"},
+            "connections": {"total": connections, "max": 50}, "inbox": 0, "pending_requests": 0,
+            "discovered": {"total": discovered, "peers": []}, "awaiting_replies": [],
+        })
+    }
+
+    #[test]
+    fn a_quiet_node_is_told_how_to_find_peers_and_a_connected_one_nothing() {
+        let alone = status(report(0, 0));
+        assert_eq!(
+            alone["suggested_actions"],
+            json!(["No connections: darkmatter_discover_local, or darkmatter_connection(action=\"request\", target_url=...)."])
+        );
+        assert_eq!(alone["discovered"]["summary"], "0 agents discovered on LAN");
+        assert_eq!(status(report(1, 0))["suggested_actions"], json!([]));
+        assert_eq!(shown_through(&report(1, 0)), None, "nothing shown, nothing to mark");
+    }
+
+    #[test]
+    fn other_shapes_pass_through() {
+        assert_eq!(status(json!({"ok": true})), json!({"ok": true}));
+        assert_eq!(message_list(json!(["x"])), json!(["x"]));
+        assert_eq!(connection(json!("pending")), json!("pending"));
+    }
+}

@@ -138,13 +138,8 @@ pub fn first_reply_status(node: &mut Node) -> u16 {
 pub fn inbox_ids(node: &mut Node) -> Vec<String> {
     loop {
         match node.poll_output() {
-            Output::Done { result: Ok(v), .. } => {
-                return v["messages"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|m| m["message_id"].as_str().unwrap().to_owned())
-                    .collect();
+            Output::Done { result: Ok(proto_core::CommandOutput::Inbox(inbox)), .. } => {
+                return inbox.messages.into_iter().map(|m| m.message_id).collect();
             }
             Output::Timeout(_) => return Vec::new(),
             _ => {}

@@ -285,10 +285,12 @@ impl Mesh {
                 Output::Datagram(_) => {}
                 Output::Event(e) => {
                     let line = format!("{} event {}", self.peers[i].name, event_line(&e));
-                    self.peers[i].events.push(e);
+                    self.peers[i].events.push(*e);
                     self.log(line);
                 }
                 Output::Done { id, result } => {
+                    // The trace reads the JSON a front end would show.
+                    let result = result.map(|out| out.to_json());
                     let line = match &result {
                         Ok(v) => format!("{} done {}", self.peers[i].name, summary(v)),
                         Err(e) => format!("{} done error: {e}", self.peers[i].name),

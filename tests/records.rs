@@ -45,7 +45,7 @@ fn readable_records_come_back() {
     node.handle_command(Now::new(1, EPOCH_US + 1_000), CommandId(1), Command::GetImpression { agent_id: peer });
     let answer = loop {
         match node.poll_output() {
-            Output::Done { result, .. } => break result.expect("known impression"),
+            Output::Done { result, .. } => break result.expect("known impression").to_json(),
             Output::Timeout(_) => panic!("no answer"),
             _ => {}
         }

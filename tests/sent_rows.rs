@@ -141,7 +141,7 @@ fn get_sent(node: &mut Node, message_id: &str) -> Value {
     );
     loop {
         match node.poll_output() {
-            Output::Done { result, .. } => return result.expect("known message"),
+            Output::Done { result, .. } => return result.expect("known message").to_json(),
             Output::Timeout(_) => panic!("no answer"),
             _ => {}
         }

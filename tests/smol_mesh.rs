@@ -63,7 +63,7 @@ fn two_nodes_auto_accept_locally_and_message_both_ways() {
     while let Ok(e) = b_events.try_recv() {
         seen.push(e);
     }
-    assert!(seen.iter().any(|e| matches!(e, Event::Connected { agent_id } if *agent_id == a.id())), "{seen:?}");
+    assert!(seen.iter().any(|e| matches!(e, Event::Connected { agent_id } if agent_id.as_str() == a.id())), "{seen:?}");
     assert!(seen.iter().any(|e| matches!(e, Event::MessageReceived { .. })), "{seen:?}");
     a.stop();
     b.stop();

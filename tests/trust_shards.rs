@@ -379,6 +379,50 @@ fn a_peer_negative_for_over_an_hour_is_disconnected_on_both_sides() {
 }
 
 #[test]
+fn two_status_reports_in_a_row_are_the_same() {
+    let mut m = Mesh::new();
+    let a = m.add("A", true);
+    let b = m.add("B", true);
+    connect(&mut m, a, b);
+    let hello = SendArgs {
+        content: "hello".into(),
+        targets: Targets::Agents(vec![m.id(b)]),
+        metadata: Map::new(),
+        in_reply_to: None,
+        hops_remaining: 3,
+    };
+    m.command(a, Command::Send(hello)).unwrap();
+    let first = m.command(b, Command::Status).unwrap();
+    assert_eq!(first["new_context"].as_array().unwrap().len(), 1);
+    assert_eq!(m.command(b, Command::Status).unwrap(), first);
+}
+
+#[test]
+fn marking_shown_hides_what_was_shown_and_nothing_later() {
+    let mut m = Mesh::new();
+    let a = m.add("A", true);
+    let b = m.add("B", true);
+    connect(&mut m, a, b);
+    let send = |m: &mut Mesh, content: &str| {
+        let args = SendArgs {
+            content: content.into(),
+            targets: Targets::Agents(vec![m.id(b)]),
+            metadata: Map::new(),
+            in_reply_to: None,
+            hops_remaining: 3,
+        };
+        m.command(a, Command::Send(args)).unwrap();
+    };
+    send(&mut m, "first");
+    let through = m.command(b, Command::Status).unwrap()["new_context"][0]["seq"].as_u64().unwrap();
+    send(&mut m, "later");
+    m.command(b, Command::MarkShown { through }).unwrap();
+    let status = m.command(b, Command::Status).unwrap();
+    let new: Vec<&Value> = status["new_context"].as_array().unwrap().iter().map(|e| &e["content"]).collect();
+    assert_eq!(new, [&json!("later")], "an entry logged after the report stays new");
+}
+
+#[test]
 fn the_feed_has_working_direct_and_network_sections_and_status_shows_what_is_new() {
     let mut m = Mesh::new();
     let a = m.add("A", true);
@@ -400,7 +444,11 @@ fn the_feed_has_working_direct_and_network_sections_and_status_shows_what_is_new
     assert_eq!(feed["network"][0]["content"], "hello everyone");
     assert_eq!(feed["network"][0]["kind"], "broadcast");
     let first = m.command(b, Command::Status).unwrap();
-    assert_eq!(first["new_context"].as_array().unwrap().len(), 2);
+    let shown = first["new_context"].as_array().unwrap();
+    assert_eq!(shown.len(), 2);
+    assert_eq!(m.command(b, Command::Status).unwrap(), first, "a status report changes nothing");
+    let through = shown.iter().filter_map(|e| e["seq"].as_u64()).max().unwrap();
+    assert_eq!(m.command(b, Command::MarkShown { through }).unwrap()["shown_through"], through);
     let second = m.command(b, Command::Status).unwrap();
     assert_eq!(second["new_context"].as_array().unwrap().len(), 0, "nothing new since the last look");
     // Restart keeps the log.

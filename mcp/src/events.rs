@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 
 use proto_core::Event;
 use rmcp::model::LoggingLevel;
-use runtime_smol::control::event_json;
 use serde_json::Value;
 
 /// How many undelivered events one session may have queued; beyond it, events for that session are
@@ -19,7 +18,7 @@ pub const SESSION_EVENTS_MAX: usize = 256;
 pub const SUBSCRIBERS_MAX: usize = 64;
 
 /// One event as the agent sees it: `level` is the MCP logging level it is sent with, `data` the
-/// notification's JSON: the event's fields ([`event_json`], shared with `darkmatter-node --events`)
+/// notification's JSON: the event's fields (its serde form, shared with `darkmatter-node --events`)
 /// and a `hint` saying which tool to call next.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Notice {
@@ -63,7 +62,7 @@ pub fn notice(event: &Event) -> Notice {
                 .to_owned(),
         ),
     };
-    let mut data = event_json(event);
+    let mut data = serde_json::to_value(event).expect("an event is plain data");
     data["hint"] = Value::String(hint);
     Notice { level, data }
 }

@@ -7,7 +7,8 @@
 //!
 //! Layout: [`tools`] (the 22 tools, each defined once: name, description, typed arguments from
 //! runtime-smol's `args`, its call) → [`mesh`] (the node's client trait, implemented by the
-//! in-process node handle that [`node`] starts and by the [`attach`] client); [`server`] is the
+//! in-process node handle that [`node`] starts and by the [`attach`] client); [`present`] adds what
+//! a model reads to the node's typed results (advice naming tools, previews); [`server`] is the
 //! rmcp handler around them, [`bridge`] pairs a client with its event fan-out. [`events`] turns
 //! node events into notifications, [`attach`] lets a second process of the same project share the node,
 //! [`profiles`] describes the seven MCP clients, [`instructions`] is what the model reads first,
@@ -23,6 +24,7 @@ pub mod events;
 pub mod instructions;
 pub mod mesh;
 pub mod node;
+pub mod present;
 pub mod profiles;
 pub mod server;
 pub mod tools;

@@ -13,7 +13,7 @@ use darkmatter_mcp::bridge::Backend;
 use darkmatter_mcp::events::Hub;
 use darkmatter_mcp::mesh::Mesh;
 use fake::Fake;
-use proto_core::Event;
+use proto_core::{AgentId, Event, Passport};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -71,7 +71,7 @@ async fn wait_does_not_block_and_events_become_notifications() {
     fake.events_tx
         .try_send(Event::MessageReceived {
             message_id: "msg-2".into(),
-            from_agent_id: "bob".into(),
+            from_agent_id: bob(),
             in_reply_to: Some("msg-1".into()),
         })
         .unwrap();
@@ -91,7 +91,7 @@ async fn wait_does_not_block_and_events_become_notifications() {
     // logging/setLevel warning: info and notice events are no longer sent, warnings are.
     c.send(json!({"jsonrpc": "2.0", "id": 4, "method": "logging/setLevel", "params": {"level": "warning"}})).await;
     assert_eq!(c.next().await["id"], 4);
-    fake.events_tx.try_send(Event::Connected { agent_id: "bob".into() }).unwrap();
+    fake.events_tx.try_send(Event::Connected { agent_id: bob() }).unwrap();
     fake.events_tx
         .try_send(Event::Refused {
             path: "/__darkmatter__/message".into(),
@@ -101,4 +101,9 @@ async fn wait_does_not_block_and_events_become_notifications() {
         .unwrap();
     let n = c.next().await;
     assert_eq!(n["params"]["data"]["event"], "refused", "{n}");
+}
+
+/// A valid agent id for the fake peer (events carry parsed ids).
+fn bob() -> AgentId {
+    Passport::from_seed([0xb0; 32]).agent_id().clone()
 }

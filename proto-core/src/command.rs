@@ -105,8 +105,14 @@ pub enum Command {
         /// The tool encoding.
         limit: i64,
     },
-    /// The one-glance summary.
+    /// The one-glance summary. A pure read: its `new_context` stays new until [`Command::MarkShown`].
     Status,
+    /// The agent has seen the conversation entries up to this sequence number (the largest `seq` of
+    /// a status report's `new_context`): later reports no longer list them as new. Not persisted.
+    MarkShown {
+        /// The newest entry seen.
+        through: u64,
+    },
     /// Our identity and peers as `/network_info` shows them.
     NetworkInfo,
     /// Peers discovered on the LAN or by scans.

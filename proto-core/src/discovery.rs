@@ -11,11 +11,11 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::{json, Value};
 
 use crate::identity::{truncate_chars, AgentId};
 use crate::io::CommandId;
 use crate::limits::DISPLAY_NAME_CHARS_MAX;
+use crate::output::{DiscoveredPeer, DomainReport};
 use crate::wire::card::WellKnownCard;
 
 /// 0.5.3's multicast group.
@@ -119,20 +119,6 @@ pub fn domain_base(domain: &str) -> Result<String, String> {
     Ok(format!("{}://{}", url.scheme(), &url[::url::Position::BeforeHost..::url::Position::AfterPort]))
 }
 
-/// The answer of `discover_local`: the peers found and the scanned range (0.5.3's shape).
-pub fn scan_report(found: &[Discovered], ports: &[u16]) -> Value {
-    let range = match (ports.first(), ports.last()) {
-        (Some(a), Some(b)) => format!("{a}-{b}"),
-        _ => String::new(),
-    };
-    json!({"success": true, "total": found.len(), "scanned_ports": range, "discovered": found})
-}
-
-/// The answer of `discover_domain` for a valid card.
-pub fn domain_report(d: &Discovered) -> Value {
-    json!({"found": true, "agent_id": d.agent_id, "url": d.url, "display_name": d.display_name, "bio": d.bio, "accepting_connections": d.accepting})
-}
-
 /// One localhost scan in progress: how many probes are out, what they found, who waits for it.
 #[derive(Debug)]
 struct Scan {
@@ -198,6 +184,33 @@ pub struct Discovered {
     pub accepting: bool,
     /// Last seen (wall µs).
     pub seen_us: i64,
+}
+
+impl From<&Discovered> for DiscoveredPeer {
+    fn from(d: &Discovered) -> Self {
+        DiscoveredPeer {
+            agent_id: d.agent_id.clone(),
+            url: d.url.clone(),
+            display_name: d.display_name.clone(),
+            bio: d.bio.clone(),
+            source: d.source.clone(),
+            accepting: d.accepting,
+            seen_us: d.seen_us,
+        }
+    }
+}
+
+impl From<&Discovered> for DomainReport {
+    fn from(d: &Discovered) -> Self {
+        DomainReport {
+            found: true,
+            agent_id: d.agent_id.clone(),
+            url: d.url.clone(),
+            display_name: d.display_name.clone(),
+            bio: d.bio.clone(),
+            accepting_connections: d.accepting,
+        }
+    }
 }
 
 /// Peers discovered and not yet expired: at most [`DISCOVERED_MAX`], each for [`DISCOVERED_TTL_S`]

@@ -36,11 +36,6 @@ impl Inbox {
         self.by_id.len()
     }
 
-    /// Whether nothing is waiting.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
-    }
-
     /// Whether another message from `sender` fits in its room: a connection's (`connected`) or the
     /// strangers' and that stranger's share of it.
     pub(crate) fn has_room(&self, connected: bool, sender: &str) -> Result<(), InboxFull> {

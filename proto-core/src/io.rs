@@ -2,9 +2,11 @@
 
 use core::net::IpAddr;
 
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 
 use crate::error::CommandError;
+use crate::identity::AgentId;
+use crate::output::CommandOutput;
 use crate::store::Change;
 
 /// Names one inbound HTTP request; chosen by the driver, echoed in the [`Reply`].
@@ -89,26 +91,31 @@ pub struct Reply {
 }
 
 /// Something the local agent should learn about (the MCP server turns these into notifications).
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Its serde form is the one event encoding every front end shares (`darkmatter-node --events`
+/// lines, the attach socket, the MCP notifications' `data`): an object tagged by `"event"`, e.g.
+/// `{"event": "connected", "agent_id": "..."}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A peer asked to connect and waits for the agent's decision.
     ConnectionRequested {
         /// The pending request.
         request_id: String,
         /// Who asks.
-        agent_id: String,
+        agent_id: AgentId,
         /// Their name.
         display_name: String,
     },
     /// A connection now exists.
     Connected {
         /// The peer.
-        agent_id: String,
+        agent_id: AgentId,
     },
     /// A connection was removed, by us or by the peer.
     Disconnected {
         /// The peer.
-        agent_id: String,
+        agent_id: AgentId,
         /// True when the peer told us.
         by_peer: bool,
     },
@@ -117,7 +124,7 @@ pub enum Event {
         /// Its id.
         message_id: String,
         /// The sender (last hop).
-        from_agent_id: String,
+        from_agent_id: AgentId,
         /// The sent message this answers, when it is a reply.
         in_reply_to: Option<String>,
     },
@@ -126,7 +133,7 @@ pub enum Event {
         /// The request.
         request_id: String,
         /// Who asked.
-        agent_id: String,
+        agent_id: AgentId,
         /// Accepted (true) or rejected (false).
         accepted: bool,
         /// The combined peer opinion that decided it.
@@ -135,7 +142,7 @@ pub enum Event {
     /// A peer announced a new URL or bio.
     PeerUpdated {
         /// The peer.
-        agent_id: String,
+        agent_id: AgentId,
         /// Its URL now.
         url: String,
     },
@@ -160,18 +167,72 @@ pub enum Output {
     Reply(Reply),
     /// Start an outbound call; complete it with [`crate::Node::handle_response`].
     Transmit(Transmit),
-    /// Tell the local agent.
-    Event(Event),
+    /// Tell the local agent. Boxed: an event carries parsed agent ids (a key each), and every output
+    /// is moved through the queue, so the common ones stay small.
+    Event(Box<Event>),
     /// Send this datagram (our signed LAN beacon) to the multicast group
     /// ([`crate::discovery::BEACON_GROUP`]:[`crate::discovery::BEACON_PORT`]); best effort.
     Datagram(Vec<u8>),
-    /// A local command finished: a JSON object, or an error.
+    /// A local command finished: its typed result, or an error.
     Done {
         /// The command.
         id: CommandId,
         /// Its result.
-        result: Result<Value, CommandError>,
+        result: Result<CommandOutput, CommandError>,
     },
     /// Nothing more for now; call [`crate::Node::handle_timeout`] at this monotonic time (ms), if any.
     Timeout(Option<u64>),
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::identity::Passport;
+
+    fn id(seed: u8) -> AgentId {
+        Passport::from_seed([seed; 32]).agent_id().clone()
+    }
+
+    #[test]
+    fn events_encode_as_tagged_objects() {
+        let a = id(1);
+        let e = Event::MessageReceived { message_id: "m".into(), from_agent_id: a.clone(), in_reply_to: None };
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({"event": "message_received", "message_id": "m", "from_agent_id": a.as_str(), "in_reply_to": null})
+        );
+        let e = Event::Disconnected { agent_id: a.clone(), by_peer: true };
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({"event": "disconnected", "agent_id": a.as_str(), "by_peer": true})
+        );
+    }
+
+    #[test]
+    fn every_event_reads_back_as_itself() {
+        let (a, s) = (id(2), |x: &str| x.to_owned());
+        let events = [
+            Event::ConnectionRequested { request_id: s("r"), agent_id: a.clone(), display_name: s("d") },
+            Event::Connected { agent_id: a.clone() },
+            Event::Disconnected { agent_id: a.clone(), by_peer: true },
+            Event::MessageReceived { message_id: s("m"), from_agent_id: a.clone(), in_reply_to: None },
+            Event::MessageReceived { message_id: s("m"), from_agent_id: a.clone(), in_reply_to: Some(s("m0")) },
+            Event::PeerUpdated { agent_id: a.clone(), url: s("http://u") },
+            Event::Refused { path: s("/p"), status: 403, reason: s("r") },
+            Event::RequestDecided { request_id: s("r"), agent_id: a.clone(), accepted: false, peer_score: -0.5 },
+        ];
+        for e in events {
+            let v = serde_json::to_value(&e).unwrap();
+            assert_eq!(serde_json::from_value::<Event>(v).unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn events_with_missing_or_invalid_ids_are_refused() {
+        assert!(serde_json::from_value::<Event>(json!({"event": "connected"})).is_err());
+        assert!(serde_json::from_value::<Event>(json!({"event": "connected", "agent_id": "a"})).is_err());
+        assert!(serde_json::from_value::<Event>(json!({"event": "nope", "agent_id": "a"})).is_err());
+    }
 }

@@ -62,7 +62,7 @@
 //!   [`discovery::BEACON_GROUP`]:[`discovery::BEACON_PORT`], best effort; a driver without a LAN drops it.
 //! - [`Output::Event`]: tell the local agent (a request arrived or was decided, a peer connected or
 //!   disconnected, a message arrived, a peer moved, a peer request was refused with 403 or 409).
-//! - [`Output::Done`]: a command finished, with a JSON object or a [`CommandError`]. It may come out of a
+//! - [`Output::Done`]: a command finished, with its typed [`CommandOutput`] or a [`CommandError`]. It may come out of a
 //!   later, unrelated input: a send completes in the `handle_response` of its last delivery, a wait in
 //!   the `handle_request` of the reply.
 //! - [`Output::Timeout`]: the queue is empty; call `handle_timeout` at this monotonic time (the earliest
@@ -149,6 +149,7 @@ pub mod memory;
 pub mod message;
 pub mod node;
 mod outbox;
+pub mod output;
 mod rate;
 pub mod replay;
 pub mod shards;
@@ -165,6 +166,7 @@ pub use identity::{AgentId, Passport};
 pub use io::{CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, OutboundId, Output, Reply, Transmit};
 pub use message::{ForwardArgs, SendArgs, Targets};
 pub use node::{Config, Node};
+pub use output::CommandOutput;
 pub use shards::ShardArgs;
 pub use store::{Change, Table};
 pub use time::Now;

@@ -115,9 +115,12 @@ impl Memory {
         self.log.range(self.shown_seq + 1..).map(|(_, e)| e)
     }
 
-    /// Marks every entry logged so far as shown.
-    pub(crate) fn mark_shown(&mut self) {
-        self.shown_seq = self.log.keys().next_back().copied().unwrap_or(self.shown_seq);
+    /// Marks the entries up to `through` as shown; returns how far entries are shown now. Never
+    /// moves back, and never past the newest entry logged (a later entry must still show as new).
+    pub(crate) fn mark_shown(&mut self, through: u64) -> u64 {
+        let newest = self.log.keys().next_back().copied().unwrap_or(0);
+        self.shown_seq = self.shown_seq.max(through.min(newest));
+        self.shown_seq
     }
 }
 
@@ -150,8 +153,22 @@ mod tests {
         assert_eq!(m.len(), CONVERSATIONS_MAX);
         assert_eq!(deletes, 2);
         assert_eq!(m.unshown().next().map(|e| e.seq), Some(3));
-        m.mark_shown();
+        m.mark_shown(u64::MAX);
         assert_eq!(m.unshown().count(), 0);
+    }
+
+    #[test]
+    fn marking_shown_never_moves_back_nor_past_the_newest_entry() {
+        let mut m = Memory::default();
+        for seq in 1..=3 {
+            m.log(ConversationEntry { seq, ..entry("direct", "inbound", 0.0, 0) });
+        }
+        assert_eq!(m.mark_shown(2), 2);
+        assert_eq!(m.unshown().map(|e| e.seq).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(m.mark_shown(1), 2, "never back");
+        assert_eq!(m.mark_shown(99), 3, "not past the newest");
+        m.log(ConversationEntry { seq: 4, ..entry("direct", "inbound", 0.0, 0) });
+        assert_eq!(m.unshown().map(|e| e.seq).collect::<Vec<_>>(), vec![4], "a later entry is new");
     }
 
     #[test]

@@ -20,7 +20,6 @@ use core::net::IpAddr;
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
-use serde_json::Value;
 
 use crate::connections::{self, Acceptances, RequestSources};
 use crate::crypto::{Ed25519, SignatureProvider};
@@ -34,6 +33,7 @@ use crate::io::{
 use crate::limits::{self, RateLimit};
 use crate::memory::Memory;
 use crate::outbox::{Batches, Waiters};
+use crate::output::CommandOutput;
 use crate::rate::{Party, RateLimits};
 use crate::replay::Replay;
 use crate::shards::Shards;
@@ -544,7 +544,7 @@ impl Node {
     // ----- small helpers shared by the concern files -----
 
     pub(crate) fn emit(&mut self, event: Event) {
-        self.push(Output::Event(event));
+        self.push(Output::Event(Box::new(event)));
     }
 
     pub(crate) fn persist(&mut self, changes: Vec<Change>) {
@@ -557,7 +557,7 @@ impl Node {
         self.push(Output::Reply(Reply { id, status, body }));
     }
 
-    pub(crate) fn done(&mut self, id: CommandId, result: Result<Value, CommandError>) {
+    pub(crate) fn done(&mut self, id: CommandId, result: Result<CommandOutput, CommandError>) {
         self.push(Output::Done { id, result });
     }
 

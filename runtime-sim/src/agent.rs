@@ -3,8 +3,9 @@
 
 use std::time::Instant;
 
+use proto_core::output::InboxMessageView;
 use proto_core::wire::message::MessageEnvelope;
-use proto_core::{Command, CommandError, CommandId, Method, Node, Passport, SendArgs, Table, Targets};
+use proto_core::{Command, CommandError, CommandId, CommandOutput, Method, Node, Passport, SendArgs, Table, Targets};
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use serde_json::Value;
@@ -278,7 +279,7 @@ impl Sim {
         }
     }
 
-    pub(crate) fn on_done(&mut self, i: u32, id: CommandId, result: Result<Value, CommandError>) {
+    pub(crate) fn on_done(&mut self, i: u32, id: CommandId, result: Result<CommandOutput, CommandError>) {
         let Some((owner, kind)) = self.cmds.remove(&id.0) else {
             self.fail(i, "one-done", format!("completion for unknown command {}", id.0));
             return;
@@ -309,16 +310,16 @@ impl Sim {
         }
         let inc = self.nodes[i as usize].inc;
         match (kind, result) {
-            (CmdKind::Send, Ok(v)) => self.counters.acked += v["routed_to"].as_array().map_or(0, |a| a.len() as u64),
-            (CmdKind::Read, Ok(v)) => self.after_read(i, v),
+            (CmdKind::Send, Ok(CommandOutput::Delivered(d))) => self.counters.acked += d.routed_to.len() as u64,
+            (CmdKind::Read, Ok(CommandOutput::Message(m))) => self.after_read(i, *m),
             (CmdKind::Forward(m), Err(_)) => {
                 self.queue.push(self.now, Ev::Agent { node: i, inc, act: Act::Consume(m) })
             }
-            (CmdKind::Probe(expected), Ok(v)) => {
-                let listed: Vec<String> = v["messages"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|m| m["message_id"].as_str().map(str::to_owned)).collect())
-                    .unwrap_or_default();
+            (CmdKind::Probe(expected), Ok(out)) => {
+                let listed: Vec<String> = match out {
+                    CommandOutput::Inbox(inbox) => inbox.messages.into_iter().map(|m| m.message_id).collect(),
+                    _ => Vec::new(),
+                };
                 self.inv.checks += 1;
                 self.trace.rec(
                     self.now,
@@ -346,16 +347,16 @@ impl Sim {
     }
 
     /// The agent read a message: forward it on (broadcasts, in storms), answer it, or just consume it.
-    fn after_read(&mut self, i: u32, v: Value) {
-        let Some(message_id) = v["message_id"].as_str().map(str::to_owned) else { return };
+    fn after_read(&mut self, i: u32, v: InboxMessageView) {
+        let message_id = v.message_id;
         let inc = self.nodes[i as usize].inc;
-        let from = v["from_agent_id"].as_str().and_then(|a| self.by_agent.get(a).copied());
-        let hops = v["hops_remaining"].as_u64().unwrap_or(0);
-        let is_broadcast = v["metadata"]["type"].as_str() == Some("broadcast");
+        let from = self.by_agent.get(&v.from_agent_id).copied();
+        let hops = v.hops_remaining;
+        let is_broadcast = v.metadata["type"].as_str() == Some("broadcast");
         let w = &self.opts.workload;
         let (forward_prob, fanout, reply_prob) = (w.forward_prob, w.forward_fanout, w.reply_prob);
         if is_broadcast && hops > 0 && forward_prob > 0.0 && unit(&mut self.rng) < forward_prob {
-            let path: Vec<&str> = v["metadata"]["forwarded_path"]
+            let path: Vec<&str> = v.metadata["forwarded_path"]
                 .as_array()
                 .map(|a| a.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
@@ -376,7 +377,7 @@ impl Sim {
             }
         }
         // Agents answer messages, not answers (no endless ping-pong).
-        if let Some(f) = from.filter(|_| v["in_reply_to"].is_null()) {
+        if let Some(f) = from.filter(|_| v.in_reply_to.is_none()) {
             if reply_prob > 0.0
                 && self.nodes[i as usize].peers.binary_search(&f).is_ok()
                 && unit(&mut self.rng) < reply_prob

@@ -650,7 +650,7 @@ impl Sim {
                     self.counters.wire_bytes_out += t.body.len() as u64;
                     self.transmit(i, t, ctx);
                 }
-                Output::Event(e) => self.on_event(i, e, ctx),
+                Output::Event(e) => self.on_event(i, *e, ctx),
                 Output::Done { id, result } => self.on_done(i, id, result),
                 // Only nodes with background discovery (`Options::discovery`) beacon by themselves.
                 Output::Datagram(payload) => self.multicast(i, payload.into()),
@@ -720,7 +720,7 @@ impl Sim {
         match e {
             Event::Connected { agent_id } => {
                 self.counters.connected_events += 1;
-                let p = self.by_agent.get(&agent_id).copied();
+                let p = self.by_agent.get(agent_id.as_str()).copied();
                 self.trace.rec(self.now, i as u64, Kind::Connected, p.map_or(EXTERNAL, u64::from), 0, "");
                 if let Some(p) = p {
                     let peers = &mut self.nodes[i as usize].peers;
@@ -730,7 +730,7 @@ impl Sim {
                 }
             }
             Event::Disconnected { agent_id, by_peer } => {
-                let p = self.by_agent.get(&agent_id).copied();
+                let p = self.by_agent.get(agent_id.as_str()).copied();
                 self.trace.rec(
                     self.now,
                     i as u64,
@@ -747,7 +747,7 @@ impl Sim {
                 }
             }
             Event::ConnectionRequested { request_id, agent_id, .. } => {
-                let p = self.by_agent.get(&agent_id).copied();
+                let p = self.by_agent.get(agent_id.as_str()).copied();
                 self.trace.rec(self.now, i as u64, Kind::Requested, p.map_or(EXTERNAL, u64::from), 0, &request_id);
                 if self.now < self.opts.workload.accept_pending_until_us {
                     let at = self.now + self.think();
@@ -756,7 +756,7 @@ impl Sim {
                 }
             }
             Event::MessageReceived { message_id, from_agent_id, .. } => {
-                let sender = self.by_agent.get(&from_agent_id).copied();
+                let sender = self.by_agent.get(from_agent_id.as_str()).copied();
                 self.trace.rec(self.now, i as u64, Kind::Message, sender.map_or(EXTERNAL, u64::from), 0, &message_id);
                 let key = id_key(&message_id);
                 if let Some(v) = ctx.forged.filter(|v| v.must_refuse()) {
@@ -784,12 +784,12 @@ impl Sim {
                 } else {
                     self.counters.decided_rejected += 1;
                 }
-                let p = self.by_agent.get(&agent_id).copied();
+                let p = self.by_agent.get(agent_id.as_str()).copied();
                 self.trace.rec(self.now, i as u64, Kind::Decided, p.map_or(EXTERNAL, u64::from), accepted as u64, "");
             }
             Event::PeerUpdated { agent_id, url } => {
                 self.counters.peer_updates += 1;
-                let p = self.by_agent.get(&agent_id).copied();
+                let p = self.by_agent.get(agent_id.as_str()).copied();
                 self.trace.rec(self.now, i as u64, Kind::PeerUpdated, p.map_or(EXTERNAL, u64::from), 0, &url);
             }
             Event::Refused { path, status, .. } => {

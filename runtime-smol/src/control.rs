@@ -21,6 +21,7 @@
 //! | `set_impression` | `agent_id`, `score`, `note` |
 //! | `get_impression` | `agent_id` |
 //! | `set_rate_limit` | `limit` (0 default, -1 unlimited, n per minute), `agent_id` (absent = global) |
+//! | `mark_shown` | `through` (the newest `new_context` `seq` of a `status`, which itself never changes state) |
 //! | `create_shard` | `content`, `tags`, `trust_threshold`, `summary` |
 //! | `view_shards` | `tags`, `author` |
 //! | `discover_domain` | `domain` |
@@ -31,7 +32,7 @@
 //! together, and refuses `broadcast` with targets); only `wait_for_response` (`timeout_ms`) and
 //! `set_status` (`active`) keep argument shapes of their own, checked by the same functions.
 
-use proto_core::{Command, CommandError, Event, ForwardArgs, SendArgs, ShardArgs, Targets};
+use proto_core::{Command, CommandError, ForwardArgs, SendArgs, ShardArgs, Targets};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -87,6 +88,13 @@ struct WaitMsArgs {
     message_id: String,
     #[serde(default)]
     timeout_ms: Option<u64>,
+}
+
+/// `mark_shown` takes the newest conversation `seq` a status report showed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MarkShownArgs {
+    through: u64,
 }
 
 /// `set_status` takes `active: bool` on a control line (the MCP tool takes `status`).
@@ -153,6 +161,7 @@ fn request(cmd: &str, args: Map<String, Value>) -> Result<Request, LineError> {
         "list_sent" => plain(args, node(Command::ListSent)),
         "identity" => plain(args, node(Command::GetIdentity)),
         "status" => plain(args, node(Command::Status)),
+        "mark_shown" => Ok(node(Command::MarkShown { through: typed::<MarkShownArgs>(args)?.through })),
         "network_info" => plain(args, node(Command::NetworkInfo)),
         "list_discovered" => plain(args, node(Command::ListDiscovered)),
         "discover_local" => plain(args, Request::DiscoverLocal),
@@ -200,6 +209,7 @@ pub fn line(command: &Command) -> Option<Value> {
             json!({"cmd": "set_rate_limit", "agent_id": agent_id, "limit": limit})
         }
         Command::Status => json!({"cmd": "status"}),
+        Command::MarkShown { through } => json!({"cmd": "mark_shown", "through": through}),
         Command::NetworkInfo => json!({"cmd": "network_info"}),
         Command::ListDiscovered => json!({"cmd": "list_discovered"}),
         Command::DiscoverLocal => json!({"cmd": "discover_local"}),
@@ -287,61 +297,6 @@ pub fn read_answer(v: &Value) -> Result<Value, CommandError> {
         Some("limited") => CommandError::Limited(text),
         Some("peer") => CommandError::Peer(text),
         _ => CommandError::InvalidArgument(text),
-    })
-}
-
-/// An event as a JSON object (`--events` lines, the MCP notifications' `data`, the attach socket).
-pub fn event_json(e: &Event) -> Value {
-    match e {
-        Event::ConnectionRequested { request_id, agent_id, display_name } => {
-            json!({"event": "connection_requested", "request_id": request_id, "agent_id": agent_id, "display_name": display_name})
-        }
-        Event::Connected { agent_id } => json!({"event": "connected", "agent_id": agent_id}),
-        Event::Disconnected { agent_id, by_peer } => {
-            json!({"event": "disconnected", "agent_id": agent_id, "by_peer": by_peer})
-        }
-        Event::MessageReceived { message_id, from_agent_id, in_reply_to } => {
-            json!({"event": "message_received", "message_id": message_id, "from_agent_id": from_agent_id, "in_reply_to": in_reply_to})
-        }
-        Event::PeerUpdated { agent_id, url } => json!({"event": "peer_updated", "agent_id": agent_id, "url": url}),
-        Event::Refused { path, status, reason } => {
-            json!({"event": "refused", "path": path, "status": status, "reason": reason})
-        }
-        Event::RequestDecided { request_id, agent_id, accepted, peer_score } => {
-            json!({"event": "request_decided", "request_id": request_id, "agent_id": agent_id, "accepted": accepted, "peer_score": peer_score})
-        }
-    }
-}
-
-/// Reads an [`event_json`] object back; `None` when it is not one.
-pub fn event_from_json(v: &Value) -> Option<Event> {
-    let s = |k: &str| v[k].as_str().map(str::to_owned);
-    Some(match v["event"].as_str()? {
-        "connection_requested" => Event::ConnectionRequested {
-            request_id: s("request_id")?,
-            agent_id: s("agent_id")?,
-            display_name: s("display_name")?,
-        },
-        "connected" => Event::Connected { agent_id: s("agent_id")? },
-        "disconnected" => Event::Disconnected { agent_id: s("agent_id")?, by_peer: v["by_peer"].as_bool()? },
-        "message_received" => Event::MessageReceived {
-            message_id: s("message_id")?,
-            from_agent_id: s("from_agent_id")?,
-            in_reply_to: s("in_reply_to"),
-        },
-        "peer_updated" => Event::PeerUpdated { agent_id: s("agent_id")?, url: s("url")? },
-        "refused" => Event::Refused {
-            path: s("path")?,
-            status: u16::try_from(v["status"].as_u64()?).ok()?,
-            reason: s("reason")?,
-        },
-        "request_decided" => Event::RequestDecided {
-            request_id: s("request_id")?,
-            agent_id: s("agent_id")?,
-            accepted: v["accepted"].as_bool()?,
-            peer_score: v["peer_score"].as_f64()?,
-        },
-        _ => return None,
     })
 }
 
@@ -434,6 +389,7 @@ mod tests {
             Command::SetRateLimit { agent_id: None, limit: -1 },
             Command::SetRateLimit { agent_id: Some(s("a")), limit: 7 },
             Command::Status,
+            Command::MarkShown { through: 7 },
             Command::NetworkInfo,
             Command::ListDiscovered,
             Command::CreateShard(ShardArgs {
@@ -449,25 +405,6 @@ mod tests {
             assert_eq!(parse(&l), Ok(Request::Node(c.clone())), "{l}");
         }
         assert_eq!(line(&Command::SetUrl { url: s("http://y") }), None);
-    }
-
-    #[test]
-    fn every_event_reads_back_as_itself() {
-        let s = |x: &str| x.to_owned();
-        let events = [
-            Event::ConnectionRequested { request_id: s("r"), agent_id: s("a"), display_name: s("d") },
-            Event::Connected { agent_id: s("a") },
-            Event::Disconnected { agent_id: s("a"), by_peer: true },
-            Event::MessageReceived { message_id: s("m"), from_agent_id: s("a"), in_reply_to: None },
-            Event::MessageReceived { message_id: s("m"), from_agent_id: s("a"), in_reply_to: Some(s("m0")) },
-            Event::PeerUpdated { agent_id: s("a"), url: s("http://u") },
-            Event::Refused { path: s("/p"), status: 403, reason: s("r") },
-            Event::RequestDecided { request_id: s("r"), agent_id: s("a"), accepted: false, peer_score: -0.5 },
-        ];
-        for e in events {
-            assert_eq!(event_from_json(&event_json(&e)), Some(e.clone()));
-        }
-        assert_eq!(event_from_json(&json!({"event": "connected"})), None);
     }
 
     #[test]

@@ -19,10 +19,10 @@ use smol::{Async, Timer};
 
 use crate::driver::Input;
 
-// Card checks and the report shapes moved into the core; re-exported for the runtime's callers.
+// Card checks moved into the core (the report shapes are proto_core::output's); re-exported for the runtime's callers.
 pub use proto_core::discovery::{
-    domain_base, scan_report, validate_card, CARD_BIO_CHARS_MAX, CARD_PATH, DOMAIN_BYTES_MAX, DOMAIN_FETCH_MS,
-    PROBE_TIMEOUT_MS, SCAN_INTERVAL_S,
+    domain_base, validate_card, CARD_BIO_CHARS_MAX, CARD_PATH, DOMAIN_BYTES_MAX, DOMAIN_FETCH_MS, PROBE_TIMEOUT_MS,
+    SCAN_INTERVAL_S,
 };
 
 /// Multicast TTL of a beacon (0.5.3's): the local network and one router.

@@ -21,10 +21,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_channel::{Receiver, Sender};
 use proto_core::{
-    Change, Command, CommandError, CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, Node, Now,
-    OutboundId, Output, Reply, Transmit,
+    Change, Command, CommandError, CommandId, CommandOutput, Event, HttpResponse, InboundId, InboundRequest, Method,
+    Node, Now, OutboundId, Output, Reply, Transmit,
 };
-use serde_json::Value;
+
 use smol::lock::Semaphore;
 use smol::{Executor, Timer};
 
@@ -59,7 +59,7 @@ pub enum Input {
     /// The result of a transmit.
     Response(OutboundId, Result<HttpResponse, String>),
     /// A local command.
-    Command(Command, Sender<Result<Value, CommandError>>),
+    Command(Command, Sender<Result<CommandOutput, CommandError>>),
     /// A LAN datagram.
     Datagram(IpAddr, Vec<u8>),
     /// Send our LAN beacon now.
@@ -148,7 +148,7 @@ struct Core {
     probe_pool: Arc<Semaphore>,
     subscribers: Subscribers,
     replies: HashMap<InboundId, Sender<Reply>>,
-    commands: HashMap<CommandId, Sender<Result<Value, CommandError>>>,
+    commands: HashMap<CommandId, Sender<Result<CommandOutput, CommandError>>>,
     next_inbound: u64,
     next_command: u64,
     deadline: Option<u64>,
@@ -307,7 +307,7 @@ impl Core {
                 }
             }
             Output::Transmit(t) => self.transmit(t),
-            Output::Event(e) => self.broadcast(e),
+            Output::Event(e) => self.broadcast(*e),
             Output::Datagram(payload) => {
                 // Best effort, like the multicast send itself: a full queue (a flood of announces)
                 // or no LAN socket drops the beacon.
@@ -461,7 +461,8 @@ mod tests {
                 hops_remaining: 1,
             };
             let sent = ask(Command::Send(broadcast)).recv_blocking().unwrap().unwrap();
-            let message_id = sent["message_id"].as_str().unwrap().to_owned();
+            let proto_core::CommandOutput::Delivered(sent) = sent else { panic!("a send answers with its delivery") };
+            let message_id = sent.message_id;
             let wait = ask(Command::WaitForResponse { message_id, timeout_ms: 300 });
             // Keep the queue full (every send blocks until the core takes one) until the wait ends.
             let flood_started = Instant::now();

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use async_channel::{Receiver, Sender};
-use proto_core::{Command, CommandError, Event};
+use proto_core::{Command, CommandError, CommandOutput, Event};
 use serde_json::{json, Value};
 
 use crate::driver::{CoreExit, Input, Subscribers, EVENTS_BUFFERED_MAX};
@@ -84,12 +84,17 @@ fn stopped() -> CommandError {
 }
 
 impl NodeHandle {
-    /// Runs a command on the node; resolves when the node has finished it (for `Connect`, `Send`,
-    /// `Forward` and `WaitForResponse`: when the peers have answered).
-    pub async fn command(&self, command: Command) -> Result<Value, CommandError> {
+    /// Runs a command on the node; resolves with its typed result when the node has finished it (for
+    /// `Connect`, `Send`, `Forward` and `WaitForResponse`: when the peers have answered).
+    pub async fn run(&self, command: Command) -> Result<CommandOutput, CommandError> {
         let (tx, rx) = async_channel::bounded(1);
         self.shared.inputs.send(Input::Command(command, tx)).await.map_err(|_| stopped())?;
         rx.recv().await.map_err(|_| stopped())?
+    }
+
+    /// [`NodeHandle::run`], its result as the JSON object every front end shows.
+    pub async fn command(&self, command: Command) -> Result<Value, CommandError> {
+        self.run(command).await.map(|out| out.to_json())
     }
 
     /// [`NodeHandle::command`] for callers without an executor.

@@ -82,7 +82,7 @@ pub fn main() -> ExitCode {
         let (rx, out) = (handle.events(), out.clone());
         let _ = std::thread::Builder::new().name("dm-events".to_owned()).spawn(move || {
             while let Ok(e) = rx.recv_blocking() {
-                emit(&out, &control::event_json(&e));
+                emit(&out, &serde_json::to_value(&e).expect("an event is plain data"));
             }
         });
     }

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::mesh::Mesh;
+use crate::present;
 use crate::server::DarkMatter;
 use config::SET_RATE_LIMIT;
 use connections::{CONNECTION, LIST_CONNECTIONS, LIST_PENDING};
@@ -61,6 +62,14 @@ impl ToolOutput {
         Self { value: json!({"error": text.into()}), is_error: true }
     }
 
+    /// A success presented by `f` ([`crate::present`]); a failure unchanged.
+    pub fn present(self, f: impl FnOnce(Value) -> Value) -> Self {
+        if self.is_error {
+            return self;
+        }
+        Self::ok(f(self.value))
+    }
+
     /// A node command's result; failures keep the node's text and say what kind of failure it was.
     pub fn from_command(result: Result<Value, CommandError>) -> Self {
         match result {
@@ -76,6 +85,17 @@ async fn node(mesh: &dyn Mesh, command: Result<Command, ArgError>) -> ToolOutput
         Ok(c) => ToolOutput::from_command(mesh.command(c).await),
         Err(e) => ToolOutput::error(e.to_string()),
     }
+}
+
+/// darkmatter_status: the report, presented; then what its `new_context` showed is marked shown,
+/// so the next report lists only what came since (the node's `Status` itself changes nothing).
+async fn status_then_mark_shown(mesh: &dyn Mesh) -> ToolOutput {
+    let out = node(mesh, Ok(Command::Status)).await;
+    if let Some(through) = present::shown_through(&out.value).filter(|_| !out.is_error) {
+        // A failure here costs only a repeat of the same entries in the next report.
+        let _ = mesh.command(Command::MarkShown { through }).await;
+    }
+    out.present(present::status)
 }
 
 /// Looks a domain up, or answers why it is not one.
@@ -135,7 +155,7 @@ macro_rules! tools {
 }
 
 tools! {
-    "darkmatter_connection" => |mesh, connection: ConnectionArgs| { node(mesh, connection.build()).await }
+    "darkmatter_connection" => |mesh, connection: ConnectionArgs| { node(mesh, connection.build()).await.present(present::connection) }
         description: CONNECTION,
         annotations(title = "Connect, accept, reject or disconnect", read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = true);
     "darkmatter_list_connections" => |mesh, list_connections: NoArgs| { node(mesh, Ok(Command::ListConnections)).await }
@@ -147,13 +167,13 @@ tools! {
     "darkmatter_send_message" => |mesh, send_message: SendArgsIn| { node(mesh, send_message.build()).await }
         description: SEND,
         annotations(title = "Send, reply to or forward a message", read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = true);
-    "darkmatter_list_inbox" => |mesh, list_inbox: NoArgs| { node(mesh, Ok(Command::ListInbox)).await }
+    "darkmatter_list_inbox" => |mesh, list_inbox: NoArgs| { node(mesh, Ok(Command::ListInbox)).await.present(present::message_list) }
         description: LIST_INBOX,
         annotations(title = "List inbox", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false);
     "darkmatter_get_message" => |mesh, get_message: GetMessageArgs| { node(mesh, get_message.build()).await }
         description: GET_MESSAGE,
         annotations(title = "Read an inbox message", read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false);
-    "darkmatter_list_messages" => |mesh, list_messages: NoArgs| { node(mesh, Ok(Command::ListSent)).await }
+    "darkmatter_list_messages" => |mesh, list_messages: NoArgs| { node(mesh, Ok(Command::ListSent)).await.present(present::message_list) }
         description: LIST_SENT,
         annotations(title = "List sent messages", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false);
     "darkmatter_get_sent_message" => |mesh, get_sent_message: MessageIdArgs| { node(mesh, get_sent_message.get_sent()).await }
@@ -174,7 +194,7 @@ tools! {
     "darkmatter_set_status" => |mesh, set_status: SetStatusArgs| { node(mesh, set_status.build()).await }
         description: SET_STATUS,
         annotations(title = "Go active or inactive", read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false);
-    "darkmatter_status" => |mesh, status: NoArgs| { node(mesh, Ok(Command::Status)).await }
+    "darkmatter_status" => |mesh, status: NoArgs| { status_then_mark_shown(mesh).await }
         description: STATUS,
         annotations(title = "Status at a glance", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false);
     "darkmatter_network_info" => |mesh, network_info: NoArgs| { node(mesh, Ok(Command::NetworkInfo)).await }

@@ -31,6 +31,7 @@ use crate::limits::{
     REQUEST_EXPIRY_S, TIMESTAMP_FIELD_CHARS_MAX, WALLETS_MAX, WALLET_FIELD_BYTES_MAX,
 };
 use crate::node::{Call, Node};
+use crate::output::{CommandOutput, ConnectOutput, Disconnected, RequestAnswered};
 use crate::replay::{check_fresh, sig_key};
 use crate::sign::{self, DOMAIN_CHALLENGE, V2_ACCEPTED, V2_CONNECT, V2_CONNECT_ANSWER, V2_DISCONNECT};
 use crate::store::{Change, Connection, PendingIn, PendingOut, Table};
@@ -218,7 +219,7 @@ impl Node {
             self.request_sources.note_pending(&request_id, source, &self.pending_in);
             self.emit(Event::ConnectionRequested {
                 request_id: request_id.clone(),
-                agent_id: id.to_string(),
+                agent_id: id.clone(),
                 display_name: name,
             });
         }
@@ -467,11 +468,13 @@ impl Node {
         self.admit(Some(&d.from_agent_id), None)?;
         let key = sig_key("disconnect", &d.dm_signature_hex);
         let replay_change = self.replay.admit(&key, stamp_us, self.now.wall_us)?;
-        self.connections.remove(&d.from_agent_id);
+        let removed = self.connections.remove(&d.from_agent_id);
         self.rates.forget(&d.from_agent_id);
         let changes = vec![Change::delete(Table::Connections, &d.from_agent_id), replay_change];
         self.persist(changes);
-        self.emit(Event::Disconnected { agent_id: d.from_agent_id.clone(), by_peer: true });
+        if let Some(conn) = removed {
+            self.emit(Event::Disconnected { agent_id: conn.agent_id, by_peer: true });
+        }
         Ok(wire::encode(&Ack { success: true }))
     }
 
@@ -513,7 +516,7 @@ impl Node {
             if let Some(change) = self.impressions.restart_grudge(&key, self.now.wall_us) {
                 self.persist(vec![change]);
             }
-            self.emit(Event::Connected { agent_id: key.clone() });
+            self.emit(Event::Connected { agent_id: peer.agent_id.clone() });
             self.on_connected(&key);
         }
     }
@@ -597,7 +600,7 @@ impl Node {
         &mut self,
         target_url: &str,
         result: Result<HttpResponse, String>,
-    ) -> Result<serde_json::Value, CommandError> {
+    ) -> Result<CommandOutput, CommandError> {
         let resp = result.map_err(|e| CommandError::Peer(format!("Could not reach {target_url}: {e}")))?;
         if !(200..300).contains(&resp.status) {
             let text = wire::decode::<ErrorBody>(&resp.body)
@@ -645,9 +648,11 @@ impl Node {
                 created_at: bounded_stamp(&answer.created_at),
             };
             self.add_connection(details, signed, signed, true);
-            return Ok(
-                json!({"status": "connected", "agent_id": id.as_str(), "display_name": opt(&answer.agent_display_name), "message": opt(&answer.message)}),
-            );
+            return Ok(CommandOutput::Connect(Box::new(ConnectOutput::Connected {
+                agent_id: id,
+                display_name: opt(&answer.agent_display_name).to_owned(),
+                message: opt(&answer.message).to_owned(),
+            })));
         }
         let request_id = answer.request_id.clone().unwrap_or_default();
         self.send_proof(target_url, &answer);
@@ -661,9 +666,7 @@ impl Node {
         let change = Change::put(Table::PendingOut, target_url, &pending);
         self.pending_out.insert(target_url.to_owned(), pending);
         self.persist(vec![change]);
-        Ok(
-            json!({"status": "pending", "agent_id": id.as_str(), "request_id": request_id, "message": "Connection request sent. Waiting for acceptance."}),
-        )
+        Ok(CommandOutput::Connect(Box::new(ConnectOutput::Pending { agent_id: id, request_id })))
     }
 
     /// Answers a target's challenge. Only a well-formed challenge (64 lowercase hex digits) is
@@ -702,9 +705,10 @@ impl Node {
         if !self.accepting_connections() {
             return Err(CommandError::Limited(format!("Connection limit reached ({})", self.config.max_connections)));
         }
-        let agent_id = p.agent_id.to_string();
+        let agent_id = p.agent_id.clone();
         self.accept_pending(request_id);
-        self.done(cmd, Ok(json!({"status": "connected", "accepted": true, "agent_id": agent_id})));
+        let answered = RequestAnswered::Connected { accepted: true, agent_id };
+        self.done(cmd, Ok(CommandOutput::Answered(Box::new(answered))));
         Ok(())
     }
 
@@ -791,20 +795,19 @@ impl Node {
 
     /// Forgets a connection the peer does not have. No notice: it has nothing to end.
     fn drop_half_open(&mut self, peer: &str) {
-        if self.connections.remove(peer).is_none() {
-            return;
-        }
+        let Some(conn) = self.connections.remove(peer) else { return };
         self.rates.forget(peer);
         self.acceptances.forget(peer);
         self.persist(vec![Change::delete(Table::Connections, peer), acceptance_row(peer, 0)]);
-        self.emit(Event::Disconnected { agent_id: peer.to_owned(), by_peer: true });
+        self.emit(Event::Disconnected { agent_id: conn.agent_id, by_peer: true });
     }
 
     pub(crate) fn cmd_reject(&mut self, cmd: CommandId, request_id: &str) -> Result<(), CommandError> {
         let Some(p) = self.reject_pending(request_id) else {
             return Err(CommandError::NotFound(format!("No pending request with ID '{request_id}'")));
         };
-        self.done(cmd, Ok(json!({"status": "rejected", "accepted": false, "agent_id": p.agent_id.as_str()})));
+        let answered = RequestAnswered::Rejected { accepted: false, agent_id: p.agent_id };
+        self.done(cmd, Ok(CommandOutput::Answered(Box::new(answered))));
         Ok(())
     }
 
@@ -815,11 +818,12 @@ impl Node {
     }
 
     pub(crate) fn cmd_disconnect(&mut self, cmd: CommandId, agent_id: &str) -> Result<(), CommandError> {
-        if !self.connections.contains_key(agent_id) {
+        let Some(peer) = self.connections.get(agent_id).map(|c| c.agent_id.clone()) else {
             return Err(CommandError::NotFound(format!("Not connected to '{agent_id}'")));
-        }
+        };
         self.disconnect(agent_id, "Disconnected by the agent.");
-        self.done(cmd, Ok(json!({"status": "disconnected", "disconnected_from": agent_id})));
+        let out = Disconnected::Disconnected { disconnected_from: peer };
+        self.done(cmd, Ok(CommandOutput::Disconnected(Box::new(out))));
         Ok(())
     }
 
@@ -845,7 +849,7 @@ impl Node {
             !conn.local,
             Call::FireAndForget,
         );
-        self.emit(Event::Disconnected { agent_id: agent_id.to_owned(), by_peer: false });
+        self.emit(Event::Disconnected { agent_id: conn.agent_id, by_peer: false });
     }
 }
 

@@ -1,14 +1,15 @@
 //! Node glue for discovery: the card and status views, beacons out and in.
 
 use crate::discovery::{
-    domain_base, domain_report, scan_report, validate_card, Discovered, BEACON_BYTES_MAX, CARD_PATH, DOMAIN_FETCH_MS,
-    PROBE_TIMEOUT_MS, PROTOCOL_VERSION, SCAN_INTERVAL_S,
+    domain_base, validate_card, Discovered, BEACON_BYTES_MAX, CARD_PATH, DOMAIN_FETCH_MS, PROBE_TIMEOUT_MS,
+    PROTOCOL_VERSION, SCAN_INTERVAL_S,
 };
 use crate::error::CommandError;
 use crate::io::{CommandId, HttpResponse, Method};
 use crate::node::Call;
+use crate::output::{CommandOutput, DiscoveredPeer, DomainReport, ScanReport};
 use core::net::IpAddr;
-use serde_json::Value;
+
 use std::collections::BTreeMap;
 
 use crate::crypto;
@@ -199,10 +200,10 @@ impl Node {
     }
 
     /// `DiscoverLocal`: the report at once when there is nothing to probe, else when the probes answer.
-    pub(crate) fn cmd_discover_local(&mut self, cmd: CommandId) -> Option<Value> {
+    pub(crate) fn cmd_discover_local(&mut self, cmd: CommandId) -> Option<ScanReport> {
         match self.start_scan(Some(cmd)) {
             Some(_) => None,
-            None => Some(scan_report(&[], &self.config.scan_ports)),
+            None => Some(ScanReport::new(Vec::new(), &self.config.scan_ports)),
         }
     }
 
@@ -217,8 +218,8 @@ impl Node {
         }
         let Some((cmd, found)) = self.scans.answered(scan, found) else { return };
         if let Some(cmd) = cmd {
-            let report = scan_report(&found, &self.config.scan_ports);
-            self.done(cmd, Ok(report));
+            let report = ScanReport::new(found.iter().map(DiscoveredPeer::from).collect(), &self.config.scan_ports);
+            self.done(cmd, Ok(CommandOutput::Scan(report)));
         }
     }
 
@@ -237,9 +238,9 @@ impl Node {
         };
         let result = answer.map(|d| {
             let d = Discovered { seen_us: self.now.wall_us, ..d };
-            let report = domain_report(&d);
+            let report = DomainReport::from(&d);
             self.remember_discovered(d);
-            report
+            CommandOutput::Domain(Box::new(report))
         });
         self.done(cmd, result.map_err(CommandError::Peer));
     }
@@ -346,7 +347,7 @@ mod tests {
         });
         let (id, result) = done.expect("done after the last probe");
         assert_eq!(id, CommandId(7));
-        let v = result.unwrap();
+        let v = result.unwrap().to_json();
         assert_eq!(v["total"], 1);
         assert_eq!(v["scanned_ports"], "8100-8102");
         assert_eq!(v["discovered"][0]["url"], "http://127.0.0.1:8101");
@@ -370,7 +371,7 @@ mod tests {
         );
         let v = drain(&mut a)
             .into_iter()
-            .find_map(|o| if let Output::Done { result, .. } = o { Some(result.unwrap()) } else { None })
+            .find_map(|o| if let Output::Done { result, .. } = o { Some(result.unwrap().to_json()) } else { None })
             .expect("done");
         assert_eq!(v["total"], 0);
         assert!(a.discovered().is_empty());
@@ -388,6 +389,7 @@ mod tests {
         a.handle_response(at(2), t.id, Ok(HttpResponse { status: 200, body: card_of(&peer) }));
         let out = drain(&mut a);
         let Some(Output::Done { result: Ok(v), .. }) = out.last() else { panic!("{out:?}") };
+        let v = v.to_json();
         assert_eq!(v["found"], true);
         assert_eq!(v["agent_id"], peer.me());
 

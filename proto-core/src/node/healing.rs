@@ -4,14 +4,13 @@
 //! unsigned one when no key is pinned, but the key *is* the id), always fresh, never twice, and our
 //! signed form (which also covers bio and name) is required from peers that speak it.
 
-use serde_json::{json, Value};
-
 use crate::crypto;
 use crate::error::{CommandError, Refusal};
 use crate::identity::truncate_chars;
 use crate::io::{Event, InboundRequest, Method};
 use crate::limits::{self, BIO_CHARS_MAX, DISPLAY_NAME_CHARS_MAX};
 use crate::node::{Call, Node};
+use crate::output::{BioUpdated, UrlUpdated};
 use crate::replay::check_fresh;
 use crate::sign::{self, DOMAIN_PEER_UPDATE, V2_PEER_UPDATE};
 use crate::store::{Change, Table};
@@ -101,9 +100,10 @@ impl Node {
         conn.local = source_local;
         let conn_change = Change::put(Table::Connections, &u.agent_id, &*conn);
         let url_now = conn.url.clone();
+        let peer = conn.agent_id.clone();
         let changes = vec![conn_change, replay_change];
         self.persist(changes);
-        self.emit(Event::PeerUpdated { agent_id: u.agent_id.clone(), url: url_now });
+        self.emit(Event::PeerUpdated { agent_id: peer, url: url_now });
         Ok(wire::encode(&PeerUpdated { success: true, updated: true }))
     }
 
@@ -162,7 +162,7 @@ impl Node {
         peers.len()
     }
 
-    pub(crate) fn cmd_update_bio(&mut self, bio: &str) -> Result<Value, CommandError> {
+    pub(crate) fn cmd_update_bio(&mut self, bio: &str) -> Result<BioUpdated, CommandError> {
         let n = bio.chars().count();
         if n == 0 || n > BIO_CHARS_MAX {
             return Err(CommandError::InvalidArgument(format!("bio must be 1..={BIO_CHARS_MAX} characters (got {n})")));
@@ -171,14 +171,14 @@ impl Node {
         let change = Change::put(Table::Profile, "self", &self.profile);
         self.persist(vec![change]);
         let notified = self.broadcast_peer_update();
-        Ok(json!({"bio": bio, "peers_notified": notified}))
+        Ok(BioUpdated { bio: bio.to_owned(), peers_notified: notified })
     }
 
     /// The runtime learned our address changed: adopt it and tell every peer.
-    pub(crate) fn cmd_set_url(&mut self, new_url: &str) -> Result<Value, CommandError> {
+    pub(crate) fn cmd_set_url(&mut self, new_url: &str) -> Result<UrlUpdated, CommandError> {
         url::validate(new_url).map_err(CommandError::InvalidArgument)?;
         self.config.public_url = url::base(new_url);
         let notified = self.broadcast_peer_update();
-        Ok(json!({"url": self.config.public_url, "peers_notified": notified}))
+        Ok(UrlUpdated { url: self.config.public_url.clone(), peers_notified: notified })
     }
 }

@@ -1,7 +1,7 @@
 //! Node glue for memory: logging conversations and presenting the feed.
 
 use crate::memory::rank;
-use serde_json::{json, Value};
+use crate::output::{ConversationView, Feed};
 
 use crate::identity::truncate_chars;
 use crate::limits::CONVERSATION_CONTENT_CHARS_MAX;
@@ -36,7 +36,7 @@ impl Node {
         self.persist(changes);
     }
 
-    fn entry_json(&self, e: &ConversationEntry, score: f64) -> Value {
+    fn entry_view(&self, e: &ConversationEntry, score: f64) -> ConversationView {
         let name = |id: &str| {
             self.connections
                 .get(id)
@@ -44,25 +44,33 @@ impl Node {
                 .filter(|n| !n.is_empty())
                 .unwrap_or_else(|| id.chars().take(12).collect())
         };
-        json!({
-            "message_id": e.message_id, "kind": e.kind, "direction": e.direction, "peer": e.peer, "peer_name": name(&e.peer),
-            "to_agent_ids": e.to_agent_ids, "at": crate::time::format_iso(e.at_us), "content": truncate_chars(&e.content, 200),
-            "trust_at_time": e.trust_at_time, "score": score, "seq": e.seq,
-        })
+        ConversationView {
+            message_id: e.message_id.clone(),
+            kind: e.kind.clone(),
+            direction: e.direction.clone(),
+            peer: e.peer.clone(),
+            peer_name: name(&e.peer),
+            to_agent_ids: e.to_agent_ids.clone(),
+            at: crate::time::format_iso(e.at_us),
+            content: e.content.clone(),
+            trust_at_time: e.trust_at_time,
+            score,
+            seq: e.seq,
+        }
     }
 
     /// The ranked feed: `direct` (direct messages and replies) and `network` (broadcasts and
     /// forwards), each deduplicated by message id and sorted by rank, best first.
-    pub fn context_feed(&self, focus: Option<&str>) -> Value {
+    pub fn context_feed(&self, focus: Option<&str>) -> Feed {
         let (direct, network) = self.memory.feed(self.now.wall_us, focus);
-        let direct: Vec<Value> = direct.into_iter().map(|(score, e)| self.entry_json(e, score)).collect();
-        let network: Vec<Value> = network.into_iter().map(|(score, e)| self.entry_json(e, score)).collect();
-        json!({"direct": direct, "network": network})
+        let direct = direct.into_iter().map(|(score, e)| self.entry_view(e, score)).collect();
+        let network = network.into_iter().map(|(score, e)| self.entry_view(e, score)).collect();
+        Feed { direct, network }
     }
 
-    /// Entries no status report has shown yet, oldest first, as JSON.
-    pub(crate) fn unshown_conversations(&self) -> Vec<Value> {
+    /// Entries not marked shown yet, oldest first.
+    pub(crate) fn unshown_conversations(&self) -> Vec<ConversationView> {
         let now = self.now.wall_us;
-        self.memory.unshown().map(|e| self.entry_json(e, rank(e, now, None))).collect()
+        self.memory.unshown().map(|e| self.entry_view(e, rank(e, now, None))).collect()
     }
 }

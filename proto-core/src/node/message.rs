@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 
 use crate::crypto;
 use crate::error::{CommandError, Refusal};
+use crate::identity::AgentId;
 use crate::io::{CommandId, Event, HttpResponse, InboundRequest, Method};
 use crate::limits::{
     self, CONTENT_CHARS_MAX, HOPS_MAX, ID_BYTES_MAX, METADATA_BYTES_MAX, NOTE_CHARS_MAX, RESPONSES_PER_SENT_MAX,
@@ -22,6 +23,10 @@ use crate::limits::{
 };
 use crate::node::{Call, Node};
 use crate::outbox::Batch;
+use crate::output::{
+    CommandOutput, Delivery, ExpiredSent, Failure, InboxEntry, InboxList, InboxMessageView, ResponseView, SentList,
+    SentState, SentView, UpdateView, WaitResult,
+};
 use crate::replay::{check_fresh, sig_key};
 use crate::sign::{self};
 use crate::store::{self, Change, InboxMessage, ResponseRecord, SentMessage, SentStatus, Table, UpdateRecord};
@@ -205,6 +210,7 @@ impl Node {
             }
         }
         Ok(Checked {
+            from: id,
             stamp_us,
             metadata_json,
             from_local,
@@ -275,7 +281,7 @@ impl Node {
         );
         self.emit(Event::MessageReceived {
             message_id: env.message_id.clone(),
-            from_agent_id: env.from_agent_id.clone(),
+            from_agent_id: checked.from,
             in_reply_to: env.in_reply_to.clone(),
         });
         self.wake_waiters();
@@ -644,10 +650,13 @@ impl Node {
         let batch_id = self.batches.next_id();
         let hops = template.hops_remaining as u32;
         if targets.is_empty() {
-            self.done(
-                cmd,
-                Ok(json!({"message_id": template.message_id, "routed_to": [], "failed": [], "hops_remaining": hops})),
-            );
+            let delivery = Delivery {
+                message_id: template.message_id,
+                routed_to: Vec::new(),
+                failed: Vec::new(),
+                hops_remaining: hops,
+            };
+            self.done(cmd, Ok(CommandOutput::Delivered(delivery)));
             return;
         }
         self.batches.open(
@@ -810,8 +819,13 @@ impl Node {
         }
         self.persist(changes);
         if let Some(cmd) = batch.cmd {
-            let failed: Vec<Value> = batch.failed.iter().map(|(a, e)| json!({"agent_id": a, "error": e})).collect();
-            self.done(cmd, Ok(json!({"message_id": batch.message_id, "routed_to": batch.routed_to, "failed": failed, "hops_remaining": batch.hops_remaining})));
+            let delivery = Delivery {
+                failed: failures(&batch.failed),
+                message_id: batch.message_id,
+                routed_to: batch.routed_to,
+                hops_remaining: batch.hops_remaining,
+            };
+            self.done(cmd, Ok(CommandOutput::Delivered(delivery)));
         }
     }
 
@@ -886,79 +900,108 @@ impl Node {
         self.inbox.sorted()
     }
 
-    pub(crate) fn cmd_list_inbox(&self) -> Value {
-        let messages: Vec<Value> = self
+    pub(crate) fn cmd_list_inbox(&self) -> InboxList {
+        let messages: Vec<InboxEntry> = self
             .inbox_sorted()
             .into_iter()
-            .map(|m| {
-                json!({
-                    "message_id": m.message_id, "from_agent_id": m.from_agent_id,
-                    "from_display_name": self.connections.get(&m.from_agent_id).map(|c| c.display_name.clone()),
-                    "content": crate::identity::truncate_chars(&m.content, 200), "received_at": m.received_at,
-                    "verified": m.verified, "hops_remaining": m.hops_remaining, "in_reply_to": m.in_reply_to,
-                    "from_connection": m.from_connection,
-                })
+            .map(|m| InboxEntry {
+                message_id: m.message_id.clone(),
+                from_agent_id: m.from_agent_id.clone(),
+                from_display_name: self.connections.get(&m.from_agent_id).map(|c| c.display_name.clone()),
+                content: m.content.clone(),
+                received_at: m.received_at.clone(),
+                verified: m.verified,
+                hops_remaining: m.hops_remaining,
+                in_reply_to: m.in_reply_to.clone(),
+                from_connection: m.from_connection,
             })
             .collect();
-        json!({"total": messages.len(), "messages": messages})
+        InboxList { total: messages.len(), messages }
     }
 
-    pub(crate) fn message_json(m: &InboxMessage) -> Value {
+    fn message_view(m: &InboxMessage) -> InboxMessageView {
         // Most messages carry no metadata: skip the parser for the canonical empty object.
         let metadata: Value = match m.metadata_json.as_str() {
             "{}" => Value::Object(Map::new()),
             text => serde_json::from_str(text).unwrap_or(Value::Object(Map::new())),
         };
-        json!({
-            "message_id": m.message_id, "from_agent_id": m.from_agent_id, "content": m.content,
-            "received_at": m.received_at, "timestamp": m.timestamp, "verified": m.verified,
-            "hops_remaining": m.hops_remaining, "can_forward": m.hops_remaining > 0, "in_reply_to": m.in_reply_to,
-            "metadata": metadata, "webhook": m.webhook, "from_connection": m.from_connection,
-        })
+        InboxMessageView {
+            message_id: m.message_id.clone(),
+            from_agent_id: m.from_agent_id.clone(),
+            content: m.content.clone(),
+            received_at: m.received_at.clone(),
+            timestamp: m.timestamp.clone(),
+            verified: m.verified,
+            hops_remaining: m.hops_remaining,
+            can_forward: m.hops_remaining > 0,
+            in_reply_to: m.in_reply_to.clone(),
+            metadata,
+            webhook: m.webhook.clone(),
+            from_connection: m.from_connection,
+            consumed: false,
+        }
     }
 
-    pub(crate) fn cmd_get_message(&mut self, message_id: &str, consume: bool) -> Result<Value, CommandError> {
+    pub(crate) fn cmd_get_message(
+        &mut self,
+        message_id: &str,
+        consume: bool,
+    ) -> Result<InboxMessageView, CommandError> {
         let Some(m) = self.inbox.get(message_id) else {
             return Err(CommandError::NotFound(format!("No inbox message with ID '{message_id}'")));
         };
-        let mut out = Self::message_json(m);
+        let mut out = Self::message_view(m);
         if consume {
             let change = self.inbox.remove(message_id);
             self.persist(vec![change]);
-            out["consumed"] = Value::Bool(true);
+            out.consumed = true;
         }
         Ok(out)
     }
 
-    fn sent_json(s: &SentMessage, full: bool) -> Value {
-        let mut v = json!({
-            "message_id": s.message_id, "kind": s.kind, "status": s.status.as_str(), "created_at": s.created_at,
-            "routed_to": s.routed_to, "failed": s.failed.iter().map(|(a, e)| json!({"agent_id": a, "error": e})).collect::<Vec<_>>(),
-            "initial_hops": s.initial_hops, "in_reply_to": s.in_reply_to, "response_count": s.responses.len(),
-            "content": if full { s.content.clone() } else { crate::identity::truncate_chars(&s.content, 200) },
-        });
-        if full {
-            v["responses"] = json!(s.responses.iter().map(|r| json!({"agent_id": r.agent_id, "content": r.content, "received_at": r.received_at, "message_id": r.message_id})).collect::<Vec<_>>());
-            v["updates"] = json!(s.updates.iter().map(|u| json!({"type": u.kind, "agent_id": u.agent_id, "target_agent_id": u.target_agent_id, "note": u.note, "timestamp": u.timestamp})).collect::<Vec<_>>());
+    fn sent_view(s: &SentMessage, full: bool) -> SentView {
+        SentView {
+            message_id: s.message_id.clone(),
+            kind: s.kind.clone(),
+            status: s.status.into(),
+            created_at: s.created_at.clone(),
+            routed_to: s.routed_to.clone(),
+            failed: failures(&s.failed),
+            initial_hops: s.initial_hops,
+            in_reply_to: s.in_reply_to.clone(),
+            response_count: s.responses.len(),
+            content: s.content.clone(),
+            responses: full.then(|| responses(s)),
+            updates: full.then(|| {
+                s.updates
+                    .iter()
+                    .map(|u| UpdateView {
+                        kind: u.kind.clone(),
+                        agent_id: u.agent_id.clone(),
+                        target_agent_id: u.target_agent_id.clone(),
+                        note: u.note.clone(),
+                        timestamp: u.timestamp.clone(),
+                    })
+                    .collect()
+            }),
         }
-        v
     }
 
-    pub(crate) fn cmd_list_sent(&self) -> Value {
+    pub(crate) fn cmd_list_sent(&self) -> SentList {
         let mut v: Vec<&SentMessage> = self.sent.values().collect();
         v.sort_by_key(|s| std::cmp::Reverse(s.seq));
-        let messages: Vec<Value> = v.into_iter().map(|s| Self::sent_json(s, false)).collect();
-        json!({"total": messages.len(), "messages": messages})
+        let messages: Vec<SentView> = v.into_iter().map(|s| Self::sent_view(s, false)).collect();
+        SentList { total: messages.len(), messages }
     }
 
-    pub(crate) fn cmd_get_sent(&self, message_id: &str) -> Result<Value, CommandError> {
+    pub(crate) fn cmd_get_sent(&self, message_id: &str) -> Result<SentView, CommandError> {
         self.sent
             .get(message_id)
-            .map(|s| Self::sent_json(s, true))
+            .map(|s| Self::sent_view(s, true))
             .ok_or_else(|| CommandError::NotFound(format!("No sent message with ID '{message_id}'")))
     }
 
-    pub(crate) fn cmd_expire_sent(&mut self, message_id: &str) -> Result<Value, CommandError> {
+    pub(crate) fn cmd_expire_sent(&mut self, message_id: &str) -> Result<ExpiredSent, CommandError> {
         let Some(s) = self.sent.get_mut(message_id) else {
             return Err(CommandError::NotFound(format!("No sent message with ID '{message_id}'")));
         };
@@ -966,7 +1009,7 @@ impl Node {
         let change = Change::put(Table::Sent, message_id, &*s);
         self.persist(vec![change]);
         self.wake_waiters();
-        Ok(json!({"message_id": message_id, "status": "expired"}))
+        Ok(ExpiredSent { message_id: message_id.to_owned(), status: SentState::Expired })
     }
 
     pub(crate) fn cmd_wait(&mut self, cmd: CommandId, message_id: &str, timeout_ms: u64) -> Result<(), CommandError> {
@@ -993,7 +1036,7 @@ impl Node {
         });
         for w in ready {
             let result = if self.sent.contains_key(&w.message_id) {
-                Ok(self.wait_result(&w.message_id, false))
+                Ok(CommandOutput::Wait(self.wait_result(&w.message_id, false)))
             } else {
                 Err(CommandError::NotFound(format!("Sent message '{}' was dropped", w.message_id)))
             };
@@ -1004,23 +1047,43 @@ impl Node {
     pub(crate) fn expire_waiters(&mut self) {
         for w in self.waiters.take_expired(self.now.mono_ms) {
             let v = self.wait_result(&w.message_id, true);
-            self.done(w.cmd, Ok(v));
+            self.done(w.cmd, Ok(CommandOutput::Wait(v)));
         }
     }
 
-    fn wait_result(&self, message_id: &str, timed_out: bool) -> Value {
+    fn wait_result(&self, message_id: &str, timed_out: bool) -> WaitResult {
         let s = self.sent.get(message_id);
-        json!({
-            "message_id": message_id,
-            "timed_out": timed_out,
-            "status": s.map(|s| s.status.as_str()),
-            "responses": s.map(|s| s.responses.iter().map(|r| json!({"agent_id": r.agent_id, "content": r.content, "received_at": r.received_at, "message_id": r.message_id})).collect::<Vec<_>>()).unwrap_or_default(),
-        })
+        WaitResult {
+            message_id: message_id.to_owned(),
+            timed_out,
+            status: s.map(|s| s.status.into()),
+            responses: s.map(responses).unwrap_or_default(),
+        }
     }
+}
+
+/// Failed deliveries as a result lists them.
+fn failures(failed: &[(String, String)]) -> Vec<Failure> {
+    failed.iter().map(|(a, e)| Failure { agent_id: a.clone(), error: e.clone() }).collect()
+}
+
+/// A sent message's replies as a result lists them.
+fn responses(s: &SentMessage) -> Vec<ResponseView> {
+    s.responses
+        .iter()
+        .map(|r| ResponseView {
+            agent_id: r.agent_id.clone(),
+            content: r.content.clone(),
+            received_at: r.received_at.clone(),
+            message_id: r.message_id.clone(),
+        })
+        .collect()
 }
 
 /// What the checks established about an inbound envelope.
 struct Checked {
+    /// The sender, its key parsed once by the checks.
+    from: AgentId,
     stamp_us: i64,
     metadata_json: String,
     from_local: bool,

@@ -3,7 +3,7 @@
 use crate::shards::{
     key, legacy_bytes, v2_bytes, validate, ShardArgs, SHARD_CONNECT_PUSH_MAX, SHARD_REFRESH_BATCH_MAX,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::crypto;
 use crate::error::{CommandError, Refusal};
@@ -11,6 +11,7 @@ use crate::identity::truncate_chars;
 use crate::io::Method;
 use crate::limits::{self, CONTENT_CHARS_MAX, ID_BYTES_MAX, SHARDS_OWN_MAX};
 use crate::node::{Call, Node};
+use crate::output::{ShardBody, ShardEntry, ShardList, ShardSynced, ShardView};
 use crate::replay::{check_fresh, sig_key};
 use crate::store::{Change, Shard, Table};
 use crate::time::{format_iso, parse_iso};
@@ -29,7 +30,7 @@ impl Node {
         self.now.wall_us.max(previous + 1)
     }
 
-    pub(crate) fn cmd_create_shard(&mut self, args: ShardArgs) -> Result<Value, CommandError> {
+    pub(crate) fn cmd_create_shard(&mut self, args: ShardArgs) -> Result<ShardSynced, CommandError> {
         validate(&args.content, &args.tags, args.trust_threshold, args.summary.as_deref())
             .map_err(CommandError::InvalidArgument)?;
         if self.own_shards().filter(|s| !s.deleted).count() >= SHARDS_OWN_MAX {
@@ -57,7 +58,7 @@ impl Node {
         Ok(self.store_and_sync(shard))
     }
 
-    pub(crate) fn cmd_update_shard(&mut self, shard_id: &str, args: ShardArgs) -> Result<Value, CommandError> {
+    pub(crate) fn cmd_update_shard(&mut self, shard_id: &str, args: ShardArgs) -> Result<ShardSynced, CommandError> {
         validate(&args.content, &args.tags, args.trust_threshold, args.summary.as_deref())
             .map_err(CommandError::InvalidArgument)?;
         let old = self.own_live_shard(shard_id)?;
@@ -77,7 +78,7 @@ impl Node {
         Ok(self.store_and_sync(shard))
     }
 
-    pub(crate) fn cmd_delete_shard(&mut self, shard_id: &str) -> Result<Value, CommandError> {
+    pub(crate) fn cmd_delete_shard(&mut self, shard_id: &str) -> Result<ShardSynced, CommandError> {
         let old = self.own_live_shard(shard_id)?;
         let at = self.next_version_us(old.updated_us);
         // A tombstone: peers that held it drop it.
@@ -105,7 +106,7 @@ impl Node {
     /// Stores our shard and pushes it to every qualifying peer; a deletion also goes to every peer
     /// that had it. (An update never goes to a holder that no longer qualifies: its old copy lapses
     /// within the TTL, since refreshes skip it.)
-    fn store_and_sync(&mut self, mut shard: Shard) -> Value {
+    fn store_and_sync(&mut self, mut shard: Shard) -> ShardSynced {
         let qualifying: Vec<String> =
             self.connections.keys().filter(|p| self.trust_of(p) >= shard.trust_threshold).cloned().collect();
         let mut targets: Vec<String> = if shard.deleted {
@@ -128,7 +129,13 @@ impl Node {
         for t in &targets {
             self.push_shard(&shard, t);
         }
-        let out = json!({"shard_id": shard.shard_id, "tags": shard.tags, "trust_threshold": shard.trust_threshold, "deleted": shard.deleted, "sent_to": targets});
+        let out = ShardSynced {
+            shard_id: shard.shard_id.clone(),
+            tags: shard.tags.clone(),
+            trust_threshold: shard.trust_threshold,
+            deleted: shard.deleted,
+            sent_to: targets,
+        };
         self.shards.insert_persisted(k, shard);
         out
     }
@@ -359,7 +366,7 @@ impl Node {
 
     /// Shards matching any of `tags` (a tag `t` also matches `t:anything`) and the author, newest first.
     /// Others' shards show only while our trust in their author still meets their threshold.
-    pub(crate) fn cmd_view_shards(&self, tags: &[String], author: Option<&str>) -> Value {
+    pub(crate) fn cmd_view_shards(&self, tags: &[String], author: Option<&str>) -> ShardList {
         let me = self.me();
         let mut v: Vec<&Shard> = self
             .shards
@@ -374,31 +381,33 @@ impl Node {
             })
             .collect();
         v.sort_by(|a, b| b.updated_us.cmp(&a.updated_us).then(a.shard_id.cmp(&b.shard_id)));
-        let shards: Vec<Value> = v
+        let shards: Vec<ShardEntry> = v
             .into_iter()
-            .map(|s| {
-                let own = s.author == me;
-                let mut j = json!({
-                    "shard_id": s.shard_id, "author": s.author, "own": own, "tags": s.tags, "trust_threshold": s.trust_threshold,
-                    "created_at": s.created_at, "updated_at": s.updated_at, "signed_form": if s.signed_v2 { "darkmatter-rs/2" } else { "0.5.3" },
-                    "author_name": self.connections.get(&s.author).map(|c| c.display_name.clone()),
-                });
-                match &s.summary {
-                    Some(sum) => j["summary"] = json!(sum),
-                    None => {
-                        j["content"] = json!(truncate_chars(&s.content, 500));
-                        j["truncated"] = json!(s.content.chars().count() > 500);
-                    }
-                }
-                j
+            .map(|s| ShardEntry {
+                shard_id: s.shard_id.clone(),
+                author: s.author.clone(),
+                own: s.author == me,
+                tags: s.tags.clone(),
+                trust_threshold: s.trust_threshold,
+                created_at: s.created_at.clone(),
+                updated_at: s.updated_at.clone(),
+                signed_form: if s.signed_v2 { "darkmatter-rs/2" } else { "0.5.3" }.to_owned(),
+                author_name: self.connections.get(&s.author).map(|c| c.display_name.clone()),
+                body: match &s.summary {
+                    Some(summary) => ShardBody::Summary { summary: summary.clone() },
+                    None => ShardBody::Content {
+                        content: truncate_chars(&s.content, 500),
+                        truncated: s.content.chars().count() > 500,
+                    },
+                },
             })
             .collect();
-        json!({"count": shards.len(), "shards": shards})
+        ShardList { count: shards.len(), shards }
     }
 
     /// One shard in full. Ids are chosen by their authors, so another author may reuse one: give
     /// `author` to choose; without it our own shard wins, and an ambiguous id is refused.
-    pub(crate) fn cmd_get_shard(&self, shard_id: &str, author: Option<&str>) -> Result<Value, CommandError> {
+    pub(crate) fn cmd_get_shard(&self, shard_id: &str, author: Option<&str>) -> Result<ShardView, CommandError> {
         let found: Vec<&Shard> = match author {
             Some(a) => self.shards.get(&key(a, shard_id)).into_iter().filter(|s| self.visible(s)).collect(),
             None => match self.shards.get(&key(self.me(), shard_id)).filter(|s| self.visible(s)) {
@@ -407,10 +416,16 @@ impl Node {
             },
         };
         match found.as_slice() {
-            [s] => Ok(
-                json!({"shard_id": s.shard_id, "author": s.author, "content": s.content, "tags": s.tags, "trust_threshold": s.trust_threshold,
-                "summary": s.summary, "created_at": s.created_at, "updated_at": s.updated_at}),
-            ),
+            [s] => Ok(ShardView {
+                shard_id: s.shard_id.clone(),
+                author: s.author.clone(),
+                content: s.content.clone(),
+                tags: s.tags.clone(),
+                trust_threshold: s.trust_threshold,
+                summary: s.summary.clone(),
+                created_at: s.created_at.clone(),
+                updated_at: s.updated_at.clone(),
+            }),
             [] => Err(CommandError::NotFound(format!("No shard with ID '{shard_id}'"))),
             _ => Err(CommandError::InvalidArgument(format!(
                 "Several authors use shard ID '{shard_id}': give the author"

@@ -2,7 +2,6 @@
 //! acceptance policy applied to pending requests, auto-disconnect.
 
 use crate::trust::{adjust, answer_bytes, combine, query_bytes, TrustPolicy};
-use serde_json::{json, Value};
 
 use crate::crypto;
 use crate::error::{CommandError, Refusal};
@@ -13,6 +12,7 @@ use crate::limits::{
     TRUST_QUERY_ASKED_MAX, TRUST_QUERY_FANOUT_MAX, TRUST_QUERY_TIMEOUT_MS, TRUST_REPORT_WEIGHT,
 };
 use crate::node::{Call, Node};
+use crate::output::{ImpressionDetail, ImpressionSet, ImpressionView};
 use crate::replay::{check_fresh, sig_key};
 use crate::store::{Change, PeerTrust, Table};
 use crate::url;
@@ -54,8 +54,8 @@ impl Node {
         agent_id: &str,
         score: f64,
         note: Option<String>,
-    ) -> Result<Value, CommandError> {
-        self.agent_id(agent_id).map_err(|e| CommandError::InvalidArgument(e.to_string()))?;
+    ) -> Result<ImpressionSet, CommandError> {
+        let id = self.agent_id(agent_id).map_err(|e| CommandError::InvalidArgument(e.to_string()))?;
         if !score.is_finite() || !(-1.0..=1.0).contains(&score) {
             return Err(CommandError::InvalidArgument("score must be within -1.0..1.0".to_owned()));
         }
@@ -67,17 +67,18 @@ impl Node {
             return Err(CommandError::Limited(format!("At most {IMPRESSIONS_MAX} impressions")));
         }
         self.set_score(agent_id, score, Some(truncate_chars(&note, NOTE_CHARS_MAX)), true);
-        Ok(json!({"agent_id": agent_id, "score": score, "note": note}))
+        Ok(ImpressionSet { agent_id: id, score, note })
     }
 
-    pub(crate) fn cmd_get_impression(&self, agent_id: &str) -> Value {
-        match self.impressions.get(agent_id) {
-            Some(i) => {
-                json!({"agent_id": agent_id, "has_impression": true, "score": i.score, "note": i.note, "updated_at": i.updated_at,
-                "negative_since": i.negative_since_us.map(crate::time::format_iso), "first_hand": i.first_hand})
-            }
-            None => json!({"agent_id": agent_id, "has_impression": false}),
-        }
+    pub(crate) fn cmd_get_impression(&self, agent_id: &str) -> ImpressionView {
+        let impression = self.impressions.get(agent_id).map(|i| ImpressionDetail {
+            score: i.score,
+            note: i.note.clone(),
+            updated_at: i.updated_at.clone(),
+            negative_since: i.negative_since_us.map(crate::time::format_iso),
+            first_hand: i.first_hand,
+        });
+        ImpressionView { agent_id: agent_id.to_owned(), has_impression: impression.is_some(), impression }
     }
 
     /// 0.5.3's unauthenticated `GET /impression/<id>`: impressions are private, so always refused.
@@ -324,7 +325,7 @@ impl Node {
         if !self.confident(request_id) {
             return;
         }
-        let agent_id = p.agent_id.to_string();
+        let agent_id = p.agent_id.clone();
         // Only a request signed in our form may be accepted by policy: a 0.5.3 challenge proof signs
         // nothing but the challenge, so a node the requester talks to could relay it.
         let signed = p.speaks_v2;

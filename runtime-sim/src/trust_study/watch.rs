@@ -331,7 +331,7 @@ impl Observer for StudyObserver {
             }
             _ => return,
         };
-        let Some(p) = sim.index_of(agent) else { return };
+        let Some(p) = sim.index_of(agent.as_str()) else { return };
         let Role::Honest(h) = self.role(i) else { return };
         match self.role(p) {
             Role::Sybil => self.sybil_request(h, decided, sim.now_us()),

@@ -49,8 +49,11 @@ pub const INBOX_MAX: usize = 50;
 pub const SENT_MAX: usize = 100;
 /// Responses kept per sent message.
 pub const RESPONSES_PER_SENT_MAX: usize = 32;
-/// Webhook updates kept per sent message.
+/// Signed webhook updates kept per sent message.
 pub const UPDATES_PER_SENT_MAX: usize = 64;
+/// Unsigned webhook updates (0.5.3 sends them; anyone can make them up) kept per sent message, in a
+/// budget of their own so that they can never take the room of signed ones.
+pub const UNSIGNED_UPDATES_PER_SENT_MAX: usize = 16;
 /// Targets of one send or forward.
 pub const TARGETS_PER_SEND_MAX: usize = CONNECTIONS_MAX_CEILING;
 /// Concurrent `wait_for_response` calls.

@@ -17,13 +17,15 @@ use crate::error::{CommandError, Refusal};
 use crate::io::{CommandId, Event, HttpResponse, InboundRequest, Method};
 use crate::limits::{
     self, CONTENT_CHARS_MAX, HOPS_MAX, ID_BYTES_MAX, METADATA_BYTES_MAX, NOTE_CHARS_MAX, RESPONSES_PER_SENT_MAX,
-    SENT_MAX, UPDATES_PER_SENT_MAX,
+    SENT_MAX,
 };
 use crate::node::{Call, Node};
-use crate::outbox::Batch;
+use crate::outbox::{update_room, Batch};
 use crate::replay::{check_fresh, sig_key};
 use crate::sign::{self};
-use crate::store::{self, Change, InboxMessage, ResponseRecord, SentMessage, SentStatus, Table, UpdateRecord};
+use crate::store::{
+    self, Change, InboxMessage, ResponseRecord, SentMessage, SentStatus, Table, UpdateRecord, Verification,
+};
 use crate::url;
 use crate::wire::message::{MessageEnvelope, MessageQueued};
 use crate::wire::webhook::{RecordedUpdate, WebhookRecorded, WebhookStatus, WebhookUpdate};
@@ -176,7 +178,7 @@ impl Node {
         let stamp_us = check_fresh(self.now.wall_us, &env.timestamp)?;
         let speaks_v2 = self.connections.get(id.as_str()).is_some_and(|c| c.speaks_v2);
         let key = *id.key();
-        match env.dm_signature_hex.as_deref() {
+        let verification = match env.dm_signature_hex.as_deref() {
             // Our form covers every legacy field too, so one verification suffices.
             Some(sig) => {
                 if env.to_agent_id.is_none() {
@@ -189,6 +191,7 @@ impl Node {
                         )
                     },
                 )?;
+                Verification::SignedForUs
             }
             None if speaks_v2 => {
                 return Err(Refusal::Unauthorized(
@@ -202,9 +205,17 @@ impl Node {
                 crypto::verify_hex(&*self.signatures, &key, &bytes, &env.signature_hex).map_err(|_| {
                     Refusal::Unauthorized("Invalid signature — message authenticity could not be verified.".to_owned())
                 })?;
+                // The legacy form names no recipient: only a connection's own 0.5.3 envelopes are
+                // taken as meant for us; anyone else's may be re-sent by an agent they reached.
+                if self.connections.contains_key(id.as_str()) {
+                    Verification::LegacyFromConnection
+                } else {
+                    Verification::LegacyRelayable
+                }
             }
-        }
+        };
         Ok(Checked {
+            verification,
             stamp_us,
             metadata_json,
             from_local,
@@ -231,7 +242,8 @@ impl Node {
             from_agent_id: env.from_agent_id.clone(),
             content: env.content,
             received_at: now_iso.clone(),
-            verified: true,
+            verified: checked.verification.verified(),
+            verification: checked.verification,
             hops_remaining: hops,
             in_reply_to: env.in_reply_to.clone(),
             webhook: env.webhook.clone(),
@@ -244,7 +256,9 @@ impl Node {
         let reply_content = msg.content.clone();
         changes.push(self.inbox.accept(msg));
         let mut linked = false;
-        if let Some(original) = &env.in_reply_to {
+        // Only our form covers `in_reply_to`; in 0.5.3's form anyone could attach a reply link.
+        let reply_link = env.in_reply_to.as_ref().filter(|_| checked.verification == Verification::SignedForUs);
+        if let Some(original) = reply_link {
             if let Some((link, earns)) =
                 self.link_reply(original, &env.from_agent_id, &reply_content, Some(&env.message_id))
             {
@@ -376,11 +390,7 @@ impl Node {
             "received" | "responding" | "forwarded" | "expired" => {
                 let verified = self.verify_webhook_update(message_id, &u)?;
                 let sent = self.sent.get_mut(message_id).expect("checked above");
-                if sent.rows.updates >= UPDATES_PER_SENT_MAX {
-                    return Err(Refusal::Limited(format!(
-                        "Update limit reached ({UPDATES_PER_SENT_MAX}) for this message"
-                    )));
-                }
+                update_room(&sent.updates, verified).map_err(|e| Refusal::Limited(e.to_string()))?;
                 let update = UpdateRecord {
                     kind: u.kind.clone(),
                     agent_id: u.agent_id.clone(),
@@ -418,8 +428,9 @@ impl Node {
             webhook_v2_bytes(&u.kind, id.as_str(), message_id, u.target_agent_id.as_deref(), u.note.as_deref(), stamp);
         crypto::verify_hex(&*self.signatures, id.key(), &bytes, sig)
             .map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
-        if self.sent.get(message_id).is_some_and(|s| s.rows.updates >= UPDATES_PER_SENT_MAX) {
-            return Err(Refusal::Limited(format!("Update limit reached ({UPDATES_PER_SENT_MAX}) for this message")));
+        // Before the replay entry is spent, so that a refused update can be sent again later.
+        if let Some(sent) = self.sent.get(message_id) {
+            update_room(&sent.updates, true).map_err(|e| Refusal::Limited(e.to_string()))?;
         }
         let replay_key = sig_key("webhook", sig);
         let change = self.replay.admit(&replay_key, stamp_us, self.now.wall_us)?;
@@ -499,6 +510,7 @@ impl Node {
                     target_agent_id: u.target_agent_id.clone(),
                     note: u.note.clone(),
                     timestamp: u.timestamp.clone(),
+                    verified: u.verified,
                 })
                 .collect(),
         };
@@ -889,8 +901,8 @@ impl Node {
                     "message_id": m.message_id, "from_agent_id": m.from_agent_id,
                     "from_display_name": self.connections.get(&m.from_agent_id).map(|c| c.display_name.clone()),
                     "content": crate::identity::truncate_chars(&m.content, 200), "received_at": m.received_at,
-                    "verified": m.verified, "hops_remaining": m.hops_remaining, "in_reply_to": m.in_reply_to,
-                    "from_connection": m.from_connection,
+                    "verified": m.verified, "verification": m.verification.as_str(), "hops_remaining": m.hops_remaining,
+                    "in_reply_to": m.in_reply_to, "from_connection": m.from_connection,
                 })
             })
             .collect();
@@ -906,7 +918,7 @@ impl Node {
         json!({
             "message_id": m.message_id, "from_agent_id": m.from_agent_id, "content": m.content,
             "received_at": m.received_at, "timestamp": m.timestamp, "verified": m.verified,
-            "hops_remaining": m.hops_remaining, "can_forward": m.hops_remaining > 0, "in_reply_to": m.in_reply_to,
+            "verification": m.verification.as_str(), "hops_remaining": m.hops_remaining, "can_forward": m.hops_remaining > 0, "in_reply_to": m.in_reply_to,
             "metadata": metadata, "webhook": m.webhook, "from_connection": m.from_connection,
         })
     }
@@ -933,7 +945,7 @@ impl Node {
         });
         if full {
             v["responses"] = json!(s.responses.iter().map(|r| json!({"agent_id": r.agent_id, "content": r.content, "received_at": r.received_at, "message_id": r.message_id})).collect::<Vec<_>>());
-            v["updates"] = json!(s.updates.iter().map(|u| json!({"type": u.kind, "agent_id": u.agent_id, "target_agent_id": u.target_agent_id, "note": u.note, "timestamp": u.timestamp})).collect::<Vec<_>>());
+            v["updates"] = json!(s.updates.iter().map(|u| json!({"type": u.kind, "agent_id": u.agent_id, "target_agent_id": u.target_agent_id, "note": u.note, "timestamp": u.timestamp, "verified": u.verified})).collect::<Vec<_>>());
         }
         v
     }
@@ -1015,6 +1027,7 @@ impl Node {
 
 /// What the checks established about an inbound envelope.
 struct Checked {
+    verification: Verification,
     stamp_us: i64,
     metadata_json: String,
     from_local: bool,

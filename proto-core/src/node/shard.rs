@@ -318,12 +318,23 @@ impl Node {
             }
         }
         let mut changes: Vec<Change> = replay_change.into_iter().collect();
-        if self.trust_of(author.as_str()) < shard.trust_threshold {
-            // The author's current version is not for us: whatever older copy we hold goes too.
-            changes.extend(self.shards.remove(&k));
+        let threshold = if shard.signed_v2 {
+            shard.trust_threshold
+        } else {
+            let (applies, raised) = self.shards.legacy_threshold(&k, shard.trust_threshold);
+            changes.extend(raised);
+            applies
+        };
+        if self.trust_of(author.as_str()) < threshold {
+            // The author's signed current version is not for us: whatever older copy we hold goes
+            // too. An unsigned threshold deletes nothing (anyone may have set it).
+            if shard.signed_v2 {
+                changes.extend(self.shards.remove(&k));
+            }
             self.persist(changes);
             return Err(Refusal::Unauthorized("Trust threshold not met".to_owned()));
         }
+        shard.trust_threshold = threshold;
         if let Some(renewed) = self.shards.renew_if_current(&k, &shard, self.now.wall_us) {
             changes.push(renewed);
             self.persist(changes);

@@ -828,6 +828,52 @@ mod tests {
         assert_eq!(decode::<Grown>(&old).unwrap(), Grown { score: 0.25, note: String::new() });
     }
 
+    /// Version 1 of [`InboxMessage`] as it was written (field order is the layout).
+    #[derive(Serialize)]
+    struct InboxWritten {
+        message_id: &'static str,
+        from_agent_id: &'static str,
+        content: &'static str,
+        received_at: &'static str,
+        verified: bool,
+        hops_remaining: u32,
+        in_reply_to: Option<String>,
+        webhook: &'static str,
+        metadata_json: &'static str,
+        timestamp: &'static str,
+        from_connection: bool,
+        from_local: bool,
+        seq: u64,
+    }
+
+    #[test]
+    fn a_version_1_inbox_message_is_verified_only_from_a_connection() {
+        for (from_connection, verification) in
+            [(true, Verification::LegacyFromConnection), (false, Verification::LegacyRelayable)]
+        {
+            let v1 = InboxWritten {
+                message_id: "m",
+                from_agent_id: "a",
+                content: "c",
+                received_at: "r",
+                verified: true,
+                hops_remaining: 3,
+                in_reply_to: Some("o".into()),
+                webhook: "w",
+                metadata_json: "{}",
+                timestamp: "t",
+                from_connection,
+                from_local: true,
+                seq: 9,
+            };
+            let mut old = vec![1];
+            old.extend(postcard::to_allocvec(&v1).unwrap());
+            let m = decode::<InboxMessage>(&old).unwrap();
+            assert_eq!((m.verification, m.verified), (verification, verification.verified()));
+            assert_eq!((m.hops_remaining, m.in_reply_to.as_deref(), m.seq, m.from_local), (3, Some("o"), 9, true));
+        }
+    }
+
     #[test]
     fn unreadable_records_say_why() {
         assert!(matches!(decode::<i64>(&[]), Err(RecordError::Empty)));

@@ -918,7 +918,8 @@ impl Node {
         json!({
             "message_id": m.message_id, "from_agent_id": m.from_agent_id, "content": m.content,
             "received_at": m.received_at, "timestamp": m.timestamp, "verified": m.verified,
-            "verification": m.verification.as_str(), "hops_remaining": m.hops_remaining, "can_forward": m.hops_remaining > 0, "in_reply_to": m.in_reply_to,
+            "verification": m.verification.as_str(), "hops_remaining": m.hops_remaining,
+            "can_forward": m.hops_remaining > 0, "in_reply_to": m.in_reply_to,
             "metadata": metadata, "webhook": m.webhook, "from_connection": m.from_connection,
         })
     }

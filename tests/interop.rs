@@ -432,6 +432,8 @@ fn rust_and_python_connect_both_ways_and_exchange_signed_messages() {
             .any(|u| u["type"] == "received" && u["agent_id"] == p_id.as_str())
             .then_some(s)
     });
+    let receipt = sent["updates"].as_array().unwrap().iter().find(|u| u["agent_id"] == p_id.as_str()).cloned();
+    assert_eq!(receipt.unwrap()["verified"], false, "0.5.3 does not sign its updates: {sent}");
     assert_eq!(sent["status"], "active", "{sent}");
 
     // 4. Python -> Rust, to each Rust node.
@@ -445,6 +447,8 @@ fn rust_and_python_connect_both_ways_and_exchange_signed_messages() {
             (Some(true), Some(p_id.as_str()), Some(true)),
             "{got}"
         );
+        // 0.5.3 signs only the legacy form; its author is the connection, so it is shown verified.
+        assert_eq!(got["verification"], "legacy-from-connection", "{got}");
         assert_eq!(got["content"], "hello rust, from 0.5.3", "{got}");
         // The Rust node calls back 0.5.3's webhook with `received`. 0.5.3 records a sent message only
         // after every delivery of it has returned, so a prompt callback can find no record (404);

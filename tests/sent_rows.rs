@@ -3,15 +3,12 @@
 //! restart, go when their message is dropped, and version-1 records that held them inline move
 //! them out at restore without losing any.
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use darkmatter_tests::harness::Mesh;
-use proto_core::limits::{SENT_MAX, UPDATES_PER_SENT_MAX};
+use proto_core::limits::{SENT_MAX, UNSIGNED_UPDATES_PER_SENT_MAX, UPDATES_PER_SENT_MAX};
+use proto_core::sign;
 use proto_core::store::{child_key, decode, encode, Record, ResponseRecord, SentMessage, SentStatus, UpdateRecord};
 use proto_core::{Command, Config, Method, Node, Now, Output, Passport, SendArgs, Table, Targets};
 use serde_json::{json, Map, Value};
-
-const LAN: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 50));
 
 fn pair() -> (Mesh, usize, usize) {
     let mut m = Mesh::new();
@@ -41,7 +38,14 @@ fn rows(m: &Mesh, node: usize, table: Table) -> Vec<String> {
 /// An unsigned `received` update, as a 0.5.3 peer posts it.
 fn legacy_update(m: &mut Mesh, to: usize, message_id: &str, reporter: &str) -> u16 {
     let body = serde_json::to_vec(&json!({"type": "received", "agent_id": reporter})).unwrap();
-    m.inject(to, Method::Post, &format!("/__darkmatter__/webhook/{message_id}"), &body, LAN).0
+    m.inject(to, Method::Post, &format!("/__darkmatter__/webhook/{message_id}"), &body, next_source()).0
+}
+
+/// Each reporter from its own LAN address: one address alone would meet its rate share first.
+fn next_source() -> std::net::IpAddr {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::net::IpAddr::from([10, 0, (n >> 8) as u8 + 1, n as u8])
 }
 
 #[test]
@@ -79,24 +83,52 @@ fn updates_and_replies_come_back_after_a_restart() {
     assert!(m.peers[a].disk.contains_key(&(Table::SentUpdates, child_key(&mid, updates))));
 }
 
+/// A `forwarded` update signed in our form by the agent of `seed`, as a forwarder of this project posts it.
+fn signed_update(m: &mut Mesh, to: usize, message_id: &str, seed: [u8; 32], target: &str) -> u16 {
+    let signer = Passport::from_seed(seed);
+    let agent = signer.agent_id().to_string();
+    let stamp = proto_core::time::format_iso(m.now.wall_us);
+    let fields = ["forwarded", agent.as_str(), message_id, target, "", stamp.as_str()];
+    let sig = sign::sign_hex(&signer, &sign::v2_bytes(sign::V2_WEBHOOK, &fields));
+    let body = json!({"type": "forwarded", "agent_id": agent, "target_agent_id": target, "timestamp": stamp, "dm_signature_hex": sig});
+    m.inject(
+        to,
+        Method::Post,
+        &format!("/__darkmatter__/webhook/{message_id}"),
+        &serde_json::to_vec(&body).unwrap(),
+        next_source(),
+    )
+    .0
+}
+
 #[test]
-fn the_update_limit_counts_rows() {
+fn unsigned_updates_have_a_budget_of_their_own() {
     let (mut m, a, b) = pair();
     let mid = send(&mut m, a, b, "hello", None);
     let mut statuses = Vec::new();
-    for i in 0..UPDATES_PER_SENT_MAX + 1 {
-        // Each reporter from its own address: one address alone would meet its rate share first.
-        let body = serde_json::to_vec(&json!({"type": "received", "agent_id": format!("peer-{i}")})).unwrap();
-        let src = std::net::IpAddr::from([10, 0, 1, i as u8 + 1]);
-        statuses.push(m.inject(a, Method::Post, &format!("/__darkmatter__/webhook/{mid}"), &body, src).0);
+    for i in 0..UNSIGNED_UPDATES_PER_SENT_MAX + 1 {
+        statuses.push(legacy_update(&mut m, a, &mid, &format!("peer-{i}")));
     }
     let taken = rows(&m, a, Table::SentUpdates).len();
-    assert_eq!(taken, UPDATES_PER_SENT_MAX, "rows stop at the limit");
+    assert_eq!(taken, UNSIGNED_UPDATES_PER_SENT_MAX, "unsigned rows stop at their budget");
     assert_eq!(
         statuses.iter().filter(|s| **s == 429).count(),
-        statuses.len() + 1 - UPDATES_PER_SENT_MAX,
-        "B's own update was the first row"
+        statuses.len() + 1 - UNSIGNED_UPDATES_PER_SENT_MAX,
+        "B's own (unsigned) `received` update was the first row"
     );
+    // A full unsigned budget takes nothing from the signed one. (A fresh rate window first: the
+    // reporters are not connections, and together they may use only their share of one window.)
+    m.advance(proto_core::limits::RATE_WINDOW_MS);
+    let target = m.id(b);
+    for i in 0..UPDATES_PER_SENT_MAX {
+        assert_eq!(signed_update(&mut m, a, &mid, [100 + i as u8; 32], &target), 200, "signed update {i}");
+    }
+    assert_eq!(signed_update(&mut m, a, &mid, [99; 32], &target), 429, "the signed budget has its own end");
+    assert_eq!(rows(&m, a, Table::SentUpdates).len(), UNSIGNED_UPDATES_PER_SENT_MAX + UPDATES_PER_SENT_MAX);
+    let sent = m.command(a, Command::GetSent { message_id: mid }).unwrap();
+    let updates = sent["updates"].as_array().unwrap();
+    assert_eq!(updates.iter().filter(|u| u["verified"] == true).count(), UPDATES_PER_SENT_MAX, "{sent}");
+    assert_eq!(updates.iter().filter(|u| u["verified"] == false).count(), UNSIGNED_UPDATES_PER_SENT_MAX);
 }
 
 #[test]
@@ -112,7 +144,7 @@ fn a_dropped_sent_message_takes_its_rows_along() {
     }
     assert!(!m.peers[a].disk.contains_key(&(Table::Sent, first.clone())));
     assert!(rows(&m, a, Table::SentUpdates).iter().all(|k| !k.starts_with(&first)), "no orphaned update rows");
-    assert!(rows(&m, a, Table::SentUpdates).len() <= SENT_MAX * UPDATES_PER_SENT_MAX);
+    assert!(rows(&m, a, Table::SentUpdates).len() <= SENT_MAX * (UPDATES_PER_SENT_MAX + UNSIGNED_UPDATES_PER_SENT_MAX));
 }
 
 // ----- restore, straight through the core -----

@@ -74,6 +74,7 @@ fn protocol_limits() -> Vec<(&'static str, Value)> {
         SENT_MAX,
         RESPONSES_PER_SENT_MAX,
         UPDATES_PER_SENT_MAX,
+        UNSIGNED_UPDATES_PER_SENT_MAX,
         TARGETS_PER_SEND_MAX,
         WAITERS_MAX,
         WAIT_TIMEOUT_S_MAX,

@@ -356,3 +356,35 @@ fn a_refused_acceptance_ends_the_half_open_link() {
     assert!(m.peers[c].events.iter().any(|e| matches!(e, proto_core::Event::Disconnected { by_peer: true, .. })));
     insta::assert_snapshot!(m.trace.join("\n"));
 }
+
+#[test]
+fn a_re_posted_legacy_envelope_neither_shows_verified_nor_links_as_a_reply() {
+    let mut m = Mesh::new();
+    let (a, b, c) = (m.add("A", true), m.add("B", true), m.add("C", true));
+    connect(&mut m, a, b);
+    connect(&mut m, b, c);
+    let sent = m.command(a, send(&m.id(b), "question for whoever gets it")).unwrap();
+    let mid = sent["message_id"].as_str().unwrap().to_owned();
+    let forward = proto_core::ForwardArgs { message_id: mid.clone(), targets: vec![m.id(c)], note: None };
+    m.command(b, Command::Forward(forward)).unwrap();
+    // C may answer A now (B's signed forward says C got it). C's words in 0.5.3's form, which names
+    // neither recipient nor reply link, re-posted to A by whoever received them, with a link added.
+    let signer = proto_core::Passport::from_seed(m.peers[c].seed);
+    let (ts, content, reply_id) = (proto_core::time::format_iso(m.now.wall_us), "yes, agreed", "msg-c0ffee000001");
+    let bytes = proto_core::sign::legacy_message_bytes(&m.id(c), reply_id, &ts, content).unwrap();
+    let body = json!({"message_id": reply_id, "content": content, "timestamp": ts, "from_agent_id": m.id(c),
+        "signature_hex": proto_core::sign::sign_hex(&signer, &bytes), "in_reply_to": mid,
+        "webhook": "http://mallory.example:8100/__darkmatter__/webhook/x"});
+    let (status, answer) = m.inject(
+        a,
+        Method::Post,
+        "/__darkmatter__/message",
+        body.to_string().as_bytes(),
+        "203.0.113.9".parse().unwrap(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let record = m.command(a, Command::GetSent { message_id: mid }).unwrap();
+    assert_eq!((&record["response_count"], &record["status"]), (&json!(0), &json!("active")), "{record}");
+    let got = m.command(a, Command::GetMessage { message_id: reply_id.into(), consume: false }).unwrap();
+    assert_eq!((&got["verified"], &got["verification"]), (&json!(false), &json!("legacy-relayable")), "{got}");
+}

@@ -79,6 +79,7 @@ fn inbox_entry(id: &str, content: String) -> InboxEntry {
         content,
         received_at: "2026-01-01T00:00:00Z".into(),
         verified: true,
+        verification: proto_core::store::Verification::SignedForUs,
         hops_remaining: 3,
         in_reply_to: None,
         from_connection: true,

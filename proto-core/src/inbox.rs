@@ -121,6 +121,7 @@ mod tests {
             content: "hi".to_owned(),
             received_at: String::new(),
             verified: true,
+            verification: store::Verification::SignedForUs,
             hops_remaining: 0,
             in_reply_to: None,
             webhook: String::new(),

@@ -71,8 +71,13 @@ pub const INBOX_PER_STRANGER_MAX: usize = 3;
 pub const SENT_MAX: usize = 100;
 /// Responses kept per sent message.
 pub const RESPONSES_PER_SENT_MAX: usize = 32;
-/// Webhook updates kept per sent message.
+/// Signed webhook updates kept per sent message.
 pub const UPDATES_PER_SENT_MAX: usize = 64;
+/// Unsigned webhook updates (anyone can make them up) kept per sent message, in a budget of their own
+/// so that they can never take the room of signed ones. Smaller than the signed budget, but room for
+/// one `received` receipt from each target of a broadcast at the default connection cap (0.5.3 and
+/// nodes of this project post `received` unsigned).
+pub const UNSIGNED_UPDATES_PER_SENT_MAX: usize = CONNECTIONS_MAX_DEFAULT;
 /// Targets of one send or forward.
 pub const TARGETS_PER_SEND_MAX: usize = CONNECTIONS_MAX_CEILING;
 /// Concurrent `wait_for_response` calls.

@@ -1,11 +1,35 @@
 //! The outbox: what we sent and who waits for its answers. This first part holds [`Batches`] (a
-//! send or forward waiting for its deliveries) and [`Waiters`] (the `wait_for_response` calls); the
-//! sent records and webhook updates still live in `node/message.rs`.
+//! send or forward waiting for its deliveries), [`Waiters`] (the `wait_for_response` calls) and the
+//! budgets of webhook updates ([`update_room`]); the sent records still live in `node/message.rs`.
 
 use std::collections::BTreeMap;
 
 use crate::io::CommandId;
-use crate::limits::WAITERS_MAX;
+use crate::limits::{UNSIGNED_UPDATES_PER_SENT_MAX, UPDATES_PER_SENT_MAX, WAITERS_MAX};
+use crate::store::UpdateRecord;
+
+/// Why a webhook update finds no room on its sent message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum UpdateRoomError {
+    /// [`UPDATES_PER_SENT_MAX`] signed updates are recorded already.
+    #[error("Update limit reached ({UPDATES_PER_SENT_MAX}) for this message")]
+    Signed,
+    /// [`UNSIGNED_UPDATES_PER_SENT_MAX`] unsigned updates are recorded already (signed ones still fit).
+    #[error("Unsigned update limit reached ({UNSIGNED_UPDATES_PER_SENT_MAX}) for this message")]
+    Unsigned,
+}
+
+/// Whether one more update, signed (`verified`) or not, fits beside `updates`. Each kind has a budget
+/// of its own: anyone can post unsigned updates, so they must never use up the room of the signed
+/// ones a forwarder makes, and nothing recorded is ever evicted.
+pub(crate) fn update_room(updates: &[UpdateRecord], verified: bool) -> Result<(), UpdateRoomError> {
+    let same_kind = updates.iter().filter(|u| u.verified == verified).count();
+    match verified {
+        true if same_kind >= UPDATES_PER_SENT_MAX => Err(UpdateRoomError::Signed),
+        false if same_kind >= UNSIGNED_UPDATES_PER_SENT_MAX => Err(UpdateRoomError::Unsigned),
+        _ => Ok(()),
+    }
+}
 
 /// A send or forward waiting for its deliveries.
 #[derive(Clone, Debug)]
@@ -148,6 +172,29 @@ mod tests {
         assert!(expired.windows(2).all(|p| p[0].cmd.0 < p[1].cmd.0));
         assert!(expired.iter().all(|x| x.deadline_ms == 98));
         assert_eq!(w.next_deadline_ms(), Some(99));
+    }
+
+    fn update(verified: bool) -> UpdateRecord {
+        UpdateRecord {
+            kind: "forwarded".into(),
+            agent_id: "a".into(),
+            target_agent_id: None,
+            note: None,
+            timestamp: "t".into(),
+            verified,
+        }
+    }
+
+    #[test]
+    fn unsigned_updates_never_take_the_room_of_signed_ones() {
+        let mut updates: Vec<UpdateRecord> = (0..UNSIGNED_UPDATES_PER_SENT_MAX).map(|_| update(false)).collect();
+        assert_eq!(update_room(&updates, false), Err(UpdateRoomError::Unsigned));
+        for _ in 0..UPDATES_PER_SENT_MAX {
+            assert_eq!(update_room(&updates, true), Ok(()), "a full unsigned budget leaves the signed one whole");
+            updates.push(update(true));
+        }
+        assert_eq!(update_room(&updates, true), Err(UpdateRoomError::Signed));
+        assert_eq!(update_room(&updates[UNSIGNED_UPDATES_PER_SENT_MAX - 1..], false), Ok(()), "one unsigned slot free");
     }
 
     #[test]

@@ -305,6 +305,8 @@ pub struct InboxEntry {
     pub received_at: String,
     /// Its signature verified.
     pub verified: bool,
+    /// What the signature established (`signed-for-us`, `legacy-from-connection`, `legacy-relayable`).
+    pub verification: crate::store::Verification,
     /// Hops left for forwarding.
     pub hops_remaining: u32,
     /// The message it answers.
@@ -337,6 +339,8 @@ pub struct InboxMessageView {
     pub timestamp: String,
     /// Its signature verified.
     pub verified: bool,
+    /// What the signature established.
+    pub verification: crate::store::Verification,
     /// Hops left for forwarding.
     pub hops_remaining: u32,
     /// Hops remain.
@@ -403,6 +407,8 @@ pub struct UpdateView {
     pub note: Option<String>,
     /// When.
     pub timestamp: String,
+    /// Signed by the agent it names (an unsigned update, as 0.5.3 sends, is shown but never trusted).
+    pub verified: bool,
 }
 
 /// One sent message; `responses` and `updates` only when read on its own.

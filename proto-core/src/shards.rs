@@ -11,7 +11,8 @@
 //! an old version. Toward 0.5.3 peers the author also signs 0.5.3's form (`shard_id, author, content,
 //! sorted tags`) when the content has no newline (a newline would make that form ambiguous). A shard
 //! received in 0.5.3's form is kept as first received: its summary and threshold are not signed there,
-//! so later copies of it (from anyone) change nothing, and its summary is not shown.
+//! so later copies of it (from anyone) change nothing but raise its threshold ([`Shards::legacy_threshold`]:
+//! the safest value wins, and no unsigned copy deletes anything), and its summary is not shown.
 //!
 //! Caches expire [`SHARD_CACHE_TTL_S`] after the author last sent the shard; authors re-send their
 //! shards in rounds that start at most every [`SHARD_REFRESH_INTERVAL_MS`] (a quarter of the TTL),
@@ -179,6 +180,22 @@ impl Shards {
         Some(Change::put(Table::Shards, k, &*held))
     }
 
+    /// The threshold a push in 0.5.3's form (threshold `pushed`) is judged by, and the row to persist
+    /// when the held copy changed. 0.5.3's form does not sign the threshold, so anyone who saw the
+    /// shard can send it with any value: the safest one wins. A held 0.5.3-form copy takes the higher
+    /// of its threshold and the pushed one (a relay can hide it from us, never show it to more trust
+    /// levels than any copy asked for); a copy in our form keeps its signed threshold, and the push
+    /// is judged by the higher of the two. Nothing is ever deleted on the word of an unsigned field.
+    pub(crate) fn legacy_threshold(&mut self, k: &str, pushed: f64) -> (f64, Option<Change>) {
+        let Some(held) = self.by_key.get_mut(k) else { return (pushed, None) };
+        let applies = held.trust_threshold.max(pushed);
+        if held.signed_v2 || applies == held.trust_threshold {
+            return (applies, None);
+        }
+        held.trust_threshold = applies;
+        (applies, Some(Change::put(Table::Shards, k, &*held)))
+    }
+
     /// Drops cached shards past their TTL, and `me`'s tombstones once every holder has had a TTL to
     /// hear of them. Returns the deletes to persist.
     pub(crate) fn prune(&mut self, me: &str, now_us: i64) -> Vec<Change> {
@@ -275,6 +292,39 @@ mod tests {
         assert!(validate("x", &["a,b".to_owned()], 0.0, None).is_err());
         assert!(validate(&"é".repeat(CONTENT_CHARS_MAX), &tags, 0.0, None).is_ok());
         assert!(validate(&"é".repeat(CONTENT_CHARS_MAX + 1), &tags, 0.0, None).is_err());
+    }
+
+    fn legacy_copy(threshold: f64, signed_v2: bool) -> Shard {
+        Shard {
+            shard_id: "s".into(),
+            author: "a".into(),
+            content: "c".into(),
+            tags: vec!["t".into()],
+            trust_threshold: threshold,
+            summary: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+            updated_us: 0,
+            deleted: false,
+            signature_hex: None,
+            signed_v2,
+            received_us: 0,
+            sent_to: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_unsigned_threshold_only_ever_rises() {
+        let mut sh = Shards::new(0);
+        assert_eq!(sh.legacy_threshold("a/s", 0.3), (0.3, None), "nothing held: the push's own");
+        let _ = sh.put("a/s".into(), legacy_copy(0.5, false));
+        assert_eq!(sh.legacy_threshold("a/s", 0.0), (0.5, None), "a lower copy changes nothing");
+        let (applies, change) = sh.legacy_threshold("a/s", 0.9);
+        assert_eq!((applies, change.is_some()), (0.9, true), "a higher copy raises it");
+        assert_eq!(sh.get("a/s").map(|s| s.trust_threshold), Some(0.9));
+        let _ = sh.put("a/v2".into(), legacy_copy(0.2, true));
+        assert_eq!(sh.legacy_threshold("a/v2", 1.0), (1.0, None), "a signed copy keeps its threshold");
+        assert_eq!(sh.get("a/v2").map(|s| s.trust_threshold), Some(0.2));
     }
 
     #[test]

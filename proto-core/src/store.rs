@@ -185,7 +185,17 @@ impl Record for PendingIn {
     }
 }
 impl Record for PendingOut {}
-impl Record for InboxMessage {}
+impl Record for InboxMessage {
+    /// 2: `verification` added (a 0.5.3-form envelope from a non-connection is no longer verified).
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, RecordError> {
+        match version {
+            1 => Ok(postcard::from_bytes::<InboxMessageV1>(body)?.into()),
+            _ => Err(RecordError::NoUpgrade { version }),
+        }
+    }
+}
 impl Record for SentMessage {
     /// 2: `responses` and `updates` moved to rows of their own ([`Table::SentResponses`],
     /// [`Table::SentUpdates`]), so an update writes one small row instead of the whole, growing
@@ -425,8 +435,11 @@ pub struct InboxMessage {
     pub content: String,
     /// When we accepted it (ISO).
     pub received_at: String,
-    /// Always true: we accept nothing unsigned.
+    /// Its signature binds it to its author *and* to us (see [`Verification`]); false for a 0.5.3-form
+    /// envelope that anyone it reached may have re-sent to us.
     pub verified: bool,
+    /// What its signature established.
+    pub verification: Verification,
     /// Hops left.
     pub hops_remaining: u32,
     /// The sent message it answers.
@@ -443,6 +456,85 @@ pub struct InboxMessage {
     pub from_local: bool,
     /// Arrival order.
     pub seq: u64,
+}
+
+/// What an accepted message's signature established. Every accepted message is signed by the agent
+/// it names; the difference is what else the signature covers.
+// Postcard stores the variant's index, so the kebab-case names (what tool results show) do not
+// change the stored bytes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verification {
+    /// Our form: signed for us, over every field (recipient, webhook, hops, metadata, reply link).
+    SignedForUs,
+    /// 0.5.3's form from an author that is a connection of ours (and so speaks only 0.5.3: a v2 peer
+    /// is refused this form). It covers author, id, time and content, never the recipient; 0.5.3
+    /// sends the same envelope to every target, so nothing more can be had from such a peer.
+    LegacyFromConnection,
+    /// 0.5.3's form from an author that is not a connection: the author wrote the content, but any
+    /// agent it reached within the freshness window may have re-sent it to us with its own webhook
+    /// and metadata. Shown unverified.
+    LegacyRelayable,
+}
+
+impl Verification {
+    /// The word shown to the agent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verification::SignedForUs => "signed-for-us",
+            Verification::LegacyFromConnection => "legacy-from-connection",
+            Verification::LegacyRelayable => "legacy-relayable",
+        }
+    }
+
+    /// Whether the message is shown as verified from its author.
+    pub fn verified(self) -> bool {
+        self != Verification::LegacyRelayable
+    }
+}
+
+/// [`InboxMessage`] as version 1 stored it: no `verification` (and `verified` always true).
+#[derive(Deserialize)]
+struct InboxMessageV1 {
+    message_id: String,
+    from_agent_id: String,
+    content: String,
+    received_at: String,
+    _verified: bool,
+    hops_remaining: u32,
+    in_reply_to: Option<String>,
+    webhook: String,
+    metadata_json: String,
+    timestamp: String,
+    from_connection: bool,
+    from_local: bool,
+    seq: u64,
+}
+
+impl From<InboxMessageV1> for InboxMessage {
+    fn from(v1: InboxMessageV1) -> Self {
+        // Version 1 did not record which form was verified. A message from a connection was signed
+        // by it in one of the forms that count as verified; one from anyone else may have been a
+        // re-sent 0.5.3 envelope, so it is no longer shown as verified.
+        let verification =
+            if v1.from_connection { Verification::LegacyFromConnection } else { Verification::LegacyRelayable };
+        InboxMessage {
+            message_id: v1.message_id,
+            from_agent_id: v1.from_agent_id,
+            content: v1.content,
+            received_at: v1.received_at,
+            verified: verification.verified(),
+            verification,
+            hops_remaining: v1.hops_remaining,
+            in_reply_to: v1.in_reply_to,
+            webhook: v1.webhook,
+            metadata_json: v1.metadata_json,
+            timestamp: v1.timestamp,
+            from_connection: v1.from_connection,
+            from_local: v1.from_local,
+            seq: v1.seq,
+        }
+    }
 }
 
 /// Delivery state of a sent message.
@@ -737,6 +829,52 @@ mod tests {
         let mut old = vec![1];
         old.extend(postcard::to_allocvec(&GrownV1 { score: 0.25 }).unwrap());
         assert_eq!(decode::<Grown>(&old).unwrap(), Grown { score: 0.25, note: String::new() });
+    }
+
+    /// Version 1 of [`InboxMessage`] as it was written (field order is the layout).
+    #[derive(Serialize)]
+    struct InboxWritten {
+        message_id: &'static str,
+        from_agent_id: &'static str,
+        content: &'static str,
+        received_at: &'static str,
+        verified: bool,
+        hops_remaining: u32,
+        in_reply_to: Option<String>,
+        webhook: &'static str,
+        metadata_json: &'static str,
+        timestamp: &'static str,
+        from_connection: bool,
+        from_local: bool,
+        seq: u64,
+    }
+
+    #[test]
+    fn a_version_1_inbox_message_is_verified_only_from_a_connection() {
+        for (from_connection, verification) in
+            [(true, Verification::LegacyFromConnection), (false, Verification::LegacyRelayable)]
+        {
+            let v1 = InboxWritten {
+                message_id: "m",
+                from_agent_id: "a",
+                content: "c",
+                received_at: "r",
+                verified: true,
+                hops_remaining: 3,
+                in_reply_to: Some("o".into()),
+                webhook: "w",
+                metadata_json: "{}",
+                timestamp: "t",
+                from_connection,
+                from_local: true,
+                seq: 9,
+            };
+            let mut old = vec![1];
+            old.extend(postcard::to_allocvec(&v1).unwrap());
+            let m = decode::<InboxMessage>(&old).unwrap();
+            assert_eq!((m.verification, m.verified), (verification, verification.verified()));
+            assert_eq!((m.hops_remaining, m.in_reply_to.as_deref(), m.seq, m.from_local), (3, Some("o"), 9, true));
+        }
     }
 
     #[test]

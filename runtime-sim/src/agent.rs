@@ -192,12 +192,19 @@ impl Sim {
 
     /// The adversary bends a captured envelope and sends it.
     fn forge(&mut self) {
-        if self.captured.is_empty() {
+        if self.captured.is_empty() && self.observed.is_empty() {
             return;
         }
-        // Each intercepted envelope is bent one way and spent.
-        let c = self.captured.pop_front().expect("non-empty");
-        let variant = Forgery::ALL[below(&mut self.rng, Forgery::ALL.len() as u64) as usize];
+        // Each envelope is bent one way and spent: replays and downgrades take one that arrived.
+        let variant = if self.opts.workload.adversary_in_turn {
+            Forgery::ALL[self.forgeries_made as usize % Forgery::ALL.len()]
+        } else {
+            Forgery::ALL[below(&mut self.rng, Forgery::ALL.len() as u64) as usize]
+        };
+        let pool = if variant.bends_delivered() { &mut self.observed } else { &mut self.captured };
+        // In turn, a variant whose pool is empty waits for the next chance.
+        let Some(c) = pool.pop_front() else { return };
+        self.forgeries_made += 1;
         let (sender, mut target) = (c.sender, c.target);
         let Ok(mut env) = serde_json::from_slice::<MessageEnvelope>(&c.body) else { return };
         let n = self.opts.nodes;
@@ -207,7 +214,7 @@ impl Sim {
                 break c;
             }
         };
-        if n < 3 && matches!(variant, Forgery::Impersonate | Forgery::Retarget) {
+        if n < 3 && matches!(variant, Forgery::Impersonate | Forgery::Retarget | Forgery::Downgrade) {
             return;
         }
         match variant {
@@ -224,8 +231,10 @@ impl Sim {
             Forgery::Retarget => target = other(self),
             Forgery::Replay => {}
             Forgery::Downgrade => {
+                // A recipient re-posts what it got elsewhere, without the signature that binds it.
                 env.dm_signature_hex = None;
                 env.to_agent_id = None;
+                target = other(self);
             }
         }
         let body = serde_json::to_vec(&env).expect("serialisable");

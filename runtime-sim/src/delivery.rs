@@ -13,6 +13,9 @@ use crate::rng::id_key;
 use crate::sim::{envelope_id, method_word, request_bucket, short, Captured, Ctx, Ev, Origin, Req, Sim};
 use crate::trace::{method_code, outcome, Kind, EXTERNAL, NONE};
 
+/// Envelopes the adversary keeps in each pool (intercepted, and let through).
+const ADVERSARY_POOL_MAX: usize = 4;
+
 impl Sim {
     pub(crate) fn transmit(&mut self, from: u32, t: Transmit, ctx: &Ctx) {
         let (base, path) = split_url(&t.url);
@@ -73,9 +76,10 @@ impl Sim {
     }
 
     /// Bookkeeping for a message transmit: honest-sender record, delivery accounting, and the
-    /// adversary's man-in-the-middle: it keeps a small pool of envelopes it intercepted (they never
-    /// arrive, so each bent copy it sends later meets the signature checks, not the duplicate
-    /// check). Returns whether this one was intercepted.
+    /// adversary's man-in-the-middle. It intercepts every other envelope while its pool has room (they
+    /// never arrive, so each bent copy it sends later meets the signature checks, not the duplicate
+    /// check) and keeps copies of the latest ones it let through (replayed, they meet the duplicate
+    /// check; re-posted elsewhere, the recipient binding). Returns whether this one was intercepted.
     pub(crate) fn note_envelope(&mut self, from: u32, to: Option<u32>, body: &[u8], ctx: &Ctx) -> bool {
         let Some(id) = envelope_id(body) else { return false };
         let key = id_key(id);
@@ -87,10 +91,19 @@ impl Sim {
         if self.keep_envelopes {
             self.envelopes.push(Captured { sender: from, target: to, body: body.to_vec() });
         }
-        if ctx.sending && self.opts.workload.adversary_per_hour > 0.0 && self.captured.len() < 4 {
-            self.captured.push_back(Captured { sender: from, target: to, body: body.to_vec() });
-            self.counters.intercepted += 1;
-            return true;
+        if ctx.sending && self.opts.workload.adversary_per_hour > 0.0 {
+            let copy = Captured { sender: from, target: to, body: body.to_vec() };
+            let intercept = self.intercept_next;
+            self.intercept_next = !intercept;
+            if intercept && self.captured.len() < ADVERSARY_POOL_MAX {
+                self.captured.push_back(copy);
+                self.counters.intercepted += 1;
+                return true;
+            }
+            if self.observed.len() >= ADVERSARY_POOL_MAX {
+                self.observed.pop_front();
+            }
+            self.observed.push_back(copy);
         }
         if ctx.sending {
             self.counters.intended += 1;
@@ -216,7 +229,7 @@ impl Sim {
         if let Some(v) = ctx.forged {
             self.counters.forgeries += 1;
             self.inv.checks += 1;
-            if status == 200 && v.must_refuse() {
+            if status == 200 && v.must_refuse() && !ctx.forged_unverified {
                 self.fail(to, "authentic", format!("a {} envelope was answered 200", v.name()));
                 return;
             }

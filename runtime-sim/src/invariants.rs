@@ -104,7 +104,10 @@ impl Invariants {
             (Table::Shards, limits::SHARDS_OWN_MAX + limits::SHARDS_CACHED_MAX),
             (Table::Conversations, limits::CONVERSATIONS_MAX),
             // A dropped sent message takes its rows along, so these never outgrow the sent table.
-            (Table::SentUpdates, limits::SENT_MAX * limits::UPDATES_PER_SENT_MAX),
+            (
+                Table::SentUpdates,
+                limits::SENT_MAX * (limits::UPDATES_PER_SENT_MAX + limits::UNSIGNED_UPDATES_PER_SENT_MAX),
+            ),
             (Table::SentResponses, limits::SENT_MAX * limits::RESPONSES_PER_SENT_MAX),
         ];
         for (t, max) in bounds {

@@ -298,7 +298,7 @@ pub fn catalog() -> Vec<Scenario> {
         Scenario { name: "partition-send", about: "4 nodes: a send during a partition times out, after healing it arrives", build: partition_send, default_nodes: 4, default_duration_us: 60 * S },
         Scenario { name: "restart", about: "4 nodes: a receiver crashes before reading and restarts at a new address", build: restart, default_nodes: 4, default_duration_us: 60 * S },
         Scenario { name: "skew", about: "3 nodes: one clock runs 400 s fast, so its signed timestamps are stale to the others", build: skew, default_nodes: 3, default_duration_us: 30 * S },
-        Scenario { name: "forgery", about: "5 nodes: the adversary tampers, strips, impersonates, retargets and replays", build: forgery, default_nodes: 5, default_duration_us: 40 * S },
+        Scenario { name: "forgery", about: "5 nodes: the adversary tampers, strips, impersonates, retargets, replays and re-posts downgraded", build: forgery, default_nodes: 5, default_duration_us: 40 * S },
     ]
 }
 
@@ -516,10 +516,13 @@ fn skew(n: u32, seed: u64, d: u64) -> Options {
 fn forgery(n: u32, seed: u64, d: u64) -> Options {
     let mut o = scripted("forgery", n.max(5), seed, d);
     o.workload.adversary_per_hour = 3600.0 / 3.0;
+    o.workload.adversary_in_turn = true;
     o.workload.start_us = 5 * S;
     o.script = vec![(S, Action::Connect(0, 1)), (S, Action::Connect(0, 2)), (S, Action::Connect(3, 4))];
-    // The adversary intercepts the first four messages; everything after is delivered.
-    for k in 0..12u64 {
+    // The adversary intercepts every other message (its pool of four never fills: each forgery
+    // spends one) and keeps copies of the ones it lets through, to replay them to their target
+    // (duplicates) or re-post them to a third node without our recipient-bound signature.
+    for k in 0..16u64 {
         let (a, b) = [(0, 1), (0, 2), (3, 4), (1, 0)][k as usize % 4];
         o.script.push((4 * S + k * 2 * S, Action::Send(a, b)));
     }

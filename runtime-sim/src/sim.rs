@@ -19,6 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 
 use proto_core::crypto::SignatureProvider;
+use proto_core::store::{self, InboxMessage};
 
 use crate::crypto::Counting;
 use crate::event_queue::EventQueue;
@@ -132,6 +133,8 @@ pub(crate) struct Ctx {
     pub reply: Option<proto_core::Reply>,
     pub received: Vec<String>,
     pub forged: Option<Forgery>,
+    /// The forged envelope entered the inbox shown unverified.
+    pub forged_unverified: bool,
     pub sending: bool,
     pub forwarding: bool,
 }
@@ -238,6 +241,12 @@ pub struct Sim {
     pub(crate) cmds: FxMap<u64, (u32, CmdKind)>,
     pub(crate) sent_at: FxMap<u64, (u32, u64)>,
     pub(crate) captured: VecDeque<Captured>,
+    /// Copies of envelopes the adversary let through (for replays and downgrades).
+    pub(crate) observed: VecDeque<Captured>,
+    /// The adversary intercepts every other honest envelope (while its pool has room).
+    pub(crate) intercept_next: bool,
+    /// Envelopes the adversary has bent so far.
+    pub(crate) forgeries_made: u64,
     pub(crate) envelopes: Vec<Captured>,
     pub(crate) keep_envelopes: bool,
     pub(crate) next_cmd: u64,
@@ -284,6 +293,9 @@ impl Sim {
             cmds: FxMap::default(),
             sent_at: FxMap::default(),
             captured: VecDeque::new(),
+            observed: VecDeque::new(),
+            intercept_next: true,
+            forgeries_made: 0,
             envelopes: Vec::new(),
             keep_envelopes: opts.script.iter().any(|(_, a)| matches!(a, crate::scenario::Action::Replay(_))),
             next_cmd: 1,
@@ -621,6 +633,13 @@ impl Sim {
         self.process(i, outs, timeout, ctx);
     }
 
+    /// Whether node `i`'s persisted inbox record of `message_id` shows it unverified: what its agent
+    /// is told, read from what the node committed (the event follows the commit).
+    fn inbox_unverified(&self, i: u32, message_id: &str) -> bool {
+        let record = self.nodes[i as usize].store.get(&(Table::Inbox, message_id.to_owned()));
+        record.and_then(|r| store::decode::<InboxMessage>(r).ok()).is_some_and(|m| !m.verified)
+    }
+
     /// Polls node `i` until it asks for a timeout.
     pub(crate) fn collect(&mut self, i: u32) -> (Vec<Output>, Option<Option<u64>>) {
         let mut outs = std::mem::take(&mut self.scratch);
@@ -757,17 +776,27 @@ impl Sim {
             }
             Event::MessageReceived { message_id, from_agent_id, .. } => {
                 let sender = self.by_agent.get(from_agent_id.as_str()).copied();
-                self.trace.rec(self.now, i as u64, Kind::Message, sender.map_or(EXTERNAL, u64::from), 0, &message_id);
+                let unverified = self.inbox_unverified(i, &message_id);
+                let peer = sender.map_or(EXTERNAL, u64::from);
+                self.trace.rec(self.now, i as u64, Kind::Message, peer, u64::from(unverified), &message_id);
                 let key = id_key(&message_id);
                 if let Some(v) = ctx.forged.filter(|v| v.must_refuse()) {
-                    self.fail(i, "authentic", format!("a {} envelope entered the inbox as {message_id}", v.name()));
-                    return;
+                    if !(v.may_enter_unverified() && unverified) {
+                        let shown = if unverified { "unverified" } else { "verified" };
+                        self.fail(
+                            i,
+                            "authentic",
+                            format!("a {} envelope entered the inbox {shown} as {message_id}", v.name()),
+                        );
+                        return;
+                    }
+                    ctx.forged_unverified = true;
                 }
                 if let Err((rule, detail)) = self.inv.on_inbox(i, key, sender, &message_id) {
                     self.fail(i, rule, detail);
                     return;
                 }
-                if let Some(&(orig, sent)) = self.sent_at.get(&key) {
+                if let Some(&(orig, sent)) = self.sent_at.get(&key).filter(|_| ctx.forged.is_none()) {
                     if Some(orig) == sender {
                         self.counters.delivered += 1;
                         self.metrics.deliver(sent);

@@ -42,7 +42,7 @@ pub enum Kind {
     Requested,
     /// Event::RequestDecided: a = requester, b = accepted.
     Decided,
-    /// Event::MessageReceived: a = sender, s = message id.
+    /// Event::MessageReceived: a = sender, b = 1 when the inbox shows it unverified, s = message id.
     Message,
     /// Event::PeerUpdated: a = peer, s = URL.
     PeerUpdated,
@@ -192,7 +192,7 @@ impl Trace {
             Kind::Decided => {
                 format!("request of {peer} {} by peer opinion", if b == 1 { "accepted" } else { "rejected" })
             }
-            Kind::Message => format!("message {s} from {peer}"),
+            Kind::Message => format!("message {s} from {peer}{}", if b == 1 { " (unverified)" } else { "" }),
             Kind::PeerUpdated => format!("peer {peer} now at {s}"),
             Kind::Refused => format!("refused {s} {b}"),
             Kind::Timer => String::new(),

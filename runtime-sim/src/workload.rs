@@ -28,6 +28,9 @@ pub struct WorkloadConfig {
     pub impression_per_hour: f64,
     /// Forged, tampered or replayed envelopes injected by an adversary.
     pub adversary_per_hour: f64,
+    /// The adversary bends envelopes in each way of [`Forgery::ALL`] in turn (else in a random way),
+    /// so that a short scenario tests every one.
+    pub adversary_in_turn: bool,
     /// Crashes (the node restarts after `down_us`).
     pub crash_per_hour: f64,
     /// How long a crashed node stays down, µs.
@@ -60,6 +63,7 @@ impl Default for WorkloadConfig {
             churn_per_hour: 0.0,
             impression_per_hour: 1.0,
             adversary_per_hour: 0.2,
+            adversary_in_turn: false,
             crash_per_hour: 0.0,
             down_us: 120_000_000,
             move_on_restart: 0.0,
@@ -133,9 +137,12 @@ pub enum Forgery {
     Impersonate,
     /// Sent as-is to a different node: must be refused (signed form binds the recipient).
     Retarget,
-    /// Sent again, as-is, to its target: may only enter the inbox if it never did.
+    /// A delivered envelope sent again, as-is, to its target: the duplicate check (or, after the
+    /// window, freshness) refuses it; it may enter the inbox only if the original never arrived (lost
+    /// or cut off), which `inbox-once` checks.
     Replay,
-    /// Our signed form stripped (legacy only): must never enter an inbox twice.
+    /// A delivered envelope with our recipient-bound signature stripped (legacy form only), re-posted
+    /// to a third node, as a recipient could: must be refused, or enter that inbox shown unverified.
     Downgrade,
 }
 
@@ -150,9 +157,24 @@ impl Forgery {
         Forgery::Downgrade,
     ];
 
-    /// Whether acceptance of this variant is itself a violation.
+    /// Whether acceptance of this variant is itself a violation (see [`Forgery::may_enter_unverified`]).
     pub fn must_refuse(self) -> bool {
-        matches!(self, Forgery::Tamper | Forgery::Unsigned | Forgery::Impersonate | Forgery::Retarget)
+        matches!(
+            self,
+            Forgery::Tamper | Forgery::Unsigned | Forgery::Impersonate | Forgery::Retarget | Forgery::Downgrade
+        )
+    }
+
+    /// Whether this variant may still be accepted when the inbox shows it unverified: a legacy-form
+    /// envelope is genuinely its author's words, only not bound to this recipient.
+    pub fn may_enter_unverified(self) -> bool {
+        self == Forgery::Downgrade
+    }
+
+    /// Whether it bends an envelope that was delivered (else one the adversary intercepted, so that
+    /// the signature checks meet it rather than the duplicate check).
+    pub fn bends_delivered(self) -> bool {
+        matches!(self, Forgery::Replay | Forgery::Downgrade)
     }
 
     /// A short name.

@@ -41,13 +41,30 @@ fn restart_keeps_acknowledged_messages() {
 #[test]
 fn forgeries_are_refused() {
     let t = trace_of("forgery");
-    for variant in ["tampered", "unsigned", "impersonating", "retargeted"] {
-        for line in t.lines().filter(|l| l.contains(&format!("[{variant}]"))) {
-            // The line after an injection is the target's answer.
-            let next = t.lines().skip_while(|l| *l != line).nth(1).unwrap_or("");
-            assert!(!next.ends_with("-> 200"), "{variant} accepted: {next}");
+    let lines: Vec<&str> = t.lines().collect();
+    // The target's answer follows an injection; when it took the envelope, its inbox event follows that.
+    let after = |variant: &str| -> Vec<(&str, &str)> {
+        let at = lines.iter().enumerate().filter(|(_, l)| l.contains(&format!("[{variant}]")));
+        at.map(|(i, _)| (lines.get(i + 1).copied().unwrap_or(""), lines.get(i + 2).copied().unwrap_or(""))).collect()
+    };
+    for variant in ["tampered", "unsigned", "impersonating", "retargeted", "replayed", "downgraded"] {
+        let seen = after(variant);
+        assert!(!seen.is_empty(), "the scenario injects no {variant} envelope");
+        for (answer, next) in seen {
+            match variant {
+                // Each replay repeats an envelope its target already took: the duplicate check answers.
+                "replayed" => assert!(answer.ends_with("-> 409"), "{variant}: {answer}"),
+                // Re-posted to a node the author is not connected to, without our signature: taken
+                // (the content is the author's) but never shown as verified from the author.
+                "downgraded" => assert!(
+                    !answer.ends_with("-> 200") || next.ends_with("(unverified)"),
+                    "{variant} shown verified: {answer} / {next}"
+                ),
+                _ => assert!(!answer.ends_with("-> 200"), "{variant} accepted: {answer}"),
+            }
         }
     }
+    assert!(t.contains("(unverified)"), "a downgrade reached a node not connected to its author");
     insta::assert_snapshot!("forgery", t);
 }
 

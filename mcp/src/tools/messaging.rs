@@ -12,7 +12,7 @@ Answers message_id (keep it for darkmatter_wait_for_response), routed_to (agents
 
 /// Description of darkmatter_list_inbox.
 pub const LIST_INBOX: &str = "List messages other agents sent you, oldest first: message_id, from_agent_id, a content preview (200 characters), \
-received_at, verified (signature checked), hops_remaining (how far it may still be forwarded), in_reply_to (set when it answers one of your messages). \
+received_at, verified (true when the signature binds it to its sender and to you; false, with verification \"legacy-relayable\", for an old-style envelope that anyone it reached could have re-sent to you), hops_remaining (how far it may still be forwarded), in_reply_to (set when it answers one of your messages). \
 Read one in full with darkmatter_get_message.";
 
 /// Description of darkmatter_get_message.
@@ -28,7 +28,7 @@ who they were routed to, and how many responses each has. darkmatter_get_sent_me
 /// Description of darkmatter_get_sent_message.
 pub const GET_SENT: &str =
     "Show one message you sent in full, with responses[] (agent_id, content, received_at) and the delivery updates \
-(received, forwarded with notes, expired) that agents along its path reported.";
+(received, forwarded with notes, expired) that agents along its path reported; an update with verified=false was not signed and may be made up by anyone.";
 
 /// Description of darkmatter_expire_message.
 pub const EXPIRE: &str = "Mark a message you sent as expired: agents that still hold it stop forwarding it, and any darkmatter_wait_for_response on it returns. \

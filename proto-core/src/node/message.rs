@@ -19,17 +19,19 @@ use crate::identity::AgentId;
 use crate::io::{CommandId, Event, HttpResponse, InboundRequest, Method};
 use crate::limits::{
     self, CONTENT_CHARS_MAX, HOPS_MAX, ID_BYTES_MAX, METADATA_BYTES_MAX, NOTE_CHARS_MAX, RESPONSES_PER_SENT_MAX,
-    SENT_MAX, UPDATES_PER_SENT_MAX,
+    SENT_MAX,
 };
 use crate::node::{Call, Node};
-use crate::outbox::Batch;
+use crate::outbox::{update_room, Batch};
 use crate::output::{
     CommandOutput, Delivery, ExpiredSent, Failure, InboxEntry, InboxList, InboxMessageView, ResponseView, SentList,
     SentState, SentView, UpdateView, WaitResult,
 };
 use crate::replay::{check_fresh, sig_key};
 use crate::sign::{self};
-use crate::store::{self, Change, InboxMessage, ResponseRecord, SentMessage, SentStatus, Table, UpdateRecord};
+use crate::store::{
+    self, Change, InboxMessage, ResponseRecord, SentMessage, SentStatus, Table, UpdateRecord, Verification,
+};
 use crate::url;
 use crate::wire::message::{MessageEnvelope, MessageQueued};
 use crate::wire::webhook::{RecordedUpdate, WebhookRecorded, WebhookStatus, WebhookUpdate};
@@ -181,7 +183,7 @@ impl Node {
         let stamp_us = check_fresh(self.now.wall_us, &env.timestamp)?;
         let speaks_v2 = self.connections.get(id.as_str()).is_some_and(|c| c.speaks_v2);
         let key = *id.key();
-        match env.dm_signature_hex.as_deref() {
+        let verification = match env.dm_signature_hex.as_deref() {
             // Our form covers every legacy field too, so one verification suffices.
             Some(sig) => {
                 if env.to_agent_id.is_none() {
@@ -194,6 +196,7 @@ impl Node {
                         )
                     },
                 )?;
+                Verification::SignedForUs
             }
             None if speaks_v2 => {
                 return Err(Refusal::Unauthorized(
@@ -207,10 +210,18 @@ impl Node {
                 crypto::verify_hex(&*self.signatures, &key, &bytes, &env.signature_hex).map_err(|_| {
                     Refusal::Unauthorized("Invalid signature — message authenticity could not be verified.".to_owned())
                 })?;
+                // The legacy form names no recipient: only a connection's own 0.5.3 envelopes are
+                // taken as meant for us; anyone else's may be re-sent by an agent they reached.
+                if self.connections.contains_key(id.as_str()) {
+                    Verification::LegacyFromConnection
+                } else {
+                    Verification::LegacyRelayable
+                }
             }
-        }
+        };
         Ok(Checked {
             from: id,
+            verification,
             stamp_us,
             metadata_json,
             from_local,
@@ -237,7 +248,8 @@ impl Node {
             from_agent_id: env.from_agent_id.clone(),
             content: env.content,
             received_at: now_iso.clone(),
-            verified: true,
+            verified: checked.verification.verified(),
+            verification: checked.verification,
             hops_remaining: hops,
             in_reply_to: env.in_reply_to.clone(),
             webhook: env.webhook.clone(),
@@ -250,7 +262,9 @@ impl Node {
         let reply_content = msg.content.clone();
         changes.push(self.inbox.accept(msg));
         let mut linked = false;
-        if let Some(original) = &env.in_reply_to {
+        // Only our form covers `in_reply_to`; in 0.5.3's form anyone could attach a reply link.
+        let reply_link = env.in_reply_to.as_ref().filter(|_| checked.verification == Verification::SignedForUs);
+        if let Some(original) = reply_link {
             if let Some((link, earns)) =
                 self.link_reply(original, &env.from_agent_id, &reply_content, Some(&env.message_id))
             {
@@ -380,19 +394,21 @@ impl Node {
         {
             return Err(Refusal::Invalid("agent_id too long".to_owned()));
         }
-        // Updates are mostly unsigned (0.5.3 never signs them): charged to their source address.
-        self.admit(None, source)?;
         let note = u.note.as_deref().map(|n| crate::identity::truncate_chars(n, NOTE_CHARS_MAX));
         match u.kind.as_str() {
-            "response" => self.on_webhook_response(message_id, &u)?,
+            "response" => {
+                self.admit(None, source)?;
+                self.on_webhook_response(message_id, &u)?;
+            }
             "received" | "responding" | "forwarded" | "expired" => {
                 let verified = self.verify_webhook_update(message_id, &u)?;
+                let sent = self.sent.get(message_id).expect("checked above");
+                update_room(&sent.updates, verified).map_err(|e| Refusal::Limited(e.to_string()))?;
+                // Charged once checked: a signed update to its signer (a connection's own share),
+                // an unsigned one (0.5.3 never signs them) to its source address, so strangers
+                // posting from a peer's address cannot crowd out that peer's signed updates.
+                self.admit(verified.then_some(u.agent_id.as_str()), source)?;
                 let sent = self.sent.get_mut(message_id).expect("checked above");
-                if sent.rows.updates >= UPDATES_PER_SENT_MAX {
-                    return Err(Refusal::Limited(format!(
-                        "Update limit reached ({UPDATES_PER_SENT_MAX}) for this message"
-                    )));
-                }
                 let update = UpdateRecord {
                     kind: u.kind.clone(),
                     agent_id: u.agent_id.clone(),
@@ -430,8 +446,9 @@ impl Node {
             webhook_v2_bytes(&u.kind, id.as_str(), message_id, u.target_agent_id.as_deref(), u.note.as_deref(), stamp);
         crypto::verify_hex(&*self.signatures, id.key(), &bytes, sig)
             .map_err(|_| Refusal::Unauthorized("Invalid signature".to_owned()))?;
-        if self.sent.get(message_id).is_some_and(|s| s.rows.updates >= UPDATES_PER_SENT_MAX) {
-            return Err(Refusal::Limited(format!("Update limit reached ({UPDATES_PER_SENT_MAX}) for this message")));
+        // Before the replay entry is spent, so that a refused update can be sent again later.
+        if let Some(sent) = self.sent.get(message_id) {
+            update_room(&sent.updates, true).map_err(|e| Refusal::Limited(e.to_string()))?;
         }
         let replay_key = sig_key("webhook", sig);
         let change = self.replay.admit(&replay_key, stamp_us, self.now.wall_us)?;
@@ -511,6 +528,7 @@ impl Node {
                     target_agent_id: u.target_agent_id.clone(),
                     note: u.note.clone(),
                     timestamp: u.timestamp.clone(),
+                    verified: u.verified,
                 })
                 .collect(),
         };
@@ -911,6 +929,7 @@ impl Node {
                 content: m.content.clone(),
                 received_at: m.received_at.clone(),
                 verified: m.verified,
+                verification: m.verification,
                 hops_remaining: m.hops_remaining,
                 in_reply_to: m.in_reply_to.clone(),
                 from_connection: m.from_connection,
@@ -932,6 +951,7 @@ impl Node {
             received_at: m.received_at.clone(),
             timestamp: m.timestamp.clone(),
             verified: m.verified,
+            verification: m.verification,
             hops_remaining: m.hops_remaining,
             can_forward: m.hops_remaining > 0,
             in_reply_to: m.in_reply_to.clone(),
@@ -981,6 +1001,7 @@ impl Node {
                         target_agent_id: u.target_agent_id.clone(),
                         note: u.note.clone(),
                         timestamp: u.timestamp.clone(),
+                        verified: u.verified,
                     })
                     .collect()
             }),
@@ -1084,6 +1105,8 @@ fn responses(s: &SentMessage) -> Vec<ResponseView> {
 struct Checked {
     /// The sender, its key parsed once by the checks.
     from: AgentId,
+    /// What the signature established.
+    verification: Verification,
     stamp_us: i64,
     metadata_json: String,
     from_local: bool,

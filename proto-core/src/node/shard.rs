@@ -329,21 +329,43 @@ impl Node {
             self.persist(changes);
             return Err(refusal);
         }
-        if self.trust_of(author.as_str()) < shard.trust_threshold {
-            // The author's current version is not for us: whatever older copy we hold goes too.
+        let trust = self.trust_of(author.as_str());
+        if shard.signed_v2 && trust < shard.trust_threshold {
+            // The author's signed current version is not for us: whatever older copy we hold goes too.
             changes.extend(self.shards.remove(&k));
             self.persist(changes);
             return Err(Refusal::Unauthorized("Trust threshold not met".to_owned()));
         }
-        if let Some(renewed) = self.shards.renew_if_current(&k, &shard, self.now.wall_us) {
-            changes.push(renewed);
-            self.persist(changes);
-            return Ok(wire::encode(&json!({"success": true, "shard_id": shard.shard_id, "current": false})));
-        }
-        changes.extend(self.make_room_for_cached(&k));
+        // 0.5.3's form leaves the threshold unsigned: the highest one seen applies, and a copy whose
+        // threshold we do not meet is kept hidden rather than dropped, so that a lower one relayed
+        // later cannot show it (and nothing is deleted on an unsigned word).
+        let threshold_met = if shard.signed_v2 {
+            true
+        } else {
+            let (applies, raised) = self.shards.legacy_threshold(&k, shard.trust_threshold);
+            changes.extend(raised);
+            shard.trust_threshold = applies;
+            trust >= applies
+        };
         let id = shard.shard_id.clone();
-        changes.push(self.shards.put(k, shard));
+        let stored_new = match self.shards.renew_if_current(&k, &shard, self.now.wall_us) {
+            Some(renewed) => {
+                changes.push(renewed);
+                false
+            }
+            None => {
+                changes.extend(self.make_room_for_cached(&k));
+                changes.push(self.shards.put(k, shard));
+                true
+            }
+        };
         self.persist(changes);
+        if !threshold_met {
+            return Err(Refusal::Unauthorized("Trust threshold not met".to_owned()));
+        }
+        if !stored_new {
+            return Ok(wire::encode(&json!({"success": true, "shard_id": id, "current": false})));
+        }
         Ok(wire::encode(&json!({"success": true, "shard_id": id})))
     }
 

@@ -64,6 +64,10 @@ pub struct RecordedUpdate {
     pub note: Option<String>,
     /// When we recorded it.
     pub timestamp: String,
+    /// Signed by the agent it names (our form); false for an unsigned update, which anyone could
+    /// have posted. Absent from 0.5.3's answers, so it reads as false.
+    #[serde(default)]
+    pub verified: bool,
 }
 
 /// `GET /__darkmatter__/webhook/<id>`.

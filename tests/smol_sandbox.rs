@@ -1,4 +1,4 @@
-//! The sandbox of spawned agents, enforced for real by this kernel (issue 13, SPEC §19): the exact
+//! The sandbox of spawned agents, enforced for real by this kernel (issue 13, SPEC §15): the exact
 //! argv a spawner builds (`Policy::for_agent` + `sandbox_argv`) runs `darkmatter sandbox-exec`,
 //! which restricts itself and execs a Python probe that tries each forbidden thing and prints the
 //! errno it got. Every refusal is paired with a control: the same probe outside the sandbox
@@ -190,7 +190,7 @@ attempt("create_project_top_level", lambda: write(P + "/NEW"))
             ("read_gitconfig", "ok"),
             ("write_gitconfig", "EACCES"),
             ("write_client_state", "ok"),
-            // The documented limitation of hiding .darkmatter with Landlock (SPEC §19.3).
+            // The documented limitation of hiding .darkmatter with Landlock (SPEC §15.4).
             ("create_project_top_level", "EACCES"),
         ]
     );
@@ -300,7 +300,7 @@ attempt("udp_sendto", udp_send)
     let (inside, outside) = world.probe(Net::Api, &script);
     let labels = ["tcp_443", "tcp_other_open_port", "udp_sendto"];
     assert!(pick(&outside, &labels).iter().all(|(_, r)| *r == "ok"), "control: {outside:?}");
-    // UDP stays open under `api` so DNS works (SPEC §19.4: the rule is port-based, not host-based).
+    // UDP stays open under `api` so DNS works (SPEC §15.5: the rule is port-based, not host-based).
     assert_eq!(pick(&inside, &labels), [("tcp_443", "ok"), ("tcp_other_open_port", "EACCES"), ("udp_sendto", "ok")]);
     // 8080, whatever listens there (nothing, usually): refused by the sandbox before any packet.
     let (inside, _) = world.probe(Net::Api, "attempt(\"tcp_8080\", lambda: tcp(8080))\n");

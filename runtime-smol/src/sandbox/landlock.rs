@@ -182,8 +182,9 @@ fn is_dir(path: &Path) -> bool {
 mod tests {
     use super::*;
 
-    fn tree() -> PathBuf {
-        let root = std::env::temp_dir().join(format!("dm-landlock-plan-{}", std::process::id()));
+    /// A project with `.darkmatter/`, a dir, a file and a link to the state; one per test (they run at once).
+    fn tree(name: &str) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("dm-landlock-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(root.join("p/.darkmatter")).unwrap();
         std::fs::create_dir_all(root.join("p/src")).unwrap();
@@ -194,7 +195,7 @@ mod tests {
 
     #[test]
     fn a_dir_holding_a_denied_path_is_listed_only_and_its_other_entries_granted() {
-        let root = tree();
+        let root = tree("split");
         let p = root.join("p");
         let policy = Policy { write: vec![p.clone()], deny: vec![p.join(".darkmatter")], ..Policy::default() };
         let mut grants = plan(&policy).unwrap();
@@ -207,7 +208,7 @@ mod tests {
 
     #[test]
     fn a_granted_parent_of_the_project_is_split_down_to_the_denied_path() {
-        let root = tree();
+        let root = tree("parent");
         let p = root.join("p");
         let policy = Policy { write: vec![root.clone()], deny: vec![p.join(".darkmatter")], ..Policy::default() };
         let grants = plan(&policy).unwrap();
@@ -215,6 +216,24 @@ mod tests {
         assert!(grants.contains(&Grant { path: root.clone(), rights: Rights::List }));
         assert!(grants.contains(&Grant { path: p.clone(), rights: Rights::List }));
         assert!(!grants.iter().any(|g| g.path.starts_with(p.join(".darkmatter"))));
+    }
+
+    #[test]
+    fn a_split_expanding_past_the_rule_bound_is_refused() {
+        let root = std::env::temp_dir().join(format!("dm-landlock-max-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join(".darkmatter")).unwrap();
+        // The directory's own listing rule plus one rule per entry but the denied one.
+        for i in 0..SANDBOX_RULES_MAX - 1 {
+            std::fs::write(root.join(i.to_string()), "").unwrap();
+        }
+        let policy = Policy { write: vec![root.clone()], deny: vec![root.join(".darkmatter")], ..Policy::default() };
+        let at_bound = plan(&policy).map(|g| g.len());
+        std::fs::write(root.join("one-more"), "").unwrap();
+        let past_bound = plan(&policy);
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(at_bound.unwrap(), SANDBOX_RULES_MAX);
+        assert!(matches!(past_bound, Err(Unavailable::TooManyRules)));
     }
 
     #[test]

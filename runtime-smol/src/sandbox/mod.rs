@@ -1,4 +1,4 @@
-//! The sandbox a spawned agent runs in (SPEC §19): one policy, applied by the hidden
+//! The sandbox a spawned agent runs in (SPEC §15): one policy, applied by the hidden
 //! `darkmatter sandbox-exec` helper in a fresh single-threaded process that then `execvp`s the agent.
 //!
 //! - [`Policy`] says what the child may read, write and reach; [`Policy::for_agent`] builds the one

@@ -16,6 +16,7 @@ use std::net::{TcpListener, UdpSocket};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use runtime_smol::config::ClientProfile;
 use runtime_smol::sandbox::{sandbox_argv, Net, Policy, FAKE_ABI_VAR};
@@ -57,7 +58,10 @@ struct World {
 
 impl World {
     fn new(name: &str) -> World {
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sandbox-{name}-{}", std::process::id()));
+        // Tests run at once and several make a world of the same name (the availability probe).
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sandbox-{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let (project, home, tmp) = (root.join("project"), root.join("home"), root.join("tmp"));
         for dir in [project.join(".darkmatter"), project.join("src"), home.join(".claude"), tmp.clone()] {

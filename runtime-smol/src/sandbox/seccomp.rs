@@ -27,6 +27,15 @@ fn program() -> Result<BpfProgram, seccompiler::Error> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     rules.insert(libc::SYS_socket, socket_rules()?);
     rules.insert(libc::SYS_io_uring_setup, vec![]);
+    // x32 system calls share x86_64's audit arch with this bit set in the number; where a kernel
+    // still enables them they would otherwise slip past the rules above (other arches are killed
+    // by the filter's arch check).
+    #[cfg(target_arch = "x86_64")]
+    {
+        const X32_SYSCALL_BIT: i64 = 0x4000_0000;
+        rules.insert(libc::SYS_socket | X32_SYSCALL_BIT, socket_rules()?);
+        rules.insert(libc::SYS_io_uring_setup | X32_SYSCALL_BIT, vec![]);
+    }
     let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch)?;
     Ok(filter.try_into()?)
 }

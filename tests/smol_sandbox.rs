@@ -146,6 +146,20 @@ fn pick<'a>(results: &'a BTreeMap<String, String>, labels: &[&'a str]) -> Vec<(&
 }
 
 #[test]
+fn the_helper_is_hidden_and_strict_about_its_arguments() {
+    let help = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(help.status.success());
+    assert!(!text(&help.stdout).contains("sandbox-exec"), "hidden from --help");
+    for args in [&["sandbox-exec", "--read", "/usr"][..], &["sandbox-exec", "--net=maybe", "--", "/bin/true"]] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+    }
+    let relative = Command::new(BIN).args(["sandbox-exec", "--write", "project", "--", "/bin/true"]).output().unwrap();
+    assert!(!relative.status.success());
+    assert!(text(&relative.stderr).contains("sandbox unavailable: policy path project is not absolute"));
+}
+
+#[test]
 fn filesystem_policy_is_enforced_by_the_kernel() {
     if !landlock_or_skip() {
         return;

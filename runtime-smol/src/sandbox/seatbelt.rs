@@ -94,8 +94,14 @@ fn quoted(path: &Path) -> String {
 #[cfg(target_os = "macos")]
 pub(super) fn run(policy: &Policy, program: &std::ffi::OsStr, args: &[std::ffi::OsString]) -> super::SandboxError {
     use std::os::unix::process::CommandExt;
+    // Seatbelt matches resolved paths (/tmp is /private/tmp there), so the profile names those.
+    let real = |paths: &[std::path::PathBuf]| -> Vec<std::path::PathBuf> {
+        paths.iter().map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).collect()
+    };
+    let resolved =
+        Policy { write: real(&policy.write), read: real(&policy.read), deny: real(&policy.deny), net: policy.net };
     let mut command = std::process::Command::new(SANDBOX_EXEC);
-    let source = command.arg("-p").arg(profile(policy)).arg("--").arg(program).args(args).exec();
+    let source = command.arg("-p").arg(profile(&resolved)).arg("--").arg(program).args(args).exec();
     super::SandboxError::Exec { program: SANDBOX_EXEC.into(), source }
 }
 

@@ -14,8 +14,8 @@ use darkmatter_mcp::{app, attach::Paths, node, profiles};
 use runtime_smol::sandbox::{self, Net, Policy};
 use runtime_smol::{NodeHandle, RuntimeConfig};
 
-/// The command line. Subcommands (`darkmatter anchor`, `darkmatter wormhole`) will be added here
-/// as an optional `#[command(subcommand)]` field; no argument stays the MCP server.
+/// The command line. No subcommand is the MCP server; `sandbox-exec` (hidden) is the helper a node
+/// runs its spawned agents through. `darkmatter anchor` and `darkmatter wormhole` will join it.
 #[derive(Parser, Debug)]
 #[command(
     name = "darkmatter",

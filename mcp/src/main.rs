@@ -2,17 +2,20 @@
 //! MCP on stdin/stdout and nothing else there; configuration comes only from `DARKMATTER_*`
 //! variables. `--help` and `--version` answer and exit.
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use darkmatter_mcp::mesh::Mesh;
 use darkmatter_mcp::{app, attach::Paths, node, profiles};
+use runtime_smol::sandbox::{self, Net, Policy};
 use runtime_smol::{NodeHandle, RuntimeConfig};
 
-/// The command line. Subcommands (`darkmatter anchor`, `darkmatter wormhole`) will be added here
-/// as an optional `#[command(subcommand)]` field; no argument stays the MCP server.
+/// The command line. No subcommand is the MCP server; `sandbox-exec` (hidden) is the helper a node
+/// runs its spawned agents through. `darkmatter anchor` and `darkmatter wormhole` will join it.
 #[derive(Parser, Debug)]
 #[command(
     name = "darkmatter",
@@ -23,11 +26,47 @@ DARKMATTER_DISPLAY_NAME, DARKMATTER_DISCOVERY, DARKMATTER_CLIENT, ...); state li
 Add it to an MCP client as: {\"mcpServers\": {\"darkmatter\": {\"command\": \"darkmatter\"}}}\n\
 A second darkmatter started in the same project attaches to the first one's node."
 )]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Internal: run a spawned agent's command under the sandbox policy (Landlock and seccomp on
+    /// Linux, Seatbelt on macOS), or exit non-zero with "sandbox unavailable: <why>" and never run it.
+    #[command(name = "sandbox-exec", hide = true)]
+    SandboxExec {
+        /// A directory (or file) the command may read, write and create in.
+        #[arg(long, value_name = "DIR")]
+        write: Vec<PathBuf>,
+        /// A directory (or file) the command may read and execute.
+        #[arg(long, value_name = "DIR")]
+        read: Vec<PathBuf>,
+        /// A path the command may neither read nor write, even inside a --write or --read directory.
+        #[arg(long, value_name = "PATH")]
+        deny: Vec<PathBuf>,
+        /// on = open, off = no TCP connect/bind and no UDP, api = TCP connect to port 443 only.
+        #[arg(long, default_value = "on", value_parser = parse_net)]
+        net: Net,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        argv: Vec<OsString>,
+    },
+}
+
+fn parse_net(value: &str) -> Result<Net, String> {
+    Net::parse(value).ok_or_else(|| "must be on, off or api".to_owned())
+}
 
 fn main() -> ExitCode {
     // Before anything else: --help and --version print and exit here, a bad argument exits 2.
-    let Cli {} = Cli::parse();
+    let cli = Cli::parse();
+    if let Some(Command::SandboxExec { write, read, deny, net, argv }) = cli.command {
+        // Still single-threaded: Landlock and seccomp restrict the calling thread only.
+        eprintln!("darkmatter: {}", sandbox::exec(&Policy { write, read, deny, net }, &argv));
+        return ExitCode::FAILURE;
+    }
     one_malloc_arena();
     match run() {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use proto_core::limits::{BIO_CHARS_MAX, CONNECTIONS_MAX_CEILING, CONNECTIONS_MAX_DEFAULT, DISPLAY_NAME_CHARS_MAX};
 use thiserror::Error;
 
+pub use crate::sandbox::Net as SandboxNet;
+
 /// Default HTTP port (`DARKMATTER_PORT`).
 pub const PORT_DEFAULT: u16 = 8100;
 /// Default bio of a fresh identity (`DARKMATTER_BIO`), 0.5.3's.
@@ -135,8 +137,8 @@ pub struct RuntimeConfig {
     pub agent_timeout_s: u64,
     /// `DARKMATTER_SANDBOX`.
     pub sandbox: bool,
-    /// `DARKMATTER_SANDBOX_NETWORK`.
-    pub sandbox_network: bool,
+    /// `DARKMATTER_SANDBOX_NETWORK`: `true` (open), `false` (no TCP, no UDP) or `api` (TCP to 443 only).
+    pub sandbox_network: SandboxNet,
     /// `DARKMATTER_ANCHOR_NODES` (validated URLs; empty = no anchors).
     pub anchor_nodes: Vec<String>,
     /// Where the passport and the state file live: `<cwd>/.darkmatter` (not an environment variable).
@@ -164,7 +166,7 @@ impl RuntimeConfig {
             agent_max_per_hour: AGENT_MAX_PER_HOUR_DEFAULT,
             agent_timeout_s: AGENT_TIMEOUT_S_DEFAULT,
             sandbox: false,
-            sandbox_network: true,
+            sandbox_network: SandboxNet::On,
             anchor_nodes: vec![ANCHOR_NODES_DEFAULT.to_owned()],
             state_dir: cwd.join(STATE_DIR_NAME),
             handle_signals: true,
@@ -243,7 +245,10 @@ impl RuntimeConfig {
             c.agent_timeout_s = parse_range("DARKMATTER_AGENT_TIMEOUT", &v, 1, AGENT_TIMEOUT_S_CEILING)?;
         }
         set_bool(&mut c.sandbox, "DARKMATTER_SANDBOX", get("DARKMATTER_SANDBOX"))?;
-        set_bool(&mut c.sandbox_network, "DARKMATTER_SANDBOX_NETWORK", get("DARKMATTER_SANDBOX_NETWORK"))?;
+        if let Some(v) = get("DARKMATTER_SANDBOX_NETWORK").filter(|v| !v.is_empty()) {
+            c.sandbox_network = SandboxNet::parse(&v)
+                .ok_or_else(|| invalid("DARKMATTER_SANDBOX_NETWORK", &v, "must be true, false or api"))?;
+        }
         if let Some(v) = get("DARKMATTER_ANCHOR_NODES") {
             c.anchor_nodes = parse_anchors(&v)?;
         }
@@ -371,7 +376,8 @@ mod tests {
         let c = parse(&[]).unwrap();
         assert_eq!(c.port, 8100);
         assert_eq!(c.host, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        assert!(c.discovery && c.auto_accept_local && c.agent_enabled && !c.sandbox && c.sandbox_network);
+        assert!(c.discovery && c.auto_accept_local && c.agent_enabled && !c.sandbox);
+        assert_eq!(c.sandbox_network, SandboxNet::On);
         assert_eq!(c.discovery_ports, (8100..=8110).collect::<Vec<_>>());
         assert_eq!(c.max_connections, 50);
         assert_eq!(c.client, ClientProfile::ClaudeCode);
@@ -408,12 +414,23 @@ mod tests {
         assert_eq!(c.host, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(c.port, 9000);
         assert_eq!(c.public_url.as_deref(), Some("https://a.example"));
-        assert!(!c.discovery && !c.auto_accept_local && !c.agent_enabled && c.sandbox && !c.sandbox_network);
+        assert!(!c.discovery && !c.auto_accept_local && !c.agent_enabled && c.sandbox);
+        assert_eq!(c.sandbox_network, SandboxNet::Off);
         assert_eq!(c.discovery_ports, vec![9000, 9001, 9002, 9010]);
         assert_eq!(c.max_connections, 7);
         assert_eq!(c.client, ClientProfile::Cursor);
         assert_eq!((c.agent_max_concurrent, c.agent_max_per_hour, c.agent_timeout_s), (3, 0, 60));
         assert_eq!(c.anchor_nodes, vec!["https://x.example".to_owned(), "http://y.example:5001".to_owned()]);
+    }
+
+    #[test]
+    fn sandbox_network_is_a_boolean_or_api() {
+        let net = |v: &str| parse(&[("DARKMATTER_SANDBOX_NETWORK", v)]).unwrap().sandbox_network;
+        assert_eq!(net("api"), SandboxNet::Api);
+        assert_eq!(net("API"), SandboxNet::Api);
+        assert_eq!(net("true"), SandboxNet::On);
+        assert_eq!(net("0"), SandboxNet::Off);
+        assert_eq!(net(""), SandboxNet::On);
     }
 
     #[test]
@@ -445,6 +462,7 @@ mod tests {
         assert_eq!(err_var(&[("DARKMATTER_AGENT_TIMEOUT", "0")]), "DARKMATTER_AGENT_TIMEOUT");
         assert_eq!(err_var(&[("DARKMATTER_SANDBOX", "sure")]), "DARKMATTER_SANDBOX");
         assert_eq!(err_var(&[("DARKMATTER_SANDBOX_NETWORK", "x")]), "DARKMATTER_SANDBOX_NETWORK");
+        assert_eq!(err_var(&[("DARKMATTER_SANDBOX_NETWORK", "apis")]), "DARKMATTER_SANDBOX_NETWORK");
         assert_eq!(err_var(&[("DARKMATTER_ANCHOR_NODES", "https://ok.example,nope")]), "DARKMATTER_ANCHOR_NODES");
         assert_eq!(err_var(&[("DARKMATTER_DISPLAY_NAME", &"n".repeat(101))]), "DARKMATTER_DISPLAY_NAME");
         assert_eq!(err_var(&[("DARKMATTER_BIO", &"b".repeat(1001))]), "DARKMATTER_BIO");

@@ -91,6 +91,7 @@ pub mod driver;
 pub mod handle;
 pub mod headless;
 pub mod http;
+pub mod sandbox;
 pub mod server;
 pub mod signals;
 pub mod storage;

@@ -135,9 +135,9 @@ fn run(args: &Args) -> Result<(), String> {
     let sink = Sink::start().map_err(|e| format!("sink: {e}"))?;
     println!("flood: {} s per row, node {}", args.duration.as_secs(), args.node.display());
     println!(
-        "| flood | peer messages served | p50 ms | p99 ms | p99 / baseline | new requests served | p99 ms | GET /status served | p99 ms | attacker's requests |"
+        "| flood | peer messages served | p50 ms | p99 ms | p99 / baseline | not served | new requests served | p99 ms | not served | GET /status served | p99 ms | attacker's requests |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---|");
     let mut baseline_p99 = None;
     for row in rows() {
         let name = row.name;
@@ -145,18 +145,20 @@ fn run(args: &Args) -> Result<(), String> {
             continue;
         }
         let (summaries, tally) = measure(args, &row, &sink.url)?;
-        let m = summaries[0];
+        let m = &summaries[0];
         if row.plan.is_none() && !row.auto_accept_local {
             baseline_p99 = Some(m.p99_ms);
         }
         let ratio = baseline_p99.filter(|b| *b > 0.0).map(|b| format!("{:.2}", m.p99_ms / b)).unwrap_or("—".into());
         println!(
-            "| {name} | {} | {:.1} | {:.1} | {ratio} | {} | {:.1} | {} | {:.1} | {tally} |",
-            share(&m),
+            "| {name} | {} | {:.1} | {:.1} | {ratio} | {} | {} | {:.1} | {} | {} | {:.1} | {tally} |",
+            share(m),
             m.p50_ms,
             m.p99_ms,
+            m.unserved_line(),
             share(&summaries[1]),
             summaries[1].p99_ms,
+            summaries[1].unserved_line(),
             share(&summaries[2]),
             summaries[2].p99_ms,
         );

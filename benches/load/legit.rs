@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -21,8 +21,9 @@ use super::stats::{Kind, Probes};
 /// Wait for one legitimate answer, in ms: longer is counted as not served.
 pub const ANSWER_WAIT_MS: u64 = 10_000;
 
-/// The node under load. A kill -9 replaces its process; `down` is set meanwhile, and requests that
-/// start or end while it is set are not counted (the outage is the test's own doing).
+/// The node under load. A kill -9 replaces its process; `down` is set meanwhile and `restarts` counts
+/// them: a request that starts or ends while the node is down, or spans a restart, is not counted
+/// (the outage is the test's own doing).
 pub struct Target {
     current: Mutex<Arc<NodeProc>>,
     /// Its listening address (the same across restarts).
@@ -33,13 +34,22 @@ pub struct Target {
     pub url: String,
     /// Set from a kill until the restarted node is ready.
     pub down: AtomicBool,
+    /// kill -9 so far.
+    pub restarts: AtomicU64,
 }
 
 impl Target {
     /// Wraps a running node.
     pub fn new(node: NodeProc) -> Result<Self, String> {
         let (addr, id, url) = (node.addr()?, node.agent_id(), node.url());
-        Ok(Self { current: Mutex::new(Arc::new(node)), addr, id, url, down: AtomicBool::new(false) })
+        Ok(Self {
+            current: Mutex::new(Arc::new(node)),
+            addr,
+            id,
+            url,
+            down: AtomicBool::new(false),
+            restarts: AtomicU64::new(0),
+        })
     }
 
     /// The running process.
@@ -54,6 +64,10 @@ impl Target {
 
     fn is_down(&self) -> bool {
         self.down.load(Ordering::Acquire)
+    }
+
+    fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Acquire)
     }
 }
 
@@ -197,15 +211,17 @@ struct Worker {
 }
 
 impl Worker {
-    /// One request from `from`; `None` when the node was down at its start or end.
+    /// One request from `from`; `None` when the node was down at its start or end, or restarted
+    /// meanwhile.
     fn post(&self, from: Ipv4Addr, method: &str, path: &str, body: &[u8]) -> Option<(u16, Value, Duration)> {
+        let restarts = self.target.restarts();
         if self.target.is_down() {
             return None;
         }
         let t0 = Instant::now();
         let answer = net::exchange(from, self.target.addr, method, path, body, Duration::from_millis(ANSWER_WAIT_MS));
         let latency = t0.elapsed();
-        if self.target.is_down() {
+        if self.target.is_down() || self.target.restarts() != restarts {
             return None;
         }
         Some(answer.map(|(s, v)| (s, v, latency)).unwrap_or((0, Value::Null, latency)))
@@ -230,7 +246,7 @@ impl Worker {
             if served {
                 self.ledger.acked.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
             }
-            self.probes.record(Kind::Message, served, latency);
+            self.probes.record(Kind::Message, status, served, latency);
         }
     }
 
@@ -250,7 +266,7 @@ impl Worker {
                 continue;
             };
             let answered = (200..300).contains(&status);
-            let probe = self.probes.record(Kind::Newcomer, answered, latency);
+            let probe = self.probes.record(Kind::Newcomer, status, answered, latency);
             let agent_id = p.agent_id().as_str().to_owned();
             let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             match (answered, answer["auto_accepted"].as_bool(), answer["request_id"].as_str()) {
@@ -270,7 +286,7 @@ impl Worker {
             next += self.config.status_every;
             let from = source(self.config.status_source);
             if let Some((status, _, latency)) = self.post(from, "GET", "/__darkmatter__/status", b"") {
-                self.probes.record(Kind::Status, status == 200, latency);
+                self.probes.record(Kind::Status, status, status == 200, latency);
             }
         }
     }

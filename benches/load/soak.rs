@@ -207,6 +207,7 @@ fn start_mix(
 /// kill -9 and a restart on the same state directory and port; re-applies the operator's setting.
 fn crash_and_restart(c: &SoakConfig, cast: &Cast) -> Result<(), String> {
     cast.target.down.store(true, Ordering::Release);
+    cast.target.restarts.fetch_add(1, Ordering::AcqRel);
     cast.target.node().kill9();
     let node = NodeProc::spawn(&cast.spec)?;
     if c.global_unlimited {
@@ -315,13 +316,14 @@ pub fn render(c: &SoakConfig, r: &SoakReport) -> String {
     );
     for (kind, s) in &r.summaries {
         out += &format!(
-            "  {:<14} {:>6.1} % served ({}/{}), p50 {:.1} ms, p99 {:.1} ms\n",
+            "  {:<14} {:>6.1} % served ({}/{}), p50 {:.1} ms, p99 {:.1} ms; not served: {}\n",
             kind.name(),
             100.0 * s.share(),
             s.served,
             s.attempts,
             s.p50_ms,
-            s.p99_ms
+            s.p99_ms,
+            s.unserved_line()
         );
     }
     let first = r.rss.iter().take(5).map(|s| s.1).max().unwrap_or(0);

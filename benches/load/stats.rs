@@ -29,10 +29,17 @@ impl Kind {
     }
 }
 
-/// One legitimate request: whether it was served and, if answered, its latency.
+/// The status shown for a request that got no answer.
+pub const NO_ANSWER: u16 = 0;
+/// The status shown for a newcomer answered 2xx that was then not connected (displaced from the
+/// pending table, or the agent's accept failed).
+pub const NOT_CONNECTED: u16 = 1;
+
+/// One legitimate request: its HTTP status (0: no answer), whether it was served, and its latency.
 #[derive(Clone, Copy, Debug)]
 struct Probe {
     kind: Kind,
+    status: u16,
     served: bool,
     latency_us: u64,
 }
@@ -42,7 +49,7 @@ struct Probe {
 pub struct Probes(Mutex<Vec<Probe>>);
 
 /// One kind's figures.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Summary {
     /// Requests made.
     pub attempts: usize,
@@ -52,9 +59,25 @@ pub struct Summary {
     pub p50_ms: f64,
     /// 99th percentile latency of the served ones, ms.
     pub p99_ms: f64,
+    /// The statuses of those not served ([`NO_ANSWER`], [`NOT_CONNECTED`] or HTTP), with their counts,
+    /// most frequent first.
+    pub unserved: Vec<(u16, usize)>,
 }
 
 impl Summary {
+    /// The statuses not served, as `429×3, no answer×1`; `—` when all were served.
+    pub fn unserved_line(&self) -> String {
+        if self.unserved.is_empty() {
+            return "—".to_owned();
+        }
+        let name = |s: u16| match s {
+            NO_ANSWER => "no answer".to_owned(),
+            NOT_CONNECTED => "not connected".to_owned(),
+            s => s.to_string(),
+        };
+        self.unserved.iter().map(|(s, n)| format!("{}×{n}", name(*s))).collect::<Vec<_>>().join(", ")
+    }
+
     /// Served / attempts (1 when nothing was attempted).
     pub fn share(&self) -> f64 {
         if self.attempts == 0 {
@@ -67,17 +90,21 @@ impl Summary {
 
 impl Probes {
     /// Records one request; returns its index, for [`Probes::settle`].
-    pub fn record(&self, kind: Kind, served: bool, latency: Duration) -> usize {
-        let p = Probe { kind, served, latency_us: latency.as_micros() as u64 };
+    pub fn record(&self, kind: Kind, status: u16, served: bool, latency: Duration) -> usize {
+        let p = Probe { kind, status, served, latency_us: latency.as_micros() as u64 };
         let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
         all.push(p);
         all.len() - 1
     }
 
-    /// Sets the outcome of probe `index` (a newcomer's request is answered first and decided later).
+    /// Sets the outcome of probe `index` (a newcomer's request is answered first and decided later);
+    /// one not served is then shown as [`NOT_CONNECTED`].
     pub fn settle(&self, index: usize, served: bool) {
         if let Some(p) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get_mut(index) {
             p.served = served;
+            if !served {
+                p.status = NOT_CONNECTED;
+            }
         }
     }
 
@@ -87,11 +114,18 @@ impl Probes {
         let of_kind: Vec<&Probe> = all.iter().filter(|p| p.kind == kind).collect();
         let mut served: Vec<u64> = of_kind.iter().filter(|p| p.served).map(|p| p.latency_us).collect();
         served.sort_unstable();
+        let mut unserved = std::collections::BTreeMap::<u16, usize>::new();
+        for p in of_kind.iter().filter(|p| !p.served) {
+            *unserved.entry(p.status).or_default() += 1;
+        }
+        let mut unserved: Vec<(u16, usize)> = unserved.into_iter().collect();
+        unserved.sort_by_key(|(status, n)| (std::cmp::Reverse(*n), *status));
         Summary {
             attempts: of_kind.len(),
             served: served.len(),
             p50_ms: percentile_ms(&served, 50),
             p99_ms: percentile_ms(&served, 99),
+            unserved,
         }
     }
 }

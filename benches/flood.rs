@@ -16,7 +16,8 @@
 //! - the agent reads its inbox every 2 s (but a stranger's messages, which it ignores).
 //!
 //! Prints one markdown row per flood: served share, p50 and p99 of each kind of legitimate request,
-//! and the p99 of peer messages as a ratio to the baseline's. Exit status 1 if a node failed.
+//! what was not served (by status), and the p99 of peer messages as a ratio to the baseline's. Exit
+//! status 1 if a node failed.
 
 #[path = "load/mod.rs"]
 mod load;

@@ -239,14 +239,15 @@ impl Worker {
             let webhook = format!("{}/__darkmatter__/webhook/{id}", peer.url);
             let body =
                 sign::message(&peer.passport, &self.target.id, &id, &format!("legitimate message {n}"), &webhook);
-            let Some((status, _, latency)) = self.post(peer.source, "POST", "/__darkmatter__/message", &body) else {
+            let Some((status, answer, latency)) = self.post(peer.source, "POST", "/__darkmatter__/message", &body)
+            else {
                 continue;
             };
             let served = (200..300).contains(&status);
             if served {
                 self.ledger.acked.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
             }
-            self.probes.record(Kind::Message, status, served, latency);
+            self.probes.record(Kind::Message, status, error_text(&answer), served, latency);
         }
     }
 
@@ -266,7 +267,7 @@ impl Worker {
                 continue;
             };
             let answered = (200..300).contains(&status);
-            let probe = self.probes.record(Kind::Newcomer, status, answered, latency);
+            let probe = self.probes.record(Kind::Newcomer, status, error_text(&answer), answered, latency);
             let agent_id = p.agent_id().as_str().to_owned();
             let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             match (answered, answer["auto_accepted"].as_bool(), answer["request_id"].as_str()) {
@@ -285,8 +286,8 @@ impl Worker {
         while sleep_until(next, &self.stop) {
             next += self.config.status_every;
             let from = source(self.config.status_source);
-            if let Some((status, _, latency)) = self.post(from, "GET", "/__darkmatter__/status", b"") {
-                self.probes.record(Kind::Status, status, status == 200, latency);
+            if let Some((status, answer, latency)) = self.post(from, "GET", "/__darkmatter__/status", b"") {
+                self.probes.record(Kind::Status, status, error_text(&answer), status == 200, latency);
             }
         }
     }
@@ -333,6 +334,14 @@ impl Worker {
             let _ = node.call(json!({"cmd": "disconnect", "agent_id": agent_id}));
         }
     }
+}
+
+/// A refusal's text (its JSON `error`), cut to its first characters for a report line.
+fn error_text(answer: &Value) -> &str {
+    const CHARS_MAX: usize = 40;
+    let text = answer["error"].as_str().unwrap_or("");
+    let end = text.char_indices().nth(CHARS_MAX).map_or(text.len(), |(i, _)| i);
+    &text[..end]
 }
 
 /// Reads away every message in the inbox (but those whose id starts with `leave_unread`). Every id

@@ -35,11 +35,13 @@ pub const NO_ANSWER: u16 = 0;
 /// pending table, or the agent's accept failed).
 pub const NOT_CONNECTED: u16 = 1;
 
-/// One legitimate request: its HTTP status (0: no answer), whether it was served, and its latency.
-#[derive(Clone, Copy, Debug)]
+/// One legitimate request: its HTTP status (0: no answer) and refusal text, whether it was served,
+/// and its latency.
+#[derive(Clone, Debug)]
 struct Probe {
     kind: Kind,
     status: u16,
+    error: String,
     served: bool,
     latency_us: u64,
 }
@@ -59,9 +61,9 @@ pub struct Summary {
     pub p50_ms: f64,
     /// 99th percentile latency of the served ones, ms.
     pub p99_ms: f64,
-    /// The statuses of those not served ([`NO_ANSWER`], [`NOT_CONNECTED`] or HTTP), with their counts,
-    /// most frequent first.
-    pub unserved: Vec<(u16, usize)>,
+    /// The statuses of those not served ([`NO_ANSWER`], [`NOT_CONNECTED`] or HTTP) and the refusals'
+    /// texts, with their counts, most frequent first.
+    pub unserved: Vec<((u16, String), usize)>,
 }
 
 impl Summary {
@@ -70,12 +72,13 @@ impl Summary {
         if self.unserved.is_empty() {
             return "—".to_owned();
         }
-        let name = |s: u16| match s {
+        let name = |s: u16, error: &str| match s {
             NO_ANSWER => "no answer".to_owned(),
             NOT_CONNECTED => "not connected".to_owned(),
-            s => s.to_string(),
+            s if error.is_empty() => s.to_string(),
+            s => format!("{s} {error}"),
         };
-        self.unserved.iter().map(|(s, n)| format!("{}×{n}", name(*s))).collect::<Vec<_>>().join(", ")
+        self.unserved.iter().map(|((s, e), n)| format!("{}×{n}", name(*s, e))).collect::<Vec<_>>().join(", ")
     }
 
     /// Served / attempts (1 when nothing was attempted).
@@ -89,9 +92,11 @@ impl Summary {
 }
 
 impl Probes {
-    /// Records one request; returns its index, for [`Probes::settle`].
-    pub fn record(&self, kind: Kind, status: u16, served: bool, latency: Duration) -> usize {
-        let p = Probe { kind, status, served, latency_us: latency.as_micros() as u64 };
+    /// Records one request and, when it was refused, the refusal's text; returns its index, for
+    /// [`Probes::settle`].
+    pub fn record(&self, kind: Kind, status: u16, error: &str, served: bool, latency: Duration) -> usize {
+        let error = if served { String::new() } else { error.to_owned() };
+        let p = Probe { kind, status, error, served, latency_us: latency.as_micros() as u64 };
         let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
         all.push(p);
         all.len() - 1
@@ -104,6 +109,7 @@ impl Probes {
             p.served = served;
             if !served {
                 p.status = NOT_CONNECTED;
+                p.error.clear();
             }
         }
     }
@@ -114,12 +120,12 @@ impl Probes {
         let of_kind: Vec<&Probe> = all.iter().filter(|p| p.kind == kind).collect();
         let mut served: Vec<u64> = of_kind.iter().filter(|p| p.served).map(|p| p.latency_us).collect();
         served.sort_unstable();
-        let mut unserved = std::collections::BTreeMap::<u16, usize>::new();
+        let mut unserved = std::collections::BTreeMap::<(u16, String), usize>::new();
         for p in of_kind.iter().filter(|p| !p.served) {
-            *unserved.entry(p.status).or_default() += 1;
+            *unserved.entry((p.status, p.error.clone())).or_default() += 1;
         }
-        let mut unserved: Vec<(u16, usize)> = unserved.into_iter().collect();
-        unserved.sort_by_key(|(status, n)| (std::cmp::Reverse(*n), *status));
+        let mut unserved: Vec<((u16, String), usize)> = unserved.into_iter().collect();
+        unserved.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         Summary {
             attempts: of_kind.len(),
             served: served.len(),

@@ -70,7 +70,7 @@ fn a_node_under_a_mixed_flood_serves_peers_stays_bounded_and_loses_nothing_ackno
     assert_eq!(report.kills, 2, "{text}");
     assert!(report.lost.is_empty(), "{text}");
     assert!(report.acked > 0, "nothing was acknowledged, so nothing was checked: {text}");
-    let messages = report.summaries.iter().find(|(k, _)| *k == Kind::Message).expect("peer messages").1;
+    let messages = &report.summaries.iter().find(|(k, _)| *k == Kind::Message).expect("peer messages").1;
     assert!(messages.attempts >= 20, "too few peer messages to measure: {text}");
     assert!(t0.elapsed() < RUN_LIMIT, "the soak took {:?}", t0.elapsed());
 }

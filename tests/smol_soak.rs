@@ -47,9 +47,10 @@ fn config() -> SoakConfig {
         slow_heads: 150,
         throwaway_burst: 10,
         throwaway_every: Duration::from_secs(5),
-        // The operator lifts the global window, as tests/smol_crash.rs does: with the core of
-        // issue 11 junk spends it (issue 12, item 1). Once per-source and per-peer budgets are in
-        // the core, this can be `false`.
+        // The operator lifts the global window, as tests/smol_crash.rs does. Before issue 12's budgets,
+        // junk spent it (5.9 % of peer messages served); with them, the three flooders, each held to
+        // its own window of 30 a minute, still take 90 of its 200 a minute, which can leave the
+        // honest peers near this floor (BENCHMARKS.md, "Soak"). What the test checks is what else holds.
         global_unlimited: true,
         served_min: SERVED_MIN,
         rss_max_kib: RSS_MAX_KIB,

@@ -48,9 +48,9 @@ fn config() -> SoakConfig {
         throwaway_burst: 10,
         throwaway_every: Duration::from_secs(5),
         // The operator lifts the global window, as tests/smol_crash.rs does. Before issue 12's budgets,
-        // junk spent it (5.9 % of peer messages served); with them, the three flooders, each held to
-        // its own window of 30 a minute, still take 90 of its 200 a minute, which can leave the
-        // honest peers near this floor (BENCHMARKS.md, "Soak"). What the test checks is what else holds.
+        // junk spent it (5.9 % of peer messages served); with them, the flooders (each held to its own
+        // window of 30 a minute) and the throwaway keys together still fill its 200 a minute, which can
+        // leave the honest peers near this floor (BENCHMARKS.md, "Soak"). The test checks what else holds.
         global_unlimited: true,
         served_min: SERVED_MIN,
         rss_max_kib: RSS_MAX_KIB,

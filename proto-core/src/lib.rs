@@ -153,6 +153,7 @@ mod rate;
 pub mod replay;
 pub mod shards;
 pub mod sign;
+pub mod spawn;
 pub mod store;
 pub mod time;
 pub mod trust;

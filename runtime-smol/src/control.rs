@@ -310,6 +310,8 @@ pub fn event_json(e: &Event) -> Value {
         Event::RequestDecided { request_id, agent_id, accepted, peer_score } => {
             json!({"event": "request_decided", "request_id": request_id, "agent_id": agent_id, "accepted": accepted, "peer_score": peer_score})
         }
+        Event::SpawnRefused { key, reason } => json!({"event": "spawn_refused", "key": key, "reason": reason}),
+        Event::SpawnFailed { key, reason } => json!({"event": "spawn_failed", "key": key, "reason": reason}),
     }
 }
 
@@ -341,6 +343,8 @@ pub fn event_from_json(v: &Value) -> Option<Event> {
             accepted: v["accepted"].as_bool()?,
             peer_score: v["peer_score"].as_f64()?,
         },
+        "spawn_refused" => Event::SpawnRefused { key: s("key")?, reason: s("reason")? },
+        "spawn_failed" => Event::SpawnFailed { key: s("key")?, reason: s("reason")? },
         _ => return None,
     })
 }
@@ -462,6 +466,8 @@ mod tests {
             Event::MessageReceived { message_id: s("m"), from_agent_id: s("a"), in_reply_to: Some(s("m0")) },
             Event::PeerUpdated { agent_id: s("a"), url: s("http://u") },
             Event::Refused { path: s("/p"), status: 403, reason: s("r") },
+            Event::SpawnRefused { key: s("m"), reason: s("Concurrency limit reached (2/2)") },
+            Event::SpawnFailed { key: s("m"), reason: s("timed out") },
             Event::RequestDecided { request_id: s("r"), agent_id: s("a"), accepted: false, peer_score: -0.5 },
         ];
         for e in events {

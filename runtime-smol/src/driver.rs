@@ -64,6 +64,8 @@ pub enum Input {
     Datagram(IpAddr, Vec<u8>),
     /// Send our LAN beacon now.
     Announce,
+    /// A spawned agent ended (or never started).
+    SpawnExit(proto_core::spawn::SpawnId, proto_core::spawn::SpawnOutcome),
     /// Stop: drain nothing more, close the state.
     Shutdown,
 }
@@ -259,6 +261,7 @@ impl Core {
                 self.node.handle_request(now, InboundRequest { id, method, path, body, source });
             }
             Input::Response(id, result) => self.node.handle_response(now, id, result),
+            Input::SpawnExit(id, outcome) => self.node.handle_spawn_exit(now, id, outcome),
             Input::Command(command, done) => {
                 let id = CommandId(self.next_command);
                 self.next_command += 1;
@@ -320,6 +323,7 @@ impl Core {
                     let _ = tx.try_send(result);
                 }
             }
+            Output::Spawn(request) => self.spawn(request),
             Output::Persist(_) | Output::Timeout(_) => unreachable!("handled by stage"),
         }
     }
@@ -338,6 +342,14 @@ impl Core {
                 let _ = back.send(Input::Response(id, result)).await;
             })
             .detach();
+    }
+
+    /// Spawning is not wired into this driver yet: the core is told at once, so the slot is freed
+    /// and the user sees why (the runtime never turns spawning on until it is).
+    fn spawn(&self, request: proto_core::spawn::SpawnRequest) {
+        let reason = "agent spawning is not available in this build".to_owned();
+        let outcome = proto_core::spawn::SpawnOutcome::FailedToStart { reason };
+        let _ = self.loopback.try_send(Input::SpawnExit(request.spawn_id, outcome));
     }
 
     fn broadcast(&self, event: Event) {

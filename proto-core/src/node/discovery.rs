@@ -61,7 +61,7 @@ impl Node {
             status: self.status_word().to_owned(),
             num_connections: self.connections.len(),
             accepting_connections: self.accepting_connections(),
-            spawned_agents: 0,
+            spawned_agents: self.spawner.live_count(),
         }
     }
 

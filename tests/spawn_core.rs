@@ -247,7 +247,7 @@ fn only_a_proven_pending_request_wakes_an_agent_once_an_hour_per_requester() {
     // Proven (the same request, its challenge answered): exactly one.
     let proven = request(&mut m, b, &p, "Mallory", public_ip(), true);
     assert_eq!(unproven, proven);
-    assert_eq!(spawned_keys(&m, b), [proven.clone()]);
+    assert_eq!(spawned_keys(&m, b), std::slice::from_ref(&proven));
     let s = m.peers[b].spawns[0].clone();
     assert_eq!(
         s.trigger,

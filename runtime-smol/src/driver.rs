@@ -126,6 +126,8 @@ pub struct CoreParts {
     pub client: Client,
     /// Event subscribers.
     pub subscribers: Subscribers,
+    /// Builds spawned agents (`None`: spawning is off, the core's config says so too).
+    pub launcher: Option<Arc<dyn crate::spawn::Launcher>>,
 }
 
 /// Why the core stopped.
@@ -159,6 +161,7 @@ struct Core {
     /// Outputs that came after the open batch's first persist, carried out once it is committed.
     waiting: Vec<Output>,
     datagrams: Option<Sender<Vec<u8>>>,
+    launcher: Option<Arc<dyn crate::spawn::Launcher>>,
 }
 
 /// Runs the core until shutdown. Blocks the calling thread (run it on its own).
@@ -187,6 +190,7 @@ pub fn run(parts: CoreParts) -> CoreExit {
         pending: Vec::new(),
         waiting: Vec::new(),
         datagrams: parts.datagrams,
+        launcher: parts.launcher,
     };
     smol::block_on(core.run(parts.inputs))
 }
@@ -344,12 +348,20 @@ impl Core {
             .detach();
     }
 
-    /// Spawning is not wired into this driver yet: the core is told at once, so the slot is freed
-    /// and the user sees why (the runtime never turns spawning on until it is).
+    /// Starts a spawned agent ([`crate::spawn`]); one that cannot start is reported to the core at
+    /// once, so its slot is freed and the user sees why.
     fn spawn(&self, request: proto_core::spawn::SpawnRequest) {
-        let reason = "agent spawning is not available in this build".to_owned();
-        let outcome = proto_core::spawn::SpawnOutcome::FailedToStart { reason };
-        let _ = self.loopback.try_send(Input::SpawnExit(request.spawn_id, outcome));
+        let started = match &self.launcher {
+            Some(launcher) => crate::spawn::start(launcher.clone(), &request, self.loopback.clone()),
+            None => Err("agent spawning is off in this runtime".to_owned()),
+        };
+        if let Err(reason) = started {
+            let outcome = proto_core::spawn::SpawnOutcome::FailedToStart { reason };
+            // The input queue is bounded; a full one is drained by this very thread, so wait on a
+            // helper rather than here.
+            let back = self.loopback.clone();
+            std::thread::spawn(move || back.send_blocking(Input::SpawnExit(request.spawn_id, outcome)));
+        }
     }
 
     fn broadcast(&self, event: Event) {
@@ -383,6 +395,7 @@ mod tests {
             storage,
             inputs,
             datagrams: None,
+            launcher: None,
             loopback,
             net: Arc::new(Executor::new()),
             client: Client::new(),

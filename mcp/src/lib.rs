@@ -25,4 +25,5 @@ pub mod mesh;
 pub mod node;
 pub mod profiles;
 pub mod server;
+pub mod spawn_prompt;
 pub mod tools;

@@ -19,6 +19,7 @@
 pub mod app;
 pub mod attach;
 pub mod bridge;
+pub mod config_merge;
 pub mod events;
 pub mod instructions;
 pub mod mesh;
@@ -26,4 +27,5 @@ pub mod node;
 pub mod profiles;
 pub mod server;
 pub mod spawn_prompt;
+pub mod spawned;
 pub mod tools;

@@ -308,7 +308,7 @@ mod tests {
         m.acquire(&file, ConfigFormat::OpencodeJson, &server("t")).unwrap();
         drop(m); // the node died with a child running
         let (_again, repaired) = Merges::open(&spawn_dir);
-        assert_eq!(repaired, [file.clone()]);
+        assert_eq!(repaired, std::slice::from_ref(&file));
         assert_eq!(fs::read_to_string(&file).unwrap(), USER_FILE);
     }
 

@@ -28,4 +28,5 @@ pub mod profiles;
 pub mod server;
 pub mod spawn_prompt;
 pub mod spawned;
+pub mod spawner;
 pub mod tools;

@@ -108,6 +108,9 @@ fn spawning_is_off_by_default() {
     assert_eq!(post(&mut m, b, &p, "m1", json!({})), 200);
     assert!(m.peers[b].spawns.is_empty());
     assert!(!m.peers[b].node.spawning_enabled());
+    // Nothing about spawning shows when it is off.
+    assert_eq!(m.peers[b].node.card().spawned_agents, None);
+    assert!(m.command(b, Command::Status).unwrap().get("spawned_agents").is_none());
 }
 
 #[test]
@@ -129,6 +132,10 @@ fn a_message_from_a_connection_wakes_an_agent_with_the_facts_it_needs() {
     assert_eq!(excerpts, ["hello from m-earlier"]);
     assert_eq!(s.context[0].peer_name, "Alice");
     assert_eq!(m.peers[b].node.spawned_agents(), 1);
+    // Reported where the user and peers look (R-C9).
+    assert_eq!(m.peers[b].node.status_body().spawned_agents, 1);
+    assert_eq!(m.peers[b].node.card().spawned_agents, Some(1));
+    assert_eq!(m.command(b, Command::Status).unwrap()["spawned_agents"], 1);
 }
 
 #[test]

@@ -181,7 +181,7 @@ impl Node {
         if peer_shards > 0 {
             actions.push(format!("{peer_shards} peer shard(s): darkmatter_view_shards to explore."));
         }
-        json!({
+        let mut status = json!({
             "new_context": new_context,
             "memory": {"conversations": self.memory.len(), "own_shards": own_shards, "peer_shards": peer_shards},
             "identity": self.cmd_identity(),
@@ -191,7 +191,12 @@ impl Node {
             "discovered": {"total": discovered.len(), "summary": format!("{lan} agents discovered on LAN"), "peers": discovered},
             "awaiting_replies": awaiting,
             "suggested_actions": actions,
-        })
+        });
+        // Only a node that spawns agents says how many run (R-C9).
+        if self.spawner.enabled() {
+            status["spawned_agents"] = json!(self.spawner.live_count());
+        }
+        status
     }
 
     pub(crate) fn cmd_set_rate_limit(&mut self, agent_id: Option<&str>, value: i64) -> Result<Value, CommandError> {

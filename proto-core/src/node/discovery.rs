@@ -40,6 +40,7 @@ impl Node {
             webrtc_enabled: false,
             anchor: None,
             dm_protocol: Some(DM_PROTOCOL.to_owned()),
+            spawned_agents: self.spawner.enabled().then(|| self.spawner.live_count()),
         }
     }
 

@@ -304,3 +304,62 @@ fn a_spawned_agents_server_attaches_or_fails_and_never_starts_a_node() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot attach to the parent node"), "{out:?}");
     assert!(!dir.join(".darkmatter").exists(), "no state, no passport");
 }
+
+#[test]
+fn a_proven_connection_request_wakes_an_agent_that_may_settle_only_that_request() {
+    let root = project("spawn-request");
+    let s = stand_ins(&root);
+    let mut a = sender(&root);
+    let (_b, _, url) = receiver(&root, &s, "claude-code", &[("DARKMATTER_AUTO_ACCEPT_LOCAL", "false")]);
+    // A Rust node signs its request: proven at once, so it wakes exactly one agent.
+    let r = a.ok("darkmatter_connection", json!({"action": "request", "target_url": url}));
+    assert_eq!(r["status"], "pending", "{r}");
+    let rec = records(&s, "claude", 1, |r| r["done"] == json!(true)).remove(0);
+    let prompt = rec["argv"].as_array().unwrap().last().unwrap().as_str().unwrap().to_owned();
+    assert!(prompt.starts_with("CONNECTION REQUEST"), "{prompt}");
+    let other = &rec["calls"]["accept_other"];
+    assert_eq!(other["is_error"], true, "{other}");
+    assert!(other["result"].to_string().contains("Refused"), "{other}");
+    assert_eq!(rec["calls"]["accept_own"]["is_error"], false, "{}", rec["calls"]["accept_own"]);
+    assert!(
+        until(Duration::from_secs(10), || a.ok("darkmatter_list_connections", json!({}))["total"] == 1),
+        "the agent's acceptance connects the requester"
+    );
+    assert_eq!(std::fs::read_dir(&s.records).unwrap().count(), 1, "one request, one agent");
+}
+
+#[test]
+fn overlapping_children_restore_the_users_opencode_json_once_after_the_last() {
+    let root = project("spawn-overlap");
+    let s = stand_ins(&root);
+    let mut a = sender(&root);
+    let dir = root.join("project-opencode");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("opencode.json");
+    std::fs::write(&file, USER_OPENCODE).unwrap();
+    let (_b, _, url) = receiver_in(&dir, &s, "opencode", &[("DM_SLEEP", "1"), ("DM_STAGGER", "1")]);
+    let b_id = connect(&mut a, &url);
+    a.ok("darkmatter_send_message", json!({"target_agent_id": b_id, "content": "one"}));
+    a.ok("darkmatter_send_message", json!({"target_agent_id": b_id, "content": "two"}));
+    let both = records(&s, "opencode", 2, |r| r["grandchild"].is_u64());
+    for r in &both {
+        assert!(r["files"]["opencode.json"].as_str().unwrap().contains("\"darkmatter\""), "each child sees the entry");
+    }
+    let pids: Vec<u64> = std::fs::read_dir(&s.records)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_prefix("opencode-")?.strip_suffix(".json")?.parse().ok()
+        })
+        .collect();
+    assert_eq!(pids.len(), 2);
+    // Watch the file: the moment it is the user's again, neither child may still run.
+    let restored = until(Duration::from_secs(15), || {
+        let back = std::fs::read_to_string(&file).unwrap() == USER_OPENCODE;
+        if back {
+            assert!(pids.iter().all(|&p| !alive(p)), "restored while a child still ran");
+        }
+        back
+    });
+    assert!(restored, "restored byte for byte after the last child");
+}

@@ -443,6 +443,7 @@ impl Sim {
             discovery: self.opts.discovery,
             // A simulated LAN has no localhost neighbours: discovery is by beacon only.
             scan_ports: Vec::new(),
+            spawn: self.opts.spawn.then(proto_core::spawn::SpawnConfig::default),
             ..Config::default()
         }
     }
@@ -658,6 +659,7 @@ impl Sim {
                 Output::Datagram(payload) => self.multicast(i, payload.into()),
                 // A spawned agent runs for one think time and exits.
                 Output::Spawn(s) => {
+                    self.counters.spawns += 1;
                     let at = self.now + self.think();
                     let inc = self.nodes[i as usize].inc;
                     self.queue.push(at, Ev::Agent { node: i, inc, act: Act::SpawnExit(s.spawn_id) });
@@ -803,8 +805,9 @@ impl Sim {
             Event::Refused { path, status, .. } => {
                 self.trace.rec(self.now, i as u64, Kind::Refused, NONE, status as u64, short(&path));
             }
-            // Spawning is off in every scenario so far; its events have no trace kind yet.
-            Event::SpawnRefused { .. } | Event::SpawnFailed { .. } => {}
+            // Counted, not traced: spawning is off in every named scenario (`--spawn 1` turns it on).
+            Event::SpawnRefused { .. } => self.counters.spawns_refused += 1,
+            Event::SpawnFailed { .. } => {}
         }
     }
 

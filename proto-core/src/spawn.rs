@@ -1,4 +1,4 @@
-//! [`Spawner`]: when the node wakes an agent to handle something while its user is away.
+//! `Spawner`: when the node wakes an agent to handle something while its user is away.
 //!
 //! The core decides; the runtime starts the process. A trigger is a queued message from a connection
 //! (never a broadcast, never a stranger's message) or a connection request whose requester proved its

@@ -162,6 +162,7 @@ struct Core {
     waiting: Vec<Output>,
     datagrams: Option<Sender<Vec<u8>>>,
     launcher: Option<Arc<dyn crate::spawn::Launcher>>,
+    children: crate::spawn::Children,
 }
 
 /// Runs the core until shutdown. Blocks the calling thread (run it on its own).
@@ -191,8 +192,12 @@ pub fn run(parts: CoreParts) -> CoreExit {
         waiting: Vec::new(),
         datagrams: parts.datagrams,
         launcher: parts.launcher,
+        children: crate::spawn::Children::default(),
     };
-    smol::block_on(core.run(parts.inputs))
+    let exit = smol::block_on(core.run(parts.inputs));
+    // Nobody would enforce their timeouts once the node is gone.
+    core.children.kill_all();
+    exit
 }
 
 impl Core {
@@ -352,7 +357,7 @@ impl Core {
     /// once, so its slot is freed and the user sees why.
     fn spawn(&self, request: proto_core::spawn::SpawnRequest) {
         let started = match &self.launcher {
-            Some(launcher) => crate::spawn::start(launcher.clone(), &request, self.loopback.clone()),
+            Some(launcher) => crate::spawn::start(launcher.clone(), &request, self.loopback.clone(), &self.children),
             None => Err("agent spawning is off in this runtime".to_owned()),
         };
         if let Err(reason) = started {

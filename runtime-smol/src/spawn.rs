@@ -12,10 +12,13 @@
 //!   undid what the launch set up (its attach token, config files), so the slot is free only once the
 //!   child can no longer act.
 //!
+//! When the node stops, every live child's group is killed ([`Children::kill_all`]): nothing would
+//! enforce its timeout any more. What a launcher set up is repaired at the next start.
+//!
 //! The command is built as a plain [`std::process::Command`]: a later step wraps it in the sandbox
 //! helper; until then a launcher that needs the sandbox refuses to prepare (fail closed).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -71,12 +74,51 @@ pub trait Launcher: Send + Sync {
     fn finished(&self, spawn_id: SpawnId);
 }
 
-/// Starts the child for `request`; its end comes back to the core on `back`. On `Err` (the reason)
-/// nothing runs and the launcher has already been told it finished.
+/// The process groups of one node's live children.
+#[derive(Clone, Debug, Default)]
+pub struct Children(Arc<Mutex<BTreeSet<i32>>>);
+
+impl Children {
+    fn add(&self, child: &Child) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(pid(child));
+    }
+
+    fn remove(&self, child: &Child) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&pid(child));
+    }
+
+    /// Live children.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether none lives.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Kills every live child's process group (the node stops).
+    pub fn kill_all(&self) {
+        for &group in self.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            if let Some(pid) = rustix::process::Pid::from_raw(group) {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
+}
+
+fn pid(child: &Child) -> i32 {
+    rustix::process::Pid::from_child(child).as_raw_nonzero().get()
+}
+
+/// Starts the child for `request`, counted in `children` while it lives; its end comes back to the
+/// core on `back`. On `Err` (the reason) nothing runs and the launcher has already been told it
+/// finished.
 pub fn start(
     launcher: Arc<dyn Launcher>,
     request: &SpawnRequest,
     back: async_channel::Sender<Input>,
+    children: &Children,
 ) -> Result<(), String> {
     let id = request.spawn_id;
     let started = launcher.prepare(request).and_then(|launch| {
@@ -90,8 +132,10 @@ pub fn start(
             return Err(reason);
         }
     };
+    children.add(&child.child);
+    let children = children.clone();
     let supervise = move || {
-        let outcome = supervise(child, &launch);
+        let outcome = supervise(child, &launch, &children);
         launcher.finished(id);
         let _ = back.send_blocking(Input::SpawnExit(id, outcome));
     };
@@ -152,7 +196,7 @@ fn start_error(launch: &Launch, e: &io::Error) -> String {
 }
 
 /// Waits for the child within its timeout, kills its group, writes its log; returns how it ended.
-fn supervise(mut running: Running, launch: &Launch) -> SpawnOutcome {
+fn supervise(mut running: Running, launch: &Launch, children: &Children) -> SpawnOutcome {
     let deadline = Instant::now() + launch.timeout;
     let outcome = match wait_until(&mut running.child, deadline) {
         Some(status) => SpawnOutcome::Exited { code: status.code() },
@@ -169,6 +213,7 @@ fn supervise(mut running: Running, launch: &Launch) -> SpawnOutcome {
     // Whatever the client left running in its group goes with it. The group id cannot have been
     // reused: the kernel keeps it while any member lives.
     signal_group(&running.child, rustix::process::Signal::KILL);
+    children.remove(&running.child);
     let _ = running.drained.recv_timeout(Duration::from_millis(LOG_DRAIN_MS));
     let tail = running.output.lock().unwrap_or_else(|p| p.into_inner());
     if let Err(e) = write_log(&launch.log, &tail.bytes()) {
@@ -293,7 +338,7 @@ mod tests {
     fn run(fake: &Arc<Fake>, id: u64) -> (SpawnOutcome, Duration) {
         let (tx, rx) = async_channel::bounded(4);
         let t0 = Instant::now();
-        start(fake.clone(), &request(id), tx).unwrap();
+        start(fake.clone(), &request(id), tx, &Children::default()).unwrap();
         match rx.recv_blocking().unwrap() {
             Input::SpawnExit(got, outcome) => {
                 assert_eq!(got, SpawnId(id));
@@ -345,12 +390,36 @@ mod tests {
     }
 
     #[test]
+    fn stopping_the_node_kills_every_live_child() {
+        let dir = temp_dir("stop");
+        let fake = sh(&dir, "sleep 30 & echo $! > grandchild; sleep 30", 60_000);
+        let children = Children::default();
+        let (tx, rx) = async_channel::bounded(4);
+        start(fake.clone(), &request(4), tx, &children).unwrap();
+        assert_eq!(children.len(), 1);
+        let file = dir.join("grandchild");
+        let grandchild = (0..200).find_map(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            fs::read_to_string(&file).ok()?.trim().parse::<i32>().ok()
+        });
+        children.kill_all();
+        assert!(matches!(rx.recv_blocking(), Ok(Input::SpawnExit(SpawnId(4), SpawnOutcome::Exited { code: None }))));
+        assert!(children.is_empty());
+        let grandchild = grandchild.expect("the grandchild started");
+        let gone = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            !alive(grandchild) || is_zombie(grandchild)
+        });
+        assert!(gone);
+    }
+
+    #[test]
     fn a_missing_command_names_itself_and_the_client() {
         let dir = temp_dir("missing");
         let mut fake = sh(&dir, "", 1_000);
         Arc::get_mut(&mut fake).unwrap().launch.program = "dm-no-such-client".into();
         let (tx, _rx) = async_channel::bounded(1);
-        let err = start(fake.clone(), &request(3), tx).unwrap_err();
+        let err = start(fake.clone(), &request(3), tx, &Children::default()).unwrap_err();
         assert!(err.starts_with("command not found: dm-no-such-client (DARKMATTER_CLIENT=claude-code"), "{err}");
         assert_eq!(*fake.finished.lock().unwrap(), [SpawnId(3)]);
     }

@@ -144,3 +144,12 @@ fn openclaw_is_told_how_to_run_the_server() {
         "{text}"
     );
 }
+
+/// Every profile's command line, one per line, as a reviewable snapshot (T-C1).
+#[test]
+fn command_lines_snapshot() {
+    let s = server();
+    let text: String =
+        PROFILES.iter().map(|p| format!("{:<12} {}\n", p.name, p.spawn("<PROMPT>", &run(&s)).argv.join(" "))).collect();
+    insta::assert_snapshot!(text);
+}

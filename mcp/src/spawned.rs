@@ -5,6 +5,7 @@
 //! peer re-tune the node through it. The refusal is the node's, so no model can be talked past it.
 //! A spawned session may not:
 //! - set the node's status, a rate limit or an impression (trust), its bio or URL, or disconnect peers;
+//! - make the node call a URL a peer's words chose: connect to a new agent, or fetch a domain's card;
 //! - accept or reject any connection request but the one it was spawned for;
 //! - spend (no wallet command exists yet; any added must be refused here too) or spawn (a spawned
 //!   session's `darkmatter` only attaches, see `crate::app`, and attaching never triggers a spawn).
@@ -39,6 +40,8 @@ pub fn refusal(command: &Command, request_id: Option<&str>) -> Option<String> {
         Command::UpdateBio { .. } => "change the bio",
         Command::SetUrl { .. } => "change the node's URL",
         Command::Disconnect { .. } => "disconnect peers",
+        Command::Connect { .. } => "connect to new agents",
+        Command::DiscoverDomain { .. } => "fetch a domain's card",
         Command::Accept { request_id: r } | Command::Reject { request_id: r } if request_id != Some(r.as_str()) => {
             "settle a connection request it was not started for"
         }
@@ -60,7 +63,7 @@ impl Mesh for SpawnedMesh {
     }
 
     fn discover_domain(&self, domain: String) -> BoxFut<'_, Result<Value, CommandError>> {
-        self.inner.discover_domain(domain)
+        self.command(Command::DiscoverDomain { domain })
     }
 
     fn events(&self) -> async_channel::Receiver<Event> {
@@ -85,6 +88,8 @@ mod tests {
             Command::SetImpression { agent_id: a.clone(), score: 1.0, note: None },
             Command::UpdateBio { bio: "pwned".into() },
             Command::Disconnect { agent_id: a.clone() },
+            Command::Connect { target_url: "http://169.254.169.254".into() },
+            Command::DiscoverDomain { domain: "internal.example".into() },
         ] {
             assert!(refusal(&c, None).is_some(), "{c:?}");
         }

@@ -28,6 +28,8 @@ pub struct Peer {
     pub disk: std::collections::BTreeMap<(Table, String), Vec<u8>>,
     /// Events it emitted, in order.
     pub events: Vec<Event>,
+    /// Agents it asked to spawn, in order (end one with [`Mesh::spawn_exit`]).
+    pub spawns: Vec<proto_core::spawn::SpawnRequest>,
     /// Its passport's seed (tests sign in its name with it).
     pub seed: [u8; 32],
     config: Config,
@@ -95,6 +97,7 @@ impl Mesh {
             ip,
             disk: Default::default(),
             events: Vec::new(),
+            spawns: Vec::new(),
             seed,
             config,
         });
@@ -283,6 +286,11 @@ impl Mesh {
                 Output::Transmit(t) => self.inflight.push_back((i, t)),
                 // The harness has no LAN; its nodes run without background discovery.
                 Output::Datagram(_) => {}
+                Output::Spawn(s) => {
+                    let line = format!("{} spawn {} for {}", self.peers[i].name, s.spawn_id.0, s.trigger.key());
+                    self.peers[i].spawns.push(s);
+                    self.log(line);
+                }
                 Output::Event(e) => {
                     let line = format!("{} event {}", self.peers[i].name, event_line(&e));
                     self.peers[i].events.push(*e);
@@ -301,6 +309,13 @@ impl Mesh {
             }
         }
         replies
+    }
+
+    /// A spawned agent of node `i` ended.
+    pub fn spawn_exit(&mut self, i: usize, id: proto_core::spawn::SpawnId, outcome: proto_core::spawn::SpawnOutcome) {
+        let now = self.now;
+        self.peers[i].node.handle_spawn_exit(now, id, outcome);
+        self.drain(i);
     }
 
     /// Crashes node `i` and restarts it from what it had persisted.
@@ -332,6 +347,8 @@ fn event_line(e: &Event) -> String {
         Event::RequestDecided { request_id, agent_id, accepted, peer_score } => {
             format!("request-decided {request_id} by {agent_id} accepted={accepted} peer_score={peer_score:.3}")
         }
+        Event::SpawnRefused { key, reason } => format!("spawn-refused {key}: {reason}"),
+        Event::SpawnFailed { key, reason } => format!("spawn-failed {key}: {reason}"),
     }
 }
 

@@ -102,6 +102,16 @@ impl Primary {
 /// The whole process: claims the project, then either runs the node and serves stdio (and the
 /// attach socket), or attaches to the process that runs it. Returns the exit status.
 pub fn run(start: impl FnOnce() -> Result<Arc<dyn Mesh>, String>, paths: Paths) -> Result<(), String> {
+    run_with(start, paths, |_, _| {})
+}
+
+/// [`run`], calling `serving` with the node's backend and executor once the node runs here (the
+/// spawner needs them to serve its children).
+pub fn run_with(
+    start: impl FnOnce() -> Result<Arc<dyn Mesh>, String>,
+    paths: Paths,
+    serving: impl FnOnce(&Backend, &Arc<smol::Executor<'static>>),
+) -> Result<(), String> {
     let ex = Arc::new(smol::Executor::new());
     let ex2 = ex.clone();
     smol::block_on(ex.run(async move {
@@ -110,6 +120,7 @@ pub fn run(start: impl FnOnce() -> Result<Arc<dyn Mesh>, String>, paths: Paths) 
         match attach::claim(&paths.lock).map_err(|e| format!("cannot open {}: {e}", paths.lock.display()))? {
             Role::Primary(guard) => {
                 let p = primary(start()?, &paths, &ex);
+                serving(&p.backend, &ex);
                 session(p.backend.clone(), ex.clone(), stdio).await;
                 p.finish(&paths).await;
                 drop(guard);
@@ -130,5 +141,24 @@ pub fn run(start: impl FnOnce() -> Result<Arc<dyn Mesh>, String>, paths: Paths) 
                 Ok(())
             }
         }
+    }))
+}
+
+/// A `darkmatter` started for a spawned agent (`DARKMATTER_ATTACH_SOCKET` and
+/// `DARKMATTER_SPAWN_TOKEN` set): it attaches to its parent node through the child's socket or fails;
+/// it never claims the project, starts a node or creates a passport.
+pub fn run_spawned(socket: std::path::PathBuf, token: String) -> Result<(), String> {
+    let ex = Arc::new(smol::Executor::new());
+    let ex2 = ex.clone();
+    smol::block_on(ex.run(async move {
+        let client = Client::connect_with(&socket, Some(&token), &ex2)
+            .await
+            .map_err(|e| format!("cannot attach to the parent node at {}: {e}", socket.display()))?;
+        let mesh: Arc<dyn Mesh> = Arc::new(client);
+        let hub = Hub::new();
+        ex2.spawn(hub.clone().pump(mesh.events())).detach();
+        let stdio = || (tokio::io::stdin(), tokio::io::stdout());
+        session(Backend::local(mesh, hub), ex2.clone(), stdio).await;
+        Ok(())
     }))
 }

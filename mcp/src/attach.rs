@@ -79,12 +79,12 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-fn euid() -> u32 {
+pub(crate) fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }
 
-fn make_private_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn make_private_dir(dir: &Path) -> io::Result<()> {
     match fs::create_dir(dir) {
         Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(0o700)),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -277,6 +277,87 @@ async fn session(stream: Arc<Async<UnixStream>>, backend: Backend, ex: Arc<smol:
     writer.cancel().await;
 }
 
+/// Longest first line on a spawned agent's socket: `{"token": "<32 hex>"}` with room to spare.
+const HELLO_BYTES_MAX: usize = 256;
+
+/// How long a connection to a spawned agent's socket may take to present its token.
+pub const TOKEN_WAIT_MS: u64 = 5_000;
+
+/// A spawned agent's own attach socket (R-C1, R-C7): served while the agent lives, to connections
+/// whose first line is `{"token": "<its token>"}`, with `backend` (the restricted node). Dropping it
+/// removes the socket and closes every session on it: the token dies with the child.
+pub struct ChildSocket {
+    path: PathBuf,
+    streams: Arc<Mutex<Vec<Arc<Async<UnixStream>>>>>,
+    _task: smol::Task<()>,
+}
+
+impl ChildSocket {
+    /// Binds `path` (0600) and serves it on `ex`.
+    pub fn open(path: &Path, token: String, backend: Backend, ex: &Arc<smol::Executor<'static>>) -> io::Result<Self> {
+        let listener = Async::new(bind(path)?)?;
+        let streams: Arc<Mutex<Vec<Arc<Async<UnixStream>>>>> = Arc::default();
+        let (open, ex2) = (streams.clone(), ex.clone());
+        let task = ex.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                if !same_user(stream.get_ref()) || open.lock().expect("streams lock").len() >= SUBSCRIBERS_MAX {
+                    continue;
+                }
+                let (stream, token, backend, ex3) = (Arc::new(stream), token.clone(), backend.clone(), ex2.clone());
+                open.lock().expect("streams lock").push(stream.clone());
+                ex2.spawn(async move {
+                    if presents(&stream, &token).await {
+                        session(stream, backend, ex3).await;
+                    } else {
+                        let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
+                    }
+                })
+                .detach();
+            }
+        });
+        Ok(Self { path: path.to_owned(), streams, _task: task })
+    }
+}
+
+impl Drop for ChildSocket {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+        for s in self.streams.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            let _ = s.get_ref().shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Whether the connection's first line presents `token`, within [`TOKEN_WAIT_MS`]. Read a byte at
+/// a time so that nothing after the line is taken from the session.
+async fn presents(stream: &Async<UnixStream>, token: &str) -> bool {
+    let read = async {
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        let mut r = stream;
+        while line.len() < HELLO_BYTES_MAX {
+            match r.read(&mut byte).await {
+                Ok(1) if byte[0] == b'\n' => return Some(line),
+                Ok(1) => line.push(byte[0]),
+                _ => return None,
+            }
+        }
+        None
+    };
+    let timeout = async {
+        smol::Timer::after(Duration::from_millis(TOKEN_WAIT_MS)).await;
+        None
+    };
+    let Some(line) = smol::future::or(read, timeout).await else { return false };
+    let given = serde_json::from_slice::<Value>(&line).ok().and_then(|v| v["token"].as_str().map(str::to_owned));
+    given.is_some_and(|g| same_bytes(g.as_bytes(), token.as_bytes()))
+}
+
+/// Compares in time independent of where the inputs differ.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// The attached side: a [`Mesh`] whose commands run in the process that owns the node.
 #[derive(Clone)]
 pub struct Client {
@@ -302,6 +383,11 @@ fn node_gone() -> CommandError {
 impl Client {
     /// Connects to the socket at `path`, waiting up to [`CONNECT_WAIT_MS`] for it to appear.
     pub async fn connect(path: &Path, ex: &smol::Executor<'static>) -> io::Result<Client> {
+        Self::connect_with(path, None, ex).await
+    }
+
+    /// [`Client::connect`] to a spawned agent's socket, presenting `token` first.
+    pub async fn connect_with(path: &Path, token: Option<&str>, ex: &smol::Executor<'static>) -> io::Result<Client> {
         let mut waited_ms = 0;
         let stream = loop {
             match Async::<UnixStream>::connect(path).await {
@@ -315,6 +401,10 @@ impl Client {
         };
         let stream = Arc::new(stream);
         let (tx, rx) = async_channel::bounded(LINES_QUEUED_MAX);
+        if let Some(token) = token {
+            // The first line out, before any command can be queued.
+            let _ = tx.try_send(json!({ "token": token }).to_string());
+        }
         let (events_tx, events_rx) = async_channel::bounded(SESSION_EVENTS_MAX);
         let inner = Arc::new(ClientInner {
             next_id: AtomicU64::new(1),

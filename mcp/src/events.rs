@@ -61,6 +61,15 @@ pub fn notice(event: &Event) -> Notice {
             "A peer request was refused (bad signature, replay or key mismatch). Nothing to do unless it repeats."
                 .to_owned(),
         ),
+        Event::SpawnRefused { .. } => (
+            LoggingLevel::Warning,
+            "A spawn limit held an agent back; the message stays in the inbox and an agent starts when there is room."
+                .to_owned(),
+        ),
+        Event::SpawnFailed { .. } => (
+            LoggingLevel::Warning,
+            "A spawned agent failed or ran out of time; the message is still in the inbox for you to handle.".to_owned(),
+        ),
     };
     let mut data = serde_json::to_value(event).expect("an event is plain data");
     data["hint"] = Value::String(hint);

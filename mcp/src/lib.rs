@@ -20,6 +20,7 @@
 pub mod app;
 pub mod attach;
 pub mod bridge;
+pub mod config_merge;
 pub mod events;
 pub mod instructions;
 pub mod mesh;
@@ -27,4 +28,7 @@ pub mod node;
 pub mod present;
 pub mod profiles;
 pub mod server;
+pub mod spawn_prompt;
+pub mod spawned;
+pub mod spawner;
 pub mod tools;

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use darkmatter_mcp::mesh::Mesh;
-use darkmatter_mcp::{app, attach::Paths, node, profiles};
+use darkmatter_mcp::spawner::{Settings, Spawner};
+use darkmatter_mcp::{app, attach::Paths, node};
 use runtime_smol::sandbox::{self, Net, Policy};
 use runtime_smol::{NodeHandle, RuntimeConfig};
 
@@ -78,22 +79,44 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
+    // A spawned agent's server attaches to its parent or fails: it never starts a node of its own.
+    if let Some((socket, token)) = spawned_child()? {
+        return app::run_spawned(socket, token);
+    }
     let config = RuntimeConfig::from_env().map_err(|e| e.to_string())?;
-    let _profile = profiles::of(config.client); // for agent spawning, which comes later
     let paths =
         Paths::for_dir(&config.state_dir).map_err(|e| format!("cannot use {}: {e}", config.state_dir.display()))?;
+    let spawner = if config.agent_enabled { Some(Spawner::new(Settings::from_config(&config)?)) } else { None };
+    let launcher = spawner.clone().map(|s| s as Arc<dyn runtime_smol::spawn::Launcher>);
     let socket = paths.socket.clone();
     let in_terminal = std::io::stdin().is_terminal();
-    app::run(
+    app::run_with(
         move || {
-            let handle = node::start(config, &socket)?;
+            let handle = node::start(config, &socket, launcher)?;
             if in_terminal {
                 eprintln!("{}", terminal_note(&handle));
             }
             Ok(Arc::new(handle) as Arc<dyn Mesh>)
         },
         paths,
+        move |backend, ex| {
+            if let Some(s) = spawner {
+                s.serve(backend.clone(), ex.clone());
+            }
+        },
     )
+}
+
+/// `DARKMATTER_ATTACH_SOCKET` and `DARKMATTER_SPAWN_TOKEN`, when this process serves a spawned agent;
+/// one without the other is an error (never a fallback to starting a node).
+fn spawned_child() -> Result<Option<(std::path::PathBuf, String)>, String> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (get("DARKMATTER_ATTACH_SOCKET"), get("DARKMATTER_SPAWN_TOKEN")) {
+        (Some(socket), Some(token)) => Ok(Some((socket.into(), token))),
+        (None, None) => Ok(None),
+        _ => Err("DARKMATTER_ATTACH_SOCKET and DARKMATTER_SPAWN_TOKEN must be set together (a spawned agent's server)"
+            .to_owned()),
+    }
 }
 
 /// What a person who ran `darkmatter` by hand sees (on stderr: stdout belongs to MCP).

@@ -156,6 +156,20 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A spawn limit held an agent back; the message stays queued and spawns when there is room.
+    SpawnRefused {
+        /// The message or request id.
+        key: String,
+        /// Which limit (0.5.3's texts for concurrency and the hour).
+        reason: String,
+    },
+    /// A spawned agent could not start, or ran out of time.
+    SpawnFailed {
+        /// The message or request id.
+        key: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// One thing the node wants done. Drain with [`crate::Node::poll_output`].
@@ -173,6 +187,8 @@ pub enum Output {
     /// Send this datagram (our signed LAN beacon) to the multicast group
     /// ([`crate::discovery::BEACON_GROUP`]:[`crate::discovery::BEACON_PORT`]); best effort.
     Datagram(Vec<u8>),
+    /// Start a child agent; report its end with [`crate::Node::handle_spawn_exit`].
+    Spawn(crate::spawn::SpawnRequest),
     /// A local command finished: its typed result, or an error.
     Done {
         /// The command.

@@ -43,6 +43,8 @@
 //!   through `handle_response`; the command is done when its last probe has answered.
 //! - `handle_timeout(now)`: ends expired waits and, every [`node::HOUSEKEEPING_INTERVAL_MS`] of the
 //!   monotonic clock, runs housekeeping. Calling it early is harmless.
+//! - `handle_spawn_exit(now, spawn_id, outcome)`: a spawned agent ended (exited, timed out, or never
+//!   started); its slot is free at once and a message waiting for one may spawn.
 //!
 //! ## Outputs
 //!
@@ -62,12 +64,14 @@
 //!   [`discovery::BEACON_GROUP`]:[`discovery::BEACON_PORT`], best effort; a driver without a LAN drops it.
 //! - [`Output::Event`]: tell the local agent (a request arrived or was decided, a peer connected or
 //!   disconnected, a message arrived, a peer moved, a peer request was refused with 403 or 409).
+//! - [`Output::Spawn`]: start an agent (only with [`node::Config::spawn`] set; see [`spawn`]) with the
+//!   facts its prompt is built from; report its end with `handle_spawn_exit`.
 //! - [`Output::Done`]: a command finished, with its typed [`CommandOutput`] or a [`CommandError`]. It may come out of a
 //!   later, unrelated input: a send completes in the `handle_response` of its last delivery, a wait in
 //!   the `handle_request` of the reply.
 //! - [`Output::Timeout`]: the queue is empty; call `handle_timeout` at this monotonic time (the earliest
-//!   of the next housekeeping, the earliest wait deadline and, with `discovery` on, the next beacon and
-//!   the next background scan).
+//!   of the next housekeeping, the earliest wait deadline, with `discovery` on the next beacon and the
+//!   next background scan, and, when a spawn waits for the hour window, when the window frees one).
 //!
 //! More than [`limits::OUTPUTS_BUFFERED_MAX`] undrained outputs is a driver bug and panics. No single
 //! input emits more than a few thousand (a send to [`limits::TARGETS_PER_SEND_MAX`] targets, a peer
@@ -154,6 +158,7 @@ mod rate;
 pub mod replay;
 pub mod shards;
 pub mod sign;
+pub mod spawn;
 pub mod store;
 pub mod time;
 pub mod trust;

@@ -179,6 +179,25 @@ pub const FEED_DIRECT_MAX: usize = 30;
 /// Entries in the network section of the context feed.
 pub const FEED_NETWORK_MAX: usize = 15;
 
+/// Live spawned agents at once by default (`DARKMATTER_AGENT_MAX_CONCURRENT`, 0.5.3's value).
+pub const SPAWN_CONCURRENT_DEFAULT: usize = 2;
+/// Agent spawns per sliding hour by default (`DARKMATTER_AGENT_MAX_PER_HOUR`, 0.5.3's value).
+pub const SPAWN_PER_HOUR_DEFAULT: usize = 15;
+/// Agent spawns per sliding hour for one sender by default: one chatty peer cannot use up the hour.
+pub const SPAWN_PER_SENDER_PER_HOUR_DEFAULT: usize = 4;
+/// The sliding window of the spawn limits, in milliseconds (monotonic clock).
+pub const SPAWN_WINDOW_MS: u64 = 3_600_000;
+/// One spawn per connection requester in this long, in milliseconds: repeating a request costs nothing.
+pub const SPAWN_REQUESTER_QUIET_MS: u64 = 3_600_000;
+/// Triggers waiting for room to spawn: every inbox message from connections and every pending request.
+pub const SPAWN_WAITING_MAX: usize = INBOX_MAX + PENDING_REQUESTS_MAX;
+/// At start-up, queued messages at most this old spawn again, in seconds (0.5.3's value).
+pub const SPAWN_RESPAWN_AGE_S_MAX: u64 = 1_800;
+/// Memory lines in a spawned agent's prompt.
+pub const SPAWN_CONTEXT_LINES_MAX: usize = 30;
+/// Longest memory line in a spawned agent's prompt, in characters.
+pub const SPAWN_CONTEXT_LINE_CHARS_MAX: usize = 200;
+
 /// Timeout we give peer HTTP calls, in milliseconds.
 pub const PEER_CALL_TIMEOUT_MS: u64 = 10_000;
 /// Timeout for the connection request call, in milliseconds (a 0.5.3 target queries its peers first).

@@ -110,6 +110,22 @@ impl Memory {
         (direct, network)
     }
 
+    /// The `max` best entries at `now_us`, both sections together, best first, deduplicated by
+    /// message id, without `exclude` (a spawned agent reads the message it handles through a tool).
+    pub(crate) fn best(&self, now_us: i64, exclude: Option<&str>, max: usize) -> Ranked<'_> {
+        let mut ranked: Ranked<'_> = self
+            .log
+            .values()
+            .filter(|e| exclude != Some(e.message_id.as_str()))
+            .map(|e| (rank(e, now_us, None), e))
+            .collect();
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.seq.cmp(&a.1.seq)));
+        let mut seen = std::collections::BTreeSet::new();
+        ranked.retain(|(_, e)| seen.insert(e.message_id.as_str()));
+        ranked.truncate(max);
+        ranked
+    }
+
     /// Entries no status report has shown yet, oldest first.
     pub(crate) fn unshown(&self) -> impl Iterator<Item = &ConversationEntry> {
         self.log.range(self.shown_seq + 1..).map(|(_, e)| e)
@@ -169,6 +185,26 @@ mod tests {
         assert_eq!(m.mark_shown(99), 3, "not past the newest");
         m.log(ConversationEntry { seq: 4, ..entry("direct", "inbound", 0.0, 0) });
         assert_eq!(m.unshown().map(|e| e.seq).collect::<Vec<_>>(), vec![4], "a later entry is new");
+    }
+
+    #[test]
+    fn best_is_descending_capped_and_leaves_out_the_excluded_message() {
+        let mut m = Memory::default();
+        let now = 10_000_000_000;
+        // Older entries rank lower; "m3" is the message being handled.
+        for (seq, id, age_s) in [(1, "m1", 7_200), (2, "m2", 3_600), (3, "m3", 0), (4, "m4", 60)] {
+            let e = ConversationEntry {
+                seq,
+                message_id: id.into(),
+                ..entry("direct", "inbound", 1.0, now - age_s * 1_000_000)
+            };
+            let _ = m.log(e);
+        }
+        let best: Vec<&str> = m.best(now, Some("m3"), 2).iter().map(|(_, e)| e.message_id.as_str()).collect();
+        assert_eq!(best, ["m4", "m2"]);
+        let all = m.best(now, None, 10);
+        assert_eq!(all.len(), 4);
+        assert!(all.windows(2).all(|w| w[0].0 >= w[1].0), "best first");
     }
 
     #[test]

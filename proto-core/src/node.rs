@@ -11,6 +11,7 @@ mod healing;
 mod memory;
 mod message;
 mod shard;
+mod spawn;
 mod trust;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -37,6 +38,7 @@ use crate::output::CommandOutput;
 use crate::rate::{Party, RateLimits};
 use crate::replay::Replay;
 use crate::shards::Shards;
+use crate::spawn::{SpawnConfig, Spawner};
 use crate::store::{self, Change, Connection, PendingIn, PendingOut, Profile, SentMessage, Table};
 use crate::time::Now;
 use crate::trust::Impressions;
@@ -74,6 +76,8 @@ pub struct Config {
     pub beacon_interval_s: u64,
     /// The HTTP port we listen on: advertised in beacons, skipped by scans.
     pub listen_port: u16,
+    /// Agent spawning (`DARKMATTER_AGENT_ENABLED` and its limits); `None`, the default, is off.
+    pub spawn: Option<SpawnConfig>,
 }
 
 impl Default for Config {
@@ -91,6 +95,7 @@ impl Default for Config {
             scan_ports: (crate::discovery::SCAN_PORTS_DEFAULT.0..=crate::discovery::SCAN_PORTS_DEFAULT.1).collect(),
             beacon_interval_s: crate::discovery::BEACON_INTERVAL_S,
             listen_port: 8100,
+            spawn: None,
         }
     }
 }
@@ -147,6 +152,7 @@ pub struct Node {
     pub(crate) next_beacon_ms: Option<u64>,
     pub(crate) next_scan_ms: Option<u64>,
     pub(crate) scans: Scans,
+    pub(crate) spawner: Spawner,
     pub(crate) now: Now,
 }
 
@@ -285,6 +291,7 @@ impl Node {
             let change = Change::put(Table::Profile, "self", &node.profile);
             node.persist(vec![change]);
         }
+        node.respawn_queued();
         (node, skipped)
     }
 
@@ -338,6 +345,7 @@ impl Node {
         // The runtime validates its settings; the core still never trusts them to be in range.
         config.max_connections = config.max_connections.min(limits::CONNECTIONS_MAX_CEILING);
         let discovery = config.discovery;
+        let spawner = Spawner::new(config.spawn.clone());
         Self {
             passport,
             signatures,
@@ -369,6 +377,7 @@ impl Node {
             next_beacon_ms: discovery.then_some(now.mono_ms),
             next_scan_ms: discovery.then_some(now.mono_ms + crate::discovery::SCAN_FIRST_DELAY_MS),
             scans: Scans::default(),
+            spawner,
             now,
         }
     }
@@ -393,7 +402,8 @@ impl Node {
 
     /// The earliest monotonic time at which [`Node::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let timers = [self.waiters.next_deadline_ms(), self.next_beacon_ms, self.next_scan_ms];
+        let timers =
+            [self.waiters.next_deadline_ms(), self.next_beacon_ms, self.next_scan_ms, self.spawner.next_retry_ms()];
         Some(timers.into_iter().flatten().fold(self.next_housekeeping_ms, u64::min))
     }
 
@@ -518,6 +528,7 @@ impl Node {
         self.now = now;
         self.expire_waiters();
         self.discovery_timers();
+        self.spawn_timers();
         if now.mono_ms >= self.next_housekeeping_ms {
             self.next_housekeeping_ms = now.mono_ms + HOUSEKEEPING_INTERVAL_MS;
             self.housekeeping();

@@ -680,6 +680,9 @@ pub struct StatusReport {
     pub discovered: DiscoveredCounts,
     /// Our messages (not forwards) still waiting for replies.
     pub awaiting_replies: Vec<String>,
+    /// Live spawned agents; present only when spawning is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spawned_agents: Option<usize>,
 }
 
 /// `MarkShown`.

@@ -25,6 +25,7 @@ const OWNERS: &[&str] = &[
     "discovery",
     "message",
     "command",
+    "spawn",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -285,6 +285,7 @@ impl Sim {
                 self.command(i, CmdKind::Forward(message_id), Command::Forward(args), NONE, "forward");
             }
             Act::Reply(to, in_reply_to) => self.send(i, Some(to), Some(in_reply_to)),
+            Act::SpawnExit(id) => self.spawn_exit(i, id),
         }
     }
 

@@ -131,6 +131,7 @@ const OVERRIDES: &[Override] = &[
     o("crash", "R", LOAD, "Crashes"),
     o("forward", "P", LOAD, "Probability that an agent forwards a broadcast"),
     o("reply", "P", LOAD, "Probability that an agent replies to a message"),
+    o("spawn", "0|1", LOAD, "1: nodes spawn agents (default limits); each ends one think time after it starts"),
     Override {
         key: "sabotage",
         value_name: "BUG",
@@ -378,6 +379,9 @@ fn print_summary(o: &Options, r: &Report, wall: f64, out: Option<&str>) {
     }
     if c.forwarded > 0 {
         println!("forwards           {}", c.forwarded);
+    }
+    if c.spawns > 0 || c.spawns_refused > 0 {
+        println!("spawned agents     {} started, {} held back by a limit", c.spawns, c.spawns_refused);
     }
     if c.beacons > 0 {
         println!("beacons            {} sent, {} datagrams handed in", c.beacons, c.datagrams);

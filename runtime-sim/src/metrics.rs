@@ -27,6 +27,10 @@ pub struct Counters {
     pub health_ok: u64,
     /// Forwards carried (transmits of forwarded messages).
     pub forwarded: u64,
+    /// Agents the nodes spawned.
+    pub spawns: u64,
+    /// Spawns a limit held back (each reported once).
+    pub spawns_refused: u64,
     /// Envelopes the adversary took off the wire (not counted as deliveries attempted).
     pub intercepted: u64,
     /// Adversary injections / refused.

@@ -104,6 +104,9 @@ pub struct Options {
     pub study: Option<crate::trust_study::StudyConfig>,
     /// Which signature provider the nodes use (`--signatures real|null`; null is measurement only).
     pub signatures: crate::crypto::Signatures,
+    /// Every node spawns agents (`--spawn 1`, default limits); a simulated agent ends one think time
+    /// after it starts.
+    pub spawn: bool,
 }
 
 impl Options {
@@ -134,6 +137,7 @@ impl Options {
             trust_policy: proto_core::TrustPolicy::Weighted,
             study: None,
             signatures: crate::crypto::Signatures::Real,
+            spawn: false,
         }
     }
 
@@ -199,6 +203,13 @@ impl Options {
             "crash" => self.workload.crash_per_hour = f()?,
             "forward" => self.workload.forward_prob = f()?,
             "reply" => self.workload.reply_prob = f()?,
+            "spawn" => {
+                self.spawn = match value {
+                    "0" => false,
+                    "1" => true,
+                    _ => return Err(format!("--spawn: 0 or 1, not {value}")),
+                }
+            }
             "policy" => {
                 self.trust_policy = match value {
                     "weighted" => proto_core::TrustPolicy::Weighted,

@@ -72,6 +72,8 @@ pub(crate) enum Act {
     Consume(String),
     Forward(String, Vec<String>),
     Reply(u32, String),
+    /// A spawned agent ends (the simulator's stand-in child does nothing but end).
+    SpawnExit(proto_core::spawn::SpawnId),
 }
 
 /// What a command was for (so its completion reaches the right habit).
@@ -453,6 +455,7 @@ impl Sim {
             discovery: self.opts.discovery,
             // A simulated LAN has no localhost neighbours: discovery is by beacon only.
             scan_ports: Vec::new(),
+            spawn: self.opts.spawn.then(proto_core::spawn::SpawnConfig::default),
             ..Config::default()
         }
     }
@@ -673,6 +676,13 @@ impl Sim {
                 Output::Done { id, result } => self.on_done(i, id, result),
                 // Only nodes with background discovery (`Options::discovery`) beacon by themselves.
                 Output::Datagram(payload) => self.multicast(i, payload.into()),
+                // A spawned agent runs for one think time and exits.
+                Output::Spawn(s) => {
+                    self.counters.spawns += 1;
+                    let at = self.now + self.think();
+                    let inc = self.nodes[i as usize].inc;
+                    self.queue.push(at, Ev::Agent { node: i, inc, act: Act::SpawnExit(s.spawn_id) });
+                }
                 Output::Timeout(_) => unreachable!("collect stops at the timeout"),
             }
         }
@@ -824,6 +834,9 @@ impl Sim {
             Event::Refused { path, status, .. } => {
                 self.trace.rec(self.now, i as u64, Kind::Refused, NONE, status as u64, short(&path));
             }
+            // Counted, not traced: spawning is off in every named scenario (`--spawn 1` turns it on).
+            Event::SpawnRefused { .. } => self.counters.spawns_refused += 1,
+            Event::SpawnFailed { .. } => {}
         }
     }
 
@@ -855,6 +868,14 @@ impl Sim {
         }
         self.drain(i, &mut ctx);
         true
+    }
+
+    /// A simulated spawned agent of node `i` ended.
+    pub(crate) fn spawn_exit(&mut self, i: u32, id: proto_core::spawn::SpawnId) {
+        let now = self.node_now(i);
+        let outcome = proto_core::spawn::SpawnOutcome::Exited { code: Some(0) };
+        self.nodes[i as usize].node.as_mut().expect("checked by on_agent").handle_spawn_exit(now, id, outcome);
+        self.drain(i, &mut Ctx::default());
     }
 
     pub(crate) fn time_core(&mut self, bucket: usize, d: Duration) {

@@ -9,7 +9,7 @@
 //! other word as false, we refuse it.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use proto_core::limits::{BIO_CHARS_MAX, CONNECTIONS_MAX_CEILING, CONNECTIONS_MAX_DEFAULT, DISPLAY_NAME_CHARS_MAX};
 use thiserror::Error;
@@ -40,6 +40,10 @@ pub const AGENT_MAX_PER_HOUR_CEILING: u32 = 10_000;
 pub const AGENT_TIMEOUT_S_DEFAULT: u64 = 300;
 /// Largest `DARKMATTER_AGENT_TIMEOUT` accepted, in seconds (one day).
 pub const AGENT_TIMEOUT_S_CEILING: u64 = 86_400;
+/// Longest `DARKMATTER_AGENT_COMMAND`, `_ARGS` or `_ENV_CLEANUP` value, in bytes.
+pub const AGENT_OVERRIDE_BYTES_MAX: usize = 4_096;
+/// Most entries in `DARKMATTER_AGENT_ARGS` or `DARKMATTER_AGENT_ENV_CLEANUP`.
+pub const AGENT_OVERRIDE_ITEMS_MAX: usize = 64;
 /// Name of the state directory under the working directory, as 0.5.3 names it.
 pub const STATE_DIR_NAME: &str = ".darkmatter";
 
@@ -135,6 +139,13 @@ pub struct RuntimeConfig {
     pub agent_max_per_hour: u32,
     /// `DARKMATTER_AGENT_TIMEOUT`, in seconds.
     pub agent_timeout_s: u64,
+    /// `DARKMATTER_AGENT_COMMAND`: the program instead of the profile's.
+    pub agent_command: Option<String>,
+    /// `DARKMATTER_AGENT_ARGS` (comma-separated): the arguments instead of the profile's fixed ones.
+    pub agent_args: Option<Vec<String>>,
+    /// `DARKMATTER_AGENT_ENV_CLEANUP` (comma-separated): variables removed for the child instead of the
+    /// profile's.
+    pub agent_env_cleanup: Option<Vec<String>>,
     /// `DARKMATTER_SANDBOX`.
     pub sandbox: bool,
     /// `DARKMATTER_SANDBOX_NETWORK`: `true` (open), `false` (no TCP, no UDP) or `api` (TCP to 443 only).
@@ -165,6 +176,9 @@ impl RuntimeConfig {
             agent_max_concurrent: AGENT_MAX_CONCURRENT_DEFAULT,
             agent_max_per_hour: AGENT_MAX_PER_HOUR_DEFAULT,
             agent_timeout_s: AGENT_TIMEOUT_S_DEFAULT,
+            agent_command: None,
+            agent_args: None,
+            agent_env_cleanup: None,
             sandbox: false,
             sandbox_network: SandboxNet::On,
             anchor_nodes: vec![ANCHOR_NODES_DEFAULT.to_owned()],
@@ -244,6 +258,15 @@ impl RuntimeConfig {
         if let Some(v) = get("DARKMATTER_AGENT_TIMEOUT").filter(|v| !v.is_empty()) {
             c.agent_timeout_s = parse_range("DARKMATTER_AGENT_TIMEOUT", &v, 1, AGENT_TIMEOUT_S_CEILING)?;
         }
+        if let Some(v) = get("DARKMATTER_AGENT_COMMAND").filter(|v| !v.is_empty()) {
+            c.agent_command = Some(bounded_bytes("DARKMATTER_AGENT_COMMAND", v)?);
+        }
+        if let Some(v) = get("DARKMATTER_AGENT_ARGS") {
+            c.agent_args = Some(comma_list("DARKMATTER_AGENT_ARGS", v)?);
+        }
+        if let Some(v) = get("DARKMATTER_AGENT_ENV_CLEANUP") {
+            c.agent_env_cleanup = Some(comma_list("DARKMATTER_AGENT_ENV_CLEANUP", v)?);
+        }
         set_bool(&mut c.sandbox, "DARKMATTER_SANDBOX", get("DARKMATTER_SANDBOX"))?;
         if let Some(v) = get("DARKMATTER_SANDBOX_NETWORK").filter(|v| !v.is_empty()) {
             c.sandbox_network = SandboxNet::parse(&v)
@@ -253,6 +276,20 @@ impl RuntimeConfig {
             c.anchor_nodes = parse_anchors(&v)?;
         }
         Ok(c)
+    }
+
+    /// The core's spawn limits from `DARKMATTER_AGENT_MAX_CONCURRENT` and `_MAX_PER_HOUR`.
+    pub fn spawn_config(&self) -> proto_core::spawn::SpawnConfig {
+        proto_core::spawn::SpawnConfig {
+            concurrent_max: self.agent_max_concurrent as usize,
+            per_hour_max: self.agent_max_per_hour as usize,
+            ..proto_core::spawn::SpawnConfig::default()
+        }
+    }
+
+    /// The project directory: where the node runs and spawned agents work (the state directory's parent).
+    pub fn project_dir(&self) -> PathBuf {
+        self.state_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| self.state_dir.clone())
     }
 
     /// The URL peers reach us at, given the port actually bound:
@@ -288,6 +325,23 @@ fn lan_address() -> Option<IpAddr> {
 
 fn invalid(var: &'static str, value: &str, reason: &str) -> ConfigError {
     ConfigError::Invalid { var, value: value.to_owned(), reason: reason.to_owned() }
+}
+
+fn bounded_bytes(var: &'static str, value: String) -> Result<String, ConfigError> {
+    if value.len() > AGENT_OVERRIDE_BYTES_MAX {
+        return Err(invalid(var, &value, &format!("must be at most {AGENT_OVERRIDE_BYTES_MAX} bytes")));
+    }
+    Ok(value)
+}
+
+/// A comma-separated list as 0.5.3 reads it: items trimmed, empty items dropped.
+fn comma_list(var: &'static str, value: String) -> Result<Vec<String>, ConfigError> {
+    let value = bounded_bytes(var, value)?;
+    let items: Vec<String> = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    if items.len() > AGENT_OVERRIDE_ITEMS_MAX {
+        return Err(invalid(var, &value, &format!("must have at most {AGENT_OVERRIDE_ITEMS_MAX} items")));
+    }
+    Ok(items)
 }
 
 fn bounded_text(var: &'static str, value: String, max_chars: usize) -> Result<String, ConfigError> {

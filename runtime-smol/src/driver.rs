@@ -64,6 +64,8 @@ pub enum Input {
     Datagram(IpAddr, Vec<u8>),
     /// Send our LAN beacon now.
     Announce,
+    /// A spawned agent ended (or never started).
+    SpawnExit(proto_core::spawn::SpawnId, proto_core::spawn::SpawnOutcome),
     /// Stop: drain nothing more, close the state.
     Shutdown,
 }
@@ -124,6 +126,8 @@ pub struct CoreParts {
     pub client: Client,
     /// Event subscribers.
     pub subscribers: Subscribers,
+    /// Builds spawned agents (`None`: spawning is off, the core's config says so too).
+    pub launcher: Option<Arc<dyn crate::spawn::Launcher>>,
 }
 
 /// Why the core stopped.
@@ -157,6 +161,8 @@ struct Core {
     /// Outputs that came after the open batch's first persist, carried out once it is committed.
     waiting: Vec<Output>,
     datagrams: Option<Sender<Vec<u8>>>,
+    launcher: Option<Arc<dyn crate::spawn::Launcher>>,
+    children: crate::spawn::Children,
 }
 
 /// Runs the core until shutdown. Blocks the calling thread (run it on its own).
@@ -185,8 +191,13 @@ pub fn run(parts: CoreParts) -> CoreExit {
         pending: Vec::new(),
         waiting: Vec::new(),
         datagrams: parts.datagrams,
+        launcher: parts.launcher,
+        children: crate::spawn::Children::default(),
     };
-    smol::block_on(core.run(parts.inputs))
+    let exit = smol::block_on(core.run(parts.inputs));
+    // Nobody would enforce their timeouts once the node is gone.
+    core.children.kill_all();
+    exit
 }
 
 impl Core {
@@ -259,6 +270,7 @@ impl Core {
                 self.node.handle_request(now, InboundRequest { id, method, path, body, source });
             }
             Input::Response(id, result) => self.node.handle_response(now, id, result),
+            Input::SpawnExit(id, outcome) => self.node.handle_spawn_exit(now, id, outcome),
             Input::Command(command, done) => {
                 let id = CommandId(self.next_command);
                 self.next_command += 1;
@@ -320,6 +332,7 @@ impl Core {
                     let _ = tx.try_send(result);
                 }
             }
+            Output::Spawn(request) => self.spawn(request),
             Output::Persist(_) | Output::Timeout(_) => unreachable!("handled by stage"),
         }
     }
@@ -338,6 +351,22 @@ impl Core {
                 let _ = back.send(Input::Response(id, result)).await;
             })
             .detach();
+    }
+
+    /// Starts a spawned agent ([`crate::spawn`]); one that cannot start is reported to the core at
+    /// once, so its slot is freed and the user sees why.
+    fn spawn(&self, request: proto_core::spawn::SpawnRequest) {
+        let started = match &self.launcher {
+            Some(launcher) => crate::spawn::start(launcher.clone(), &request, self.loopback.clone(), &self.children),
+            None => Err("agent spawning is off in this runtime".to_owned()),
+        };
+        if let Err(reason) = started {
+            let outcome = proto_core::spawn::SpawnOutcome::FailedToStart { reason };
+            // The input queue is bounded; a full one is drained by this very thread, so wait on a
+            // helper rather than here.
+            let back = self.loopback.clone();
+            std::thread::spawn(move || back.send_blocking(Input::SpawnExit(request.spawn_id, outcome)));
+        }
     }
 
     fn broadcast(&self, event: Event) {
@@ -371,6 +400,7 @@ mod tests {
             storage,
             inputs,
             datagrams: None,
+            launcher: None,
             loopback,
             net: Arc::new(Executor::new()),
             client: Client::new(),

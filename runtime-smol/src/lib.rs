@@ -94,6 +94,7 @@ pub mod http;
 pub mod sandbox;
 pub mod server;
 pub mod signals;
+pub mod spawn;
 pub mod storage;
 
 use std::net::SocketAddr;
@@ -167,6 +168,24 @@ pub fn start_with_admission(
     config: RuntimeConfig,
     admission: Arc<admission::Admission>,
 ) -> Result<(NodeHandle, Running), StartError> {
+    start_full(config, admission, None)
+}
+
+/// [`start`] with agent spawning: when `launcher` is given and `DARKMATTER_AGENT_ENABLED` is true the
+/// core spawns agents within the `DARKMATTER_AGENT_*` limits and `launcher` builds them ([`spawn`]).
+pub fn start_with_launcher(
+    config: RuntimeConfig,
+    launcher: Arc<dyn spawn::Launcher>,
+) -> Result<(NodeHandle, Running), StartError> {
+    start_full(config, admission::Admission::new(admission::Limits::default()), Some(launcher))
+}
+
+fn start_full(
+    config: RuntimeConfig,
+    admission: Arc<admission::Admission>,
+    launcher: Option<Arc<dyn spawn::Launcher>>,
+) -> Result<(NodeHandle, Running), StartError> {
+    let launcher = launcher.filter(|_| config.agent_enabled);
     storage::ensure_dir(&config.state_dir)?;
     let passport = storage::load_or_create_passport(&config.state_dir)?;
     let agent_id = passport.agent_id().as_str().to_owned();
@@ -192,6 +211,7 @@ pub fn start_with_admission(
         discovery: config.discovery,
         scan_ports: config.discovery_ports.clone(),
         listen_port: local_addr.port(),
+        spawn: launcher.as_ref().map(|_| config.spawn_config()),
         ..proto_core::Config::default()
     };
 
@@ -218,6 +238,7 @@ pub fn start_with_admission(
         net: net.clone(),
         client: client.clone(),
         subscribers: subscribers.clone(),
+        launcher,
     };
     let core_thread = {
         let (exit, stop, done) = (exit.clone(), stop_tx.clone(), done_tx.clone());

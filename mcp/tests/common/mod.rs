@@ -51,6 +51,9 @@ pub fn test_node_env<'a>(cmd: &'a mut Command, dir: &Path, port: u16) -> &'a mut
         .env("DARKMATTER_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
         .env("DARKMATTER_DISCOVERY", "false")
         .env("DARKMATTER_ANCHOR_NODES", "")
+        // A client CLI installed on the test machine must never be started by a test that is not
+        // about spawning (tests/spawn.rs turns it on with stand-ins).
+        .env("DARKMATTER_AGENT_ENABLED", "false")
 }
 
 impl Proc {

@@ -220,6 +220,8 @@ impl Node {
             pending_requests: self.pending_in.len(),
             discovered: DiscoveredCounts { total: discovered.len(), peers: discovered },
             awaiting_replies: awaiting,
+            // Only a node that spawns agents says how many run (R-C9).
+            spawned_agents: self.spawner.enabled().then(|| self.spawner.live_count()),
         }
     }
 

@@ -226,6 +226,7 @@ impl Node {
         // Whenever the stored request is proven (a signed request may replace an unproven one); it
         // does nothing if a query already ran.
         self.start_trust_query(&request_id);
+        self.spawn_for_request(&request_id);
         let mut answer = ConnectionAnswer {
             auto_accepted: false,
             agent_id: Some(self.me().to_owned()),
@@ -373,6 +374,7 @@ impl Node {
         }
         // Proven now: ask our peers about it (unproven requests never make us ask).
         self.start_trust_query(&request_id);
+        self.spawn_for_request(&request_id);
         Ok(wire::encode(&json!({"success": true, "identity_verified": true})))
     }
 

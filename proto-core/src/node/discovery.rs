@@ -41,6 +41,7 @@ impl Node {
             webrtc_enabled: false,
             anchor: None,
             dm_protocol: Some(DM_PROTOCOL.to_owned()),
+            spawned_agents: self.spawner.enabled().then(|| self.spawner.live_count()),
         }
     }
 
@@ -62,7 +63,7 @@ impl Node {
             status: self.status_word().to_owned(),
             num_connections: self.connections.len(),
             accepting_connections: self.accepting_connections(),
-            spawned_agents: 0,
+            spawned_agents: self.spawner.live_count(),
         }
     }
 

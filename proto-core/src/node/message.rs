@@ -299,6 +299,7 @@ impl Node {
             in_reply_to: env.in_reply_to.clone(),
         });
         self.wake_waiters();
+        self.spawn_for_message(&env.message_id, &env.from_agent_id, checked.is_broadcast);
         self.notify_webhook(&env.webhook, json!({"type": "received", "agent_id": self.me()}), !checked.from_local);
         let position = self.inbox.len();
         if checked.is_broadcast {

@@ -46,6 +46,9 @@ pub struct WellKnownCard {
     /// Ours: [`super::DM_PROTOCOL`] when the node speaks our signed form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dm_protocol: Option<String>,
+    /// Live spawned agents, present only when the node spawns agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spawned_agents: Option<usize>,
 }
 
 /// `GET /__darkmatter__/status`.

@@ -128,7 +128,7 @@ pub fn drain_with(
                 node.handle_response(now, t.id, result);
             }
             Output::Done { id, .. } => seen.done.push(id),
-            Output::Event(_) | Output::Datagram(_) => {}
+            Output::Event(_) | Output::Datagram(_) | Output::Spawn(_) => {}
         }
     }
     panic!("node still emitting after {OUTPUTS_PER_INPUT_MAX} outputs for one input");

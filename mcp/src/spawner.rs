@@ -1,0 +1,269 @@
+//! The spawner: builds the client agent the core asked for (runtime-smol's [`Launcher`]; the
+//! process itself is run by `runtime_smol::spawn`).
+//!
+//! For each child (R-C1…R-C6):
+//! - a 128-bit token and a private directory (0700, under the temp dir, outside the project's
+//!   `.darkmatter/`) holding the child's own attach socket ([`ChildSocket`]), which serves only that
+//!   token and only what a spawned session may do ([`SpawnedMesh`]);
+//! - the server entry: this very executable (`current_exe`), no arguments, and the environment
+//!   `DARKMATTER_SPAWN_TOKEN`, `DARKMATTER_ATTACH_SOCKET`, `DARKMATTER_AGENT_ENABLED=false`; the same
+//!   variables are in the client's own environment, so a `darkmatter` it runs by hand attaches too;
+//! - the server given to the client per its profile ([`crate::profiles`]): inline, `-c`, a private
+//!   file, or a merge-written project file ([`Merges`]);
+//! - the prompt ([`crate::spawn_prompt`]), the log `.darkmatter/spawn/<message id>.log`.
+//!
+//! When the child ends, everything is undone: the socket and its sessions close (the token dies
+//! with the child), the private directory goes, a merged file is restored after its last user.
+//!
+//! `DARKMATTER_SANDBOX=true` refuses every spawn until the sandbox helper exists: an agent is never
+//! run unsandboxed behind the user's back (fail closed).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use proto_core::spawn::{SpawnId, SpawnRequest, SpawnTrigger};
+use runtime_smol::spawn::{Launch, Launcher};
+use runtime_smol::RuntimeConfig;
+
+use crate::attach::{euid, make_private_dir, ChildSocket};
+use crate::bridge::Backend;
+use crate::config_merge::Merges;
+use crate::profiles::{ConfigFormat, Delivery, Invocation, Profile, ServerCommand};
+use crate::spawned::SpawnedMesh;
+
+/// Why a spawn is refused while `DARKMATTER_SANDBOX=true`.
+pub const SANDBOX_UNAVAILABLE: &str = "DARKMATTER_SANDBOX=true but this build cannot sandbox agents yet; \
+refusing to run one unsandboxed (set DARKMATTER_SANDBOX=false to run agents without a sandbox)";
+
+/// How long a spawn at start-up waits for the node's sessions to be served, in ms.
+pub const NODE_WAIT_MS: u64 = 5_000;
+
+/// Longest message id kept in a log file name; longer ids are cut (they are peers' words).
+const LOG_NAME_CHARS_MAX: usize = 100;
+
+/// What the spawner needs from the configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The client profile.
+    pub profile: &'static Profile,
+    /// Its `DARKMATTER_CLIENT` name.
+    pub client: String,
+    /// `DARKMATTER_AGENT_COMMAND`.
+    pub command: Option<String>,
+    /// `DARKMATTER_AGENT_ARGS`.
+    pub args: Option<Vec<String>>,
+    /// `DARKMATTER_AGENT_ENV_CLEANUP`.
+    pub env_cleanup: Option<Vec<String>>,
+    /// `DARKMATTER_AGENT_TIMEOUT`.
+    pub timeout: Duration,
+    /// `DARKMATTER_SANDBOX`.
+    pub sandbox: bool,
+    /// Where children work.
+    pub project_dir: PathBuf,
+    /// The node's state directory (`.darkmatter`): logs and merge records go under `spawn/`.
+    pub state_dir: PathBuf,
+    /// The running `darkmatter`.
+    pub exe: PathBuf,
+}
+
+impl Settings {
+    /// From the runtime configuration and this process's executable.
+    pub fn from_config(config: &RuntimeConfig) -> Result<Self, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+        Ok(Self {
+            profile: crate::profiles::of(config.client),
+            client: config.client.name().to_owned(),
+            command: config.agent_command.clone(),
+            args: config.agent_args.clone(),
+            env_cleanup: config.agent_env_cleanup.clone(),
+            timeout: Duration::from_secs(config.agent_timeout_s),
+            sandbox: config.sandbox,
+            project_dir: config.project_dir(),
+            state_dir: config.state_dir.clone(),
+            exe,
+        })
+    }
+}
+
+/// A live child's resources.
+struct Child {
+    _socket: ChildSocket,
+    private_dir: PathBuf,
+    merged: Option<PathBuf>,
+}
+
+/// Builds children for one node.
+pub struct Spawner {
+    settings: Settings,
+    node: OnceLock<(Backend, Arc<smol::Executor<'static>>)>,
+    live: Mutex<HashMap<SpawnId, Child>>,
+    merges: Merges,
+}
+
+impl Spawner {
+    /// A spawner; files a crashed run left merged are put back now.
+    pub fn new(settings: Settings) -> Arc<Self> {
+        let (merges, repaired) = Merges::open(&settings.state_dir.join("spawn"));
+        for path in repaired {
+            eprintln!("darkmatter: restored {} after an unfinished agent run", path.display());
+        }
+        Arc::new(Self { settings, node: OnceLock::new(), live: Mutex::new(HashMap::new()), merges })
+    }
+
+    /// The node's sessions are served: children may attach from now on.
+    pub fn serve(&self, backend: Backend, ex: Arc<smol::Executor<'static>>) {
+        let _ = self.node.set((backend, ex));
+    }
+
+    fn node(&self) -> Result<&(Backend, Arc<smol::Executor<'static>>), String> {
+        let deadline = Instant::now() + Duration::from_millis(NODE_WAIT_MS);
+        loop {
+            if let Some(n) = self.node.get() {
+                return Ok(n);
+            }
+            if Instant::now() >= deadline {
+                return Err("the node is not serving sessions yet".to_owned());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sets up the child's socket and server entry; the child is recorded as live at once, so that
+    /// [`Launcher::finished`] undoes a half-made setup too.
+    fn set_up(&self, request: &SpawnRequest) -> Result<(ServerCommand, PathBuf), String> {
+        let (backend, ex) = self.node()?;
+        let token = random_hex(16)?;
+        let base = std::env::temp_dir().join(format!("darkmatter-{}", euid()));
+        make_private_dir(&base).map_err(|e| format!("cannot use {}: {e}", base.display()))?;
+        let private_dir = base.join(format!("spawn-{}", &token[..16]));
+        make_private_dir(&private_dir).map_err(|e| format!("cannot use {}: {e}", private_dir.display()))?;
+        let socket_path = private_dir.join("node.sock");
+        let request_id = match &request.trigger {
+            SpawnTrigger::ConnectionRequest { request_id, .. } => Some(request_id.clone()),
+            SpawnTrigger::Message { .. } => None,
+        };
+        let restricted =
+            Backend::local(Arc::new(SpawnedMesh::new(backend.mesh.clone(), request_id)), backend.hub.clone());
+        let socket = ChildSocket::open(&socket_path, token.clone(), restricted, ex)
+            .map_err(|e| format!("cannot open the agent's socket {}: {e}", socket_path.display()))?;
+        let child = Child { _socket: socket, private_dir: private_dir.clone(), merged: None };
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(request.spawn_id, child);
+        let server = ServerCommand {
+            command: self.settings.exe.to_string_lossy().into_owned(),
+            args: vec![],
+            env: vec![
+                ("DARKMATTER_AGENT_ENABLED".to_owned(), "false".to_owned()),
+                ("DARKMATTER_ATTACH_SOCKET".to_owned(), socket_path.to_string_lossy().into_owned()),
+                ("DARKMATTER_SPAWN_TOKEN".to_owned(), token),
+            ],
+        };
+        Ok((server, private_dir))
+    }
+
+    /// Gives the server to the client per its profile; returns the private file, if one was written.
+    fn deliver(&self, id: SpawnId, server: &ServerCommand, private_dir: &Path) -> Result<Option<String>, String> {
+        match self.settings.profile.delivery {
+            Delivery::PrivateFile => {
+                let file = private_dir.join("mcp.json");
+                let text = Profile::render_config(ConfigFormat::McpServersJson, server);
+                std::fs::write(&file, text).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+                Ok(Some(file.to_string_lossy().into_owned()))
+            }
+            Delivery::ProjectFile { path, format } => {
+                let file = self.settings.project_dir.join(path);
+                self.merges.acquire(&file, format, server)?;
+                if let Some(c) = self.live.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&id) {
+                    c.merged = Some(file);
+                }
+                Ok(None)
+            }
+            Delivery::InlineJson | Delivery::CodexOverrides | Delivery::InPrompt => Ok(None),
+        }
+    }
+}
+
+impl Launcher for Spawner {
+    fn prepare(&self, request: &SpawnRequest) -> Result<Launch, String> {
+        if self.settings.sandbox {
+            return Err(SANDBOX_UNAVAILABLE.to_owned());
+        }
+        let (server, private_dir) = self.set_up(request)?;
+        let private_file = self.deliver(request.spawn_id, &server, &private_dir)?;
+        let s = &self.settings;
+        let mut prompt = crate::spawn_prompt::build(request);
+        if s.profile.delivery == Delivery::InPrompt {
+            prompt.push('\n');
+            prompt.push_str(&Profile::skill_text(&server));
+        }
+        let run = Invocation {
+            server: Some(&server),
+            private_file: private_file.as_deref(),
+            session: request.trigger.key(),
+            timeout_s: s.timeout.as_secs(),
+            command: s.command.as_deref(),
+            args: s.args.as_deref(),
+        };
+        let mut argv = s.profile.spawn(&prompt, &run);
+        let program = argv.argv.remove(0);
+        let mut env = server.env.clone();
+        env.push(("DARKMATTER_ENTRYPOINT_AUTOSTART".to_owned(), "false".to_owned()));
+        let env_remove = match &s.env_cleanup {
+            Some(list) => list.clone(),
+            None => s.profile.env_remove.iter().map(|v| (*v).to_owned()).collect(),
+        };
+        Ok(Launch {
+            program,
+            args: argv.argv,
+            env,
+            env_remove,
+            stdin: argv.stdin.map(String::into_bytes),
+            cwd: s.project_dir.clone(),
+            log: s.state_dir.join("spawn").join(log_name(request.trigger.key())),
+            timeout: s.timeout,
+            client: s.client.clone(),
+        })
+    }
+
+    fn finished(&self, spawn_id: SpawnId) {
+        let child = self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&spawn_id);
+        if let Some(child) = child {
+            if let Some(file) = &child.merged {
+                self.merges.release(file);
+            }
+            let _ = std::fs::remove_dir_all(&child.private_dir);
+        }
+    }
+}
+
+/// `<id>.log` with the id made a safe file name: a peer chose it.
+fn log_name(key: &str) -> String {
+    let safe: String = key
+        .chars()
+        .take(LOG_NAME_CHARS_MAX)
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    format!("{safe}.log")
+}
+
+fn random_hex(bytes: usize) -> Result<String, String> {
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|e| format!("no randomness for the agent's token: {e}"))?;
+    Ok(hex::encode(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_names_cannot_leave_the_spawn_directory() {
+        assert_eq!(log_name("msg-1_a"), "msg-1_a.log");
+        assert_eq!(log_name("../../etc/passwd"), "______etc_passwd.log");
+        assert_eq!(log_name(&"x".repeat(500)).len(), LOG_NAME_CHARS_MAX + 4);
+    }
+}

@@ -21,7 +21,7 @@ use core::net::IpAddr;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::connections::{self, Acceptances, RequestSources};
+use crate::connections::{Acceptances, Connections, RequestSources};
 use crate::crypto::{Ed25519, SignatureProvider};
 use crate::discovery::{Discovery, Scans};
 use crate::error::{CommandError, Refusal};
@@ -37,7 +37,7 @@ use crate::output::CommandOutput;
 use crate::rate::{Party, RateLimits};
 use crate::replay::Replay;
 use crate::shards::Shards;
-use crate::store::{self, Change, Connection, PendingIn, PendingOut, Profile, SentMessage, Table};
+use crate::store::{self, Change, Profile, SentMessage, Table};
 use crate::time::Now;
 use crate::trust::Impressions;
 use crate::wire;
@@ -123,9 +123,7 @@ pub struct Node {
     pub(crate) config: Config,
     pub(crate) rng: ChaCha20Rng,
     pub(crate) profile: Profile,
-    pub(crate) connections: BTreeMap<String, Connection>,
-    pub(crate) pending_in: BTreeMap<String, PendingIn>,
-    pub(crate) pending_out: BTreeMap<String, PendingOut>,
+    pub(crate) connections: Connections,
     pub(crate) inbox: Inbox,
     pub(crate) sent: BTreeMap<String, SentMessage>,
     pub(crate) impressions: Impressions,
@@ -270,13 +268,13 @@ impl Node {
         node.persist(dead);
         // Trust queries that were in flight when the node stopped are asked again.
         let unfinished: Vec<String> = node
-            .pending_in
-            .values()
+            .connections
+            .pending_requests()
             .filter(|p| p.peer_trust.as_ref().is_some_and(|t| !t.complete()))
             .map(|p| p.request_id.clone())
             .collect();
         for request_id in unfinished {
-            if let Some(p) = node.pending_in.get_mut(&request_id) {
+            if let Some(p) = node.connections.pending_mut(&request_id) {
                 p.peer_trust = None;
             }
             node.start_trust_query(&request_id);
@@ -291,17 +289,8 @@ impl Node {
     fn restore_record(&mut self, table: Table, key: String, value: &[u8]) -> Result<(), store::RecordError> {
         match table {
             Table::Profile => {}
-            Table::Connections => {
-                let c: Connection = store::decode(value)?;
-                self.connections.insert(c.agent_id.as_str().to_owned(), c);
-            }
-            Table::PendingIn => {
-                let p: PendingIn = store::decode(value)?;
-                self.pending_in.insert(key, p);
-            }
-            Table::PendingOut => {
-                let p: PendingOut = store::decode(value)?;
-                self.pending_out.insert(key, p);
+            Table::Connections | Table::PendingIn | Table::PendingOut => {
+                self.connections.restore_row(table, key, value)?;
             }
             Table::Inbox => {
                 let seq = self.inbox.restore_row(key, value)?;
@@ -338,15 +327,14 @@ impl Node {
         // The runtime validates its settings; the core still never trusts them to be in range.
         config.max_connections = config.max_connections.min(limits::CONNECTIONS_MAX_CEILING);
         let discovery = config.discovery;
+        let max_connections = config.max_connections;
         Self {
             passport,
             signatures,
             config,
             rng: ChaCha20Rng::seed_from_u64(seed),
             profile,
-            connections: BTreeMap::new(),
-            pending_in: BTreeMap::new(),
-            pending_out: BTreeMap::new(),
+            connections: Connections::new(max_connections),
             inbox: Inbox::default(),
             sent: BTreeMap::new(),
             impressions: Impressions::default(),
@@ -657,12 +645,12 @@ impl Node {
     }
 
     pub(crate) fn accepting_connections(&self) -> bool {
-        self.connections.len() < self.config.max_connections
+        self.connections.has_room()
     }
 
     /// Whether automatic acceptance may add a connection (it leaves slots for the agent's own accepts).
     pub(crate) fn accepting_automatically(&self) -> bool {
-        connections::automatic_room(self.connections.len(), self.config.max_connections)
+        self.connections.has_automatic_room()
     }
 
     /// Whether a proven request from the local `source` is auto-accepted now; spends its source's

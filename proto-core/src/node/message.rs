@@ -691,7 +691,7 @@ impl Node {
         let metadata_json = canonical_metadata(template.metadata.as_ref().expect("set by the caller"));
         let legacy = self.legacy_signature(&template);
         for target in targets {
-            let (url, local) = (self.connections[&target].url.clone(), self.connections[&target].local);
+            let (url, local) = (self.connections[target.as_str()].url.clone(), self.connections[target.as_str()].local);
             let envelope = self.sign_envelope(&template, &target, &metadata_json, &legacy);
             let call = Call::Deliver { batch: batch_id, target };
             self.transmit(

@@ -32,12 +32,12 @@ use crate::io::{
 };
 use crate::limits::{self, RateLimit};
 use crate::memory::Memory;
-use crate::outbox::{Batches, Waiters};
+use crate::outbox::{Batches, Outbox, Waiters};
 use crate::output::CommandOutput;
 use crate::rate::{Party, RateLimits};
 use crate::replay::Replay;
 use crate::shards::Shards;
-use crate::store::{self, Change, Profile, SentMessage, Table};
+use crate::store::{self, Change, Profile, Table};
 use crate::time::Now;
 use crate::trust::Impressions;
 use crate::wire;
@@ -125,7 +125,7 @@ pub struct Node {
     pub(crate) profile: Profile,
     pub(crate) connections: Connections,
     pub(crate) inbox: Inbox,
-    pub(crate) sent: BTreeMap<String, SentMessage>,
+    pub(crate) sent: Outbox,
     pub(crate) impressions: Impressions,
     pub(crate) discovery: Discovery,
     pub(crate) shards: Shards,
@@ -297,9 +297,8 @@ impl Node {
                 self.next_seq = self.next_seq.max(seq + 1);
             }
             Table::Sent => {
-                let s: SentMessage = store::decode(value)?;
-                self.next_seq = self.next_seq.max(s.seq + 1);
-                self.sent.insert(key, s);
+                let seq = self.sent.restore_row(key, value)?;
+                self.next_seq = self.next_seq.max(seq + 1);
             }
             Table::Impressions => {
                 self.impressions.restore_row(key, value)?;
@@ -336,7 +335,7 @@ impl Node {
             profile,
             connections: Connections::new(max_connections),
             inbox: Inbox::default(),
-            sent: BTreeMap::new(),
+            sent: Outbox::default(),
             impressions: Impressions::default(),
             discovery: Discovery::default(),
             shards: Shards::new(now.mono_ms),

@@ -19,7 +19,6 @@ use crate::identity::AgentId;
 use crate::io::{CommandId, Event, HttpResponse, InboundRequest, Method};
 use crate::limits::{
     self, CONTENT_CHARS_MAX, HOPS_MAX, ID_BYTES_MAX, METADATA_BYTES_MAX, NOTE_CHARS_MAX, RESPONSES_PER_SENT_MAX,
-    SENT_MAX,
 };
 use crate::node::{Call, Node};
 use crate::outbox::{update_room, Batch};
@@ -67,15 +66,6 @@ fn leading_message_id(body: &[u8]) -> Option<&str> {
         return None;
     }
     std::str::from_utf8(&rest[..end]).ok()
-}
-
-/// Deletes a sent message: its record and every update and reply row it may have.
-fn sent_deletes(sent: &SentMessage) -> Vec<Change> {
-    let id = sent.message_id.as_str();
-    let mut changes = vec![Change::delete(Table::Sent, id)];
-    changes.extend((0..sent.rows.updates).map(|i| Change::delete(Table::SentUpdates, &store::child_key(id, i))));
-    changes.extend((0..sent.rows.responses).map(|i| Change::delete(Table::SentResponses, &store::child_key(id, i))));
-    changes
 }
 
 impl Node {
@@ -323,26 +313,13 @@ impl Node {
         if !self.may_answer(original, from) {
             return None;
         }
-        let sent = self.sent.get_mut(original)?;
-        if sent.rows.responses >= RESPONSES_PER_SENT_MAX {
-            return None;
-        }
-        let earns = sent.routed_to.iter().any(|a| a == from) && !sent.responses.iter().any(|r| r.agent_id == from);
         let response = ResponseRecord {
             agent_id: from.to_owned(),
             content: content.to_owned(),
             received_at: self.now.iso(),
             message_id: reply_id.map(str::to_owned),
         };
-        let mut changes =
-            vec![Change::put(Table::SentResponses, &store::child_key(original, sent.rows.responses), &response)];
-        sent.rows.responses += 1;
-        sent.responses.push(response);
-        if sent.status == SentStatus::Active {
-            sent.status = SentStatus::Responded;
-            changes.push(Change::put(Table::Sent, original, &*sent));
-        }
-        Some((changes, earns))
+        self.sent.add_response(original, response)
     }
 
     /// Who may answer a sent message: a connection, an agent we sent it to, or the target of a
@@ -408,7 +385,6 @@ impl Node {
                 // an unsigned one (0.5.3 never signs them) to its source address, so strangers
                 // posting from a peer's address cannot crowd out that peer's signed updates.
                 self.admit(verified.then_some(u.agent_id.as_str()), source)?;
-                let sent = self.sent.get_mut(message_id).expect("checked above");
                 let update = UpdateRecord {
                     kind: u.kind.clone(),
                     agent_id: u.agent_id.clone(),
@@ -417,11 +393,8 @@ impl Node {
                     timestamp: self.now.iso(),
                     verified,
                 };
-                // One small row per update: the sent record itself does not change.
-                let change = Change::put(Table::SentUpdates, &store::child_key(message_id, sent.rows.updates), &update);
-                sent.rows.updates += 1;
-                sent.updates.push(update);
-                self.persist(vec![change]);
+                let changes = self.sent.add_update(message_id, update).into_iter().collect();
+                self.persist(changes);
             }
             other => return Err(Refusal::Invalid(format!("Unknown update type: '{other}'"))),
         }
@@ -651,15 +624,7 @@ impl Node {
             seq,
             rows: store::ChildRows::default(),
         };
-        // A record replaced under the same id takes its old rows with it, so none are inherited.
-        let mut changes = self.sent.remove(message_id).map(|old| sent_deletes(&old)).unwrap_or_default();
-        changes.push(Change::put(Table::Sent, message_id, &sent));
-        self.sent.insert(message_id.to_owned(), sent);
-        while self.sent.len() > SENT_MAX {
-            let oldest = self.sent.values().min_by_key(|s| s.seq).map(|s| s.message_id.clone()).expect("non-empty");
-            let gone = self.sent.remove(&oldest).expect("present");
-            changes.extend(sent_deletes(&gone));
-        }
+        let changes = self.sent.record(sent);
         self.persist(changes);
     }
 
@@ -705,57 +670,15 @@ impl Node {
         }
     }
 
-    /// Brings back sent messages' update and reply rows (`rows`, in any order) and moves the replies
-    /// and updates of version-1 sent records (`legacy`, stored inside the record) into rows of their
-    /// own. Rows of a message no longer kept are deleted; rows this build cannot read are left alone
-    /// and counted in the returned number skipped.
+    /// Brings back sent messages' update and reply rows (see [`crate::outbox::Outbox::restore_rows`]);
+    /// returns how many were skipped.
     pub(crate) fn restore_sent_rows(
         &mut self,
-        mut rows: Vec<(Table, String, Vec<u8>)>,
+        rows: Vec<(Table, String, Vec<u8>)>,
         legacy: Vec<String>,
         on_disk: &std::collections::BTreeSet<String>,
     ) -> usize {
-        let mut changes = Vec::new();
-        for id in legacy {
-            let Some(sent) = self.sent.get(&id) else { continue };
-            changes.extend(
-                sent.updates
-                    .iter()
-                    .enumerate()
-                    .map(|(i, u)| Change::put(Table::SentUpdates, &store::child_key(&id, i), u)),
-            );
-            changes.extend(
-                sent.responses
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| Change::put(Table::SentResponses, &store::child_key(&id, i), r)),
-            );
-            changes.push(Change::put(Table::Sent, &id, sent));
-        }
-        rows.sort();
-        let mut skipped = 0;
-        for (table, key, value) in rows {
-            let Some((id, index)) = store::parse_child_key(&key) else {
-                skipped += 1;
-                continue;
-            };
-            let Some(sent) = self.sent.get_mut(id) else {
-                // An orphan (its message was dropped) goes; the rows of a record this build could
-                // not read stay with it.
-                if !on_disk.contains(id) {
-                    changes.push(Change::delete(table, &key));
-                }
-                continue;
-            };
-            let added = if table == Table::SentUpdates {
-                sent.rows.updates = sent.rows.updates.max(index + 1);
-                store::decode(&value).map(|u| sent.updates.push(u))
-            } else {
-                sent.rows.responses = sent.rows.responses.max(index + 1);
-                store::decode(&value).map(|r| sent.responses.push(r))
-            };
-            skipped += usize::from(added.is_err());
-        }
+        let (changes, skipped) = self.sent.restore_rows(rows, legacy, on_disk);
         self.persist(changes);
         skipped
     }

@@ -1,17 +1,21 @@
 //! [`Node`]: the only entry point. `handle_*(now, ..)` in, [`Node::poll_output`] out.
 //!
 //! This file holds the node's state, construction and restore, and the routing of inputs to the
-//! files that own each concern. The behaviour itself lives in `connection.rs`, `message.rs`,
-//! `trust.rs`, `healing.rs` and `discovery.rs`.
+//! files that own each concern. The behaviour itself lives in `connection.rs`, `inbound.rs`,
+//! `webhook.rs`, `outbound.rs`, `waiters.rs`, `views.rs`, `trust.rs`, `healing.rs` and `discovery.rs`.
 
 mod command;
 mod connection;
 mod discovery;
 mod healing;
+mod inbound;
 mod memory;
-mod message;
+mod outbound;
 mod shard;
 mod trust;
+mod views;
+mod waiters;
+mod webhook;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;

@@ -9,6 +9,7 @@ mod connection;
 mod discovery;
 mod healing;
 mod inbound;
+mod inspect;
 mod memory;
 mod outbound;
 mod shard;
@@ -45,6 +46,8 @@ use crate::store::{self, Change, Profile, Table};
 use crate::time::Now;
 use crate::trust::Impressions;
 use crate::wire;
+
+pub use inspect::Inspect;
 
 /// How often housekeeping runs (expiring pending requests, purging the replay cache), in ms.
 pub const HOUSEKEEPING_INTERVAL_MS: u64 = 60_000;
@@ -639,7 +642,7 @@ impl Node {
 
     /// Agent-id parses (point decompressions) this node has performed on peers' ids: ids of
     /// connections and of recently seen agents are not parsed again.
-    pub fn key_parses(&self) -> u64 {
+    pub(crate) fn key_parses(&self) -> u64 {
         self.keys.parses()
     }
 

@@ -23,7 +23,7 @@ use crate::wire::{
 
 impl Node {
     /// Our impression score of an agent; 0.0 (neutral) when we have none.
-    pub fn trust_of(&self, agent_id: &str) -> f64 {
+    pub(crate) fn trust_of(&self, agent_id: &str) -> f64 {
         self.impressions.score(agent_id)
     }
 

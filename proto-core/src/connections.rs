@@ -393,6 +393,49 @@ mod tests {
         Some(s.parse().unwrap())
     }
 
+    fn agent(seed: u8) -> AgentId {
+        crate::identity::Passport::from_seed([seed; 32]).agent_id().clone()
+    }
+
+    fn pending_out(created_us: i64) -> PendingOut {
+        PendingOut { target_url: String::new(), agent_id: None, request_id: None, speaks_v2: true, created_us }
+    }
+
+    #[test]
+    fn the_cap_counts_new_connections_and_a_refresh_is_not_new() {
+        let mut c = Connections::new(2);
+        assert!(c.entry(&agent(1), "http://a", "t".to_owned()).1);
+        assert!(c.has_room());
+        assert!(c.entry(&agent(2), "http://b", "t".to_owned()).1);
+        assert!(!c.has_room(), "two of two");
+        assert!(!c.entry(&agent(1), "http://a2", "t".to_owned()).1, "an existing connection is refreshed");
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[agent(1).as_str()].url, "http://a", "the caller, not entry, moves the URL");
+    }
+
+    #[test]
+    fn removing_a_connection_hands_back_the_delete_of_its_row() {
+        let mut c = Connections::new(4);
+        c.entry(&agent(1), "http://a", "t".to_owned());
+        let (conn, change) = c.remove(agent(1).as_str()).expect("connected");
+        assert_eq!(conn.agent_id, agent(1));
+        assert_eq!((change.table, change.key.as_str(), change.value), (Table::Connections, agent(1).as_str(), None));
+        assert!(c.remove(agent(1).as_str()).is_none(), "gone once");
+        assert!(c.has_room());
+    }
+
+    #[test]
+    fn expiry_drops_requests_made_before_the_cutoff_in_both_directions() {
+        let mut c = Connections::new(4);
+        c.put_outbound("http://old", pending_out(10));
+        c.put_outbound("http://new", pending_out(20));
+        let changes = c.expire(20);
+        assert_eq!(changes.len(), 1);
+        assert_eq!((changes[0].table, changes[0].key.as_str()), (Table::PendingOut, "http://old"));
+        assert!(c.take_outbound("http://old").is_none());
+        assert!(c.take_outbound("http://new").is_some(), "made at the cutoff: kept");
+    }
+
     #[test]
     fn automatic_acceptance_leaves_the_reserved_slots_to_the_agent() {
         let max = 50;

@@ -79,11 +79,17 @@ impl Outbox {
     /// Adds a reply to the sent message `original` if it has room (at most
     /// [`RESPONSES_PER_SENT_MAX`]); returns its changes, and whether it is the first answer from an
     /// agent we sent the message to (the exchange that earns trust, once per message and agent).
-    pub(crate) fn add_response(&mut self, original: &str, response: ResponseRecord) -> Option<(Vec<Change>, bool)> {
+    /// The reply is built by `reply` only once it fits, so a refused one costs nothing.
+    pub(crate) fn add_response(
+        &mut self,
+        original: &str,
+        reply: impl FnOnce() -> ResponseRecord,
+    ) -> Option<(Vec<Change>, bool)> {
         let sent = self.sent.get_mut(original)?;
         if sent.rows.responses >= RESPONSES_PER_SENT_MAX {
             return None;
         }
+        let response = reply();
         let from = response.agent_id.as_str();
         let earns = sent.routed_to.iter().any(|a| a == from) && !sent.responses.iter().any(|r| r.agent_id == from);
         let mut changes =
@@ -335,6 +341,70 @@ mod tests {
             timestamp: "t".into(),
             verified,
         }
+    }
+
+    fn sent(id: &str, seq: u64) -> SentMessage {
+        SentMessage {
+            message_id: id.to_owned(),
+            content: String::new(),
+            kind: "direct".to_owned(),
+            created_at: String::new(),
+            routed_to: vec!["peer".to_owned()],
+            failed: Vec::new(),
+            status: SentStatus::Active,
+            initial_hops: 1,
+            in_reply_to: None,
+            responses: Vec::new(),
+            updates: Vec::new(),
+            seq,
+            rows: store::ChildRows::default(),
+        }
+    }
+
+    fn reply(from: &str) -> ResponseRecord {
+        ResponseRecord {
+            agent_id: from.to_owned(),
+            content: "ok".to_owned(),
+            received_at: String::new(),
+            message_id: None,
+        }
+    }
+
+    #[test]
+    fn past_sent_max_the_oldest_goes_with_all_its_rows() {
+        let mut o = Outbox::default();
+        o.record(sent("m0", 0));
+        o.add_update("m0", update(true)).expect("kept");
+        o.add_response("m0", || reply("peer")).expect("room");
+        for i in 1..SENT_MAX as u64 {
+            o.record(sent(&format!("m{i}"), i));
+        }
+        assert!(o.contains_key("m0"), "at the cap nothing goes");
+        let changes = o.record(sent("last", SENT_MAX as u64));
+        assert!(!o.contains_key("m0") && o.contains_key("m1") && o.contains_key("last"));
+        assert_eq!(o.values().count(), SENT_MAX);
+        let deleted: Vec<(Table, &str)> =
+            changes.iter().filter(|c| c.value.is_none()).map(|c| (c.table, c.key.as_str())).collect();
+        assert_eq!(deleted.len(), 3, "the record, its update row and its reply row");
+        assert!(deleted.contains(&(Table::Sent, "m0")));
+        assert!(deleted.contains(&(Table::SentUpdates, store::child_key("m0", 0).as_str())));
+        assert!(deleted.contains(&(Table::SentResponses, store::child_key("m0", 0).as_str())));
+    }
+
+    #[test]
+    fn only_the_first_reply_of_a_recipient_earns_and_replies_stop_at_their_budget() {
+        let mut o = Outbox::default();
+        o.record(sent("m", 1));
+        let (changes, earns) = o.add_response("m", || reply("peer")).expect("room");
+        assert!(earns);
+        assert_eq!(changes.len(), 2, "the reply row, and the record now responded");
+        assert_eq!(o.get("m").map(|s| s.status), Some(SentStatus::Responded));
+        assert!(!o.add_response("m", || reply("peer")).expect("room").1, "a second reply earns nothing");
+        assert!(!o.add_response("m", || reply("stranger")).expect("room").1, "nor does a non-recipient's");
+        for _ in 3..RESPONSES_PER_SENT_MAX {
+            o.add_response("m", || reply("peer")).expect("room");
+        }
+        assert!(o.add_response("m", || reply("peer")).is_none(), "one past the budget");
     }
 
     #[test]

@@ -305,13 +305,13 @@ impl Node {
         if !self.may_answer(original, from) {
             return None;
         }
-        let response = ResponseRecord {
+        let now = self.now;
+        self.sent.add_response(original, || ResponseRecord {
             agent_id: from.to_owned(),
             content: content.to_owned(),
-            received_at: self.now.iso(),
+            received_at: now.iso(),
             message_id: reply_id.map(str::to_owned),
-        };
-        self.sent.add_response(original, response)
+        })
     }
 
     /// Who may answer a sent message: a connection, an agent we sent it to, or the target of a

@@ -109,7 +109,7 @@ fn spawning_is_off_by_default() {
     assert!(m.peers[b].spawns.is_empty());
     assert!(!m.peers[b].node.spawning_enabled());
     // Nothing about spawning shows when it is off.
-    assert_eq!(m.peers[b].node.card().spawned_agents, None);
+    assert!(get(&mut m, b, "/.well-known/darkmatter.json").get("spawned_agents").is_none());
     assert!(m.command(b, Command::Status).unwrap().get("spawned_agents").is_none());
 }
 
@@ -126,15 +126,15 @@ fn a_message_from_a_connection_wakes_an_agent_with_the_facts_it_needs() {
     assert_eq!(s.trigger, SpawnTrigger::Message { message_id: "m-now".to_owned() });
     assert_eq!(s.sender_id, p.agent_id().as_str());
     assert_eq!(s.sender_name, "Alice");
-    assert_eq!(s.sender_trust, m.peers[b].node.trust_of(p.agent_id().as_str()));
+    assert_eq!(s.sender_trust, m.peers[b].node.inspect().trust_of(p.agent_id().as_str()));
     // The memory holds the earlier message; the one being handled is read through a tool, not given.
     let excerpts: Vec<&str> = s.context.iter().map(|c| c.excerpt.as_str()).collect();
     assert_eq!(excerpts, ["hello from m-earlier"]);
     assert_eq!(s.context[0].peer_name, "Alice");
     assert_eq!(m.peers[b].node.spawned_agents(), 1);
     // Reported where the user and peers look (R-C9).
-    assert_eq!(m.peers[b].node.status_body().spawned_agents, 1);
-    assert_eq!(m.peers[b].node.card().spawned_agents, Some(1));
+    assert_eq!(get(&mut m, b, "/__darkmatter__/status")["spawned_agents"], 1);
+    assert_eq!(get(&mut m, b, "/.well-known/darkmatter.json")["spawned_agents"], 1);
     assert_eq!(m.command(b, Command::Status).unwrap()["spawned_agents"], 1);
 }
 
@@ -300,4 +300,11 @@ fn at_start_up_messages_queued_at_most_thirty_minutes_ago_spawn_again() {
     m.restart(b);
     // "edge" arrived exactly SPAWN_RESPAWN_AGE_S_MAX ago; "old" a minute before it.
     assert_eq!(spawned_keys(&m, b), ["edge", "fresh"]);
+}
+
+/// A GET of `path` on node `i`, as a peer sees it: its JSON answer.
+fn get(m: &mut Mesh, i: usize, path: &str) -> Value {
+    let (status, body) = m.inject(i, Method::Get, path, b"", IpAddr::from([192, 168, 1, 60]));
+    assert_eq!(status, 200, "{body}");
+    body
 }

@@ -1,7 +1,9 @@
-//! Connections: the handshake's state. This first part holds [`Acceptances`], the
-//! `connection_accepted` calls that have not been confirmed yet, and [`RequestSources`], what each
-//! source address may still ask of us; the connections and the pending requests themselves still live
-//! in `node/connection.rs`.
+//! Connections: the handshake's state. [`Connections`] owns the connected peers and the pending
+//! requests in both directions (at most [`PENDING_REQUESTS_MAX`] in, [`PENDING_OUTBOUND_MAX`] out, one
+//! incoming request per agent, never more peers than the configured cap); [`Acceptances`] holds the
+//! `connection_accepted` calls that have not been confirmed yet, and [`RequestSources`] what each
+//! source address may still ask of us. The conversations themselves (signatures, answers, notices)
+//! are driven from `node/connection.rs`, which calls these owners.
 //!
 //! An acceptance that did not get through is sent again at housekeeping, up to
 //! [`ACCEPTANCE_ATTEMPTS_MAX`] attempts in all; the attempts made are persisted (table
@@ -17,12 +19,241 @@ use std::collections::BTreeMap;
 use core::net::IpAddr;
 
 use crate::error::Refusal;
+use crate::identity::AgentId;
 use crate::limits::{
     RateWindow, ACCEPTANCE_ATTEMPTS_MAX, AUTO_ACCEPTS_MAX, AUTO_ACCEPTS_PER_SOURCE_MAX, AUTO_ACCEPT_WINDOW_S,
-    CONNECTIONS_RESERVED_FOR_AGENT, PENDING_PER_SOURCE_MAX,
+    CONNECTIONS_RESERVED_FOR_AGENT, PENDING_OUTBOUND_MAX, PENDING_PER_SOURCE_MAX, PENDING_REQUESTS_MAX,
 };
-use crate::store::{self, Change, RecordError, Table};
+use crate::store::{self, Change, Connection, PendingIn, PendingOut, RecordError, Table};
 use crate::url::source_prefix;
+
+/// The connected peers (by agent id) and the pending requests: incoming ones by request id,
+/// outgoing ones by target URL. Every change to a table comes back as the [`Change`] that persists
+/// it, so the caller cannot forget the row.
+#[derive(Debug)]
+pub(crate) struct Connections {
+    peers: BTreeMap<String, Connection>,
+    pending_in: BTreeMap<String, PendingIn>,
+    pending_out: BTreeMap<String, PendingOut>,
+    /// The configured cap on `peers` (already clamped to the ceiling).
+    max: usize,
+}
+
+impl Connections {
+    /// No peers and nothing pending, under the cap `max`.
+    pub(crate) fn new(max: usize) -> Self {
+        Self { peers: BTreeMap::new(), pending_in: BTreeMap::new(), pending_out: BTreeMap::new(), max }
+    }
+
+    /// The cap on connections.
+    pub(crate) fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Whether another connection fits under the cap.
+    pub(crate) fn has_room(&self) -> bool {
+        self.peers.len() < self.max
+    }
+
+    /// Whether automatic acceptance may add a connection (see [`automatic_room`]).
+    pub(crate) fn has_automatic_room(&self) -> bool {
+        automatic_room(self.peers.len(), self.max)
+    }
+
+    // ----- connected peers -----
+
+    /// The connection to `id`.
+    pub(crate) fn get(&self, id: &str) -> Option<&Connection> {
+        self.peers.get(id)
+    }
+
+    /// The connection to `id` with its stored key (borrowed for as long as the table).
+    pub(crate) fn get_key_value(&self, id: &str) -> Option<(&String, &Connection)> {
+        self.peers.get_key_value(id)
+    }
+
+    /// The connection to `id`, to update its details or counters; the caller persists it.
+    pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut Connection> {
+        self.peers.get_mut(id)
+    }
+
+    /// Whether we are connected to `id`.
+    pub(crate) fn contains_key(&self, id: &str) -> bool {
+        self.peers.contains_key(id)
+    }
+
+    /// How many peers we are connected to.
+    pub(crate) fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// The connected peers' ids, in order.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &String> {
+        self.peers.keys()
+    }
+
+    /// The connections, in id order.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &Connection> {
+        self.peers.values()
+    }
+
+    /// The connection to `id`, created empty (at `url`, connected `now`) if there is none; with
+    /// whether it is new. The caller checked the cap: an existing connection may always be refreshed.
+    pub(crate) fn entry(&mut self, id: &AgentId, url: &str, now: String) -> (&mut Connection, bool) {
+        let is_new = !self.peers.contains_key(id.as_str());
+        let conn = self.peers.entry(id.as_str().to_owned()).or_insert_with(|| Connection {
+            agent_id: id.clone(),
+            url: url.to_owned(),
+            display_name: String::new(),
+            bio: String::new(),
+            connected_at: now.clone(),
+            messages_sent: 0,
+            messages_received: 0,
+            last_activity: now,
+            speaks_v2: false,
+            identity_verified: false,
+            rate_limit: Default::default(),
+            wallets: BTreeMap::new(),
+            peer_created_at: None,
+            local: false,
+        });
+        (conn, is_new)
+    }
+
+    /// Ends the connection to `id`: returns it with the delete of its row. What else the peer held
+    /// (its rate window, an acceptance retry) belongs to other owners; the caller drops those.
+    pub(crate) fn remove(&mut self, id: &str) -> Option<(Connection, Change)> {
+        let conn = self.peers.remove(id)?;
+        Some((conn, Change::delete(Table::Connections, id)))
+    }
+
+    // ----- incoming requests -----
+
+    /// The pending incoming request `request_id`.
+    pub(crate) fn pending(&self, request_id: &str) -> Option<&PendingIn> {
+        self.pending_in.get(request_id)
+    }
+
+    /// The pending incoming request `request_id`, to update; the caller persists it.
+    pub(crate) fn pending_mut(&mut self, request_id: &str) -> Option<&mut PendingIn> {
+        self.pending_in.get_mut(request_id)
+    }
+
+    /// The pending incoming requests, in request-id order.
+    pub(crate) fn pending_requests(&self) -> impl Iterator<Item = &PendingIn> {
+        self.pending_in.values()
+    }
+
+    /// The pending incoming requests by id (for [`RequestSources`]).
+    pub(crate) fn pending_table(&self) -> &BTreeMap<String, PendingIn> {
+        &self.pending_in
+    }
+
+    /// How many incoming requests are pending.
+    pub(crate) fn pending_count(&self) -> usize {
+        self.pending_in.len()
+    }
+
+    /// Whether a new incoming request fits without displacing one.
+    pub(crate) fn pending_has_room(&self) -> bool {
+        self.pending_in.len() < PENDING_REQUESTS_MAX
+    }
+
+    /// `agent`'s pending request: there is at most one, it is refreshed rather than repeated.
+    pub(crate) fn pending_from(&self, agent: &AgentId) -> Option<&PendingIn> {
+        self.pending_in.values().find(|p| p.agent_id == *agent)
+    }
+
+    /// The ids of `agent`'s pending requests (one at most, more only in tables from older builds).
+    pub(crate) fn pending_ids_from(&self, agent: &AgentId) -> Vec<String> {
+        self.pending_in.values().filter(|p| p.agent_id == *agent).map(|p| p.request_id.clone()).collect()
+    }
+
+    /// Stores (or replaces) the pending request `request_id`; returns the put of its row. The caller
+    /// made room (see [`Connections::pending_has_room`]) or refreshes the agent's own request.
+    pub(crate) fn put_pending(&mut self, request_id: String, pending: PendingIn) -> Change {
+        let change = Change::put(Table::PendingIn, &request_id, &pending);
+        self.pending_in.insert(request_id, pending);
+        change
+    }
+
+    /// Removes the pending request `request_id`: returns it with the delete of its row.
+    pub(crate) fn take_pending(&mut self, request_id: &str) -> Option<(PendingIn, Change)> {
+        let p = self.pending_in.remove(request_id)?;
+        Some((p, Change::delete(Table::PendingIn, request_id)))
+    }
+
+    // ----- outgoing requests -----
+
+    /// Whether another outgoing request fits.
+    pub(crate) fn outbound_has_room(&self) -> bool {
+        self.pending_out.len() < PENDING_OUTBOUND_MAX
+    }
+
+    /// The target URL and a copy of our pending request that `agent` answered.
+    pub(crate) fn outbound_to(&self, agent: &AgentId) -> Option<(String, PendingOut)> {
+        self.pending_out.iter().find(|(_, p)| p.agent_id.as_ref() == Some(agent)).map(|(k, p)| (k.clone(), p.clone()))
+    }
+
+    /// Stores our pending request to `target_url`; returns the put of its row.
+    pub(crate) fn put_outbound(&mut self, target_url: &str, pending: PendingOut) -> Change {
+        let change = Change::put(Table::PendingOut, target_url, &pending);
+        self.pending_out.insert(target_url.to_owned(), pending);
+        change
+    }
+
+    /// Removes our pending request to `target_url`; returns the delete of its row if there was one.
+    pub(crate) fn take_outbound(&mut self, target_url: &str) -> Option<Change> {
+        self.pending_out.remove(target_url)?;
+        Some(Change::delete(Table::PendingOut, target_url))
+    }
+
+    /// Drops pending requests (both directions) made before `cutoff_us`; returns the deletes.
+    pub(crate) fn expire(&mut self, cutoff_us: i64) -> Vec<Change> {
+        let old_in: Vec<String> =
+            self.pending_in.iter().filter(|(_, p)| p.requested_us < cutoff_us).map(|(k, _)| k.clone()).collect();
+        let old_out: Vec<String> =
+            self.pending_out.iter().filter(|(_, p)| p.created_us < cutoff_us).map(|(k, _)| k.clone()).collect();
+        let mut changes = Vec::new();
+        for k in old_in {
+            self.pending_in.remove(&k);
+            changes.push(Change::delete(Table::PendingIn, &k));
+        }
+        for k in old_out {
+            self.pending_out.remove(&k);
+            changes.push(Change::delete(Table::PendingOut, &k));
+        }
+        changes
+    }
+
+    /// Takes one row of [`Table::Connections`], [`Table::PendingIn`] or [`Table::PendingOut`] read
+    /// back from storage (other tables are not ours and are ignored).
+    pub(crate) fn restore_row(&mut self, table: Table, key: String, value: &[u8]) -> Result<(), RecordError> {
+        match table {
+            Table::Connections => {
+                let c: Connection = store::decode(value)?;
+                self.peers.insert(c.agent_id.as_str().to_owned(), c);
+            }
+            Table::PendingIn => {
+                self.pending_in.insert(key, store::decode(value)?);
+            }
+            Table::PendingOut => {
+                self.pending_out.insert(key, store::decode(value)?);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The connection to a peer the caller knows is connected (panics otherwise, like a map's index).
+impl core::ops::Index<&str> for Connections {
+    type Output = Connection;
+
+    fn index(&self, id: &str) -> &Connection {
+        &self.peers[id]
+    }
+}
 
 /// Whether automatic acceptance (local auto-accept, the trust policy) may add a connection to the
 /// `connections` we have under the cap `max`: it leaves the last
@@ -160,6 +391,49 @@ mod tests {
 
     fn ip(s: &str) -> Option<IpAddr> {
         Some(s.parse().unwrap())
+    }
+
+    fn agent(seed: u8) -> AgentId {
+        crate::identity::Passport::from_seed([seed; 32]).agent_id().clone()
+    }
+
+    fn pending_out(created_us: i64) -> PendingOut {
+        PendingOut { target_url: String::new(), agent_id: None, request_id: None, speaks_v2: true, created_us }
+    }
+
+    #[test]
+    fn the_cap_counts_new_connections_and_a_refresh_is_not_new() {
+        let mut c = Connections::new(2);
+        assert!(c.entry(&agent(1), "http://a", "t".to_owned()).1);
+        assert!(c.has_room());
+        assert!(c.entry(&agent(2), "http://b", "t".to_owned()).1);
+        assert!(!c.has_room(), "two of two");
+        assert!(!c.entry(&agent(1), "http://a2", "t".to_owned()).1, "an existing connection is refreshed");
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[agent(1).as_str()].url, "http://a", "the caller, not entry, moves the URL");
+    }
+
+    #[test]
+    fn removing_a_connection_hands_back_the_delete_of_its_row() {
+        let mut c = Connections::new(4);
+        c.entry(&agent(1), "http://a", "t".to_owned());
+        let (conn, change) = c.remove(agent(1).as_str()).expect("connected");
+        assert_eq!(conn.agent_id, agent(1));
+        assert_eq!((change.table, change.key.as_str(), change.value), (Table::Connections, agent(1).as_str(), None));
+        assert!(c.remove(agent(1).as_str()).is_none(), "gone once");
+        assert!(c.has_room());
+    }
+
+    #[test]
+    fn expiry_drops_requests_made_before_the_cutoff_in_both_directions() {
+        let mut c = Connections::new(4);
+        c.put_outbound("http://old", pending_out(10));
+        c.put_outbound("http://new", pending_out(20));
+        let changes = c.expire(20);
+        assert_eq!(changes.len(), 1);
+        assert_eq!((changes[0].table, changes[0].key.as_str()), (Table::PendingOut, "http://old"));
+        assert!(c.take_outbound("http://old").is_none());
+        assert!(c.take_outbound("http://new").is_some(), "made at the cutoff: kept");
     }
 
     #[test]

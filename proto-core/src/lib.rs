@@ -129,13 +129,29 @@
 //!
 //! Owners of state, each with private fields and a small API, none importing `node`: `replay`
 //! (freshness window and dedup cache), `rate` (global, per-party and per-peer windows), `connections`
-//! (acceptance retries, more to come), `inbox` (unread messages), `outbox` (send batches and
-//! waits), [`trust`] (impressions, the trust policy, signed query forms), [`shards`] (the shard
+//! (the connected peers and pending requests both ways under their caps, acceptance retries,
+//! per-source request budgets), `inbox` (unread messages), `outbox` (the sent records with their
+//! update and reply rows, send batches, waits), [`trust`] (impressions, the trust policy, signed query forms), [`shards`] (the shard
 //! table, cache eviction, refresh rounds), [`memory`] (the conversation log and its ranking),
-//! [`discovery`] (discovered peers). [`node`] and its private `node/*` files route each input to
-//! them and queue what they hand back. The leaves — [`store`], [`wire`], [`sign`], [`identity`],
+//! [`discovery`] (discovered peers). [`node`] and its private `node/*` files (one per conversation:
+//! connection, inbound, webhook, outbound, waiters, views, trust, shard, healing, discovery, memory,
+//! command) route each input to them and queue what they hand back. The leaves — [`store`], [`wire`], [`sign`], [`identity`],
 //! [`limits`], [`error`], [`io`], [`time`], [`url`] — import no owner. `tests/module_graph.rs`
 //! fails on any import cycle.
+//!
+//! ## Public API
+//!
+//! A driver needs only [`Node`]'s constructors, the `handle_*` inputs (including
+//! [`Node::handle_announce`], the operator's "beacon now"), [`Node::poll_output`] /
+//! [`Node::poll_timeout`], and the identity getters ([`Node::passport`], [`Node::public_url`]).
+//! What the node answers on its own routes (card, status, network info) and the agent's context
+//! feed are reached through those inputs, not through side doors. Observers that only read (the
+//! simulator's measurements, tests) use [`Node::inspect`], one borrowed read-only view
+//! ([`node::Inspect`]: trust scores, discovered peers, key-parse counts, the beacon a node would
+//! send); grouping them there keeps every state change behind a `handle_*` call. The public
+//! modules are those a driver or a test needs: the leaves above for wire bodies, records, limits,
+//! canonical forms and known-answer vectors, and the owners' public helpers the tests check
+//! directly ([`replay::ReplayCache`], [`trust::adjust`], [`memory`]'s ranking weights).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

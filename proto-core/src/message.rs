@@ -29,7 +29,7 @@ pub struct SendArgs {
     pub metadata: Map<String, Value>,
     /// The inbox message this answers.
     pub in_reply_to: Option<String>,
-    /// Hop budget, 0..=[`HOPS_MAX`].
+    /// Hop budget, 0..=[`HOPS_MAX`](crate::limits::HOPS_MAX).
     pub hops_remaining: u32,
 }
 

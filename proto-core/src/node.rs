@@ -1,18 +1,23 @@
 //! [`Node`]: the only entry point. `handle_*(now, ..)` in, [`Node::poll_output`] out.
 //!
 //! This file holds the node's state, construction and restore, and the routing of inputs to the
-//! files that own each concern. The behaviour itself lives in `connection.rs`, `message.rs`,
-//! `trust.rs`, `healing.rs` and `discovery.rs`.
+//! files that own each concern. The behaviour itself lives in `connection.rs`, `inbound.rs`,
+//! `webhook.rs`, `outbound.rs`, `waiters.rs`, `views.rs`, `trust.rs`, `healing.rs` and `discovery.rs`.
 
 mod command;
 mod connection;
 mod discovery;
 mod healing;
+mod inbound;
+mod inspect;
 mod memory;
-mod message;
+mod outbound;
 mod shard;
 mod spawn;
 mod trust;
+mod views;
+mod waiters;
+mod webhook;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -22,7 +27,7 @@ use core::net::IpAddr;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::connections::{self, Acceptances, RequestSources};
+use crate::connections::{Acceptances, Connections, RequestSources};
 use crate::crypto::{Ed25519, SignatureProvider};
 use crate::discovery::{Discovery, Scans};
 use crate::error::{CommandError, Refusal};
@@ -33,16 +38,18 @@ use crate::io::{
 };
 use crate::limits::{self, RateLimit};
 use crate::memory::Memory;
-use crate::outbox::{Batches, Waiters};
+use crate::outbox::{Batches, Outbox, Waiters};
 use crate::output::CommandOutput;
 use crate::rate::{Party, RateLimits};
 use crate::replay::Replay;
 use crate::shards::Shards;
 use crate::spawn::{SpawnConfig, Spawner};
-use crate::store::{self, Change, Connection, PendingIn, PendingOut, Profile, SentMessage, Table};
+use crate::store::{self, Change, Profile, Table};
 use crate::time::Now;
 use crate::trust::Impressions;
 use crate::wire;
+
+pub use inspect::Inspect;
 
 /// How often housekeeping runs (expiring pending requests, purging the replay cache), in ms.
 pub const HOUSEKEEPING_INTERVAL_MS: u64 = 60_000;
@@ -128,11 +135,9 @@ pub struct Node {
     pub(crate) config: Config,
     pub(crate) rng: ChaCha20Rng,
     pub(crate) profile: Profile,
-    pub(crate) connections: BTreeMap<String, Connection>,
-    pub(crate) pending_in: BTreeMap<String, PendingIn>,
-    pub(crate) pending_out: BTreeMap<String, PendingOut>,
+    pub(crate) connections: Connections,
     pub(crate) inbox: Inbox,
-    pub(crate) sent: BTreeMap<String, SentMessage>,
+    pub(crate) sent: Outbox,
     pub(crate) impressions: Impressions,
     pub(crate) discovery: Discovery,
     pub(crate) shards: Shards,
@@ -276,13 +281,13 @@ impl Node {
         node.persist(dead);
         // Trust queries that were in flight when the node stopped are asked again.
         let unfinished: Vec<String> = node
-            .pending_in
-            .values()
+            .connections
+            .pending_requests()
             .filter(|p| p.peer_trust.as_ref().is_some_and(|t| !t.complete()))
             .map(|p| p.request_id.clone())
             .collect();
         for request_id in unfinished {
-            if let Some(p) = node.pending_in.get_mut(&request_id) {
+            if let Some(p) = node.connections.pending_mut(&request_id) {
                 p.peer_trust = None;
             }
             node.start_trust_query(&request_id);
@@ -298,26 +303,16 @@ impl Node {
     fn restore_record(&mut self, table: Table, key: String, value: &[u8]) -> Result<(), store::RecordError> {
         match table {
             Table::Profile => {}
-            Table::Connections => {
-                let c: Connection = store::decode(value)?;
-                self.connections.insert(c.agent_id.as_str().to_owned(), c);
-            }
-            Table::PendingIn => {
-                let p: PendingIn = store::decode(value)?;
-                self.pending_in.insert(key, p);
-            }
-            Table::PendingOut => {
-                let p: PendingOut = store::decode(value)?;
-                self.pending_out.insert(key, p);
+            Table::Connections | Table::PendingIn | Table::PendingOut => {
+                self.connections.restore_row(table, key, value)?;
             }
             Table::Inbox => {
                 let seq = self.inbox.restore_row(key, value)?;
                 self.next_seq = self.next_seq.max(seq + 1);
             }
             Table::Sent => {
-                let s: SentMessage = store::decode(value)?;
-                self.next_seq = self.next_seq.max(s.seq + 1);
-                self.sent.insert(key, s);
+                let seq = self.sent.restore_row(key, value)?;
+                self.next_seq = self.next_seq.max(seq + 1);
             }
             Table::Impressions => {
                 self.impressions.restore_row(key, value)?;
@@ -346,17 +341,16 @@ impl Node {
         config.max_connections = config.max_connections.min(limits::CONNECTIONS_MAX_CEILING);
         let discovery = config.discovery;
         let spawner = Spawner::new(config.spawn.clone());
+        let max_connections = config.max_connections;
         Self {
             passport,
             signatures,
             config,
             rng: ChaCha20Rng::seed_from_u64(seed),
             profile,
-            connections: BTreeMap::new(),
-            pending_in: BTreeMap::new(),
-            pending_out: BTreeMap::new(),
+            connections: Connections::new(max_connections),
             inbox: Inbox::default(),
-            sent: BTreeMap::new(),
+            sent: Outbox::default(),
             impressions: Impressions::default(),
             discovery: Discovery::default(),
             shards: Shards::new(now.mono_ms),
@@ -659,7 +653,7 @@ impl Node {
 
     /// Agent-id parses (point decompressions) this node has performed on peers' ids: ids of
     /// connections and of recently seen agents are not parsed again.
-    pub fn key_parses(&self) -> u64 {
+    pub(crate) fn key_parses(&self) -> u64 {
         self.keys.parses()
     }
 
@@ -668,12 +662,12 @@ impl Node {
     }
 
     pub(crate) fn accepting_connections(&self) -> bool {
-        self.connections.len() < self.config.max_connections
+        self.connections.has_room()
     }
 
     /// Whether automatic acceptance may add a connection (it leaves slots for the agent's own accepts).
     pub(crate) fn accepting_automatically(&self) -> bool {
-        connections::automatic_room(self.connections.len(), self.config.max_connections)
+        self.connections.has_automatic_room()
     }
 
     /// Whether a proven request from the local `source` is auto-accepted now; spends its source's

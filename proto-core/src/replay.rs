@@ -1,8 +1,8 @@
-//! Replay protection: the freshness window and the bounded dedup cache, owned by [`Replay`].
+//! Replay protection: the freshness window and the bounded dedup cache, owned by `Replay`.
 //!
-//! Every signed timestamp a peer gives us passes [`check_fresh`]; every id that must not be seen
-//! twice (message ids, signatures of notices and queries, keyed with [`sig_key`]) is admitted through
-//! [`Replay::admit`], which hands back the row to persist so a restart still refuses the replay.
+//! Every signed timestamp a peer gives us passes `check_fresh`; every id that must not be seen
+//! twice (message ids, signatures of notices and queries, keyed with `sig_key`) is admitted through
+//! `Replay::admit`, which hands back the row to persist so a restart still refuses the replay.
 //!
 //! An id is remembered until the signed timestamp it came with leaves the freshness window
 //! (`stamp + FRESHNESS_WINDOW_S`): after that the freshness check refuses any replay by itself, so the

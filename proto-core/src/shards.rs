@@ -11,7 +11,7 @@
 //! an old version. Toward 0.5.3 peers the author also signs 0.5.3's form (`shard_id, author, content,
 //! sorted tags`) when the content has no newline (a newline would make that form ambiguous). A shard
 //! received in 0.5.3's form is kept as first received: its summary and threshold are not signed there,
-//! so later copies of it (from anyone) change nothing but raise its threshold ([`Shards::legacy_threshold`]:
+//! so later copies of it (from anyone) change nothing but raise its threshold (`Shards::legacy_threshold`:
 //! the safest value wins, and no unsigned copy deletes anything), and its summary is not shown.
 //!
 //! Caches expire [`SHARD_CACHE_TTL_S`] after the author last sent the shard; authors re-send their

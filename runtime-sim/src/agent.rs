@@ -162,7 +162,7 @@ impl Sim {
         node.handle_timeout(now);
         self.drain(i, &mut Ctx::default());
         let payload: std::rc::Rc<[u8]> = match self.nodes[i as usize].node.as_ref() {
-            Some(n) => n.beacon(now, 8100).into(),
+            Some(n) => n.inspect().beacon(now, 8100).into(),
             None => return,
         };
         self.time_core(11, clock.elapsed());
@@ -504,7 +504,7 @@ impl Sim {
     /// Node `i` crashes: its memory is gone, its disk stays. Restarts after `down_us` (0: never).
     pub(crate) fn crash(&mut self, i: u32, down_us: u64, move_on_restart: bool) {
         let Some(gone) = self.nodes[i as usize].node.take() else { return };
-        self.key_parses_gone += gone.key_parses();
+        self.key_parses_gone += gone.inspect().key_parses();
         let n = &mut self.nodes[i as usize];
         n.inc += 1;
         n.timer_at = None;

@@ -153,7 +153,7 @@ mod tests {
         // Each connection is announced at both ends.
         assert_eq!(probe.connected, 4);
         assert_eq!(sim.peers(1), &[0, 2]);
-        let score = sim.core(0).expect("up").trust_of(sim.agent(1));
+        let score = sim.core(0).expect("up").inspect().trust_of(sim.agent(1));
         assert!((0.75..0.8).contains(&score), "node 0's impression of node 1: {score}");
     }
 }

@@ -480,7 +480,8 @@ impl Sim {
         let lan = self.opts.net.lan_size.max(1);
         let segment = |j: u32| j / lan == i / lan;
         let id_of = |j: u32| self.nodes[j as usize].node.as_ref().map(|n| n.passport().agent_id().as_str().to_owned());
-        let listed: std::collections::BTreeSet<String> = node.discovered().into_iter().map(|d| d.agent_id).collect();
+        let listed: std::collections::BTreeSet<String> =
+            node.inspect().discovered().into_iter().map(|d| d.agent_id).collect();
         let peers: std::collections::BTreeSet<String> =
             (0..self.opts.nodes).filter(|&j| j != i && segment(j)).filter_map(id_of).collect();
         (peers.difference(&listed).count(), listed.difference(&peers).count())
@@ -547,7 +548,7 @@ impl Sim {
             replay_rows_max: self.replay_rows_max,
             timing: self.timing.clone(),
             key_parses: self.key_parses_gone
-                + self.nodes.iter().filter_map(|n| n.node.as_ref()).map(Node::key_parses).sum::<u64>(),
+                + self.nodes.iter().filter_map(|n| n.node.as_ref()).map(|n| n.inspect().key_parses()).sum::<u64>(),
             stale_links: (self.counters.moves > 0).then(|| self.stale_links()),
             signs: self.signatures.signs(),
             verifies: self.signatures.verifies(),

@@ -278,7 +278,7 @@ impl Core {
                 self.node.handle_command(now, id, command);
             }
             Input::Datagram(source, payload) => self.node.handle_datagram(now, source, &payload),
-            Input::Announce => self.node.announce(now),
+            Input::Announce => self.node.handle_announce(now),
             Input::Shutdown => {}
         }
     }

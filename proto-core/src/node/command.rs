@@ -129,11 +129,11 @@ impl Node {
                     .map(|i| ImpressionBrief { score: i.score, note: i.note.clone() }),
             })
             .collect();
-        ConnectionList { total: connections.len(), max: self.config.max_connections, connections }
+        ConnectionList { total: connections.len(), max: self.connections.max(), connections }
     }
 
     fn cmd_list_pending(&self) -> PendingList {
-        let mut v: Vec<_> = self.pending_in.values().collect();
+        let mut v: Vec<_> = self.connections.pending_requests().collect();
         v.sort_by_key(|p| p.requested_us);
         let requests: Vec<PendingView> = v.into_iter().map(|p| self.pending_view(p)).collect();
         PendingList { total: requests.len(), requests }
@@ -215,9 +215,9 @@ impl Node {
             new_context,
             memory: MemoryCounts { conversations: self.memory.len(), own_shards, peer_shards },
             identity: self.cmd_identity(),
-            connections: ConnectionCounts { total: self.connections.len(), max: self.config.max_connections },
+            connections: ConnectionCounts { total: self.connections.len(), max: self.connections.max() },
             inbox: self.inbox.len(),
-            pending_requests: self.pending_in.len(),
+            pending_requests: self.connections.pending_count(),
             discovered: DiscoveredCounts { total: discovered.len(), peers: discovered },
             awaiting_replies: awaiting,
             // Only a node that spawns agents says how many run (R-C9).

@@ -27,14 +27,14 @@ use crate::error::{CommandError, Refusal};
 use crate::identity::{truncate_chars, AgentId};
 use crate::io::{CommandId, Event, HttpResponse, InboundRequest, Method};
 use crate::limits::{
-    self, BIO_CHARS_MAX, CHALLENGE_TTL_S, DISPLAY_NAME_CHARS_MAX, PENDING_OUTBOUND_MAX, PENDING_REQUESTS_MAX,
-    REQUEST_EXPIRY_S, TIMESTAMP_FIELD_CHARS_MAX, WALLETS_MAX, WALLET_FIELD_BYTES_MAX,
+    self, BIO_CHARS_MAX, CHALLENGE_TTL_S, DISPLAY_NAME_CHARS_MAX, REQUEST_EXPIRY_S, TIMESTAMP_FIELD_CHARS_MAX,
+    WALLETS_MAX, WALLET_FIELD_BYTES_MAX,
 };
 use crate::node::{Call, Node};
 use crate::output::{CommandOutput, ConnectOutput, Disconnected, RequestAnswered};
 use crate::replay::{check_fresh, sig_key};
 use crate::sign::{self, DOMAIN_CHALLENGE, V2_ACCEPTED, V2_CONNECT, V2_CONNECT_ANSWER, V2_DISCONNECT};
-use crate::store::{Change, Connection, PendingIn, PendingOut, Table};
+use crate::store::{Change, PendingIn, PendingOut, Table};
 use crate::time::parse_iso;
 use crate::url;
 use crate::wire::connection::{
@@ -161,17 +161,18 @@ impl Node {
         source: Option<IpAddr>,
     ) -> Result<Vec<u8>, Refusal> {
         let source_local = source.is_some_and(url::is_local_ip);
-        let existing = self.pending_in.values().find(|p| p.agent_id == id).cloned();
+        let existing = self.connections.pending_from(&id).cloned();
         // A source at its cap is refused before it can displace anyone's request.
         if existing.is_none() {
-            self.request_sources.pending_room(source, &self.pending_in)?;
+            self.request_sources.pending_room(source, self.connections.pending_table())?;
         }
-        if existing.is_none() && self.pending_in.len() >= PENDING_REQUESTS_MAX {
+        if existing.is_none() && !self.connections.pending_has_room() {
             let victim = self
                 .pending_victim(speaks_v2)
                 .ok_or_else(|| Refusal::Limited("Too many pending requests".to_owned()))?;
-            self.pending_in.remove(&victim);
-            self.persist(vec![Change::delete(Table::PendingIn, &victim)]);
+            if let Some((_, change)) = self.connections.take_pending(&victim) {
+                self.persist(vec![change]);
+            }
         }
         let request_id = match &existing {
             Some(p) => p.request_id.clone(),
@@ -212,11 +213,10 @@ impl Node {
             }
             pending.peer_trust = old.peer_trust.clone();
         }
-        let change = Change::put(Table::PendingIn, &request_id, &pending);
-        self.pending_in.insert(request_id.clone(), pending);
+        let change = self.connections.put_pending(request_id.clone(), pending);
         self.persist(vec![change]);
         if existing.is_none() {
-            self.request_sources.note_pending(&request_id, source, &self.pending_in);
+            self.request_sources.note_pending(&request_id, source, self.connections.pending_table());
             self.emit(Event::ConnectionRequested {
                 request_id: request_id.clone(),
                 agent_id: id.clone(),
@@ -254,19 +254,18 @@ impl Node {
             let unvouched = p.peer_trust.as_ref().is_some_and(|t| t.complete() && t.score.is_none_or(|s| s <= 0.0));
             !p.identity_verified || (new_is_proven && unvouched)
         };
-        self.pending_in
-            .values()
+        self.connections
+            .pending_requests()
             .filter(|p| displaceable(p))
             .min_by_key(|p| (p.identity_verified, p.requested_us, p.request_id.as_str()))
             .map(|p| p.request_id.clone())
     }
 
     fn drop_pending_from(&mut self, id: &AgentId) {
-        let keys: Vec<String> =
-            self.pending_in.values().filter(|p| p.agent_id == *id).map(|p| p.request_id.clone()).collect();
-        for k in keys {
-            self.pending_in.remove(&k);
-            self.persist(vec![Change::delete(Table::PendingIn, &k)]);
+        for k in self.connections.pending_ids_from(id) {
+            if let Some((_, change)) = self.connections.take_pending(&k) {
+                self.persist(vec![change]);
+            }
         }
     }
 
@@ -345,8 +344,8 @@ impl Node {
         }
         let id = self.bind_identity(&proof.agent_id, None)?;
         let Some(request_id) = self
-            .pending_in
-            .values()
+            .connections
+            .pending_requests()
             .find(|p| p.challenge_id == proof.challenge_id && p.agent_id == id)
             .map(|p| p.request_id.clone())
         else {
@@ -354,7 +353,7 @@ impl Node {
         };
         // The challenge id went to the requester alone: a proof naming it is no stranger's junk.
         self.admit(None, r.source)?;
-        let pending = self.pending_in.get_mut(&request_id).expect("found above");
+        let pending = self.connections.pending_mut(&request_id).expect("found above");
         if self.now.wall_us > pending.challenge_us + CHALLENGE_TTL_S as i64 * 1_000_000 {
             return Err(Refusal::Unauthorized("Challenge expired".to_owned()));
         }
@@ -393,8 +392,7 @@ impl Node {
         let id = self.bind_identity(&acc.agent_id, acc.agent_public_key_hex.as_deref())?;
         url::validate(&acc.agent_url).map_err(Refusal::Invalid)?;
         // Every pending outbound request records who answered it; only that agent may accept it.
-        let Some(key) = self.pending_out.iter().find(|(_, p)| p.agent_id.as_ref() == Some(&id)).map(|(k, _)| k.clone())
-        else {
+        let Some((key, pending)) = self.connections.outbound_to(&id) else {
             // The acceptor sends again when it missed our answer: a signed acceptance of a connection
             // we already have is confirmed, so it never takes our silence for a refusal.
             if self.connections.contains_key(id.as_str()) && self.verify_acceptance(&id, &acc)? {
@@ -403,7 +401,6 @@ impl Node {
             }
             return Err(Refusal::Unauthorized("No pending outbound connection request for this agent.".to_owned()));
         };
-        let pending = self.pending_out[&key].clone();
         let signed = self.verify_acceptance(&id, &acc)?;
         if pending.speaks_v2 && !signed {
             return Err(Refusal::Unauthorized("Signature required — this agent signs its acceptances".to_owned()));
@@ -411,10 +408,10 @@ impl Node {
         // It answers a request we made to this very agent.
         self.admit(None, source)?;
         if !self.connections.contains_key(id.as_str()) && !self.accepting_connections() {
-            return Err(Refusal::Limited(format!("Connection limit reached ({})", self.config.max_connections)));
+            return Err(Refusal::Limited(format!("Connection limit reached ({})", self.connections.max())));
         }
-        self.pending_out.remove(&key);
-        self.persist(vec![Change::delete(Table::PendingOut, &key)]);
+        let changes = self.connections.take_outbound(&key).into_iter().collect();
+        self.persist(changes);
         // We reached the target at the URL the agent chose; keep that rather than a claimed one.
         let details = PeerDetails {
             agent_id: id,
@@ -474,7 +471,7 @@ impl Node {
         self.rates.forget(&d.from_agent_id);
         let changes = vec![Change::delete(Table::Connections, &d.from_agent_id), replay_change];
         self.persist(changes);
-        if let Some(conn) = removed {
+        if let Some((conn, _)) = removed {
             self.emit(Event::Disconnected { agent_id: conn.agent_id, by_peer: true });
         }
         Ok(wire::encode(&Ack { success: true }))
@@ -485,23 +482,7 @@ impl Node {
     pub(crate) fn add_connection(&mut self, peer: PeerDetails, speaks_v2: bool, verified: bool, local: bool) {
         let key = peer.agent_id.as_str().to_owned();
         let now = self.now.iso();
-        let is_new = !self.connections.contains_key(&key);
-        let conn = self.connections.entry(key.clone()).or_insert_with(|| Connection {
-            agent_id: peer.agent_id.clone(),
-            url: peer.url.clone(),
-            display_name: String::new(),
-            bio: String::new(),
-            connected_at: now.clone(),
-            messages_sent: 0,
-            messages_received: 0,
-            last_activity: now,
-            speaks_v2: false,
-            identity_verified: false,
-            rate_limit: Default::default(),
-            wallets: BTreeMap::new(),
-            peer_created_at: None,
-            local: false,
-        });
+        let (conn, is_new) = self.connections.entry(&peer.agent_id, &peer.url, now);
         // A new URL is as local as whoever gave it; the same URL keeps what it had.
         conn.local = if conn.url == peer.url { conn.local || local } else { local };
         conn.url = peer.url;
@@ -526,20 +507,7 @@ impl Node {
     /// Drops pending requests (both directions) older than [`REQUEST_EXPIRY_S`].
     pub(crate) fn expire_pending(&mut self) -> Vec<Change> {
         let cutoff = self.now.wall_us - REQUEST_EXPIRY_S as i64 * 1_000_000;
-        let old_in: Vec<String> =
-            self.pending_in.iter().filter(|(_, p)| p.requested_us < cutoff).map(|(k, _)| k.clone()).collect();
-        let old_out: Vec<String> =
-            self.pending_out.iter().filter(|(_, p)| p.created_us < cutoff).map(|(k, _)| k.clone()).collect();
-        let mut changes = Vec::new();
-        for k in old_in {
-            self.pending_in.remove(&k);
-            changes.push(Change::delete(Table::PendingIn, &k));
-        }
-        for k in old_out {
-            self.pending_out.remove(&k);
-            changes.push(Change::delete(Table::PendingOut, &k));
-        }
-        changes
+        self.connections.expire(cutoff)
     }
 
     // ----- commands: the agent asks -----
@@ -547,13 +515,13 @@ impl Node {
     pub(crate) fn cmd_connect(&mut self, cmd: CommandId, target_url: &str) -> Result<(), CommandError> {
         url::validate(target_url).map_err(CommandError::InvalidArgument)?;
         if !self.accepting_connections() {
-            return Err(CommandError::Limited(format!("Connection limit reached ({})", self.config.max_connections)));
+            return Err(CommandError::Limited(format!("Connection limit reached ({})", self.connections.max())));
         }
         let base = url::base(target_url);
         if base == url::base(&self.config.public_url) {
             return Err(CommandError::InvalidArgument("That URL is this node".to_owned()));
         }
-        if self.pending_out.len() >= PENDING_OUTBOUND_MAX {
+        if !self.connections.outbound_has_room() {
             return Err(CommandError::Limited("Too many outbound requests pending".to_owned()));
         }
         let stamp = self.now.iso();
@@ -633,13 +601,10 @@ impl Node {
         };
         if answer.auto_accepted {
             if !self.connections.contains_key(id.as_str()) && !self.accepting_connections() {
-                return Err(CommandError::Limited(format!(
-                    "Connection limit reached ({})",
-                    self.config.max_connections
-                )));
+                return Err(CommandError::Limited(format!("Connection limit reached ({})", self.connections.max())));
             }
-            if self.pending_out.remove(target_url).is_some() {
-                self.persist(vec![Change::delete(Table::PendingOut, target_url)]);
+            if let Some(change) = self.connections.take_outbound(target_url) {
+                self.persist(vec![change]);
             }
             let details = PeerDetails {
                 agent_id: id.clone(),
@@ -665,8 +630,7 @@ impl Node {
             speaks_v2: signed,
             created_us: self.now.wall_us,
         };
-        let change = Change::put(Table::PendingOut, target_url, &pending);
-        self.pending_out.insert(target_url.to_owned(), pending);
+        let change = self.connections.put_outbound(target_url, pending);
         self.persist(vec![change]);
         Ok(CommandOutput::Connect(Box::new(ConnectOutput::Pending { agent_id: id, request_id })))
     }
@@ -698,14 +662,14 @@ impl Node {
     }
 
     pub(crate) fn cmd_accept(&mut self, cmd: CommandId, request_id: &str) -> Result<(), CommandError> {
-        let Some(p) = self.pending_in.get(request_id) else {
+        let Some(p) = self.connections.pending(request_id) else {
             return Err(CommandError::NotFound(format!("No pending request with ID '{request_id}'")));
         };
         if !p.identity_verified {
             return Err(CommandError::InvalidArgument(format!("Request '{request_id}' has not proven its key yet (no valid challenge proof); wait for it or reject it")));
         }
         if !self.accepting_connections() {
-            return Err(CommandError::Limited(format!("Connection limit reached ({})", self.config.max_connections)));
+            return Err(CommandError::Limited(format!("Connection limit reached ({})", self.connections.max())));
         }
         let agent_id = p.agent_id.clone();
         self.accept_pending(request_id);
@@ -716,9 +680,9 @@ impl Node {
 
     /// Turns a proven pending request into a connection and tells the requester, signed.
     pub(crate) fn accept_pending(&mut self, request_id: &str) {
-        let Some(p) = self.pending_in.remove(request_id) else { return };
+        let Some((p, change)) = self.connections.take_pending(request_id) else { return };
         debug_assert!(p.identity_verified);
-        self.persist(vec![Change::delete(Table::PendingIn, request_id)]);
+        self.persist(vec![change]);
         self.add_connection(PeerDetails::from_pending(&p), p.speaks_v2, p.identity_verified, p.source_local);
         self.send_acceptance(p.agent_id.as_str(), 1);
     }
@@ -797,10 +761,10 @@ impl Node {
 
     /// Forgets a connection the peer does not have. No notice: it has nothing to end.
     fn drop_half_open(&mut self, peer: &str) {
-        let Some(conn) = self.connections.remove(peer) else { return };
+        let Some((conn, change)) = self.connections.remove(peer) else { return };
         self.rates.forget(peer);
         self.acceptances.forget(peer);
-        self.persist(vec![Change::delete(Table::Connections, peer), acceptance_row(peer, 0)]);
+        self.persist(vec![change, acceptance_row(peer, 0)]);
         self.emit(Event::Disconnected { agent_id: conn.agent_id, by_peer: true });
     }
 
@@ -814,8 +778,8 @@ impl Node {
     }
 
     pub(crate) fn reject_pending(&mut self, request_id: &str) -> Option<PendingIn> {
-        let p = self.pending_in.remove(request_id)?;
-        self.persist(vec![Change::delete(Table::PendingIn, request_id)]);
+        let (p, change) = self.connections.take_pending(request_id)?;
+        self.persist(vec![change]);
         Some(p)
     }
 
@@ -831,9 +795,9 @@ impl Node {
 
     /// Drops a connection and sends the peer a signed notice.
     pub(crate) fn disconnect(&mut self, agent_id: &str, reason: &str) {
-        let Some(conn) = self.connections.remove(agent_id) else { return };
+        let Some((conn, change)) = self.connections.remove(agent_id) else { return };
         self.rates.forget(agent_id);
-        self.persist(vec![Change::delete(Table::Connections, agent_id)]);
+        self.persist(vec![change]);
         let stamp = self.now.iso();
         let bytes = sign::v2_bytes(V2_DISCONNECT, &[self.me(), conn.agent_id.as_str(), &stamp, reason]);
         let body = Disconnect {

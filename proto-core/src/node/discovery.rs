@@ -25,7 +25,7 @@ use crate::wire::{self, DM_PROTOCOL};
 
 impl Node {
     /// `/.well-known/darkmatter.json`.
-    pub fn card(&self) -> WellKnownCard {
+    pub(crate) fn card(&self) -> WellKnownCard {
         let base = url::base(&self.config.public_url);
         WellKnownCard {
             darkmatter: true,
@@ -54,7 +54,7 @@ impl Node {
     }
 
     /// `/__darkmatter__/status`.
-    pub fn status_body(&self) -> StatusBody {
+    pub(crate) fn status_body(&self) -> StatusBody {
         StatusBody {
             agent_id: self.me().to_owned(),
             display_name: self.profile.display_name.clone(),
@@ -68,7 +68,7 @@ impl Node {
     }
 
     /// `/__darkmatter__/network_info`.
-    pub fn network_info(&self) -> NetworkInfo {
+    pub(crate) fn network_info(&self) -> NetworkInfo {
         NetworkInfo {
             agent_id: self.me().to_owned(),
             display_name: self.profile.display_name.clone(),
@@ -90,7 +90,7 @@ impl Node {
     }
 
     /// Our signed beacon for HTTP port `port`, stamped `now`, as a datagram payload.
-    pub fn beacon(&self, now: Now, port: u16) -> Vec<u8> {
+    pub(crate) fn beacon(&self, now: Now, port: u16) -> Vec<u8> {
         let ts = now.unix_s();
         let bytes = sign::domain_bytes(DOMAIN_LAN_BEACON, &[self.me(), &port.to_string(), &ts.to_string()])
             .expect("no newlines in numbers or our id");
@@ -153,7 +153,7 @@ impl Node {
     }
 
     /// Peers discovered and not yet expired (as of the node's last input), most recent first.
-    pub fn discovered(&self) -> Vec<Discovered> {
+    pub(crate) fn discovered(&self) -> Vec<Discovered> {
         self.discovery.list(self.now.wall_us)
     }
 }
@@ -164,7 +164,7 @@ impl Node {
         let now_ms = self.now.mono_ms;
         if self.next_beacon_ms.is_some_and(|t| now_ms >= t) {
             self.next_beacon_ms = Some(now_ms + self.config.beacon_interval_s.max(1) * 1_000);
-            self.announce(self.now);
+            self.handle_announce(self.now);
         }
         if self.next_scan_ms.is_some_and(|t| now_ms >= t) {
             self.next_scan_ms = Some(now_ms + SCAN_INTERVAL_S * 1_000);
@@ -175,9 +175,10 @@ impl Node {
         }
     }
 
-    /// Queues our beacon as an [`crate::io::Output::Datagram`] now (the timer does this by itself every
-    /// `beacon_interval_s` when discovery is on).
-    pub fn announce(&mut self, now: Now) {
+    /// The operator asks for a beacon now: queues it as an [`crate::io::Output::Datagram`] (the timer
+    /// does this by itself every `beacon_interval_s` when discovery is on). An input like the other
+    /// `handle_*`: it sets the node's time.
+    pub fn handle_announce(&mut self, now: Now) {
         self.now = now;
         let payload = self.beacon(now, self.config.listen_port);
         self.push_datagram(payload);

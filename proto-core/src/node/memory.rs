@@ -61,7 +61,7 @@ impl Node {
 
     /// The ranked feed: `direct` (direct messages and replies) and `network` (broadcasts and
     /// forwards), each deduplicated by message id and sorted by rank, best first.
-    pub fn context_feed(&self, focus: Option<&str>) -> Feed {
+    pub(crate) fn context_feed(&self, focus: Option<&str>) -> Feed {
         let (direct, network) = self.memory.feed(self.now.wall_us, focus);
         let direct = direct.into_iter().map(|(score, e)| self.entry_view(e, score)).collect();
         let network = network.into_iter().map(|(score, e)| self.entry_view(e, score)).collect();

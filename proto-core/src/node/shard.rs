@@ -110,7 +110,7 @@ impl Node {
         let qualifying: Vec<String> =
             self.connections.keys().filter(|p| self.trust_of(p) >= shard.trust_threshold).cloned().collect();
         let mut targets: Vec<String> = if shard.deleted {
-            shard.sent_to.iter().filter(|p| self.connections.contains_key(*p)).cloned().collect()
+            shard.sent_to.iter().filter(|p| self.connections.contains_key(p)).cloned().collect()
         } else {
             Vec::new()
         };

@@ -51,7 +51,7 @@ impl Node {
     /// requester, see [`crate::spawn`]); an unproven one never does, so a flood of throwaway requests
     /// costs no spawns.
     pub(crate) fn spawn_for_request(&mut self, request_id: &str) {
-        let Some(p) = self.pending_in.get(request_id).filter(|p| p.identity_verified) else { return };
+        let Some(p) = self.connections.pending(request_id).filter(|p| p.identity_verified) else { return };
         let trigger = SpawnTrigger::ConnectionRequest { request_id: request_id.to_owned(), bio: p.bio.clone() };
         let sender = p.agent_id.as_str().to_owned();
         self.offer_spawn(trigger, sender, true);
@@ -97,7 +97,7 @@ impl Node {
         match trigger {
             SpawnTrigger::Message { message_id } => self.inbox.contains(message_id),
             SpawnTrigger::ConnectionRequest { request_id, .. } => {
-                self.pending_in.get(request_id).is_some_and(|p| p.identity_verified)
+                self.connections.pending(request_id).is_some_and(|p| p.identity_verified)
             }
         }
     }
@@ -127,7 +127,7 @@ impl Node {
     fn spawn_request(&self, spawn_id: SpawnId, trigger: SpawnTrigger, sender_id: String) -> SpawnRequest {
         let sender_name = match &trigger {
             SpawnTrigger::ConnectionRequest { request_id, .. } => {
-                self.pending_in.get(request_id).map(|p| p.display_name.clone())
+                self.connections.pending(request_id).map(|p| p.display_name.clone())
             }
             SpawnTrigger::Message { .. } => self.connections.get(&sender_id).map(|c| c.display_name.clone()),
         };

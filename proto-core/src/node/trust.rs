@@ -23,7 +23,7 @@ use crate::wire::{
 
 impl Node {
     /// Our impression score of an agent; 0.0 (neutral) when we have none.
-    pub fn trust_of(&self, agent_id: &str) -> f64 {
+    pub(crate) fn trust_of(&self, agent_id: &str) -> f64 {
         self.impressions.score(agent_id)
     }
 
@@ -147,7 +147,8 @@ impl Node {
     pub(crate) fn start_trust_query(&mut self, request_id: &str) {
         // Only for a requester that proved its key: otherwise anyone could make us query our peers
         // (and move our impressions) in someone else's name.
-        let Some(p) = self.pending_in.get_mut(request_id).filter(|p| p.identity_verified && p.peer_trust.is_none())
+        let Some(p) =
+            self.connections.pending_mut(request_id).filter(|p| p.identity_verified && p.peer_trust.is_none())
         else {
             return;
         };
@@ -161,7 +162,7 @@ impl Node {
     /// about this request, most trusted first, within [`TRUST_QUERY_ASKED_MAX`] per request. The
     /// round is persisted before it goes out, so a restart asks again. Returns how many were asked.
     pub(crate) fn ask_next_peers(&mut self, request_id: &str) -> usize {
-        let Some(p) = self.pending_in.get(request_id) else { return 0 };
+        let Some(p) = self.connections.pending(request_id) else { return 0 };
         let Some(t) = p.peer_trust.as_ref() else { return 0 };
         let subject = p.agent_id.to_string();
         let room = TRUST_QUERY_ASKED_MAX.saturating_sub(t.asked_peers.len()).min(TRUST_QUERY_FANOUT_MAX);
@@ -185,7 +186,7 @@ impl Node {
         if peers.is_empty() {
             return 0;
         }
-        let Some(p) = self.pending_in.get_mut(request_id) else { return 0 };
+        let Some(p) = self.connections.pending_mut(request_id) else { return 0 };
         let t = p.peer_trust.as_mut().expect("checked above");
         t.asked += peers.len() as u32;
         t.asked_peers.extend(peers.iter().map(|(_, id, _)| id.clone()));
@@ -235,7 +236,7 @@ impl Node {
             }
         };
         let weight = self.opinion_weight(peer);
-        let Some(p) = self.pending_in.get_mut(request_id) else { return };
+        let Some(p) = self.connections.pending_mut(request_id) else { return };
         let subject = p.agent_id.to_string();
         let Some(t) = p.peer_trust.as_mut() else { return };
         t.finished += 1;
@@ -265,7 +266,7 @@ impl Node {
     ) -> Answer {
         let Some(resp) = result.ok().filter(|r| r.status == 200) else { return Answer::Nothing };
         let Ok(a) = wire::decode::<TrustAnswer>(&resp.body) else { return Answer::Nothing };
-        let (Some(p), Some(conn)) = (self.pending_in.get(request_id), self.connections.get(peer)) else {
+        let (Some(p), Some(conn)) = (self.connections.pending(request_id), self.connections.get(peer)) else {
             return Answer::Nothing;
         };
         if a.from_agent_id != peer
@@ -293,7 +294,7 @@ impl Node {
     }
 
     fn finish_trust_query_if_complete(&mut self, request_id: &str) {
-        let Some(p) = self.pending_in.get_mut(request_id) else { return };
+        let Some(p) = self.connections.pending_mut(request_id) else { return };
         let Some(t) = p.peer_trust.as_mut() else { return };
         if !t.complete() {
             return;
@@ -310,7 +311,7 @@ impl Node {
 
     /// Whether the opinions in on this request weigh enough for the policy to act on.
     fn confident(&self, request_id: &str) -> bool {
-        let Some(t) = self.pending_in.get(request_id).and_then(|p| p.peer_trust.as_ref()) else { return false };
+        let Some(t) = self.connections.pending(request_id).and_then(|p| p.peer_trust.as_ref()) else { return false };
         match self.config.trust_policy {
             TrustPolicy::Weighted => t.score.is_some() && t.weight >= TRUST_CONFIDENCE_MIN,
             TrustPolicy::PlainAverage => t.score.is_some() && !t.opinions.is_empty(),
@@ -319,7 +320,7 @@ impl Node {
 
     /// Applies the acceptance policy to a proven request whose peer opinions are all in.
     pub(crate) fn decide_by_policy(&mut self, request_id: &str) {
-        let Some(p) = self.pending_in.get(request_id) else { return };
+        let Some(p) = self.connections.pending(request_id) else { return };
         let Some(t) = p.peer_trust.as_ref().filter(|t| t.complete()) else { return };
         let Some(score) = t.score else { return };
         if !self.confident(request_id) {
@@ -356,17 +357,17 @@ impl Node {
     /// opinions each.
     pub(crate) fn reconsider_pending(&mut self) {
         let waiting: Vec<String> = self
-            .pending_in
-            .values()
+            .connections
+            .pending_requests()
             .filter(|p| p.peer_trust.as_ref().is_some_and(|t| t.complete()))
             .map(|p| p.request_id.clone())
             .collect();
         for request_id in waiting {
-            let weights: Vec<f64> = match self.pending_in.get(&request_id).and_then(|p| p.peer_trust.as_ref()) {
+            let weights: Vec<f64> = match self.connections.pending(&request_id).and_then(|p| p.peer_trust.as_ref()) {
                 Some(t) => t.opinions.iter().map(|o| self.opinion_weight(&o.0)).collect(),
                 None => continue,
             };
-            let Some(p) = self.pending_in.get_mut(&request_id) else { continue };
+            let Some(p) = self.connections.pending_mut(&request_id) else { continue };
             let Some(t) = p.peer_trust.as_mut() else { continue };
             // Derived from our impressions, which are stored: not persisted (trust drifts a little
             // with every delivery, and rewriting up to 50 records a minute would buy nothing).
@@ -400,7 +401,7 @@ impl Node {
             .impressions
             .iter()
             .filter(|(id, i)| {
-                i.negative_since_us.is_some_and(|since| since <= cutoff) && self.connections.contains_key(*id)
+                i.negative_since_us.is_some_and(|since| since <= cutoff) && self.connections.contains_key(id)
             })
             .map(|(id, _)| id.clone())
             .collect();

@@ -83,7 +83,7 @@ pub(crate) fn observer(cfg: &StudyConfig, seed: u64) -> Box<dyn Observer> {
 
 /// Node `who`'s trust in `about` (0 while `who` is down).
 pub(crate) fn trust(sim: &Sim, who: u32, about: u32) -> f64 {
-    sim.core(who).map_or(0.0, |n| n.trust_of(sim.agent(about)))
+    sim.core(who).map_or(0.0, |n| n.inspect().trust_of(sim.agent(about)))
 }
 
 impl StudyObserver {

@@ -34,10 +34,6 @@ use crate::config_merge::Merges;
 use crate::profiles::{ConfigFormat, Delivery, Invocation, Profile, ServerCommand};
 use crate::spawned::SpawnedMesh;
 
-/// Why a spawn is refused while `DARKMATTER_SANDBOX=true`.
-pub const SANDBOX_UNAVAILABLE: &str = "DARKMATTER_SANDBOX=true but this build cannot sandbox agents yet; \
-refusing to run one unsandboxed (set DARKMATTER_SANDBOX=false to run agents without a sandbox)";
-
 /// How long a spawn at start-up waits for the node's sessions to be served, in ms.
 pub const NODE_WAIT_MS: u64 = 5_000;
 
@@ -59,8 +55,12 @@ pub struct Settings {
     pub env_cleanup: Option<Vec<String>>,
     /// `DARKMATTER_AGENT_TIMEOUT`.
     pub timeout: Duration,
-    /// `DARKMATTER_SANDBOX`.
-    pub sandbox: bool,
+    /// `DARKMATTER_SANDBOX`: the client runs under `darkmatter sandbox-exec` with this network setting.
+    pub sandbox: Option<runtime_smol::sandbox::Net>,
+    /// The client's profile, for the state directories the sandbox leaves it in home.
+    pub client_profile: runtime_smol::config::ClientProfile,
+    /// `$HOME`, whose client state the sandbox opens (and whose rest it hides).
+    pub home: PathBuf,
     /// Where children work.
     pub project_dir: PathBuf,
     /// The node's state directory (`.darkmatter`): logs and merge records go under `spawn/`.
@@ -80,7 +80,9 @@ impl Settings {
             args: config.agent_args.clone(),
             env_cleanup: config.agent_env_cleanup.clone(),
             timeout: Duration::from_secs(config.agent_timeout_s),
-            sandbox: config.sandbox,
+            sandbox: config.sandbox.then_some(config.sandbox_network),
+            client_profile: config.client,
+            home: std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/")),
             project_dir: config.project_dir(),
             state_dir: config.state_dir.clone(),
             exe,
@@ -185,10 +187,26 @@ impl Spawner {
     }
 }
 
+impl Spawner {
+    /// `client_argv` run through `darkmatter sandbox-exec` with the agent's policy: the project
+    /// without `.darkmatter/`, the child's private directory (its attach socket), its client's
+    /// state in home.
+    fn sandboxed(&self, net: runtime_smol::sandbox::Net, client_argv: &[String], private_dir: &Path) -> Vec<String> {
+        use runtime_smol::sandbox::{sandbox_argv, Policy};
+        let s = &self.settings;
+        let mut policy = Policy::for_agent(&s.project_dir, &s.home, private_dir, s.client_profile, net);
+        // The client reaches its node through this very binary (attach mode), wherever it is installed.
+        policy.read.push(s.exe.clone());
+        let child: Vec<std::ffi::OsString> = client_argv.iter().map(Into::into).collect();
+        sandbox_argv(&s.exe, &policy, &child).into_iter().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+}
+
 impl Launcher for Spawner {
     fn prepare(&self, request: &SpawnRequest) -> Result<Launch, String> {
-        if self.settings.sandbox {
-            return Err(SANDBOX_UNAVAILABLE.to_owned());
+        // Fail closed: a spawn the sandbox cannot hold is refused with the reason, never run bare.
+        if let Some(net) = self.settings.sandbox {
+            runtime_smol::sandbox::preflight(net).map_err(|why| format!("sandbox unavailable: {why}"))?;
         }
         let (server, private_dir) = self.set_up(request)?;
         let private_file = self.deliver(request.spawn_id, &server, &private_dir)?;
@@ -207,6 +225,9 @@ impl Launcher for Spawner {
             args: s.args.as_deref(),
         };
         let mut argv = s.profile.spawn(&prompt, &run);
+        if let Some(net) = s.sandbox {
+            argv.argv = self.sandboxed(net, &argv.argv, &private_dir);
+        }
         let program = argv.argv.remove(0);
         let mut env = server.env.clone();
         env.push(("DARKMATTER_ENTRYPOINT_AUTOSTART".to_owned(), "false".to_owned()));

@@ -278,16 +278,51 @@ fn three_messages_with_two_slots_start_two_then_the_third() {
 }
 
 #[test]
-fn with_the_sandbox_on_no_agent_runs_unsandboxed() {
-    let root = project("spawn-sandbox");
+fn with_the_sandbox_unavailable_no_agent_runs_and_the_message_stays_queued() {
+    let root = project("spawn-sandbox-closed");
     let s = stand_ins(&root);
     let mut a = sender(&root);
-    let (mut b, _, url) = receiver(&root, &s, "claude-code", &[("DARKMATTER_SANDBOX", "true")]);
+    // The test hook makes the kernel look as if it had no Landlock.
+    let extra = [("DARKMATTER_SANDBOX", "true"), ("DARKMATTER_SANDBOX_FAKE_ABI", "0")];
+    let (mut b, _, url) = receiver(&root, &s, "claude-code", &extra);
     let b_id = connect(&mut a, &url);
     a.ok("darkmatter_send_message", json!({"target_agent_id": b_id, "content": "hi"}));
     let failed = b.wait_notification(Duration::from_secs(10), |n| n["params"]["data"]["event"] == "spawn_failed");
-    assert!(failed.is_some_and(|n| n.to_string().contains("DARKMATTER_SANDBOX=true")), "refused with its reason");
+    assert!(failed.is_some_and(|n| n.to_string().contains("sandbox unavailable")), "refused with its reason");
     assert_eq!(std::fs::read_dir(&s.records).unwrap().count(), 0, "nothing ran");
+    let inbox = b.ok("darkmatter_list_inbox", json!({}));
+    assert_eq!(inbox["total"], 1, "the message stays queued: {inbox}");
+}
+
+#[test]
+fn a_sandboxed_agent_still_replies_through_its_attach_socket() {
+    let root = project("spawn-sandboxed");
+    let s = stand_ins(&root);
+    // Inside the sandbox a link out of the temporary directory would not resolve: copy the stand-in.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/standin_client.py");
+    std::fs::remove_file(s.bin.join("claude")).unwrap();
+    std::fs::copy(&script, s.bin.join("claude")).unwrap();
+    let mut a = sender(&root);
+    let (_b, dir, url) = receiver(&root, &s, "claude-code", &[("DARKMATTER_SANDBOX", "true")]);
+    let b_id = connect(&mut a, &url);
+    let sent = a.ok("darkmatter_send_message", json!({"target_agent_id": b_id, "content": "from afar"}));
+    let rec = records(&s, "claude", 1, |r| r["done"] == true).remove(0);
+    assert!(rec.to_string().contains("from afar"), "the sandboxed stand-in read the message: {rec}");
+    let message_id = sent["message_id"].as_str().unwrap();
+    let replied = until(Duration::from_secs(30), || {
+        a.ok("darkmatter_get_sent_message", json!({"message_id": message_id}))["response_count"].as_u64() >= Some(1)
+    });
+    assert!(replied, "the reply of the sandboxed agent reached the sender");
+    // The helper says how much of the policy the kernel enforces before it becomes the client.
+    let logs = dir.join(".darkmatter").join("spawn");
+    let enforced = until(Duration::from_secs(10), || {
+        std::fs::read_dir(&logs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("sandbox: FullyEnforced(abi=")))
+    });
+    assert!(enforced, "the agent ran under the sandbox (its log has the helper's status line)");
 }
 
 #[test]

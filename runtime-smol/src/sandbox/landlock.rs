@@ -36,6 +36,19 @@ pub(super) struct Grant {
     pub rights: Rights,
 }
 
+/// What [`restrict`] checks first, without restricting anything: Landlock present, and TCP rules
+/// when the network is not open.
+pub(super) fn preflight(net: Net) -> Result<(), Unavailable> {
+    let (abi, _) = effective_abi()?;
+    if abi < 1 {
+        return Err(Unavailable::NoLandlock { abi });
+    }
+    if net != Net::On && abi < ABI_NET {
+        return Err(Unavailable::NetworkNeedsAbi4 { abi });
+    }
+    Ok(())
+}
+
 /// Applies `policy` to the calling thread, or says why it cannot be applied in full.
 pub(super) fn restrict(policy: &Policy) -> Result<Status, Unavailable> {
     let (abi, fake) = effective_abi()?;

@@ -268,6 +268,24 @@ pub fn exec(policy: &Policy, argv: &[OsString]) -> SandboxError {
     run(policy, program, args)
 }
 
+/// Whether a policy with network setting `net` can be applied in full here, checked before a spawn
+/// so that a node refuses it with the reason instead of starting a helper bound to fail. The helper
+/// checks again when it applies the policy (fail closed either way).
+pub fn preflight(net: Net) -> Result<(), Unavailable> {
+    #[cfg(target_os = "linux")]
+    return landlock::preflight(net);
+    #[cfg(target_os = "macos")]
+    return match Path::new(seatbelt::SANDBOX_EXEC).exists() {
+        true => Ok(()),
+        false => Err(Unavailable::NoSeatbelt),
+    };
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    {
+        let _ = net;
+        Err(Unavailable::UnsupportedOs)
+    }
+}
+
 #[cfg(target_os = "linux")]
 fn restrict(policy: &Policy, _program: &OsStr) -> Result<Status, Unavailable> {
     let status = landlock::restrict(policy)?;

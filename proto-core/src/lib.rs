@@ -179,6 +179,7 @@ pub mod store;
 pub mod time;
 pub mod trust;
 pub mod url;
+pub mod wallet;
 pub mod wire;
 
 pub use command::Command;

@@ -119,6 +119,14 @@ pub const RATE_LIMIT_CEILING: u32 = 100_000;
 pub const WALLETS_MAX: usize = 8;
 /// Longest wallet chain name or address kept, in bytes.
 pub const WALLET_FIELD_BYTES_MAX: usize = 128;
+/// Most decimals a token amount may have (the SPL range the wallet tools accept, 0..=18).
+pub const WALLET_DECIMALS_MAX: u8 = 18;
+/// Longest amount text parsed, in characters: a u64 has 20 digits, plus the point and 18 decimals, plus
+/// room for leading zeros.
+pub const WALLET_AMOUNT_CHARS_MAX: usize = 64;
+/// Longest memo put in a transfer, in bytes (`dm:` and a message id fit many times over; keeps the
+/// transaction far below Solana's 1,232-byte packet).
+pub const WALLET_MEMO_BYTES_MAX: usize = 256;
 /// Longest informational timestamp kept from a peer (`created_at`), in characters.
 pub const TIMESTAMP_FIELD_CHARS_MAX: usize = 64;
 

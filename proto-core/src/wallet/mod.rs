@@ -1,0 +1,25 @@
+//! Solana wallets, the pure part: the keypair derived from the passport seed, base58 addresses, exact
+//! decimal amounts, and signed SOL / SPL transfer transactions built byte for byte (SPEC §17).
+//!
+//! Nothing here talks to a cluster. What comes next (issue 16) lives in the runtime and the MCP layer: a
+//! JSON-RPC client behind a trait (`DARKMATTER_SOLANA_RPC`) that fetches the recent blockhash, sends the
+//! bytes built here and confirms them (`confirmed` / `submitted` / `expired`); the six wallet tools; the
+//! daily spending limit; and payment verification from fetched transactions (requirement R-G8), which is
+//! the only thing that may ever make a payment count. Building a transaction proves nothing about money.
+//!
+//! Everything is hand-built rather than taken from `solana-sdk`, whose dependency tree would dwarf the
+//! node; the known-answer tests pin every byte against transactions produced by `solders`.
+
+mod amount;
+mod base58;
+mod derive;
+mod tx;
+
+pub use amount::{format_amount, parse_amount, AmountError};
+pub use base58::{decode as base58_decode, encode as base58_encode};
+pub use derive::{find_program_address, Pubkey, PubkeyError, Wallet, WALLET_SEED_DOMAIN};
+pub use tx::{
+    associated_token_address, compact_u16, AccountMeta, AtaCreation, Instruction, MessageVersion, SignedTransaction,
+    SolTransfer, SplTransfer, TxError, ASSOCIATED_TOKEN_PROGRAM, MEMO_PROGRAM, RENT_SYSVAR, SYSTEM_PROGRAM,
+    TOKEN_PROGRAM,
+};

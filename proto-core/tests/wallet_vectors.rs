@@ -2,9 +2,10 @@
 //! 0.29.0 (`solana-vectors-gen.py` in the batch-2 reference; its output copied here verbatim).
 
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use proto_core::limits::WALLET_MEMO_BYTES_MAX;
 use proto_core::wallet::{
     associated_token_address, base58_encode, compact_u16, find_program_address, AtaCreation, MessageVersion, Pubkey,
-    SolTransfer, SplTransfer, Wallet, ASSOCIATED_TOKEN_PROGRAM, TOKEN_PROGRAM,
+    SolTransfer, SplTransfer, TxError, Wallet, ASSOCIATED_TOKEN_PROGRAM, TOKEN_PROGRAM,
 };
 use sha2::{Digest, Sha256};
 
@@ -20,6 +21,12 @@ const SOL_TX_HEX: &str = "016bac3dac6ab0955d6197230088bf69929ff09844d8e1e7e1534f
 const SOL_SIG: &str = "39rmNnwB2eEcnLqTJZfWonrN9Ko3tbHKhXjeTJBnikzRQ8xFAztwdcdAXqkZNZ5M6LAru4jC8oUrNDJs2oK5zni4";
 const SPL_MSG_HEX: &str = "010006091c7890576bf4a22932b6b4b04126444b25800d0bae423d5f0f5c01dd93dbefcb81624b95a0100c551a6458d7eb330f41e023a4e88958cd8233639c4ed1dd1dcf93e6da4f8a8819671b370dcf0a1a2a41b8131c5660257f541457192072e7cf11000000000000000000000000000000000000000000000000000000000000000006a7d517192c5c51218cc94c3d4af17f58daee089ba1fd44e3dbd98a0000000006ddf6e1d765a193d9cbe146ceeb79ac1cb485ed5f5b37913a8cf5857eff00a9825cedb44f708d6fbc5b174a33c9c43a2d2237fe437936c7aeed6f31899c646a8c97258f4e2489f1bb3d1029148e0d830b5a1399daff1084048e7bd8dbe9f859c6fa7af3bedbad3a3d65f36aabc97431b1bbe4c2d2f6e0e47ca60203452f5d61070707070707070707070707070707070707070707070707070707070707070702070700010608030504000504020801000a0c60e31600000000000600";
 const SPL_SIG: &str = "4XSfhJhyFiDqzGnC2CWuxRdV1Tm7GzZEVj7JDei1uuTLbK6AgydcDGdHHrTrX7o3ferDZDZrAuJP3sCUPZY6fr7k";
+
+// From wallet_vectors_gen.py beside this file (solders 0.29.0): memo, idempotent creation, legacy messages.
+const SOL_MEMO_V0_HEX: &str = "016be3714e856115d4ac8c8f91d442cf470b6bda5911650a27d72aa3352fbb280698ab0344f4770e7763f83326a261db6f5e5e66a485c7954829dda912cc11810980010002041c7890576bf4a22932b6b4b04126444b25800d0bae423d5f0f5c01dd93dbefcb825cedb44f708d6fbc5b174a33c9c43a2d2237fe437936c7aeed6f31899c646a0000000000000000000000000000000000000000000000000000000000000000054a535a992921064d24e87160da387c7c35b5ddbc92bb81e41fa8404105448d070707070707070707070707070707070707070707070707070707070707070702020200010c0200000040420f0000000000030008646d3a6d73672d3100";
+const SOL_LEGACY_HEX: &str = "01fb7d3650668afd52c7f1147fae021255cda2faf81e96135803d42f8b3fcc090b9e7d5a701224ba5baf2af2b128cd388ae6b2e1cff7e6a3be181854cdea6fde0f010001031c7890576bf4a22932b6b4b04126444b25800d0bae423d5f0f5c01dd93dbefcb825cedb44f708d6fbc5b174a33c9c43a2d2237fe437936c7aeed6f31899c646a0000000000000000000000000000000000000000000000000000000000000000070707070707070707070707070707070707070707070707070707070707070701020200010c0200000040420f0000000000";
+const SPL_IDEM_MEMO_V0_HEX: &str = "01b328318abb99e686cd68d4472a43952817a0c74e8dcbc475264a3bb3b8c332b688e1896578f9e86397f51d0af04ab618d94871e6c8a5b2c109f55f440f1b4a0a80010006091c7890576bf4a22932b6b4b04126444b25800d0bae423d5f0f5c01dd93dbefcb81624b95a0100c551a6458d7eb330f41e023a4e88958cd8233639c4ed1dd1dcf93e6da4f8a8819671b370dcf0a1a2a41b8131c5660257f541457192072e7cf110000000000000000000000000000000000000000000000000000000000000000054a535a992921064d24e87160da387c7c35b5ddbc92bb81e41fa8404105448d06ddf6e1d765a193d9cbe146ceeb79ac1cb485ed5f5b37913a8cf5857eff00a9825cedb44f708d6fbc5b174a33c9c43a2d2237fe437936c7aeed6f31899c646a8c97258f4e2489f1bb3d1029148e0d830b5a1399daff1084048e7bd8dbe9f859c6fa7af3bedbad3a3d65f36aabc97431b1bbe4c2d2f6e0e47ca60203452f5d61070707070707070707070707070707070707070707070707070707070707070703070600010608030501010504020801000a0c60e316000000000006040008646d3a6d73672d3100";
+const SPL_NOCREATE_LEGACY_HEX: &str = "01fd215a36f4e959a253f60d54c5aa13e392b7890d1389d0fbd951a02217a3578c75ef21d779026210332ce95143a8635d47106234418954093034262ac62ebd08010002051c7890576bf4a22932b6b4b04126444b25800d0bae423d5f0f5c01dd93dbefcb81624b95a0100c551a6458d7eb330f41e023a4e88958cd8233639c4ed1dd1dcf93e6da4f8a8819671b370dcf0a1a2a41b8131c5660257f541457192072e7cf1106ddf6e1d765a193d9cbe146ceeb79ac1cb485ed5f5b37913a8cf5857eff00a9c6fa7af3bedbad3a3d65f36aabc97431b1bbe4c2d2f6e0e47ca60203452f5d610707070707070707070707070707070707070707070707070707070707070707010304020401000a0c60e316000000000006";
 
 fn wallet(byte: u8) -> Wallet {
     Wallet::from_passport_seed(&[byte; 32])
@@ -161,4 +168,56 @@ fn compact_u16_edges() {
         compact_u16(value, &mut out);
         assert_eq!(out, expected, "{value}");
     }
+}
+
+fn spl(create: AtaCreation, memo: Option<&str>) -> SplTransfer {
+    SplTransfer {
+        mint: key(USDC),
+        to: key(B_WALLET),
+        amount: 1_500_000,
+        decimals: 6,
+        create,
+        memo: memo.map(Into::into),
+    }
+}
+
+#[test]
+fn t_g2_memo_idempotent_and_legacy_variants_are_byte_identical_to_solders() {
+    let a = wallet(0x1f);
+    let sol = |memo: Option<&str>| SolTransfer { to: key(B_WALLET), lamports: 1_000_000, memo: memo.map(Into::into) };
+    let cases = [
+        ("SOL + memo, v0", sol(Some("dm:msg-1")).sign(&a, BLOCKHASH, MessageVersion::V0), SOL_MEMO_V0_HEX),
+        ("SOL, legacy", sol(None).sign(&a, BLOCKHASH, MessageVersion::Legacy), SOL_LEGACY_HEX),
+        (
+            "SPL idempotent + memo, v0",
+            spl(AtaCreation::Idempotent, Some("dm:msg-1")).sign(&a, BLOCKHASH, MessageVersion::V0),
+            SPL_IDEM_MEMO_V0_HEX,
+        ),
+        (
+            "SPL without creation, legacy",
+            spl(AtaCreation::None, None).sign(&a, BLOCKHASH, MessageVersion::Legacy),
+            SPL_NOCREATE_LEGACY_HEX,
+        ),
+    ];
+    for (name, tx, expected) in cases {
+        let tx = tx.unwrap();
+        assert_eq!(hex::encode(&tx.bytes), expected, "{name}");
+        assert_signature_verifies(&a, &tx.bytes);
+    }
+}
+
+#[test]
+fn the_default_spl_transfer_creates_idempotently_in_a_v0_message() {
+    let transfer = spl(AtaCreation::default(), Some("dm:msg-1"));
+    let tx = transfer.sign(&wallet(0x1f), BLOCKHASH, MessageVersion::default()).unwrap();
+    assert_eq!(hex::encode(&tx.bytes), SPL_IDEM_MEMO_V0_HEX);
+}
+
+#[test]
+fn a_memo_longer_than_the_limit_is_refused_at_its_edge() {
+    let a = wallet(0x1f);
+    let at_limit = spl(AtaCreation::None, Some(&"m".repeat(WALLET_MEMO_BYTES_MAX)));
+    assert!(at_limit.sign(&a, BLOCKHASH, MessageVersion::V0).is_ok());
+    let over = spl(AtaCreation::None, Some(&"m".repeat(WALLET_MEMO_BYTES_MAX + 1)));
+    assert_eq!(over.sign(&a, BLOCKHASH, MessageVersion::V0), Err(TxError::MemoTooLong(WALLET_MEMO_BYTES_MAX + 1)));
 }

@@ -5,7 +5,8 @@ use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use proto_core::limits::WALLET_MEMO_BYTES_MAX;
 use proto_core::wallet::{
     associated_token_address, base58_encode, compact_u16, find_program_address, AtaCreation, MessageVersion, Pubkey,
-    SolTransfer, SplTransfer, TxError, Wallet, ASSOCIATED_TOKEN_PROGRAM, TOKEN_PROGRAM,
+    SolTransfer, SplTransfer, TxError, Wallet, ASSOCIATED_TOKEN_PROGRAM, MEMO_PROGRAM, RENT_SYSVAR, SYSTEM_PROGRAM,
+    TOKEN_PROGRAM,
 };
 use sha2::{Digest, Sha256};
 
@@ -107,10 +108,10 @@ fn t_g2_spl_transfer_with_legacy_create_is_byte_identical_to_solders() {
 
 #[test]
 fn ata_bumps_match_solders() {
-    let token = key(TOKEN_PROGRAM);
+    let token = TOKEN_PROGRAM;
     let mint = key(USDC);
     let owner = wallet(0x1f).address();
-    let (address, bump) = find_program_address(&[&owner.0, &token.0, &mint.0], &key(ASSOCIATED_TOKEN_PROGRAM)).unwrap();
+    let (address, bump) = find_program_address(&[&owner.0, &token.0, &mint.0], &ASSOCIATED_TOKEN_PROGRAM).unwrap();
     assert_eq!((address.to_base58().as_str(), bump), ("AxM6jph1pHFUw2QWUfyBQtNxRFawTwHoWhcqcMSDKjLk", 255));
     assert!(!address.is_on_curve());
     assert!(owner.is_on_curve());
@@ -138,7 +139,7 @@ fn idempotent_create_has_data_1_and_six_accounts() {
         memo: None,
     };
     let instructions = transfer.instructions(&wallet(0x1f).address()).unwrap();
-    assert_eq!(instructions[0].program, key(ASSOCIATED_TOKEN_PROGRAM));
+    assert_eq!(instructions[0].program, ASSOCIATED_TOKEN_PROGRAM);
     assert_eq!((instructions[0].data.as_slice(), instructions[0].accounts.len()), (&[1u8][..], 6));
     let none = SplTransfer { create: AtaCreation::None, ..transfer };
     assert_eq!(none.instructions(&wallet(0x1f).address()).unwrap().len(), 1);
@@ -220,4 +221,18 @@ fn a_memo_longer_than_the_limit_is_refused_at_its_edge() {
     assert!(at_limit.sign(&a, BLOCKHASH, MessageVersion::V0).is_ok());
     let over = spl(AtaCreation::None, Some(&"m".repeat(WALLET_MEMO_BYTES_MAX + 1)));
     assert_eq!(over.sign(&a, BLOCKHASH, MessageVersion::V0), Err(TxError::MemoTooLong(WALLET_MEMO_BYTES_MAX + 1)));
+}
+
+#[test]
+fn program_ids_are_the_well_known_addresses() {
+    let ids = [
+        (SYSTEM_PROGRAM, "11111111111111111111111111111111"),
+        (TOKEN_PROGRAM, "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"),
+        (ASSOCIATED_TOKEN_PROGRAM, "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL"),
+        (RENT_SYSVAR, "SysvarRent111111111111111111111111111111111"),
+        (MEMO_PROGRAM, "MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr"),
+    ];
+    for (id, text) in ids {
+        assert_eq!(id.to_base58(), text);
+    }
 }

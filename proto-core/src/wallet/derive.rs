@@ -53,11 +53,6 @@ impl Pubkey {
     pub fn is_on_curve(&self) -> bool {
         CompressedEdwardsY(self.0).decompress().is_some()
     }
-
-    /// A constant from a literal address; for the well-known program ids only.
-    pub(crate) fn known(text: &str) -> Self {
-        Self::from_base58(text).expect("a well-known program id is a valid address")
-    }
 }
 
 impl fmt::Display for Pubkey {

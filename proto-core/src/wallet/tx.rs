@@ -9,15 +9,32 @@ use super::derive::{find_program_address, Pubkey, Wallet};
 use crate::limits::WALLET_MEMO_BYTES_MAX;
 
 /// The System program (SOL transfers, account creation).
-pub const SYSTEM_PROGRAM: &str = "11111111111111111111111111111111";
+/// `11111111111111111111111111111111`.
+pub const SYSTEM_PROGRAM: Pubkey = Pubkey([0; 32]);
 /// The classic SPL Token program; Token-2022 mints are not supported.
-pub const TOKEN_PROGRAM: &str = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA";
+/// `TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA`.
+pub const TOKEN_PROGRAM: Pubkey = Pubkey([
+    6, 221, 246, 225, 215, 101, 161, 147, 217, 203, 225, 70, 206, 235, 121, 172, 28, 180, 133, 237, 95, 91, 55, 145,
+    58, 140, 245, 133, 126, 255, 0, 169,
+]);
 /// The Associated Token Account program.
-pub const ASSOCIATED_TOKEN_PROGRAM: &str = "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL";
+/// `ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL`.
+pub const ASSOCIATED_TOKEN_PROGRAM: Pubkey = Pubkey([
+    140, 151, 37, 143, 78, 36, 137, 241, 187, 61, 16, 41, 20, 142, 13, 131, 11, 90, 19, 153, 218, 255, 16, 132, 4, 142,
+    123, 216, 219, 233, 248, 89,
+]);
 /// The rent sysvar, which only the legacy ATA `Create` lists.
-pub const RENT_SYSVAR: &str = "SysvarRent111111111111111111111111111111111";
+/// `SysvarRent111111111111111111111111111111111`.
+pub const RENT_SYSVAR: Pubkey = Pubkey([
+    6, 167, 213, 23, 25, 44, 92, 81, 33, 140, 201, 76, 61, 74, 241, 127, 88, 218, 238, 8, 155, 161, 253, 68, 227, 219,
+    217, 138, 0, 0, 0, 0,
+]);
 /// The Memo program (v2), which binds a transfer to the notice that announces it.
-pub const MEMO_PROGRAM: &str = "MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr";
+/// `MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr`.
+pub const MEMO_PROGRAM: Pubkey = Pubkey([
+    5, 74, 83, 90, 153, 41, 33, 6, 77, 36, 232, 113, 96, 218, 56, 124, 124, 53, 181, 221, 188, 146, 187, 129, 228, 31,
+    168, 64, 65, 5, 68, 141,
+]);
 
 /// System program instruction 2: `Transfer { lamports }`.
 const SYSTEM_TRANSFER: u32 = 2;
@@ -147,9 +164,9 @@ pub fn compact_u16(value: u16, out: &mut Vec<u8>) {
 
 /// The associated token account of `owner` for `mint` (classic Token program).
 pub fn associated_token_address(owner: &Pubkey, mint: &Pubkey) -> Option<Pubkey> {
-    let token = Pubkey::known(TOKEN_PROGRAM);
+    let token = TOKEN_PROGRAM;
     let seeds: [&[u8]; 3] = [&owner.0, &token.0, &mint.0];
-    find_program_address(&seeds, &Pubkey::known(ASSOCIATED_TOKEN_PROGRAM)).map(|(address, _)| address)
+    find_program_address(&seeds, &ASSOCIATED_TOKEN_PROGRAM).map(|(address, _)| address)
 }
 
 impl SolTransfer {
@@ -158,7 +175,7 @@ impl SolTransfer {
         let mut data = SYSTEM_TRANSFER.to_le_bytes().to_vec();
         data.extend(self.lamports.to_le_bytes());
         let transfer = Instruction {
-            program: Pubkey::known(SYSTEM_PROGRAM),
+            program: SYSTEM_PROGRAM,
             accounts: vec![meta(*from, true, true), meta(self.to, false, true)],
             data,
         };
@@ -186,7 +203,7 @@ impl SplTransfer {
         data.extend(self.amount.to_le_bytes());
         data.push(self.decimals);
         instructions.push(Instruction {
-            program: Pubkey::known(TOKEN_PROGRAM),
+            program: TOKEN_PROGRAM,
             accounts: vec![
                 meta(source, false, true),
                 meta(self.mint, false, false),
@@ -205,18 +222,18 @@ impl SplTransfer {
             meta(*destination, false, true),
             meta(self.to, false, false),
             meta(self.mint, false, false),
-            meta(Pubkey::known(SYSTEM_PROGRAM), false, false),
-            meta(Pubkey::known(TOKEN_PROGRAM), false, false),
+            meta(SYSTEM_PROGRAM, false, false),
+            meta(TOKEN_PROGRAM, false, false),
         ];
         let data = match self.create {
             AtaCreation::None => return None,
             AtaCreation::Idempotent => vec![ATA_CREATE_IDEMPOTENT],
             AtaCreation::Legacy => {
-                accounts.push(meta(Pubkey::known(RENT_SYSVAR), false, false));
+                accounts.push(meta(RENT_SYSVAR, false, false));
                 Vec::new()
             }
         };
-        Some(Instruction { program: Pubkey::known(ASSOCIATED_TOKEN_PROGRAM), accounts, data })
+        Some(Instruction { program: ASSOCIATED_TOKEN_PROGRAM, accounts, data })
     }
 
     /// Builds and signs the transfer with `wallet` as payer and token owner.
@@ -240,11 +257,7 @@ fn with_memo(mut instructions: Vec<Instruction>, memo: Option<&str>) -> Result<V
         if text.len() > WALLET_MEMO_BYTES_MAX {
             return Err(TxError::MemoTooLong(text.len()));
         }
-        instructions.push(Instruction {
-            program: Pubkey::known(MEMO_PROGRAM),
-            accounts: Vec::new(),
-            data: text.into(),
-        });
+        instructions.push(Instruction { program: MEMO_PROGRAM, accounts: Vec::new(), data: text.into() });
     }
     Ok(instructions)
 }

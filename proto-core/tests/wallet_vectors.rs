@@ -55,6 +55,8 @@ fn t_g1_derivation_matches_0_5_3() {
     assert_eq!(wallet(0x1f).address().to_base58(), A_WALLET);
     assert_eq!(wallet(0x2a).address().to_base58(), B_WALLET);
     assert_eq!(key(A_WALLET), wallet(0x1f).address());
+    let passport = proto_core::identity::Passport::from_seed([0x1f; 32]);
+    assert_eq!(Wallet::from_passport(&passport).address().to_base58(), A_WALLET);
     assert_eq!(base58_encode(&BLOCKHASH), BLOCKHASH_B58);
 }
 

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use super::base58;
+use crate::identity::Passport;
 
 /// Appended to the passport seed before hashing, so the wallet key differs from the passport key (0.5.3's
 /// `wallet/solana.py`; changing it would move every user's funds to a new address).
@@ -95,6 +96,11 @@ impl Wallet {
         let seed: [u8; 32] =
             Sha256::new().chain_update(passport_seed).chain_update(WALLET_SEED_DOMAIN).finalize().into();
         Self { key: SigningKey::from_bytes(&seed) }
+    }
+
+    /// The wallet of this node's passport.
+    pub fn from_passport(passport: &Passport) -> Self {
+        Self::from_passport_seed(&passport.seed())
     }
 
     /// The wallet's address.

@@ -1,6 +1,9 @@
 //! Exact decimal amounts: the tool layer's `"1.001"` becomes integer base units (lamports, token base
 //! units) without ever passing through a float, which is how 0.5.3 turned 1.001 SOL into 1,000,999,999
 //! lamports.
+//!
+//! A JSON number must reach [`parse_amount`] as the text the caller wrote (serde_json's
+//! `arbitrary_precision`, or a raw value): once it is an `f64` the exactness is already gone.
 
 use thiserror::Error;
 

@@ -327,6 +327,7 @@ fn compile(
     if keys.len() > usize::from(u8::MAX) {
         return Err(TxError::TooLarge);
     }
+    // Every key an instruction names is in `keys` by construction, so the default is never taken.
     let index = |key: &Pubkey| keys.iter().position(|k| k == key).unwrap_or_default() as u8;
     out.extend(header);
     compact_u16(keys.len() as u16, out);
@@ -346,4 +347,48 @@ fn compile(
 /// A length as compact-u16 may carry it.
 fn u16_len(len: usize) -> Result<u16, TxError> {
     u16::try_from(len).map_err(|_| TxError::TooLarge)
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+
+    use super::*;
+    use crate::limits::WALLET_MEMO_BYTES_MAX;
+
+    /// Solana's `PACKET_DATA_SIZE`: the largest transaction a cluster accepts.
+    const PACKET_BYTES_MAX: usize = 1232;
+
+    fn verifies(wallet: &Wallet, tx: &SignedTransaction) -> bool {
+        let public = VerifyingKey::from_bytes(&wallet.address().0).unwrap();
+        let signed = &tx.bytes[65..];
+        tx.bytes[1..65] == tx.signature && public.verify(signed, &Signature::from_bytes(&tx.signature)).is_ok()
+    }
+
+    fn transfer(seed: u8, amount: u64, memo: String, legacy: bool, create: u8) -> (Wallet, SignedTransaction) {
+        let wallet = Wallet::from_passport_seed(&[seed; 32]);
+        let memo: String = memo.chars().take(WALLET_MEMO_BYTES_MAX / 4).collect();
+        let version = if legacy { MessageVersion::Legacy } else { MessageVersion::V0 };
+        let to = Wallet::from_passport_seed(&[seed.wrapping_add(1); 32]).address();
+        let create = [AtaCreation::Idempotent, AtaCreation::Legacy, AtaCreation::None][usize::from(create % 3)];
+        let spl = SplTransfer { mint: MEMO_PROGRAM, to, amount, decimals: 6, create, memo: Some(memo) };
+        let tx = spl.sign(&wallet, [seed; 32], version).unwrap();
+        (wallet, tx)
+    }
+
+    quickcheck::quickcheck! {
+        fn every_transfer_is_signed_over_what_it_sends(seed: u8, amount: u64, memo: String, legacy: bool, create: u8)
+            -> bool {
+            let (wallet, tx) = transfer(seed, amount, memo, legacy, create);
+            verifies(&wallet, &tx) && (tx.bytes[65] == V0_PREFIX) != legacy
+        }
+        fn the_largest_transfer_fits_a_packet(seed: u8, amount: u64, legacy: bool) -> bool {
+            let memo = "m".repeat(WALLET_MEMO_BYTES_MAX);
+            let wallet = Wallet::from_passport_seed(&[seed; 32]);
+            let to = Wallet::from_passport_seed(&[seed.wrapping_add(1); 32]).address();
+            let version = if legacy { MessageVersion::Legacy } else { MessageVersion::V0 };
+            let spl = SplTransfer { mint: MEMO_PROGRAM, to, amount, decimals: 6, create: AtaCreation::Legacy, memo: Some(memo) };
+            spl.sign(&wallet, [0; 32], version).unwrap().bytes.len() <= PACKET_BYTES_MAX
+        }
+    }
 }

@@ -139,6 +139,9 @@
 //! [`limits`], [`error`], [`io`], [`time`], [`url`] — import no owner. `tests/module_graph.rs`
 //! fails on any import cycle.
 //!
+//! [`wallet`] is a leaf as well: the Solana key from the passport, exact amounts and transaction bytes;
+//! it holds no node state (sending and verifying payments come later, issue 16).
+//!
 //! ## Public API
 //!
 //! A driver needs only [`Node`]'s constructors, the `handle_*` inputs (including

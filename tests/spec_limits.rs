@@ -56,6 +56,7 @@ fn protocol_limits() -> Vec<(&'static str, Value)> {
         NOTE_CHARS_MAX,
         METADATA_BYTES_MAX,
         BODY_BYTES_MAX,
+        E2E_PLAINTEXT_BYTES_MAX,
         CONNECTIONS_MAX_DEFAULT,
         CONNECTIONS_MAX_CEILING,
         ACCEPTANCE_ATTEMPTS_MAX,

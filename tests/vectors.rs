@@ -8,9 +8,10 @@
 //!
 //! Not checked here yet, because the code they test does not exist yet:
 //! - `A_solana_wallet`, `A_solana_seed_sha256`, `commit`: the AntiMatter / wallets issue;
-//! - `e2e`, `relay_inner_content_str`: the anchor relay issue.
+//! - `relay_inner_content_str`: the anchor relay issue (the inner plaintext's legacy signature).
 
 use darkmatter_tests::{flip_signature_bit, passport_from_hex_seed, tags_str};
+use proto_core::e2e::{self, E2eError, Nonce};
 use proto_core::sign;
 use proto_core::{AgentId, Passport, SignError};
 use serde_json::Value;
@@ -171,4 +172,66 @@ fn fixture_is_the_shared_reference_file() {
     let original = std::fs::read_to_string(shared)
         .unwrap_or_else(|e| panic!("cannot read {shared} to check tests/fixtures/vectors.json against it: {e}"));
     assert_eq!(original, VECTORS_JSON, "tests/fixtures/vectors.json differs from {shared}");
+}
+
+/// `e2e` as bytes: the hex field at `/e2e/<name>`.
+fn e2e_bytes(v: &Vectors, name: &str) -> Vec<u8> {
+    hex::decode(v.s(&format!("/e2e/{name}"))).expect("e2e vectors are hex")
+}
+
+/// B, the recipient of the `e2e` vector.
+fn e2e_recipient(v: &Vectors) -> Passport {
+    let b = passport_from_hex_seed(v.s("/B_seed"));
+    assert_eq!(b.agent_id().as_str(), v.s("/e2e/recipient_pub"));
+    b
+}
+
+fn e2e_nonce(v: &Vectors) -> Nonce {
+    Nonce(e2e_bytes(v, "nonce").try_into().expect("a 12-byte nonce"))
+}
+
+#[test]
+fn e2e_key_derivation_matches_0_5_3_step_by_step() {
+    let v = Vectors::load();
+    let a = passport_from_hex_seed(v.s("/e2e/sender_seed"));
+    let b = e2e_recipient(&v);
+    assert_eq!(e2e::x25519_secret(&a).to_vec(), e2e_bytes(&v, "sender_x25519_priv"));
+    assert_eq!(e2e::x25519_public(b.agent_id()).to_vec(), e2e_bytes(&v, "recipient_x25519_pub"));
+    let shared = e2e::shared_secret(&a, b.agent_id()).unwrap();
+    assert_eq!(shared.to_vec(), e2e_bytes(&v, "shared_secret"));
+    // The recipient side meets at the same secret (X25519(B, A_u)).
+    assert_eq!(e2e::shared_secret(&b, a.agent_id()), Ok(shared));
+    assert_eq!(e2e::v1_key(&shared).to_vec(), e2e_bytes(&v, "hkdf_key"));
+}
+
+#[test]
+fn e2e_seal_is_byte_exact_with_0_5_3() {
+    let v = Vectors::load();
+    let a = passport_from_hex_seed(v.s("/e2e/sender_seed"));
+    let b = e2e_recipient(&v);
+    let sealed = e2e::seal(&a, b.agent_id(), e2e_nonce(&v), v.s("/e2e/plaintext").as_bytes()).unwrap();
+    assert_eq!(sealed.ciphertext_hex(), v.s("/e2e/ciphertext_with_tag"));
+    assert_eq!(sealed.nonce_hex(), v.s("/e2e/nonce"));
+}
+
+#[test]
+fn e2e_open_reads_0_5_3_ciphertext_and_refuses_any_altered_byte() {
+    let v = Vectors::load();
+    let a = passport_from_hex_seed(v.s("/e2e/sender_seed"));
+    let b = e2e_recipient(&v);
+    let ct = e2e_bytes(&v, "ciphertext_with_tag");
+    let plain = e2e::open_hex(&b, a.agent_id(), v.s("/e2e/nonce"), v.s("/e2e/ciphertext_with_tag")).unwrap();
+    assert_eq!(plain, v.s("/e2e/plaintext").as_bytes());
+    for i in 0..ct.len() {
+        let mut bad = ct.clone();
+        bad[i] ^= 0x01;
+        assert_eq!(e2e::open(&b, a.agent_id(), &e2e_nonce(&v), &bad), Err(E2eError::Aead), "byte {i}");
+    }
+    let mut bad_nonce = e2e_nonce(&v);
+    bad_nonce.0[11] ^= 0x80;
+    assert_eq!(e2e::open(&b, a.agent_id(), &bad_nonce, &ct), Err(E2eError::Aead));
+    // Only B can open it: A, holding the same static key pair from its side, opens only as recipient
+    // of B, and a third party not at all.
+    let c = Passport::from_seed([0x33; 32]);
+    assert_eq!(e2e::open(&c, a.agent_id(), &e2e_nonce(&v), &ct), Err(E2eError::Aead));
 }

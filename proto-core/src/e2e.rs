@@ -1,4 +1,5 @@
-//! End-to-end encryption of relayed messages, version 1: 0.5.3's construction, byte for byte.
+//! End-to-end encryption of relayed messages: version 1, 0.5.3's construction byte for byte, and
+//! version 2, between nodes of this project ([`seal_v2`]).
 //!
 //! A message that cannot be delivered directly travels through an anchor's relay mailbox, which
 //! anyone can read. Version 1 seals it for the recipient with keys both sides already have:
@@ -18,25 +19,33 @@
 //! are bounded before any hex is decoded or any byte decrypted ([`E2E_PLAINTEXT_BYTES_MAX`]); the
 //! caller names the sender whose key opens the message, so the relay must check that this sender is
 //! the one the decrypted payload claims (0.5.3 does not). Binding the outer `from_agent_id` and
-//! `timestamp` with AAD would break 0.5.3 interop; that binding is version 2's (not built yet).
+//! `timestamp` with AAD would break 0.5.3 interop; that binding is version 2's.
+//!
+//! Version 2 (for peers that advertise it through `dm_protocol`) adds an ephemeral X25519 key per
+//! message (forward secrecy against a later theft of the sender's key: the sender's key alone no
+//! longer opens what it sealed), XChaCha20-Poly1305 with a 24-byte nonce, and associated data that
+//! binds sender id, recipient id and the envelope's timestamp. The ephemeral secret and the nonce
+//! come from the runtime's OS CSPRNG in a [`Fresh`], like version 1's nonce.
 //!
 //! How the relay will use it (not wired yet): to send through an anchor, the node seals the inner
 //! JSON `{"path","payload","from_agent_id","timestamp","signature"}` with a fresh OS nonce and posts
 //! `{"e2e_encrypted":true,"encrypted_payload":{"nonce","ciphertext","sender_public_key_hex"},…}`
-//! (hex from [`Sealed`]); it never posts plaintext. On a polled envelope it parses the sender id from
+//! (hex from [`Sealed`]); it never posts plaintext. To a version 2 peer it posts
+//! `{"e2e_version":2,"eph_pub","nonce","ciphertext"}` from [`seal_v2`] instead. On a polled envelope it parses the sender id from
 //! `sender_public_key_hex` (else `from_agent_id`), calls [`open_hex`], and dispatches only if the
 //! decrypted payload's sender equals that id.
 //!
 //! Pure: no I/O, no clock, no randomness.
 
-use chacha20poly1305::aead::{Aead, KeyInit};
-use chacha20poly1305::ChaCha20Poly1305;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, XChaCha20Poly1305};
 use curve25519_dalek::montgomery::MontgomeryPoint;
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256, Sha512};
 
 use crate::identity::{lower_hex, AgentId, Passport};
 use crate::limits::E2E_PLAINTEXT_BYTES_MAX;
+use crate::sign::v2_bytes;
 
 /// Bytes of a version 1 nonce (ChaCha20-Poly1305, IETF).
 pub const NONCE_BYTES: usize = 12;
@@ -89,6 +98,9 @@ pub enum E2eError {
     /// The peer's key is of small order: the shared secret would be public.
     #[error("peer key of small order")]
     LowOrder,
+    /// The ephemeral secret is all zero: the runtime did not fill it from the OS.
+    #[error("ephemeral secret is all zero")]
+    ZeroEphemeral,
     /// Authentication failed: wrong key, wrong nonce, or altered bytes.
     #[error("decryption failed")]
     Aead,
@@ -112,8 +124,13 @@ pub fn x25519_public(peer: &AgentId) -> [u8; 32] {
 
 /// X25519(our secret, peer's public), refusing a peer key whose product is the identity.
 pub fn shared_secret(ours: &Passport, peer: &AgentId) -> Result<[u8; 32], E2eError> {
-    let shared = MontgomeryPoint(x25519_public(peer)).mul_clamped(x25519_secret(ours)).to_bytes();
-    // All zero iff the peer point has small order (the cofactor in the clamp kills any torsion).
+    x25519(x25519_secret(ours), x25519_public(peer))
+}
+
+/// X25519(secret, u), refusing a `u` of small order.
+fn x25519(secret: [u8; 32], u: [u8; 32]) -> Result<[u8; 32], E2eError> {
+    let shared = MontgomeryPoint(u).mul_clamped(secret).to_bytes();
+    // All zero iff `u` has small order (the cofactor in the clamp kills any torsion).
     if shared == [0u8; 32] {
         return Err(E2eError::LowOrder);
     }
@@ -173,6 +190,133 @@ pub fn open_hex(
 fn cipher(ours: &Passport, peer: &AgentId) -> Result<ChaCha20Poly1305, E2eError> {
     let key = v1_key(&shared_secret(ours, peer)?);
     Ok(ChaCha20Poly1305::new(&key.into()))
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Version 2, between nodes of this project
+// ---------------------------------------------------------------------------------------------------
+
+/// Bytes of a version 2 nonce (XChaCha20-Poly1305).
+pub const V2_NONCE_BYTES: usize = 24;
+/// HKDF `info` of version 2.
+pub const V2_INFO: &[u8] = b"darkmatter-rs/2 relay";
+/// Domain of version 2's associated data, in our signed form's layout (sender, recipient, timestamp).
+pub const V2_AAD_DOMAIN: &str = "relay-e2e";
+
+/// Version 2's fresh randomness for one message, filled by the runtime from the OS CSPRNG.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fresh {
+    /// The X25519 ephemeral secret (clamped on use); forgotten once the message is sealed.
+    pub ephemeral_secret: [u8; 32],
+    /// The XChaCha20-Poly1305 nonce.
+    pub nonce: [u8; V2_NONCE_BYTES],
+}
+
+/// A version 2 sealed message: what the envelope carries beside the outer sender id and timestamp.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedV2 {
+    /// The X25519 ephemeral public key.
+    pub eph_pub: [u8; 32],
+    /// The nonce.
+    pub nonce: [u8; V2_NONCE_BYTES],
+    /// Ciphertext ‖ 16-byte tag.
+    pub ciphertext: Vec<u8>,
+}
+
+/// Seals `plaintext` from `sender` for `recipient`, bound to both ids and the envelope's `timestamp`.
+///
+/// Key = HKDF-SHA256(X25519(eph, recipient) ‖ X25519(sender, recipient), salt = eph_pub ‖ recipient u,
+/// [`V2_INFO`]): the ephemeral half gives forward secrecy against a later theft of the sender's key, the
+/// static half authenticates the sender; the AAD stops a relay from re-labelling sender, recipient or time.
+pub fn seal_v2(
+    sender: &Passport,
+    recipient: &AgentId,
+    timestamp: &str,
+    fresh: Fresh,
+    plaintext: &[u8],
+) -> Result<SealedV2, E2eError> {
+    if fresh.ephemeral_secret == [0u8; 32] {
+        return Err(E2eError::ZeroEphemeral);
+    }
+    if fresh.nonce == [0u8; V2_NONCE_BYTES] {
+        return Err(E2eError::ZeroNonce);
+    }
+    if plaintext.len() > E2E_PLAINTEXT_BYTES_MAX {
+        return Err(E2eError::PlaintextTooLong);
+    }
+    let eph_pub = MontgomeryPoint::mul_base_clamped(fresh.ephemeral_secret).to_bytes();
+    let recipient_u = x25519_public(recipient);
+    let ephemeral = x25519(fresh.ephemeral_secret, recipient_u)?;
+    let static_ = x25519(x25519_secret(sender), recipient_u)?;
+    let cipher = v2_cipher(&ephemeral, &static_, &eph_pub, &recipient_u);
+    let aad = v2_aad(sender.agent_id(), recipient, timestamp);
+    let ciphertext =
+        cipher.encrypt(&fresh.nonce.into(), Payload { msg: plaintext, aad: &aad }).map_err(|_| E2eError::Aead)?;
+    Ok(SealedV2 { eph_pub, nonce: fresh.nonce, ciphertext })
+}
+
+/// Opens a version 2 message that `sender` says it sealed for `recipient` at `timestamp`.
+pub fn open_v2(
+    recipient: &Passport,
+    sender: &AgentId,
+    timestamp: &str,
+    sealed: &SealedV2,
+) -> Result<Vec<u8>, E2eError> {
+    if sealed.ciphertext.len() > E2E_PLAINTEXT_BYTES_MAX + TAG_BYTES {
+        return Err(E2eError::CiphertextTooLong);
+    }
+    let ours = x25519_secret(recipient);
+    let recipient_u = x25519_public(recipient.agent_id());
+    let ephemeral = x25519(ours, sealed.eph_pub)?;
+    let static_ = x25519(ours, x25519_public(sender))?;
+    let cipher = v2_cipher(&ephemeral, &static_, &sealed.eph_pub, &recipient_u);
+    let aad = v2_aad(sender, recipient.agent_id(), timestamp);
+    let payload = Payload { msg: &sealed.ciphertext, aad: &aad };
+    cipher.decrypt(&sealed.nonce.into(), payload).map_err(|_| E2eError::Aead)
+}
+
+/// [`open_v2`] on the envelope's hex fields, with the length bounded before anything is decoded.
+pub fn open_v2_hex(
+    recipient: &Passport,
+    sender: &AgentId,
+    timestamp: &str,
+    fields: [&str; 3],
+) -> Result<Vec<u8>, E2eError> {
+    let [eph_pub_hex, nonce_hex, ciphertext_hex] = fields;
+    if ciphertext_hex.len() > 2 * (E2E_PLAINTEXT_BYTES_MAX + TAG_BYTES) {
+        return Err(E2eError::CiphertextTooLong);
+    }
+    let mut eph_pub = [0u8; 32];
+    hex::decode_to_slice(eph_pub_hex, &mut eph_pub).map_err(|_| E2eError::Malformed)?;
+    let mut nonce = [0u8; V2_NONCE_BYTES];
+    hex::decode_to_slice(nonce_hex, &mut nonce).map_err(|_| E2eError::Malformed)?;
+    let ciphertext = hex::decode(ciphertext_hex).map_err(|_| E2eError::Malformed)?;
+    open_v2(recipient, sender, timestamp, &SealedV2 { eph_pub, nonce, ciphertext })
+}
+
+/// Version 2's AEAD from the two X25519 products.
+fn v2_cipher(
+    ephemeral: &[u8; 32],
+    static_: &[u8; 32],
+    eph_pub: &[u8; 32],
+    recipient_u: &[u8; 32],
+) -> XChaCha20Poly1305 {
+    let mut ikm = [0u8; 64];
+    ikm[..32].copy_from_slice(ephemeral);
+    ikm[32..].copy_from_slice(static_);
+    let mut salt = [0u8; 64];
+    salt[..32].copy_from_slice(eph_pub);
+    salt[32..].copy_from_slice(recipient_u);
+    let mut key = [0u8; 32];
+    if Hkdf::<Sha256>::new(Some(&salt), &ikm).expand(V2_INFO, &mut key).is_err() {
+        unreachable!("32 bytes is a valid HKDF-SHA256 length");
+    }
+    XChaCha20Poly1305::new(&key.into())
+}
+
+/// Version 2's associated data: sender id, recipient id and timestamp in our signed form's layout.
+pub fn v2_aad(sender: &AgentId, recipient: &AgentId, timestamp: &str) -> Vec<u8> {
+    v2_bytes(V2_AAD_DOMAIN, &[sender.as_str(), recipient.as_str(), timestamp])
 }
 
 #[cfg(test)]
@@ -235,5 +379,59 @@ mod tests {
         let weak = AgentId::from_key(identity);
         assert_eq!(seal(&a, &weak, Nonce([1; 12]), b"x"), Err(E2eError::LowOrder));
         assert_eq!(open(&a, &weak, &Nonce([1; 12]), &[0; 16]), Err(E2eError::LowOrder));
+    }
+
+    const FRESH: Fresh = Fresh { ephemeral_secret: [5; 32], nonce: [6; V2_NONCE_BYTES] };
+    const TS: &str = "2026-01-01T00:00:00+00:00";
+
+    #[test]
+    fn v2_opens_only_with_the_same_sender_recipient_and_timestamp() {
+        let (a, b) = pair();
+        let c = Passport::from_seed([3; 32]);
+        let sealed = seal_v2(&a, b.agent_id(), TS, FRESH, b"hello").unwrap();
+        assert_eq!(open_v2(&b, a.agent_id(), TS, &sealed).as_deref(), Ok(&b"hello"[..]));
+        assert_eq!(open_v2(&b, a.agent_id(), "2026-01-01T00:00:01+00:00", &sealed), Err(E2eError::Aead));
+        assert_eq!(open_v2(&b, c.agent_id(), TS, &sealed), Err(E2eError::Aead));
+        assert_eq!(open_v2(&c, a.agent_id(), TS, &sealed), Err(E2eError::Aead));
+        let hex = [lower_hex(&sealed.eph_pub), lower_hex(&sealed.nonce), lower_hex(&sealed.ciphertext)];
+        let fields = [hex[0].as_str(), hex[1].as_str(), hex[2].as_str()];
+        assert_eq!(open_v2_hex(&b, a.agent_id(), TS, fields).as_deref(), Ok(&b"hello"[..]));
+    }
+
+    #[test]
+    fn v2_the_sender_key_alone_does_not_open_what_it_sealed() {
+        // Version 1 is symmetric: the sender's static key opens its own message. Version 2 needs the
+        // ephemeral secret or the recipient's key, so a stolen sender key does not read past traffic.
+        let (a, b) = pair();
+        let v1 = seal(&a, b.agent_id(), Nonce([9; 12]), b"x").unwrap();
+        assert_eq!(open(&a, b.agent_id(), &v1.nonce, &v1.ciphertext).as_deref(), Ok(&b"x"[..]));
+        let v2 = seal_v2(&a, b.agent_id(), TS, FRESH, b"x").unwrap();
+        assert_eq!(open_v2(&a, b.agent_id(), TS, &v2), Err(E2eError::Aead));
+    }
+
+    #[test]
+    fn v2_refuses_unfilled_randomness_and_a_small_order_ephemeral_key() {
+        let (a, b) = pair();
+        let zero_eph = Fresh { ephemeral_secret: [0; 32], ..FRESH };
+        assert_eq!(seal_v2(&a, b.agent_id(), TS, zero_eph, b"x"), Err(E2eError::ZeroEphemeral));
+        let zero_nonce = Fresh { nonce: [0; V2_NONCE_BYTES], ..FRESH };
+        assert_eq!(seal_v2(&a, b.agent_id(), TS, zero_nonce, b"x"), Err(E2eError::ZeroNonce));
+        let mut sealed = seal_v2(&a, b.agent_id(), TS, FRESH, b"x").unwrap();
+        sealed.eph_pub = [0; 32];
+        assert_eq!(open_v2(&b, a.agent_id(), TS, &sealed), Err(E2eError::LowOrder));
+    }
+
+    #[test]
+    fn v2_limits_match_version_1() {
+        let (a, b) = pair();
+        let over = vec![b'a'; E2E_PLAINTEXT_BYTES_MAX + 1];
+        assert_eq!(seal_v2(&a, b.agent_id(), TS, FRESH, &over), Err(E2eError::PlaintextTooLong));
+        let at = vec![b'a'; E2E_PLAINTEXT_BYTES_MAX];
+        let mut sealed = seal_v2(&a, b.agent_id(), TS, FRESH, &at).unwrap();
+        assert_eq!(open_v2(&b, a.agent_id(), TS, &sealed).map(|p| p.len()), Ok(at.len()));
+        sealed.ciphertext.push(0);
+        assert_eq!(open_v2(&b, a.agent_id(), TS, &sealed), Err(E2eError::CiphertextTooLong));
+        let long = "zz".repeat(E2E_PLAINTEXT_BYTES_MAX + TAG_BYTES + 1);
+        assert_eq!(open_v2_hex(&b, a.agent_id(), TS, ["", "", &long]), Err(E2eError::CiphertextTooLong));
     }
 }

@@ -35,6 +35,7 @@ fn protocol_limits() -> Vec<(&'static str, Value)> {
         BEACON_BYTES_MAX, BEACON_GROUP, BEACON_INTERVAL_S, BEACON_PORT, DISCOVERED_MAX, DISCOVERED_TTL_S,
         PROTOCOL_VERSION,
     };
+    use proto_core::e2e::INNER_SIGNED_CHARS;
     use proto_core::identity::AGENT_ID_HEX_LEN;
     use proto_core::limits::*;
     use proto_core::memory::{
@@ -57,6 +58,7 @@ fn protocol_limits() -> Vec<(&'static str, Value)> {
         METADATA_BYTES_MAX,
         BODY_BYTES_MAX,
         E2E_PLAINTEXT_BYTES_MAX,
+        INNER_SIGNED_CHARS,
         CONNECTIONS_MAX_DEFAULT,
         CONNECTIONS_MAX_CEILING,
         ACCEPTANCE_ATTEMPTS_MAX,

@@ -7,8 +7,7 @@
 //! stop verifying when any one bit of the signature flips.
 //!
 //! Not checked here yet, because the code they test does not exist yet:
-//! - `A_solana_wallet`, `A_solana_seed_sha256`, `commit`: the AntiMatter / wallets issue;
-//! - `relay_inner_content_str`: the anchor relay issue (the inner plaintext's legacy signature).
+//! - `A_solana_wallet`, `A_solana_seed_sha256`, `commit`: the AntiMatter / wallets issue.
 
 use darkmatter_tests::{flip_signature_bit, passport_from_hex_seed, tags_str};
 use proto_core::e2e::{self, E2eError, Nonce};
@@ -262,4 +261,41 @@ fn e2e_v2_seal_matches_an_independent_implementation_and_opens() {
     assert_eq!(hex::encode(&sealed.ciphertext), CIPHERTEXT);
     let opened = e2e::open_v2_hex(&b, a.agent_id(), TIMESTAMP, [EPH_PUB, NONCE, CIPHERTEXT]).unwrap();
     assert_eq!(opened, plaintext);
+}
+
+#[test]
+fn relay_inner_plaintext_signs_the_sorted_ascii_payload_json_as_0_5_3() {
+    let v = Vectors::load();
+    let payload = v.0.pointer("/relay_inner_content_str/payload").expect("vector payload").clone();
+    let content_str = v.s("/relay_inner_content_str/content_str");
+    assert_eq!(e2e::inner_content_str(&payload), content_str);
+    assert_eq!(e2e::inner_content_str(&payload), v.s("/relay_inner_content_str/content_str_256"));
+
+    let a = v.a();
+    let ts = "2026-01-01T00:00:00+00:00";
+    let path = "/__darkmatter__/message";
+    let inner = e2e::inner_plaintext(&proto_core::crypto::Ed25519, &a, path, &payload, ts).unwrap();
+    let from = a.agent_id().as_str();
+    let signed = sign::legacy_message_bytes(from, "m1", ts, content_str).unwrap();
+    let signature = sign::sign_hex(&a, &signed);
+    // Python's json.dumps of the inner dict in 0.5.3's key order (the payload's keys happen to be sorted).
+    let python = format!(
+        r#"{{"path": "{path}", "payload": {content_str}, "from_agent_id": "{from}", "timestamp": "{ts}", "signature": "{signature}"}}"#
+    );
+    assert_eq!(String::from_utf8(inner).unwrap(), python);
+}
+
+#[test]
+fn relay_inner_signature_covers_only_the_first_256_characters() {
+    let v = Vectors::load();
+    let long: Value = serde_json::json!({ "content": "é".repeat(100), "message_id": "m2" });
+    let text = e2e::inner_content_str(&long);
+    assert_eq!(text.len(), e2e::INNER_SIGNED_CHARS);
+    assert!(text.starts_with(r#"{"content": "\u00e9\u00e9"#));
+    // No message id: 0.5.3 signs `relay` in its place.
+    let ts = "2026-01-01T00:00:00+00:00";
+    let inner = e2e::inner_plaintext(&proto_core::crypto::Ed25519, &v.a(), "/p", &serde_json::json!({}), ts).unwrap();
+    let parsed: Value = serde_json::from_slice(&inner).unwrap();
+    let signed = sign::legacy_message_bytes(v.a().agent_id().as_str(), "relay", ts, "{}").unwrap();
+    assert_eq!(parsed["signature"].as_str(), Some(sign::sign_hex(&v.a(), &signed).as_str()));
 }

@@ -28,7 +28,7 @@
 //! come from the runtime's OS CSPRNG in a [`Fresh`], like version 1's nonce.
 //!
 //! How the relay will use it (not wired yet): to send through an anchor, the node seals the inner
-//! JSON `{"path","payload","from_agent_id","timestamp","signature"}` with a fresh OS nonce and posts
+//! JSON `{"path","payload","from_agent_id","timestamp","signature"}` ([`inner_plaintext`]) with a fresh OS nonce and posts
 //! `{"e2e_encrypted":true,"encrypted_payload":{"nonce","ciphertext","sender_public_key_hex"},…}`
 //! (hex from [`Sealed`]); it never posts plaintext. To a version 2 peer it posts
 //! `{"e2e_version":2,"eph_pub","nonce","ciphertext"}` from [`seal_v2`] instead. On a polled envelope it parses the sender id from
@@ -43,9 +43,16 @@ use curve25519_dalek::montgomery::MontgomeryPoint;
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256, Sha512};
 
+use crate::crypto::{sign_hex, SignatureProvider};
+use crate::error::SignError;
 use crate::identity::{lower_hex, AgentId, Passport};
 use crate::limits::E2E_PLAINTEXT_BYTES_MAX;
 use crate::sign::v2_bytes;
+
+mod pyjson;
+
+/// Characters of the sorted payload JSON that a relayed body's legacy `signature` covers (0.5.3's `[:256]`).
+pub const INNER_SIGNED_CHARS: usize = 256;
 
 /// Bytes of a version 1 nonce (ChaCha20-Poly1305, IETF).
 pub const NONCE_BYTES: usize = 12;
@@ -317,6 +324,47 @@ fn v2_cipher(
 /// Version 2's associated data: sender id, recipient id and timestamp in our signed form's layout.
 pub fn v2_aad(sender: &AgentId, recipient: &AgentId, timestamp: &str) -> Vec<u8> {
     v2_bytes(V2_AAD_DOMAIN, &[sender.as_str(), recipient.as_str(), timestamp])
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The inner plaintext
+// ---------------------------------------------------------------------------------------------------
+
+/// What 0.5.3's legacy `signature` of a relayed body covers as content: `json.dumps(payload,
+/// sort_keys=True)[:256]` (all ASCII, so characters are bytes).
+pub fn inner_content_str(payload: &serde_json::Value) -> String {
+    let mut text = pyjson::dumps_sorted(payload);
+    text.truncate(INNER_SIGNED_CHARS.min(text.len()));
+    text
+}
+
+/// The plaintext a node seals to relay `payload` to `path`: `{"path","payload","from_agent_id",
+/// "timestamp","signature"}` in 0.5.3's order. The `signature` (legacy form over sender,
+/// `payload.message_id` or `relay`, timestamp and [`inner_content_str`]) is produced because 0.5.3
+/// sends it; nobody verifies it, and a receiver of this project ignores it (the AEAD authenticates).
+pub fn inner_plaintext(
+    provider: &dyn SignatureProvider,
+    sender: &Passport,
+    path: &str,
+    payload: &serde_json::Value,
+    timestamp: &str,
+) -> Result<Vec<u8>, SignError> {
+    let message_id = payload.get("message_id").and_then(serde_json::Value::as_str).unwrap_or("relay");
+    let from = sender.agent_id().as_str();
+    let signed = crate::sign::legacy_message_bytes(from, message_id, timestamp, &inner_content_str(payload))?;
+    let signature = sign_hex(provider, sender, &signed);
+    let mut out = String::from("{\"path\": ");
+    pyjson::write_str(&mut out, path);
+    out.push_str(", \"payload\": ");
+    out.push_str(&pyjson::dumps_sorted(payload));
+    for (key, value) in [("from_agent_id", from), ("timestamp", timestamp), ("signature", &signature)] {
+        out.push_str(", ");
+        pyjson::write_str(&mut out, key);
+        out.push_str(": ");
+        pyjson::write_str(&mut out, value);
+    }
+    out.push('}');
+    Ok(out.into_bytes())
 }
 
 #[cfg(test)]

@@ -27,13 +27,13 @@
 //! binds sender id, recipient id and the envelope's timestamp. The ephemeral secret and the nonce
 //! come from the runtime's OS CSPRNG in a [`Fresh`], like version 1's nonce.
 //!
-//! How the relay will use it (not wired yet): to send through an anchor, the node seals the inner
-//! JSON `{"path","payload","from_agent_id","timestamp","signature"}` ([`inner_plaintext`]) with a fresh OS nonce and posts
+//! How the relay will use it (not wired yet): to send through an anchor, the node builds the inner
+//! JSON with [`inner_plaintext`], seals it with a fresh OS nonce, and posts
 //! `{"e2e_encrypted":true,"encrypted_payload":{"nonce","ciphertext","sender_public_key_hex"},…}`
-//! (hex from [`Sealed`]); it never posts plaintext. To a version 2 peer it posts
-//! `{"e2e_version":2,"eph_pub","nonce","ciphertext"}` from [`seal_v2`] instead. On a polled envelope it parses the sender id from
-//! `sender_public_key_hex` (else `from_agent_id`), calls [`open_hex`], and dispatches only if the
-//! decrypted payload's sender equals that id.
+//! (hex from [`Sealed`]); to a version 2 peer it posts `{"e2e_version":2,"eph_pub","nonce",
+//! "ciphertext"}` from [`seal_v2`] instead. It never posts plaintext. On a polled envelope it parses
+//! the sender id from `sender_public_key_hex` (else `from_agent_id`), calls [`open_hex`] (or
+//! [`open_v2_hex`]), and dispatches only if the decrypted payload's sender equals that id.
 //!
 //! Pure: no I/O, no clock, no randomness.
 

@@ -895,13 +895,13 @@ fn url_validate_never_panics_and_accepts_only_http_urls_with_a_host() {
 
 /// A nonce as the runtime draws it: 12 random bytes, never all zero (seal refuses that one).
 #[derive(Clone, Debug)]
-struct DrawnNonce(Nonce);
+struct DrawnNonce([u8; 12]);
 
 impl Arbitrary for DrawnNonce {
     fn arbitrary(g: &mut Gen) -> Self {
         let mut bytes: [u8; 12] = std::array::from_fn(|_| u8::arbitrary(g));
         bytes[0] |= 1;
-        Self(Nonce(bytes))
+        Self(bytes)
     }
 }
 
@@ -909,7 +909,7 @@ impl Arbitrary for DrawnNonce {
 fn e2e_open_of_seal_gives_back_the_plaintext() {
     fn law(sender: [u8; 32], recipient: [u8; 32], nonce: DrawnNonce, plaintext: Vec<u8>) -> bool {
         let (a, b) = (Passport::from_seed(sender), Passport::from_seed(recipient));
-        let sealed = e2e::seal(&a, &receiver_view(&b), nonce.0, &plaintext).expect("within limits");
+        let sealed = e2e::seal(&a, &receiver_view(&b), Nonce(nonce.0), &plaintext).expect("within limits");
         sealed.ciphertext.len() == plaintext.len() + e2e::TAG_BYTES
             && e2e::open(&b, &receiver_view(&a), &sealed.nonce, &sealed.ciphertext) == Ok(plaintext.clone())
             && e2e::open_hex(&b, &receiver_view(&a), &sealed.nonce_hex(), &sealed.ciphertext_hex()) == Ok(plaintext)
@@ -921,13 +921,13 @@ fn e2e_open_of_seal_gives_back_the_plaintext() {
 fn e2e_any_flipped_bit_of_nonce_ciphertext_or_tag_fails_to_open() {
     fn law(sender: [u8; 32], recipient: [u8; 32], nonce: DrawnNonce, plaintext: Vec<u8>, bit: usize) -> bool {
         let (a, b) = (Passport::from_seed(sender), Passport::from_seed(recipient));
-        let sealed = e2e::seal(&a, &receiver_view(&b), nonce.0, &plaintext).expect("within limits");
-        let mut wire = sealed.nonce.0.to_vec();
+        let sealed = e2e::seal(&a, &receiver_view(&b), Nonce(nonce.0), &plaintext).expect("within limits");
+        let mut wire = sealed.nonce.to_vec();
         wire.extend_from_slice(&sealed.ciphertext);
         let bit = bit % (wire.len() * 8);
         wire[bit / 8] ^= 1 << (bit % 8);
         let (nonce, ciphertext) = wire.split_at(e2e::NONCE_BYTES);
-        let nonce = Nonce(nonce.try_into().expect("12 bytes"));
+        let nonce: [u8; 12] = nonce.try_into().expect("12 bytes");
         e2e::open(&b, &receiver_view(&a), &nonce, ciphertext) == Err(E2eError::Aead)
     }
     check(300, 200, law as fn([u8; 32], [u8; 32], DrawnNonce, Vec<u8>, usize) -> bool);
@@ -946,7 +946,7 @@ fn e2e_only_the_recipient_opens_and_only_as_from_the_sender() {
             return TestResult::discard();
         }
         let (a, b, c) = (Passport::from_seed(sender), Passport::from_seed(recipient), Passport::from_seed(other));
-        let sealed = e2e::seal(&a, &receiver_view(&b), nonce.0, &plaintext).expect("within limits");
+        let sealed = e2e::seal(&a, &receiver_view(&b), Nonce(nonce.0), &plaintext).expect("within limits");
         let open =
             |by: &Passport, from: &Passport| e2e::open(by, &receiver_view(from), &sealed.nonce, &sealed.ciphertext);
         TestResult::from_bool(open(&c, &a) == Err(E2eError::Aead) && open(&b, &c) == Err(E2eError::Aead))
@@ -980,17 +980,15 @@ fn e2e_open_never_panics_and_never_opens_made_up_bytes() {
 
 /// Version 2's fresh randomness as the runtime draws it (never all zero).
 #[derive(Clone, Debug)]
-struct DrawnFresh(e2e::Fresh);
+struct DrawnFresh([u8; 32], [u8; 24]);
 
 impl Arbitrary for DrawnFresh {
     fn arbitrary(g: &mut Gen) -> Self {
-        let mut fresh = e2e::Fresh {
-            ephemeral_secret: std::array::from_fn(|_| u8::arbitrary(g)),
-            nonce: std::array::from_fn(|_| u8::arbitrary(g)),
-        };
-        fresh.ephemeral_secret[0] |= 1;
-        fresh.nonce[0] |= 1;
-        Self(fresh)
+        let mut secret: [u8; 32] = std::array::from_fn(|_| u8::arbitrary(g));
+        let mut nonce: [u8; 24] = std::array::from_fn(|_| u8::arbitrary(g));
+        secret[0] |= 1;
+        nonce[0] |= 1;
+        Self(secret, nonce)
     }
 }
 
@@ -1006,7 +1004,8 @@ fn e2e_v2_opens_what_it_sealed_and_nothing_altered_in_body_or_envelope() {
     ) -> bool {
         let (a, b) = (Passport::from_seed(sender), Passport::from_seed(recipient));
         let (a_id, b_id) = (receiver_view(&a), receiver_view(&b));
-        let sealed = e2e::seal_v2(&a, &b_id, &ts, fresh.0, &plaintext).expect("within limits");
+        let sealed = e2e::seal_v2(&a, &b_id, &ts, e2e::Fresh { ephemeral_secret: fresh.0, nonce: fresh.1 }, &plaintext)
+            .expect("within limits");
         let round_trip = e2e::open_v2(&b, &a_id, &ts, &sealed) == Ok(plaintext.clone());
         let mut wire = [&sealed.eph_pub[..], &sealed.nonce[..], &sealed.ciphertext[..]].concat();
         let bit = bit % (wire.len() * 8);

@@ -224,15 +224,15 @@ fn e2e_open_reads_0_5_3_ciphertext_and_refuses_any_altered_byte() {
     for i in 0..ct.len() {
         let mut bad = ct.clone();
         bad[i] ^= 0x01;
-        assert_eq!(e2e::open(&b, a.agent_id(), &e2e_nonce(&v), &bad), Err(E2eError::Aead), "byte {i}");
+        assert_eq!(e2e::open(&b, a.agent_id(), &e2e_nonce(&v).0, &bad), Err(E2eError::Aead), "byte {i}");
     }
-    let mut bad_nonce = e2e_nonce(&v);
-    bad_nonce.0[11] ^= 0x80;
+    let mut bad_nonce = e2e_nonce(&v).0;
+    bad_nonce[11] ^= 0x80;
     assert_eq!(e2e::open(&b, a.agent_id(), &bad_nonce, &ct), Err(E2eError::Aead));
     // Only B can open it: A, holding the same static key pair from its side, opens only as recipient
     // of B, and a third party not at all.
     let c = Passport::from_seed([0x33; 32]);
-    assert_eq!(e2e::open(&c, a.agent_id(), &e2e_nonce(&v), &ct), Err(E2eError::Aead));
+    assert_eq!(e2e::open(&c, a.agent_id(), &e2e_nonce(&v).0, &ct), Err(E2eError::Aead));
 }
 
 /// E2E version 2 has no 0.5.3 counterpart; this vector was computed independently of the Rust code by

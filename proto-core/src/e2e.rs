@@ -62,15 +62,16 @@ pub const TAG_BYTES: usize = 16;
 pub const V1_INFO: &[u8] = b"darkmatter-e2e-v1";
 
 /// A version 1 nonce. The runtime fills it from the OS CSPRNG, one per message; never from a
-/// seeded RNG, never reused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// seeded RNG, never reused. Neither `Clone` nor `Copy`: [`seal`] consumes it, so one drawn nonce
+/// cannot seal two messages by accident.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Nonce(pub [u8; NONCE_BYTES]);
 
 /// A sealed message: the nonce it was sealed with and the ciphertext with its tag.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sealed {
     /// The nonce, sent beside the ciphertext.
-    pub nonce: Nonce,
+    pub nonce: [u8; NONCE_BYTES],
     /// Ciphertext ‖ 16-byte tag.
     pub ciphertext: Vec<u8>,
 }
@@ -78,7 +79,7 @@ pub struct Sealed {
 impl Sealed {
     /// The nonce in lowercase hex, as the envelope's `nonce` field carries it.
     pub fn nonce_hex(&self) -> String {
-        lower_hex(&self.nonce.0)
+        lower_hex(&self.nonce)
     }
 
     /// Ciphertext ‖ tag in lowercase hex, as the envelope's `ciphertext` field carries it.
@@ -164,16 +165,21 @@ pub fn seal(sender: &Passport, recipient: &AgentId, nonce: Nonce, plaintext: &[u
     }
     let cipher = cipher(sender, recipient)?;
     let ciphertext = cipher.encrypt(&nonce.0.into(), plaintext).map_err(|_| E2eError::Aead)?;
-    Ok(Sealed { nonce, ciphertext })
+    Ok(Sealed { nonce: nonce.0, ciphertext })
 }
 
 /// Opens `ciphertext` (with its tag) that `sender` sealed for `recipient` with `nonce`.
-pub fn open(recipient: &Passport, sender: &AgentId, nonce: &Nonce, ciphertext: &[u8]) -> Result<Vec<u8>, E2eError> {
+pub fn open(
+    recipient: &Passport,
+    sender: &AgentId,
+    nonce: &[u8; NONCE_BYTES],
+    ciphertext: &[u8],
+) -> Result<Vec<u8>, E2eError> {
     if ciphertext.len() > E2E_PLAINTEXT_BYTES_MAX + TAG_BYTES {
         return Err(E2eError::CiphertextTooLong);
     }
     let cipher = cipher(recipient, sender)?;
-    cipher.decrypt(&nonce.0.into(), ciphertext).map_err(|_| E2eError::Aead)
+    cipher.decrypt(&(*nonce).into(), ciphertext).map_err(|_| E2eError::Aead)
 }
 
 /// [`open`] on the envelope's hex fields (upper case accepted, as 0.5.3's `bytes.fromhex`), with
@@ -190,7 +196,7 @@ pub fn open_hex(
     let mut nonce = [0u8; NONCE_BYTES];
     hex::decode_to_slice(nonce_hex, &mut nonce).map_err(|_| E2eError::Malformed)?;
     let ciphertext = hex::decode(ciphertext_hex).map_err(|_| E2eError::Malformed)?;
-    open(recipient, sender, &Nonce(nonce), &ciphertext)
+    open(recipient, sender, &nonce, &ciphertext)
 }
 
 /// The AEAD keyed for the pair (ours, peer); the same from either side.
@@ -210,13 +216,19 @@ pub const V2_INFO: &[u8] = b"darkmatter-rs/2 relay";
 /// Domain of version 2's associated data, in our signed form's layout (sender, recipient, timestamp).
 pub const V2_AAD_DOMAIN: &str = "relay-e2e";
 
-/// Version 2's fresh randomness for one message, filled by the runtime from the OS CSPRNG.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Version 2's fresh randomness for one message, filled by the runtime from the OS CSPRNG. Neither
+/// `Clone` nor `Copy` ([`seal_v2`] consumes it), and its `Debug` never prints the secret.
 pub struct Fresh {
     /// The X25519 ephemeral secret (clamped on use); forgotten once the message is sealed.
     pub ephemeral_secret: [u8; 32],
     /// The XChaCha20-Poly1305 nonce.
     pub nonce: [u8; V2_NONCE_BYTES],
+}
+
+impl std::fmt::Debug for Fresh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Fresh(nonce {})", lower_hex(&self.nonce))
+    }
 }
 
 /// A version 2 sealed message: what the envelope carries beside the outer sender id and timestamp.
@@ -405,7 +417,7 @@ mod tests {
         let at = "zz".repeat(E2E_PLAINTEXT_BYTES_MAX + TAG_BYTES);
         assert_eq!(open_hex(&b, a.agent_id(), &"01".repeat(12), &at), Err(E2eError::Malformed));
         let raw_over = vec![0u8; E2E_PLAINTEXT_BYTES_MAX + TAG_BYTES + 1];
-        assert_eq!(open(&b, a.agent_id(), &Nonce([1; 12]), &raw_over), Err(E2eError::CiphertextTooLong));
+        assert_eq!(open(&b, a.agent_id(), &[1; 12], &raw_over), Err(E2eError::CiphertextTooLong));
     }
 
     #[test]
@@ -426,7 +438,7 @@ mod tests {
         .expect("the identity decodes");
         let weak = AgentId::from_key(identity);
         assert_eq!(seal(&a, &weak, Nonce([1; 12]), b"x"), Err(E2eError::LowOrder));
-        assert_eq!(open(&a, &weak, &Nonce([1; 12]), &[0; 16]), Err(E2eError::LowOrder));
+        assert_eq!(open(&a, &weak, &[1; 12], &[0; 16]), Err(E2eError::LowOrder));
     }
 
     const FRESH: Fresh = Fresh { ephemeral_secret: [5; 32], nonce: [6; V2_NONCE_BYTES] };

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use proto_core::e2e::{self, E2eError, Nonce};
 use proto_core::limits::{
     RateLimit, RateWindow, FRESHNESS_WINDOW_S, RATE_PER_PEER_DEFAULT, RATE_WINDOW_MS, URL_BYTES_MAX,
 };
@@ -886,4 +887,139 @@ fn url_validate_never_panics_and_accepts_only_http_urls_with_a_host() {
         })
     }
     check(3_000, 100, law as fn(String, NearUrl) -> bool);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// End-to-end encryption of relayed bodies
+// ---------------------------------------------------------------------------------------------------
+
+/// A nonce as the runtime draws it: 12 random bytes, never all zero (seal refuses that one).
+#[derive(Clone, Debug)]
+struct DrawnNonce([u8; 12]);
+
+impl Arbitrary for DrawnNonce {
+    fn arbitrary(g: &mut Gen) -> Self {
+        let mut bytes: [u8; 12] = std::array::from_fn(|_| u8::arbitrary(g));
+        bytes[0] |= 1;
+        Self(bytes)
+    }
+}
+
+#[test]
+fn e2e_open_of_seal_gives_back_the_plaintext() {
+    fn law(sender: [u8; 32], recipient: [u8; 32], nonce: DrawnNonce, plaintext: Vec<u8>) -> bool {
+        let (a, b) = (Passport::from_seed(sender), Passport::from_seed(recipient));
+        let sealed = e2e::seal(&a, &receiver_view(&b), Nonce(nonce.0), &plaintext).expect("within limits");
+        sealed.ciphertext.len() == plaintext.len() + e2e::TAG_BYTES
+            && e2e::open(&b, &receiver_view(&a), &sealed.nonce, &sealed.ciphertext) == Ok(plaintext.clone())
+            && e2e::open_hex(&b, &receiver_view(&a), &sealed.nonce_hex(), &sealed.ciphertext_hex()) == Ok(plaintext)
+    }
+    check(300, 200, law as fn([u8; 32], [u8; 32], DrawnNonce, Vec<u8>) -> bool);
+}
+
+#[test]
+fn e2e_any_flipped_bit_of_nonce_ciphertext_or_tag_fails_to_open() {
+    fn law(sender: [u8; 32], recipient: [u8; 32], nonce: DrawnNonce, plaintext: Vec<u8>, bit: usize) -> bool {
+        let (a, b) = (Passport::from_seed(sender), Passport::from_seed(recipient));
+        let sealed = e2e::seal(&a, &receiver_view(&b), Nonce(nonce.0), &plaintext).expect("within limits");
+        let mut wire = sealed.nonce.to_vec();
+        wire.extend_from_slice(&sealed.ciphertext);
+        let bit = bit % (wire.len() * 8);
+        wire[bit / 8] ^= 1 << (bit % 8);
+        let (nonce, ciphertext) = wire.split_at(e2e::NONCE_BYTES);
+        let nonce: [u8; 12] = nonce.try_into().expect("12 bytes");
+        e2e::open(&b, &receiver_view(&a), &nonce, ciphertext) == Err(E2eError::Aead)
+    }
+    check(300, 200, law as fn([u8; 32], [u8; 32], DrawnNonce, Vec<u8>, usize) -> bool);
+}
+
+#[test]
+fn e2e_only_the_recipient_opens_and_only_as_from_the_sender() {
+    fn law(
+        sender: [u8; 32],
+        recipient: [u8; 32],
+        other: [u8; 32],
+        nonce: DrawnNonce,
+        plaintext: Vec<u8>,
+    ) -> TestResult {
+        if other == recipient || other == sender {
+            return TestResult::discard();
+        }
+        let (a, b, c) = (Passport::from_seed(sender), Passport::from_seed(recipient), Passport::from_seed(other));
+        let sealed = e2e::seal(&a, &receiver_view(&b), Nonce(nonce.0), &plaintext).expect("within limits");
+        let open =
+            |by: &Passport, from: &Passport| e2e::open(by, &receiver_view(from), &sealed.nonce, &sealed.ciphertext);
+        TestResult::from_bool(open(&c, &a) == Err(E2eError::Aead) && open(&b, &c) == Err(E2eError::Aead))
+    }
+    check(200, 100, law as fn([u8; 32], [u8; 32], [u8; 32], DrawnNonce, Vec<u8>) -> TestResult);
+}
+
+/// Envelope fields as a relay could deliver them: either any text, or hex of random bytes (so the
+/// AEAD itself, not only the hex decoder, meets the input).
+#[derive(Clone, Debug)]
+struct EnvelopeText(String);
+
+impl Arbitrary for EnvelopeText {
+    fn arbitrary(g: &mut Gen) -> Self {
+        if bool::arbitrary(g) {
+            Self(String::arbitrary(g))
+        } else {
+            Self(hex::encode(Vec::<u8>::arbitrary(g)))
+        }
+    }
+}
+
+#[test]
+fn e2e_open_never_panics_and_never_opens_made_up_bytes() {
+    fn law(recipient: [u8; 32], sender: [u8; 32], nonce: EnvelopeText, ciphertext: EnvelopeText) -> bool {
+        let (b, a) = (Passport::from_seed(recipient), Passport::from_seed(sender));
+        e2e::open_hex(&b, &receiver_view(&a), &nonce.0, &ciphertext.0).is_err()
+    }
+    check(1_000, 100, law as fn([u8; 32], [u8; 32], EnvelopeText, EnvelopeText) -> bool);
+}
+
+/// Version 2's fresh randomness as the runtime draws it (never all zero).
+#[derive(Clone, Debug)]
+struct DrawnFresh([u8; 32], [u8; 24]);
+
+impl Arbitrary for DrawnFresh {
+    fn arbitrary(g: &mut Gen) -> Self {
+        let mut secret: [u8; 32] = std::array::from_fn(|_| u8::arbitrary(g));
+        let mut nonce: [u8; 24] = std::array::from_fn(|_| u8::arbitrary(g));
+        secret[0] |= 1;
+        nonce[0] |= 1;
+        Self(secret, nonce)
+    }
+}
+
+#[test]
+fn e2e_v2_opens_what_it_sealed_and_nothing_altered_in_body_or_envelope() {
+    fn law(
+        sender: [u8; 32],
+        recipient: [u8; 32],
+        fresh: DrawnFresh,
+        plaintext: Vec<u8>,
+        ts: String,
+        bit: usize,
+    ) -> bool {
+        let (a, b) = (Passport::from_seed(sender), Passport::from_seed(recipient));
+        let (a_id, b_id) = (receiver_view(&a), receiver_view(&b));
+        let sealed = e2e::seal_v2(&a, &b_id, &ts, e2e::Fresh { ephemeral_secret: fresh.0, nonce: fresh.1 }, &plaintext)
+            .expect("within limits");
+        let round_trip = e2e::open_v2(&b, &a_id, &ts, &sealed) == Ok(plaintext.clone());
+        let mut wire = [&sealed.eph_pub[..], &sealed.nonce[..], &sealed.ciphertext[..]].concat();
+        let bit = bit % (wire.len() * 8);
+        wire[bit / 8] ^= 1 << (bit % 8);
+        let altered = e2e::SealedV2 {
+            eph_pub: wire[..32].try_into().expect("32 bytes"),
+            nonce: wire[32..56].try_into().expect("24 bytes"),
+            ciphertext: wire[56..].to_vec(),
+        };
+        // A flipped bit of eph_pub can land on a small-order point: refused too, just earlier.
+        let body_refused = matches!(e2e::open_v2(&b, &a_id, &ts, &altered), Err(E2eError::Aead | E2eError::LowOrder));
+        let other_ts = format!("{ts}0");
+        let envelope_refused = e2e::open_v2(&b, &a_id, &other_ts, &sealed) == Err(E2eError::Aead);
+        round_trip && body_refused && envelope_refused
+    }
+    check(200, 100, law as fn([u8; 32], [u8; 32], DrawnFresh, Vec<u8>, String, usize) -> bool);
 }

@@ -35,6 +35,7 @@ fn protocol_limits() -> Vec<(&'static str, Value)> {
         BEACON_BYTES_MAX, BEACON_GROUP, BEACON_INTERVAL_S, BEACON_PORT, DISCOVERED_MAX, DISCOVERED_TTL_S,
         PROTOCOL_VERSION,
     };
+    use proto_core::e2e::INNER_SIGNED_CHARS;
     use proto_core::identity::AGENT_ID_HEX_LEN;
     use proto_core::limits::*;
     use proto_core::memory::{
@@ -56,6 +57,8 @@ fn protocol_limits() -> Vec<(&'static str, Value)> {
         NOTE_CHARS_MAX,
         METADATA_BYTES_MAX,
         BODY_BYTES_MAX,
+        E2E_PLAINTEXT_BYTES_MAX,
+        INNER_SIGNED_CHARS,
         CONNECTIONS_MAX_DEFAULT,
         CONNECTIONS_MAX_CEILING,
         WALLET_DECIMALS_MAX,

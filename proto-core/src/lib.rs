@@ -163,6 +163,7 @@ pub mod command;
 mod connections;
 pub mod crypto;
 pub mod discovery;
+pub mod e2e;
 pub mod error;
 pub mod identity;
 mod inbox;

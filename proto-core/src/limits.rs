@@ -26,6 +26,9 @@ pub const METADATA_BYTES_MAX: usize = 8_192;
 /// Largest request body the core will parse, in bytes: the longest content at six bytes per
 /// character (a JSON `\uXXXX` escape) plus room for the envelope. The runtime refuses larger bodies before reading them.
 pub const BODY_BYTES_MAX: usize = CONTENT_CHARS_MAX * 6 + 32 * 1024;
+/// Largest plaintext sealed or opened end to end, in bytes: a relayed message's inner JSON is a body
+/// the core parses, so it gets the same bound; checked before any hex is decoded or byte decrypted.
+pub const E2E_PLAINTEXT_BYTES_MAX: usize = BODY_BYTES_MAX;
 
 /// Default maximum number of connections (`DARKMATTER_MAX_CONNECTIONS`).
 pub const CONNECTIONS_MAX_DEFAULT: usize = 50;

@@ -248,6 +248,13 @@ impl Launcher for Spawner {
         })
     }
 
+    /// One child at a time for a client that reads its server from a shared project file: two live
+    /// children would see one entry, the newest's, and the older would attach as the newer (and could
+    /// settle its request). The others wait, their messages queued, as under the concurrency limit.
+    fn children_max(&self) -> Option<usize> {
+        matches!(self.settings.profile.delivery, Delivery::ProjectFile { .. }).then_some(1)
+    }
+
     fn finished(&self, spawn_id: SpawnId) {
         let child = self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&spawn_id);
         if let Some(child) = child {

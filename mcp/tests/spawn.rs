@@ -398,3 +398,23 @@ fn overlapping_children_restore_the_users_opencode_json_once_after_the_last() {
     });
     assert!(restored, "restored byte for byte after the last child");
 }
+
+#[test]
+fn children_sharing_a_project_file_run_one_at_a_time_each_seeing_its_own_token() {
+    let root = project("spawn-own-token");
+    let s = stand_ins(&root);
+    let mut a = sender(&root);
+    let (_b, _, url) = receiver(&root, &s, "opencode", &[("DM_SLEEP", "1")]);
+    let b_id = connect(&mut a, &url);
+    a.ok("darkmatter_send_message", json!({"target_agent_id": b_id, "content": "one"}));
+    a.ok("darkmatter_send_message", json!({"target_agent_id": b_id, "content": "two"}));
+    // Each child re-reads the file as it ends: the entry must still name it, not a newer child.
+    let both = records(&s, "opencode", 2, |r| r["files_after"].is_object());
+    for r in &both {
+        let token = r["env"]["DARKMATTER_SPAWN_TOKEN"].as_str().unwrap();
+        for key in ["files", "files_after"] {
+            let file = r[key]["opencode.json"].as_str().unwrap_or_default();
+            assert!(file.contains(token), "{key}: the entry carries the child's own token: {file}");
+        }
+    }
+}

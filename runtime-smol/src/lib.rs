@@ -211,7 +211,14 @@ fn start_full(
         discovery: config.discovery,
         scan_ports: config.discovery_ports.clone(),
         listen_port: local_addr.port(),
-        spawn: launcher.as_ref().map(|_| config.spawn_config()),
+        spawn: launcher.as_ref().map(|l| {
+            let mut spawn = config.spawn_config();
+            // The launcher's cap waits like the user's: a refused start stays queued.
+            if let Some(max) = l.children_max() {
+                spawn.concurrent_max = spawn.concurrent_max.min(max);
+            }
+            spawn
+        }),
         ..proto_core::Config::default()
     };
 

@@ -72,6 +72,12 @@ pub trait Launcher: Send + Sync {
     fn prepare(&self, request: &SpawnRequest) -> Result<Launch, String>;
     /// The child of `spawn_id` ended (or never started): undo what [`Launcher::prepare`] set up.
     fn finished(&self, spawn_id: SpawnId);
+    /// At most this many live children, whatever `DARKMATTER_AGENT_MAX_CONCURRENT` says (`None`: no
+    /// cap of the launcher's own). A client whose children share one project config file holds one
+    /// at a time: the entry names a single child's socket and token.
+    fn children_max(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// The process groups of one node's live children.

@@ -418,3 +418,26 @@ fn children_sharing_a_project_file_run_one_at_a_time_each_seeing_its_own_token()
         }
     }
 }
+
+#[test]
+fn agents_orphaned_by_a_killed_node_are_killed_at_its_next_start() {
+    let root = project("spawn-orphans");
+    let s = stand_ins(&root);
+    let mut a = sender(&root);
+    let (mut b, dir, url) = receiver(&root, &s, "claude-code", &[("DM_SLEEP", "60")]);
+    let b_id = connect(&mut a, &url);
+    a.ok("darkmatter_send_message", json!({"target_agent_id": b_id, "content": "sleep"}));
+    let grandchild = records(&s, "claude", 1, |r| r["grandchild"].is_u64())[0]["grandchild"].as_u64().unwrap();
+    let stand_in: u64 = entries(&s.records)
+        .iter()
+        .find_map(|n| n.strip_prefix("claude-")?.strip_suffix(".json")?.parse().ok())
+        .unwrap();
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    assert!(alive(stand_in) && alive(grandchild), "a hard crash leaves the agent running");
+    let (_b2, _, _) = receiver_in(&dir, &s, "claude-code", &[("DM_SLEEP", "60")]);
+    assert!(
+        until(Duration::from_secs(5), || !alive(stand_in) && !alive(grandchild)),
+        "the next start kills the orphaned agent and its helper"
+    );
+}

@@ -222,6 +222,11 @@ fn start_full(
         ..proto_core::Config::default()
     };
 
+    // Even with spawning off now: agents a crashed run left must not keep running unwatched.
+    let (children, killed) = spawn::Children::recorded(config.state_dir.join("spawn").join("live"));
+    for group in killed {
+        eprintln!("darkmatter: killed agent process group {group} left running by a crashed run");
+    }
     let (inputs_tx, inputs_rx) = async_channel::bounded(driver::INPUT_QUEUE_MAX);
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let (done_tx, done_rx) = async_channel::bounded::<()>(1);
@@ -246,6 +251,7 @@ fn start_full(
         client: client.clone(),
         subscribers: subscribers.clone(),
         launcher,
+        children,
     };
     let core_thread = {
         let (exit, stop, done) = (exit.clone(), stop_tx.clone(), done_tx.clone());

@@ -13,7 +13,9 @@
 //!   child can no longer act.
 //!
 //! When the node stops, every live child's group is killed ([`Children::kill_all`]): nothing would
-//! enforce its timeout any more. What a launcher set up is repaired at the next start.
+//! enforce its timeout any more. What a launcher set up is repaired at the next start. A node killed
+//! hard cannot do that: each live group is recorded under `.darkmatter/spawn/live/` and the next
+//! start kills what is left of it ([`orphans`]).
 //!
 //! The command is built as a plain [`std::process::Command`]: a later step wraps it in the sandbox
 //! helper; until then a launcher that needs the sandbox refuses to prepare (fail closed).
@@ -31,6 +33,8 @@ use std::time::{Duration, Instant};
 use proto_core::spawn::{SpawnId, SpawnOutcome, SpawnRequest};
 
 use crate::driver::Input;
+
+pub mod orphans;
 
 /// Bytes of a child's output kept in its log: the last ones, where the error usually is.
 pub const LOG_BYTES_MAX: usize = 256 * 1024;
@@ -80,22 +84,43 @@ pub trait Launcher: Send + Sync {
     }
 }
 
-/// The process groups of one node's live children.
+/// The process groups of one node's live children, each also recorded as a file in `record_dir`
+/// (when set) so that the next start can kill what a hard crash (kill -9) orphaned.
 #[derive(Clone, Debug, Default)]
-pub struct Children(Arc<Mutex<BTreeSet<i32>>>);
+pub struct Children {
+    groups: Arc<Mutex<BTreeSet<i32>>>,
+    record_dir: Option<PathBuf>,
+}
 
 impl Children {
+    /// Children recorded under `dir`; groups a crashed run left there are killed first, so no agent
+    /// of an earlier run outlives its node by more than one restart. Returns them and the groups killed.
+    pub fn recorded(dir: PathBuf) -> (Self, Vec<i32>) {
+        let killed = orphans::kill_left(&dir);
+        (Self { groups: Arc::default(), record_dir: Some(dir) }, killed)
+    }
+
     fn add(&self, child: &Child) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(pid(child));
+        let group = pid(child);
+        if let Some(dir) = &self.record_dir {
+            if let Err(e) = orphans::record(dir, group) {
+                eprintln!("darkmatter: cannot record agent process group {group}: {e}");
+            }
+        }
+        self.groups.lock().unwrap_or_else(|p| p.into_inner()).insert(group);
     }
 
     fn remove(&self, child: &Child) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&pid(child));
+        let group = pid(child);
+        self.groups.lock().unwrap_or_else(|p| p.into_inner()).remove(&group);
+        if let Some(dir) = &self.record_dir {
+            let _ = fs::remove_file(dir.join(group.to_string()));
+        }
     }
 
     /// Live children.
     pub fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.groups.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Whether none lives.
@@ -105,9 +130,12 @@ impl Children {
 
     /// Kills every live child's process group (the node stops).
     pub fn kill_all(&self) {
-        for &group in self.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for &group in self.groups.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             if let Some(pid) = rustix::process::Pid::from_raw(group) {
                 let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            }
+            if let Some(dir) = &self.record_dir {
+                let _ = fs::remove_file(dir.join(group.to_string()));
             }
         }
     }

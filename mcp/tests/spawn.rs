@@ -441,3 +441,26 @@ fn agents_orphaned_by_a_killed_node_are_killed_at_its_next_start() {
         "the next start kills the orphaned agent and its helper"
     );
 }
+
+#[test]
+fn a_sandboxed_agent_on_its_first_run_can_write_its_client_state_in_home() {
+    let root = project("spawn-first-run");
+    let s = stand_ins(&root);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/standin_client.py");
+    std::fs::remove_file(s.bin.join("claude")).unwrap();
+    std::fs::copy(&script, s.bin.join("claude")).unwrap();
+    // A home of its own, outside the project, without the client's state directory yet.
+    let home = root.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let home_s = home.to_string_lossy().into_owned();
+    let mut a = sender(&root);
+    let env = [("DARKMATTER_SANDBOX", "true"), ("HOME", home_s.as_str()), ("DM_WRITE_STATE", ".claude/session")];
+    let (_b, _, url) = receiver(&root, &s, "claude-code", &env);
+    let b_id = connect(&mut a, &url);
+    a.ok("darkmatter_send_message", json!({"target_agent_id": b_id, "content": "first run"}));
+    let rec = records(&s, "claude", 1, |r| !r["state_written"].is_null()).remove(0);
+    assert_eq!(rec["state_written"], true, "the client made its state in home: {rec}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(home.join(".claude")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "made private");
+}

@@ -191,14 +191,22 @@ impl Spawner {
     /// `client_argv` run through `darkmatter sandbox-exec` with the agent's policy: the project
     /// without `.darkmatter/`, the child's private directory (its attach socket), its client's
     /// state in home.
-    fn sandboxed(&self, net: runtime_smol::sandbox::Net, client_argv: &[String], private_dir: &Path) -> Vec<String> {
-        use runtime_smol::sandbox::{sandbox_argv, Policy};
+    fn sandboxed(
+        &self,
+        net: runtime_smol::sandbox::Net,
+        client_argv: &[String],
+        private_dir: &Path,
+    ) -> Result<Vec<String>, String> {
+        use runtime_smol::sandbox::{create_state_dirs, sandbox_argv, Policy};
         let s = &self.settings;
+        // Before the policy: a directory that does not exist cannot be granted (first run).
+        create_state_dirs(s.client_profile, &s.home)
+            .map_err(|e| format!("cannot create the client's state directories in {}: {e}", s.home.display()))?;
         let mut policy = Policy::for_agent(&s.project_dir, &s.home, private_dir, s.client_profile, net);
         // The client reaches its node through this very binary (attach mode), wherever it is installed.
         policy.read.push(s.exe.clone());
         let child: Vec<std::ffi::OsString> = client_argv.iter().map(Into::into).collect();
-        sandbox_argv(&s.exe, &policy, &child).into_iter().map(|a| a.to_string_lossy().into_owned()).collect()
+        Ok(sandbox_argv(&s.exe, &policy, &child).into_iter().map(|a| a.to_string_lossy().into_owned()).collect())
     }
 }
 
@@ -226,7 +234,7 @@ impl Launcher for Spawner {
         };
         let mut argv = s.profile.spawn(&prompt, &run);
         if let Some(net) = s.sandbox {
-            argv.argv = self.sandboxed(net, &argv.argv, &private_dir);
+            argv.argv = self.sandboxed(net, &argv.argv, &private_dir)?;
         }
         let program = argv.argv.remove(0);
         let mut env = server.env.clone();
@@ -246,6 +254,13 @@ impl Launcher for Spawner {
             timeout: s.timeout,
             client: s.client.clone(),
         })
+    }
+
+    /// One child at a time for a client that reads its server from a shared project file: two live
+    /// children would see one entry, the newest's, and the older would attach as the newer (and could
+    /// settle its request). The others wait, their messages queued, as under the concurrency limit.
+    fn children_max(&self) -> Option<usize> {
+        matches!(self.settings.profile.delivery, Delivery::ProjectFile { .. }).then_some(1)
     }
 
     fn finished(&self, spawn_id: SpawnId) {

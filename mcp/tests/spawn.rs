@@ -398,3 +398,69 @@ fn overlapping_children_restore_the_users_opencode_json_once_after_the_last() {
     });
     assert!(restored, "restored byte for byte after the last child");
 }
+
+#[test]
+fn children_sharing_a_project_file_run_one_at_a_time_each_seeing_its_own_token() {
+    let root = project("spawn-own-token");
+    let s = stand_ins(&root);
+    let mut a = sender(&root);
+    let (_b, _, url) = receiver(&root, &s, "opencode", &[("DM_SLEEP", "1")]);
+    let b_id = connect(&mut a, &url);
+    a.ok("darkmatter_send_message", json!({"target_agent_id": b_id, "content": "one"}));
+    a.ok("darkmatter_send_message", json!({"target_agent_id": b_id, "content": "two"}));
+    // Each child re-reads the file as it ends: the entry must still name it, not a newer child.
+    let both = records(&s, "opencode", 2, |r| r["files_after"].is_object());
+    for r in &both {
+        let token = r["env"]["DARKMATTER_SPAWN_TOKEN"].as_str().unwrap();
+        for key in ["files", "files_after"] {
+            let file = r[key]["opencode.json"].as_str().unwrap_or_default();
+            assert!(file.contains(token), "{key}: the entry carries the child's own token: {file}");
+        }
+    }
+}
+
+#[test]
+fn agents_orphaned_by_a_killed_node_are_killed_at_its_next_start() {
+    let root = project("spawn-orphans");
+    let s = stand_ins(&root);
+    let mut a = sender(&root);
+    let (mut b, dir, url) = receiver(&root, &s, "claude-code", &[("DM_SLEEP", "60")]);
+    let b_id = connect(&mut a, &url);
+    a.ok("darkmatter_send_message", json!({"target_agent_id": b_id, "content": "sleep"}));
+    let grandchild = records(&s, "claude", 1, |r| r["grandchild"].is_u64())[0]["grandchild"].as_u64().unwrap();
+    let stand_in: u64 = entries(&s.records)
+        .iter()
+        .find_map(|n| n.strip_prefix("claude-")?.strip_suffix(".json")?.parse().ok())
+        .unwrap();
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    assert!(alive(stand_in) && alive(grandchild), "a hard crash leaves the agent running");
+    let (_b2, _, _) = receiver_in(&dir, &s, "claude-code", &[("DM_SLEEP", "60")]);
+    assert!(
+        until(Duration::from_secs(5), || !alive(stand_in) && !alive(grandchild)),
+        "the next start kills the orphaned agent and its helper"
+    );
+}
+
+#[test]
+fn a_sandboxed_agent_on_its_first_run_can_write_its_client_state_in_home() {
+    let root = project("spawn-first-run");
+    let s = stand_ins(&root);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/standin_client.py");
+    std::fs::remove_file(s.bin.join("claude")).unwrap();
+    std::fs::copy(&script, s.bin.join("claude")).unwrap();
+    // A home of its own, outside the project, without the client's state directory yet.
+    let home = root.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let home_s = home.to_string_lossy().into_owned();
+    let mut a = sender(&root);
+    let env = [("DARKMATTER_SANDBOX", "true"), ("HOME", home_s.as_str()), ("DM_WRITE_STATE", ".claude/session")];
+    let (_b, _, url) = receiver(&root, &s, "claude-code", &env);
+    let b_id = connect(&mut a, &url);
+    a.ok("darkmatter_send_message", json!({"target_agent_id": b_id, "content": "first run"}));
+    let rec = records(&s, "claude", 1, |r| !r["state_written"].is_null()).remove(0);
+    assert_eq!(rec["state_written"], true, "the client made its state in home: {rec}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(home.join(".claude")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "made private");
+}

@@ -128,6 +128,8 @@ pub struct CoreParts {
     pub subscribers: Subscribers,
     /// Builds spawned agents (`None`: spawning is off, the core's config says so too).
     pub launcher: Option<Arc<dyn crate::spawn::Launcher>>,
+    /// Where live children are counted (and recorded, for the next start after a crash).
+    pub children: crate::spawn::Children,
 }
 
 /// Why the core stopped.
@@ -192,7 +194,7 @@ pub fn run(parts: CoreParts) -> CoreExit {
         waiting: Vec::new(),
         datagrams: parts.datagrams,
         launcher: parts.launcher,
-        children: crate::spawn::Children::default(),
+        children: parts.children,
     };
     let exit = smol::block_on(core.run(parts.inputs));
     // Nobody would enforce their timeouts once the node is gone.
@@ -401,6 +403,7 @@ mod tests {
             inputs,
             datagrams: None,
             launcher: None,
+            children: crate::spawn::Children::default(),
             loopback,
             net: Arc::new(Executor::new()),
             client: Client::new(),

@@ -211,10 +211,22 @@ fn start_full(
         discovery: config.discovery,
         scan_ports: config.discovery_ports.clone(),
         listen_port: local_addr.port(),
-        spawn: launcher.as_ref().map(|_| config.spawn_config()),
+        spawn: launcher.as_ref().map(|l| {
+            let mut spawn = config.spawn_config();
+            // The launcher's cap waits like the user's: a refused start stays queued.
+            if let Some(max) = l.children_max() {
+                spawn.concurrent_max = spawn.concurrent_max.min(max);
+            }
+            spawn
+        }),
         ..proto_core::Config::default()
     };
 
+    // Even with spawning off now: agents a crashed run left must not keep running unwatched.
+    let (children, killed) = spawn::Children::recorded(config.state_dir.join("spawn").join("live"));
+    for group in killed {
+        eprintln!("darkmatter: killed agent process group {group} left running by a crashed run");
+    }
     let (inputs_tx, inputs_rx) = async_channel::bounded(driver::INPUT_QUEUE_MAX);
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let (done_tx, done_rx) = async_channel::bounded::<()>(1);
@@ -239,6 +251,7 @@ fn start_full(
         client: client.clone(),
         subscribers: subscribers.clone(),
         launcher,
+        children,
     };
     let core_thread = {
         let (exit, stop, done) = (exit.clone(), stop_tx.clone(), done_tx.clone());

@@ -5,7 +5,9 @@
 //! - in its own process group (`process_group(0)`), so a timeout ends the whole tree: the client and
 //!   every helper it started (0.5.3 killed only the direct child and left its Node/Python children);
 //! - stdin from `/dev/null` (or the prompt, for clients that read it there), stdout and stderr into one
-//!   pipe whose last [`LOG_BYTES_MAX`] bytes are written to the child's log file (0600) when it ends;
+//!   pipe streamed to the child's log file (0600) as it comes, so a user can watch a live agent; the
+//!   file stays within [`LOG_BYTES_MAX`] (past it, it is cut to its last [`LOG_LIVE_KEEP_BYTES`]) and
+//!   holds exactly the last [`LOG_BYTES_MAX`] bytes once the child ends;
 //! - after its timeout, `SIGTERM` to the group, [`KILL_GRACE_MS`] later `SIGKILL`; when the client
 //!   exits by itself, what is left of its group is killed too, so no helper outlives it;
 //! - its end is reported to the core at once (`handle_spawn_exit`), after [`Launcher::finished`]
@@ -13,7 +15,9 @@
 //!   child can no longer act.
 //!
 //! When the node stops, every live child's group is killed ([`Children::kill_all`]): nothing would
-//! enforce its timeout any more. What a launcher set up is repaired at the next start.
+//! enforce its timeout any more. What a launcher set up is repaired at the next start. A node killed
+//! hard cannot do that: each live group is recorded under `.darkmatter/spawn/live/` and the next
+//! start kills what is left of it ([`orphans`]).
 //!
 //! The command is built as a plain [`std::process::Command`]: a later step wraps it in the sandbox
 //! helper; until then a launcher that needs the sandbox refuses to prepare (fail closed).
@@ -32,8 +36,13 @@ use proto_core::spawn::{SpawnId, SpawnOutcome, SpawnRequest};
 
 use crate::driver::Input;
 
+pub mod orphans;
+
 /// Bytes of a child's output kept in its log: the last ones, where the error usually is.
 pub const LOG_BYTES_MAX: usize = 256 * 1024;
+/// Bytes a live log keeps when it reaches [`LOG_BYTES_MAX`]: half, so the file is rewritten once per
+/// that much output, not on every write.
+pub const LOG_LIVE_KEEP_BYTES: usize = LOG_BYTES_MAX / 2;
 /// Time between `SIGTERM` and `SIGKILL` to a timed-out child's group, in ms (0.5.3's value).
 pub const KILL_GRACE_MS: u64 = 5_000;
 /// How often a supervisor checks whether its child exited, in ms.
@@ -72,24 +81,51 @@ pub trait Launcher: Send + Sync {
     fn prepare(&self, request: &SpawnRequest) -> Result<Launch, String>;
     /// The child of `spawn_id` ended (or never started): undo what [`Launcher::prepare`] set up.
     fn finished(&self, spawn_id: SpawnId);
+    /// At most this many live children, whatever `DARKMATTER_AGENT_MAX_CONCURRENT` says (`None`: no
+    /// cap of the launcher's own). A client whose children share one project config file holds one
+    /// at a time: the entry names a single child's socket and token.
+    fn children_max(&self) -> Option<usize> {
+        None
+    }
 }
 
-/// The process groups of one node's live children.
+/// The process groups of one node's live children, each also recorded as a file in `record_dir`
+/// (when set) so that the next start can kill what a hard crash (kill -9) orphaned.
 #[derive(Clone, Debug, Default)]
-pub struct Children(Arc<Mutex<BTreeSet<i32>>>);
+pub struct Children {
+    groups: Arc<Mutex<BTreeSet<i32>>>,
+    record_dir: Option<PathBuf>,
+}
 
 impl Children {
+    /// Children recorded under `dir`; groups a crashed run left there are killed first, so no agent
+    /// of an earlier run outlives its node by more than one restart. Returns them and the groups killed.
+    pub fn recorded(dir: PathBuf) -> (Self, Vec<i32>) {
+        let killed = orphans::kill_left(&dir);
+        (Self { groups: Arc::default(), record_dir: Some(dir) }, killed)
+    }
+
     fn add(&self, child: &Child) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(pid(child));
+        let group = pid(child);
+        if let Some(dir) = &self.record_dir {
+            if let Err(e) = orphans::record(dir, group) {
+                eprintln!("darkmatter: cannot record agent process group {group}: {e}");
+            }
+        }
+        self.groups.lock().unwrap_or_else(|p| p.into_inner()).insert(group);
     }
 
     fn remove(&self, child: &Child) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&pid(child));
+        let group = pid(child);
+        self.groups.lock().unwrap_or_else(|p| p.into_inner()).remove(&group);
+        if let Some(dir) = &self.record_dir {
+            let _ = fs::remove_file(dir.join(group.to_string()));
+        }
     }
 
     /// Live children.
     pub fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.groups.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Whether none lives.
@@ -99,9 +135,12 @@ impl Children {
 
     /// Kills every live child's process group (the node stops).
     pub fn kill_all(&self) {
-        for &group in self.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for &group in self.groups.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             if let Some(pid) = rustix::process::Pid::from_raw(group) {
                 let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            }
+            if let Some(dir) = &self.record_dir {
+                let _ = fs::remove_file(dir.join(group.to_string()));
             }
         }
     }
@@ -174,7 +213,7 @@ fn spawn_child(launch: &Launch) -> Result<Running, String> {
             let _ = stdin.write_all(&bytes);
         });
     }
-    let output = Arc::new(Mutex::new(Tail::default()));
+    let output = Arc::new(Mutex::new(Tail { live: LiveLog::open(&launch.log), ..Tail::default() }));
     let (done_tx, drained) = std::sync::mpsc::channel();
     let sink = output.clone();
     std::thread::spawn(move || {
@@ -215,7 +254,9 @@ fn supervise(mut running: Running, launch: &Launch, children: &Children) -> Spaw
     signal_group(&running.child, rustix::process::Signal::KILL);
     children.remove(&running.child);
     let _ = running.drained.recv_timeout(Duration::from_millis(LOG_DRAIN_MS));
-    let tail = running.output.lock().unwrap_or_else(|p| p.into_inner());
+    let mut tail = running.output.lock().unwrap_or_else(|p| p.into_inner());
+    // Closed first: output still draining after this must not grow the final file.
+    tail.live = None;
     if let Err(e) = write_log(&launch.log, &tail.bytes()) {
         eprintln!("darkmatter: cannot write the agent log {}: {e}", launch.log.display());
     }
@@ -240,10 +281,11 @@ fn signal_group(child: &Child, signal: rustix::process::Signal) {
     let _ = rustix::process::kill_process_group(rustix::process::Pid::from_child(child), signal);
 }
 
-/// The last [`LOG_BYTES_MAX`] bytes of a stream.
+/// The last [`LOG_BYTES_MAX`] bytes of a stream, and the live log they are streamed to.
 #[derive(Default)]
 struct Tail {
     buf: VecDeque<u8>,
+    live: Option<LiveLog>,
 }
 
 impl Tail {
@@ -253,10 +295,56 @@ impl Tail {
         self.buf.drain(..overflow);
         self.buf.extend(bytes);
         debug_assert!(self.buf.len() <= LOG_BYTES_MAX);
+        if let Some(live) = &mut self.live {
+            let written = if live.len + bytes.len() <= LOG_BYTES_MAX {
+                live.append(bytes)
+            } else {
+                let keep = self.buf.len().saturating_sub(LOG_LIVE_KEEP_BYTES);
+                live.replace(&self.buf.iter().skip(keep).copied().collect::<Vec<u8>>())
+            };
+            if let Err(e) = written {
+                // The final log is still written when the child ends; only the live view stops.
+                eprintln!("darkmatter: cannot stream the agent log: {e}");
+                self.live = None;
+            }
+        }
     }
 
     fn bytes(&self) -> Vec<u8> {
         self.buf.iter().copied().collect()
+    }
+}
+
+/// A child's log file while it runs: appended to, cut back when it reaches [`LOG_BYTES_MAX`].
+struct LiveLog {
+    file: fs::File,
+    len: usize,
+}
+
+impl LiveLog {
+    /// The log at `path`, created empty (0600) now: `None` (no live view) when it cannot be.
+    fn open(path: &Path) -> Option<Self> {
+        let opened = write_log(path, b"").and_then(|()| OpenOptions::new().append(true).open(path));
+        match opened {
+            Ok(file) => Some(Self { file, len: 0 }),
+            Err(e) => {
+                eprintln!("darkmatter: cannot open the agent log {}: {e}", path.display());
+                None
+            }
+        }
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes)?;
+        self.len += bytes.len();
+        Ok(())
+    }
+
+    fn replace(&mut self, bytes: &[u8]) -> io::Result<()> {
+        // Append mode writes at the end whatever the offset: truncating to 0 empties the file.
+        self.file.set_len(0)?;
+        self.len = 0;
+        self.append(bytes)
     }
 }
 
@@ -422,6 +510,38 @@ mod tests {
         let err = start(fake.clone(), &request(3), tx, &Children::default()).unwrap_err();
         assert!(err.starts_with("command not found: dm-no-such-client (DARKMATTER_CLIENT=claude-code"), "{err}");
         assert_eq!(*fake.finished.lock().unwrap(), [SpawnId(3)]);
+    }
+
+    #[test]
+    fn a_live_childs_log_is_written_as_it_runs() {
+        let dir = temp_dir("live-log");
+        let fake = sh(&dir, "echo started; sleep 30", 60_000);
+        let children = Children::default();
+        let (tx, rx) = async_channel::bounded(4);
+        start(fake.clone(), &request(5), tx, &children).unwrap();
+        let log = dir.join("spawn").join("m1.log");
+        let seen = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            fs::read_to_string(&log).is_ok_and(|t| t == "started\n")
+        });
+        assert!(seen, "the log shows the output while the child runs");
+        children.kill_all();
+        assert!(rx.recv_blocking().is_ok());
+    }
+
+    #[test]
+    fn a_live_log_stays_within_its_bound_and_ends_with_the_last_bytes() {
+        let dir = temp_dir("live-bound");
+        let path = dir.join("spawn").join("big.log");
+        let mut t = Tail { live: LiveLog::open(&path), ..Tail::default() };
+        for i in 0..100u8 {
+            t.push(&vec![b'a' + i % 26; 8192]);
+            let len = fs::metadata(&path).unwrap().len() as usize;
+            assert!(len <= LOG_BYTES_MAX, "{len} bytes after chunk {i}");
+        }
+        let text = fs::read(&path).unwrap();
+        assert!(text.len() >= LOG_LIVE_KEEP_BYTES);
+        assert_eq!(&text[text.len() - 8192..], &vec![b'a' + 99 % 26; 8192][..], "the newest output is there");
     }
 
     #[test]

@@ -130,6 +130,20 @@ pub fn client_state_paths(client: ClientProfile, home: &Path) -> Vec<PathBuf> {
     paths
 }
 
+/// Creates the client's state directories in home (0700) that do not exist yet. Landlock can only
+/// grant a path that exists, so on a first run the client could not create its own state: it would
+/// run without it or fail to log in. Files (`.claude.json`) are left to the client, in home, which
+/// stays closed: only the directories are made.
+pub fn create_state_dirs(client: ClientProfile, home: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    for dir in client_state_paths(client, home).into_iter().filter(|p| p.extension().is_none_or(|e| e != "json")) {
+        if !dir.exists() {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+        }
+    }
+    Ok(())
+}
+
 /// Home's entries whose name starts with `prefix`, sorted (bounded by [`SANDBOX_RULES_MAX`]).
 fn entries_with_prefix(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };

@@ -364,7 +364,7 @@ fn a_proven_connection_request_wakes_an_agent_that_may_settle_only_that_request(
 }
 
 #[test]
-fn overlapping_children_restore_the_users_opencode_json_once_after_the_last() {
+fn successive_children_restore_the_users_opencode_json_byte_for_byte() {
     let root = project("spawn-overlap");
     let s = stand_ins(&root);
     let mut a = sender(&root);

@@ -380,36 +380,12 @@ impl From<SentStatus> for SentState {
     }
 }
 
-/// A reply to one of our messages.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ResponseView {
-    /// Who replied.
-    pub agent_id: String,
-    /// The reply.
-    pub content: String,
-    /// When.
-    pub received_at: String,
-    /// The reply's own id, when it had one.
-    pub message_id: Option<String>,
-}
+/// A reply to one of our messages, as stored ([`crate::store::ResponseRecord`]; the same fields).
+pub type ResponseView = crate::store::ResponseRecord;
 
-/// A forwarder's webhook update on one of our messages.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct UpdateView {
-    /// What happened (`forwarded`, ...).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Who reported it.
-    pub agent_id: String,
-    /// Where it went.
-    pub target_agent_id: Option<String>,
-    /// A note.
-    pub note: Option<String>,
-    /// When.
-    pub timestamp: String,
-    /// Signed by the agent it names (an unsigned update, as 0.5.3 sends, is shown but never trusted).
-    pub verified: bool,
-}
+/// A webhook update on one of our messages, as stored ([`crate::store::UpdateRecord`]; `kind` is shown
+/// as `type`).
+pub type UpdateView = crate::store::UpdateRecord;
 
 /// One sent message; `responses` and `updates` only when read on its own.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

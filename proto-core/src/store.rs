@@ -575,7 +575,8 @@ pub struct ResponseRecord {
 /// One webhook update to a sent message.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UpdateRecord {
-    /// `received`, `forwarded`, ...
+    /// `received`, `forwarded`, ... (named `type` in tool results; postcard stores no field names).
+    #[serde(rename = "type")]
     pub kind: String,
     /// Reporter.
     pub agent_id: String,

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use crate::error::CommandError;
 use crate::node::Node;
 use crate::output::{
-    ExpiredSent, InboxEntry, InboxList, InboxMessageView, ResponseView, SentList, SentState, SentView, UpdateView,
+    ExpiredSent, InboxEntry, InboxList, InboxMessageView, ResponseView, SentList, SentState, SentView,
 };
 use crate::store::{Change, InboxMessage, SentMessage, SentStatus, Table};
 
@@ -14,15 +14,7 @@ use super::outbound::failures;
 
 /// A sent message's replies as a result lists them.
 pub(super) fn responses(s: &SentMessage) -> Vec<ResponseView> {
-    s.responses
-        .iter()
-        .map(|r| ResponseView {
-            agent_id: r.agent_id.clone(),
-            content: r.content.clone(),
-            received_at: r.received_at.clone(),
-            message_id: r.message_id.clone(),
-        })
-        .collect()
+    s.responses.clone()
 }
 
 impl Node {
@@ -106,19 +98,7 @@ impl Node {
             response_count: s.responses.len(),
             content: s.content.clone(),
             responses: full.then(|| responses(s)),
-            updates: full.then(|| {
-                s.updates
-                    .iter()
-                    .map(|u| UpdateView {
-                        kind: u.kind.clone(),
-                        agent_id: u.agent_id.clone(),
-                        target_agent_id: u.target_agent_id.clone(),
-                        note: u.note.clone(),
-                        timestamp: u.timestamp.clone(),
-                        verified: u.verified,
-                    })
-                    .collect()
-            }),
+            updates: full.then(|| s.updates.clone()),
         }
     }
 

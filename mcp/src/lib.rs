@@ -13,6 +13,7 @@
 //! node events into notifications, [`attach`] lets a second process of the same project share the node,
 //! [`profiles`] describes the seven MCP clients, [`instructions`] is what the model reads first,
 //! and [`app`] wires it all for `main`.
+//! [`wormhole`] is `darkmatter wormhole`: a node of its own with a web page for a person.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs)]
@@ -32,3 +33,4 @@ pub mod spawn_prompt;
 pub mod spawned;
 pub mod spawner;
 pub mod tools;
+pub mod wormhole;

@@ -16,7 +16,7 @@ use runtime_smol::sandbox::{self, Net, Policy};
 use runtime_smol::{NodeHandle, RuntimeConfig};
 
 /// The command line. No subcommand is the MCP server; `sandbox-exec` (hidden) is the helper a node
-/// runs its spawned agents through. `darkmatter anchor` and `darkmatter wormhole` will join it.
+/// runs its spawned agents through; `wormhole` runs a node with a web page for a person.
 #[derive(Parser, Debug)]
 #[command(
     name = "darkmatter",
@@ -54,6 +54,25 @@ enum Command {
         #[arg(last = true, required = true)]
         argv: Vec<OsString>,
     },
+    /// Run a node of its own for a person, with a web page (loopback by default) to watch and steer
+    /// the mesh. A non-loopback --bind requires a passphrase (DARKMATTER_WORMHOLE_PASSPHRASE, set once).
+    Wormhole {
+        /// Port of the web page.
+        #[arg(long, default_value_t = darkmatter_mcp::wormhole::PORT_DEFAULT)]
+        port: u16,
+        /// Address of the web page.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+        /// Data directory (passport, state, session secret, passphrase hash). Default ~/.darkmatter/wormhole.
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// A local node's state directory (<project>/.darkmatter) whose spawned agents the page lists.
+        #[arg(long, value_name = "DIR")]
+        agent: Vec<PathBuf>,
+        /// Open the page in the default browser.
+        #[arg(long)]
+        open: bool,
+    },
 }
 
 fn parse_net(value: &str) -> Result<Net, String> {
@@ -69,7 +88,11 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     one_malloc_arena();
-    match run() {
+    let result = match cli.command {
+        Some(Command::Wormhole { port, bind, data, agent, open }) => wormhole(port, bind, data, agent, open),
+        _ => run(),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("darkmatter: {e}");
@@ -105,6 +128,22 @@ fn run() -> Result<(), String> {
             }
         },
     )
+}
+
+fn wormhole(
+    port: u16,
+    bind: std::net::IpAddr,
+    data: Option<PathBuf>,
+    agents: Vec<PathBuf>,
+    open: bool,
+) -> Result<(), String> {
+    let data = match data {
+        Some(d) => d,
+        None => PathBuf::from(std::env::var_os("HOME").ok_or("HOME is unset; give --data")?)
+            .join(".darkmatter")
+            .join("wormhole"),
+    };
+    darkmatter_mcp::wormhole::run(darkmatter_mcp::wormhole::Options { bind, port, data, agents }, open)
 }
 
 /// `DARKMATTER_ATTACH_SOCKET` and `DARKMATTER_SPAWN_TOKEN`, when this process serves a spawned agent;

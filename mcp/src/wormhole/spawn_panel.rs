@@ -1,0 +1,139 @@
+//! The spawn panel: live agents spawned by *local* nodes (their state directories are given with
+//! `--agent DIR`), read from the records a node keeps of its live children's process groups
+//! (`<DIR>/spawn/live/<group>`: boot id and leader start time), with the newest agent log's tail,
+//! and a Kill that ends a listed group. Nothing goes over the mesh: this is the local machine's
+//! process table and files, and only groups a local node recorded (and whose leader is still the
+//! recorded process) can be killed.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Map, Value};
+
+use super::http::Response;
+use super::Wormhole;
+
+/// Live records read per node (a node never has more children than its cap; a directory filled by
+/// something else must not stall the page).
+pub const RECORDS_PER_NODE_MAX: usize = 64;
+/// Bytes of the newest log shown.
+pub const LOG_TAIL_BYTES: usize = 4 * 1024;
+/// Bytes of a process's command line shown.
+pub const CMDLINE_BYTES_MAX: usize = 512;
+
+/// One live child.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Child {
+    /// The node's state directory.
+    pub node: PathBuf,
+    /// Process group (= the leader's pid).
+    pub group: i32,
+    /// The leader's command line.
+    pub cmdline: String,
+    /// Seconds since the leader started.
+    pub age_s: u64,
+    /// It runs under `darkmatter sandbox-exec`.
+    pub sandboxed: bool,
+}
+
+/// `(pgrp, starttime in clock ticks)` of a process, from `/proc/<pid>/stat`.
+fn stat(pid: i32) -> Option<(i32, u64)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: count from its last ')'.
+    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    Some((fields.get(2)?.parse().ok()?, fields.get(19)?.parse().ok()?))
+}
+
+fn uptime_ticks() -> Option<u64> {
+    let up: f64 = fs::read_to_string("/proc/uptime").ok()?.split_whitespace().next()?.parse().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some((up * hz) as u64)
+}
+
+fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_owned()).unwrap_or_default()
+}
+
+/// Whether the record `text` of `group` names the process that leads it now.
+fn recorded_leader_lives(group: i32, text: &str) -> Option<u64> {
+    let mut words = text.split_whitespace();
+    let (boot, start) = (words.next()?, words.next()?.parse::<u64>().ok()?);
+    let (pgrp, now_start) = stat(group)?;
+    (boot == boot_id() && pgrp == group && now_start == start && group > 1).then_some(start)
+}
+
+/// The live children of the node whose state directory is `node`.
+pub fn children(node: &Path) -> Vec<Child> {
+    let Ok(entries) = fs::read_dir(node.join("spawn").join("live")) else { return Vec::new() };
+    let hz = {
+        // SAFETY: sysconf only reads a system constant.
+        (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as u64
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten().take(RECORDS_PER_NODE_MAX) {
+        let Some(group) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Some(start) = fs::read_to_string(e.path()).ok().and_then(|t| recorded_leader_lives(group, &t)) else {
+            continue;
+        };
+        let raw = fs::read(format!("/proc/{group}/cmdline")).unwrap_or_default();
+        let cmdline: String =
+            String::from_utf8_lossy(&raw[..raw.len().min(CMDLINE_BYTES_MAX)]).replace('\0', " ").trim().to_owned();
+        let age_s = uptime_ticks().map_or(0, |now| now.saturating_sub(start) / hz);
+        let sandboxed = cmdline.contains("sandbox-exec");
+        out.push(Child { node: node.to_owned(), group, cmdline, age_s, sandboxed });
+    }
+    out.sort_by_key(|c| c.group);
+    out
+}
+
+/// The tail of the newest `*.log` under `<node>/spawn/`.
+fn newest_log_tail(node: &Path) -> Option<String> {
+    let dir = fs::read_dir(node.join("spawn")).ok()?;
+    let newest = dir
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max()?;
+    let bytes = fs::read(newest.1).ok()?;
+    let tail = &bytes[bytes.len().saturating_sub(LOG_TAIL_BYTES)..];
+    Some(String::from_utf8_lossy(tail).into_owned())
+}
+
+/// `GET /api/spawn`: every local node's live children and its newest log tail.
+pub fn list(wh: &Wormhole) -> Value {
+    let nodes: Vec<Value> = wh
+        .agents
+        .iter()
+        .map(|node| {
+            let kids: Vec<Value> = children(node)
+                .into_iter()
+                .map(|c| json!({"group": c.group, "cmdline": c.cmdline, "age_s": c.age_s, "sandboxed": c.sandboxed}))
+                .collect();
+            json!({"node": node.display().to_string(), "children": kids, "log_tail": newest_log_tail(node)})
+        })
+        .collect();
+    json!({"nodes": nodes})
+}
+
+/// `POST /api/spawn/kill/<group>`: ends a listed child's whole process group (SIGKILL: a spawned
+/// agent has nothing to save that its node does not already hold).
+pub fn kill(wh: &Wormhole, group: &str) -> Response {
+    let Ok(group) = group.parse::<i32>() else { return Response::error(400, "Bad process group") };
+    if !wh.agents.iter().any(|n| children(n).iter().any(|c| c.group == group)) {
+        return Response::error(404, "No such live spawned agent");
+    }
+    // SAFETY: killpg only sends a signal; the group was just checked to be a recorded child's.
+    let rc = unsafe { libc::killpg(group, libc::SIGKILL) };
+    if rc != 0 {
+        return Response::error(409, &std::io::Error::last_os_error().to_string());
+    }
+    Response::json(200, &json!({"success": true, "killed": group}))
+}
+
+/// Spawning and sandbox toggles: a local node reads them from its environment at start, so the page
+/// cannot change them without restarting it; refused rather than pretending (0.5.3's toggles changed
+/// nothing in its agents).
+pub fn toggle(_wh: &Wormhole, _body: &Map<String, Value>) -> Response {
+    Response::error(501, "Spawning and sandbox are set by DARKMATTER_AGENT_ENABLED and DARKMATTER_SANDBOX of that node")
+}

@@ -122,7 +122,9 @@ impl Response {
     }
 }
 
-/// A response head with the security headers every answer carries.
+/// A response head with the security headers every answer carries. (`Referrer-Policy: same-origin`,
+/// not `no-referrer`: under `no-referrer` browsers send `Origin: null` on the page's own POSTs, and the
+/// Origin check needs the real one.)
 pub fn head(status: u16, content_type: &str, len: Option<usize>, extra: &[(&'static str, String)]) -> Vec<u8> {
     let reason = match status {
         303 => "See Other",
@@ -135,7 +137,7 @@ pub fn head(status: u16, content_type: &str, len: Option<usize>, extra: &[(&'sta
     }
     h.push_str(&format!(
         "Content-Security-Policy: {CSP}\r\nX-Frame-Options: DENY\r\nX-Content-Type-Options: nosniff\r\n\
-Referrer-Policy: no-referrer\r\nCache-Control: no-store\r\nCross-Origin-Opener-Policy: same-origin\r\n\
+Referrer-Policy: same-origin\r\nCache-Control: no-store\r\nCross-Origin-Opener-Policy: same-origin\r\n\
 Cross-Origin-Resource-Policy: same-origin\r\nConnection: close\r\n"
     ));
     for (k, v) in extra {

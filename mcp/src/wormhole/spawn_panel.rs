@@ -36,11 +36,15 @@ pub struct Child {
     pub sandboxed: bool,
 }
 
-/// `(pgrp, starttime in clock ticks)` of a process, from `/proc/<pid>/stat`.
+/// `(pgrp, starttime in clock ticks)` of a running process, from `/proc/<pid>/stat`; `None` for a
+/// zombie (dead, waiting for its parent to reap it: nothing left to kill).
 fn stat(pid: i32) -> Option<(i32, u64)> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: count from its last ')'.
     let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    if matches!(fields.first(), Some(&"Z") | Some(&"X")) {
+        return None;
+    }
     Some((fields.get(2)?.parse().ok()?, fields.get(19)?.parse().ok()?))
 }
 

@@ -92,11 +92,22 @@ pub async fn check_health(wh: &std::sync::Arc<Wormhole>) {
     }
 }
 
-/// Checks health every [`HEALTH_INTERVAL_MS`], forever.
+/// Checks health every [`HEALTH_INTERVAL_MS`], and at once when a connection is made (so a new
+/// peer does not show "unknown" for a whole interval), forever.
 pub async fn health_loop(wh: std::sync::Arc<Wormhole>) {
+    let events = wh.hub.subscribe();
     loop {
         check_health(&wh).await;
-        smol::Timer::after(Duration::from_millis(HEALTH_INTERVAL_MS)).await;
+        let timer = async {
+            smol::Timer::after(Duration::from_millis(HEALTH_INTERVAL_MS)).await;
+        };
+        let connected = async {
+            match &events {
+                Some(rx) => while !matches!(rx.recv().await, Ok(proto_core::Event::Connected { .. }) | Err(_)) {},
+                None => std::future::pending::<()>().await,
+            }
+        };
+        smol::future::or(timer, connected).await;
     }
 }
 

@@ -44,6 +44,7 @@ pub struct Wormhole {
     pub port: u16,
     pub agent_id: String,
     pub login_url: String,
+    pub peer_url: String,
     pub data: PathBuf,
 }
 
@@ -82,17 +83,20 @@ impl Wormhole {
                 let _ = tx.send(line);
             }
         });
-        let (mut agent_id, mut login_url) = (String::new(), String::new());
+        let (mut agent_id, mut login_url, mut peer_url) = (String::new(), String::new(), String::new());
         while login_url.is_empty() {
             let line = rx.recv_timeout(Duration::from_secs(20)).expect("the wormhole prints its login URL");
             if let Some(id) = line.strip_prefix("darkmatter wormhole: agent ") {
                 agent_id = id.trim().to_owned();
             }
+            if let Some(url) = line.trim().strip_prefix("peers reach it at ") {
+                peer_url = url.to_owned();
+            }
             if let Some(url) = line.trim().strip_prefix("open ") {
                 login_url = url.to_owned();
             }
         }
-        Self { child, port, agent_id, login_url, data }
+        Self { child, port, agent_id, login_url, peer_url, data }
     }
 
     pub fn host(&self) -> String {

@@ -191,7 +191,7 @@
   }
 
   function outbound(m, inboxReplies) {
-    const st = delivery(m);
+    const st = inboxReplies.length ? "answered" : delivery(m);
     const thread = el("div", { class: "thread" });
     const seen = new Set();
     for (const r of m.responses || []) {

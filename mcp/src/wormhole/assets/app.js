@@ -103,7 +103,7 @@
     $("pending-count").textContent = list.length;
     $("pending-list").replaceChildren(...list.map((p) => {
       const pt = p.peer_trust;
-      const peers = pt ? (pt.answered + "/" + pt.asked + " peers answered" + (pt.score !== null && pt.score !== undefined ? ", avg " + Number(pt.score).toFixed(2) : "")) : "no peers asked";
+      const peers = pt && pt.asked === 0 ? "no peers to ask" : pt ? (pt.answered + "/" + pt.asked + " peers answered" + (pt.score !== null && pt.score !== undefined ? ", avg " + Number(pt.score).toFixed(2) : "")) : "no peers asked";
       return el("li", { class: "item pending-item", "data-request-id": p.request_id, "data-agent-id": p.agent_id },
         el("div", { class: "head" }, el("span", { class: "title", text: p.display_name || short(p.agent_id) }), trustChip(p.our_impression)),
         el("div", { class: "meta" }, el("span", { class: "mono", text: short(p.agent_id) }), el("span", { text: "key: " + p.proven_by }), el("span", { text: peers })),

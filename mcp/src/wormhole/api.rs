@@ -118,6 +118,29 @@ async fn respond(wh: &Wormhole, message_id: &str, response: Value) -> Response {
     run(wh, line).await
 }
 
+/// Where a sent message stands, as the timeline shows it: `answered` (a reply linked to it),
+/// `delivered` (a recipient reported `received` or `forwarded`), `failed` (no recipient took it),
+/// `expired`, or `sent`.
+pub fn delivery(sent: &Value) -> &'static str {
+    let count = |k: &str| sent[k].as_array().map_or(0, Vec::len);
+    let reported = sent["updates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|u| matches!(u["type"].as_str(), Some("received" | "forwarded")));
+    if count("responses") > 0 || sent["response_count"].as_u64().unwrap_or(0) > 0 {
+        "answered"
+    } else if reported {
+        "delivered"
+    } else if count("routed_to") == 0 && count("failed") > 0 {
+        "failed"
+    } else if sent["status"] == "expired" {
+        "expired"
+    } else {
+        "sent"
+    }
+}
+
 async fn get(wh: &Wormhole, command: proto_core::Command) -> Value {
     wh.mesh.command(command).await.unwrap_or_else(|e| json!({"error": e.to_string()}))
 }
@@ -146,7 +169,9 @@ pub async fn poll(wh: &Wormhole) -> Value {
     let mut outbox = Vec::new();
     for m in sent.as_array().into_iter().flatten().take(OUTBOX_SHOWN_MAX) {
         let Some(id) = m.get("message_id").and_then(Value::as_str) else { continue };
-        outbox.push(get(wh, C::GetSent { message_id: id.to_owned() }).await);
+        let mut full = get(wh, C::GetSent { message_id: id.to_owned() }).await;
+        full["delivery"] = Value::from(delivery(&full));
+        outbox.push(full);
     }
     json!({
         "self": self_view(wh).await,

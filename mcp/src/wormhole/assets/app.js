@@ -161,13 +161,8 @@
     return c ? c.display_name : short(id);
   };
 
-  function delivery(m) {
-    if ((m.response_count || (m.responses || []).length) > 0) return "answered";
-    if ((m.updates || []).some((u) => u.type === "received" || u.type === "forwarded")) return "delivered";
-    if ((m.routed_to || []).length === 0 && (m.failed || []).length > 0) return "failed";
-    if (m.status === "expired") return "expired";
-    return "sent";
-  }
+  // The server decides where a message stands (api.rs `delivery`); the page only shows it.
+  const delivery = (m) => m.delivery || "sent";
 
   function drawFeed() {
     const out = (state.outbox || []).filter((m) => m.message_id);

@@ -228,3 +228,102 @@ fn a_non_loopback_bind_without_a_passphrase_does_not_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("requires a passphrase"), "{err}");
 }
+
+#[test]
+fn a_body_over_the_cap_is_refused_before_it_is_read() {
+    use darkmatter_mcp::wormhole::http::BODY_BYTES_MAX;
+    let dir = Scratch::new("body");
+    let wh = Wormhole::start(&dir.0, &[], &[]);
+    let session = wh.session();
+    let (host, origin) = (wh.host(), wh.origin());
+    let fields = |len: &'static str| {
+        vec![
+            ("Host", host.clone()),
+            ("Origin", origin.clone()),
+            ("Cookie", session.0.clone()),
+            ("X-CSRF-Token", session.1.clone()),
+            ("X-Len", len.to_owned()),
+        ]
+    };
+    // Declared one byte over: 413 from the head alone (no body is sent).
+    let over = (BODY_BYTES_MAX + 1).to_string();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", wh.port)).unwrap();
+    let mut head = format!("POST /api/bio HTTP/1.1\r\nContent-Length: {over}\r\n");
+    for (k, v) in fields("") {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    std::io::Write::write_all(&mut s, format!("{head}\r\n").as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut s, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // Exactly at the cap: read whole and judged on its content (not JSON here: 400, not 413).
+    let at = vec![b' '; BODY_BYTES_MAX];
+    let f = fields("");
+    let borrowed: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = wh.request("POST", "/api/bio", &borrowed, &at);
+    assert_eq!(r.status, 400, "{}", r.body);
+}
+
+#[test]
+fn event_streams_are_capped() {
+    use darkmatter_mcp::wormhole::routes::STREAMS_MAX;
+    use std::io::{BufRead, BufReader, Write};
+    let dir = Scratch::new("streams");
+    let wh = Wormhole::start(&dir.0, &[], &[]);
+    let session = wh.session();
+    let open = || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", wh.port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        let req = format!("GET /api/events HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\n\r\n", wh.host(), session.0);
+        s.write_all(req.as_bytes()).unwrap();
+        let mut r = BufReader::new(s);
+        let mut status = String::new();
+        r.read_line(&mut status).unwrap();
+        (status, r)
+    };
+    let mut streams = Vec::new();
+    for i in 0..STREAMS_MAX {
+        let (status, mut r) = open();
+        assert!(status.starts_with("HTTP/1.1 200"), "stream {i}: {status}");
+        // Read up to the first event, so the stream is counted before the next one opens.
+        let mut line = String::new();
+        while !line.starts_with("event: hello") {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+        }
+        streams.push(r);
+    }
+    let (status, _) = open();
+    assert!(status.starts_with("HTTP/1.1 503"), "one over the cap: {status}");
+    drop(streams.pop());
+    let reopened = wormhole_retry(|| open().0.starts_with("HTTP/1.1 200"));
+    assert!(reopened, "a closed stream frees its place");
+}
+
+/// True once `f` is, within 5 s (a closed stream is noticed on its next write).
+fn wormhole_retry(mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    false
+}
+
+#[test]
+fn the_page_is_small_and_served_fast() {
+    let dir = Scratch::new("fast");
+    let wh = Wormhole::start(&dir.0, &[], &[]);
+    let session = wh.session();
+    let mut total = 0;
+    let mut best = std::time::Duration::MAX;
+    for _ in 0..5 {
+        let start = std::time::Instant::now();
+        total = ["/", "/app.js", "/app.css"].iter().map(|p| wh.get(&session, p).body.len()).sum::<usize>();
+        best = best.min(start.elapsed());
+    }
+    assert!(best < std::time::Duration::from_millis(100), "the page and its assets took {best:?}");
+    assert!(total < darkmatter_mcp::wormhole::assets::ASSETS_BYTES_MAX, "{total} bytes");
+}

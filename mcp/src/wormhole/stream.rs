@@ -7,6 +7,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use smol::io::AsyncReadExt;
 use smol::net::TcpStream;
 
 use super::http;
@@ -37,16 +38,25 @@ pub async fn serve(wh: &Wormhole, mut stream: TcpStream, _session: String) {
         return;
     }
     let end = Instant::now() + Duration::from_millis(STREAM_LIFETIME_MS);
+    let mut reader = stream.clone();
     let mut seen = outbox_fingerprint(wh).await;
     let mut quiet = 0u32;
     while Instant::now() < end {
-        let next = smol::future::or(async { events.recv().await.ok().map(Some) }, async {
+        let event = async { events.recv().await.ok().map(Some) };
+        let tick = async {
             smol::Timer::after(Duration::from_millis(OUTBOX_WATCH_MS)).await;
             Some(None)
-        })
-        .await;
+        };
+        // The client sends nothing on a stream: a read that ends means it left, so its place is freed
+        // now rather than at the next write.
+        let left = async {
+            let mut byte = [0u8; 1];
+            let _ = reader.read(&mut byte).await;
+            None
+        };
+        let next = smol::future::or(event, smol::future::or(tick, left)).await;
         let frame = match next {
-            None => return, // the node stopped
+            None => return, // the node stopped, or the client left
             Some(Some(e)) => format!("event: node\ndata: {}\n\n", serde_json::to_string(&e).unwrap_or_default()),
             Some(None) => {
                 let now = outbox_fingerprint(wh).await;

@@ -108,15 +108,22 @@ pub fn now_s() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// The `Host` values a browser sends to reach `addr`: loopback names when bound to loopback (or to
-/// every address), and the bound address itself.
-pub fn allowed_hosts(bind: IpAddr, port: u16) -> Vec<String> {
+/// The `Host` values a browser sends to reach the page: loopback names when bound to loopback or to
+/// every address, the bound address itself, and, when bound to every address, this machine's LAN
+/// address (`lan`, the host the node announces to peers). Nothing else: a rebinding name is refused.
+pub fn allowed_hosts(bind: IpAddr, port: u16, lan: Option<&str>) -> Vec<String> {
     let mut hosts = Vec::new();
     if bind.is_loopback() || bind.is_unspecified() {
         hosts.extend([format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}")]);
     }
     if !bind.is_loopback() && !bind.is_unspecified() {
         hosts.push(SocketAddr::new(bind, port).to_string());
+    }
+    if let (true, Some(lan)) = (bind.is_unspecified(), lan) {
+        let host = format!("{lan}:{port}");
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
     }
     hosts
 }
@@ -125,6 +132,7 @@ pub fn allowed_hosts(bind: IpAddr, port: u16) -> Vec<String> {
 pub async fn prepare(
     mesh: Arc<dyn Mesh>,
     agent_id: String,
+    peer_url: &str,
     opts: &Options,
 ) -> Result<(Arc<Wormhole>, TcpListener), StartError> {
     if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
@@ -145,7 +153,7 @@ pub async fn prepare(
         passphrase,
         launch_token: hex::encode(auth::random::<{ auth::TOKEN_BYTES }>()?),
         limiter: Mutex::default(),
-        hosts: allowed_hosts(opts.bind, port),
+        hosts: allowed_hosts(opts.bind, port, url::Url::parse(peer_url).ok().as_ref().and_then(url::Url::host_str)),
         streams: AtomicUsize::new(0),
         agents: opts.agents.clone(),
         agent_id,
@@ -227,7 +235,7 @@ pub fn run(opts: Options, open: bool) -> Result<(), String> {
     let ex = Arc::new(smol::Executor::new());
     let ex2 = ex.clone();
     smol::block_on(ex.run(async move {
-        let (wh, listener) = prepare(mesh, agent_id.clone(), &opts).await.map_err(|e| e.to_string())?;
+        let (wh, listener) = prepare(mesh, agent_id.clone(), &peer_url, &opts).await.map_err(|e| e.to_string())?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let host = if addr.ip().is_unspecified() || addr.ip().is_loopback() { "127.0.0.1".to_owned() } else { addr.ip().to_string() };
         let url = format!("http://{host}:{}/login?token={}", addr.port(), wh.launch_token);
@@ -241,4 +249,19 @@ pub fn run(opts: Options, open: bool) -> Result<(), String> {
         serve(wh, listener, ex2).await;
         Ok(())
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_pages_own_names_are_allowed_hosts() {
+        let lo = allowed_hosts("127.0.0.1".parse().unwrap(), 8200, Some("192.0.2.7"));
+        assert_eq!(lo, ["127.0.0.1:8200", "localhost:8200", "[::1]:8200"]);
+        let lan = allowed_hosts("192.0.2.7".parse().unwrap(), 8200, Some("192.0.2.7"));
+        assert_eq!(lan, ["192.0.2.7:8200"]);
+        let any = allowed_hosts("0.0.0.0".parse().unwrap(), 8200, Some("192.0.2.7"));
+        assert_eq!(any, ["127.0.0.1:8200", "localhost:8200", "[::1]:8200", "192.0.2.7:8200"]);
+    }
 }

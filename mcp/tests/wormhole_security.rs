@@ -327,3 +327,20 @@ fn the_page_is_small_and_served_fast() {
     assert!(best < std::time::Duration::from_millis(100), "the page and its assets took {best:?}");
     assert!(total < darkmatter_mcp::wormhole::assets::ASSETS_BYTES_MAX, "{total} bytes");
 }
+
+#[test]
+fn a_logged_out_session_is_refused() {
+    let dir = Scratch::new("logout");
+    let wh = Wormhole::start(&dir.0, &[], &[]);
+    let session = wh.session();
+    let other = wh.session();
+    assert_eq!(wh.get(&session, "/api/poll").status, 200);
+    // Another session's CSRF token does not pass with this cookie.
+    let crossed = (session.0.clone(), other.1.clone());
+    assert_eq!(wh.post(&crossed, "/logout", &json!({})).status, 403);
+    let out = wh.post(&session, "/logout", &json!({}));
+    assert_eq!(out.status, 200, "{}", out.body);
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert_eq!(wh.get(&session, "/api/poll").status, 401);
+    assert_eq!(wh.get(&other, "/api/poll").status, 200, "only that session ended");
+}

@@ -46,6 +46,10 @@ pub async fn route(wh: &Wormhole, req: &Request) -> Response {
         ("GET", "/api/spawn") => Response::json(200, &spawn_panel::list(wh)),
         ("POST", "/connect") => run(wh, json!({"cmd": "connect", "target_url": arg("url")})).await,
         ("POST", "/send") => send(wh, &body).await,
+        ("POST", "/api/checkin") => {
+            let line = json!({"cmd": "send", "content": CHECK_IN_TEXT, "broadcast": true, "trust_min": -1.0});
+            run(wh, line).await
+        }
         ("POST", "/api/scan") => run(wh, json!({"cmd": "discover_local"})).await,
         ("POST", "/api/bio") => run(wh, json!({"cmd": "update_bio", "bio": arg("bio")})).await,
         ("POST", "/api/impression") => {
@@ -89,10 +93,20 @@ async fn run(wh: &Wormhole, line: Value) -> Response {
     }
 }
 
-/// `POST /send {content, target, in_reply_to?}`: `target` is a connected agent's id, or `all` (every
-/// connection, whatever its score).
+/// What 0.5.3's "Check in" asks every connection.
+pub const CHECK_IN_TEXT: &str = "What are you working on right now? Give a brief status update.";
+
+/// `POST /send {content, target, in_reply_to?}`: `target` is a connected agent's id, `all` (every
+/// connection, whatever its score), or `fast` (the healthy connection with the lowest latency).
 async fn send(wh: &Wormhole, body: &Map<String, Value>) -> Response {
-    let target = body.get("target").and_then(Value::as_str).unwrap_or("all");
+    let mut target = body.get("target").and_then(Value::as_str).unwrap_or("all").to_owned();
+    if target == "fast" {
+        match topology::fastest(wh) {
+            Some(id) => target = id,
+            None => return Response::error(409, "No connection has answered a health check yet"),
+        }
+    }
+    let target = target.as_str();
     let mut line = json!({"cmd": "send", "content": body.get("content").cloned().unwrap_or(Value::Null)});
     if target == "all" {
         line["broadcast"] = json!(true);

@@ -129,6 +129,12 @@ pub fn with_health(wh: &Wormhole, mut connections: Value) -> Value {
     connections
 }
 
+/// The healthy connection with the lowest latency at its last check (0.5.3's `fast` target).
+pub fn fastest(wh: &Wormhole) -> Option<String> {
+    let health = wh.health.lock().unwrap_or_else(|p| p.into_inner());
+    health.iter().filter(|(_, h)| h.ok).min_by_key(|(_, h)| h.latency_ms).map(|(id, _)| id.clone())
+}
+
 /// `GET /api/mesh-topology`: `{self_id, nodes, edges}`; an edge's `degree` is 1 (ours) or 2 (a peer's).
 pub async fn topology(wh: &Wormhole) -> Value {
     let me = wh.agent_id.clone();

@@ -67,6 +67,12 @@ with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
     expect(sent).to_have_attribute("data-status", "answered")
     shot(page, "03-timeline")
 
+    step("check in: every connection is asked for a status; bob's answer threads under it")
+    page.click("#checkin-btn")
+    checkin = page.locator(".msg.out", has_text="What are you working on right now?")
+    expect(checkin).to_be_visible()
+    expect(checkin.locator(".thread .reply")).to_contain_text("re: What are you working on right now?")
+
     step("set an impression of bob")
     bob.locator(".impression-input").fill("0.8")
     bob.locator(".impression-note").fill("answers fast")

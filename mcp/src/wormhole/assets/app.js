@@ -150,7 +150,7 @@
   function drawTargets(conns) {
     const sel = $("compose-target");
     const keep = sel.value;
-    const opts = [el("option", { value: "all" }, "Everyone (" + conns.length + ")")].concat(
+    const opts = [el("option", { value: "all" }, "Everyone (" + conns.length + ")"), el("option", { value: "fast" }, "Fastest to answer")].concat(
       conns.map((c) => el("option", { value: c.agent_id }, (c.display_name || short(c.agent_id)) + " · " + short(c.agent_id))));
     sel.replaceChildren(...opts);
     if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
@@ -301,6 +301,7 @@
       if (!text.trim()) return;
       post("/send", { content: text, target: $("compose-target").value }).then(() => { $("compose-text").value = ""; toast("Sent"); });
     });
+    $("checkin-btn").addEventListener("click", () => post("/api/checkin").then(() => toast("Asked everyone what they are working on")));
     $("scan-btn").addEventListener("click", () => post("/api/scan").then(() => toast("Scan done")));
     $("logout-btn").addEventListener("click", () => post("/logout").finally(() => (location.href = "/login")));
   }

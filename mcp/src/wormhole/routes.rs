@@ -1,7 +1,7 @@
 //! The checks every request passes, in order, and then its route.
 //!
 //! 1. `Host` is one of this server's own names, else 403 (DNS rebinding).
-//! 2. The login page (`/login`, its stylesheet) is the only thing served without a session.
+//! 2. The login page (`/login`, its stylesheet and icon) is the only thing served without a session.
 //! 3. Everything else needs a valid session cookie, else 401 (`GET /` redirects to the login page).
 //! 4. Every state-changing route is a POST with a same-origin `Origin` and the session's CSRF token
 //!    in `X-CSRF-Token`, else 403; a GET never changes anything.

@@ -64,6 +64,9 @@ fn protocol_limits() -> Vec<(&'static str, Value)> {
         WALLET_DECIMALS_MAX,
         WALLET_AMOUNT_CHARS_MAX,
         WALLET_MEMO_BYTES_MAX,
+        WALLET_CONFIRM_POLLS_MAX,
+        WALLET_RPC_RESPONSE_BYTES_MAX,
+        WALLET_RPC_TIMEOUT_MS,
         ACCEPTANCE_ATTEMPTS_MAX,
         PENDING_REQUESTS_MAX,
         PENDING_PER_SOURCE_MAX,
@@ -175,6 +178,7 @@ fn transport_limits() -> Vec<(&'static str, Value)> {
     };
     use runtime_smol::http::{HEADERS_MAX, HEADER_BYTES_MAX, TARGET_BYTES_MAX};
     use runtime_smol::sandbox::{API_PORT, SANDBOX_RULES_MAX};
+    use runtime_smol::solana::CONFIRM_POLL_INTERVAL_MS;
     use runtime_smol::server::{
         BODY_BYTES_PER_S_MIN, CONNECTIONS_MAX, HEAD_BYTES_PER_S_MIN, IDLE_MS, IN_FLIGHT_MAX, LINGER_BYTES_MAX,
         LINGER_MS, RATE_GRACE_MS, REPLY_WAIT_MS, REQUESTS_PER_CONNECTION_MAX, REQUEST_READ_MS, WRITE_MS,
@@ -213,6 +217,7 @@ fn transport_limits() -> Vec<(&'static str, Value)> {
         CARD_BIO_CHARS_MAX,
         SANDBOX_RULES_MAX,
         API_PORT,
+        CONFIRM_POLL_INTERVAL_MS,
     ]
 }
 

@@ -94,6 +94,7 @@ pub mod http;
 pub mod sandbox;
 pub mod server;
 pub mod signals;
+pub mod solana;
 pub mod spawn;
 pub mod storage;
 

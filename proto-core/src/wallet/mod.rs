@@ -13,11 +13,17 @@
 mod amount;
 mod base58;
 mod derive;
+mod rpc;
 mod tx;
 
 pub use amount::{format_amount, parse_amount, AmountError};
 pub use base58::{decode as base58_decode, encode as base58_encode};
 pub use derive::{find_program_address, Pubkey, PubkeyError, Wallet, WALLET_SEED_DOMAIN};
+pub use rpc::{
+    mint_decimals, parse_account_info, parse_balance, parse_block_height, parse_latest_blockhash, parse_sent_signature,
+    parse_signature_status, parse_token_accounts, result_of, AccountInfo, Confirmation, LatestBlockhash, RpcError,
+    RpcRequest, SendStatus, SignatureStatus, TokenAccount,
+};
 pub use tx::{
     associated_token_address, compact_u16, AccountMeta, AtaCreation, Instruction, MessageVersion, SignedTransaction,
     SolTransfer, SplTransfer, TxError, ASSOCIATED_TOKEN_PROGRAM, MEMO_PROGRAM, RENT_SYSVAR, SYSTEM_PROGRAM,

@@ -178,11 +178,11 @@ fn transport_limits() -> Vec<(&'static str, Value)> {
     };
     use runtime_smol::http::{HEADERS_MAX, HEADER_BYTES_MAX, TARGET_BYTES_MAX};
     use runtime_smol::sandbox::{API_PORT, SANDBOX_RULES_MAX};
-    use runtime_smol::solana::CONFIRM_POLL_INTERVAL_MS;
     use runtime_smol::server::{
         BODY_BYTES_PER_S_MIN, CONNECTIONS_MAX, HEAD_BYTES_PER_S_MIN, IDLE_MS, IN_FLIGHT_MAX, LINGER_BYTES_MAX,
         LINGER_MS, RATE_GRACE_MS, REPLY_WAIT_MS, REQUESTS_PER_CONNECTION_MAX, REQUEST_READ_MS, WRITE_MS,
     };
+    use runtime_smol::solana::CONFIRM_POLL_INTERVAL_MS;
     nums![
         HEADER_BYTES_MAX,
         HEADERS_MAX,

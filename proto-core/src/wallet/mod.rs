@@ -16,6 +16,9 @@ mod derive;
 mod rpc;
 mod tx;
 
+/// The chain name under which a wallet is advertised (`wallets: {"solana": <address>}`).
+pub const SOLANA_CHAIN: &str = "solana";
+
 pub use amount::{format_amount, parse_amount, AmountError};
 pub use base58::{decode as base58_decode, encode as base58_encode};
 pub use derive::{find_program_address, Pubkey, PubkeyError, Wallet, WALLET_SEED_DOMAIN};

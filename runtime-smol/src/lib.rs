@@ -95,6 +95,7 @@ pub mod sandbox;
 pub mod server;
 pub mod signals;
 pub mod solana;
+pub mod solana_wallet;
 pub mod spawn;
 pub mod storage;
 

@@ -183,6 +183,7 @@ fn transport_limits() -> Vec<(&'static str, Value)> {
         LINGER_MS, RATE_GRACE_MS, REPLY_WAIT_MS, REQUESTS_PER_CONNECTION_MAX, REQUEST_READ_MS, WRITE_MS,
     };
     use runtime_smol::solana::CONFIRM_POLL_INTERVAL_MS;
+    use runtime_smol::solana_wallet::{SPEND_LIMITS_MAX, SPEND_WINDOW_S, WALLET_SPENDS_MAX};
     nums![
         HEADER_BYTES_MAX,
         HEADERS_MAX,
@@ -218,6 +219,9 @@ fn transport_limits() -> Vec<(&'static str, Value)> {
         SANDBOX_RULES_MAX,
         API_PORT,
         CONFIRM_POLL_INTERVAL_MS,
+        SPEND_WINDOW_S,
+        WALLET_SPENDS_MAX,
+        SPEND_LIMITS_MAX,
     ]
 }
 

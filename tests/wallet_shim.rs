@@ -18,7 +18,8 @@ use serde_json::{json, Value};
 static INSTALL: Mutex<()> = Mutex::new(());
 
 fn shim_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("solana")
+    // `tests/` or `mcp/` (which runs the tool tests): the shim is in the workspace's tests/solana either way.
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/solana")
 }
 
 fn ensure_installed() {

@@ -67,6 +67,8 @@ fn protocol_limits() -> Vec<(&'static str, Value)> {
         WALLET_CONFIRM_POLLS_MAX,
         WALLET_RPC_RESPONSE_BYTES_MAX,
         WALLET_RPC_TIMEOUT_MS,
+        PAYMENT_AGE_MAX_S,
+        PAYMENT_CLOCK_SKEW_S,
         ACCEPTANCE_ATTEMPTS_MAX,
         PENDING_REQUESTS_MAX,
         PENDING_PER_SOURCE_MAX,

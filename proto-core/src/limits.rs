@@ -138,6 +138,10 @@ pub const WALLET_CONFIRM_POLLS_MAX: u32 = 60;
 pub const WALLET_RPC_RESPONSE_BYTES_MAX: u64 = 1024 * 1024;
 /// Time allowed for one Solana RPC call, connection included, in milliseconds (R-G4).
 pub const WALLET_RPC_TIMEOUT_MS: u64 = 10_000;
+/// Oldest payment that counts, by the block time of its transaction, in seconds (R-G8: a day).
+pub const PAYMENT_AGE_MAX_S: i64 = 86_400;
+/// How far in the future a payment's block time may be (clock differences), in seconds.
+pub const PAYMENT_CLOCK_SKEW_S: i64 = 300;
 /// Longest informational timestamp kept from a peer (`created_at`), in characters.
 pub const TIMESTAMP_FIELD_CHARS_MAX: usize = 64;
 

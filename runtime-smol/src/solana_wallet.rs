@@ -12,8 +12,10 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use proto_core::limits::{URL_BYTES_MAX, WALLET_DECIMALS_MAX};
-use proto_core::wallet::{format_amount, parse_amount, Pubkey, SendStatus};
+use proto_core::limits::{PAYMENT_AGE_MAX_S, PAYMENT_CLOCK_SKEW_S, URL_BYTES_MAX, WALLET_DECIMALS_MAX};
+use proto_core::wallet::{
+    format_amount, parse_amount, verify_payment, Asset, PaymentClaim, PaymentRefusal, Pubkey, SendStatus,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -31,6 +33,10 @@ pub const SPEND_WINDOW_S: i64 = 86_400;
 pub const WALLET_SPENDS_MAX: usize = 4_096;
 /// Entries `DARKMATTER_WALLET_SPEND_LIMIT` may hold.
 pub const SPEND_LIMITS_MAX: usize = 16;
+/// Credited payments remembered. A credit is forgotten once its payment is too old to count anyway
+/// (`PAYMENT_AGE_MAX_S` plus the skew, so a replay of it is refused by age); before that, a new payment
+/// beyond this many is not credited.
+pub const WALLET_CREDITS_MAX: usize = 65_536;
 
 /// The tokens known by symbol (0.5.3's table): symbol, mint, decimals.
 pub const KNOWN_TOKENS: [(&str, &str, u8); 3] = [
@@ -297,6 +303,17 @@ struct Spend {
     signature: Option<String>,
 }
 
+/// A payment credited to a notice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Credit {
+    /// The notice (an inbox message id).
+    message_id: String,
+    /// When it was credited, unix seconds.
+    at_s: i64,
+    /// Base units that arrived.
+    units: u64,
+}
+
 /// What the wallet file holds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Ledger {
@@ -304,6 +321,9 @@ struct Ledger {
     spends: Vec<Spend>,
     #[serde(default)]
     superagent_url: Option<String>,
+    /// Transaction signature → the notice it was credited to.
+    #[serde(default)]
+    credited: BTreeMap<String, Credit>,
 }
 
 /// A clock in unix seconds (tests move it).
@@ -540,6 +560,95 @@ impl WalletService {
         f.write_all(&serde_json::to_vec(ledger).map_err(|e| CallError(e.to_string()))?).map_err(io)?;
         f.sync_all().map_err(io)?;
         fs::rename(&tmp, &self.file).map_err(io)
+    }
+}
+
+/// Why a payment notice does not count.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum NoticeError {
+    /// The notice itself is not a well-formed claim (fields missing or invalid).
+    #[error("not a payment notice: {0}")]
+    Claim(String),
+    /// The cluster could not be asked (try again later).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The transaction does not show the claimed payment.
+    #[error(transparent)]
+    Refused(#[from] PaymentRefusal),
+}
+
+impl NoticeError {
+    /// Whether a later check may find otherwise (the transaction may not be final yet, the RPC may be
+    /// down): such answers are not remembered.
+    pub fn transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Refused(PaymentRefusal::NotFound))
+    }
+}
+
+impl WalletService {
+    /// Whether the payment notice `message_id` (its `metadata`), from the peer whose handshake
+    /// advertised `payer`, counts (R-G8): the transaction is fetched and checked, and credited to this
+    /// notice alone (persisted). Answers the base units that arrived. Checking the same notice again
+    /// answers the same; the same transaction under another notice is refused as replayed.
+    pub fn verify_notice(&self, message_id: &str, payer: &str, metadata: &Value) -> Result<u64, NoticeError> {
+        let claim = self.claim(payer, metadata)?;
+        if let Some(credit) = self.lock().credited.get(&claim.signature) {
+            return match credit.message_id == message_id {
+                true => Ok(credit.units),
+                false => Err(PaymentRefusal::Replayed.into()),
+            };
+        }
+        let tx = self.solana.transaction(&claim.signature).map_err(|e| NoticeError::Unavailable(e.to_string()))?;
+        let units = verify_payment(&tx.unwrap_or(Value::Null), &claim, (self.clock)())?;
+        self.credit(&claim.signature, message_id, units)
+    }
+
+    /// Records the credit unless another notice took the signature meanwhile.
+    fn credit(&self, signature: &str, message_id: &str, units: u64) -> Result<u64, NoticeError> {
+        let now = (self.clock)();
+        let mut ledger = self.lock();
+        ledger.credited.retain(|_, c| now - c.at_s <= PAYMENT_AGE_MAX_S + PAYMENT_CLOCK_SKEW_S);
+        if let Some(c) = ledger.credited.get(signature) {
+            return if c.message_id == message_id { Ok(c.units) } else { Err(PaymentRefusal::Replayed.into()) };
+        }
+        if ledger.credited.len() >= WALLET_CREDITS_MAX {
+            return Err(NoticeError::Unavailable("too many payments credited in the last day".to_owned()));
+        }
+        let credit = Credit { message_id: message_id.to_owned(), at_s: now, units };
+        ledger.credited.insert(signature.to_owned(), credit);
+        self.save(&ledger).map_err(|e| NoticeError::Unavailable(e.0))?;
+        Ok(units)
+    }
+
+    /// The claim a notice makes: its signature, asset and amount (converted with the mint's decimals
+    /// as the cluster reports them), from `payer` to this wallet.
+    fn claim(&self, payer: &str, metadata: &Value) -> Result<PaymentClaim, NoticeError> {
+        let bad = |what: &str| NoticeError::Claim(what.to_owned());
+        let field = |k: &str| metadata.get(k).and_then(Value::as_str).map(str::trim);
+        if field("type") != Some("solana_payment") {
+            return Err(bad("type is not solana_payment"));
+        }
+        let signature = field("tx_signature").filter(|s| s.len() <= 100).ok_or_else(|| bad("tx_signature"))?;
+        let payer = Pubkey::from_base58(payer).map_err(|_| bad("the sender has no valid wallet"))?;
+        let token = field("token").unwrap_or("SOL");
+        let (asset, decimals) = if token.eq_ignore_ascii_case("SOL") {
+            (Asset::Sol, SOL_DECIMALS)
+        } else {
+            let mint = resolve_token(token).map_err(|_| bad("token"))?.mint;
+            let decimals = self.solana.mint_decimals(&mint).map_err(|e| match e {
+                WalletError::Rpc(r) => NoticeError::Unavailable(r.to_string()),
+                other => NoticeError::Claim(other.to_string()),
+            })?;
+            (Asset::Token(mint), decimals)
+        };
+        let amount = match metadata.get("amount") {
+            Some(Value::String(t)) => AmountArg::Text(t.clone()),
+            Some(Value::Number(n)) => AmountArg::Number(n.clone()),
+            _ => return Err(bad("amount")),
+        };
+        let amount = amount.units(decimals).map_err(NoticeError::Claim)?;
+        let memo = field("memo").map(str::to_owned);
+        Ok(PaymentClaim { signature: signature.to_owned(), payer, payee: self.solana.address(), asset, amount, memo })
     }
 }
 

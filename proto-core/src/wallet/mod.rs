@@ -15,6 +15,7 @@ mod base58;
 mod derive;
 mod rpc;
 mod tx;
+mod verify;
 
 /// The chain name under which a wallet is advertised (`wallets: {"solana": <address>}`).
 pub const SOLANA_CHAIN: &str = "solana";
@@ -27,8 +28,10 @@ pub use rpc::{
     parse_signature_status, parse_token_accounts, result_of, AccountInfo, Confirmation, LatestBlockhash, RpcError,
     RpcRequest, SendStatus, SignatureStatus, TokenAccount,
 };
+pub use tx::sign as sign_instructions;
 pub use tx::{
     associated_token_address, compact_u16, AccountMeta, AtaCreation, Instruction, MessageVersion, SignedTransaction,
     SolTransfer, SplTransfer, TxError, ASSOCIATED_TOKEN_PROGRAM, MEMO_PROGRAM, RENT_SYSVAR, SYSTEM_PROGRAM,
     TOKEN_PROGRAM,
 };
+pub use verify::{verify_payment, Asset, PaymentClaim, PaymentRefusal, TOKEN_2022_PROGRAM};

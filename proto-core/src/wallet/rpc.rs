@@ -98,9 +98,10 @@ impl RpcRequest {
                 {"encoding": "base64", "preflightCommitment": COMMITMENT}
             ]),
             Self::GetSignatureStatuses(sig) => json!([[sig], {"searchTransactionHistory": false}]),
+            // A payment counts only once it cannot be rolled back (R-G8).
             Self::GetTransaction(sig) => json!([
                 sig,
-                {"commitment": COMMITMENT, "encoding": "base64", "maxSupportedTransactionVersion": 0}
+                {"commitment": "finalized", "encoding": "base64", "maxSupportedTransactionVersion": 0}
             ]),
         }
     }

@@ -222,3 +222,48 @@ fn tokens_by_symbol_balances_and_the_superagent() {
     let r = ok(tool(&mesh, "darkmatter_set_superagent", json!({})));
     assert_eq!((&r["superagent_url"], &r["reset_to_default"]), (&Value::Null, &json!(true)));
 }
+
+/// The inbox message of `node` whose content starts with `prefix`.
+fn inbox_id(node: &Node, prefix: &str) -> String {
+    let inbox = node.handle.command_blocking(Command::ListInbox).unwrap();
+    let found =
+        inbox["messages"].as_array().unwrap().iter().find(|m| m["content"].as_str().unwrap().starts_with(prefix));
+    found.unwrap_or_else(|| panic!("no {prefix:?} in {inbox}"))["message_id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_notice_read_in_full_says_whether_the_payment_was_verified_on_chain() {
+    let (vm, a, b) = pair();
+    let now = Arc::new(AtomicI64::new(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64,
+    ));
+    let payer = wallet_mesh(&vm, &a, "SOL=5", &now);
+    let payee = wallet_mesh(&vm, &b, "", &now);
+    let bob = b.handle.agent_id().to_owned();
+    let r = ok(tool(&payer, "darkmatter_send_sol", json!({"agent_id": bob, "amount": "1.25"})));
+    let signature = r["tx_signature"].as_str().unwrap().to_owned();
+    let id = inbox_id(&b, "Sent 1.25 SOL");
+    for _ in 0..2 {
+        let m = ok(tool(&payee, "darkmatter_get_message", json!({"message_id": id})));
+        assert_eq!(m["payment_verified"], json!(true), "{m}");
+        assert_eq!(m["metadata"]["tx_signature"], json!(signature));
+    }
+    // The same transaction announced again, as an ordinary message with the notice's metadata: no credit.
+    let forged = |content: &str, sig: &str| {
+        json!({"content": content, "target_agent_id": bob, "metadata": {"type": "solana_payment", "amount": "1.25",
+            "token": "SOL", "tx_signature": sig}})
+    };
+    ok(tool(&payer, "darkmatter_send_message", forged("again", &signature)));
+    let m = ok(tool(&payee, "darkmatter_get_message", json!({"message_id": inbox_id(&b, "again")})));
+    assert_eq!(m["payment_verified"], json!(false), "{m}");
+    assert!(m["payment_refusal"].as_str().unwrap().contains("already credited"), "{m}");
+    // A transaction that does not exist.
+    let fake = proto_core::wallet::base58_encode(&[9u8; 64]);
+    ok(tool(&payer, "darkmatter_send_message", forged("fake", &fake)));
+    let m = ok(tool(&payee, "darkmatter_get_message", json!({"message_id": inbox_id(&b, "fake")})));
+    assert_eq!((&m["payment_verified"], &m["payment_refusal"]), (&json!(false), &json!("transaction not found")));
+    // An ordinary message is left as it is.
+    ok(tool(&payer, "darkmatter_send_message", json!({"content": "hello", "target_agent_id": bob})));
+    let m = ok(tool(&payee, "darkmatter_get_message", json!({"message_id": inbox_id(&b, "hello")})));
+    assert!(m.get("payment_verified").is_none(), "{m}");
+}

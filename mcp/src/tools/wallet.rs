@@ -102,9 +102,49 @@ impl WalletMesh {
     }
 }
 
+impl WalletMesh {
+    /// A message read in full: a payment notice gets `payment_verified` (and why not).
+    async fn annotate(&self, mut message: Value) -> Value {
+        if message["metadata"]["type"] != "solana_payment" {
+            return message;
+        }
+        let outcome = self.check_notice(&message).await;
+        message["payment_verified"] = json!(outcome.is_ok());
+        if let Err(why) = outcome {
+            message["payment_refusal"] = json!(why);
+        }
+        message
+    }
+
+    /// Verifies a notice on-chain, with its sender's advertised wallet as the payer.
+    async fn check_notice(&self, message: &Value) -> Result<u64, String> {
+        if message["verified"] != true {
+            return Err("the notice's signature does not bind it to its sender".to_owned());
+        }
+        let sender = message["from_agent_id"].as_str().unwrap_or_default();
+        let list = self.inner.command(Command::ListConnections).await.map_err(|e| e.to_string())?;
+        let payer = list["connections"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["agent_id"] == sender))
+            .and_then(|c| c["wallets"][SOLANA_CHAIN].as_str())
+            .ok_or("the sender is not a connection with a Solana wallet")?
+            .to_owned();
+        let id = message["message_id"].as_str().unwrap_or_default().to_owned();
+        let (service, metadata) = (self.service.clone(), message["metadata"].clone());
+        smol::unblock(move || service.verify_notice(&id, &payer, &metadata)).await.map_err(|e| e.to_string())
+    }
+}
+
 impl Mesh for WalletMesh {
+    /// Passes every command to the node; a message read in full is checked for a payment first.
     fn command(&self, command: Command) -> BoxFut<'_, Result<Value, CommandError>> {
-        self.inner.command(command)
+        match command {
+            Command::GetMessage { .. } => Box::pin(async move {
+                let message = self.inner.command(command).await?;
+                Ok(self.annotate(message).await)
+            }),
+            other => self.inner.command(other),
+        }
     }
 
     fn discover_local(&self) -> BoxFut<'_, Result<Value, CommandError>> {

@@ -185,7 +185,10 @@ fn transport_limits() -> Vec<(&'static str, Value)> {
         LINGER_MS, RATE_GRACE_MS, REPLY_WAIT_MS, REQUESTS_PER_CONNECTION_MAX, REQUEST_READ_MS, WRITE_MS,
     };
     use runtime_smol::solana::CONFIRM_POLL_INTERVAL_MS;
-    use runtime_smol::solana_wallet::{SPEND_LIMITS_MAX, SPEND_WINDOW_S, WALLET_SPENDS_MAX};
+    use runtime_smol::solana_wallet::{
+        SPEND_LIMITS_MAX, SPEND_WINDOW_S, SUPERAGENT_BODY_BYTES_MAX, SUPERAGENT_CACHE_S, SUPERAGENT_FETCH_MS,
+        WALLET_CREDITS_MAX, WALLET_SPENDS_MAX,
+    };
     nums![
         HEADER_BYTES_MAX,
         HEADERS_MAX,
@@ -224,6 +227,10 @@ fn transport_limits() -> Vec<(&'static str, Value)> {
         SPEND_WINDOW_S,
         WALLET_SPENDS_MAX,
         SPEND_LIMITS_MAX,
+        WALLET_CREDITS_MAX,
+        SUPERAGENT_FETCH_MS,
+        SUPERAGENT_CACHE_S,
+        SUPERAGENT_BODY_BYTES_MAX,
     ]
 }
 

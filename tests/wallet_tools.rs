@@ -240,13 +240,17 @@ fn a_notice_read_in_full_says_whether_the_payment_was_verified_on_chain() {
     let payer = wallet_mesh(&vm, &a, "SOL=5", &now);
     let payee = wallet_mesh(&vm, &b, "", &now);
     let bob = b.handle.agent_id().to_owned();
+    // The payer's superagent is B's node here: its network_info gives the wallet the notice names.
+    ok(tool(&payer, "darkmatter_set_superagent", json!({"url": b.handle.public_url()})));
     let r = ok(tool(&payer, "darkmatter_send_sol", json!({"agent_id": bob, "amount": "1.25"})));
+    assert_eq!(r["sender_superagent_wallet"], json!(b.wallet().address().to_base58()));
     let signature = r["tx_signature"].as_str().unwrap().to_owned();
     let id = inbox_id(&b, "Sent 1.25 SOL");
     for _ in 0..2 {
         let m = ok(tool(&payee, "darkmatter_get_message", json!({"message_id": id})));
         assert_eq!(m["payment_verified"], json!(true), "{m}");
         assert_eq!(m["metadata"]["tx_signature"], json!(signature));
+        assert_eq!(m["metadata"]["sender_superagent_wallet"], json!(b.wallet().address().to_base58()));
     }
     // The same transaction announced again, as an ordinary message with the notice's metadata: no credit.
     let forged = |content: &str, sig: &str| {

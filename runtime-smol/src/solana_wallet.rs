@@ -33,6 +33,12 @@ pub const SPEND_WINDOW_S: i64 = 86_400;
 pub const WALLET_SPENDS_MAX: usize = 4_096;
 /// Entries `DARKMATTER_WALLET_SPEND_LIMIT` may hold.
 pub const SPEND_LIMITS_MAX: usize = 16;
+/// Time allowed to fetch the superagent's `network_info` for its wallet (R-G7), in milliseconds.
+pub const SUPERAGENT_FETCH_MS: u64 = 5_000;
+/// How long the superagent's wallet is reused before it is fetched again, in seconds (R-G7).
+pub const SUPERAGENT_CACHE_S: i64 = 300;
+/// Longest `network_info` answer read from the superagent, in bytes.
+pub const SUPERAGENT_BODY_BYTES_MAX: u64 = 64 * 1024;
 /// Credited payments remembered. A credit is forgotten once its payment is too old to count anyway
 /// (`PAYMENT_AGE_MAX_S` plus the skew, so a replay of it is refused by age); before that, a new payment
 /// beyond this many is not credited.
@@ -347,6 +353,8 @@ impl From<WalletError> for CallError {
 
 /// The wallet service of one node.
 pub struct WalletService {
+    /// The superagent's wallet as last fetched: (url, wallet, unix seconds).
+    superagent_wallet: Mutex<Option<(String, Option<String>, i64)>>,
     solana: Solana,
     limits: SpendLimits,
     default_superagent: Option<String>,
@@ -371,7 +379,15 @@ impl WalletService {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ledger::default(),
             Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
         };
-        Ok(Self { solana, limits, default_superagent, file, ledger: Mutex::new(ledger), clock })
+        Ok(Self {
+            superagent_wallet: Mutex::new(None),
+            solana,
+            limits,
+            default_superagent,
+            file,
+            ledger: Mutex::new(ledger),
+            clock,
+        })
     }
 
     /// The wallet's address.
@@ -387,6 +403,22 @@ impl WalletService {
     /// The superagent URL in effect (the set one, else the default).
     pub fn superagent_url(&self) -> Option<String> {
         self.lock().superagent_url.clone().or_else(|| self.default_superagent.clone())
+    }
+
+    /// The Solana wallet the superagent advertises in its `network_info`, fetched at most every
+    /// `SUPERAGENT_CACHE_S` (best effort: `None` when it cannot be had).
+    pub fn superagent_wallet(&self) -> Option<String> {
+        let url = self.superagent_url()?;
+        let now = (self.clock)();
+        let mut cached = self.superagent_wallet.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((u, wallet, at)) = cached.as_ref() {
+            if *u == url && now - at < SUPERAGENT_CACHE_S {
+                return wallet.clone();
+            }
+        }
+        let wallet = fetch_wallet(&url);
+        *cached = Some((url, wallet.clone(), now));
+        wallet
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
@@ -450,7 +482,8 @@ impl WalletService {
         let sent = self.settle(spend, sent)?;
         Ok(json!({"success": true, "status": sent.status.as_str(), "tx_signature": sent.signature,
             "amount": format_amount(lamports, SOL_DECIMALS), "lamports": lamports, "token": "SOL",
-            "from_wallet": self.address(), "to_wallet": to.to_base58()}))
+            "from_wallet": self.address(), "to_wallet": to.to_base58(),
+            "sender_superagent_wallet": self.superagent_wallet()}))
     }
 
     fn send_token(
@@ -475,7 +508,8 @@ impl WalletService {
         Ok(json!({"success": true, "status": sent.status.as_str(), "tx_signature": sent.signature,
             "amount": format_amount(units, decimals), "units": units.to_string(), "token": token.mint.to_base58(),
             "token_mint": token.mint.to_base58(), "decimals": decimals, "symbol": token.symbol,
-            "from_wallet": self.address(), "to_wallet": to.to_base58(), "created_recipient_ata": "idempotent"}))
+            "from_wallet": self.address(), "to_wallet": to.to_base58(), "created_recipient_ata": "idempotent",
+            "sender_superagent_wallet": self.superagent_wallet()}))
     }
 
     /// Records a spend against the asset's daily limit before anything is signed (two sends at once
@@ -650,6 +684,25 @@ impl WalletService {
         let memo = field("memo").map(str::to_owned);
         Ok(PaymentClaim { signature: signature.to_owned(), payer, payee: self.solana.address(), asset, amount, memo })
     }
+}
+
+/// `wallets.solana` of `<url>/__darkmatter__/network_info`, when it is a valid address.
+fn fetch_wallet(url: &str) -> Option<String> {
+    use std::io::Read as _;
+    let agent = ureq::AgentBuilder::new()
+        .timeout(std::time::Duration::from_millis(SUPERAGENT_FETCH_MS))
+        .redirects(0)
+        .user_agent(crate::client::USER_AGENT)
+        .build();
+    let response = agent.get(&proto_core::url::endpoint(url, "network_info")).call().ok()?;
+    let mut body = Vec::new();
+    response.into_reader().take(SUPERAGENT_BODY_BYTES_MAX + 1).read_to_end(&mut body).ok()?;
+    if body.len() as u64 > SUPERAGENT_BODY_BYTES_MAX {
+        return None;
+    }
+    let info: Value = serde_json::from_slice(&body).ok()?;
+    let wallet = info.get("wallets")?.get("solana")?.as_str()?;
+    Pubkey::from_base58(wallet).ok().map(|p| p.to_base58())
 }
 
 fn recipient(text: &str) -> Result<Pubkey, CallError> {

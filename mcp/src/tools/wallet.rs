@@ -266,6 +266,7 @@ fn notice(result: &Value, agent_id: &str) -> SendArgs {
         ("tx_signature", json!(signature)),
         ("from_wallet", result["from_wallet"].clone()),
         ("to_wallet", result["to_wallet"].clone()),
+        ("sender_superagent_wallet", result["sender_superagent_wallet"].clone()),
     ] {
         metadata.insert(k.to_owned(), v);
     }

@@ -26,6 +26,7 @@
 //! | `view_shards` | `tags`, `author` |
 //! | `discover_domain` | `domain` |
 //! | `list_connections`, `list_pending`, `list_inbox`, `list_sent`, `identity`, `status`, `network_info`, `list_discovered`, `discover_local`, `announce`, `shutdown` | none |
+//! | `wallet` | `op` (`balances`, `get_balance`, `send_sol`, `send_token`, `set_superagent`) and its fields: answered only where a wallet service runs (the MCP server's process) |
 //!
 //! `connect`/`accept`/`reject`/`disconnect` are darkmatter_connection's four actions and `send`/
 //! `forward` are darkmatter_send_message (so `send` takes `target_agent_id` and `target_agent_ids`

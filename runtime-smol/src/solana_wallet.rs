@@ -727,6 +727,31 @@ mod tests {
     }
 
     #[test]
+    fn the_wallet_variables_are_checked_at_start_up() {
+        let config = |var: &'static str, value: &'static str| {
+            crate::RuntimeConfig::from_lookup(std::env::temp_dir(), move |k| (k == var).then(|| value.to_owned()))
+        };
+        let c = config("DARKMATTER_WALLET_SPEND_LIMIT", "").unwrap();
+        assert_eq!((c.wallet_spend_limit, c.solana_rpc.as_str()), (SpendLimits::default(), SOLANA_RPC_DEFAULT_TEXT));
+        assert!(config("DARKMATTER_WALLET_SPEND_LIMIT", "SOL=2").unwrap().wallet_spend_limit.units("SOL", 9).is_some());
+        for (var, value) in [
+            ("DARKMATTER_WALLET_SPEND_LIMIT", "SOL=lots"),
+            ("DARKMATTER_SOLANA_RPC", "http://rpc.example"),
+            ("DARKMATTER_SOLANA_RPC", "not a url"),
+        ] {
+            let e = config(var, value).unwrap_err().to_string();
+            assert!(e.contains(var), "{e}");
+        }
+        assert_eq!(
+            config("DARKMATTER_SOLANA_RPC", "http://127.0.0.1:8899").unwrap().solana_rpc,
+            "http://127.0.0.1:8899"
+        );
+    }
+
+    /// 0.5.3's default cluster, as the README documents it.
+    const SOLANA_RPC_DEFAULT_TEXT: &str = "https://api.mainnet-beta.solana.com";
+
+    #[test]
     fn json_numbers_are_exact_up_to_fifteen_digits() {
         let n = |v: Value| match v {
             Value::Number(n) => AmountArg::Number(n),
@@ -741,6 +766,34 @@ mod tests {
         assert!(AmountArg::Text("0".into()).units(9).is_err());
         assert!(AmountArg::Text("18446744073.709551616".into()).units(9).is_err(), "one over u64");
         assert_eq!(AmountArg::Text("18446744073.709551615".into()).units(9), Ok(u64::MAX));
+    }
+
+    #[test]
+    fn a_wallet_call_crosses_the_control_protocol_unchanged() {
+        let calls = [
+            WalletCall::SendSol { to_wallet: "w".into(), amount: AmountArg::Text("1.001".into()) },
+            WalletCall::SendToken {
+                to_wallet: "w".into(),
+                mint: "USDC".into(),
+                amount: AmountArg::Number(serde_json::Number::from(2)),
+                decimals: Some(6),
+            },
+            WalletCall::Balances { chain: None },
+            WalletCall::GetBalance { mint: Some("DM".into()) },
+            WalletCall::SetSuperagent { url: None },
+        ];
+        for call in calls {
+            // How the attach client writes it.
+            let mut line = serde_json::to_value(&call).unwrap();
+            line["cmd"] = json!("wallet");
+            line["id"] = json!(7);
+            match crate::control::parse(&line) {
+                Ok(crate::control::Request::Wallet(back)) => assert_eq!(back, call),
+                other => panic!("{call:?}: {:?}", other.err()),
+            }
+        }
+        let unknown = json!({"cmd": "wallet", "op": "send_sol", "to_wallet": "w", "amount": "1", "x": 1});
+        assert!(crate::control::parse(&unknown).is_err(), "unknown fields are refused");
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! Solana wallets, the pure part: the keypair derived from the passport seed, base58 addresses, exact
 //! decimal amounts, and signed SOL / SPL transfer transactions built byte for byte (SPEC §17).
 //!
-//! Nothing here talks to a cluster. What comes next (issue 16) lives in the runtime and the MCP layer: a
-//! JSON-RPC client behind a trait (`DARKMATTER_SOLANA_RPC`) that fetches the recent blockhash, sends the
-//! bytes built here and confirms them (`confirmed` / `submitted` / `expired`); the six wallet tools; the
-//! daily spending limit; and payment verification from fetched transactions (requirement R-G8), which is
-//! the only thing that may ever make a payment count. Building a transaction proves nothing about money.
+//! Nothing here talks to a cluster. `rpc` says which JSON-RPC requests to make and how to read their
+//! answers, and holds the confirmation state machine (`confirmed` / `submitted` / `expired`); `verify`
+//! decides from a fetched transaction whether a payment notice's claim really happened (requirement
+//! R-G8), which is the only thing that may ever make a payment count. The transport, the wallet tools and
+//! the spending limits are the runtime's (`runtime-smol/src/solana.rs`, `solana_wallet.rs`) and the MCP
+//! layer's. Building a transaction proves nothing about money.
 //!
 //! Everything is hand-built rather than taken from `solana-sdk`, whose dependency tree would dwarf the
 //! node; the known-answer tests pin every byte against transactions produced by `solders`.

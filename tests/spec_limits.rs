@@ -64,6 +64,11 @@ fn protocol_limits() -> Vec<(&'static str, Value)> {
         WALLET_DECIMALS_MAX,
         WALLET_AMOUNT_CHARS_MAX,
         WALLET_MEMO_BYTES_MAX,
+        WALLET_CONFIRM_POLLS_MAX,
+        WALLET_RPC_RESPONSE_BYTES_MAX,
+        WALLET_RPC_TIMEOUT_MS,
+        PAYMENT_AGE_MAX_S,
+        PAYMENT_CLOCK_SKEW_S,
         ACCEPTANCE_ATTEMPTS_MAX,
         PENDING_REQUESTS_MAX,
         PENDING_PER_SOURCE_MAX,
@@ -179,6 +184,11 @@ fn transport_limits() -> Vec<(&'static str, Value)> {
         BODY_BYTES_PER_S_MIN, CONNECTIONS_MAX, HEAD_BYTES_PER_S_MIN, IDLE_MS, IN_FLIGHT_MAX, LINGER_BYTES_MAX,
         LINGER_MS, RATE_GRACE_MS, REPLY_WAIT_MS, REQUESTS_PER_CONNECTION_MAX, REQUEST_READ_MS, WRITE_MS,
     };
+    use runtime_smol::solana::CONFIRM_POLL_INTERVAL_MS;
+    use runtime_smol::solana_wallet::{
+        SPEND_LIMITS_MAX, SPEND_WINDOW_S, SUPERAGENT_BODY_BYTES_MAX, SUPERAGENT_CACHE_S, SUPERAGENT_FETCH_MS,
+        WALLET_CREDITS_MAX, WALLET_SPENDS_MAX,
+    };
     nums![
         HEADER_BYTES_MAX,
         HEADERS_MAX,
@@ -213,6 +223,14 @@ fn transport_limits() -> Vec<(&'static str, Value)> {
         CARD_BIO_CHARS_MAX,
         SANDBOX_RULES_MAX,
         API_PORT,
+        CONFIRM_POLL_INTERVAL_MS,
+        SPEND_WINDOW_S,
+        WALLET_SPENDS_MAX,
+        SPEND_LIMITS_MAX,
+        WALLET_CREDITS_MAX,
+        SUPERAGENT_FETCH_MS,
+        SUPERAGENT_CACHE_S,
+        SUPERAGENT_BODY_BYTES_MAX,
     ]
 }
 

@@ -455,6 +455,13 @@ impl Mesh for Client {
         Box::pin(self.request(json!({"cmd": "discover_domain", "domain": domain})))
     }
 
+    /// The wallet lives in the process that owns the node: the call crosses as a `wallet` line.
+    fn wallet(&self, call: runtime_smol::solana_wallet::WalletCall) -> BoxFut<'_, Result<Value, CommandError>> {
+        let mut line = serde_json::to_value(call).unwrap_or_default();
+        line["cmd"] = json!("wallet");
+        Box::pin(self.request(line))
+    }
+
     fn events(&self) -> async_channel::Receiver<Event> {
         self.inner.events.clone()
     }

@@ -5,7 +5,7 @@
 //! stdio server (rmcp, on a current-thread tokio runtime of its own thread), bridged by
 //! async-channel.
 //!
-//! Layout: [`tools`] (the 22 tools, each defined once: name, description, typed arguments from
+//! Layout: [`tools`] (the 28 tools, each defined once: name, description, typed arguments from
 //! runtime-smol's `args`, its call) → [`mesh`] (the node's client trait, implemented by the
 //! in-process node handle that [`node`] starts and by the [`attach`] client); [`present`] adds what
 //! a model reads to the node's typed results (advice naming tools, previews); [`server`] is the

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use darkmatter_mcp::mesh::Mesh;
 use darkmatter_mcp::spawner::{Settings, Spawner};
-use darkmatter_mcp::{app, attach::Paths, node};
+use darkmatter_mcp::{app, attach::Paths, node, tools};
 use runtime_smol::sandbox::{self, Net, Policy};
 use runtime_smol::{NodeHandle, RuntimeConfig};
 
@@ -113,13 +113,15 @@ fn run() -> Result<(), String> {
     let launcher = spawner.clone().map(|s| s as Arc<dyn runtime_smol::spawn::Launcher>);
     let socket = paths.socket.clone();
     let in_terminal = std::io::stdin().is_terminal();
+    let wallet = tools::wallet::Settings::from_config(&config);
     app::run_with(
         move || {
             let handle = node::start(config, &socket, launcher)?;
             if in_terminal {
                 eprintln!("{}", terminal_note(&handle));
             }
-            Ok(Arc::new(handle) as Arc<dyn Mesh>)
+            let service = wallet.open()?;
+            Ok(Arc::new(tools::wallet::WalletMesh::new(Arc::new(handle), service)) as Arc<dyn Mesh>)
         },
         paths,
         move |backend, ex| {

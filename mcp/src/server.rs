@@ -1,4 +1,4 @@
-//! The MCP server of one session: the 22 tools of [`crate::tools`] over stdio (rmcp), each calling
+//! The MCP server of one session: the 28 tools of [`crate::tools`] over stdio (rmcp), each calling
 //! the node's client ([`Mesh`]) directly.
 //!
 //! Node events reach the client as `notifications/message` (MCP logging) with logger `darkmatter`

@@ -7,12 +7,15 @@
 //! - set the node's status, a rate limit or an impression (trust), its bio or URL, or disconnect peers;
 //! - make the node call a URL a peer's words chose: connect to a new agent, or fetch a domain's card;
 //! - accept or reject any connection request but the one it was spawned for;
-//! - spend (no wallet command exists yet; any added must be refused here too) or spawn (a spawned
-//!   session's `darkmatter` only attaches, see `crate::app`, and attaching never triggers a spawn).
+//! - spend or redirect money: send SOL or tokens, or set the superagent (a prompt-injected child must
+//!   not drain the wallet); it may read balances;
+//! - spawn (a spawned session's `darkmatter` only attaches, see `crate::app`, and attaching never
+//!   triggers a spawn).
 
 use std::sync::Arc;
 
 use proto_core::{Command, CommandError, Event};
+use runtime_smol::solana_wallet::WalletCall;
 use serde_json::Value;
 
 use crate::mesh::{BoxFut, Mesh};
@@ -50,6 +53,12 @@ pub fn refusal(command: &Command, request_id: Option<&str>) -> Option<String> {
     Some(format!("Refused: a spawned agent may not {what}; only the node's user can."))
 }
 
+/// Why a wallet call is refused to a spawned session (`None`: allowed).
+pub fn wallet_refusal(call: &WalletCall) -> Option<String> {
+    call.spends()
+        .then(|| "Refused: a spawned agent may not spend or redirect money; only the node's user can.".to_owned())
+}
+
 impl Mesh for SpawnedMesh {
     fn command(&self, command: Command) -> BoxFut<'_, Result<Value, CommandError>> {
         match refusal(&command, self.request_id.as_deref()) {
@@ -64,6 +73,13 @@ impl Mesh for SpawnedMesh {
 
     fn discover_domain(&self, domain: String) -> BoxFut<'_, Result<Value, CommandError>> {
         self.command(Command::DiscoverDomain { domain })
+    }
+
+    fn wallet(&self, call: WalletCall) -> BoxFut<'_, Result<Value, CommandError>> {
+        match wallet_refusal(&call) {
+            Some(why) => Box::pin(async move { Err(CommandError::InvalidArgument(why)) }),
+            None => self.inner.wallet(call),
+        }
     }
 
     fn events(&self) -> async_channel::Receiver<Event> {
@@ -95,6 +111,22 @@ mod tests {
         }
         assert!(refusal(&Command::ListInbox, None).is_none());
         assert!(refusal(&Command::GetMessage { message_id: "m".into(), consume: true }, None).is_none());
+    }
+
+    #[test]
+    fn spending_is_refused_and_reading_balances_is_not() {
+        use runtime_smol::solana_wallet::AmountArg;
+        let amount = AmountArg::Text("0.001".into());
+        let to_wallet = "9mtBrewhn452nzFuxR3A9zxqUGA1u5qCVjpfT4tmjdsP".to_owned();
+        for call in [
+            WalletCall::SendSol { to_wallet: to_wallet.clone(), amount: amount.clone() },
+            WalletCall::SendToken { to_wallet, mint: "USDC".into(), amount, decimals: None },
+            WalletCall::SetSuperagent { url: Some("http://evil.example".into()) },
+        ] {
+            assert!(wallet_refusal(&call).is_some(), "{call:?}");
+        }
+        assert!(wallet_refusal(&WalletCall::Balances { chain: None }).is_none());
+        assert!(wallet_refusal(&WalletCall::GetBalance { mint: None }).is_none());
     }
 
     #[test]

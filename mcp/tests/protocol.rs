@@ -25,7 +25,7 @@ fn initialize_declares_tools_logging_and_instructions() {
 }
 
 #[test]
-fn tools_list_has_exactly_the_22_tools_with_schemas_and_annotations() {
+fn tools_list_has_exactly_the_28_tools_with_schemas_and_annotations() {
     let mut p = Proc::start(&project("list"), free_port(), &[]);
     p.initialize();
     let r = p.request("tools/list", json!({}));
@@ -35,6 +35,7 @@ fn tools_list_has_exactly_the_22_tools_with_schemas_and_annotations() {
     let mut want = TOOL_NAMES.to_vec();
     want.sort_unstable();
     assert_eq!(names, want);
+    assert_eq!(names.len(), 28);
     for t in tools {
         let name = t["name"].as_str().unwrap();
         assert_eq!(t["inputSchema"]["type"], "object", "{name}");
@@ -92,6 +93,12 @@ fn bad_calls() -> Vec<(&'static str, Value, &'static str)> {
         ("darkmatter_view_shards", json!({"author": 3}), "invalid type"),
         ("darkmatter_set_rate_limit", json!({"limit": -2}), "limit"),
         ("darkmatter_set_rate_limit", json!({"agent_id": "nobody", "limit": 3}), "Not connected"),
+        ("darkmatter_wallet_balances", json!({"chain": "bitcoin"}), "No wallet for chain 'bitcoin'"),
+        ("darkmatter_wallet_send", json!({"agent_id": "a", "amount": "1", "chain": "eth"}), "not yet implemented"),
+        ("darkmatter_get_balance", json!({"mint": "nope"}), "Invalid mint"),
+        ("darkmatter_send_sol", json!({"agent_id": "nobody", "amount": "1"}), "Not connected to agent 'nobody'"),
+        ("darkmatter_send_token", json!({"agent_id": "nobody", "mint": "USDC"}), "missing field"),
+        ("darkmatter_set_superagent", json!({"url": "ftp://x.example"}), "Invalid url"),
     ]
 }
 
@@ -101,7 +108,7 @@ fn every_tool_answers_bad_input_with_a_clear_error() {
     p.initialize();
     let calls = bad_calls();
     let covered: std::collections::BTreeSet<&str> = calls.iter().map(|c| c.0).collect();
-    assert_eq!(covered.len(), 22, "every tool has a bad call");
+    assert_eq!(covered.len(), 28, "every tool has a bad call");
     for (tool, args, needle) in calls {
         let (err, v) = p.call(tool, args.clone());
         assert!(err, "{tool}({args}) should fail: {v}");

@@ -139,8 +139,10 @@
 //! [`limits`], [`error`], [`io`], [`time`], [`url`] — import no owner. `tests/module_graph.rs`
 //! fails on any import cycle.
 //!
-//! [`wallet`] is a leaf as well: the Solana key from the passport, exact amounts and transaction bytes;
-//! it holds no node state (sending and verifying payments come later, issue 16).
+//! [`wallet`] is a leaf as well: the Solana key from the passport, exact amounts, transaction bytes, the
+//! JSON-RPC requests and answers with the confirmation state machine, and payment verification from a
+//! fetched transaction; it holds no node state (the runtime sends, the MCP layer spends). [`antimatter`]
+//! is another: the SPEC's match game (P(match), uniform picks, 0.5.3's commitments) and the 1 % fee.
 //!
 //! ## Public API
 //!
@@ -159,6 +161,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod antimatter;
 pub mod command;
 mod connections;
 pub mod crypto;

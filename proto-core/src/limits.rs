@@ -130,6 +130,18 @@ pub const WALLET_AMOUNT_CHARS_MAX: usize = 64;
 /// Longest memo put in a transfer, in bytes (`dm:` and a message id fit many times over; keeps the
 /// transaction far below Solana's 1,232-byte packet).
 pub const WALLET_MEMO_BYTES_MAX: usize = 256;
+/// Status polls (one a second) before a sent transaction is reported `submitted` rather than waited for:
+/// about as long as a blockhash lives (150 blocks of ~0.4 s), so most sends end `confirmed` or `expired`.
+pub const WALLET_CONFIRM_POLLS_MAX: u32 = 60;
+/// Longest answer read from the Solana RPC, in bytes (a `getTransaction` of the largest transaction with
+/// its logs is far below it).
+pub const WALLET_RPC_RESPONSE_BYTES_MAX: u64 = 1024 * 1024;
+/// Time allowed for one Solana RPC call, connection included, in milliseconds (R-G4).
+pub const WALLET_RPC_TIMEOUT_MS: u64 = 10_000;
+/// Oldest payment that counts, by the block time of its transaction, in seconds (R-G8: a day).
+pub const PAYMENT_AGE_MAX_S: i64 = 86_400;
+/// How far in the future a payment's block time may be (clock differences), in seconds.
+pub const PAYMENT_CLOCK_SKEW_S: i64 = 300;
 /// Longest informational timestamp kept from a peer (`created_at`), in characters.
 pub const TIMESTAMP_FIELD_CHARS_MAX: usize = 64;
 

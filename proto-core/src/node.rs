@@ -158,6 +158,9 @@ pub struct Node {
     pub(crate) next_scan_ms: Option<u64>,
     pub(crate) scans: Scans,
     pub(crate) spawner: Spawner,
+    /// The wallets this node advertises (`{"solana": <address>}`), derived from the passport at start
+    /// and never stored (SPEC §17.1).
+    pub(crate) wallets: BTreeMap<String, String>,
     pub(crate) now: Now,
 }
 
@@ -342,7 +345,12 @@ impl Node {
         let discovery = config.discovery;
         let spawner = Spawner::new(config.spawn.clone());
         let max_connections = config.max_connections;
+        let wallets = BTreeMap::from([(
+            crate::wallet::SOLANA_CHAIN.to_owned(),
+            crate::wallet::Wallet::from_passport(&passport).address().to_base58(),
+        )]);
         Self {
+            wallets,
             passport,
             signatures,
             config,

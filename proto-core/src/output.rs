@@ -177,6 +177,9 @@ pub struct ConnectionView {
     pub rate_limit: i64,
     /// Our impression of it.
     pub impression: Option<ImpressionBrief>,
+    /// Its wallets as its handshake advertised them (chain → address; bounded, SPEC §5.4).
+    #[serde(default)]
+    pub wallets: std::collections::BTreeMap<String, String>,
 }
 
 /// `ListConnections`.

@@ -152,6 +152,10 @@ pub struct RuntimeConfig {
     pub sandbox_network: SandboxNet,
     /// `DARKMATTER_ANCHOR_NODES` (validated URLs; empty = no anchors).
     pub anchor_nodes: Vec<String>,
+    /// `DARKMATTER_SOLANA_RPC`: the Solana JSON-RPC endpoint (https, or http to this machine).
+    pub solana_rpc: String,
+    /// `DARKMATTER_WALLET_SPEND_LIMIT`: daily spending limits per asset; none = spending off.
+    pub wallet_spend_limit: crate::solana_wallet::SpendLimits,
     /// Where the passport and the state file live: `<cwd>/.darkmatter` (not an environment variable).
     pub state_dir: PathBuf,
     /// Whether [`crate::start`] installs SIGINT/SIGTERM handlers that shut the node down.
@@ -182,6 +186,8 @@ impl RuntimeConfig {
             sandbox: false,
             sandbox_network: SandboxNet::On,
             anchor_nodes: vec![ANCHOR_NODES_DEFAULT.to_owned()],
+            solana_rpc: crate::solana::SOLANA_RPC_DEFAULT.to_owned(),
+            wallet_spend_limit: crate::solana_wallet::SpendLimits::default(),
             state_dir: cwd.join(STATE_DIR_NAME),
             handle_signals: true,
         }
@@ -274,6 +280,14 @@ impl RuntimeConfig {
         }
         if let Some(v) = get("DARKMATTER_ANCHOR_NODES") {
             c.anchor_nodes = parse_anchors(&v)?;
+        }
+        if let Some(v) = get("DARKMATTER_SOLANA_RPC").filter(|v| !v.is_empty()) {
+            crate::solana::check_rpc_url(&v).map_err(|e| invalid("DARKMATTER_SOLANA_RPC", &v, &e.to_string()))?;
+            c.solana_rpc = v;
+        }
+        if let Some(v) = get("DARKMATTER_WALLET_SPEND_LIMIT") {
+            c.wallet_spend_limit = crate::solana_wallet::SpendLimits::parse(&v)
+                .map_err(|e| invalid("DARKMATTER_WALLET_SPEND_LIMIT", &v, &e.to_string()))?;
         }
         Ok(c)
     }

@@ -26,6 +26,7 @@
 //! | `view_shards` | `tags`, `author` |
 //! | `discover_domain` | `domain` |
 //! | `list_connections`, `list_pending`, `list_inbox`, `list_sent`, `identity`, `status`, `network_info`, `list_discovered`, `discover_local`, `announce`, `shutdown` | none |
+//! | `wallet` | `op` (`balances`, `get_balance`, `send_sol`, `send_token`, `set_superagent`) and its fields: answered only where a wallet service runs (the MCP server's process) |
 //!
 //! `connect`/`accept`/`reject`/`disconnect` are darkmatter_connection's four actions and `send`/
 //! `forward` are darkmatter_send_message (so `send` takes `target_agent_id` and `target_agent_ids`
@@ -59,6 +60,8 @@ pub enum Request {
     Announce,
     /// Stop the node.
     Shutdown,
+    /// A wallet operation (the line's other fields are the call, tagged by `op`).
+    Wallet(crate::solana_wallet::WalletCall),
 }
 
 /// Why a control line is refused.
@@ -167,6 +170,7 @@ fn request(cmd: &str, args: Map<String, Value>) -> Result<Request, LineError> {
         "discover_local" => plain(args, Request::DiscoverLocal),
         "announce" => plain(args, Request::Announce),
         "shutdown" => plain(args, Request::Shutdown),
+        "wallet" => Ok(Request::Wallet(typed::<crate::solana_wallet::WalletCall>(args)?)),
         other => Err(LineError::Unknown(other.to_owned())),
     }
 }
@@ -247,6 +251,7 @@ pub async fn run(mesh: &dyn Mesh, request: Request) -> Result<Value, CommandErro
         Request::Node(c) => mesh.command(c).await,
         Request::DiscoverLocal => mesh.discover_local().await,
         Request::DiscoverDomain(d) => mesh.discover_domain(d).await,
+        Request::Wallet(call) => mesh.wallet(call).await,
         Request::Announce | Request::Shutdown => Err(CommandError::InvalidArgument(
             "announce and shutdown are taken only by the process that owns the node".to_owned(),
         )),

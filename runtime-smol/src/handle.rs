@@ -38,6 +38,13 @@ pub trait Mesh: Send + Sync + 'static {
         self.command(Command::DiscoverDomain { domain })
     }
 
+    /// One wallet operation ([`crate::solana_wallet::WalletCall`]). Only a mesh that holds a wallet
+    /// service answers it (the MCP server's); the node alone has none.
+    fn wallet(&self, call: crate::solana_wallet::WalletCall) -> BoxFut<'_, Result<Value, CommandError>> {
+        let _ = call;
+        Box::pin(async { Err(CommandError::InvalidArgument("This node has no wallet service".to_owned())) })
+    }
+
     /// The node's events. Implementations may hand every caller the same stream, so call it once
     /// and fan out.
     fn events(&self) -> Receiver<Event>;

@@ -94,6 +94,8 @@ pub mod http;
 pub mod sandbox;
 pub mod server;
 pub mod signals;
+pub mod solana;
+pub mod solana_wallet;
 pub mod spawn;
 pub mod storage;
 

@@ -72,7 +72,7 @@ def one_run(binary, measure_rss=False):
 def main():
     binary = os.path.abspath(sys.argv[1])
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 10
-    expected = int(sys.argv[3]) if len(sys.argv) > 3 else 22
+    expected = int(sys.argv[3]) if len(sys.argv) > 3 else 28
     times = []
     for _ in range(runs):
         ms, tools, _ = one_run(binary)

@@ -29,6 +29,8 @@ TOOLS = {
     "darkmatter_network_info", "darkmatter_discover_local", "darkmatter_discover_domain",
     "darkmatter_set_impression", "darkmatter_get_impression", "darkmatter_create_shard",
     "darkmatter_view_shards", "darkmatter_set_rate_limit",
+    "darkmatter_wallet_balances", "darkmatter_wallet_send", "darkmatter_get_balance", "darkmatter_send_sol",
+    "darkmatter_send_token", "darkmatter_set_superagent",
 }
 
 PASSED, FAILED = [], []
@@ -164,7 +166,7 @@ async def main(binary):
         check("initialize: instructions explain the mesh", bool(init.instructions) and "darkmatter_status" in init.instructions)
         listed = (await a.session.list_tools()).tools
         names = [t.name for t in listed]
-        check("tools/list: exactly the 22 tools", set(names) == TOOLS and len(names) == 22, sorted(set(names) ^ TOOLS))
+        check("tools/list: exactly the 28 tools", set(names) == TOOLS and len(names) == 28, sorted(set(names) ^ TOOLS))
         check("tools/list: every tool has an object input schema", all(t.input_schema.get("type") == "object" for t in listed))
         check("tools/list: every tool has a description and annotations", all(t.description and t.annotations is not None for t in listed))
         ann = {t.name: t.annotations for t in listed}

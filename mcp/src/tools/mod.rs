@@ -1,4 +1,4 @@
-//! The 22 tools, each defined once in the table below: its name, its description (one file per
+//! The 28 tools, each defined once in the table below: its name, its description (one file per
 //! tool group), its annotations, its typed arguments and its call on the node.
 //!
 //! The arguments are runtime-smol's typed structs ([`runtime_smol::args`], shared with the
@@ -14,6 +14,7 @@ pub mod identity;
 pub mod knowledge;
 pub mod messaging;
 pub mod trust;
+pub mod wallet;
 
 use proto_core::{Command, CommandError};
 use rmcp::handler::server::wrapper::Parameters;
@@ -37,7 +38,11 @@ use discovery::{DISCOVER_DOMAIN, DISCOVER_LOCAL, NETWORK_INFO};
 use identity::{GET_IDENTITY, SET_STATUS, STATUS, UPDATE_BIO};
 use knowledge::{CREATE_SHARD, VIEW_SHARDS};
 use messaging::{EXPIRE, GET_MESSAGE, GET_SENT, LIST_INBOX, LIST_SENT, SEND, WAIT};
+use runtime_smol::solana_wallet::{
+    BalancesArgs, GetBalanceArgs, SendSolArgs, SendTokenArgs, SetSuperagentArgs, WalletSendArgs,
+};
 use trust::{GET_IMPRESSION, SET_IMPRESSION};
+use wallet::{GET_BALANCE, SEND_SOL, SEND_TOKEN, SET_SUPERAGENT, WALLET_BALANCES, WALLET_SEND};
 
 /// Arguments of a tool call: the JSON object the client sent.
 pub type Args = Map<String, Value>;
@@ -120,8 +125,7 @@ macro_rules! tools {
             description: $desc:ident,
             annotations($($ann:tt)*);
     )*) => {
-        /// Every tool this server lists, in the order the README lists them. The six wallet tools
-        /// come later.
+        /// Every tool this server lists, in the order the README lists them.
         pub const TOOL_NAMES: &[&str] = &[$($name),*];
 
         #[tool_router(vis = "pub(crate)")]
@@ -221,4 +225,22 @@ tools! {
     "darkmatter_set_rate_limit" => |mesh, set_rate_limit: RateLimitArgs| { node(mesh, set_rate_limit.build()).await }
         description: SET_RATE_LIMIT,
         annotations(title = "Set a rate limit", read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false);
+    "darkmatter_wallet_balances" => |mesh, wallet_balances: BalancesArgs| { wallet::balances(mesh, wallet_balances).await }
+        description: WALLET_BALANCES,
+        annotations(title = "Wallet balances", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = true);
+    "darkmatter_wallet_send" => |mesh, wallet_send: WalletSendArgs| { wallet::wallet_send(mesh, wallet_send).await }
+        description: WALLET_SEND,
+        annotations(title = "Pay an agent (native currency)", read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = true);
+    "darkmatter_get_balance" => |mesh, get_balance: GetBalanceArgs| { wallet::get_balance(mesh, get_balance).await }
+        description: GET_BALANCE,
+        annotations(title = "Solana balance", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = true);
+    "darkmatter_send_sol" => |mesh, send_sol: SendSolArgs| { wallet::send_sol(mesh, send_sol).await }
+        description: SEND_SOL,
+        annotations(title = "Send SOL to an agent", read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = true);
+    "darkmatter_send_token" => |mesh, send_token: SendTokenArgs| { wallet::send_token(mesh, send_token).await }
+        description: SEND_TOKEN,
+        annotations(title = "Send an SPL token to an agent", read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = true);
+    "darkmatter_set_superagent" => |mesh, set_superagent: SetSuperagentArgs| { wallet::set_superagent(mesh, set_superagent).await }
+        description: SET_SUPERAGENT,
+        annotations(title = "Set my superagent", read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false);
 }

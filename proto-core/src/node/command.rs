@@ -127,6 +127,7 @@ impl Node {
                     .impressions
                     .get(c.agent_id.as_str())
                     .map(|i| ImpressionBrief { score: i.score, note: i.note.clone() }),
+                wallets: c.wallets.clone(),
             })
             .collect();
         ConnectionList { total: connections.len(), max: self.connections.max(), connections }

@@ -37,6 +37,7 @@ use crate::sign::{self, DOMAIN_CHALLENGE, V2_ACCEPTED, V2_CONNECT, V2_CONNECT_AN
 use crate::store::{Change, PendingIn, PendingOut, Table};
 use crate::time::parse_iso;
 use crate::url;
+use crate::wallet::SOLANA_CHAIN;
 use crate::wire::connection::{
     Ack, ConnectionAccepted, ConnectionAnswer, ConnectionProof, ConnectionRequest, Disconnect,
 };
@@ -54,6 +55,24 @@ fn bounded_wallets(w: &Option<BTreeMap<String, String>>) -> BTreeMap<String, Str
         .take(WALLETS_MAX)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
+}
+
+/// The Solana wallet a handshake body names, as its signature covers it (`""` when none): a signed
+/// handshake binds the address payments to this peer go to, so no one on the path can swap it.
+fn signed_wallet(w: &Option<BTreeMap<String, String>>) -> &str {
+    w.as_ref().and_then(|w| w.get(SOLANA_CHAIN)).map_or("", String::as_str)
+}
+
+/// Our signed form of a handshake body: its fields, then the wallet as one more field when there is one,
+/// so a body without a wallet is signed exactly as before wallets were advertised (netstrings keep the
+/// two forms distinct: a wallet can be neither stripped from nor added to a signed body).
+fn handshake_bytes(domain: &str, fields: &[&str], wallet: &str) -> Vec<u8> {
+    if wallet.is_empty() {
+        return sign::v2_bytes(domain, fields);
+    }
+    let mut all = fields.to_vec();
+    all.push(wallet);
+    sign::v2_bytes(domain, &all)
 }
 
 fn bounded_stamp(s: &Option<String>) -> Option<String> {
@@ -277,7 +296,7 @@ impl Node {
             .as_deref()
             .ok_or_else(|| Refusal::Unauthorized("Signed request needs a timestamp".to_owned()))?;
         let stamp_us = check_fresh(self.now.wall_us, stamp)?;
-        let bytes = sign::v2_bytes(
+        let bytes = handshake_bytes(
             V2_CONNECT,
             &[
                 id.as_str(),
@@ -287,6 +306,7 @@ impl Node {
                 opt(&req.target_url),
                 stamp,
             ],
+            signed_wallet(&req.wallets),
         );
         crypto::verify_hex(&*self.signatures, id.key(), &bytes, sig)
             .map_err(|_| Refusal::Unauthorized("Invalid signature on connection request".to_owned()))?;
@@ -305,7 +325,8 @@ impl Node {
             agent_bio: Some(self.profile.bio.clone()),
             agent_public_key_hex: Some(self.me().to_owned()),
             agent_display_name: Some(self.profile.display_name.clone()),
-            wallets: Some(Default::default()),
+            wallets: Some(self.wallets.clone()),
+            wallet_address: self.wallets.get(SOLANA_CHAIN).cloned(),
             created_at: Some(self.profile.created_at.clone()),
             message: Some(message.to_owned()),
             ..Default::default()
@@ -433,7 +454,8 @@ impl Node {
         if acc.to_agent_id.as_deref() != Some(self.me()) {
             return Err(Refusal::Unauthorized("Acceptance is addressed to another agent".to_owned()));
         }
-        let bytes = sign::v2_bytes(V2_ACCEPTED, &[id.as_str(), self.me(), &acc.agent_url, stamp]);
+        let bytes =
+            handshake_bytes(V2_ACCEPTED, &[id.as_str(), self.me(), &acc.agent_url, stamp], signed_wallet(&acc.wallets));
         crypto::verify_hex(&*self.signatures, id.key(), &bytes, sig)
             .map_err(|_| Refusal::Unauthorized("Invalid signature on acceptance".to_owned()))?;
         Ok(true)
@@ -531,13 +553,14 @@ impl Node {
             from_agent_bio: Some(self.profile.bio.clone()),
             from_agent_public_key_hex: Some(self.me().to_owned()),
             from_agent_display_name: Some(self.profile.display_name.clone()),
-            wallets: Some(Default::default()),
+            wallets: Some(self.wallets.clone()),
+            from_agent_wallet_address: self.wallets.get(SOLANA_CHAIN).cloned(),
             created_at: Some(self.profile.created_at.clone()),
             timestamp: Some(stamp.clone()),
             target_url: Some(base.clone()),
             ..Default::default()
         };
-        let bytes = sign::v2_bytes(
+        let bytes = handshake_bytes(
             V2_CONNECT,
             &[
                 self.me(),
@@ -547,6 +570,7 @@ impl Node {
                 &base,
                 &stamp,
             ],
+            signed_wallet(&req.wallets),
         );
         req.dm_signature_hex = Some(crypto::sign_hex(&*self.signatures, &self.passport, &bytes));
         let call = Call::ConnectRequest { cmd, target_url: base.clone() };
@@ -702,15 +726,16 @@ impl Node {
         };
         let (url, local) = (conn.url.clone(), conn.local);
         let stamp = self.now.iso();
-        let bytes = sign::v2_bytes(V2_ACCEPTED, &[self.me(), peer, &self.config.public_url, &stamp]);
+        let wallet = self.wallets.get(SOLANA_CHAIN).map_or("", String::as_str);
+        let bytes = handshake_bytes(V2_ACCEPTED, &[self.me(), peer, &self.config.public_url, &stamp], wallet);
         let body = ConnectionAccepted {
             agent_id: self.me().to_owned(),
             agent_url: self.config.public_url.clone(),
             agent_bio: Some(self.profile.bio.clone()),
             agent_public_key_hex: Some(self.me().to_owned()),
             agent_display_name: Some(self.profile.display_name.clone()),
-            wallets: Some(Default::default()),
-            wallet_address: None,
+            wallets: Some(self.wallets.clone()),
+            wallet_address: self.wallets.get(SOLANA_CHAIN).cloned(),
             created_at: Some(self.profile.created_at.clone()),
             to_agent_id: Some(peer.to_owned()),
             timestamp: Some(stamp),
@@ -819,10 +844,12 @@ impl Node {
     }
 }
 
-/// Our signed form of a connection answer: target, requester, outcome, request id, URL, challenge, time.
+/// Our signed form of a connection answer: target, requester, outcome, request id, URL, challenge, time,
+/// wallet.
 fn answer_bytes(target: &str, requester: &str, outcome: &str, a: &ConnectionAnswer, stamp: &str) -> Vec<u8> {
-    sign::v2_bytes(
+    handshake_bytes(
         V2_CONNECT_ANSWER,
         &[target, requester, outcome, opt(&a.request_id), opt(&a.agent_url), opt(&a.challenge_hex), stamp],
+        signed_wallet(&a.wallets),
     )
 }

@@ -10,8 +10,6 @@ use crate::node::Call;
 use crate::output::{CommandOutput, DiscoveredPeer, DomainReport, ScanReport};
 use core::net::IpAddr;
 
-use std::collections::BTreeMap;
-
 use crate::crypto;
 use crate::identity::truncate_chars;
 use crate::limits::FRESHNESS_WINDOW_S;
@@ -76,7 +74,7 @@ impl Node {
             agent_url: self.config.public_url.clone(),
             bio: self.profile.bio.clone(),
             accepting_connections: self.accepting_connections(),
-            wallets: BTreeMap::new(),
+            wallets: self.wallets.clone(),
             peers: self
                 .connections
                 .values()

@@ -88,6 +88,11 @@ pub struct Reply {
     pub status: u16,
     /// JSON body (always an object; 0.5.3 treats any JSON object as delivered).
     pub body: Vec<u8>,
+    /// The request authenticated as a connected peer (its signature verified against that peer's
+    /// key) and was charged to that peer's budget here. A driver that charged the request to its
+    /// network source before parsing may give that charge back: a connection's traffic is bounded
+    /// by its own per-peer limits, not by the address it comes from.
+    pub peer: bool,
 }
 
 /// Something the local agent should learn about (the MCP server turns these into notifications).

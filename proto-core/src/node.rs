@@ -151,6 +151,9 @@ pub struct Node {
     pub(crate) batches: Batches,
     pub(crate) waiters: Waiters,
     pub(crate) outputs: VecDeque<Output>,
+    /// The request being handled authenticated as a connected peer and was charged to it
+    /// ([`Reply::peer`]); reset for every request.
+    pub(crate) request_from_peer: bool,
     pub(crate) next_outbound: u64,
     pub(crate) next_seq: u64,
     pub(crate) next_housekeeping_ms: u64,
@@ -364,6 +367,7 @@ impl Node {
             batches: Batches::default(),
             waiters: Waiters::default(),
             outputs: VecDeque::new(),
+            request_from_peer: false,
             next_outbound: 1,
             next_seq: 1,
             next_housekeeping_ms: now.mono_ms + HOUSEKEEPING_INTERVAL_MS,
@@ -404,6 +408,7 @@ impl Node {
     /// A peer's HTTP request. The answer comes out as an [`Output::Reply`] with the same id.
     pub fn handle_request(&mut self, now: Now, request: InboundRequest) {
         self.now = now;
+        self.request_from_peer = false;
         let id = request.id;
         let path = request.path.clone();
         // A handler queues its persists first and returns the body; the reply is queued after them,
@@ -559,7 +564,8 @@ impl Node {
     }
 
     pub(crate) fn reply(&mut self, id: InboundId, status: u16, body: Vec<u8>) {
-        self.push(Output::Reply(Reply { id, status, body }));
+        let peer = std::mem::take(&mut self.request_from_peer) && status == 200;
+        self.push(Output::Reply(Reply { id, status, body, peer }));
     }
 
     pub(crate) fn done(&mut self, id: CommandId, result: Result<CommandOutput, CommandError>) {
@@ -618,7 +624,10 @@ impl Node {
             Some((id, conn)) => Party::Peer(id, conn.rate_limit),
             None => Party::Source(source),
         };
-        self.rates.admit(self.now.mono_ms, party, self.profile.rate_global)
+        let from_peer = matches!(party, Party::Peer(..));
+        self.rates.admit(self.now.mono_ms, party, self.profile.rate_global)?;
+        self.request_from_peer = from_peer;
+        Ok(())
     }
 
     /// The per-peer limit, for connected peers, applied after their signature verified.

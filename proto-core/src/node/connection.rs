@@ -224,9 +224,8 @@ impl Node {
             });
         }
         // Whenever the stored request is proven (a signed request may replace an unproven one); it
-        // does nothing if a query already ran.
-        self.start_trust_query(&request_id);
-        self.spawn_for_request(&request_id);
+        // asks nothing if a query already ran.
+        self.ask_then_spawn(&request_id);
         let mut answer = ConnectionAnswer {
             auto_accepted: false,
             agent_id: Some(self.me().to_owned()),
@@ -371,9 +370,8 @@ impl Node {
             self.accept_pending(&request_id);
             return Ok(wire::encode(&json!({"success": true, "identity_verified": true, "accepted": true})));
         }
-        // Proven now: ask our peers about it (unproven requests never make us ask).
-        self.start_trust_query(&request_id);
-        self.spawn_for_request(&request_id);
+        // Proven now: ask our peers about it (unproven requests never make us ask), then wake an agent.
+        self.ask_then_spawn(&request_id);
         Ok(wire::encode(&json!({"success": true, "identity_verified": true})))
     }
 

@@ -151,6 +151,23 @@ pub enum Event {
         /// Its URL now.
         url: String,
     },
+    /// A peer's deliveries failed and a lookup found it at a new URL (signed by the peer itself, or,
+    /// for a 0.5.3 peer, agreed by answerers and proven by the peer's card there: `verified` false).
+    PeerUrlRecovered {
+        /// The peer.
+        agent_id: AgentId,
+        /// The URL that failed.
+        old_url: String,
+        /// The URL adopted.
+        new_url: String,
+        /// The peer signed it.
+        verified: bool,
+    },
+    /// A peer's deliveries failed and a lookup found no URL to adopt: they stay failed.
+    PeerNotFound {
+        /// The peer.
+        agent_id: AgentId,
+    },
     /// A signed packet failed verification, a replay was refused, or a key did not match: worth a
     /// look, never acted on automatically beyond the refusal.
     Refused {
@@ -241,6 +258,13 @@ mod tests {
             Event::MessageReceived { message_id: s("m"), from_agent_id: a.clone(), in_reply_to: None },
             Event::MessageReceived { message_id: s("m"), from_agent_id: a.clone(), in_reply_to: Some(s("m0")) },
             Event::PeerUpdated { agent_id: a.clone(), url: s("http://u") },
+            Event::PeerUrlRecovered {
+                agent_id: a.clone(),
+                old_url: s("http://o"),
+                new_url: s("http://n"),
+                verified: true,
+            },
+            Event::PeerNotFound { agent_id: a.clone() },
             Event::Refused { path: s("/p"), status: 403, reason: s("r") },
             Event::RequestDecided { request_id: s("r"), agent_id: a.clone(), accepted: false, peer_score: -0.5 },
         ];

@@ -10,6 +10,7 @@ mod discovery;
 mod healing;
 mod inbound;
 mod inspect;
+mod lookup;
 mod memory;
 mod outbound;
 mod shard;
@@ -31,6 +32,7 @@ use crate::connections::{Acceptances, Connections, RequestSources};
 use crate::crypto::{Ed25519, SignatureProvider};
 use crate::discovery::{Discovery, Scans};
 use crate::error::{CommandError, Refusal};
+use crate::healing::Healing;
 use crate::identity::{AgentId, KeyCache, Passport};
 use crate::inbox::Inbox;
 use crate::io::{
@@ -114,8 +116,15 @@ pub(crate) enum Call {
     ConnectRequest { cmd: CommandId, target_url: String },
     /// Best-effort calls (webhook updates, proofs, notices) whose answer changes nothing.
     FireAndForget,
-    /// One delivery of a send or forward batch.
-    Deliver { batch: u64, target: String },
+    /// One delivery of a send or forward batch. `body` is kept (until the answer) so that a
+    /// delivery failing the way a move explains can be retried at the peer's new URL, byte for byte;
+    /// a `retried` one is final.
+    Deliver { batch: u64, target: String, body: Vec<u8>, retried: bool },
+    /// One connection's answer to where `peer` is (a peer lookup).
+    Lookup { peer: String, answerer: String },
+    /// The card at the URL a lookup found for `peer` by agreement alone; `local` when a local
+    /// answerer named it.
+    LookupCard { peer: String, url: String, local: bool },
     /// One peer's answer about a pending requester.
     TrustQuery { request_id: String, peer: String, query_id: String },
     /// Our `connection_accepted` to a requester we accepted (`attempt` counts from 1).
@@ -140,6 +149,7 @@ pub struct Node {
     pub(crate) sent: Outbox,
     pub(crate) impressions: Impressions,
     pub(crate) discovery: Discovery,
+    pub(crate) healing: Healing,
     pub(crate) shards: Shards,
     pub(crate) memory: Memory,
     pub(crate) replay: Replay,
@@ -189,6 +199,8 @@ impl Node {
         let mut node = Self::empty(passport, signatures, config, seed, now, profile);
         let change = Change::put(Table::Profile, "self", &node.profile);
         node.persist(vec![change]);
+        // Records our URL, so that a restart elsewhere is announced.
+        node.announce_if_moved();
         node
     }
 
@@ -295,6 +307,7 @@ impl Node {
             }
             node.start_trust_query(&request_id);
         }
+        node.announce_if_moved();
         if fresh {
             let change = Change::put(Table::Profile, "self", &node.profile);
             node.persist(vec![change]);
@@ -319,6 +332,9 @@ impl Node {
             }
             Table::Impressions => {
                 self.impressions.restore_row(key, value)?;
+            }
+            Table::UrlProofs => {
+                self.healing.restore_row(key, value)?;
             }
             Table::Replay | Table::SentUpdates | Table::SentResponses | Table::Acceptances => {}
             Table::Shards => {
@@ -356,6 +372,7 @@ impl Node {
             sent: Outbox::default(),
             impressions: Impressions::default(),
             discovery: Discovery::default(),
+            healing: Healing::default(),
             shards: Shards::new(now.mono_ms),
             memory: Memory::default(),
             replay: Replay::default(),
@@ -505,7 +522,9 @@ impl Node {
         let Some(call) = self.calls.remove(&id) else { return };
         match call {
             Call::ConnectRequest { cmd, target_url } => self.on_connect_answer(cmd, &target_url, result),
-            Call::Deliver { batch, target } => self.on_delivery(batch, target, result),
+            Call::Deliver { batch, target, body, retried } => self.on_delivery(batch, target, body, retried, result),
+            Call::Lookup { peer, answerer } => self.on_lookup_answer(&peer, &answerer, result),
+            Call::LookupCard { peer, url, local } => self.on_lookup_card(&peer, url, local, result),
             Call::TrustQuery { request_id, peer, query_id } => {
                 self.on_trust_answer(&request_id, &peer, &query_id, result)
             }

@@ -467,6 +467,7 @@ impl Node {
         let replay_change = self.replay.admit(&key, stamp_us, self.now.wall_us)?;
         let removed = self.connections.remove(&d.from_agent_id);
         self.rates.forget(&d.from_agent_id);
+        self.forget_url_proof(&d.from_agent_id);
         let changes = vec![Change::delete(Table::Connections, &d.from_agent_id), replay_change];
         self.persist(changes);
         if let Some((conn, _)) = removed {
@@ -761,6 +762,7 @@ impl Node {
     fn drop_half_open(&mut self, peer: &str) {
         let Some((conn, change)) = self.connections.remove(peer) else { return };
         self.rates.forget(peer);
+        self.forget_url_proof(peer);
         self.acceptances.forget(peer);
         self.persist(vec![change, acceptance_row(peer, 0)]);
         self.emit(Event::Disconnected { agent_id: conn.agent_id, by_peer: true });
@@ -795,6 +797,7 @@ impl Node {
     pub(crate) fn disconnect(&mut self, agent_id: &str, reason: &str) {
         let Some((conn, change)) = self.connections.remove(agent_id) else { return };
         self.rates.forget(agent_id);
+        self.forget_url_proof(agent_id);
         self.persist(vec![change]);
         let stamp = self.now.iso();
         let bytes = sign::v2_bytes(V2_DISCONNECT, &[self.me(), conn.agent_id.as_str(), &stamp, reason]);

@@ -233,6 +233,11 @@ impl Node {
     pub(crate) fn cmd_set_url(&mut self, new_url: &str) -> Result<UrlUpdated, CommandError> {
         url::validate(new_url).map_err(CommandError::InvalidArgument)?;
         self.config.public_url = url::base(new_url);
+        // Already announced (a restart on this URL announces it by itself): nothing new to tell.
+        let me = self.me().to_owned();
+        if self.healing.proof(&me).is_some_and(|p| p.url == self.config.public_url) {
+            return Ok(UrlUpdated { url: self.config.public_url.clone(), peers_notified: 0 });
+        }
         let notified = self.broadcast_peer_update();
         Ok(UrlUpdated { url: self.config.public_url.clone(), peers_notified: notified })
     }

@@ -32,7 +32,8 @@ pub struct Peer {
     pub spawns: Vec<proto_core::spawn::SpawnRequest>,
     /// Its passport's seed (tests sign in its name with it).
     pub seed: [u8; 32],
-    config: Config,
+    /// Its configuration (a restart uses it: change `public_url` to restart on a new address).
+    pub config: Config,
 }
 
 /// The harness.
@@ -50,6 +51,9 @@ pub struct Mesh {
     pub unreachable: Vec<usize>,
     /// Transmits to these nodes wait in `held` (a slow peer) until [`Mesh::release`].
     pub slow: Vec<usize>,
+    /// Fixed answers (status, JSON body) for URLs starting with the given prefix, checked before
+    /// the nodes: a scripted (possibly lying) peer that is not a node.
+    pub canned: Vec<(String, u16, Value)>,
     held: VecDeque<(usize, Transmit)>,
 }
 
@@ -71,6 +75,7 @@ impl Mesh {
             next_id: 1,
             unreachable: Vec::new(),
             slow: Vec::new(),
+            canned: Vec::new(),
             held: VecDeque::new(),
         }
     }
@@ -225,10 +230,18 @@ impl Mesh {
     }
 
     fn deliver(&mut self, from: usize, t: Transmit) {
-        let path = t.url.split_once("/__darkmatter__").map(|(_, p)| format!("/__darkmatter__{p}")).unwrap_or_default();
+        // The path after the authority (`/__darkmatter__/...` or `/.well-known/...`).
+        let after_scheme = t.url.split_once("://").map_or(t.url.as_str(), |(_, rest)| rest);
+        let path = after_scheme.find('/').map(|i| after_scheme[i..].to_owned()).unwrap_or_default();
         let target = self.peers.iter().position(|p| t.url.starts_with(&p.url));
         let from_name = self.peers[from].name.clone();
+        let canned = self.canned.iter().find(|(prefix, _, _)| t.url.starts_with(prefix.as_str())).cloned();
         let result = match target {
+            _ if canned.is_some() => {
+                let (_, status, body) = canned.expect("checked");
+                self.log(format!("{from_name} -> canned {:?} {} -> {status} {}", t.method, t.url, summary(&body)));
+                Ok(HttpResponse { status, body: body.to_string().into_bytes() })
+            }
             Some(to) if !self.unreachable.contains(&to) => {
                 let id = InboundId(self.next_id);
                 self.next_id += 1;
@@ -343,6 +356,10 @@ fn event_line(e: &Event) -> String {
             format!("message {message_id} from {from_agent_id} reply_to={in_reply_to:?}")
         }
         Event::PeerUpdated { agent_id, url } => format!("peer-updated {agent_id} at {url}"),
+        Event::PeerUrlRecovered { agent_id, new_url, verified, .. } => {
+            format!("peer-url-recovered {agent_id} at {new_url} verified={verified}")
+        }
+        Event::PeerNotFound { agent_id } => format!("peer-not-found {agent_id}"),
         Event::Refused { path, status, reason } => format!("refused {path} {status}: {reason}"),
         Event::RequestDecided { request_id, agent_id, accepted, peer_score } => {
             format!("request-decided {request_id} by {agent_id} accepted={accepted} peer_score={peer_score:.3}")

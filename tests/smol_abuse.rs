@@ -214,6 +214,32 @@ fn a_flooding_source_is_refused_at_its_own_budget() {
     assert_eq!((status, body["error"].as_str()), (429, Some(Refusal::Budget.to_string().as_str())));
 }
 
+/// A connected peer's signed traffic is bounded by its per-peer limits in the core, not by its
+/// address: with a source budget of 10 requests refilled at 1 a second, the peer still delivers 40
+/// messages at once, while junk from the very same address is refused at that budget.
+#[test]
+fn a_connected_peers_signed_requests_are_refunded_and_junk_from_its_address_is_not() {
+    let _serial = serial();
+    let dirs = dirs("refund");
+    let limits = Limits { requests_burst: 10, requests_per_s: 1, ..Limits::default() };
+    let (target, peer) = target_and_peer(&dirs, Admission::new(limits));
+    // The user lifted this peer's limit: only the socket budget could refuse it now.
+    target.cmd(Command::SetRateLimit { agent_id: Some(peer.id()), limit: -1 });
+    let ids: Vec<String> = (0..40).map(|i| send(&peer, &target, &format!("busy peer {i}"))).collect();
+    for id in &ids {
+        assert!(arrives(&target, id), "message {id} of a connected peer was refused for its address");
+    }
+    // Junk from the peer's own address (127.0.0.1) spends the budget and gets nothing back.
+    let addr = target.addr();
+    let refused = (0..15)
+        .filter(|_| {
+            let (status, body) = http_from(1, addr, "POST", "/__darkmatter__/message", b"x").expect("an answer");
+            status == 429 && body["error"] == Refusal::Budget.to_string()
+        })
+        .count();
+    assert!(refused >= 3, "junk from a peer's address was not charged ({refused} of 15 refused)");
+}
+
 /// Sends `prefix` at once, then `step` every `every`, until the server answers or closes; returns how
 /// long that took and what it answered. Gives up after twice the whole-request deadline.
 fn trickle(from: u8, addr: SocketAddr, prefix: &[u8], step: &[u8], every: Duration) -> (Duration, Vec<u8>) {

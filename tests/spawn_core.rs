@@ -278,6 +278,27 @@ fn only_a_proven_pending_request_wakes_an_agent_once_an_hour_per_requester() {
 }
 
 #[test]
+fn a_proven_request_wakes_an_agent_only_once_our_peers_have_answered() {
+    let (mut m, b) = node(Some(SpawnConfig::default()));
+    let v = m.add("V", true);
+    let url = m.peers[b].url.clone();
+    m.command(v, Command::Connect { target_url: url }).unwrap();
+    m.command(b, Command::SetImpression { agent_id: m.id(v), score: 0.8, note: None }).unwrap();
+    let p = peer(9);
+    m.command(v, Command::SetImpression { agent_id: p.agent_id().as_str().to_owned(), score: 0.6, note: None })
+        .unwrap();
+    // V is slow to answer B's trust query: the proven request wakes nobody yet.
+    m.slow.push(v);
+    let proven = request(&mut m, b, &p, "Pat", public_ip(), true);
+    assert!(spawned_keys(&m, b).is_empty(), "an agent woke before our peers answered");
+    // V's answer arrives: now exactly one agent wakes, and it is told the trust V's report moved.
+    m.release();
+    assert_eq!(spawned_keys(&m, b), vec![proven]);
+    let trust = m.peers[b].spawns[0].sender_trust;
+    assert!(trust > 0.0, "the prompt's trust carries V's opinion, got {trust}");
+}
+
+#[test]
 fn an_auto_accepted_request_wakes_no_agent() {
     let (mut m, b) = node(Some(SpawnConfig::default()));
     connect(&mut m, b, &peer(1), "P");

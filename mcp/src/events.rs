@@ -56,6 +56,20 @@ pub fn notice(event: &Event) -> Notice {
             .to_owned(),
         ),
         Event::PeerUpdated { .. } => (LoggingLevel::Info, "Nothing to do: the connection follows the new URL.".to_owned()),
+        Event::PeerUrlRecovered { verified, .. } => (
+            LoggingLevel::Info,
+            if *verified {
+                "A peer had moved; its own signed update was found and the failed messages were retried there."
+            } else {
+                "A peer had moved; peers agreed on its new URL and its card there proved its key; failed messages were retried."
+            }
+            .to_owned(),
+        ),
+        Event::PeerNotFound { .. } => (
+            LoggingLevel::Warning,
+            "Messages to a peer failed and no peer knew a newer URL for it; they stay failed (see darkmatter_get_sent_message)."
+                .to_owned(),
+        ),
         Event::Refused { .. } => (
             LoggingLevel::Warning,
             "A peer request was refused (bad signature, replay or key mismatch). Nothing to do unless it repeats."

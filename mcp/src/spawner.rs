@@ -14,6 +14,10 @@
 //!
 //! When the child ends, everything is undone: the socket and its sessions close (the token dies
 //! with the child), the private directory goes, a merged file is restored after its last user.
+//! What a killed node could not undo is undone when the next node of this project starts serving
+//! ([`Spawner::serve`]): merged files are put back and private directories (each marked under
+//! `.darkmatter/spawn/private/` before it is made) removed. Never earlier: a second `darkmatter`
+//! that only attaches to a live node must not touch its children's files.
 //!
 //! `DARKMATTER_SANDBOX=true` refuses every spawn until the sandbox helper exists: an agent is never
 //! run unsandboxed behind the user's back (fail closed).
@@ -94,6 +98,8 @@ impl Settings {
 struct Child {
     _socket: ChildSocket,
     private_dir: PathBuf,
+    /// Its mark under `.darkmatter/spawn/private/`, removed after the directory.
+    mark: PathBuf,
     merged: Option<PathBuf>,
 }
 
@@ -102,22 +108,34 @@ pub struct Spawner {
     settings: Settings,
     node: OnceLock<(Backend, Arc<smol::Executor<'static>>)>,
     live: Mutex<HashMap<SpawnId, Child>>,
-    merges: Merges,
+    /// Opened (and a crashed run's merges repaired) only by the node's owner, in [`Spawner::serve`].
+    merges: OnceLock<Merges>,
 }
 
 impl Spawner {
-    /// A spawner; files a crashed run left merged are put back now.
+    /// A spawner. It touches no file until [`Spawner::serve`]: this process may yet turn out to
+    /// attach to a node that another process runs (and whose children use those files).
     pub fn new(settings: Settings) -> Arc<Self> {
-        let (merges, repaired) = Merges::open(&settings.state_dir.join("spawn"));
+        Arc::new(Self { settings, node: OnceLock::new(), live: Mutex::new(HashMap::new()), merges: OnceLock::new() })
+    }
+
+    /// This process runs the project's node and its sessions are served: what a killed run left is
+    /// undone (merged files put back, private directories removed), then children may attach.
+    pub fn serve(&self, backend: Backend, ex: Arc<smol::Executor<'static>>) {
+        let spawn_dir = self.settings.state_dir.join("spawn");
+        let (merges, repaired) = Merges::open(&spawn_dir);
         for path in repaired {
             eprintln!("darkmatter: restored {} after an unfinished agent run", path.display());
         }
-        Arc::new(Self { settings, node: OnceLock::new(), live: Mutex::new(HashMap::new()), merges })
+        let _ = self.merges.set(merges);
+        for dir in sweep_private_dirs(&spawn_dir.join(PRIVATE_MARKS), &private_base()) {
+            eprintln!("darkmatter: removed {} after an unfinished agent run", dir.display());
+        }
+        let _ = self.node.set((backend, ex));
     }
 
-    /// The node's sessions are served: children may attach from now on.
-    pub fn serve(&self, backend: Backend, ex: Arc<smol::Executor<'static>>) {
-        let _ = self.node.set((backend, ex));
+    fn merges(&self) -> Result<&Merges, String> {
+        self.merges.get().ok_or_else(|| "the node is not serving sessions yet".to_owned())
     }
 
     fn node(&self) -> Result<&(Backend, Arc<smol::Executor<'static>>), String> {
@@ -138,9 +156,14 @@ impl Spawner {
     fn set_up(&self, request: &SpawnRequest) -> Result<(ServerCommand, PathBuf), String> {
         let (backend, ex) = self.node()?;
         let token = random_hex(16)?;
-        let base = std::env::temp_dir().join(format!("darkmatter-{}", euid()));
+        let base = private_base();
         make_private_dir(&base).map_err(|e| format!("cannot use {}: {e}", base.display()))?;
         let private_dir = base.join(format!("spawn-{}", &token[..16]));
+        // Marked before it exists, so a node killed at any point leaves a mark for the next start.
+        let marks = self.settings.state_dir.join("spawn").join(PRIVATE_MARKS);
+        std::fs::create_dir_all(&marks).map_err(|e| format!("cannot use {}: {e}", marks.display()))?;
+        let mark = marks.join(&token[..16]);
+        std::fs::write(&mark, b"").map_err(|e| format!("cannot write {}: {e}", mark.display()))?;
         make_private_dir(&private_dir).map_err(|e| format!("cannot use {}: {e}", private_dir.display()))?;
         let socket_path = private_dir.join("node.sock");
         let request_id = match &request.trigger {
@@ -151,7 +174,7 @@ impl Spawner {
             Backend::local(Arc::new(SpawnedMesh::new(backend.mesh.clone(), request_id)), backend.hub.clone());
         let socket = ChildSocket::open(&socket_path, token.clone(), restricted, ex)
             .map_err(|e| format!("cannot open the agent's socket {}: {e}", socket_path.display()))?;
-        let child = Child { _socket: socket, private_dir: private_dir.clone(), merged: None };
+        let child = Child { _socket: socket, private_dir: private_dir.clone(), mark, merged: None };
         self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(request.spawn_id, child);
         let server = ServerCommand {
             command: self.settings.exe.to_string_lossy().into_owned(),
@@ -176,7 +199,7 @@ impl Spawner {
             }
             Delivery::ProjectFile { path, format } => {
                 let file = self.settings.project_dir.join(path);
-                self.merges.acquire(&file, format, server)?;
+                self.merges()?.acquire(&file, format, server)?;
                 if let Some(c) = self.live.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&id) {
                     c.merged = Some(file);
                 }
@@ -266,12 +289,41 @@ impl Launcher for Spawner {
     fn finished(&self, spawn_id: SpawnId) {
         let child = self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&spawn_id);
         if let Some(child) = child {
-            if let Some(file) = &child.merged {
-                self.merges.release(file);
+            if let (Some(file), Some(merges)) = (&child.merged, self.merges.get()) {
+                merges.release(file);
             }
             let _ = std::fs::remove_dir_all(&child.private_dir);
+            let _ = std::fs::remove_file(&child.mark);
         }
     }
+}
+
+/// The directory under `.darkmatter/spawn/` marking each live child's private directory.
+const PRIVATE_MARKS: &str = "private";
+
+/// Where children's private directories are made: `$TMPDIR/darkmatter-<euid>/`.
+fn private_base() -> PathBuf {
+    std::env::temp_dir().join(format!("darkmatter-{}", euid()))
+}
+
+/// Removes the private directory of every mark in `marks` (left by a killed run) and the mark;
+/// returns the directories removed. A mark that is not a token prefix is removed alone: the path
+/// joined is always `base/spawn-<16 hex digits>`.
+fn sweep_private_dirs(marks: &Path, base: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(marks) else { return Vec::new() };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.len() == 16 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let dir = base.join(format!("spawn-{name}"));
+            if std::fs::remove_dir_all(&dir).is_ok() {
+                removed.push(dir);
+            }
+        }
+        let _ = std::fs::remove_file(entry.path());
+    }
+    removed
 }
 
 /// `<id>.log` with the id made a safe file name: a peer chose it.
@@ -295,6 +347,25 @@ fn random_hex(bytes: usize) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sweep_removes_marked_private_dirs_and_nothing_else() {
+        let root = std::env::temp_dir().join(format!("dm-sweep-{}", std::process::id()));
+        let (marks, base) = (root.join("marks"), root.join("base"));
+        for d in ["spawn-0123456789abcdef", "spawn-fedcba9876543210", "keep"] {
+            std::fs::create_dir_all(base.join(d)).unwrap();
+        }
+        std::fs::create_dir_all(&marks).unwrap();
+        for m in ["0123456789abcdef", "0123456789abcdeX", "not-hex-at-all!!"] {
+            let _ = std::fs::write(marks.join(m), b"");
+        }
+        let removed = sweep_private_dirs(&marks, &base);
+        assert_eq!(removed, vec![base.join("spawn-0123456789abcdef")]);
+        assert!(base.join("spawn-fedcba9876543210").exists(), "an unmarked (another node's) dir stays");
+        assert!(base.join("keep").exists());
+        assert_eq!(std::fs::read_dir(&marks).unwrap().count(), 0, "every mark is consumed");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn log_names_cannot_leave_the_spawn_directory() {

@@ -427,7 +427,10 @@ fn agents_orphaned_by_a_killed_node_are_killed_at_its_next_start() {
     let (mut b, dir, url) = receiver(&root, &s, "claude-code", &[("DM_SLEEP", "60")]);
     let b_id = connect(&mut a, &url);
     a.ok("darkmatter_send_message", json!({"target_agent_id": b_id, "content": "sleep"}));
-    let grandchild = records(&s, "claude", 1, |r| r["grandchild"].is_u64())[0]["grandchild"].as_u64().unwrap();
+    let record = records(&s, "claude", 1, |r| r["grandchild"].is_u64()).remove(0);
+    let grandchild = record["grandchild"].as_u64().unwrap();
+    let socket = PathBuf::from(record["env"]["DARKMATTER_ATTACH_SOCKET"].as_str().unwrap());
+    let private_dir = socket.parent().unwrap().to_owned();
     let stand_in: u64 = entries(&s.records)
         .iter()
         .find_map(|n| n.strip_prefix("claude-")?.strip_suffix(".json")?.parse().ok())
@@ -435,10 +438,39 @@ fn agents_orphaned_by_a_killed_node_are_killed_at_its_next_start() {
     b.child.kill().unwrap();
     b.child.wait().unwrap();
     assert!(alive(stand_in) && alive(grandchild), "a hard crash leaves the agent running");
+    assert!(private_dir.exists(), "a hard crash leaves the agent's private directory");
     let (_b2, _, _) = receiver_in(&dir, &s, "claude-code", &[("DM_SLEEP", "60")]);
     assert!(
         until(Duration::from_secs(5), || !alive(stand_in) && !alive(grandchild)),
         "the next start kills the orphaned agent and its helper"
+    );
+    assert!(until(Duration::from_secs(5), || !private_dir.exists()), "the next start removes its private directory");
+}
+
+#[test]
+fn a_second_darkmatter_that_attaches_leaves_a_live_childs_merged_file_alone() {
+    let root = project("spawn-attach-merge");
+    let s = stand_ins(&root);
+    let mut a = sender(&root);
+    let dir = root.join("project-opencode");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("opencode.json");
+    std::fs::write(&file, USER_OPENCODE).unwrap();
+    let (_b, _, url) = receiver_in(&dir, &s, "opencode", &[("DM_SLEEP", "4")]);
+    let b_id = connect(&mut a, &url);
+    a.ok("darkmatter_send_message", json!({"target_agent_id": b_id, "content": "one"}));
+    let token = records(&s, "opencode", 1, |r| r["grandchild"].is_u64())[0]["env"]["DARKMATTER_SPAWN_TOKEN"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A second MCP client starts `darkmatter` in the same project while the child runs: it attaches.
+    let mut second = Proc::start(&dir, free_port(), &[("DARKMATTER_AGENT_ENABLED", "true")]);
+    second.initialize();
+    let during = std::fs::read_to_string(&file).unwrap();
+    assert!(during.contains(&token), "the live child's entry was taken away by an attaching process: {during}");
+    assert!(
+        until(Duration::from_secs(15), || std::fs::read_to_string(&file).unwrap() == USER_OPENCODE),
+        "restored byte for byte after the child"
     );
 }
 

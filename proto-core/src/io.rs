@@ -88,6 +88,11 @@ pub struct Reply {
     pub status: u16,
     /// JSON body (always an object; 0.5.3 treats any JSON object as delivered).
     pub body: Vec<u8>,
+    /// The request authenticated as a connected peer (its signature verified against that peer's
+    /// key) and was charged to that peer's budget here. A driver that charged the request to its
+    /// network source before parsing may give that charge back: a connection's traffic is bounded
+    /// by its own per-peer limits, not by the address it comes from.
+    pub peer: bool,
 }
 
 /// Something the local agent should learn about (the MCP server turns these into notifications).
@@ -145,6 +150,23 @@ pub enum Event {
         agent_id: AgentId,
         /// Its URL now.
         url: String,
+    },
+    /// A peer's deliveries failed and a lookup found it at a new URL (signed by the peer itself, or,
+    /// for a 0.5.3 peer, agreed by answerers and proven by the peer's card there: `verified` false).
+    PeerUrlRecovered {
+        /// The peer.
+        agent_id: AgentId,
+        /// The URL that failed.
+        old_url: String,
+        /// The URL adopted.
+        new_url: String,
+        /// The peer signed it.
+        verified: bool,
+    },
+    /// A peer's deliveries failed and a lookup found no URL to adopt: they stay failed.
+    PeerNotFound {
+        /// The peer.
+        agent_id: AgentId,
     },
     /// A signed packet failed verification, a replay was refused, or a key did not match: worth a
     /// look, never acted on automatically beyond the refusal.
@@ -236,6 +258,13 @@ mod tests {
             Event::MessageReceived { message_id: s("m"), from_agent_id: a.clone(), in_reply_to: None },
             Event::MessageReceived { message_id: s("m"), from_agent_id: a.clone(), in_reply_to: Some(s("m0")) },
             Event::PeerUpdated { agent_id: a.clone(), url: s("http://u") },
+            Event::PeerUrlRecovered {
+                agent_id: a.clone(),
+                old_url: s("http://o"),
+                new_url: s("http://n"),
+                verified: true,
+            },
+            Event::PeerNotFound { agent_id: a.clone() },
             Event::Refused { path: s("/p"), status: 403, reason: s("r") },
             Event::RequestDecided { request_id: s("r"), agent_id: a.clone(), accepted: false, peer_score: -0.5 },
         ];

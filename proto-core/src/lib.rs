@@ -168,6 +168,7 @@ pub mod crypto;
 pub mod discovery;
 pub mod e2e;
 pub mod error;
+mod healing;
 pub mod identity;
 mod inbox;
 pub mod io;

@@ -223,6 +223,27 @@ pub const SPAWN_CONTEXT_LINE_CHARS_MAX: usize = 200;
 
 /// Timeout we give peer HTTP calls, in milliseconds.
 pub const PEER_CALL_TIMEOUT_MS: u64 = 10_000;
+
+/// After a lookup of a peer ends, none starts for it again before this many ms have passed (0.5.3
+/// looks up on every failed send): ten failed deliveries in ten seconds cause one fan-out.
+pub const LOOKUP_COOLDOWN_MS: u64 = 60_000;
+/// Lookups running at once; a delivery failing while all are busy fails as it would without healing.
+pub const LOOKUPS_IN_FLIGHT_MAX: usize = 4;
+/// Connections asked in one lookup (0.5.3's `PEER_LOOKUP_MAX_CONCURRENT`), most trusted first.
+pub const LOOKUP_ASK_MAX: usize = 50;
+/// Timeout of one lookup question, in ms (0.5.3's `PEER_LOOKUP_TIMEOUT`).
+pub const LOOKUP_TIMEOUT_MS: u64 = 5_000;
+/// Failed deliveries to one peer held while its lookup runs (retried if it finds the peer); more
+/// fail at once.
+pub const LOOKUP_PARKED_MAX: usize = 16;
+/// How far in the future a signed update's timestamp may lie and still count, in seconds.
+pub const LOOKUP_FUTURE_S_MAX: i64 = 300;
+/// Distinct answerers that must name the same URL for an unsigned answer to be adopted (or
+/// [`LOOKUP_UNSIGNED_SCORE_MIN`]).
+pub const LOOKUP_UNSIGNED_AGREE_MIN: usize = 2;
+/// Combined weight (Σ max(trust, 0.1), 0.5 for an answerer we have no impression of) at which one
+/// unsigned URL is adopted without a second answerer.
+pub const LOOKUP_UNSIGNED_SCORE_MIN: f64 = 1.0;
 /// Timeout for the connection request call, in milliseconds (a 0.5.3 target queries its peers first).
 pub const CONNECT_CALL_TIMEOUT_MS: u64 = 30_000;
 /// Outbound calls in flight at once; more are refused with a clear error.

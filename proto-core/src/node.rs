@@ -10,6 +10,7 @@ mod discovery;
 mod healing;
 mod inbound;
 mod inspect;
+mod lookup;
 mod memory;
 mod outbound;
 mod shard;
@@ -31,6 +32,7 @@ use crate::connections::{Acceptances, Connections, RequestSources};
 use crate::crypto::{Ed25519, SignatureProvider};
 use crate::discovery::{Discovery, Scans};
 use crate::error::{CommandError, Refusal};
+use crate::healing::Healing;
 use crate::identity::{AgentId, KeyCache, Passport};
 use crate::inbox::Inbox;
 use crate::io::{
@@ -114,8 +116,15 @@ pub(crate) enum Call {
     ConnectRequest { cmd: CommandId, target_url: String },
     /// Best-effort calls (webhook updates, proofs, notices) whose answer changes nothing.
     FireAndForget,
-    /// One delivery of a send or forward batch.
-    Deliver { batch: u64, target: String },
+    /// One delivery of a send or forward batch. `body` is kept (until the answer) so that a
+    /// delivery failing the way a move explains can be retried at the peer's new URL, byte for byte;
+    /// a `retried` one is final.
+    Deliver { batch: u64, target: String, body: Vec<u8>, retried: bool },
+    /// One connection's answer to where `peer` is (a peer lookup).
+    Lookup { peer: String, answerer: String },
+    /// The card at the URL a lookup found for `peer` by agreement alone; `local` when a local
+    /// answerer named it.
+    LookupCard { peer: String, url: String, local: bool },
     /// One peer's answer about a pending requester.
     TrustQuery { request_id: String, peer: String, query_id: String },
     /// Our `connection_accepted` to a requester we accepted (`attempt` counts from 1).
@@ -140,6 +149,7 @@ pub struct Node {
     pub(crate) sent: Outbox,
     pub(crate) impressions: Impressions,
     pub(crate) discovery: Discovery,
+    pub(crate) healing: Healing,
     pub(crate) shards: Shards,
     pub(crate) memory: Memory,
     pub(crate) replay: Replay,
@@ -151,6 +161,9 @@ pub struct Node {
     pub(crate) batches: Batches,
     pub(crate) waiters: Waiters,
     pub(crate) outputs: VecDeque<Output>,
+    /// The request being handled authenticated as a connected peer and was charged to it
+    /// ([`Reply::peer`]); reset for every request.
+    pub(crate) request_from_peer: bool,
     pub(crate) next_outbound: u64,
     pub(crate) next_seq: u64,
     pub(crate) next_housekeeping_ms: u64,
@@ -189,6 +202,8 @@ impl Node {
         let mut node = Self::empty(passport, signatures, config, seed, now, profile);
         let change = Change::put(Table::Profile, "self", &node.profile);
         node.persist(vec![change]);
+        // Records our URL, so that a restart elsewhere is announced.
+        node.announce_if_moved();
         node
     }
 
@@ -295,6 +310,7 @@ impl Node {
             }
             node.start_trust_query(&request_id);
         }
+        node.announce_if_moved();
         if fresh {
             let change = Change::put(Table::Profile, "self", &node.profile);
             node.persist(vec![change]);
@@ -319,6 +335,9 @@ impl Node {
             }
             Table::Impressions => {
                 self.impressions.restore_row(key, value)?;
+            }
+            Table::UrlProofs => {
+                self.healing.restore_row(key, value)?;
             }
             Table::Replay | Table::SentUpdates | Table::SentResponses | Table::Acceptances => {}
             Table::Shards => {
@@ -361,6 +380,7 @@ impl Node {
             sent: Outbox::default(),
             impressions: Impressions::default(),
             discovery: Discovery::default(),
+            healing: Healing::default(),
             shards: Shards::new(now.mono_ms),
             memory: Memory::default(),
             replay: Replay::default(),
@@ -372,6 +392,7 @@ impl Node {
             batches: Batches::default(),
             waiters: Waiters::default(),
             outputs: VecDeque::new(),
+            request_from_peer: false,
             next_outbound: 1,
             next_seq: 1,
             next_housekeeping_ms: now.mono_ms + HOUSEKEEPING_INTERVAL_MS,
@@ -412,6 +433,7 @@ impl Node {
     /// A peer's HTTP request. The answer comes out as an [`Output::Reply`] with the same id.
     pub fn handle_request(&mut self, now: Now, request: InboundRequest) {
         self.now = now;
+        self.request_from_peer = false;
         let id = request.id;
         let path = request.path.clone();
         // A handler queues its persists first and returns the body; the reply is queued after them,
@@ -508,7 +530,9 @@ impl Node {
         let Some(call) = self.calls.remove(&id) else { return };
         match call {
             Call::ConnectRequest { cmd, target_url } => self.on_connect_answer(cmd, &target_url, result),
-            Call::Deliver { batch, target } => self.on_delivery(batch, target, result),
+            Call::Deliver { batch, target, body, retried } => self.on_delivery(batch, target, body, retried, result),
+            Call::Lookup { peer, answerer } => self.on_lookup_answer(&peer, &answerer, result),
+            Call::LookupCard { peer, url, local } => self.on_lookup_card(&peer, url, local, result),
             Call::TrustQuery { request_id, peer, query_id } => {
                 self.on_trust_answer(&request_id, &peer, &query_id, result)
             }
@@ -567,7 +591,8 @@ impl Node {
     }
 
     pub(crate) fn reply(&mut self, id: InboundId, status: u16, body: Vec<u8>) {
-        self.push(Output::Reply(Reply { id, status, body }));
+        let peer = std::mem::take(&mut self.request_from_peer) && status == 200;
+        self.push(Output::Reply(Reply { id, status, body, peer }));
     }
 
     pub(crate) fn done(&mut self, id: CommandId, result: Result<CommandOutput, CommandError>) {
@@ -626,7 +651,10 @@ impl Node {
             Some((id, conn)) => Party::Peer(id, conn.rate_limit),
             None => Party::Source(source),
         };
-        self.rates.admit(self.now.mono_ms, party, self.profile.rate_global)
+        let from_peer = matches!(party, Party::Peer(..));
+        self.rates.admit(self.now.mono_ms, party, self.profile.rate_global)?;
+        self.request_from_peer = from_peer;
+        Ok(())
     }
 
     /// The per-peer limit, for connected peers, applied after their signature verified.

@@ -41,11 +41,14 @@ pub enum Table {
     SentResponses,
     /// Acceptances we sent that the peer has not confirmed yet: agent id → attempts sent (`u32`).
     Acceptances,
+    /// The proof behind each connection's URL ([`UrlProof`]) by agent id; under our own id, the URL
+    /// we last announced.
+    UrlProofs,
 }
 
 impl Table {
     /// Every table, for drivers that create them up front.
-    pub const ALL: [Table; 13] = [
+    pub const ALL: [Table; 14] = [
         Table::Profile,
         Table::Connections,
         Table::PendingIn,
@@ -59,6 +62,7 @@ impl Table {
         Table::SentUpdates,
         Table::SentResponses,
         Table::Acceptances,
+        Table::UrlProofs,
     ];
 
     /// A stable name for the table (used as the redb table name).
@@ -77,6 +81,7 @@ impl Table {
             Table::SentUpdates => "sent_updates",
             Table::SentResponses => "sent_responses",
             Table::Acceptances => "acceptances",
+            Table::UrlProofs => "url_proofs",
         }
     }
 }
@@ -233,7 +238,51 @@ impl Record for Impression {
     }
 }
 impl Record for Shard {}
+impl Record for UrlProof {}
 impl Record for ConversationEntry {}
+
+/// What justified a peer's current URL: its own signed `peer_update` (served to peers that look it
+/// up, so they can check it themselves), or nothing better than agreement (an unsigned adoption).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UrlProof {
+    /// The URL (a base URL).
+    pub url: String,
+    /// The signed timestamp, as signed (ISO).
+    pub timestamp: String,
+    /// The same, parsed (wall µs): a newer proof replaces an older one, never the reverse.
+    pub stamp_us: i64,
+    /// How the URL is proven.
+    pub form: ProofForm,
+}
+
+/// How a [`UrlProof`] proves its URL.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ProofForm {
+    /// Our signed form of `peer_update` (also covers bio and name).
+    V2 {
+        /// `dm_signature_hex`.
+        signature: String,
+        /// The bio signed with it.
+        bio: String,
+        /// The name signed with it.
+        display_name: String,
+    },
+    /// 0.5.3's form: `peer_update` over agent id, URL and timestamp.
+    Legacy {
+        /// `signature`.
+        signature: String,
+    },
+    /// Adopted from unsigned lookup answers that agreed and whose card proved the key; never served
+    /// as proof, and replaced by the first signed update.
+    Unsigned,
+}
+
+impl UrlProof {
+    /// Whether the peer itself signed this URL.
+    pub fn signed(&self) -> bool {
+        !matches!(self.form, ProofForm::Unsigned)
+    }
+}
 
 /// The node's own profile.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -394,6 +394,7 @@ fn print_summary(o: &Options, r: &Report, wall: f64, out: Option<&str>) {
             "faults             {} crashes, {} restarts, {} address moves, {} peer updates accepted",
             c.crashes, c.restarts, c.moves, c.peer_updates
         );
+        println!("lookups            {} peers found at a new URL, {} not found", c.urls_recovered, c.peers_not_found);
     }
     if let Some((stale, all)) = r.stale_links {
         println!("stale links        {stale} of {all} connections point at an address their peer left");

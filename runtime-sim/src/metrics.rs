@@ -59,6 +59,10 @@ pub struct Counters {
     pub decided_rejected: u64,
     /// Peer updates accepted.
     pub peer_updates: u64,
+    /// Peers found again at a new URL by a lookup after deliveries to them failed.
+    pub urls_recovered: u64,
+    /// Lookups that found nothing to adopt.
+    pub peers_not_found: u64,
     /// Body bytes the nodes encoded: request bodies they sent, reply bodies, beacon payloads.
     pub wire_bytes_out: u64,
     /// Body bytes the nodes decoded: request bodies, response bodies and datagrams handed in.

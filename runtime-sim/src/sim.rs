@@ -838,6 +838,9 @@ impl Sim {
             // Counted, not traced: spawning is off in every named scenario (`--spawn 1` turns it on).
             Event::SpawnRefused { .. } => self.counters.spawns_refused += 1,
             Event::SpawnFailed { .. } => {}
+            // Counted, not traced (yet): the churn scenario will trace them.
+            Event::PeerUrlRecovered { .. } => self.counters.urls_recovered += 1,
+            Event::PeerNotFound { .. } => self.counters.peers_not_found += 1,
         }
     }
 

@@ -8,7 +8,9 @@
 //! - has spent its request budget, a token bucket of [`SOURCE_REQUESTS_BURST`] requests refilled at
 //!   [`SOURCE_REQUESTS_PER_S`] (429). Every request is charged when its first byte arrives, before its
 //!   head is parsed, so junk and heads that do not parse cost their own source's budget and never
-//!   reach the core (nor its global window).
+//!   reach the core (nor its global window). A request the core authenticated as a connected peer's
+//!   and accepted is refunded ([`ConnectionTicket::refund_request`]): the core's per-peer limits bound
+//!   a connection, so a busy peer is never refused for its address.
 //!
 //! The table itself is bounded: at most [`SOURCES_MAX`] sources are remembered. A new source over the
 //! bound evicts the idle source (no open connection) seen least recently. Sources with an open
@@ -260,6 +262,18 @@ impl ConnectionTicket {
         }
     }
 
+    /// Gives back one request's charge (up to the burst): the core authenticated the request as a
+    /// connected peer's, and a connection's traffic is bounded by its per-peer limits there, not by
+    /// its address. Junk, strangers and refused requests are never refunded.
+    pub fn refund_request(&self, now: Instant) {
+        let limits = &self.admission.limits;
+        self.admission.with_source(self.key, |s| {
+            s.refill(limits, now);
+            let full = u64::from(limits.requests_burst) * MILLI;
+            s.tokens_milli = s.tokens_milli.saturating_add(MILLI).min(full);
+        });
+    }
+
     /// Starts reading one request body; it counts against the source until the ticket is dropped.
     pub fn begin_body(&self) -> Result<BodyTicket<'_>, Refusal> {
         let max = self.admission.limits.bodies_max;
@@ -366,6 +380,30 @@ mod tests {
         assert!(t.spend_request(later).is_err());
         // Another source has its own budget.
         assert!(adm.admit(v4(2), t0).unwrap().spend_request(t0).is_ok());
+    }
+
+    #[test]
+    fn a_refund_gives_back_one_request_and_never_exceeds_the_burst() {
+        let adm = Admission::new(small());
+        let t0 = Instant::now();
+        let t = adm.admit(v4(1), t0).unwrap();
+        let burst = adm.limits().requests_burst;
+        for _ in 0..burst {
+            t.spend_request(t0).unwrap();
+        }
+        assert!(t.spend_request(t0).is_err(), "budget spent");
+        t.refund_request(t0);
+        assert!(t.spend_request(t0).is_ok(), "one refunded request may be spent again");
+        assert!(t.spend_request(t0).is_err(), "and only one");
+        // Refunds on a full bucket are lost: the burst stays the cap.
+        let u = adm.admit(v4(2), t0).unwrap();
+        for _ in 0..10 {
+            u.refund_request(t0);
+        }
+        for _ in 0..burst {
+            u.spend_request(t0).unwrap();
+        }
+        assert!(u.spend_request(t0).is_err());
     }
 
     #[test]

@@ -121,6 +121,14 @@ pub struct Server {
 /// Decrements a counter when dropped.
 struct Slot<'a>(&'a AtomicUsize);
 
+/// The core's answer to one request, as the connection task needs it.
+struct CoreReply {
+    status: u16,
+    body: Vec<u8>,
+    /// See [`proto_core::Reply::peer`].
+    peer: bool,
+}
+
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
@@ -296,8 +304,13 @@ impl Server {
             "POST" => Method::Post,
             _ => Method::Other,
         };
-        let (status, body) = self.ask_core(method, head.path.clone(), body, source).await;
-        self.respond(conn, &head, status, &body, last).await
+        let reply = self.ask_core(method, head.path.clone(), body, source).await;
+        if reply.peer {
+            // A connected peer's signed request: its own per-peer limits in the core bound it, so the
+            // charge taken on its first byte is given back (a busy connection is not its address).
+            ticket.refund_request(Instant::now());
+        }
+        self.respond(conn, &head, reply.status, &reply.body, last).await
     }
 
     /// The body of a request whose head was accepted: `Ok(Ok(body))` once read whole, `Ok(Err(keep))`
@@ -340,8 +353,8 @@ impl Server {
         Ok(!close)
     }
 
-    async fn ask_core(&self, method: Method, path: String, body: Vec<u8>, source: IpAddr) -> (u16, Vec<u8>) {
-        let unavailable = |text: &str| (503, proto_core::wire::error_body(text));
+    async fn ask_core(&self, method: Method, path: String, body: Vec<u8>, source: IpAddr) -> CoreReply {
+        let unavailable = |text: &str| CoreReply { status: 503, body: proto_core::wire::error_body(text), peer: false };
         let (tx, rx) = async_channel::bounded(1);
         let input = Input::Request { method, path, body, source: Some(source), reply: tx };
         let deadline = Instant::now() + Duration::from_millis(REPLY_WAIT_MS);
@@ -354,7 +367,7 @@ impl Server {
         }
         match within(deadline, async { rx.recv().await.map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe)) }).await
         {
-            Ok(reply) => (reply.status, reply.body),
+            Ok(reply) => CoreReply { status: reply.status, body: reply.body, peer: reply.peer },
             Err(e) if e.kind() == io::ErrorKind::TimedOut => unavailable("Node did not answer in time"),
             Err(_) => unavailable("Node is shutting down"),
         }

@@ -243,9 +243,8 @@ impl Node {
             });
         }
         // Whenever the stored request is proven (a signed request may replace an unproven one); it
-        // does nothing if a query already ran.
-        self.start_trust_query(&request_id);
-        self.spawn_for_request(&request_id);
+        // asks nothing if a query already ran.
+        self.ask_then_spawn(&request_id);
         let mut answer = ConnectionAnswer {
             auto_accepted: false,
             agent_id: Some(self.me().to_owned()),
@@ -392,9 +391,8 @@ impl Node {
             self.accept_pending(&request_id);
             return Ok(wire::encode(&json!({"success": true, "identity_verified": true, "accepted": true})));
         }
-        // Proven now: ask our peers about it (unproven requests never make us ask).
-        self.start_trust_query(&request_id);
-        self.spawn_for_request(&request_id);
+        // Proven now: ask our peers about it (unproven requests never make us ask), then wake an agent.
+        self.ask_then_spawn(&request_id);
         Ok(wire::encode(&json!({"success": true, "identity_verified": true})))
     }
 
@@ -491,6 +489,7 @@ impl Node {
         let replay_change = self.replay.admit(&key, stamp_us, self.now.wall_us)?;
         let removed = self.connections.remove(&d.from_agent_id);
         self.rates.forget(&d.from_agent_id);
+        self.forget_url_proof(&d.from_agent_id);
         let changes = vec![Change::delete(Table::Connections, &d.from_agent_id), replay_change];
         self.persist(changes);
         if let Some((conn, _)) = removed {
@@ -788,6 +787,7 @@ impl Node {
     fn drop_half_open(&mut self, peer: &str) {
         let Some((conn, change)) = self.connections.remove(peer) else { return };
         self.rates.forget(peer);
+        self.forget_url_proof(peer);
         self.acceptances.forget(peer);
         self.persist(vec![change, acceptance_row(peer, 0)]);
         self.emit(Event::Disconnected { agent_id: conn.agent_id, by_peer: true });
@@ -822,6 +822,7 @@ impl Node {
     pub(crate) fn disconnect(&mut self, agent_id: &str, reason: &str) {
         let Some((conn, change)) = self.connections.remove(agent_id) else { return };
         self.rates.forget(agent_id);
+        self.forget_url_proof(agent_id);
         self.persist(vec![change]);
         let stamp = self.now.iso();
         let bytes = sign::v2_bytes(V2_DISCONNECT, &[self.me(), conn.agent_id.as_str(), &stamp, reason]);

@@ -13,7 +13,7 @@ use crate::node::{Call, Node};
 use crate::output::{BioUpdated, UrlUpdated};
 use crate::replay::check_fresh;
 use crate::sign::{self, DOMAIN_PEER_UPDATE, V2_PEER_UPDATE};
-use crate::store::{Change, Table};
+use crate::store::{Change, ProofForm, Table, UrlProof};
 use crate::url;
 use crate::wire::{
     self,
@@ -81,6 +81,10 @@ impl Node {
                 false
             }
         };
+        // A relayer may re-post an older update the peer really signed: never go back to it.
+        if self.healing.proof(&u.agent_id).is_some_and(|p| p.signed() && stamp_us <= p.stamp_us) {
+            return Err(Refusal::Invalid("Older than the update already accepted from this agent".to_owned()));
+        }
         self.admit(Some(&u.agent_id), r.source)?;
         let replay_key = format!("peer_update:{}:{stamp}", u.agent_id);
         let replay_change = self.replay.admit(&replay_key, stamp_us, self.now.wall_us)?;
@@ -101,7 +105,18 @@ impl Node {
         let conn_change = Change::put(Table::Connections, &u.agent_id, &*conn);
         let url_now = conn.url.clone();
         let peer = conn.agent_id.clone();
-        let changes = vec![conn_change, replay_change];
+        // Kept, so that peers looking this agent up can check its URL against its own key.
+        let form = match &u.dm_signature_hex {
+            Some(sig) if signed_v2 => ProofForm::V2 {
+                signature: sig.clone(),
+                bio: opt(&u.bio).to_owned(),
+                display_name: opt(&u.display_name).to_owned(),
+            },
+            _ => ProofForm::Legacy { signature: opt(&u.signature).to_owned() },
+        };
+        let proof = UrlProof { url: u.new_url.clone(), timestamp: stamp.to_owned(), stamp_us, form };
+        let proof_change = self.healing.put_proof(&u.agent_id, proof);
+        let changes = vec![conn_change, replay_change, proof_change];
         self.persist(changes);
         self.emit(Event::PeerUpdated { agent_id: peer, url: url_now });
         Ok(wire::encode(&PeerUpdated { success: true, updated: true }))
@@ -114,11 +129,17 @@ impl Node {
         // An unauthenticated question: charged to its source address.
         self.admit(None, source)?;
         let conn = &self.connections[agent_id];
+        let signed_update = self
+            .healing
+            .proof(agent_id)
+            .filter(|p| p.signed() && url::base(&p.url) == conn.url)
+            .map(|p| signed_update(agent_id, p));
         let answer = PeerLookupAnswer {
             agent_id: agent_id.to_owned(),
             url: conn.url.clone(),
             addresses: Some([("http".to_owned(), conn.url.clone())].into()),
             status: Some("connected".to_owned()),
+            signed_update,
         };
         Ok(wire::encode(&answer))
     }
@@ -148,6 +169,12 @@ impl Node {
             &sign::v2_bytes(V2_PEER_UPDATE, &v2_fields(&u, &stamp)),
         ));
         let body = wire::encode(&u);
+        // What we announced, so that a restart at another address announces again (SPEC §9.2).
+        let me = self.me().to_owned();
+        let stamp_us = self.now.wall_us;
+        let ours = UrlProof { url: u.new_url.clone(), timestamp: stamp, stamp_us, form: ProofForm::Unsigned };
+        let change = self.healing.put_proof(&me, ours);
+        self.persist(vec![change]);
         let peers: Vec<(String, bool)> = self.connections.values().map(|c| (c.url.clone(), c.local)).collect();
         for (peer, local) in &peers {
             self.transmit(
@@ -160,6 +187,34 @@ impl Node {
             );
         }
         peers.len()
+    }
+
+    /// At start-up: if our URL is not the one we last announced, every connection is told, signed
+    /// (0.5.3 announces only when anchors are configured, so a node restarted on a new port was lost).
+    /// A node that never announced records its URL without telling anyone: peers have it from the
+    /// handshake.
+    pub(crate) fn announce_if_moved(&mut self) {
+        let me = self.me().to_owned();
+        match self.healing.proof(&me) {
+            Some(p) if p.url == self.config.public_url => {}
+            Some(_) => {
+                self.broadcast_peer_update();
+            }
+            None => {
+                let url = self.config.public_url.clone();
+                let ours =
+                    UrlProof { url, timestamp: self.now.iso(), stamp_us: self.now.wall_us, form: ProofForm::Unsigned };
+                let change = self.healing.put_proof(&me, ours);
+                self.persist(vec![change]);
+            }
+        }
+    }
+
+    /// Forgets the proof of a connection that ended.
+    pub(crate) fn forget_url_proof(&mut self, agent_id: &str) {
+        if let Some(change) = self.healing.forget(agent_id) {
+            self.persist(vec![change]);
+        }
     }
 
     pub(crate) fn cmd_update_bio(&mut self, bio: &str) -> Result<BioUpdated, CommandError> {
@@ -178,7 +233,32 @@ impl Node {
     pub(crate) fn cmd_set_url(&mut self, new_url: &str) -> Result<UrlUpdated, CommandError> {
         url::validate(new_url).map_err(CommandError::InvalidArgument)?;
         self.config.public_url = url::base(new_url);
+        // Already announced (a restart on this URL announces it by itself): nothing new to tell.
+        let me = self.me().to_owned();
+        if self.healing.proof(&me).is_some_and(|p| p.url == self.config.public_url) {
+            return Ok(UrlUpdated { url: self.config.public_url.clone(), peers_notified: 0 });
+        }
         let notified = self.broadcast_peer_update();
         Ok(UrlUpdated { url: self.config.public_url.clone(), peers_notified: notified })
     }
+}
+
+/// A held proof as the `signed_update` of a lookup answer: the peer's own `peer_update`, re-served.
+fn signed_update(agent_id: &str, p: &UrlProof) -> PeerUpdate {
+    let mut u = PeerUpdate {
+        agent_id: agent_id.to_owned(),
+        new_url: p.url.clone(),
+        timestamp: Some(p.timestamp.clone()),
+        ..PeerUpdate::default()
+    };
+    match &p.form {
+        ProofForm::V2 { signature, bio, display_name } => {
+            u.dm_signature_hex = Some(signature.clone());
+            u.bio = Some(bio.clone());
+            u.display_name = Some(display_name.clone());
+        }
+        ProofForm::Legacy { signature } => u.signature = Some(signature.clone()),
+        ProofForm::Unsigned => {}
+    }
+    u
 }

@@ -175,11 +175,12 @@ impl Node {
         for target in targets {
             let (url, local) = (self.connections[target.as_str()].url.clone(), self.connections[target.as_str()].local);
             let envelope = self.sign_envelope(&template, &target, &metadata_json, &legacy);
-            let call = Call::Deliver { batch: batch_id, target };
+            let body = wire::encode(&envelope);
+            let call = Call::Deliver { batch: batch_id, target, body: body.clone(), retried: false };
             self.transmit(
                 Method::Post,
                 url::endpoint(&url, "message"),
-                wire::encode(&envelope),
+                body,
                 limits::PEER_CALL_TIMEOUT_MS,
                 !local,
                 call,
@@ -229,7 +230,30 @@ impl Node {
         (stamp, crypto::sign_hex(&*self.signatures, &self.passport, &bytes))
     }
 
-    pub(crate) fn on_delivery(&mut self, batch_id: u64, target: String, result: Result<HttpResponse, String>) {
+    /// A delivery's answer. A first failure that looks like a move is held for a peer lookup
+    /// ([`Node::hold_for_lookup`]), which retries it or fails it later.
+    pub(crate) fn on_delivery(
+        &mut self,
+        batch_id: u64,
+        target: String,
+        body: Vec<u8>,
+        retried: bool,
+        result: Result<HttpResponse, String>,
+    ) {
+        let failed = !matches!(&result, Ok(r) if (200..300).contains(&r.status));
+        let result = if failed && !retried {
+            match self.hold_for_lookup(batch_id, &target, body, result) {
+                Ok(()) => return,
+                Err(result) => result,
+            }
+        } else {
+            result
+        };
+        self.record_delivery(batch_id, target, result);
+    }
+
+    /// Records a delivery's final outcome in its batch.
+    pub(crate) fn record_delivery(&mut self, batch_id: u64, target: String, result: Result<HttpResponse, String>) {
         let outcome = match result {
             Ok(r) if (200..300).contains(&r.status) => Ok(()),
             Ok(r) => Err(wire::decode::<ErrorBody>(&r.body)

@@ -52,9 +52,26 @@ impl Node {
     /// costs no spawns.
     pub(crate) fn spawn_for_request(&mut self, request_id: &str) {
         let Some(p) = self.connections.pending(request_id).filter(|p| p.identity_verified) else { return };
+        // Our peers are still being asked: the agent wakes when their answers are in (the query's end
+        // calls this again), so its prompt carries the trust they moved and the policy may settle the
+        // request without waking anyone.
+        if p.peer_trust.as_ref().is_some_and(|t| !t.complete()) {
+            return;
+        }
         let trigger = SpawnTrigger::ConnectionRequest { request_id: request_id.to_owned(), bio: p.bio.clone() };
         let sender = p.agent_id.as_str().to_owned();
         self.offer_spawn(trigger, sender, true);
+    }
+
+    /// A request that is, or just became, proven: our peers are asked about the requester first, and
+    /// the agent wakes when that query ends ([`Node::spawn_for_request`]); a request whose query ran
+    /// before (a repeated request) may wake one now.
+    pub(crate) fn ask_then_spawn(&mut self, request_id: &str) {
+        let asked_before = self.connections.pending(request_id).is_some_and(|p| p.peer_trust.is_some());
+        self.start_trust_query(request_id);
+        if asked_before {
+            self.spawn_for_request(request_id);
+        }
     }
 
     /// At start-up: messages from connections queued at most [`SPAWN_RESPAWN_AGE_S_MAX`] ago wake an

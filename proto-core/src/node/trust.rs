@@ -307,6 +307,8 @@ impl Node {
             return;
         }
         self.decide_by_policy(request_id);
+        // Still pending after the policy: the agent decides (if spawning is on, one wakes now).
+        self.spawn_for_request(request_id);
     }
 
     /// Whether the opinions in on this request weigh enough for the policy to act on.

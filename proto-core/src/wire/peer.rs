@@ -58,4 +58,9 @@ pub struct PeerLookupAnswer {
     /// `connected`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// Ours: the peer's own signed `peer_update` behind `url` (either form), so the asker can check
+    /// the URL against the peer's key instead of trusting us. Absent when we hold no signed update
+    /// (0.5.3 never sends it and ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_update: Option<PeerUpdate>,
 }

@@ -159,6 +159,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod anchor;
 pub mod command;
 mod connections;
 pub mod crypto;

@@ -16,7 +16,7 @@ use runtime_smol::sandbox::{self, Net, Policy};
 use runtime_smol::{NodeHandle, RuntimeConfig};
 
 /// The command line. No subcommand is the MCP server; `sandbox-exec` (hidden) is the helper a node
-/// runs its spawned agents through. `darkmatter anchor` and `darkmatter wormhole` will join it.
+/// runs its spawned agents through; `anchor` runs a self-hostable anchor. `darkmatter wormhole` will join it.
 #[derive(Parser, Debug)]
 #[command(
     name = "darkmatter",
@@ -34,6 +34,20 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a self-hostable anchor: a directory of agents' URLs and relay mailboxes for agents behind
+    /// NAT, wire-compatible with 0.5.3 nodes. Prints {"ready":true,"url":...} on stdout once listening;
+    /// SIGINT/SIGTERM stop it.
+    Anchor {
+        /// Port to listen on (default: DARKMATTER_ANCHOR_PORT, else 5001; 0 = any free port).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Address to bind (default 127.0.0.1; put a TLS proxy in front, or bind 0.0.0.0 on purpose).
+        #[arg(long, default_value_t = runtime_smol::anchor::ANCHOR_HOST_DEFAULT)]
+        bind: std::net::IpAddr,
+        /// State directory (default ./.darkmatter-anchor, created 0700).
+        #[arg(long, default_value = runtime_smol::anchor::ANCHOR_STATE_DIR_DEFAULT)]
+        state: PathBuf,
+    },
     /// Internal: run a spawned agent's command under the sandbox policy (Landlock and seccomp on
     /// Linux, Seatbelt on macOS), or exit non-zero with "sandbox unavailable: <why>" and never run it.
     #[command(name = "sandbox-exec", hide = true)]
@@ -69,7 +83,14 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     one_malloc_arena();
-    match run() {
+    if let Some(Command::Anchor { port, bind, state }) = cli.command {
+        return exit(run_anchor(port, bind, state));
+    }
+    exit(run())
+}
+
+fn exit(result: Result<(), String>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("darkmatter: {e}");
@@ -142,4 +163,20 @@ fn one_malloc_arena() {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
+}
+
+/// `darkmatter anchor`: serves until a signal; one `{"ready":true,"url":..}` line on stdout once
+/// listening (what scripts and tests wait for), everything else on stderr.
+fn run_anchor(port: Option<u16>, host: std::net::IpAddr, state_dir: PathBuf) -> Result<(), String> {
+    use runtime_smol::anchor::{self, AnchorConfig, ANCHOR_PORT_DEFAULT};
+    let port = match (port, std::env::var("DARKMATTER_ANCHOR_PORT").ok().filter(|v| !v.is_empty())) {
+        (Some(p), _) => p,
+        (None, Some(v)) => v.parse().map_err(|_| format!("DARKMATTER_ANCHOR_PORT: not a port: {v:?}"))?,
+        (None, None) => ANCHOR_PORT_DEFAULT,
+    };
+    let running = anchor::start(AnchorConfig { host, port, state_dir: state_dir.clone(), handle_signals: true })
+        .map_err(|e| e.to_string())?;
+    println!("{}", serde_json::json!({"ready": true, "url": running.url()}));
+    eprintln!("darkmatter anchor: listening on {}, state in {}", running.url(), state_dir.display());
+    running.wait().map_err(|e| e.to_string())
 }

@@ -296,7 +296,7 @@ impl Server {
             "POST" => Method::Post,
             _ => Method::Other,
         };
-        let (status, body) = self.ask_core(method, head.path.clone(), body, source).await;
+        let (status, body) = self.ask_core(method, head.path.clone(), head.query.clone(), body, source).await;
         self.respond(conn, &head, status, &body, last).await
     }
 
@@ -340,10 +340,17 @@ impl Server {
         Ok(!close)
     }
 
-    async fn ask_core(&self, method: Method, path: String, body: Vec<u8>, source: IpAddr) -> (u16, Vec<u8>) {
+    async fn ask_core(
+        &self,
+        method: Method,
+        path: String,
+        query: String,
+        body: Vec<u8>,
+        source: IpAddr,
+    ) -> (u16, Vec<u8>) {
         let unavailable = |text: &str| (503, proto_core::wire::error_body(text));
         let (tx, rx) = async_channel::bounded(1);
-        let input = Input::Request { method, path, body, source: Some(source), reply: tx };
+        let input = Input::Request { method, path, query, body, source: Some(source), reply: tx };
         let deadline = Instant::now() + Duration::from_millis(REPLY_WAIT_MS);
         let sent = within(deadline, async {
             self.inputs.send(input).await.map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))

@@ -165,8 +165,7 @@ fn one_malloc_arena() {
     }
 }
 
-/// `darkmatter anchor`: serves until a signal; one `{"ready":true,"url":..}` line on stdout once
-/// listening (what scripts and tests wait for), everything else on stderr.
+/// `darkmatter anchor`: serves until a signal (the ready line is `runtime_smol::anchor::serve`'s).
 fn run_anchor(port: Option<u16>, host: std::net::IpAddr, state_dir: PathBuf) -> Result<(), String> {
     use runtime_smol::anchor::{self, AnchorConfig, ANCHOR_PORT_DEFAULT};
     let port = match (port, std::env::var("DARKMATTER_ANCHOR_PORT").ok().filter(|v| !v.is_empty())) {
@@ -174,9 +173,5 @@ fn run_anchor(port: Option<u16>, host: std::net::IpAddr, state_dir: PathBuf) -> 
         (None, Some(v)) => v.parse().map_err(|_| format!("DARKMATTER_ANCHOR_PORT: not a port: {v:?}"))?,
         (None, None) => ANCHOR_PORT_DEFAULT,
     };
-    let running = anchor::start(AnchorConfig { host, port, state_dir: state_dir.clone(), handle_signals: true })
-        .map_err(|e| e.to_string())?;
-    println!("{}", serde_json::json!({"ready": true, "url": running.url()}));
-    eprintln!("darkmatter anchor: listening on {}, state in {}", running.url(), state_dir.display());
-    running.wait().map_err(|e| e.to_string())
+    anchor::serve(AnchorConfig { host, port, state_dir, handle_signals: true }).map_err(|e| e.to_string())
 }

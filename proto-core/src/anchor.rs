@@ -45,7 +45,7 @@ use crate::time::{is_fresh, parse_iso, Now};
 use sources::{Budgets, PollLog, Spend};
 
 /// How often expired entries, stale registrations and old polls are dropped, in ms.
-pub const HOUSEKEEPING_INTERVAL_MS: u64 = 60_000;
+pub const ANCHOR_HOUSEKEEPING_INTERVAL_MS: u64 = 60_000;
 /// The `protocol_version` of the anchor card (0.5.3's value).
 pub const ANCHOR_PROTOCOL_VERSION: &str = "0.2";
 
@@ -148,7 +148,7 @@ fn ok_json(value: &Value) -> Answer {
 impl Anchor {
     /// An empty anchor (the driver's monotonic clock starts at 0).
     pub fn new() -> Self {
-        Self { next_housekeeping_ms: HOUSEKEEPING_INTERVAL_MS, ..Self::default() }
+        Self { next_housekeeping_ms: ANCHOR_HOUSEKEEPING_INTERVAL_MS, ..Self::default() }
     }
 
     /// An anchor holding `records`; what expired while it was down is dropped and its deletion queued.
@@ -175,7 +175,7 @@ impl Anchor {
             }
         }
         anchor.persist(gone);
-        anchor.next_housekeeping_ms = now.mono_ms + HOUSEKEEPING_INTERVAL_MS;
+        anchor.next_housekeeping_ms = now.mono_ms + ANCHOR_HOUSEKEEPING_INTERVAL_MS;
         anchor
     }
 
@@ -209,7 +209,7 @@ impl Anchor {
             self.answer_poll(now, waiter.request, waiter.kind, &waiter.agent_id);
         }
         if now.mono_ms >= self.next_housekeeping_ms {
-            self.next_housekeeping_ms = now.mono_ms + HOUSEKEEPING_INTERVAL_MS;
+            self.next_housekeeping_ms = now.mono_ms + ANCHOR_HOUSEKEEPING_INTERVAL_MS;
             let mut writes: Vec<AnchorWrite> =
                 self.mailboxes.expire(now.wall_us).into_iter().map(AnchorWrite::DeleteEntry).collect();
             writes.extend(self.directory.prune(now.wall_us).into_iter().map(AnchorWrite::DeleteRegistration));

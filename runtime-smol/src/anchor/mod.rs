@@ -262,3 +262,13 @@ impl Core {
         Ok(())
     }
 }
+
+/// Starts the anchor, prints `{"ready":true,"url":..}` as the one line of stdout once it listens
+/// (what scripts and tests wait for; everything else goes to stderr), and serves until stopped.
+pub fn serve(config: AnchorConfig) -> Result<(), AnchorError> {
+    let state_dir = config.state_dir.clone();
+    let running = start(config)?;
+    println!("{}", serde_json::json!({"ready": true, "url": running.url()}));
+    eprintln!("darkmatter anchor: listening on {}, state in {}", running.url(), state_dir.display());
+    running.wait()
+}

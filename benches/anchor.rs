@@ -130,9 +130,11 @@ fn connect_from(src: IpAddr, addr: SocketAddr) -> TcpStream {
     s
 }
 
-/// Sends one request on a kept-alive connection; the answer's status.
-fn exchange(s: &mut TcpStream, request: &[u8]) -> u16 {
-    s.write_all(request).unwrap();
+/// Sends one request on a kept-alive connection: the answer's status and whether the server closes
+/// the connection after it (`Connection: close`: a refusal, or the server's requests-per-connection
+/// cap); `None` when the connection broke.
+fn exchange(s: &mut TcpStream, request: &[u8]) -> Option<(u16, bool)> {
+    s.write_all(request).ok()?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
@@ -141,11 +143,14 @@ fn exchange(s: &mut TcpStream, request: &[u8]) -> u16 {
             let len: usize =
                 head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
             if buf.len() >= end + 4 + len {
-                return head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+                let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+                return Some((status, head.contains("connection: close")));
             }
         }
-        let n = s.read(&mut chunk).unwrap();
-        assert!(n > 0, "the anchor closed the connection");
+        let n = s.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
         buf.extend_from_slice(&chunk[..n]);
     }
 }
@@ -162,8 +167,15 @@ fn register_all(addr: SocketAddr, ids: &Arc<Vec<String>>) -> u64 {
                 for s in (t..sources).step_by(THREADS) {
                     let mut conn = connect_from(source(1, s), addr);
                     for i in (s * REGISTRATIONS_PER_SOURCE..(s + 1) * REGISTRATIONS_PER_SOURCE).take_while(|&i| i < n) {
-                        if exchange(&mut conn, &registration(i, addr)) == 200 {
-                            ok.fetch_add(1, Ordering::Relaxed);
+                        match exchange(&mut conn, &registration(i, addr)) {
+                            Some((200, false)) => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Some((200, true)) => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                                conn = connect_from(source(1, s), addr);
+                            }
+                            _ => conn = connect_from(source(1, s), addr),
                         }
                     }
                 }
@@ -224,10 +236,16 @@ fn run_for(
                             *conn = connect_from(source(group, next_source), addr);
                             *used = 0;
                         }
-                        if exchange(conn, &req) == 200 {
+                        let answer = exchange(conn, &req);
+                        if matches!(answer, Some((200, _))) {
                             ok.fetch_add(1, Ordering::Relaxed);
                         }
                         *used += 1;
+                        // Refused (the source's budget) or closed (the server's per-connection cap):
+                        // the same source reconnects.
+                        if !matches!(answer, Some((_, false))) {
+                            *conn = connect_from(source(group, next_source), addr);
+                        }
                     }
                 }
             })

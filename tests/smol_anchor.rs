@@ -342,3 +342,20 @@ fn a_restart_after_kill_9_keeps_what_was_acknowledged() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn the_reachability_probe_is_refused_so_the_anchor_fetches_nothing() {
+    let dir = TempDir::new("anchor-probe");
+    let a = start_anchor(&dir);
+    // A listener the anchor would have to call if it probed: it must see no connection.
+    let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    target.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/__darkmatter__/status", target.local_addr().unwrap());
+    let body = serde_json::to_vec(&json!({ "url": url })).unwrap();
+    let (status, err) = http_from(2, a.local_addr, "POST", "/__darkmatter__/probe_reachability", &body);
+    assert_eq!(status, 400, "{err}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(target.accept().is_err(), "the anchor connected to the probed URL");
+    a.stop();
+    a.wait().unwrap();
+}

@@ -40,7 +40,7 @@ use crate::limits::{
     AGENT_ID_BYTES_MAX, ANCHOR_ENTRY_BYTES_MAX, ANCHOR_LONG_POLLS_MAX, ANCHOR_LONG_POLL_S_MAX, FRESHNESS_WINDOW_S,
     ID_BYTES_MAX,
 };
-use crate::sign::{domain_bytes, DOMAIN_PEER_UPDATE, DOMAIN_RELAY_POLL};
+use crate::sign::{domain_bytes, v2_bytes, DOMAIN_PEER_UPDATE, DOMAIN_RELAY_POLL, V2_ANCHOR_REGISTER};
 use crate::time::{is_fresh, parse_iso, Now};
 use sources::{Budgets, PollLog, Spend};
 
@@ -304,7 +304,8 @@ impl Anchor {
             return error(400, "agent_id too long");
         }
         let (key_hex, signature, timestamp) = (field("public_key_hex"), field("signature"), field("timestamp"));
-        if key_hex.is_empty() || signature.is_empty() || timestamp.is_empty() {
+        let dm_signature = field("dm_signature_hex");
+        if key_hex.is_empty() || (signature.is_empty() && dm_signature.is_empty()) || timestamp.is_empty() {
             return error(400, "Missing public_key_hex, signature, or timestamp");
         }
         let Some(stamp_us) = parse_iso(timestamp).filter(|&t| is_fresh(now.wall_us, t, FRESHNESS_WINDOW_S)) else {
@@ -317,8 +318,7 @@ impl Anchor {
         }) else {
             return error(403, "Public key mismatch");
         };
-        let signed = domain_bytes(DOMAIN_PEER_UPDATE, &[agent_id, url, timestamp]);
-        if signed.map_or(true, |bytes| verify_hex(&Ed25519, id.key(), &bytes, signature).is_err()) {
+        if !registration_signed(&id, url, timestamp, signature, dm_signature) {
             return error(403, "Invalid signature");
         }
         let reg = Registration {
@@ -327,6 +327,7 @@ impl Anchor {
             timestamp: timestamp.to_owned(),
             stamp_us,
             signature: signature.to_owned(),
+            dm_signature_hex: dm_signature.to_owned(),
             last_seen_us: now.wall_us,
         };
         let (result, pruned) = self.directory.register(reg.clone(), now.wall_us);
@@ -357,6 +358,7 @@ impl Anchor {
                 "public_key_hex": reg.agent_id,
                 "timestamp": reg.timestamp,
                 "signature": reg.signature,
+                "dm_signature_hex": reg.dm_signature_hex,
             },
         }))
     }
@@ -471,6 +473,18 @@ impl Anchor {
         let body = poll_body(kind, &live);
         self.outputs.push_back(AnchorOutput::Reply { request, status: 200, body });
     }
+}
+
+/// Whether a registration carries a good signature: every signature present must verify under the id
+/// (0.5.3's `peer_update` form, our `anchor-register` form), and at least one is present.
+fn registration_signed(id: &AgentId, url: &str, timestamp: &str, signature: &str, dm_signature: &str) -> bool {
+    let agent_id = id.as_str();
+    let legacy_ok = signature.is_empty()
+        || domain_bytes(DOMAIN_PEER_UPDATE, &[agent_id, url, timestamp])
+            .is_ok_and(|bytes| verify_hex(&Ed25519, id.key(), &bytes, signature).is_ok());
+    let v2 = v2_bytes(V2_ANCHOR_REGISTER, &[agent_id, url, timestamp]);
+    let v2_ok = dm_signature.is_empty() || verify_hex(&Ed25519, id.key(), &v2, dm_signature).is_ok();
+    (!signature.is_empty() || !dm_signature.is_empty()) && legacy_ok && v2_ok
 }
 
 /// `{"success":true,"<field>":[...]}` with each entry's body spliced in as posted (it was checked to be

@@ -23,8 +23,11 @@ pub struct Registration {
     pub timestamp: String,
     /// The signed timestamp, parsed, in Unix microseconds.
     pub stamp_us: i64,
-    /// The hex signature over `peer_update\n<agent_id>\n<url>\n<timestamp>`.
+    /// The hex signature over `peer_update\n<agent_id>\n<url>\n<timestamp>` (0.5.3's), empty when the
+    /// agent sent only ours.
     pub signature: String,
+    /// Our form's signature (domain `anchor-register`: agent_id, url, timestamp), empty when absent.
+    pub dm_signature_hex: String,
     /// When the anchor accepted it, Unix microseconds.
     pub last_seen_us: i64,
 }
@@ -119,6 +122,7 @@ mod tests {
             timestamp: String::new(),
             stamp_us,
             signature: String::new(),
+            dm_signature_hex: String::new(),
             last_seen_us: seen_us,
         }
     }

@@ -217,3 +217,31 @@ fn long_polls_cap_edge_answers_the_next_one_at_once() {
     }
     assert_eq!(held, ANCHOR_LONG_POLLS_MAX);
 }
+
+#[test]
+fn our_signed_form_registers_alone_and_a_bad_one_spoils_a_good_legacy_signature() {
+    let mut rig = Rig::new();
+    let p = Passport::from_seed([1; 32]);
+    let id = p.agent_id().as_str();
+    let ts = format_iso(now(0).wall_us);
+    let v2 = sign_hex(&p, &crate::sign::v2_bytes(crate::sign::V2_ANCHOR_REGISTER, &[id, "http://a:1", &ts]));
+    let only_v2 =
+        json!({"agent_id": id, "new_url": "http://a:1", "public_key_hex": id, "dm_signature_hex": v2, "timestamp": ts});
+    let (status, _) =
+        rig.call(now(0), Method::Post, "/__darkmatter__/peer_update", "", &serde_json::to_vec(&only_v2).unwrap());
+    assert_eq!(status, 200);
+    let (_, found) = rig.call(now(0), Method::Get, &format!("/__darkmatter__/peer_lookup/{id}"), "", b"");
+    assert_eq!(found["signed_update"]["dm_signature_hex"], v2.as_str());
+    // A valid 0.5.3 signature beside a forged one of ours is refused: every signature present must hold.
+    let mut both: Value = serde_json::from_slice(&registration(&p, "http://b:1", now(1))).unwrap();
+    both["dm_signature_hex"] = json!("00".repeat(64));
+    let (status, err) =
+        rig.call(now(1), Method::Post, "/__darkmatter__/peer_update", "", &serde_json::to_vec(&both).unwrap());
+    assert_eq!((status, err["error"].as_str().unwrap()), (403, "Invalid signature"));
+    // The signature of one form does not pass as the other.
+    let mut swapped = only_v2.clone();
+    swapped["signature"] = swapped["dm_signature_hex"].take();
+    let (status, _) =
+        rig.call(now(2), Method::Post, "/__darkmatter__/peer_update", "", &serde_json::to_vec(&swapped).unwrap());
+    assert_eq!(status, 403);
+}

@@ -31,6 +31,7 @@ macro_rules! texts {
 
 /// The protocol limits: every constant of `proto_core::limits` and the other protocol-visible ones.
 fn protocol_limits() -> Vec<(&'static str, Value)> {
+    use proto_core::anchor::{ANCHOR_HOUSEKEEPING_INTERVAL_MS, ANCHOR_PROTOCOL_VERSION};
     use proto_core::discovery::{
         BEACON_BYTES_MAX, BEACON_GROUP, BEACON_INTERVAL_S, BEACON_PORT, DISCOVERED_MAX, DISCOVERED_TTL_S,
         PROTOCOL_VERSION,
@@ -150,6 +151,28 @@ fn protocol_limits() -> Vec<(&'static str, Value)> {
         SPAWN_RESPAWN_AGE_S_MAX,
         SPAWN_CONTEXT_LINES_MAX,
         SPAWN_CONTEXT_LINE_CHARS_MAX,
+        ANCHOR_REGISTRATION_STALE_S,
+        ANCHOR_DIRECTORY_ENTRIES_MAX,
+        ANCHOR_REGISTRATIONS_PER_SOURCE,
+        ANCHOR_POSTS_PER_SOURCE,
+        ANCHOR_SOURCE_WINDOW_MS,
+        ANCHOR_SOURCES_MAX,
+        ANCHOR_ENTRY_BYTES_MAX,
+        ANCHOR_MAILBOX_BYTES_MAX,
+        ANCHOR_ENTRY_OVERHEAD_BYTES,
+        ANCHOR_BUFFERED_BYTES_MAX,
+        ANCHOR_WEBHOOK_ENTRIES_MAX,
+        ANCHOR_WEBHOOK_TTL_S,
+        ANCHOR_CONNECTION_ENTRIES_MAX,
+        ANCHOR_CONNECTION_TTL_S,
+        ANCHOR_SDP_ENTRIES_MAX,
+        ANCHOR_SDP_TTL_S,
+        ANCHOR_MESSAGE_ENTRIES_MAX,
+        ANCHOR_MESSAGE_TTL_S,
+        ANCHOR_POLLS_PER_MAILBOX_MAX,
+        ANCHOR_LONG_POLL_S_MAX,
+        ANCHOR_LONG_POLLS_MAX,
+        ANCHOR_HOUSEKEEPING_INTERVAL_MS,
         // Outside `limits.rs`, but a peer or the agent meets them too.
         AGENT_ID_HEX_LEN,
         SIGNATURE_HEX_LEN,
@@ -171,7 +194,7 @@ fn protocol_limits() -> Vec<(&'static str, Value)> {
         DISCOVERED_TTL_S,
         DISCOVERED_MAX,
     ];
-    all.extend(texts![BEACON_GROUP, PROTOCOL_VERSION, DM_PROTOCOL]);
+    all.extend(texts![BEACON_GROUP, PROTOCOL_VERSION, DM_PROTOCOL, ANCHOR_PROTOCOL_VERSION]);
     all
 }
 

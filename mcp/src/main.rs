@@ -16,7 +16,8 @@ use runtime_smol::sandbox::{self, Net, Policy};
 use runtime_smol::{NodeHandle, RuntimeConfig};
 
 /// The command line. No subcommand is the MCP server; `sandbox-exec` (hidden) is the helper a node
-/// runs its spawned agents through; `wormhole` runs a node with a web page for a person.
+/// runs its spawned agents through; `wormhole` runs a node with a web page for a person; `anchor` runs a
+/// self-hostable anchor.
 #[derive(Parser, Debug)]
 #[command(
     name = "darkmatter",
@@ -34,6 +35,20 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a self-hostable anchor: a directory of agents' URLs and relay mailboxes for agents behind
+    /// NAT, wire-compatible with 0.5.3 nodes. Prints {"ready":true,"url":...} on stdout once listening;
+    /// SIGINT/SIGTERM stop it.
+    Anchor {
+        /// Port to listen on (default: DARKMATTER_ANCHOR_PORT, else 5001; 0 = any free port).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Address to bind (default 127.0.0.1; put a TLS proxy in front, or bind 0.0.0.0 on purpose).
+        #[arg(long, default_value_t = runtime_smol::anchor::ANCHOR_HOST_DEFAULT)]
+        bind: std::net::IpAddr,
+        /// State directory (default ./.darkmatter-anchor, created 0700).
+        #[arg(long, default_value = runtime_smol::anchor::ANCHOR_STATE_DIR_DEFAULT)]
+        state: PathBuf,
+    },
     /// Internal: run a spawned agent's command under the sandbox policy (Landlock and seccomp on
     /// Linux, Seatbelt on macOS), or exit non-zero with "sandbox unavailable: <why>" and never run it.
     #[command(name = "sandbox-exec", hide = true)]
@@ -90,6 +105,7 @@ fn main() -> ExitCode {
     one_malloc_arena();
     let result = match cli.command {
         Some(Command::Wormhole { port, bind, data, agent, open }) => wormhole(port, bind, data, agent, open),
+        Some(Command::Anchor { port, bind, state }) => run_anchor(port, bind, state),
         _ => run(),
     };
     match result {
@@ -183,4 +199,15 @@ fn one_malloc_arena() {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
+}
+
+/// `darkmatter anchor`: serves until a signal (the ready line is `runtime_smol::anchor::serve`'s).
+fn run_anchor(port: Option<u16>, host: std::net::IpAddr, state_dir: PathBuf) -> Result<(), String> {
+    use runtime_smol::anchor::{self, AnchorConfig, ANCHOR_PORT_DEFAULT};
+    let port = match (port, std::env::var("DARKMATTER_ANCHOR_PORT").ok().filter(|v| !v.is_empty())) {
+        (Some(p), _) => p,
+        (None, Some(v)) => v.parse().map_err(|_| format!("DARKMATTER_ANCHOR_PORT: not a port: {v:?}"))?,
+        (None, None) => ANCHOR_PORT_DEFAULT,
+    };
+    anchor::serve(AnchorConfig { host, port, state_dir, handle_signals: true }).map_err(|e| e.to_string())
 }

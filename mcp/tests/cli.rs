@@ -1,6 +1,7 @@
 //! The binary's front door: `--help` and `--version` answer without starting a node, a bad argument
 //! is refused, no argument is the MCP server with nothing but JSON-RPC on stdout, and a person who
-//! runs it in a terminal is told what it is (on stderr) and that Ctrl-C stops it.
+//! runs it in a terminal is told what it is (on stderr) and that Ctrl-C stops it. `darkmatter anchor` prints
+//! its one ready line, serves, and stops on SIGTERM.
 
 mod common;
 
@@ -141,4 +142,47 @@ fn in_a_terminal_it_explains_itself_and_ctrl_c_stops_it() {
     assert!(seen.contains(".darkmatter"), "shows the state directory: {seen:?}");
     assert!(seen.contains("mcpServers"), "says how to add it to a client: {seen:?}");
     assert!(stopped, "Ctrl-C stopped it: {seen:?}");
+}
+
+/// `darkmatter anchor`: exactly one `{"ready":true,"url":..}` line on stdout once it listens, it serves
+/// the anchor card there, keeps its state under `--state` (not `.darkmatter/`), and SIGTERM stops it.
+#[test]
+fn anchor_prints_one_ready_line_serves_and_stops_on_sigterm() {
+    use std::io::BufRead;
+    let dir = project("anchor");
+    let mut child = Command::new(BIN)
+        .args(["anchor", "--port", "0", "--state", "anchor-state"])
+        .current_dir(&dir)
+        .env("HOME", &dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run darkmatter anchor");
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("ready line: {line:?}"));
+    assert_eq!(ready["ready"], true, "{ready}");
+    let url = ready["url"].as_str().unwrap().to_owned();
+    let mut s = std::net::TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+    s.write_all(b"GET /.well-known/darkmatter.json HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("\"anchor\":true"), "{answer}");
+    assert!(dir.join("anchor-state").join("anchor.redb").exists());
+    assert!(!dir.join(".darkmatter").exists(), "an anchor is not a node");
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let end = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < end, "SIGTERM did not stop the anchor");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert!(rest.is_empty(), "one line on stdout, then nothing: {rest:?}");
 }

@@ -161,6 +161,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod anchor;
 pub mod antimatter;
 pub mod command;
 mod connections;

@@ -253,6 +253,61 @@ pub const OUTPUTS_BUFFERED_MAX: usize = 100_000;
 /// Longest inactivity period one `set_status` may ask for, in minutes.
 pub const INACTIVE_MINUTES_MAX: u64 = 1_440;
 
+// ----- The anchor (`darkmatter anchor`, SPEC §19) -----
+
+/// How long a registration stays in the anchor's directory after its last refresh, in seconds
+/// (0.5.3's value: nodes refresh at every start and URL change; lookups of older entries answer 404).
+pub const ANCHOR_REGISTRATION_STALE_S: u64 = 86_400;
+/// Registrations the anchor's directory holds. 0.5.3 stops at 10,000; ours holds the capacity target
+/// (100,000 nodes in 256 MiB), and a full directory first drops entries older than
+/// [`ANCHOR_REGISTRATION_STALE_S`].
+pub const ANCHOR_DIRECTORY_ENTRIES_MAX: usize = 100_000;
+/// Registrations one source (TCP address, IPv6 /64) may send per [`ANCHOR_SOURCE_WINDOW_MS`]
+/// (0.5.3's value, counted by its spoofable X-Forwarded-For).
+pub const ANCHOR_REGISTRATIONS_PER_SOURCE: usize = 10;
+/// Relay posts (to any mailbox) one source may send per [`ANCHOR_SOURCE_WINDOW_MS`]: two a second on
+/// average, far above a node's own traffic, and what keeps one source from filling the buffers.
+pub const ANCHOR_POSTS_PER_SOURCE: usize = 120;
+/// The window of the per-source counts above, in milliseconds.
+pub const ANCHOR_SOURCE_WINDOW_MS: u64 = 60_000;
+/// Sources whose windows the anchor remembers; a newcomer over it evicts the source seen least
+/// recently (its window is forgotten, never anyone else's mailbox).
+pub const ANCHOR_SOURCES_MAX: usize = 10_000;
+/// Largest body buffered in a mailbox, in bytes (a larger POST is answered 413).
+pub const ANCHOR_ENTRY_BYTES_MAX: usize = 256 * 1024;
+/// Bytes one mailbox (one kind, one target) may hold; a post over it evicts like a full count does.
+pub const ANCHOR_MAILBOX_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Bytes charged per buffered entry on top of its body (its key, times, source) against
+/// [`ANCHOR_BUFFERED_BYTES_MAX`], so that many tiny entries are bounded too.
+pub const ANCHOR_ENTRY_OVERHEAD_BYTES: usize = 256;
+/// Bytes all mailboxes together may hold; a post over it is answered 507. Entries live in memory as
+/// well as on disk, so this bounds the anchor's resident size.
+pub const ANCHOR_BUFFERED_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// Entries of one target's webhook mailbox (0.5.3's value).
+pub const ANCHOR_WEBHOOK_ENTRIES_MAX: usize = 100;
+/// Lifetime of a buffered webhook callback, in seconds (0.5.3's value).
+pub const ANCHOR_WEBHOOK_TTL_S: u64 = 3_600;
+/// Entries of one target's connection mailbox (0.5.3's value).
+pub const ANCHOR_CONNECTION_ENTRIES_MAX: usize = 20;
+/// Lifetime of a buffered connection callback, in seconds (0.5.3's value).
+pub const ANCHOR_CONNECTION_TTL_S: u64 = 3_600;
+/// Entries of one target's SDP mailbox (0.5.3's value).
+pub const ANCHOR_SDP_ENTRIES_MAX: usize = 10;
+/// Lifetime of a buffered SDP signal, in seconds (0.5.3's value: SDP goes stale fast).
+pub const ANCHOR_SDP_TTL_S: u64 = 120;
+/// Entries of one target's message mailbox (0.5.3's value).
+pub const ANCHOR_MESSAGE_ENTRIES_MAX: usize = 50;
+/// Lifetime of a buffered relayed message, in seconds (0.5.3's value).
+pub const ANCHOR_MESSAGE_TTL_S: u64 = 3_600;
+/// Poll timestamps remembered per agent and mailbox kind (each for the freshness window): one poll
+/// every 2.3 s sustained; an honest 0.5.3 node polls every 60 s, its WormHole every 5 s.
+pub const ANCHOR_POLLS_PER_MAILBOX_MAX: usize = 128;
+/// Longest long poll (`?wait=`), in seconds; longer requests are cut to it.
+pub const ANCHOR_LONG_POLL_S_MAX: u64 = 25;
+/// Long polls held at once; a poll over it is answered at once, as a plain poll. Below the HTTP
+/// server's requests in flight (64), so held polls never starve registrations and lookups.
+pub const ANCHOR_LONG_POLLS_MAX: usize = 32;
+
 /// A configured rate limit.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum RateLimit {

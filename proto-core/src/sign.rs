@@ -55,6 +55,8 @@ pub const V2_TRUST_QUERY: &str = "trust-query";
 pub const V2_TRUST_ANSWER: &str = "trust-answer";
 /// Our domain for a shard.
 pub const V2_SHARD: &str = "shard";
+/// Our domain for a registration with an anchor.
+pub const V2_ANCHOR_REGISTER: &str = "anchor-register";
 
 // Decoding a signature is the provider's side of the line (it sees raw signatures only).
 pub use crate::crypto::{parse_signature, SIGNATURE_HEX_LEN};

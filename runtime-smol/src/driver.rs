@@ -49,6 +49,8 @@ pub enum Input {
         method: Method,
         /// Path without query.
         path: String,
+        /// The query string, still percent-encoded (the node reads none; the anchor's polls do).
+        query: String,
         /// Body (already capped).
         body: Vec<u8>,
         /// Real TCP source.
@@ -265,7 +267,7 @@ impl Core {
 
     fn handle(&mut self, now: Now, input: Input) {
         match input {
-            Input::Request { method, path, body, source, reply } => {
+            Input::Request { method, path, body, source, reply, .. } => {
                 let id = InboundId(self.next_inbound);
                 self.next_inbound += 1;
                 self.replies.insert(id, reply);

@@ -34,6 +34,8 @@ pub struct Head {
     pub method: String,
     /// Path without the query string.
     pub path: String,
+    /// The query string (after `?`, before any `#`), still percent-encoded; empty when absent.
+    pub query: String,
     /// HTTP/1.1 (true) or HTTP/1.0.
     pub http11: bool,
     /// `Content-Length`, 0 when absent.
@@ -132,8 +134,17 @@ fn head_of(req: &httparse::Request<'_, '_>) -> Result<Head, HeadError> {
     }
     let http11 = minor == 1;
     let path = target.split(['?', '#']).next().unwrap_or_default().to_owned();
-    let mut head =
-        Head { method: method.to_owned(), path, http11, content_length: 0, expect_continue: false, close: !http11 };
+    let query =
+        target.split('#').next().unwrap_or_default().split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default();
+    let mut head = Head {
+        method: method.to_owned(),
+        path,
+        query,
+        http11,
+        content_length: 0,
+        expect_continue: false,
+        close: !http11,
+    };
     let mut length: Option<u64> = None;
     for field in req.headers.iter() {
         apply_field(&mut head, &mut length, field.name, field.value)?;
@@ -201,6 +212,7 @@ pub fn reason(status: u16) -> &'static str {
         501 => "Not Implemented",
         503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",
+        507 => "Insufficient Storage",
         _ => "Status",
     }
 }
@@ -258,6 +270,7 @@ mod tests {
         let h = whole(raw).unwrap();
         assert_eq!(h.method, "POST");
         assert_eq!(h.path, "/__darkmatter__/message");
+        assert_eq!(h.query, "x=1");
         assert_eq!(h.content_length, 12);
         assert!(h.http11 && !h.close && !h.expect_continue);
     }

@@ -82,6 +82,7 @@
 #![deny(missing_docs)]
 
 pub mod admission;
+pub mod anchor;
 pub mod args;
 pub mod client;
 pub mod config;

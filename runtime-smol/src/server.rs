@@ -304,7 +304,7 @@ impl Server {
             "POST" => Method::Post,
             _ => Method::Other,
         };
-        let reply = self.ask_core(method, head.path.clone(), body, source).await;
+        let reply = self.ask_core(method, head.path.clone(), head.query.clone(), body, source).await;
         if reply.peer {
             // A connected peer's signed request: its own per-peer limits in the core bound it, so the
             // charge taken on its first byte is given back (a busy connection is not its address).
@@ -353,10 +353,17 @@ impl Server {
         Ok(!close)
     }
 
-    async fn ask_core(&self, method: Method, path: String, body: Vec<u8>, source: IpAddr) -> CoreReply {
+    async fn ask_core(
+        &self,
+        method: Method,
+        path: String,
+        query: String,
+        body: Vec<u8>,
+        source: IpAddr,
+    ) -> CoreReply {
         let unavailable = |text: &str| CoreReply { status: 503, body: proto_core::wire::error_body(text), peer: false };
         let (tx, rx) = async_channel::bounded(1);
-        let input = Input::Request { method, path, body, source: Some(source), reply: tx };
+        let input = Input::Request { method, path, query, body, source: Some(source), reply: tx };
         let deadline = Instant::now() + Duration::from_millis(REPLY_WAIT_MS);
         let sent = within(deadline, async {
             self.inputs.send(input).await.map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))

@@ -1,0 +1,276 @@
+//! Anchor capacity (BENCHMARKS.md, "Anchor"): registered nodes per resident MiB, lookups/s and relayed
+//! messages/s of `darkmatter anchor` over loopback.
+//!
+//! ```sh
+//! cargo run --release -p darkmatter-benches --bin anchor-capacity -- [--nodes 100000] [--secs 5]
+//! ```
+//!
+//! The binary runs the anchor itself in a child process (`anchor-capacity serve <dir>`, the same
+//! `runtime_smol::anchor::serve` as `darkmatter anchor`), so the resident size read from
+//! `/proc/<pid>/status` is the anchor's alone. Then, from clients bound to many 127.x.y.z addresses (the
+//! anchor counts registrations and posts per source, and so does the HTTP server's admission):
+//! 1. registers `--nodes` agents, 10 per source, signed 0.5.3 registrations on keep-alive connections;
+//! 2. looks random agents up for `--secs` from 128 connections (each its own source);
+//! 3. posts 2 KiB sealed-size bodies to random agents' message mailboxes for `--secs`, each source
+//!    below its post budget; each answer means the entry is on disk (group commit).
+//!
+//! It prints one JSON line of figures.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use proto_core::sign::{domain_bytes, sign_hex, DOMAIN_PEER_UPDATE};
+use proto_core::time::format_iso;
+use proto_core::Passport;
+
+const THREADS: usize = 16;
+const CONNECTIONS_PER_THREAD: usize = 8;
+const REGISTRATIONS_PER_SOURCE: usize = 10;
+const POSTS_PER_SOURCE: usize = 100;
+const BODY_BYTES: usize = 2_048;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("serve") {
+        let config = runtime_smol::anchor::AnchorConfig {
+            port: 0,
+            state_dir: args[2].clone().into(),
+            ..runtime_smol::anchor::AnchorConfig::default()
+        };
+        runtime_smol::anchor::serve(config).expect("anchor");
+        return;
+    }
+    let flag = |name: &str, default: u64| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (nodes, secs) = (flag("--nodes", 100_000) as usize, flag("--secs", 5));
+    let dir = std::env::temp_dir().join(format!("anchor-capacity-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["serve", dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the anchor");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&line).expect("ready line");
+    let addr: SocketAddr = ready["url"].as_str().unwrap().trim_start_matches("http://").parse().unwrap();
+    let pid = child.id();
+    let rss_idle = rss_kib(pid);
+
+    let ids = Arc::new(ids_of(nodes));
+    let t = Instant::now();
+    let registered = register_all(addr, &ids);
+    let register_s = t.elapsed().as_secs_f64();
+    let (rss_registered, _) = (rss_kib(pid), ());
+    let lookups = run_for(addr, secs, ids.clone(), 2, |ids, i| {
+        (format!("GET /__darkmatter__/peer_lookup/{} HTTP/1.1\r\nHost: a\r\n\r\n", ids[i % ids.len()]).into_bytes(), 1)
+    });
+    let body = format!("{{\"e2e_encrypted\":true,\"ciphertext\":\"{}\"}}", "a".repeat(BODY_BYTES - 40));
+    let posts = run_for(addr, secs, ids.clone(), 3, move |ids, i| {
+        let target = &ids[(i * 7_919) % ids.len()];
+        let head = format!(
+            "POST /__darkmatter__/message_relay/{target} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        ([head.as_bytes(), body.as_bytes()].concat(), POSTS_PER_SOURCE)
+    });
+    let (rss_end, hwm_end) = (rss_kib(pid), hwm_kib(pid));
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let figures = serde_json::json!({
+        "nodes": nodes,
+        "registered": registered,
+        "registrations_per_s": (registered as f64 / register_s).round(),
+        "rss_idle_mib": rss_idle / 1024,
+        "rss_registered_mib": rss_registered / 1024,
+        "rss_end_mib": rss_end / 1024,
+        "rss_peak_mib": hwm_end / 1024,
+        "lookups_per_s": (lookups as f64 / secs as f64).round(),
+        "relayed_messages_per_s": (posts as f64 / secs as f64).round(),
+        "body_bytes": BODY_BYTES,
+    });
+    println!("{figures}");
+}
+
+/// Agent ids of `n` deterministic passports (seed = index).
+fn ids_of(n: usize) -> Vec<String> {
+    (0..n).map(|i| passport(i).agent_id().as_str().to_owned()).collect()
+}
+
+fn passport(i: usize) -> Passport {
+    let mut seed = [7u8; 32];
+    seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    Passport::from_seed(seed)
+}
+
+/// Source `index` of `group`: 127.<group>.<hi>.<lo>.
+fn source(group: u8, index: usize) -> IpAddr {
+    IpAddr::from([127, group, (index >> 8) as u8, (index & 0xff) as u8])
+}
+
+fn connect_from(src: IpAddr, addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::new(src, 0).into()).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let s: TcpStream = socket.into();
+    s.set_nodelay(true).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s
+}
+
+/// Sends one request on a kept-alive connection: the answer's status and whether the server closes
+/// the connection after it (`Connection: close`: a refusal, or the server's requests-per-connection
+/// cap); `None` when the connection broke.
+fn exchange(s: &mut TcpStream, request: &[u8]) -> Option<(u16, bool)> {
+    s.write_all(request).ok()?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize =
+                head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
+            if buf.len() >= end + 4 + len {
+                let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+                return Some((status, head.contains("connection: close")));
+            }
+        }
+        let n = s.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Registers every id, [`REGISTRATIONS_PER_SOURCE`] per source; returns how many were answered 200.
+fn register_all(addr: SocketAddr, ids: &Arc<Vec<String>>) -> u64 {
+    let ok = Arc::new(AtomicU64::new(0));
+    let sources = ids.len().div_ceil(REGISTRATIONS_PER_SOURCE);
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let ok = ok.clone();
+            let n = ids.len();
+            std::thread::spawn(move || {
+                for s in (t..sources).step_by(THREADS) {
+                    let mut conn = connect_from(source(1, s), addr);
+                    for i in (s * REGISTRATIONS_PER_SOURCE..(s + 1) * REGISTRATIONS_PER_SOURCE).take_while(|&i| i < n) {
+                        match exchange(&mut conn, &registration(i, addr)) {
+                            Some((200, false)) => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Some((200, true)) => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                                conn = connect_from(source(1, s), addr);
+                            }
+                            _ => conn = connect_from(source(1, s), addr),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    ok.load(Ordering::Relaxed)
+}
+
+fn registration(i: usize, addr: SocketAddr) -> Vec<u8> {
+    let p = passport(i);
+    let id = p.agent_id().as_str();
+    let url = format!("http://10.{}.{}.{}:8100", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff);
+    let now_us = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as i64;
+    let ts = format_iso(now_us);
+    let sig = sign_hex(&p, &domain_bytes(DOMAIN_PEER_UPDATE, &[id, &url, &ts]).unwrap());
+    let body =
+        serde_json::json!({"agent_id": id, "new_url": url, "public_key_hex": id, "signature": sig, "timestamp": ts})
+            .to_string();
+    let head = format!(
+        "POST /__darkmatter__/peer_update HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    [head.as_bytes(), body.as_bytes()].concat()
+}
+
+/// Runs `request(ids, i)` round-robin over [`THREADS`] × [`CONNECTIONS_PER_THREAD`] connections for
+/// `secs`, each connection from its own source of `group` and replaced by a fresh source after the
+/// request's per-source count; returns how many were answered 200.
+fn run_for(
+    addr: SocketAddr,
+    secs: u64,
+    ids: Arc<Vec<String>>,
+    group: u8,
+    request: impl Fn(&[String], usize) -> (Vec<u8>, usize) + Send + Sync + Clone + 'static,
+) -> u64 {
+    let ok = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (ok, stop, ids, request) = (ok.clone(), stop.clone(), ids.clone(), request.clone());
+            std::thread::spawn(move || {
+                let mut next_source = t * 4_000;
+                let mut conns: Vec<(TcpStream, usize)> = (0..CONNECTIONS_PER_THREAD)
+                    .map(|_| {
+                        next_source += 1;
+                        (connect_from(source(group, next_source), addr), 0)
+                    })
+                    .collect();
+                let mut i = t * 1_000_003;
+                while !stop.load(Ordering::Relaxed) {
+                    for (conn, used) in conns.iter_mut() {
+                        let (req, per_source) = request(&ids, i);
+                        i += 1;
+                        if *used >= per_source && per_source > 1 {
+                            next_source += 1;
+                            *conn = connect_from(source(group, next_source), addr);
+                            *used = 0;
+                        }
+                        let answer = exchange(conn, &req);
+                        if matches!(answer, Some((200, _))) {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        *used += 1;
+                        // Refused (the source's budget) or closed (the server's per-connection cap):
+                        // the same source reconnects.
+                        if !matches!(answer, Some((_, false))) {
+                            *conn = connect_from(source(group, next_source), addr);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(secs));
+    let done = ok.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    done
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+fn hwm_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM:")
+}

@@ -256,7 +256,7 @@ impl Core {
         self.store.apply(&writes)?;
         for (request, status, body) in replies {
             if let Some(tx) = self.waiting.remove(&request) {
-                let _ = tx.try_send(Reply { id: InboundId(request), status, body });
+                let _ = tx.try_send(Reply { id: InboundId(request), status, body, peer: false });
             }
         }
         Ok(())

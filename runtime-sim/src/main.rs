@@ -144,7 +144,7 @@ const OVERRIDES: &[Override] = &[
         value_name: "POLICY",
         heading: TRUST,
         help: "How nodes combine their peers' answers to a trust query",
-        choices: &["weighted", "plain"],
+        choices: &["weighted", "plain", "unbounded"],
     },
     Override {
         key: "signatures",

@@ -98,7 +98,7 @@ pub struct Options {
     pub min_delivery_after: Option<f64>,
     /// Command-line overrides given, in order (for the reproduction command).
     pub overrides: Vec<(String, String)>,
-    /// How every node combines its peers' answers to a trust query (`--policy weighted|plain`).
+    /// How every node combines its peers' answers to a trust query (`--policy weighted|plain|unbounded`).
     pub trust_policy: proto_core::TrustPolicy,
     /// The trust study this run is, if any (its nodes beyond `--nodes`, its script, its measures).
     pub study: Option<crate::trust_study::StudyConfig>,
@@ -214,7 +214,8 @@ impl Options {
                 self.trust_policy = match value {
                     "weighted" => proto_core::TrustPolicy::Weighted,
                     "plain" => proto_core::TrustPolicy::PlainAverage,
-                    _ => return Err(format!("--policy: weighted or plain, not {value}")),
+                    "unbounded" => proto_core::TrustPolicy::WeightedUnbounded,
+                    _ => return Err(format!("--policy: weighted, plain or unbounded, not {value}")),
                 }
             }
             _ if self.study.is_some() && crate::trust_study::is_key(key) => {

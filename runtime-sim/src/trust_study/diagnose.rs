@@ -23,7 +23,7 @@ pub(crate) fn why_not(sim: &Sim, a: &Ask, voucher: Option<u32>, policy: TrustPol
             return voucher_silent(sim, a, v);
         }
     }
-    let weighted = policy == TrustPolicy::Weighted;
+    let weighted = policy.weighted();
     if weighted && t.weight == 0.0 || !weighted && t.opinions.is_empty() {
         return "no opinion from a peer it trusts";
     }

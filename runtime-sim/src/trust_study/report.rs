@@ -211,6 +211,7 @@ impl StudyReport {
         let policy = match self.policy {
             TrustPolicy::Weighted => "weighted (default)",
             TrustPolicy::PlainAverage => "plain average",
+            TrustPolicy::WeightedUnbounded => "weighted without the Sybil defences (old rules)",
         };
         s += &format!(
             "trust study        {} honest nodes, {} newcomers, {} Sybils; policy {policy}\n",

@@ -522,22 +522,27 @@ fn the_old_rules_decide_at_once() {
 
 #[test]
 fn a_voucher_that_vouches_for_a_crowd_counts_for_nothing() {
-    // B (trusted 0.8 by A) vouches for C and D: two requesters at once, so neither gets in on its word.
+    // B (trusted 0.8 by A) vouches for C, D and E: three requesters at once, so none gets in on its word.
     let (mut m, a, b, c) = vouched(Config::default());
-    let d = m.add("D", false);
-    connect(&mut m, b, d);
-    impression(&mut m, b, d, 0.9);
-    connect(&mut m, c, a);
-    connect(&mut m, d, a);
+    let mut crowd = vec![c];
+    for name in ["D", "E"] {
+        let d = m.add(name, false);
+        connect(&mut m, b, d);
+        impression(&mut m, b, d, 0.9);
+        crowd.push(d);
+    }
+    for &x in &crowd {
+        connect(&mut m, x, a);
+    }
     m.advance(PAST_HOLD_MS);
     assert!(!decided(&m, a, true), "a crowd vouched by one peer waits for the agent");
     let pending = m.command(a, Command::ListPending).unwrap();
-    assert_eq!(pending["total"], 2);
+    assert_eq!(pending["total"], 3);
     for r in pending["requests"].as_array().unwrap() {
         let o = &r["peer_trust"]["opinions"][0];
         assert_eq!(o["agent_id"], m.id(b).as_str());
         assert_eq!((o["your_trust_in_them"].as_f64(), o["counted"].as_f64()), (Some(0.8), Some(0.0)), "{o}");
-        assert_eq!(o["vouched_for"], 2);
+        assert_eq!(o["vouched_for"], 3);
         assert_eq!(r["peer_trust"]["score"], Value::Null);
         assert!(r["policy_decides_from"].is_string());
     }
@@ -545,18 +550,24 @@ fn a_voucher_that_vouches_for_a_crowd_counts_for_nothing() {
 
 #[test]
 fn a_peer_that_slanders_a_crowd_cannot_reject_anyone() {
-    // S (trusted 0.8 by A) speaks ill of C and of D; V (trusted 0.6) vouches for C alone.
+    // S (trusted 0.8 by A) speaks ill of C, D and E; V (trusted 0.6) vouches for C alone.
     let (mut m, a, s, c) = vouched(Config::default());
     impression(&mut m, s, c, -1.0);
-    let d = m.add("D", false);
-    connect(&mut m, s, d);
-    impression(&mut m, s, d, -1.0);
+    let mut others = Vec::new();
+    for name in ["D", "E"] {
+        let d = m.add(name, false);
+        connect(&mut m, s, d);
+        impression(&mut m, s, d, -1.0);
+        others.push(d);
+    }
     let v = m.add("V", true);
     connect(&mut m, v, a);
     impression(&mut m, a, v, 0.6);
     connect(&mut m, v, c);
     impression(&mut m, v, c, 0.8);
-    connect(&mut m, d, a);
+    for &d in &others {
+        connect(&mut m, d, a);
+    }
     connect(&mut m, c, a);
     m.advance(PAST_HOLD_MS);
     assert!(!decided(&m, a, false), "the slanderer's warnings count for nothing");

@@ -53,7 +53,7 @@ fn trust_summary(p: &PendingView) -> String {
         let name = o.display_name.clone().unwrap_or_else(|| truncate_chars(&o.agent_id, 12));
         let share = if t.weight > 0.0 { 100.0 * o.counted / t.weight } else { 0.0 };
         let mut part = format!("{name} says {:.2}, counted {:.2} ({share:.0}%)", o.their_score, o.counted);
-        if o.vouched_for > 1 {
+        if o.counted == 0.0 && o.vouched_for as usize > proto_core::limits::TRUST_VOUCHES_PER_PEER_MAX {
             part += &format!(", not counted: spoke for {} requesters lately", o.vouched_for);
         }
         parts.push(part);

@@ -178,7 +178,9 @@ pub const TRUST_VOUCH_SCORE_MIN: f64 = 0.2;
 /// Requesters one peer may vouch for (or warn against) within [`TRUST_VOUCH_WINDOW_S`] and still
 /// be counted: a peer that speaks strongly of more at once is vouching for a crowd (a Sybil cluster, a
 /// slander campaign), and its strong opinions then count for nothing; the agent decides.
-pub const TRUST_VOUCHES_PER_PEER_MAX: usize = 1;
+/// Two, not one: an honest peer may introduce two newcomers the same day (in the study's model a
+/// voucher picked twice is common) without either waiting for the agent.
+pub const TRUST_VOUCHES_PER_PEER_MAX: usize = 2;
 /// The window of a peer's vouch budget, in seconds.
 pub const TRUST_VOUCH_WINDOW_S: u64 = 86_400;
 /// Vouches remembered for the budget (peer, requester, when), oldest dropped first; not persisted.

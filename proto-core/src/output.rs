@@ -219,7 +219,7 @@ pub struct Opinion {
     /// peer, or 0 when we distrust it or it vouched for a crowd (see `vouched_for`).
     pub counted: f64,
     /// Requesters this peer vouched for or warned against (opinions of at least 0.2 either way) in
-    /// the vouch window, this one included: above 1 its vouches count for nothing.
+    /// the vouch window, this one included: above 2 its vouches count for nothing.
     pub vouched_for: u32,
 }
 

@@ -45,9 +45,10 @@ impl TrustPolicy {
         matches!(self, TrustPolicy::Weighted | TrustPolicy::WeightedUnbounded)
     }
 
-    /// Whether the Sybil defences apply (the automatic ceiling, the vouch budget, the decision hold).
+    /// Whether the Sybil defences apply (the automatic ceiling, the vouch budget, the decision hold):
+    /// under the default policy only; the simulator's comparisons keep the rules they had.
     pub fn bounded(self) -> bool {
-        self != TrustPolicy::WeightedUnbounded
+        self == TrustPolicy::Weighted
     }
 }
 
@@ -252,8 +253,10 @@ mod tests {
         v.note("p", "a", 0.9, 0);
         v.note("p", "a", 0.8, 10);
         assert!(v.within_budget("p", 10), "the same requester twice is one vouch");
-        v.note("p", "b", -0.9, 20);
-        assert_eq!(v.spoken_for("p", 20), 2);
+        v.note("p", "b", 0.9, 15);
+        assert!(v.within_budget("p", 15), "two introductions a day are within budget");
+        v.note("p", "c", -0.9, 20);
+        assert_eq!(v.spoken_for("p", 20), 3);
         assert!(!v.within_budget("p", 20), "a warning is charged like a vouch");
         assert!(v.within_budget("q", 20));
         // Outside the window the old vouch no longer counts.

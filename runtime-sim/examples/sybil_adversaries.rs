@@ -34,6 +34,9 @@ struct Args {
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// `both` (old and new rules, and the plot) or `new` (the defaults only).
+    #[arg(long, default_value = "both")]
+    rules: String,
     /// `--KEY VALUE` overrides of the `sybil` scenario, after `--`.
     #[arg(last = true)]
     overrides: Vec<String>,
@@ -137,20 +140,22 @@ fn row(name: &str, seed: u64, rules: &str, d: &Done) -> String {
 fn main() -> Result<(), String> {
     let args = Args::parse();
     std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
-    let old = run(&args, "unbounded")?;
-    println!("{}\n{}\ntrace-hash: {}\n", old.command, old.report.text(), old.hash);
+    let old = if args.rules == "both" { Some(run(&args, "unbounded")?) } else { None };
     let new = run(&args, "weighted")?;
-    println!("{}\n{}\ntrace-hash: {}\n", new.command, new.report.text(), new.hash);
-    let file = format!("{}-s{}.svg", args.name, args.seed);
-    std::fs::write(args.out.join(&file), svg(&args.name, &old.report, &new.report)?).map_err(|e| e.to_string())?;
     let mut rows = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(args.out.join("rows.md"))
         .map_err(|e| e.to_string())?;
-    for (rules, d) in [("old", &old), ("new", &new)] {
+    for (rules, d) in [("old", old.as_ref()), ("new", Some(&new))] {
+        let Some(d) = d else { continue };
+        println!("{}\n{}\ntrace-hash: {}\n", d.command, d.report.text(), d.hash);
         writeln!(rows, "{}", row(&args.name, args.seed, rules, d)).map_err(|e| e.to_string())?;
     }
-    println!("wrote {}", args.out.join(file).display());
+    if let Some(old) = &old {
+        let file = format!("{}-s{}.svg", args.name, args.seed);
+        std::fs::write(args.out.join(&file), svg(&args.name, &old.report, &new.report)?).map_err(|e| e.to_string())?;
+        println!("wrote {}", args.out.join(file).display());
+    }
     Ok(())
 }

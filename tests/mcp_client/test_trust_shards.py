@@ -3,11 +3,12 @@
 Four nodes (A, B, C, D) on 127.0.0.1, each started by its own MCP client. A runs with
 DARKMATTER_AUTO_ACCEPT_LOCAL=false: every node here is local, so without that A would accept every
 proven request at once and the trust policy would never be consulted. The acceptance policy is the
-core default: accept a signed request when peers' combined opinion >= 0.5, reject at <= -0.5.
+core default: accept a signed request when peers' combined opinion >= 0.5, reject at <= -0.5, each
+decision held for 10 minutes (SPEC §8.4).
 
   1. A trusts B (0.8); B vouches for C with 0.4 -> C's request at A stays pending and shows B's
-     opinion (score 0.4, your_trust_in_them 0.8); B vouches for D with 0.9 -> D's request is
-     accepted by policy.
+     opinion (score 0.4, your_trust_in_them 0.8); B vouches for D with 0.9 -> D's request shows the
+     combined 0.9, B's vouch counted 0.8 and when the policy would accept it; A's agent accepts it.
   2. A's shard with trust_threshold 0.5 reaches B (A trusts B 0.8, B trusts A 0.8), not D (A trusts
      D 0); once A raises D to 0.6 (D trusts A) it is pushed to D.
   3. darkmatter_status lists new_context after a message, and none on the next call.

@@ -3,9 +3,10 @@
 
 use darkmatter_tests::harness::Mesh;
 use proto_core::limits::{
-    PENDING_REQUESTS_MAX, TRUST_ANSWER_MIN, TRUST_NEGATIVE_TIMEOUT_S, TRUST_QUERY_ASKED_MAX, TRUST_QUERY_FANOUT_MAX,
+    PENDING_REQUESTS_MAX, TRUST_ANSWER_MIN, TRUST_AUTO_CEILING, TRUST_DECISION_HOLD_S, TRUST_NEGATIVE_TIMEOUT_S,
+    TRUST_QUERY_ASKED_MAX, TRUST_QUERY_FANOUT_MAX,
 };
-use proto_core::{Command, Config, Event, SendArgs, ShardArgs, Targets};
+use proto_core::{Command, Config, Event, SendArgs, ShardArgs, Targets, TrustPolicy};
 use quickcheck::quickcheck;
 use serde_json::{json, Map, Value};
 
@@ -25,6 +26,13 @@ fn shard(content: &str, threshold: f64) -> Command {
         trust_threshold: threshold,
         summary: None,
     })
+}
+
+/// Past the decision hold, to the housekeeping that decides what the policy can.
+const PAST_HOLD_MS: u64 = TRUST_DECISION_HOLD_S * 1000 + 60_000;
+
+fn decided(m: &Mesh, at: usize, accepted: bool) -> bool {
+    m.peers[at].events.iter().any(|e| matches!(e, Event::RequestDecided { accepted: a, .. } if *a == accepted))
 }
 
 /// A trusts B; B vouches for C; C asks A. Returns the mesh and (a, b, c).
@@ -63,7 +71,9 @@ fn a_sees_what_its_trusted_peer_thinks_of_a_pending_requester() {
 fn the_default_policy_accepts_a_vouched_newcomer() {
     let (mut m, a, _b, c) = vouched(Config::default());
     connect(&mut m, c, a);
-    assert!(m.peers[a].events.iter().any(|e| matches!(e, Event::RequestDecided { accepted: true, .. })));
+    assert!(!decided(&m, a, true), "held: a voucher for a crowd would show in the meantime");
+    m.advance(PAST_HOLD_MS);
+    assert!(decided(&m, a, true));
     assert_eq!(m.command(a, Command::ListConnections).unwrap()["total"], 2);
     assert_eq!(m.command(c, Command::ListConnections).unwrap()["total"], 2, "C learned of the acceptance");
 }
@@ -73,7 +83,8 @@ fn the_default_policy_rejects_a_newcomer_its_trusted_peer_distrusts() {
     let (mut m, a, b, c) = vouched(Config::default());
     impression(&mut m, b, c, -0.9);
     connect(&mut m, c, a);
-    assert!(m.peers[a].events.iter().any(|e| matches!(e, Event::RequestDecided { accepted: false, .. })));
+    m.advance(PAST_HOLD_MS);
+    assert!(decided(&m, a, false));
     assert_eq!(m.command(a, Command::ListPending).unwrap()["total"], 0);
 }
 
@@ -110,11 +121,16 @@ fn impressions_are_answered_only_to_connected_peers_we_do_not_distrust() {
     assert_eq!(s, 403);
 }
 
-/// A (policy off, so requests wait) trusts B; `n` non-local requesters ask A, each vouched for by B
-/// when `vouched`. Returns the mesh, A, B and the requesters.
+/// A (policy off, so requests wait) trusts B; `n` non-local requesters ask A, each vouched for by a
+/// peer of its own when `vouched` (one peer vouching for them all would be vouching for a crowd, and
+/// count for nothing), the newest voucher trusted most so that it is in the first round.
+/// Returns the mesh, A, B and the requesters.
 fn full_queue(n: usize, vouched: bool) -> (Mesh, usize, usize, Vec<usize>) {
     let mut m = Mesh::new();
-    let a = m.add_with("A", true, Config { trust_accept_min: None, trust_reject_max: None, ..Config::default() });
+    // Room for a voucher per requester.
+    let max_connections = 2 * PENDING_REQUESTS_MAX + 1;
+    let policy_off = Config { trust_accept_min: None, trust_reject_max: None, max_connections, ..Config::default() };
+    let a = m.add_with("A", true, policy_off);
     let b = m.add("B", true);
     connect(&mut m, b, a);
     impression(&mut m, a, b, 0.8);
@@ -122,7 +138,12 @@ fn full_queue(n: usize, vouched: bool) -> (Mesh, usize, usize, Vec<usize>) {
     for i in 0..n {
         let c = m.add(&format!("C{i}"), false);
         if vouched {
-            impression(&mut m, b, c, 0.9);
+            let v = m.add(&format!("V{i}"), true);
+            // A asks V (V's own auto-accept budget is fresh): fifty requests the other way would
+            // spend A's.
+            connect(&mut m, a, v);
+            impression(&mut m, a, v, 0.3 + 0.01 * i as f64);
+            impression(&mut m, v, c, 0.9);
         }
         assert_eq!(connect(&mut m, c, a)["status"], "pending");
         // A request and its proof each: spread so that strangers stay inside their rate share.
@@ -267,6 +288,7 @@ fn a_voucher_outside_the_first_round_is_found_in_a_dense_mesh() {
     impression(&mut m, a, v, 0.25);
     impression(&mut m, v, c, 0.9);
     connect(&mut m, c, a);
+    m.advance(PAST_HOLD_MS);
     assert!(
         m.peers[a].events.iter().any(|e| matches!(e, Event::RequestDecided { accepted: true, .. })),
         "V's vouch was heard"
@@ -280,7 +302,7 @@ fn an_undecided_request_is_decided_once_trust_in_its_voucher_grows() {
     connect(&mut m, c, a);
     assert_eq!(m.command(a, Command::ListPending).unwrap()["total"], 1, "0.1 of weight is not enough to act on");
     impression(&mut m, a, b, 0.8);
-    m.advance(120_000);
+    m.advance(PAST_HOLD_MS);
     assert!(m.peers[a].events.iter().any(|e| matches!(e, Event::RequestDecided { accepted: true, .. })));
     assert_eq!(m.command(a, Command::ListPending).unwrap()["total"], 0);
 }
@@ -300,7 +322,7 @@ fn a_peer_connected_later_is_asked_about_an_undecided_request() {
     impression(&mut m, b, c, 0.9);
     connect(&mut m, b, a);
     impression(&mut m, a, b, 0.8);
-    m.advance(120_000);
+    m.advance(PAST_HOLD_MS);
     assert!(
         m.peers[a].events.iter().any(|e| matches!(e, Event::RequestDecided { accepted: true, .. })),
         "B was asked at housekeeping"
@@ -489,6 +511,92 @@ fn a_reply_completes_an_exchange_and_raises_trust() {
     .unwrap();
     let after = m.command(a, Command::GetImpression { agent_id: m.id(b) }).unwrap()["score"].as_f64().unwrap();
     assert!(after > before + 0.019, "{before} -> {after}");
+}
+
+#[test]
+fn the_old_rules_decide_at_once() {
+    let (mut m, a, _b, c) = vouched(Config { trust_policy: TrustPolicy::WeightedUnbounded, ..Config::default() });
+    connect(&mut m, c, a);
+    assert!(decided(&m, a, true), "no hold without the Sybil defences");
+}
+
+#[test]
+fn a_voucher_that_vouches_for_a_crowd_counts_for_nothing() {
+    // B (trusted 0.8 by A) vouches for C, D and E: three requesters at once, so none gets in on its word.
+    let (mut m, a, b, c) = vouched(Config::default());
+    let mut crowd = vec![c];
+    for name in ["D", "E"] {
+        let d = m.add(name, false);
+        connect(&mut m, b, d);
+        impression(&mut m, b, d, 0.9);
+        crowd.push(d);
+    }
+    for &x in &crowd {
+        connect(&mut m, x, a);
+    }
+    m.advance(PAST_HOLD_MS);
+    assert!(!decided(&m, a, true), "a crowd vouched by one peer waits for the agent");
+    let pending = m.command(a, Command::ListPending).unwrap();
+    assert_eq!(pending["total"], 3);
+    for r in pending["requests"].as_array().unwrap() {
+        let o = &r["peer_trust"]["opinions"][0];
+        assert_eq!(o["agent_id"], m.id(b).as_str());
+        assert_eq!((o["your_trust_in_them"].as_f64(), o["counted"].as_f64()), (Some(0.8), Some(0.0)), "{o}");
+        assert_eq!(o["vouched_for"], 3);
+        assert_eq!(r["peer_trust"]["score"], Value::Null);
+        assert!(r["policy_decides_from"].is_string());
+    }
+}
+
+#[test]
+fn a_peer_that_slanders_a_crowd_cannot_reject_anyone() {
+    // S (trusted 0.8 by A) speaks ill of C, D and E; V (trusted 0.6) vouches for C alone.
+    let (mut m, a, s, c) = vouched(Config::default());
+    impression(&mut m, s, c, -1.0);
+    let mut others = Vec::new();
+    for name in ["D", "E"] {
+        let d = m.add(name, false);
+        connect(&mut m, s, d);
+        impression(&mut m, s, d, -1.0);
+        others.push(d);
+    }
+    let v = m.add("V", true);
+    connect(&mut m, v, a);
+    impression(&mut m, a, v, 0.6);
+    connect(&mut m, v, c);
+    impression(&mut m, v, c, 0.8);
+    for &d in &others {
+        connect(&mut m, d, a);
+    }
+    connect(&mut m, c, a);
+    m.advance(PAST_HOLD_MS);
+    assert!(!decided(&m, a, false), "the slanderer's warnings count for nothing");
+    assert!(decided(&m, a, true), "C got in on V's word");
+}
+
+#[test]
+fn farmed_replies_never_make_a_voucher() {
+    let mut m = Mesh::new();
+    let a = m.add("A", true);
+    let b = m.add("B", true);
+    connect(&mut m, a, b);
+    let send = |m: &mut Mesh, from: usize, to: usize, in_reply_to: Option<String>| {
+        let args = SendArgs {
+            content: "q".into(),
+            targets: Targets::Agents(vec![m.id(to)]),
+            metadata: Map::new(),
+            in_reply_to,
+            hops_remaining: 1,
+        };
+        m.command(from, Command::Send(args)).unwrap()["message_id"].as_str().unwrap().to_owned()
+    };
+    // Twenty helpful replies would be worth 0.33 under 0.5.3's rules.
+    for _ in 0..20 {
+        let q = send(&mut m, a, b, None);
+        send(&mut m, b, a, Some(q));
+    }
+    let score = m.command(a, Command::GetImpression { agent_id: m.id(b) }).unwrap()["score"].as_f64().unwrap();
+    assert!((score - TRUST_AUTO_CEILING).abs() < 1e-9, "{score}");
 }
 
 /// A point of -1..=1 from any integer (quickcheck's floats are mostly huge, NaN or infinite).

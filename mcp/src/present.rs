@@ -6,7 +6,7 @@
 //! value that is not the expected shape (a test double's answer) passes through unchanged.
 
 use proto_core::identity::truncate_chars;
-use proto_core::output::{Activity, StatusReport};
+use proto_core::output::{Activity, PendingView, StatusReport};
 use serde_json::Value;
 
 /// Characters of a message's content that a list shows; the full text is one get call away.
@@ -29,6 +29,41 @@ pub fn message_list(mut v: Value) -> Value {
         previews(messages);
     }
     v
+}
+
+/// darkmatter_list_pending_requests: per request, one line saying how the peers' opinions combine:
+/// the combined score, who vouched and how much each counted, and when the policy may decide.
+pub fn pending_list(mut v: Value) -> Value {
+    let Some(requests) = v.get_mut("requests").and_then(Value::as_array_mut) else { return v };
+    for r in requests {
+        let Ok(p) = serde_json::from_value::<PendingView>(r.clone()) else { continue };
+        r["trust_summary"] = Value::from(trust_summary(&p));
+    }
+    v
+}
+
+fn trust_summary(p: &PendingView) -> String {
+    let Some(t) = &p.peer_trust else { return "Peers not asked yet (the requester's key is not proven).".to_owned() };
+    let combined = match t.score {
+        Some(s) => format!("Combined peer score {s:.2} (weight {:.2})", t.weight),
+        None => "No combined score (no opinion with weight)".to_owned(),
+    };
+    let mut parts = Vec::new();
+    for o in &t.opinions {
+        let name = o.display_name.clone().unwrap_or_else(|| truncate_chars(&o.agent_id, 12));
+        let share = if t.weight > 0.0 { 100.0 * o.counted / t.weight } else { 0.0 };
+        let mut part = format!("{name} says {:.2}, counted {:.2} ({share:.0}%)", o.their_score, o.counted);
+        if o.counted == 0.0 && o.vouched_for as usize > proto_core::limits::TRUST_VOUCHES_PER_PEER_MAX {
+            part += &format!(", not counted: spoke for {} requesters lately", o.vouched_for);
+        }
+        parts.push(part);
+    }
+    let opinions = if parts.is_empty() { "no opinions".to_owned() } else { parts.join("; ") };
+    let when = match &p.policy_decides_from {
+        Some(at) => format!(" The policy decides from {at} at the earliest; you can accept or reject now."),
+        None => String::new(),
+    };
+    format!("{combined} from {} of {} peers asked: {opinions}.{when}", t.answered, t.asked)
 }
 
 /// darkmatter_status: previews of the new conversations, the LAN summary and the suggested next
@@ -128,5 +163,30 @@ mod tests {
         assert_eq!(status(json!({"ok": true})), json!({"ok": true}));
         assert_eq!(message_list(json!(["x"])), json!(["x"]));
         assert_eq!(connection(json!("pending")), json!("pending"));
+    }
+
+    #[test]
+    fn a_pending_request_says_who_vouched_and_how_much_each_counted() {
+        let id = |seed| Passport::from_seed([seed; 32]).agent_id().to_string();
+        let opinion = |seed, name, score, trust, counted, vouched_for| {
+            json!({"agent_id": id(seed), "display_name": name, "their_score": score,
+                "your_trust_in_them": trust, "counted": counted, "vouched_for": vouched_for})
+        };
+        let v = json!({"total": 1, "requests": [{
+            "request_id": "r1", "agent_id": id(1), "display_name": "c", "url": "http://c", "bio": "",
+            "requested_at": "t0", "identity_verified": true, "proven_by": "signed request", "our_impression": null,
+            "peer_trust": {"asked": 3, "answered": 3, "complete": true, "score": 0.9, "weight": 0.8,
+                "opinions": [opinion(2, "bob", 0.9, 0.8, 0.8, 1), opinion(4, "sy", 1.0, 0.6, 0.0, 7)]},
+            "policy_decides_from": "t1"}]});
+        let out = pending_list(v);
+        assert_eq!(
+            out["requests"][0]["trust_summary"],
+            "Combined peer score 0.90 (weight 0.80) from 3 of 3 peers asked: bob says 0.90, counted 0.80 (100%); \
+             sy says 1.00, counted 0.00 (0%), not counted: spoke for 7 requesters lately. \
+             The policy decides from t1 at the earliest; you can accept or reject now."
+        );
+        assert_eq!(out["requests"][0]["request_id"], "r1", "the typed fields stay");
+        // Not the expected shape: unchanged.
+        assert_eq!(pending_list(json!({"requests": [1]})), json!({"requests": [1]}));
     }
 }

@@ -1,5 +1,5 @@
 //! Runs the Python MCP-client trust and shard test (tests/mcp_client/test_trust_shards.py) against this build.
-//! Four real nodes on 127.0.0.1: peer opinions on pending requests, policy acceptance, shard
+//! Four real nodes on 127.0.0.1: peer opinions on pending requests and how much each counted, the policy's hold, shard
 //! trust thresholds and sync when trust rises, status new_context.
 //!
 //! The interpreter is `DARKMATTER_MCP_PYTHON`, else `<workspace>/target/mcp-venv/bin/python`, a venv

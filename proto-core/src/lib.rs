@@ -101,7 +101,7 @@
 //! | `auto_accept_local` | `true` | accept proven requests whose TCP source is local |
 //! | `trust_accept_min` | `Some(0.5)` | policy: accept a request signed in our form at ≥ this (`None`: never) |
 //! | `trust_reject_max` | `Some(-0.5)` | policy: reject a request at ≤ this (`None`: never) |
-//! | `trust_policy` | `Weighted` | weight peer opinions by our trust in each peer, or average them plainly |
+//! | `trust_policy` | `Weighted` | weight peer opinions by our trust in each peer, with the Sybil defences (SPEC §8.4); the simulator's comparisons: average them plainly, or weigh them without the defences |
 //! | `discovery` | `false` | background discovery: a beacon every `beacon_interval_s`, a localhost scan every [`discovery::SCAN_INTERVAL_S`] |
 //! | `scan_ports` | [`discovery::SCAN_PORTS_DEFAULT`] | localhost ports a scan probes (`listen_port` is skipped) |
 //! | `beacon_interval_s` | [`discovery::BEACON_INTERVAL_S`] | seconds between beacons |

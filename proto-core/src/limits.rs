@@ -180,6 +180,26 @@ pub const TRUST_CONFIDENCE_MIN: f64 = 0.2;
 pub const TRUST_NEGATIVE_MARGIN: f64 = 0.05;
 /// A connection whose impression stays negative this long is dropped, in seconds.
 pub const TRUST_NEGATIVE_TIMEOUT_S: u64 = 3_600;
+/// Automatic gains (deliveries, replies) never raise a score above this; only the agent sets trust
+/// beyond. Below [`TRUST_VOUCH_SCORE_MIN`] and [`TRUST_CONFIDENCE_MIN`]: hours of helpful replies
+/// (trust farming) never make a peer a voucher whose word alone moves a decision.
+pub const TRUST_AUTO_CEILING: f64 = 0.15;
+/// An opinion of at least this much (either sign) is a *vouch* (or a warning): strong enough to count
+/// toward a decision, so each one is charged to its giver's vouch budget.
+pub const TRUST_VOUCH_SCORE_MIN: f64 = 0.2;
+/// Requesters one peer may vouch for (or warn against) within [`TRUST_VOUCH_WINDOW_S`] and still
+/// be counted: a peer that speaks strongly of more at once is vouching for a crowd (a Sybil cluster, a
+/// slander campaign), and its strong opinions then count for nothing; the agent decides.
+/// Two, not one: an honest peer may introduce two newcomers the same day (in the study's model a
+/// voucher picked twice is common) without either waiting for the agent.
+pub const TRUST_VOUCHES_PER_PEER_MAX: usize = 2;
+/// The window of a peer's vouch budget, in seconds.
+pub const TRUST_VOUCH_WINDOW_S: u64 = 86_400;
+/// Vouches remembered for the budget (peer, requester, when), oldest dropped first; not persisted.
+pub const TRUST_VOUCH_RECORDS_MAX: usize = 4_096;
+/// The policy decides a request only once it has waited this long, in seconds: time for a voucher that
+/// vouches for a crowd to show it before its first vouch carries.
+pub const TRUST_DECISION_HOLD_S: u64 = 600;
 
 /// Own shards kept.
 pub const SHARDS_OWN_MAX: usize = 200;

@@ -148,6 +148,8 @@ pub struct Node {
     pub(crate) inbox: Inbox,
     pub(crate) sent: Outbox,
     pub(crate) impressions: Impressions,
+    /// Whom each peer vouched for lately (the Sybil defences' vouch budget).
+    pub(crate) vouches: crate::trust::Vouches,
     pub(crate) discovery: Discovery,
     pub(crate) healing: Healing,
     pub(crate) shards: Shards,
@@ -379,6 +381,7 @@ impl Node {
             inbox: Inbox::default(),
             sent: Outbox::default(),
             impressions: Impressions::default(),
+            vouches: crate::trust::Vouches::default(),
             discovery: Discovery::default(),
             healing: Healing::default(),
             shards: Shards::new(now.mono_ms),

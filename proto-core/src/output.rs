@@ -216,8 +216,14 @@ pub struct Opinion {
     pub display_name: Option<String>,
     /// Its score of the requester.
     pub their_score: f64,
-    /// Our trust in it.
+    /// Our trust in it now.
     pub your_trust_in_them: f64,
+    /// The weight this opinion had in the combined score when it was last weighed: our trust in the
+    /// peer, or 0 when we distrust it or it vouched for a crowd (see `vouched_for`).
+    pub counted: f64,
+    /// Requesters this peer vouched for or warned against (opinions of at least 0.2 either way) in
+    /// the vouch window, this one included: above 2 its vouches count for nothing.
+    pub vouched_for: u32,
 }
 
 /// What our peers think of a requester.
@@ -260,6 +266,9 @@ pub struct PendingView {
     pub our_impression: Option<f64>,
     /// Our peers' opinions, once asked.
     pub peer_trust: Option<PeerTrustView>,
+    /// When the acceptance policy may decide it, at the earliest (the decision hold); `None` when
+    /// the policy is off or does not hold.
+    pub policy_decides_from: Option<String>,
 }
 
 /// `ListPending`, oldest first.

@@ -5,11 +5,21 @@
 //! signed query from a connected peer we trust at least neutrally (SPEC.md §Trust).
 //!
 //! Every automatic change uses 0.5.3's diminishing update — a gain of `d·(1−s)`, a loss of `d·(1+s)` —
-//! so a score approaches ±1 but never leaves -1..1.
+//! so a score approaches ±1 but never leaves -1..1; a gain never lifts a score past
+//! [`TRUST_AUTO_CEILING`] (see [`adjust_automatic`]).
+//!
+//! Defences against Sybils (SPEC.md §Trust, argued with the study in SIMULATIONS.md): automatic trust
+//! stays below a voucher's weight; each peer has a vouch budget ([`Vouches`]): a peer that speaks
+//! strongly of more than [`TRUST_VOUCHES_PER_PEER_MAX`] requesters in [`TRUST_VOUCH_WINDOW_S`] counts
+//! for nothing on any of them; and the policy holds every decision for [`crate::limits::TRUST_DECISION_HOLD_S`],
+//! so that a crowd shows before its first vouch carries.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use crate::limits::{IMPRESSIONS_MAX, TRUST_NEGATIVE_MARGIN};
+use crate::limits::{
+    IMPRESSIONS_MAX, TRUST_AUTO_CEILING, TRUST_NEGATIVE_MARGIN, TRUST_VOUCHES_PER_PEER_MAX, TRUST_VOUCH_RECORDS_MAX,
+    TRUST_VOUCH_SCORE_MIN, TRUST_VOUCH_WINDOW_S,
+};
 use crate::sign::{self, V2_TRUST_ANSWER, V2_TRUST_QUERY};
 use crate::store::{self, Change, Impression, PeerTrust, RecordError, Table};
 use crate::wire::trust::{TrustAnswer, TrustQuery};
@@ -24,6 +34,22 @@ pub enum TrustPolicy {
     /// Every opinion counts the same. Only for the simulator's comparison: it lets colluding
     /// identities vouch each other in.
     PlainAverage,
+    /// The weighted policy without the Sybil defences (no automatic ceiling, no vouch budget, no
+    /// decision hold): the rules before them. Only for the simulator's old-and-new comparison.
+    WeightedUnbounded,
+}
+
+impl TrustPolicy {
+    /// Whether opinions are weighted by our trust in their givers.
+    pub fn weighted(self) -> bool {
+        matches!(self, TrustPolicy::Weighted | TrustPolicy::WeightedUnbounded)
+    }
+
+    /// Whether the Sybil defences apply (the automatic ceiling, the vouch budget, the decision hold):
+    /// under the default policy only; the simulator's comparisons keep the rules they had.
+    pub fn bounded(self) -> bool {
+        self == TrustPolicy::Weighted
+    }
 }
 
 /// The diminishing update: gains shrink near +1, losses shrink near -1. Always within -1..1.
@@ -33,6 +59,18 @@ pub fn adjust(score: f64, delta: f64) -> f64 {
     }
     let s = if delta >= 0.0 { score + delta * (1.0 - score) } else { score + delta * (1.0 + score) };
     s.clamp(-1.0, 1.0)
+}
+
+/// An automatic change (a delivery, a reply): the diminishing update, except that a gain never lifts
+/// a score past [`TRUST_AUTO_CEILING`] (a score the agent set higher keeps its value). Losses are
+/// not bounded: misbehaviour should cost.
+pub fn adjust_automatic(score: f64, delta: f64) -> f64 {
+    let moved = adjust(score, delta);
+    if delta > 0.0 {
+        moved.min(score.max(TRUST_AUTO_CEILING))
+    } else {
+        moved
+    }
 }
 
 pub(crate) fn score_text(score: Option<f64>) -> String {
@@ -56,6 +94,46 @@ pub(crate) fn combine(t: &mut PeerTrust) {
     let weight: f64 = t.opinions.iter().map(|o| o.2).sum::<f64>() + 0.0;
     t.weight = weight;
     t.score = (weight > 0.0).then(|| t.opinions.iter().map(|o| o.1 * o.2).sum::<f64>() / weight);
+}
+
+/// Whether an opinion is strong enough to be charged to its giver's vouch budget.
+pub fn is_vouch(score: f64) -> bool {
+    score.abs() >= TRUST_VOUCH_SCORE_MIN
+}
+
+/// The vouch budget: which requesters each peer has vouched for (or warned against) lately, as the
+/// answers to our trust queries told us. At most [`TRUST_VOUCH_RECORDS_MAX`] records, oldest dropped
+/// first; kept in memory only (a restart forgets, and the decision hold starts again with it).
+#[derive(Debug, Default)]
+pub(crate) struct Vouches {
+    /// (peer, requester, when, µs), oldest first.
+    records: VecDeque<(String, String, i64)>,
+}
+
+impl Vouches {
+    /// Notes that `peer` spoke strongly of `subject` at `now_us` (weak opinions are not vouches).
+    pub(crate) fn note(&mut self, peer: &str, subject: &str, score: f64, now_us: i64) {
+        if !is_vouch(score) {
+            return;
+        }
+        self.records.retain(|r| !(r.0 == peer && r.1 == subject));
+        if self.records.len() >= TRUST_VOUCH_RECORDS_MAX {
+            self.records.pop_front();
+        }
+        self.records.push_back((peer.to_owned(), subject.to_owned(), now_us));
+        debug_assert!(self.records.len() <= TRUST_VOUCH_RECORDS_MAX);
+    }
+
+    /// How many distinct requesters `peer` spoke strongly of within the window before `now_us`.
+    pub(crate) fn spoken_for(&self, peer: &str, now_us: i64) -> usize {
+        let since = now_us - TRUST_VOUCH_WINDOW_S as i64 * 1_000_000;
+        self.records.iter().filter(|r| r.0 == peer && r.2 >= since).map(|r| r.1.as_str()).collect::<BTreeSet<_>>().len()
+    }
+
+    /// Whether `peer`'s strong opinions still count: it has not vouched for a crowd.
+    pub(crate) fn within_budget(&self, peer: &str, now_us: i64) -> bool {
+        self.spoken_for(peer, now_us) <= TRUST_VOUCHES_PER_PEER_MAX
+    }
 }
 
 /// Our impressions of other agents: at most [`IMPRESSIONS_MAX`], one per agent, each score within
@@ -150,6 +228,43 @@ mod tests {
         assert_eq!(adjust(1.0, 1.0), 1.0);
         assert_eq!(adjust(-1.0, -1.0), -1.0);
         assert_eq!(adjust(0.9, 5.0), 1.0);
+    }
+
+    #[test]
+    fn automatic_gains_stop_at_the_ceiling_and_losses_do_not() {
+        let mut s = 0.0;
+        for _ in 0..1_000 {
+            s = adjust_automatic(s, 0.02);
+        }
+        assert_eq!(s, TRUST_AUTO_CEILING, "farming replies never makes a voucher");
+        const { assert!(TRUST_AUTO_CEILING < TRUST_VOUCH_SCORE_MIN) };
+        // A score the agent set above the ceiling is neither raised nor pulled down by a gain.
+        assert_eq!(adjust_automatic(0.6, 0.02), 0.6);
+        assert!(adjust_automatic(0.6, -0.005) < 0.6);
+        assert!(adjust_automatic(TRUST_AUTO_CEILING, -0.005) < TRUST_AUTO_CEILING);
+    }
+
+    #[test]
+    fn a_peer_that_vouches_for_a_crowd_loses_its_budget_within_the_window() {
+        let day = TRUST_VOUCH_WINDOW_S as i64 * 1_000_000;
+        let mut v = Vouches::default();
+        v.note("p", "a", 0.1, 0);
+        assert_eq!(v.spoken_for("p", 0), 0, "a weak opinion is not a vouch");
+        v.note("p", "a", 0.9, 0);
+        v.note("p", "a", 0.8, 10);
+        assert!(v.within_budget("p", 10), "the same requester twice is one vouch");
+        v.note("p", "b", 0.9, 15);
+        assert!(v.within_budget("p", 15), "two introductions a day are within budget");
+        v.note("p", "c", -0.9, 20);
+        assert_eq!(v.spoken_for("p", 20), 3);
+        assert!(!v.within_budget("p", 20), "a warning is charged like a vouch");
+        assert!(v.within_budget("q", 20));
+        // Outside the window the old vouch no longer counts.
+        assert!(v.within_budget("p", day + 15));
+        for k in 0..TRUST_VOUCH_RECORDS_MAX + 10 {
+            v.note("x", &k.to_string(), 1.0, 30);
+        }
+        assert_eq!(v.records.len(), TRUST_VOUCH_RECORDS_MAX);
     }
 
     #[test]

@@ -213,6 +213,7 @@ fn policy(d: &Done) -> &'static str {
     match d.report.policy {
         proto_core::TrustPolicy::Weighted => "weighted",
         proto_core::TrustPolicy::PlainAverage => "plain",
+        proto_core::TrustPolicy::WeightedUnbounded => "unbounded",
     }
 }
 

@@ -364,7 +364,8 @@ impl Sim {
         let hops = v.hops_remaining;
         let is_broadcast = v.metadata["type"].as_str() == Some("broadcast");
         let w = &self.opts.workload;
-        let (forward_prob, fanout, reply_prob) = (w.forward_prob, w.forward_fanout, w.reply_prob);
+        let (forward_prob, fanout) = (w.forward_prob, w.forward_fanout);
+        let reply_prob = if w.helpful.contains(&i) { 1.0 } else { w.reply_prob };
         if is_broadcast && hops > 0 && forward_prob > 0.0 && unit(&mut self.rng) < forward_prob {
             let path: Vec<&str> = v.metadata["forwarded_path"]
                 .as_array()

@@ -144,7 +144,7 @@ const OVERRIDES: &[Override] = &[
         value_name: "POLICY",
         heading: TRUST,
         help: "How nodes combine their peers' answers to a trust query",
-        choices: &["weighted", "plain"],
+        choices: &["weighted", "plain", "unbounded"],
     },
     Override {
         key: "signatures",
@@ -159,6 +159,8 @@ const OVERRIDES: &[Override] = &[
     o("gateway-frac", "P", STUDY, "Fraction of Sybils with connections to honest nodes"),
     o("gateway-links", "N", STUDY, "Honest connections of each such Sybil"),
     o("gateway-trust", "P", STUDY, "Probability that an honest node trusts its Sybil like any connection"),
+    o("strategy", "S,S", STUDY, "The Sybils' strategies: farm, neighbours, slander, compromised (or all)"),
+    o("attack-after", "D", STUDY, "Sybil requests and newcomers start this long after 120 s (the farming time)"),
     o("trust-prob", "P", STUDY, "Probability that a node trusts a given honest connection"),
     o("trust-range", "A..B", STUDY, "Score range of those impressions"),
     o("vouch-range", "A..B", STUDY, "Score range of a voucher's impression of its newcomer"),

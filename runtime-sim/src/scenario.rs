@@ -98,7 +98,7 @@ pub struct Options {
     pub min_delivery_after: Option<f64>,
     /// Command-line overrides given, in order (for the reproduction command).
     pub overrides: Vec<(String, String)>,
-    /// How every node combines its peers' answers to a trust query (`--policy weighted|plain`).
+    /// How every node combines its peers' answers to a trust query (`--policy weighted|plain|unbounded`).
     pub trust_policy: proto_core::TrustPolicy,
     /// The trust study this run is, if any (its nodes beyond `--nodes`, its script, its measures).
     pub study: Option<crate::trust_study::StudyConfig>,
@@ -214,7 +214,8 @@ impl Options {
                 self.trust_policy = match value {
                     "weighted" => proto_core::TrustPolicy::Weighted,
                     "plain" => proto_core::TrustPolicy::PlainAverage,
-                    _ => return Err(format!("--policy: weighted or plain, not {value}")),
+                    "unbounded" => proto_core::TrustPolicy::WeightedUnbounded,
+                    _ => return Err(format!("--policy: weighted, plain or unbounded, not {value}")),
                 }
             }
             _ if self.study.is_some() && crate::trust_study::is_key(key) => {
@@ -299,7 +300,7 @@ pub fn catalog() -> Vec<Scenario> {
         Scenario { name: "small-world", about: "formation over a Watts-Strogatz small world", build: small_world, default_nodes: 200, default_duration_us: 600 * S },
         Scenario { name: "clustered", about: "dense clusters joined by a few bridges; the bridges' side is partitioned", build: clustered, default_nodes: 200, default_duration_us: 900 * S },
         Scenario { name: "star", about: "everyone hangs on three anchors; one anchor crashes", build: star, default_nodes: 200, default_duration_us: 600 * S },
-        Scenario { name: "trust", about: "two newcomers ask everyone; a third of the mesh likes one and dislikes the other, the rest ask their peers", build: trust, default_nodes: 40, default_duration_us: 180 * S },
+        Scenario { name: "trust", about: "two newcomers ask everyone; a third of the mesh likes one and dislikes the other, the rest ask their peers", build: trust, default_nodes: 40, default_duration_us: 180 * S + proto_core::limits::TRUST_DECISION_HOLD_S * S },
         Scenario { name: "trust-propagation", about: "newcomers vouched for by one trusted peer ask its neighbours and their neighbours; acceptance over time", build: crate::trust_study::propagation, default_nodes: 1000, default_duration_us: 4 * 3600 * S },
         Scenario { name: "sybil", about: "colluding identities that vouch for each other ask honest nodes to connect, while vouched newcomers ask too", build: crate::trust_study::sybil, default_nodes: 1000, default_duration_us: 1200 * S },
         Scenario { name: "lan-discovery", about: "LAN segments of 5 with background discovery: each node finds its segment's peers by beacon, none outside", build: lan_discovery, default_nodes: 40, default_duration_us: 300 * S },

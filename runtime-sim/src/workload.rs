@@ -39,6 +39,8 @@ pub struct WorkloadConfig {
     pub move_on_restart: f64,
     /// Probability an agent answers a message it read (with `in_reply_to`).
     pub reply_prob: f64,
+    /// Agents that answer every message from a connection (the trust study's farming Sybils).
+    pub helpful: std::ops::Range<u32>,
     /// Probability an agent forwards a broadcast it read (hops permitting).
     pub forward_prob: f64,
     /// Connections a forward goes to at most.
@@ -68,6 +70,7 @@ impl Default for WorkloadConfig {
             down_us: 120_000_000,
             move_on_restart: 0.0,
             reply_prob: 0.3,
+            helpful: 0..0,
             forward_prob: 0.0,
             forward_fanout: 4,
             accept_pending_until_us: u64::MAX,

@@ -156,6 +156,15 @@ pub struct RuntimeConfig {
     pub solana_rpc: String,
     /// `DARKMATTER_WALLET_SPEND_LIMIT`: daily spending limits per asset; none = spending off.
     pub wallet_spend_limit: crate::solana_wallet::SpendLimits,
+    /// `DARKMATTER_TRUST_ACCEPT_MIN`: the policy accepts a request whose combined peer score is at least
+    /// this (`off` = never).
+    pub trust_accept_min: Option<f64>,
+    /// `DARKMATTER_TRUST_REJECT_MAX`: the policy rejects a request whose combined peer score is at most
+    /// this (`off` = never).
+    pub trust_reject_max: Option<f64>,
+    /// `DARKMATTER_TRUST_DECIDE`: `false` turns policy decisions off, so every request waits for the
+    /// agent (peer opinions are still gathered and shown).
+    pub trust_decide: bool,
     /// Where the passport and the state file live: `<cwd>/.darkmatter` (not an environment variable).
     pub state_dir: PathBuf,
     /// Whether [`crate::start`] installs SIGINT/SIGTERM handlers that shut the node down.
@@ -188,6 +197,9 @@ impl RuntimeConfig {
             anchor_nodes: vec![ANCHOR_NODES_DEFAULT.to_owned()],
             solana_rpc: crate::solana::SOLANA_RPC_DEFAULT.to_owned(),
             wallet_spend_limit: crate::solana_wallet::SpendLimits::default(),
+            trust_accept_min: Some(proto_core::limits::TRUST_ACCEPT_MIN_DEFAULT),
+            trust_reject_max: Some(proto_core::limits::TRUST_REJECT_MAX_DEFAULT),
+            trust_decide: true,
             state_dir: cwd.join(STATE_DIR_NAME),
             handle_signals: true,
         }
@@ -278,6 +290,24 @@ impl RuntimeConfig {
             c.sandbox_network = SandboxNet::parse(&v)
                 .ok_or_else(|| invalid("DARKMATTER_SANDBOX_NETWORK", &v, "must be true, false or api"))?;
         }
+        if let Some(v) = get("DARKMATTER_TRUST_ACCEPT_MIN").filter(|v| !v.is_empty()) {
+            c.trust_accept_min = parse_score("DARKMATTER_TRUST_ACCEPT_MIN", &v)?;
+        }
+        if let Some(v) = get("DARKMATTER_TRUST_REJECT_MAX").filter(|v| !v.is_empty()) {
+            c.trust_reject_max = parse_score("DARKMATTER_TRUST_REJECT_MAX", &v)?;
+        }
+        set_bool(&mut c.trust_decide, "DARKMATTER_TRUST_DECIDE", get("DARKMATTER_TRUST_DECIDE"))?;
+        // A score that is both "accept" and "reject" would make the policy's answer depend on the
+        // order it checks them in.
+        if let (Some(min), Some(max)) = (c.trust_accept_min, c.trust_reject_max) {
+            if min <= max {
+                return Err(invalid(
+                    "DARKMATTER_TRUST_ACCEPT_MIN",
+                    &min.to_string(),
+                    "must be above DARKMATTER_TRUST_REJECT_MAX",
+                ));
+            }
+        }
         if let Some(v) = get("DARKMATTER_ANCHOR_NODES") {
             c.anchor_nodes = parse_anchors(&v)?;
         }
@@ -290,6 +320,16 @@ impl RuntimeConfig {
                 .map_err(|e| invalid("DARKMATTER_WALLET_SPEND_LIMIT", &v, &e.to_string()))?;
         }
         Ok(c)
+    }
+
+    /// The acceptance policy's thresholds as the core takes them: `(accept_min, reject_max)`, both
+    /// `None` when `DARKMATTER_TRUST_DECIDE` is off.
+    pub fn trust_thresholds(&self) -> (Option<f64>, Option<f64>) {
+        if self.trust_decide {
+            (self.trust_accept_min, self.trust_reject_max)
+        } else {
+            (None, None)
+        }
     }
 
     /// The core's spawn limits from `DARKMATTER_AGENT_MAX_CONCURRENT` and `_MAX_PER_HOUR`.
@@ -378,6 +418,18 @@ fn set_bool(slot: &mut bool, var: &'static str, value: Option<String>) -> Result
     Ok(())
 }
 
+/// A trust score within -1..1, or `off` (no threshold).
+fn parse_score(var: &'static str, value: &str) -> Result<Option<f64>, ConfigError> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let x: f64 = value.parse().map_err(|_| invalid(var, value, "must be a score within -1..1, or off"))?;
+    if !x.is_finite() || !(-1.0..=1.0).contains(&x) {
+        return Err(invalid(var, value, "must be a score within -1..1, or off"));
+    }
+    Ok(Some(x))
+}
+
 fn parse_range(var: &'static str, value: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
     match value.parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
@@ -453,6 +505,24 @@ mod tests {
         assert_eq!(c.anchor_nodes, vec!["https://loseylabs.ai".to_owned()]);
         assert_eq!(c.bio, BIO_DEFAULT);
         assert_eq!(c.state_dir, PathBuf::from("/w/.darkmatter"));
+        assert_eq!(c.trust_thresholds(), (Some(0.5), Some(-0.5)));
+    }
+
+    #[test]
+    fn trust_policy_thresholds_are_the_users() {
+        let c = parse(&[("DARKMATTER_TRUST_ACCEPT_MIN", "0.7"), ("DARKMATTER_TRUST_REJECT_MAX", "off")]).unwrap();
+        assert_eq!(c.trust_thresholds(), (Some(0.7), None));
+        let c = parse(&[("DARKMATTER_TRUST_ACCEPT_MIN", "OFF"), ("DARKMATTER_TRUST_REJECT_MAX", "-0.2")]).unwrap();
+        assert_eq!(c.trust_thresholds(), (None, Some(-0.2)));
+        // Off: every request waits for the agent, whatever the thresholds say.
+        let c = parse(&[("DARKMATTER_TRUST_DECIDE", "false"), ("DARKMATTER_TRUST_ACCEPT_MIN", "0.9")]).unwrap();
+        assert_eq!(c.trust_thresholds(), (None, None));
+        assert_eq!(err_var(&[("DARKMATTER_TRUST_ACCEPT_MIN", "1.5")]), "DARKMATTER_TRUST_ACCEPT_MIN");
+        assert_eq!(err_var(&[("DARKMATTER_TRUST_REJECT_MAX", "NaN")]), "DARKMATTER_TRUST_REJECT_MAX");
+        assert_eq!(err_var(&[("DARKMATTER_TRUST_DECIDE", "maybe")]), "DARKMATTER_TRUST_DECIDE");
+        // Overlapping thresholds are refused rather than resolved by check order.
+        let overlap = [("DARKMATTER_TRUST_ACCEPT_MIN", "0.1"), ("DARKMATTER_TRUST_REJECT_MAX", "0.1")];
+        assert_eq!(err_var(&overlap), "DARKMATTER_TRUST_ACCEPT_MIN");
     }
 
     #[test]

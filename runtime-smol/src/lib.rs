@@ -222,6 +222,8 @@ fn start_full(
             }
             spawn
         }),
+        trust_accept_min: config.trust_thresholds().0,
+        trust_reject_max: config.trust_thresholds().1,
         ..proto_core::Config::default()
     };
 

@@ -165,7 +165,7 @@ tools! {
     "darkmatter_list_connections" => |mesh, list_connections: NoArgs| { node(mesh, Ok(Command::ListConnections)).await }
         description: LIST_CONNECTIONS,
         annotations(title = "List connections", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false);
-    "darkmatter_list_pending_requests" => |mesh, list_pending_requests: NoArgs| { node(mesh, Ok(Command::ListPending)).await }
+    "darkmatter_list_pending_requests" => |mesh, list_pending_requests: NoArgs| { node(mesh, Ok(Command::ListPending)).await.present(present::pending_list) }
         description: LIST_PENDING,
         annotations(title = "List pending connection requests", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false);
     "darkmatter_send_message" => |mesh, send_message: SendArgsIn| { node(mesh, send_message.build()).await }

@@ -171,10 +171,13 @@ impl Node {
                         agent_id: peer.clone(),
                         display_name: self.connections.get(peer).map(|c| c.display_name.clone()),
                         their_score: *score,
-                        your_trust_in_them: *weight,
+                        your_trust_in_them: self.trust_of(peer),
+                        counted: *weight,
+                        vouched_for: self.vouches.spoken_for(peer, self.now.wall_us) as u32,
                     })
                     .collect(),
             }),
+            policy_decides_from: self.policy_decides_from(p).map(crate::time::format_iso),
         }
     }
 

@@ -1,15 +1,16 @@
 //! Node glue for trust: impressions moved by events, trust queries asked and answered, the
 //! acceptance policy applied to pending requests, auto-disconnect.
 
-use crate::trust::{adjust, answer_bytes, combine, query_bytes, TrustPolicy};
+use crate::trust::{adjust, adjust_automatic, answer_bytes, combine, is_vouch, query_bytes, TrustPolicy};
 
 use crate::crypto;
 use crate::error::{CommandError, Refusal};
 use crate::identity::truncate_chars;
 use crate::io::{Event, HttpResponse, Method};
 use crate::limits::{
-    self, IMPRESSIONS_MAX, NOTE_CHARS_MAX, TRUST_ANSWER_MIN, TRUST_CONFIDENCE_MIN, TRUST_NEGATIVE_TIMEOUT_S,
-    TRUST_QUERY_ASKED_MAX, TRUST_QUERY_FANOUT_MAX, TRUST_QUERY_TIMEOUT_MS, TRUST_REPORT_WEIGHT,
+    self, IMPRESSIONS_MAX, NOTE_CHARS_MAX, TRUST_ANSWER_MIN, TRUST_CONFIDENCE_MIN, TRUST_DECISION_HOLD_S,
+    TRUST_NEGATIVE_TIMEOUT_S, TRUST_QUERY_ASKED_MAX, TRUST_QUERY_FANOUT_MAX, TRUST_QUERY_TIMEOUT_MS,
+    TRUST_REPORT_WEIGHT,
 };
 use crate::node::{Call, Node};
 use crate::output::{ImpressionDetail, ImpressionSet, ImpressionView};
@@ -40,12 +41,21 @@ impl Node {
         }
     }
 
-    /// Moves an impression by an event's delta (diminishing, clamped) and persists it.
+    /// Moves an impression by an event's delta (diminishing, clamped; a gain stops at the automatic
+    /// ceiling under the bounded policies) and persists it.
     pub(crate) fn nudge(&mut self, agent_id: &str, delta: f64) {
         if !self.impressions.has_room_for(agent_id) {
             return;
         }
-        let score = adjust(self.trust_of(agent_id), delta);
+        let old = self.trust_of(agent_id);
+        let score = if self.config.trust_policy.bounded() { adjust_automatic(old, delta) } else { adjust(old, delta) };
+        if self.config.trust_policy.bounded()
+            && score == old
+            && self.impressions.get(agent_id).is_some_and(|i| i.first_hand)
+        {
+            // At the ceiling: nothing to write.
+            return;
+        }
         self.set_score(agent_id, score, None, true);
     }
 
@@ -177,7 +187,7 @@ impl Node {
             .connections
             .values()
             .filter(|c| c.agent_id.as_str() != subject && !t.asked_peers.iter().any(|a| a == c.agent_id.as_str()))
-            .filter(|c| first_round || self.opinion_weight(c.agent_id.as_str()) > 0.0)
+            .filter(|c| first_round || self.peer_weight(c.agent_id.as_str()) > 0.0)
             .map(|c| (self.trust_of(c.agent_id.as_str()), c.agent_id.to_string(), c.url.clone()))
             .collect();
         // Most trusted first; ties by id so the choice is deterministic.
@@ -235,9 +245,12 @@ impl Node {
                 None
             }
         };
-        let weight = self.opinion_weight(peer);
+        let Some(subject) = self.connections.pending(request_id).map(|p| p.agent_id.to_string()) else { return };
+        if let Some(score) = opinion {
+            self.vouches.note(peer, &subject, score, self.now.wall_us);
+        }
+        let weight = opinion.map_or(0.0, |score| self.opinion_weight(peer, score));
         let Some(p) = self.connections.pending_mut(request_id) else { return };
-        let subject = p.agent_id.to_string();
         let Some(t) = p.peer_trust.as_mut() else { return };
         t.finished += 1;
         if let Some(score) = opinion {
@@ -245,7 +258,7 @@ impl Node {
         }
         // A trusted peer's report moves our own impression of the subject a little.
         if let Some(score) = opinion {
-            if weight > 0.0 && self.config.trust_policy == TrustPolicy::Weighted {
+            if weight > 0.0 && self.config.trust_policy.weighted() {
                 let ours = self.trust_of(&subject);
                 let moved = (ours + TRUST_REPORT_WEIGHT * weight * (score - ours)).clamp(-1.0, 1.0);
                 if self.impressions.has_room_for(&subject) {
@@ -315,7 +328,9 @@ impl Node {
     fn confident(&self, request_id: &str) -> bool {
         let Some(t) = self.connections.pending(request_id).and_then(|p| p.peer_trust.as_ref()) else { return false };
         match self.config.trust_policy {
-            TrustPolicy::Weighted => t.score.is_some() && t.weight >= TRUST_CONFIDENCE_MIN,
+            TrustPolicy::Weighted | TrustPolicy::WeightedUnbounded => {
+                t.score.is_some() && t.weight >= TRUST_CONFIDENCE_MIN
+            }
             TrustPolicy::PlainAverage => t.score.is_some() && !t.opinions.is_empty(),
         }
     }
@@ -326,6 +341,11 @@ impl Node {
         let Some(t) = p.peer_trust.as_ref().filter(|t| t.complete()) else { return };
         let Some(score) = t.score else { return };
         if !self.confident(request_id) {
+            return;
+        }
+        // Held: a voucher that vouches for a crowd needs time to show it (the housekeeping after the
+        // hold decides).
+        if self.policy_decides_from(p).is_some_and(|from| self.now.wall_us < from) {
             return;
         }
         let agent_id = p.agent_id.clone();
@@ -351,6 +371,14 @@ impl Node {
         }
     }
 
+    /// When the policy may decide request `p` at the earliest (wall µs): the end of its decision
+    /// hold; `None` when the policy is off or holds nothing.
+    pub(crate) fn policy_decides_from(&self, p: &crate::store::PendingIn) -> Option<i64> {
+        let off = self.config.trust_accept_min.is_none() && self.config.trust_reject_max.is_none();
+        (!off && self.config.trust_policy.bounded())
+            .then(|| p.requested_us.saturating_add(TRUST_DECISION_HOLD_S as i64 * 1_000_000))
+    }
+
     /// Looks again at every pending request whose questions are all answered (at housekeeping):
     /// opinions are weighed by our trust in their givers *now* (in memory; the next housekeeping after
     /// a restart does it again), peers connected since are asked
@@ -366,7 +394,7 @@ impl Node {
             .collect();
         for request_id in waiting {
             let weights: Vec<f64> = match self.connections.pending(&request_id).and_then(|p| p.peer_trust.as_ref()) {
-                Some(t) => t.opinions.iter().map(|o| self.opinion_weight(&o.0)).collect(),
+                Some(t) => t.opinions.iter().map(|o| self.opinion_weight(&o.0, o.1)).collect(),
                 None => continue,
             };
             let Some(p) = self.connections.pending_mut(&request_id) else { continue };
@@ -384,12 +412,26 @@ impl Node {
         }
     }
 
-    /// How much a peer's opinion counts: our trust in it (none if we distrust it), or 1 for all
-    /// under the plain average.
-    fn opinion_weight(&self, peer: &str) -> f64 {
-        match self.config.trust_policy {
-            TrustPolicy::Weighted => self.trust_of(peer).max(0.0),
-            TrustPolicy::PlainAverage => 1.0,
+    /// How much any opinion of a peer can count: our trust in it (none if we distrust it), or 1 for
+    /// all under the plain average.
+    fn peer_weight(&self, peer: &str) -> f64 {
+        if self.config.trust_policy.weighted() {
+            self.trust_of(peer).max(0.0)
+        } else {
+            1.0
+        }
+    }
+
+    /// How much a peer's opinion `score` counts now: its [`Node::peer_weight`], or nothing when it is
+    /// a vouch from a peer over its vouch budget (under the bounded policies).
+    pub(crate) fn opinion_weight(&self, peer: &str, score: f64) -> f64 {
+        let over_budget = self.config.trust_policy.bounded()
+            && is_vouch(score)
+            && !self.vouches.within_budget(peer, self.now.wall_us);
+        if over_budget {
+            0.0
+        } else {
+            self.peer_weight(peer)
         }
     }
 

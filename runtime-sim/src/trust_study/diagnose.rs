@@ -1,6 +1,8 @@
 //! Why a newcomer's request is not accepted, read from the pending record its target holds now.
 
-use proto_core::limits::{TRUST_ACCEPT_MIN_DEFAULT, TRUST_ANSWER_MIN, TRUST_CONFIDENCE_MIN, TRUST_QUERY_FANOUT_MAX};
+use proto_core::limits::{
+    TRUST_ACCEPT_MIN_DEFAULT, TRUST_ANSWER_MIN, TRUST_CONFIDENCE_MIN, TRUST_DECISION_HOLD_S, TRUST_QUERY_FANOUT_MAX,
+};
 use proto_core::store::{decode, PendingIn};
 use proto_core::{Table, TrustPolicy};
 
@@ -23,7 +25,7 @@ pub(crate) fn why_not(sim: &Sim, a: &Ask, voucher: Option<u32>, policy: TrustPol
             return voucher_silent(sim, a, v);
         }
     }
-    let weighted = policy == TrustPolicy::Weighted;
+    let weighted = policy.weighted();
     if weighted && t.weight == 0.0 || !weighted && t.opinions.is_empty() {
         return "no opinion from a peer it trusts";
     }
@@ -32,6 +34,12 @@ pub(crate) fn why_not(sim: &Sim, a: &Ask, voucher: Option<u32>, policy: TrustPol
     }
     let score = t.score.unwrap_or(0.0);
     let min = TRUST_ACCEPT_MIN_DEFAULT;
+    // The hold and the housekeeping after it (a minute).
+    let decided_by_us = (TRUST_DECISION_HOLD_S + 60) * 1_000_000;
+    let held = policy.bounded() && a.pending_us.is_none_or(|at| sim.now_us() < at + decided_by_us);
+    if score >= min && held {
+        return "held: the policy decides after the decision hold";
+    }
     if score >= min {
         return "score high enough, yet not accepted (target full?)";
     }

@@ -14,8 +14,9 @@ use super::{StudyKind, S};
 use crate::scenario::Action;
 use crate::sim::Sim;
 
-/// A newcomer's first vouched request counts as accepted by its target when within this long.
-const FIRST_ACCEPT_WITHIN_US: u64 = 60 * S;
+/// A newcomer's first vouched request counts as accepted by its target when within this long: the
+/// decision hold and two housekeeping rounds.
+const FIRST_ACCEPT_WITHIN_US: u64 = proto_core::limits::TRUST_DECISION_HOLD_S * S + 120 * S;
 
 /// How a newcomer's target relates to its voucher.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -211,6 +212,7 @@ impl StudyReport {
         let policy = match self.policy {
             TrustPolicy::Weighted => "weighted (default)",
             TrustPolicy::PlainAverage => "plain average",
+            TrustPolicy::WeightedUnbounded => "weighted without the Sybil defences (old rules)",
         };
         s += &format!(
             "trust study        {} honest nodes, {} newcomers, {} Sybils; policy {policy}\n",

@@ -65,7 +65,54 @@ pub struct StudyConfig {
     /// Each newcomer asks one random vouched target and nobody else (`--single 1`): no request of its
     /// own can colour another.
     pub single: bool,
+    /// The adversary's strategies (`--strategy farm,neighbours,...`; none = the plain burst).
+    pub adversary: Adversary,
+    /// Sybil requests start this long after [`START_US`] (`--attack-after 12h`): the farming time.
+    pub attack_after_us: u64,
 }
+
+/// What the Sybils do beyond asking honest nodes to connect (each a named strategy, combinable).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Adversary {
+    /// *Trust farming* (`farm`): every honest owner of a foothold asks its Sybil something every
+    /// [`FARM_INTERVAL_US`] from [`START_US`] until the attack, and the Sybils answer every message,
+    /// earning the automatic reply bonus each time; then they vouch for their cluster.
+    pub farm: bool,
+    /// *Targeting the footholds' neighbours* (`neighbours`): each Sybil asks honest nodes connected to
+    /// a foothold (the nodes most likely to trust a foothold's owner) rather than random ones.
+    pub neighbours: bool,
+    /// *Slander* (`slander`): every Sybil scores each honest newcomer −1 as it arrives, so a target
+    /// that trusts a Sybil hears a warning against the newcomer.
+    pub slander: bool,
+    /// *Compromised honest nodes* (`compromised`): [`COMPROMISED_PER_MILLE`] of honest nodes, trusted by
+    /// their neighbours like any other, score every Sybil +1 (they vouch for the cluster).
+    pub compromised: bool,
+}
+
+impl Adversary {
+    /// Every strategy's name.
+    pub const NAMES: [&'static str; 4] = ["farm", "neighbours", "slander", "compromised"];
+
+    fn parse(value: &str) -> Result<Self, String> {
+        let mut a = Adversary::default();
+        for name in value.split(',').map(str::trim).filter(|n| !n.is_empty() && *n != "none") {
+            match name {
+                "farm" => a.farm = true,
+                "neighbours" => a.neighbours = true,
+                "slander" => a.slander = true,
+                "compromised" => a.compromised = true,
+                "all" => a = Adversary { farm: true, neighbours: true, slander: true, compromised: true },
+                _ => return Err(format!("--strategy: {name} is not one of {} (or all)", Self::NAMES.join(", "))),
+            }
+        }
+        Ok(a)
+    }
+}
+
+/// How often a foothold's owner asks its farming Sybil something.
+pub const FARM_INTERVAL_US: u64 = 600 * S;
+/// Compromised honest nodes per thousand honest nodes (`compromised`).
+pub const COMPROMISED_PER_MILLE: u32 = 5;
 
 impl StudyConfig {
     fn base(kind: StudyKind, honest: u32) -> Self {
@@ -89,6 +136,8 @@ impl StudyConfig {
             retry_us: 0,
             acquaint_mean_us: 0,
             single: false,
+            adversary: Adversary::default(),
+            attack_after_us: 0,
         }
     }
 
@@ -117,6 +166,8 @@ pub fn is_key(key: &str) -> bool {
             | "controls"
             | "retry"
             | "acquaint"
+            | "strategy"
+            | "attack-after"
     )
 }
 
@@ -154,6 +205,8 @@ pub fn apply(o: &mut Options, key: &str, value: &str) -> Result<(), String> {
         "controls" => c.controls = u()?,
         "retry" => c.retry_us = parse_duration(value)?,
         "acquaint" => c.acquaint_mean_us = parse_duration(value)?,
+        "strategy" => c.adversary = Adversary::parse(value)?,
+        "attack-after" => c.attack_after_us = parse_duration(value)?,
         _ => return Err(format!("unknown option --{key}")),
     }
     script(o);
@@ -202,6 +255,8 @@ fn script(o: &mut Options) {
     o.nodes = n;
     o.isolated = first_honest;
     o.manual_accept = (first_honest..n).collect();
+    // Farming Sybils answer every message; otherwise the Sybils behave like anyone.
+    o.workload.helpful = if c.adversary.farm { c.layout().1..first_honest } else { 0..0 };
     o.script = plan(&c, o.seed).script;
 }
 
@@ -243,21 +298,29 @@ pub(crate) fn plan(c: &StudyConfig, seed: u64) -> Plan {
             }
         }
         steps.push((IMPRESS_AT_US, Step::Impress));
-        // Every Sybil asks many honest nodes.
+        if c.adversary.farm {
+            steps.push((START_US, Step::Farm));
+        }
+        // Every Sybil asks many honest nodes (random ones here; the footholds' neighbours in a step).
+        let attack_us = START_US + c.attack_after_us;
         for s in first_sybil..first_honest {
+            if c.adversary.neighbours {
+                steps.push((attack_us + below(&mut r, c.window_us), Step::SybilAsk { sybil: s }));
+                continue;
+            }
             let k = c.sybil_targets.min(c.honest);
             let mut chosen = BTreeSet::new();
             while chosen.len() < k as usize {
                 chosen.insert(honest(&mut r));
             }
             for t in chosen {
-                script.push((START_US + below(&mut r, c.window_us), Action::Connect(s, t)));
+                script.push((attack_us + below(&mut r, c.window_us), Action::Connect(s, t)));
             }
         }
         // Newcomers arrive, each with one voucher.
         for k in 0..first_sybil {
             let voucher = honest(&mut r);
-            let at = START_US + below(&mut r, c.window_us);
+            let at = attack_us + below(&mut r, c.window_us);
             let score = round2(c.vouch_range.0 + (c.vouch_range.1 - c.vouch_range.0) * unit(&mut r));
             script.push((at, Action::Connect(voucher, k)));
             script.push((at + 5 * S, Action::Impression(voucher, k, score)));

@@ -10,7 +10,7 @@ use rand_core::SeedableRng;
 
 use super::diagnose::why_not;
 use super::report::{Ask, Class};
-use super::setup::{plan, round2, StudyConfig};
+use super::setup::{plan, round2, StudyConfig, COMPROMISED_PER_MILLE, FARM_INTERVAL_US};
 use super::{S, START_US, STUDY, TRUSTED_MIN};
 use crate::observer::{Hooks, Observer};
 use crate::rng::derive;
@@ -45,6 +45,14 @@ pub(crate) enum Step {
     Diagnose {
         /// The newcomer.
         newcomer: u32,
+    },
+    /// Trust farming starts: each foothold's owner asks its Sybil something every
+    /// [`FARM_INTERVAL_US`] until the attack.
+    Farm,
+    /// A Sybil asks honest nodes next to the footholds (`neighbours`).
+    SybilAsk {
+        /// The Sybil.
+        sybil: u32,
     },
 }
 
@@ -156,6 +164,54 @@ impl StudyObserver {
                 }
             }
         }
+        if self.cfg.adversary.compromised {
+            // Compromised nodes: their own impressions of the Sybils, first-hand, served to whoever asks.
+            let k = (self.cfg.honest * COMPROMISED_PER_MILLE).div_ceil(1000);
+            for _ in 0..k {
+                let h = first_honest + below(&mut self.rng, self.cfg.honest as u64) as u32;
+                for s in first_sybil..first_honest {
+                    hooks.impression(h, s, 1.0);
+                }
+            }
+        }
+    }
+
+    /// Trust farming: each honest node with a Sybil connection sends it a message every
+    /// [`FARM_INTERVAL_US`] (random phase) until the attack; the Sybil answers every one.
+    fn farm(&mut self, sim: &Sim, hooks: &mut Hooks) {
+        let (_, first_sybil, first_honest) = self.cfg.layout();
+        let until = START_US + self.cfg.attack_after_us;
+        for h in first_honest..sim.options().nodes {
+            for &s in sim.peers(h).iter().filter(|&&p| (first_sybil..first_honest).contains(&p)) {
+                let mut at = sim.now_us() + below(&mut self.rng, FARM_INTERVAL_US);
+                while at < until {
+                    hooks.schedule(at, Action::Send(h, s));
+                    at += FARM_INTERVAL_US;
+                }
+            }
+        }
+    }
+
+    /// A Sybil asks up to `sybil_targets` honest nodes connected to a foothold (an honest node with a
+    /// Sybil connection), spread over the stagger.
+    fn sybil_ask(&mut self, sim: &Sim, hooks: &mut Hooks, sybil: u32) {
+        let (_, first_sybil, first_honest) = self.cfg.layout();
+        let is_sybil = |p: &u32| (first_sybil..first_honest).contains(p);
+        let mut near = BTreeSet::new();
+        for h in first_honest..sim.options().nodes {
+            if sim.peers(h).iter().any(is_sybil) {
+                near.extend(self.honest_peers(sim, h).into_iter().filter(|&p| !sim.peers(p).iter().any(is_sybil)));
+            }
+        }
+        let mut near: Vec<u32> = near.into_iter().collect();
+        for j in (1..near.len()).rev() {
+            near.swap(j, below(&mut self.rng, j as u64 + 1) as usize);
+        }
+        near.truncate(self.cfg.sybil_targets as usize);
+        for t in near {
+            let at = sim.now_us() + below(&mut self.rng, self.cfg.stagger_us.max(1));
+            hooks.connect(at, sybil, t);
+        }
     }
 
     /// The newcomer's targets around its voucher, each with its class, in asking order.
@@ -212,6 +268,12 @@ impl StudyObserver {
         let now = sim.now_us();
         let stagger = self.cfg.stagger_us;
         self.voucher.insert(newcomer, voucher);
+        if self.cfg.adversary.slander {
+            let (_, first_sybil, first_honest) = self.cfg.layout();
+            for s in first_sybil..first_honest {
+                hooks.impression(s, newcomer, -1.0);
+            }
+        }
         for (target, class) in self.targets(sim, voucher) {
             let at = now + below(&mut self.rng, stagger.max(1));
             if self.ask_of.contains_key(&(newcomer, target)) {
@@ -347,6 +409,8 @@ impl Observer for StudyObserver {
             Step::Ask { newcomer, voucher } => self.ask(sim, hooks, newcomer, voucher),
             Step::Retry { newcomer } => self.retry(sim, hooks, newcomer),
             Step::Diagnose { newcomer } => self.diagnose(sim, newcomer),
+            Step::Farm => self.farm(sim, hooks),
+            Step::SybilAsk { sybil } => self.sybil_ask(sim, hooks, sybil),
         }
     }
 

@@ -53,8 +53,7 @@ impl Node {
     pub(crate) fn spawn_for_request(&mut self, request_id: &str) {
         let Some(p) = self.connections.pending(request_id).filter(|p| p.identity_verified) else { return };
         // Our peers are still being asked: the agent wakes when their answers are in (the query's end
-        // calls this again), so its prompt carries the trust they moved and the policy may settle the
-        // request without waking anyone.
+        // calls this again), so its prompt carries the trust they moved.
         if p.peer_trust.as_ref().is_some_and(|t| !t.complete()) {
             return;
         }

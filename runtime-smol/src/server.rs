@@ -353,14 +353,7 @@ impl Server {
         Ok(!close)
     }
 
-    async fn ask_core(
-        &self,
-        method: Method,
-        path: String,
-        query: String,
-        body: Vec<u8>,
-        source: IpAddr,
-    ) -> CoreReply {
+    async fn ask_core(&self, method: Method, path: String, query: String, body: Vec<u8>, source: IpAddr) -> CoreReply {
         let unavailable = |text: &str| CoreReply { status: 503, body: proto_core::wire::error_body(text), peer: false };
         let (tx, rx) = async_channel::bounded(1);
         let input = Input::Request { method, path, query, body, source: Some(source), reply: tx };

@@ -1,6 +1,6 @@
 //! The LiteSVM JSON-RPC shim (`tests/solana/shim.js`) as a child process on loopback, for the wallet
 //! tests: a real SVM running the System, Token, Token-2022, ATA and Memo programs, with signature and
-//! blockhash checks. Its npm packages are installed by `.ci/run` (`npm ci --prefix tests/solana`), or
+//! blockhash checks. Its npm packages are installed by `.ci/run` (`npm install --prefix tests/solana`), or
 //! here on first use.
 
 #![allow(dead_code)]
@@ -27,12 +27,14 @@ fn ensure_installed() {
     if shim_dir().join("node_modules/litesvm").is_dir() {
         return;
     }
+    // `npm install`, not `npm ci`: npm 11 leaves litesvm's optional per-platform packages out of the
+    // lock file and then refuses `ci`; `install` follows the lock (litesvm itself is pinned exactly).
     let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+        .args(["install", "--no-audit", "--no-fund", "--prefix"])
         .arg(shim_dir())
         .status()
         .expect("npm (Node 20) is needed for the LiteSVM wallet tests");
-    assert!(status.success(), "npm ci --prefix tests/solana failed");
+    assert!(status.success(), "npm install --prefix tests/solana failed");
 }
 
 /// A running shim; killed when dropped.

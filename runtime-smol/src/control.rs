@@ -17,6 +17,8 @@
 //! | `get_sent`, `expire_sent` | `message_id` |
 //! | `wait_for_response` | `message_id`, `timeout_ms` (default 60000) |
 //! | `update_bio` | `bio` |
+//! | `rename` | `display_name` (trimmed; the node checks its length) |
+//! | `set_spawning` | `enabled` (a local switch of the node's agent spawning; never taken from a spawned agent) |
 //! | `set_status` | `active`, `duration_minutes` |
 //! | `set_impression` | `agent_id`, `score`, `note` |
 //! | `get_impression` | `agent_id` |
@@ -100,6 +102,20 @@ struct MarkShownArgs {
     through: u64,
 }
 
+/// `rename` takes the new display name (no MCP tool: a person renames from the WormHole page).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenameArgs {
+    display_name: String,
+}
+
+/// `set_spawning` takes `enabled: bool`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetSpawningArgs {
+    enabled: bool,
+}
+
 /// `set_status` takes `active: bool` on a control line (the MCP tool takes `status`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -148,10 +164,14 @@ fn request(cmd: &str, args: Map<String, Value>) -> Result<Request, LineError> {
             Ok(node(args::wait(a.message_id, a.timeout_ms)?))
         }
         "update_bio" => Ok(node(typed::<UpdateBioArgs>(args)?.build()?)),
+        "rename" => {
+            Ok(node(Command::Rename { display_name: typed::<RenameArgs>(args)?.display_name.trim().to_owned() }))
+        }
         "set_status" => {
             let a = typed::<SetActiveArgs>(args)?;
             Ok(node(args::set_status(a.active, a.duration_minutes)?))
         }
+        "set_spawning" => Ok(node(Command::SetSpawning { enabled: typed::<SetSpawningArgs>(args)?.enabled })),
         "set_impression" => Ok(node(typed::<SetImpressionArgs>(args)?.build()?)),
         "get_impression" => Ok(node(typed::<AgentIdArgs>(args)?.get_impression()?)),
         "set_rate_limit" => Ok(node(typed::<RateLimitArgs>(args)?.build()?)),
@@ -202,6 +222,8 @@ pub fn line(command: &Command) -> Option<Value> {
         }
         Command::GetIdentity => json!({"cmd": "identity"}),
         Command::UpdateBio { bio } => json!({"cmd": "update_bio", "bio": bio}),
+        Command::Rename { display_name } => json!({"cmd": "rename", "display_name": display_name}),
+        Command::SetSpawning { enabled } => json!({"cmd": "set_spawning", "enabled": enabled}),
         Command::SetStatus { active, duration_minutes } => {
             json!({"cmd": "set_status", "active": active, "duration_minutes": duration_minutes})
         }
@@ -387,6 +409,8 @@ mod tests {
             Command::WaitForResponse { message_id: s("m"), timeout_ms: 1001 },
             Command::GetIdentity,
             Command::UpdateBio { bio: s("b") },
+            Command::Rename { display_name: s("Ada") },
+            Command::SetSpawning { enabled: false },
             Command::SetStatus { active: false, duration_minutes: Some(5) },
             Command::SetStatus { active: true, duration_minutes: None },
             Command::SetImpression { agent_id: s("a"), score: 0.5, note: None },

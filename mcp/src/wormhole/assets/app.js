@@ -90,6 +90,8 @@
     $("identity-id").textContent = me.agent_id || "";
     $("identity-url").textContent = me.url || "";
     $("identity-avatar").textContent = (me.display_name || "?").slice(0, 1).toUpperCase();
+    const name = $("name-input");
+    if (document.activeElement !== name) name.value = me.display_name || "";
     const bio = $("bio-input");
     if (document.activeElement !== bio) bio.value = me.bio || "";
   }
@@ -294,6 +296,7 @@
       e.preventDefault();
       post("/connect", { url: $("connect-url").value.trim() }).then((j) => { $("connect-url").value = ""; toast(j.status === "connected" ? "Connected" : "Request sent; waiting for them to accept"); });
     });
+    $("name-form").addEventListener("submit", (e) => { e.preventDefault(); post("/api/name", { display_name: $("name-input").value }).then(() => toast("Renamed and announced")); });
     $("bio-form").addEventListener("submit", (e) => { e.preventDefault(); post("/api/bio", { bio: $("bio-input").value }).then(() => toast("Bio saved and announced")); });
     $("compose-form").addEventListener("submit", (e) => {
       e.preventDefault();

@@ -60,7 +60,7 @@ pub async fn route(wh: &Wormhole, req: &Request) -> Response {
             }
             run(wh, line).await
         }
-        ("POST", "/api/spawn/toggle") => spawn_panel::toggle(wh, &body),
+        ("POST", "/api/spawn/toggle") => spawn_panel::toggle(wh, &body).await,
         _ => Response::error(404, "Not Found"),
     }
 }

@@ -275,6 +275,9 @@
     if (!s.nodes.length) return box.replaceChildren(el("p", { class: "dim", text: "No local node is watched. Start with --agent <project>/.darkmatter." }));
     box.replaceChildren(...s.nodes.map((n) => el("section", { class: "card child-node" },
       el("h2", { text: n.node }),
+      el("div", { class: "actions" },
+        el("button", { class: "small spawn-on", type: "button", onclick: () => post("/api/spawn/toggle", { node: n.node, spawning: true }).then((j) => toast(j.started ? "Spawning on; " + j.started + " agent(s) started for queued messages" : "Spawning on")) }, "Spawning on"),
+        el("button", { class: "small spawn-off", type: "button", onclick: () => post("/api/spawn/toggle", { node: n.node, spawning: false }).then((j) => toast("Spawning off; " + j.live + " agent(s) still running")) }, "Spawning off")),
       el("ul", { class: "list" }, ...n.children.map((c) => el("li", { class: "item child", "data-group": String(c.group) },
         el("div", { class: "head" }, el("span", { class: "title mono", text: c.cmdline || "pid " + c.group }), el("span", { class: "badge " + (c.sandboxed ? "on" : "off"), text: c.sandboxed ? "sandboxed" : "no sandbox" })),
         el("div", { class: "meta" }, el("span", { text: "group " + c.group }), el("span", { text: "running " + c.age_s + "s" })),

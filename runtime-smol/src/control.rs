@@ -19,6 +19,7 @@
 //! | `update_bio` | `bio` |
 //! | `rename` | `display_name` (trimmed; the node checks its length) |
 //! | `set_spawning` | `enabled` (a local switch of the node's agent spawning; never taken from a spawned agent) |
+//! | `set_sandbox` | `on`: the spawned agents' sandbox, answered only where the spawner runs (the MCP server's process) |
 //! | `set_status` | `active`, `duration_minutes` |
 //! | `set_impression` | `agent_id`, `score`, `note` |
 //! | `get_impression` | `agent_id` |
@@ -60,6 +61,8 @@ pub enum Request {
     DiscoverDomain(String),
     /// Send a LAN beacon now.
     Announce,
+    /// Switch the spawned agents' sandbox on or off.
+    SetSandbox(bool),
     /// Stop the node.
     Shutdown,
     /// A wallet operation (the line's other fields are the call, tagged by `op`).
@@ -114,6 +117,13 @@ struct RenameArgs {
 #[serde(deny_unknown_fields)]
 struct SetSpawningArgs {
     enabled: bool,
+}
+
+/// `set_sandbox` takes `on: bool`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetSandboxArgs {
+    on: bool,
 }
 
 /// `set_status` takes `active: bool` on a control line (the MCP tool takes `status`).
@@ -172,6 +182,7 @@ fn request(cmd: &str, args: Map<String, Value>) -> Result<Request, LineError> {
             Ok(node(args::set_status(a.active, a.duration_minutes)?))
         }
         "set_spawning" => Ok(node(Command::SetSpawning { enabled: typed::<SetSpawningArgs>(args)?.enabled })),
+        "set_sandbox" => Ok(Request::SetSandbox(typed::<SetSandboxArgs>(args)?.on)),
         "set_impression" => Ok(node(typed::<SetImpressionArgs>(args)?.build()?)),
         "get_impression" => Ok(node(typed::<AgentIdArgs>(args)?.get_impression()?)),
         "set_rate_limit" => Ok(node(typed::<RateLimitArgs>(args)?.build()?)),
@@ -274,6 +285,7 @@ pub async fn run(mesh: &dyn Mesh, request: Request) -> Result<Value, CommandErro
         Request::DiscoverLocal => mesh.discover_local().await,
         Request::DiscoverDomain(d) => mesh.discover_domain(d).await,
         Request::Wallet(call) => mesh.wallet(call).await,
+        Request::SetSandbox(on) => mesh.sandbox(on).await,
         Request::Announce | Request::Shutdown => Err(CommandError::InvalidArgument(
             "announce and shutdown are taken only by the process that owns the node".to_owned(),
         )),

@@ -61,6 +61,10 @@ pub async fn route(wh: &Wormhole, req: &Request) -> Response {
             run(wh, line).await
         }
         ("POST", "/api/spawn/toggle") => spawn_panel::toggle(wh, &body).await,
+        ("POST", "/api/spawn/sandbox") => {
+            let ip = req.peer.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+            spawn_panel::sandbox(wh, &body, ip).await
+        }
         _ => Response::error(404, "Not Found"),
     }
 }

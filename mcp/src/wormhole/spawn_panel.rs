@@ -6,12 +6,13 @@
 //! groups a local node recorded (and whose leader is still the recorded process) can be killed.
 
 use std::fs;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
 use super::http::Response;
-use super::Wormhole;
+use super::{auth, now_s, Wormhole};
 
 /// Live records read per node (a node never has more children than its cap; a directory filled by
 /// something else must not stall the page).
@@ -140,18 +141,67 @@ pub const TOGGLE_ANSWER_MS: u64 = 3_000;
 
 /// `POST /api/spawn/toggle {node, spawning}`: switches agent spawning of a watched local node on or
 /// off. It crosses that node's own attach socket (0600, same user: the local channel its sessions
-/// use), never the mesh; the node's core decides (one without spawn settings refuses). The sandbox is
-/// not switched from the page (SPEC §18.2).
+/// use), never the mesh; the node's core decides (one without spawn settings refuses).
 pub async fn toggle(wh: &Wormhole, body: &Map<String, Value>) -> Response {
-    let (Some(node), Some(on)) =
-        (body.get("node").and_then(Value::as_str), body.get("spawning").and_then(Value::as_bool))
+    let (dir, on) = match target(wh, body, "spawning") {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    relay(dir, json!({"id": 1, "cmd": "set_spawning", "enabled": on})).await
+}
+
+/// `POST /api/spawn/sandbox {node, on, passphrase}`: switches the sandbox of a watched node's next
+/// agents, in the process that builds them. Turning it off needs the passphrase again (SPEC §18.2):
+/// a session alone, a browser left open, must not be enough to run peer-driven agents unconfined.
+pub async fn sandbox(wh: &Wormhole, body: &Map<String, Value>, ip: IpAddr) -> Response {
+    let (dir, on) = match target(wh, body, "on") {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    if !on {
+        if let Err(refused) = passphrase_again(wh, body, ip) {
+            return refused;
+        }
+    }
+    relay(dir, json!({"id": 1, "cmd": "set_sandbox", "on": on})).await
+}
+
+/// The watched node `body.node` names and the switch `body[key]`: 400 when either is missing, 404
+/// when the node is not one the WormHole watches.
+fn target<'a>(wh: &'a Wormhole, body: &Map<String, Value>, key: &str) -> Result<(&'a Path, bool), Response> {
+    let (Some(node), Some(on)) = (body.get("node").and_then(Value::as_str), body.get(key).and_then(Value::as_bool))
     else {
-        return Response::error(400, "Give node (a watched state directory) and spawning (true or false)");
+        return Err(Response::error(400, &format!("Give node (a watched state directory) and {key} (true or false)")));
     };
-    let Some(dir) = wh.agents.iter().find(|d| d.display().to_string() == node) else {
-        return Response::error(404, "Not a watched local node");
+    match wh.agents.iter().find(|d| d.display().to_string() == node) {
+        Some(dir) => Ok((dir.as_path(), on)),
+        None => Err(Response::error(404, "Not a watched local node")),
+    }
+}
+
+/// Checks `body.passphrase` against the stored hash, counted by the login limiter (so that the check
+/// cannot be used to guess the passphrase faster than the login page).
+fn passphrase_again(wh: &Wormhole, body: &Map<String, Value>, ip: IpAddr) -> Result<(), Response> {
+    let Some(hash) = wh.passphrase.as_deref() else {
+        return Err(Response::error(
+            403,
+            "Turning the sandbox off from the page needs a passphrase: set DARKMATTER_WORMHOLE_PASSPHRASE",
+        ));
     };
-    let line = json!({"id": 1, "cmd": "set_spawning", "enabled": on});
+    let now = now_s();
+    if !wh.limiter.lock().unwrap_or_else(|p| p.into_inner()).allowed(ip, now) {
+        return Err(Response::error(429, "Too many wrong passphrases; wait 15 minutes"));
+    }
+    let given = body.get("passphrase").and_then(Value::as_str).unwrap_or_default();
+    if !auth::verify_passphrase(hash, given) {
+        wh.limiter.lock().unwrap_or_else(|p| p.into_inner()).failed(ip, now);
+        return Err(Response::error(403, "Wrong passphrase"));
+    }
+    Ok(())
+}
+
+/// Sends `line` to the node at `dir` and answers what it answered.
+async fn relay(dir: &Path, line: Value) -> Response {
     let answer = smol::future::or(ask(dir, &line), async {
         smol::Timer::after(std::time::Duration::from_millis(TOGGLE_ANSWER_MS)).await;
         Err("the node did not answer in time".to_owned())

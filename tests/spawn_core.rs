@@ -329,3 +329,27 @@ fn get(m: &mut Mesh, i: usize, path: &str) -> Value {
     assert_eq!(status, 200, "{body}");
     body
 }
+
+#[test]
+fn switched_off_spawning_starts_nothing_and_switching_on_wakes_the_queued_messages() {
+    let (mut m, b) = node(Some(SpawnConfig::default()));
+    let p = peer(1);
+    connect(&mut m, b, &p, "P1");
+    let off = m.command(b, Command::SetSpawning { enabled: false }).unwrap();
+    assert_eq!((off["spawning"].clone(), off["started"].clone()), (json!(false), json!(0)));
+    assert!(!m.peers[b].node.spawning_enabled());
+    assert_eq!(post(&mut m, b, &p, "m-while-off", json!({})), 200);
+    assert!(m.peers[b].spawns.is_empty(), "off: the message waits in the inbox");
+    // Still a spawning node: its status says how many agents run.
+    assert_eq!(m.command(b, Command::Status).unwrap()["spawned_agents"], 0);
+    let on = m.command(b, Command::SetSpawning { enabled: true }).unwrap();
+    assert_eq!((on["spawning"].clone(), on["started"].clone()), (json!(true), json!(1)));
+    assert_eq!(spawned_keys(&m, b), ["m-while-off"]);
+}
+
+#[test]
+fn a_node_without_spawn_settings_cannot_be_switched_on() {
+    let (mut m, b) = node(None);
+    assert!(m.command(b, Command::SetSpawning { enabled: true }).is_err());
+    assert!(!m.peers[b].node.spawning_enabled());
+}

@@ -462,6 +462,11 @@ impl Mesh for Client {
         Box::pin(self.request(line))
     }
 
+    /// The spawner lives in the process that owns the node: the switch crosses as a line.
+    fn sandbox(&self, on: bool) -> BoxFut<'_, Result<Value, CommandError>> {
+        Box::pin(self.request(json!({"cmd": "set_sandbox", "on": on})))
+    }
+
     fn events(&self) -> async_channel::Receiver<Event> {
         self.inner.events.clone()
     }

@@ -127,6 +127,7 @@ fn run() -> Result<(), String> {
         Paths::for_dir(&config.state_dir).map_err(|e| format!("cannot use {}: {e}", config.state_dir.display()))?;
     let spawner = if config.agent_enabled { Some(Spawner::new(Settings::from_config(&config)?)) } else { None };
     let launcher = spawner.clone().map(|s| s as Arc<dyn runtime_smol::spawn::Launcher>);
+    let switch = spawner.clone();
     let socket = paths.socket.clone();
     let in_terminal = std::io::stdin().is_terminal();
     let wallet = tools::wallet::Settings::from_config(&config);
@@ -137,7 +138,11 @@ fn run() -> Result<(), String> {
                 eprintln!("{}", terminal_note(&handle));
             }
             let service = wallet.open()?;
-            Ok(Arc::new(tools::wallet::WalletMesh::new(Arc::new(handle), service)) as Arc<dyn Mesh>)
+            let mesh: Arc<dyn Mesh> = Arc::new(tools::wallet::WalletMesh::new(Arc::new(handle), service));
+            Ok(match switch {
+                Some(s) => Arc::new(darkmatter_mcp::spawner::SandboxSwitch::new(mesh, s)) as Arc<dyn Mesh>,
+                None => mesh,
+            })
         },
         paths,
         move |backend, ex| {

@@ -4,12 +4,12 @@
 //! peer's message: whatever that message says, the node itself refuses the commands that would let a
 //! peer re-tune the node through it. The refusal is the node's, so no model can be talked past it.
 //! A spawned session may not:
-//! - set the node's status, a rate limit or an impression (trust), its bio or URL, or disconnect peers;
+//! - set the node's status, a rate limit or an impression (trust), its name, bio or URL, or disconnect peers;
 //! - make the node call a URL a peer's words chose: connect to a new agent, or fetch a domain's card;
 //! - accept or reject any connection request but the one it was spawned for;
 //! - spend or redirect money: send SOL or tokens, or set the superagent (a prompt-injected child must
 //!   not drain the wallet); it may read balances;
-//! - spawn (a spawned session's `darkmatter` only attaches, see `crate::app`, and attaching never
+//! - switch spawning or the sandbox on or off, or spawn (a spawned session's `darkmatter` only attaches, see `crate::app`, and attaching never
 //!   triggers a spawn).
 
 use std::sync::Arc;
@@ -41,6 +41,8 @@ pub fn refusal(command: &Command, request_id: Option<&str>) -> Option<String> {
         Command::SetRateLimit { .. } => "set rate limits",
         Command::SetImpression { .. } => "set trust (impressions)",
         Command::UpdateBio { .. } => "change the bio",
+        Command::Rename { .. } => "change the node's name",
+        Command::SetSpawning { .. } => "switch spawning",
         Command::SetUrl { .. } => "change the node's URL",
         Command::Disconnect { .. } => "disconnect peers",
         Command::Connect { .. } => "connect to new agents",
@@ -82,6 +84,12 @@ impl Mesh for SpawnedMesh {
         }
     }
 
+    /// Never: an agent that could lift its own sandbox would have none.
+    fn sandbox(&self, _on: bool) -> BoxFut<'_, Result<Value, CommandError>> {
+        let why = "Refused: a spawned agent may not switch the sandbox; only the node's user can.".to_owned();
+        Box::pin(async move { Err(CommandError::InvalidArgument(why)) })
+    }
+
     fn events(&self) -> async_channel::Receiver<Event> {
         self.inner.events()
     }
@@ -103,6 +111,8 @@ mod tests {
             Command::SetStatus { active: false, duration_minutes: Some(60) },
             Command::SetImpression { agent_id: a.clone(), score: 1.0, note: None },
             Command::UpdateBio { bio: "pwned".into() },
+            Command::Rename { display_name: "pwned".into() },
+            Command::SetSpawning { enabled: true },
             Command::Disconnect { agent_id: a.clone() },
             Command::Connect { target_url: "http://169.254.169.254".into() },
             Command::DiscoverDomain { domain: "internal.example".into() },
@@ -127,6 +137,32 @@ mod tests {
         }
         assert!(wallet_refusal(&WalletCall::Balances { chain: None }).is_none());
         assert!(wallet_refusal(&WalletCall::GetBalance { mint: None }).is_none());
+    }
+
+    /// A node whose sandbox switch always succeeds: only the wrapper can refuse.
+    struct Switchable;
+
+    impl Mesh for Switchable {
+        fn command(&self, _: Command) -> BoxFut<'_, Result<Value, CommandError>> {
+            Box::pin(async { Ok(Value::Null) })
+        }
+        fn sandbox(&self, on: bool) -> BoxFut<'_, Result<Value, CommandError>> {
+            Box::pin(async move { Ok(serde_json::json!({ "sandbox": on })) })
+        }
+        fn events(&self) -> async_channel::Receiver<Event> {
+            async_channel::bounded(1).1
+        }
+        fn shutdown(&self) -> BoxFut<'_, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    #[test]
+    fn a_spawned_agent_cannot_switch_the_sandbox_either_way() {
+        let spawned = SpawnedMesh::new(Arc::new(Switchable), None);
+        assert!(smol::block_on(spawned.sandbox(false)).is_err());
+        assert!(smol::block_on(spawned.sandbox(true)).is_err());
+        assert!(smol::block_on(Switchable.sandbox(false)).is_ok());
     }
 
     #[test]

@@ -19,8 +19,9 @@
 //! `.darkmatter/spawn/private/` before it is made) removed. Never earlier: a second `darkmatter`
 //! that only attaches to a live node must not touch its children's files.
 //!
-//! `DARKMATTER_SANDBOX=true` refuses every spawn until the sandbox helper exists: an agent is never
-//! run unsandboxed behind the user's back (fail closed).
+//! `DARKMATTER_SANDBOX=true` refuses every spawn the sandbox cannot hold: an agent is never run
+//! unsandboxed behind the user's back (fail closed). The node's user may switch the sandbox at run
+//! time ([`SandboxSwitch`], reached over the attach socket); a spawned agent never can.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -29,8 +30,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use proto_core::spawn::{SpawnId, SpawnRequest, SpawnTrigger};
+use proto_core::CommandError;
 use runtime_smol::spawn::{Launch, Launcher};
+use runtime_smol::BoxFut;
 use runtime_smol::RuntimeConfig;
+use serde_json::Value;
 
 use crate::attach::{euid, make_private_dir, ChildSocket};
 use crate::bridge::Backend;
@@ -59,8 +63,11 @@ pub struct Settings {
     pub env_cleanup: Option<Vec<String>>,
     /// `DARKMATTER_AGENT_TIMEOUT`.
     pub timeout: Duration,
-    /// `DARKMATTER_SANDBOX`: the client runs under `darkmatter sandbox-exec` with this network setting.
+    /// `DARKMATTER_SANDBOX`: the client runs under `darkmatter sandbox-exec` with this network setting
+    /// (at start; the node's user may switch it at run time, [`Spawner::set_sandbox`]).
     pub sandbox: Option<runtime_smol::sandbox::Net>,
+    /// `DARKMATTER_SANDBOX_NETWORK`: the network setting a sandbox switched on at run time gets.
+    pub sandbox_network: runtime_smol::sandbox::Net,
     /// The client's profile, for the state directories the sandbox leaves it in home.
     pub client_profile: runtime_smol::config::ClientProfile,
     /// `$HOME`, whose client state the sandbox opens (and whose rest it hides).
@@ -85,6 +92,7 @@ impl Settings {
             env_cleanup: config.agent_env_cleanup.clone(),
             timeout: Duration::from_secs(config.agent_timeout_s),
             sandbox: config.sandbox.then_some(config.sandbox_network),
+            sandbox_network: config.sandbox_network,
             client_profile: config.client,
             home: std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/")),
             project_dir: config.project_dir(),
@@ -110,13 +118,34 @@ pub struct Spawner {
     live: Mutex<HashMap<SpawnId, Child>>,
     /// Opened (and a crashed run's merges repaired) only by the node's owner, in [`Spawner::serve`].
     merges: OnceLock<Merges>,
+    /// The sandbox new children get now: `settings.sandbox` at start, then the user's switch.
+    sandbox: Mutex<Option<runtime_smol::sandbox::Net>>,
 }
 
 impl Spawner {
     /// A spawner. It touches no file until [`Spawner::serve`]: this process may yet turn out to
     /// attach to a node that another process runs (and whose children use those files).
     pub fn new(settings: Settings) -> Arc<Self> {
-        Arc::new(Self { settings, node: OnceLock::new(), live: Mutex::new(HashMap::new()), merges: OnceLock::new() })
+        let sandbox = Mutex::new(settings.sandbox);
+        Arc::new(Self {
+            settings,
+            node: OnceLock::new(),
+            live: Mutex::new(HashMap::new()),
+            merges: OnceLock::new(),
+            sandbox,
+        })
+    }
+
+    /// Switches the sandbox of children started from now on (live ones keep theirs); answers the
+    /// setting now. Turning it on is checked like a configured one: a spawn it cannot hold fails.
+    pub fn set_sandbox(&self, on: bool) -> serde_json::Value {
+        let net = on.then_some(self.settings.sandbox_network);
+        *self.sandbox.lock().unwrap_or_else(|p| p.into_inner()) = net;
+        serde_json::json!({"sandbox": on})
+    }
+
+    fn current_sandbox(&self) -> Option<runtime_smol::sandbox::Net> {
+        *self.sandbox.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// This process runs the project's node and its sessions are served: what a killed run left is
@@ -236,7 +265,8 @@ impl Spawner {
 impl Launcher for Spawner {
     fn prepare(&self, request: &SpawnRequest) -> Result<Launch, String> {
         // Fail closed: a spawn the sandbox cannot hold is refused with the reason, never run bare.
-        if let Some(net) = self.settings.sandbox {
+        let sandbox = self.current_sandbox();
+        if let Some(net) = sandbox {
             runtime_smol::sandbox::preflight(net).map_err(|why| format!("sandbox unavailable: {why}"))?;
         }
         let (server, private_dir) = self.set_up(request)?;
@@ -256,7 +286,7 @@ impl Launcher for Spawner {
             args: s.args.as_deref(),
         };
         let mut argv = s.profile.spawn(&prompt, &run);
-        if let Some(net) = s.sandbox {
+        if let Some(net) = sandbox {
             argv.argv = self.sandboxed(net, &argv.argv, &private_dir)?;
         }
         let program = argv.argv.remove(0);
@@ -342,6 +372,51 @@ fn random_hex(bytes: usize) -> Result<String, String> {
         .and_then(|mut f| f.read_exact(&mut buf))
         .map_err(|e| format!("no randomness for the agent's token: {e}"))?;
     Ok(hex::encode(buf))
+}
+
+/// The node's mesh in the process that runs the spawner: everything goes to `inner`, and the sandbox
+/// switch ([`Mesh::sandbox`]) to the spawner, the one place that builds agents.
+pub struct SandboxSwitch {
+    inner: Arc<dyn crate::mesh::Mesh>,
+    spawner: Arc<Spawner>,
+}
+
+impl SandboxSwitch {
+    /// `inner` with its spawner's sandbox switch.
+    pub fn new(inner: Arc<dyn crate::mesh::Mesh>, spawner: Arc<Spawner>) -> Self {
+        Self { inner, spawner }
+    }
+}
+
+impl crate::mesh::Mesh for SandboxSwitch {
+    fn command(&self, command: proto_core::Command) -> BoxFut<'_, Result<Value, CommandError>> {
+        self.inner.command(command)
+    }
+
+    fn discover_local(&self) -> BoxFut<'_, Result<Value, CommandError>> {
+        self.inner.discover_local()
+    }
+
+    fn discover_domain(&self, domain: String) -> BoxFut<'_, Result<Value, CommandError>> {
+        self.inner.discover_domain(domain)
+    }
+
+    fn wallet(&self, call: runtime_smol::solana_wallet::WalletCall) -> BoxFut<'_, Result<Value, CommandError>> {
+        self.inner.wallet(call)
+    }
+
+    fn sandbox(&self, on: bool) -> BoxFut<'_, Result<Value, CommandError>> {
+        let answer = self.spawner.set_sandbox(on);
+        Box::pin(async move { Ok(answer) })
+    }
+
+    fn events(&self) -> async_channel::Receiver<proto_core::Event> {
+        self.inner.events()
+    }
+
+    fn shutdown(&self) -> BoxFut<'_, ()> {
+        self.inner.shutdown()
+    }
 }
 
 #[cfg(test)]

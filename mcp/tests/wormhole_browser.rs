@@ -1,7 +1,7 @@
 //! The WormHole in a real browser (T-E4, T-E6 and the views of R-E4): Debian's headless Chromium,
 //! driven by Python Playwright (a venv this test makes; the browser is the system's, never
-//! downloaded), logs in, accepts a pending request, connects to a node by URL, sends it a message
-//! and sees the reply threaded, sets an impression, sees the mesh view draw a second-degree edge,
+//! downloaded), logs in, accepts a pending request, connects to a node by URL, renames itself (the
+//! peer sees the new name), sends it a message and sees the reply threaded, sets an impression, sees the mesh view draw a second-degree edge,
 //! and kills a stand-in spawned agent. Screenshots of each view land in
 //! `target/wormhole-screenshots/`. Without Chromium the test skips loudly; under `CI=true` it fails.
 
@@ -153,6 +153,10 @@ fn a_person_steers_the_mesh_from_a_browser() {
     assert_eq!(imp["score"], 0.8, "{imp}");
     let carol_conns = carol.line(json!({"cmd": "list_connections"}));
     assert!(carol_conns["connections"].as_array().unwrap().iter().any(|c| c["agent_id"] == wh.agent_id.as_str()));
+    // The rename reached Bob in the WormHole's signed update.
+    let bob_conns = bob.line(json!({"cmd": "list_connections"}));
+    let seen = bob_conns["connections"].as_array().unwrap().iter().find(|c| c["agent_id"] == wh.agent_id.as_str());
+    assert_eq!(seen.map(|c| c["display_name"].clone()), Some(json!("Ada at the browser")), "{bob_conns}");
     for name in ["01-login", "02-pending", "03-timeline", "04-connections", "05-mesh", "06-agents", "08-phone"] {
         assert!(shots.join(format!("{name}.png")).exists(), "{name}.png");
     }

@@ -159,9 +159,12 @@ fn no_route_is_reachable_without_a_session_but_the_login_page() {
         "/disconnect/x",
         "/respond/x",
         "/api/bio",
+        "/api/name",
         "/api/impression",
         "/api/scan",
         "/api/spawn/kill/1",
+        "/api/spawn/toggle",
+        "/api/spawn/sandbox",
         "/logout",
     ];
     for path in posts {

@@ -2,7 +2,7 @@
 //! and every constant listed here has a row (the names carry a `WH_` prefix in the spec, as several
 //! share a name with a peer-server limit of another value).
 
-use darkmatter_mcp::wormhole::{api, assets, auth, http, routes, stream, topology, CONNECTIONS_MAX};
+use darkmatter_mcp::wormhole::{api, assets, auth, http, routes, spawn_panel, stream, topology, CONNECTIONS_MAX};
 
 fn rows(spec: &str) -> Vec<(String, f64)> {
     let start = spec.find("### 18.3 Limits").expect("SPEC.md has §18.3");
@@ -36,6 +36,7 @@ fn the_spec_limits_table_matches_the_constants() {
         ("PEERS_PER_PEER_MAX", topology::PEERS_PER_PEER_MAX as f64),
         ("FETCH_TIMEOUT_MS", topology::FETCH_TIMEOUT_MS as f64),
         ("ASSETS_BYTES_MAX", assets::ASSETS_BYTES_MAX as f64),
+        ("TOGGLE_ANSWER_MS", spawn_panel::TOGGLE_ANSWER_MS as f64),
     ];
     let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../SPEC.md")).unwrap();
     let rows = rows(&spec);

@@ -72,6 +72,12 @@ pub enum Command {
         /// The new bio.
         bio: String,
     },
+    /// Change our display name and tell peers (signed, like a bio change). Lasts until the next start
+    /// when the runtime configures a name (that one wins at start), else for good.
+    Rename {
+        /// The new name.
+        display_name: String,
+    },
     /// Go inactive (optionally for a while) or active.
     SetStatus {
         /// `true` = active.
@@ -83,6 +89,12 @@ pub enum Command {
     SetUrl {
         /// The new URL.
         url: String,
+    },
+    /// Switch agent spawning on or off at run time (a node without spawn settings refuses). Only the
+    /// node's user may: never from the mesh, never from a spawned agent. Not kept across a restart.
+    SetSpawning {
+        /// `true` = spawn agents for new triggers.
+        enabled: bool,
     },
     /// Set our impression of an agent.
     SetImpression {

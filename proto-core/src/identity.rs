@@ -204,6 +204,16 @@ pub fn lower_hex(bytes: &[u8]) -> String {
     String::from_utf8(out).expect("hex digits are ASCII")
 }
 
+/// Hex digits of the agent id in the name of an agent nobody named (`agent-<hex>`).
+pub const DEFAULT_NAME_ID_HEX: usize = 8;
+
+/// The name of an agent nobody named: `agent-` and the start of its id. Chosen here, not by the
+/// runtime, so that an unnamed node's rename is kept: a name the runtime configures wins at start.
+pub fn default_display_name(agent_id: &AgentId) -> String {
+    let id = agent_id.as_str();
+    format!("agent-{}", &id[..DEFAULT_NAME_ID_HEX.min(id.len())])
+}
+
 /// Truncates to at most `max` characters, on a character boundary.
 pub fn truncate_chars(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {

@@ -195,7 +195,7 @@ impl Node {
         signatures: Arc<dyn SignatureProvider>,
     ) -> Self {
         let profile = Profile {
-            display_name: config.display_name.clone(),
+            display_name: configured_name(&passport, &config),
             bio: config.bio.clone(),
             created_at: now.iso(),
             inactive_until_us: None,
@@ -252,13 +252,14 @@ impl Node {
         // A stored profile this build cannot read (a newer build's) is not overwritten at start-up.
         let fresh = profile.is_none() && !profile_unreadable;
         let mut profile = profile.unwrap_or_else(|| Profile {
-            display_name: config.display_name.clone(),
+            display_name: configured_name(&passport, &config),
             bio: config.bio.clone(),
             created_at: now.iso(),
             inactive_until_us: None,
             rate_global: RateLimit::Default,
         });
-        // The environment names the agent; a configured name wins over the stored one.
+        // The environment names the agent; a configured name wins over the stored one (a rename
+        // lasts until the next start then); an unconfigured node keeps its renames.
         if !config.display_name.is_empty() {
             profile.display_name = config.display_name.clone();
         }
@@ -723,5 +724,14 @@ fn expect(got: Method, want: Method) -> Result<(), Refusal> {
         Ok(())
     } else {
         Err(Refusal::BadMethod)
+    }
+}
+
+/// The configured name, or the default one when the runtime configures none.
+fn configured_name(passport: &Passport, config: &Config) -> String {
+    if config.display_name.is_empty() {
+        crate::identity::default_display_name(passport.agent_id())
+    } else {
+        config.display_name.clone()
     }
 }

@@ -46,8 +46,12 @@ pub enum CommandOutput {
     Identity(Box<IdentityView>),
     /// `UpdateBio`.
     Bio(BioUpdated),
+    /// `Rename`.
+    Renamed(Renamed),
     /// `SetStatus`.
     Activity(ActivitySet),
+    /// `SetSpawning`.
+    Spawning(SpawningSet),
     /// `SetUrl`.
     Url(UrlUpdated),
     /// `SetImpression`.
@@ -497,6 +501,26 @@ pub struct BioUpdated {
     pub bio: String,
     /// Peers told.
     pub peers_notified: usize,
+}
+
+/// `Rename`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Renamed {
+    /// The display name now.
+    pub display_name: String,
+    /// Peers told.
+    pub peers_notified: usize,
+}
+
+/// `SetSpawning`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpawningSet {
+    /// Spawning is on now.
+    pub spawning: bool,
+    /// Agents still running (switching off does not stop them).
+    pub live: usize,
+    /// Agents started for messages that arrived while spawning was off.
+    pub started: usize,
 }
 
 /// `SetStatus`.

@@ -193,6 +193,9 @@ struct Live {
 #[derive(Debug, Default)]
 pub(crate) struct Spawner {
     config: Option<SpawnConfig>,
+    /// Switched off at run time by the node's user ([`crate::Command::SetSpawning`]); not kept across
+    /// restarts: at start the configuration decides.
+    switched_off: bool,
     /// At most `concurrent_max` entries.
     live: BTreeMap<SpawnId, Live>,
     /// `(start ms, sender)` of the starts within [`SPAWN_WINDOW_MS`]: at most `per_hour_max`.
@@ -211,9 +214,24 @@ impl Spawner {
         Self { config, next_id: 1, ..Self::default() }
     }
 
-    /// Whether spawning is on.
+    /// Whether spawning is on: configured and not switched off.
     pub(crate) fn enabled(&self) -> bool {
+        self.config.is_some() && !self.switched_off
+    }
+
+    /// Whether this node spawns at all (it has spawn settings), on or switched off.
+    pub(crate) fn configured(&self) -> bool {
         self.config.is_some()
+    }
+
+    /// Switches spawning on or off; `false` when the node has no spawn settings (nothing to switch).
+    /// Live children keep running: switching off only stops new starts.
+    pub(crate) fn switch(&mut self, on: bool) -> bool {
+        if self.config.is_none() {
+            return false;
+        }
+        self.switched_off = !on;
+        true
     }
 
     /// Live children.
@@ -411,6 +429,18 @@ mod tests {
         s.finish(a);
         s.wait(Waiting { trigger: msg("m2"), sender: "p".into() });
         assert_eq!(s.next_retry_ms(), Some(500 + SPAWN_WINDOW_MS));
+    }
+
+    #[test]
+    fn a_switch_turns_a_configured_spawner_off_and_on_and_an_unconfigured_one_never_on() {
+        let mut s = Spawner::new(Some(SpawnConfig::default()));
+        assert!(s.switch(false));
+        assert!(!s.enabled() && s.configured());
+        assert!(s.switch(true));
+        assert!(s.enabled());
+        let mut none = Spawner::new(None);
+        assert!(!none.switch(true));
+        assert!(!none.enabled());
     }
 
     #[test]

@@ -17,6 +17,9 @@
 //! | `get_sent`, `expire_sent` | `message_id` |
 //! | `wait_for_response` | `message_id`, `timeout_ms` (default 60000) |
 //! | `update_bio` | `bio` |
+//! | `rename` | `display_name` (trimmed; the node checks its length) |
+//! | `set_spawning` | `enabled` (a local switch of the node's agent spawning; never taken from a spawned agent) |
+//! | `set_sandbox` | `on`: the spawned agents' sandbox, answered only where the spawner runs (the MCP server's process) |
 //! | `set_status` | `active`, `duration_minutes` |
 //! | `set_impression` | `agent_id`, `score`, `note` |
 //! | `get_impression` | `agent_id` |
@@ -58,6 +61,8 @@ pub enum Request {
     DiscoverDomain(String),
     /// Send a LAN beacon now.
     Announce,
+    /// Switch the spawned agents' sandbox on or off.
+    SetSandbox(bool),
     /// Stop the node.
     Shutdown,
     /// A wallet operation (the line's other fields are the call, tagged by `op`).
@@ -98,6 +103,27 @@ struct WaitMsArgs {
 #[serde(deny_unknown_fields)]
 struct MarkShownArgs {
     through: u64,
+}
+
+/// `rename` takes the new display name (no MCP tool: a person renames from the WormHole page).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenameArgs {
+    display_name: String,
+}
+
+/// `set_spawning` takes `enabled: bool`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetSpawningArgs {
+    enabled: bool,
+}
+
+/// `set_sandbox` takes `on: bool`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetSandboxArgs {
+    on: bool,
 }
 
 /// `set_status` takes `active: bool` on a control line (the MCP tool takes `status`).
@@ -148,10 +174,15 @@ fn request(cmd: &str, args: Map<String, Value>) -> Result<Request, LineError> {
             Ok(node(args::wait(a.message_id, a.timeout_ms)?))
         }
         "update_bio" => Ok(node(typed::<UpdateBioArgs>(args)?.build()?)),
+        "rename" => {
+            Ok(node(Command::Rename { display_name: typed::<RenameArgs>(args)?.display_name.trim().to_owned() }))
+        }
         "set_status" => {
             let a = typed::<SetActiveArgs>(args)?;
             Ok(node(args::set_status(a.active, a.duration_minutes)?))
         }
+        "set_spawning" => Ok(node(Command::SetSpawning { enabled: typed::<SetSpawningArgs>(args)?.enabled })),
+        "set_sandbox" => Ok(Request::SetSandbox(typed::<SetSandboxArgs>(args)?.on)),
         "set_impression" => Ok(node(typed::<SetImpressionArgs>(args)?.build()?)),
         "get_impression" => Ok(node(typed::<AgentIdArgs>(args)?.get_impression()?)),
         "set_rate_limit" => Ok(node(typed::<RateLimitArgs>(args)?.build()?)),
@@ -202,6 +233,8 @@ pub fn line(command: &Command) -> Option<Value> {
         }
         Command::GetIdentity => json!({"cmd": "identity"}),
         Command::UpdateBio { bio } => json!({"cmd": "update_bio", "bio": bio}),
+        Command::Rename { display_name } => json!({"cmd": "rename", "display_name": display_name}),
+        Command::SetSpawning { enabled } => json!({"cmd": "set_spawning", "enabled": enabled}),
         Command::SetStatus { active, duration_minutes } => {
             json!({"cmd": "set_status", "active": active, "duration_minutes": duration_minutes})
         }
@@ -252,6 +285,7 @@ pub async fn run(mesh: &dyn Mesh, request: Request) -> Result<Value, CommandErro
         Request::DiscoverLocal => mesh.discover_local().await,
         Request::DiscoverDomain(d) => mesh.discover_domain(d).await,
         Request::Wallet(call) => mesh.wallet(call).await,
+        Request::SetSandbox(on) => mesh.sandbox(on).await,
         Request::Announce | Request::Shutdown => Err(CommandError::InvalidArgument(
             "announce and shutdown are taken only by the process that owns the node".to_owned(),
         )),
@@ -387,6 +421,8 @@ mod tests {
             Command::WaitForResponse { message_id: s("m"), timeout_ms: 1001 },
             Command::GetIdentity,
             Command::UpdateBio { bio: s("b") },
+            Command::Rename { display_name: s("Ada") },
+            Command::SetSpawning { enabled: false },
             Command::SetStatus { active: false, duration_minutes: Some(5) },
             Command::SetStatus { active: true, duration_minutes: None },
             Command::SetImpression { agent_id: s("a"), score: 0.5, note: None },

@@ -45,6 +45,15 @@ pub trait Mesh: Send + Sync + 'static {
         Box::pin(async { Err(CommandError::InvalidArgument("This node has no wallet service".to_owned())) })
     }
 
+    /// Switches the sandbox of spawned agents on or off. Only a mesh that holds the spawner answers
+    /// it (the MCP server's, where the agents are built); the node alone has none.
+    fn sandbox(&self, on: bool) -> BoxFut<'_, Result<Value, CommandError>> {
+        let _ = on;
+        Box::pin(async {
+            Err(CommandError::InvalidArgument("This node spawns no agents here: no sandbox to switch".to_owned()))
+        })
+    }
+
     /// The node's events. Implementations may hand every caller the same stream, so call it once
     /// and fan out.
     fn events(&self) -> Receiver<Event>;

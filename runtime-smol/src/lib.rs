@@ -113,8 +113,7 @@ pub use storage::StorageError;
 
 /// How long a stopping node lets open connections finish, in ms.
 pub const SHUTDOWN_GRACE_MS: u64 = 2_000;
-/// Hex digits of the agent id in the default display name (`agent-<hex>`).
-pub const DEFAULT_NAME_ID_HEX: usize = 8;
+pub use proto_core::identity::DEFAULT_NAME_ID_HEX;
 /// Beacons queued for the multicast socket; the core makes one per interval (or per `announce`), so
 /// more than this waiting means the socket is stuck and the newest are dropped.
 pub const BEACONS_QUEUED_MAX: usize = 4;
@@ -200,11 +199,8 @@ fn start_full(
     let local_addr = listener.local_addr().map_err(StartError::Runtime)?;
     let listener = Async::new(listener).map_err(StartError::Runtime)?;
     let public_url = config.public_url(local_addr.port());
-    let display_name = if config.display_name.is_empty() {
-        format!("agent-{}", &agent_id[..DEFAULT_NAME_ID_HEX])
-    } else {
-        config.display_name.clone()
-    };
+    // Empty when unconfigured: the core names the agent then, and keeps a later rename.
+    let display_name = config.display_name.clone();
     let core_config = proto_core::Config {
         display_name,
         bio: config.bio.clone(),

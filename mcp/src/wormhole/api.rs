@@ -51,6 +51,7 @@ pub async fn route(wh: &Wormhole, req: &Request) -> Response {
             run(wh, line).await
         }
         ("POST", "/api/scan") => run(wh, json!({"cmd": "discover_local"})).await,
+        ("POST", "/api/name") => run(wh, json!({"cmd": "rename", "display_name": arg("display_name")})).await,
         ("POST", "/api/bio") => run(wh, json!({"cmd": "update_bio", "bio": arg("bio")})).await,
         ("POST", "/api/impression") => {
             let mut line = json!({"cmd": "set_impression", "agent_id": arg("agent_id"), "score": arg("score")});
@@ -59,7 +60,11 @@ pub async fn route(wh: &Wormhole, req: &Request) -> Response {
             }
             run(wh, line).await
         }
-        ("POST", "/api/spawn/toggle") => spawn_panel::toggle(wh, &body),
+        ("POST", "/api/spawn/toggle") => spawn_panel::toggle(wh, &body).await,
+        ("POST", "/api/spawn/sandbox") => {
+            let ip = req.peer.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+            spawn_panel::sandbox(wh, &body, ip).await
+        }
         _ => Response::error(404, "Not Found"),
     }
 }

@@ -211,7 +211,8 @@ async fn connection(wh: Arc<Wormhole>, mut stream: TcpStream, peer: IpAddr) {
 
 /// The node's configuration for a WormHole: the `DARKMATTER_*` variables, with its own state
 /// directory, spawning off (its inbox is read by a person), and a peer port of its own (`DARKMATTER_PORT`
-/// when set, else any free port, so it never takes a local agent's 8100).
+/// when set, else any free port, so it never takes a local agent's 8100). A `DARKMATTER_DISPLAY_NAME`
+/// wins over a rename from the page at every start (the core's rule); without it the page's name lasts.
 pub fn node_config(opts: &Options) -> Result<runtime_smol::RuntimeConfig, String> {
     let mut config = runtime_smol::RuntimeConfig::from_env().map_err(|e| e.to_string())?;
     config.state_dir = opts.data.clone();
@@ -219,10 +220,23 @@ pub fn node_config(opts: &Options) -> Result<runtime_smol::RuntimeConfig, String
     if std::env::var_os("DARKMATTER_PORT").is_none() {
         config.port = 0;
     }
-    if config.display_name.is_empty() {
-        config.display_name = "Human".to_owned();
-    }
     Ok(config)
+}
+
+/// The name a WormHole without one takes at its first start.
+pub const DISPLAY_NAME_DEFAULT: &str = "Human";
+
+/// Names a node that still has the core's default name [`DISPLAY_NAME_DEFAULT`], as a rename (kept in its profile), not as
+/// a configured name: a configured name wins at every start and would undo the page's renames.
+pub async fn name_if_unnamed(mesh: &dyn Mesh) -> Result<(), String> {
+    let me = mesh.command(proto_core::Command::GetIdentity).await.map_err(|e| e.to_string())?;
+    let id = me["agent_id"].as_str().unwrap_or_default();
+    let unnamed = id.get(..proto_core::identity::DEFAULT_NAME_ID_HEX).map(|hex| format!("agent-{hex}"));
+    if me["display_name"].as_str().is_some_and(|n| n.is_empty() || Some(n) == unnamed.as_deref()) {
+        let rename = proto_core::Command::Rename { display_name: DISPLAY_NAME_DEFAULT.to_owned() };
+        mesh.command(rename).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// `darkmatter wormhole`: starts the node and serves the page until a signal stops the node.
@@ -235,6 +249,7 @@ pub fn run(opts: Options, open: bool) -> Result<(), String> {
     let ex = Arc::new(smol::Executor::new());
     let ex2 = ex.clone();
     smol::block_on(ex.run(async move {
+        name_if_unnamed(&*mesh).await?;
         let (wh, listener) = prepare(mesh, agent_id.clone(), &peer_url, &opts).await.map_err(|e| e.to_string())?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let host = if addr.ip().is_unspecified() || addr.ip().is_loopback() { "127.0.0.1".to_owned() } else { addr.ip().to_string() };

@@ -1,17 +1,18 @@
 //! The spawn panel: live agents spawned by *local* nodes (their state directories are given with
 //! `--agent DIR`), read from the records a node keeps of its live children's process groups
 //! (`<DIR>/spawn/live/<group>`: boot id and leader start time), with the newest agent log's tail,
-//! and a Kill that ends a listed group. Nothing goes over the mesh: this is the local machine's
-//! process table and files, and only groups a local node recorded (and whose leader is still the
-//! recorded process) can be killed.
+//! a Kill that ends a listed group, and a switch of each node's spawning. Nothing goes over the mesh:
+//! this is the local machine's process table, files and the nodes' own attach sockets, and only
+//! groups a local node recorded (and whose leader is still the recorded process) can be killed.
 
 use std::fs;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
 use super::http::Response;
-use super::Wormhole;
+use super::{auth, now_s, Wormhole};
 
 /// Live records read per node (a node never has more children than its cap; a directory filled by
 /// something else must not stall the page).
@@ -135,9 +136,111 @@ pub fn kill(wh: &Wormhole, group: &str) -> Response {
     Response::json(200, &json!({"success": true, "killed": group}))
 }
 
-/// Spawning and sandbox toggles: a local node reads them from its environment at start, so the page
-/// cannot change them without restarting it; refused rather than pretending (0.5.3's toggles changed
-/// nothing in its agents).
-pub fn toggle(_wh: &Wormhole, _body: &Map<String, Value>) -> Response {
-    Response::error(501, "Spawning and sandbox are set by DARKMATTER_AGENT_ENABLED and DARKMATTER_SANDBOX of that node")
+/// How long a toggle waits for the watched node's answer, in ms.
+pub const TOGGLE_ANSWER_MS: u64 = 3_000;
+
+/// `POST /api/spawn/toggle {node, spawning}`: switches agent spawning of a watched local node on or
+/// off. It crosses that node's own attach socket (0600, same user: the local channel its sessions
+/// use), never the mesh; the node's core decides (one without spawn settings refuses).
+pub async fn toggle(wh: &Wormhole, body: &Map<String, Value>) -> Response {
+    let (dir, on) = match target(wh, body, "spawning") {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    relay(dir, json!({"id": 1, "cmd": "set_spawning", "enabled": on})).await
+}
+
+/// `POST /api/spawn/sandbox {node, on, passphrase}`: switches the sandbox of a watched node's next
+/// agents, in the process that builds them. Turning it off needs the passphrase again (SPEC §18.2):
+/// a session alone, a browser left open, must not be enough to run peer-driven agents unconfined.
+pub async fn sandbox(wh: &Wormhole, body: &Map<String, Value>, ip: IpAddr) -> Response {
+    let (dir, on) = match target(wh, body, "on") {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    if !on {
+        if let Err(refused) = passphrase_again(wh, body, ip) {
+            return refused;
+        }
+    }
+    relay(dir, json!({"id": 1, "cmd": "set_sandbox", "on": on})).await
+}
+
+/// The watched node `body.node` names and the switch `body[key]`: 400 when either is missing, 404
+/// when the node is not one the WormHole watches.
+fn target<'a>(wh: &'a Wormhole, body: &Map<String, Value>, key: &str) -> Result<(&'a Path, bool), Response> {
+    let (Some(node), Some(on)) = (body.get("node").and_then(Value::as_str), body.get(key).and_then(Value::as_bool))
+    else {
+        return Err(Response::error(400, &format!("Give node (a watched state directory) and {key} (true or false)")));
+    };
+    match wh.agents.iter().find(|d| d.display().to_string() == node) {
+        Some(dir) => Ok((dir.as_path(), on)),
+        None => Err(Response::error(404, "Not a watched local node")),
+    }
+}
+
+/// Checks `body.passphrase` against the stored hash, counted by the login limiter (so that the check
+/// cannot be used to guess the passphrase faster than the login page).
+fn passphrase_again(wh: &Wormhole, body: &Map<String, Value>, ip: IpAddr) -> Result<(), Response> {
+    let Some(hash) = wh.passphrase.as_deref() else {
+        return Err(Response::error(
+            403,
+            "Turning the sandbox off from the page needs a passphrase: set DARKMATTER_WORMHOLE_PASSPHRASE",
+        ));
+    };
+    let now = now_s();
+    if !wh.limiter.lock().unwrap_or_else(|p| p.into_inner()).allowed(ip, now) {
+        return Err(Response::error(429, "Too many wrong passphrases; wait 15 minutes"));
+    }
+    let given = body.get("passphrase").and_then(Value::as_str).unwrap_or_default();
+    if !auth::verify_passphrase(hash, given) {
+        wh.limiter.lock().unwrap_or_else(|p| p.into_inner()).failed(ip, now);
+        return Err(Response::error(403, "Wrong passphrase"));
+    }
+    Ok(())
+}
+
+/// Sends `line` to the node at `dir` and answers what it answered.
+async fn relay(dir: &Path, line: Value) -> Response {
+    let answer = smol::future::or(ask(dir, &line), async {
+        smol::Timer::after(std::time::Duration::from_millis(TOGGLE_ANSWER_MS)).await;
+        Err("the node did not answer in time".to_owned())
+    });
+    match answer.await {
+        Ok(v) => match runtime_smol::control::read_answer(&v) {
+            Ok(mut r) => {
+                r["success"] = Value::Bool(true);
+                Response::json(200, &r)
+            }
+            Err(e) => Response::error(409, &e.to_string()),
+        },
+        Err(e) => Response::error(409, &e),
+    }
+}
+
+/// Sends one control line to the node whose state directory is `dir` and reads lines until its
+/// answer (events may come first), each at most [`crate::attach::LINE_BYTES_MAX`].
+async fn ask(dir: &Path, line: &Value) -> Result<Value, String> {
+    use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let socket = crate::attach::Paths::for_dir(dir).map_err(|e| e.to_string())?.socket;
+    let mut stream = smol::Async::<std::os::unix::net::UnixStream>::connect(&socket)
+        .await
+        .map_err(|e| format!("that node is not running ({}: {e})", socket.display()))?;
+    stream.write_all(format!("{line}\n").as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut reader = smol::io::BufReader::new(stream);
+    loop {
+        let mut buf = Vec::new();
+        let n = (&mut reader)
+            .take(crate::attach::LINE_BYTES_MAX as u64)
+            .read_until(b'\n', &mut buf)
+            .await
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("the node closed the line".to_owned());
+        }
+        let v: Value = serde_json::from_slice(&buf).map_err(|_| "the node's answer does not parse".to_owned())?;
+        if v["id"] == line["id"] {
+            return Ok(v);
+        }
+    }
 }

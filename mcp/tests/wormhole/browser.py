@@ -57,6 +57,11 @@ with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
     expect(bob).to_be_visible()
     expect(page.locator("#conn-count")).to_have_text("2")
 
+    step("rename: the new name is shown and announced to the connections")
+    page.fill("#name-input", "Ada at the browser")
+    page.click("#name-btn")
+    expect(page.locator("#identity-name")).to_have_text("Ada at the browser")
+
     step("send bob a message; his reply appears threaded under it")
     page.select_option("#compose-target", A["bob"])
     page.fill("#compose-text", "hello bob, from a browser")

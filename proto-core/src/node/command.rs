@@ -53,10 +53,12 @@ impl Node {
             Command::ExpireSent { message_id } => O::Expired(self.cmd_expire_sent(&message_id)?),
             Command::GetIdentity => O::Identity(Box::new(self.cmd_identity())),
             Command::UpdateBio { bio } => O::Bio(self.cmd_update_bio(&bio)?),
+            Command::Rename { display_name } => O::Renamed(self.cmd_rename(&display_name)?),
             Command::SetStatus { active, duration_minutes } => {
                 O::Activity(self.cmd_set_status(active, duration_minutes)?)
             }
             Command::SetUrl { url } => O::Url(self.cmd_set_url(&url)?),
+            Command::SetSpawning { enabled } => O::Spawning(self.cmd_set_spawning(enabled)?),
             Command::SetImpression { agent_id, score, note } => {
                 O::ImpressionSet(Box::new(self.cmd_set_impression(&agent_id, score, note)?))
             }
@@ -225,7 +227,7 @@ impl Node {
             discovered: DiscoveredCounts { total: discovered.len(), peers: discovered },
             awaiting_replies: awaiting,
             // Only a node that spawns agents says how many run (R-C9).
-            spawned_agents: self.spawner.enabled().then(|| self.spawner.live_count()),
+            spawned_agents: self.spawner.configured().then(|| self.spawner.live_count()),
         }
     }
 

@@ -39,7 +39,7 @@ impl Node {
             webrtc_enabled: false,
             anchor: None,
             dm_protocol: Some(DM_PROTOCOL.to_owned()),
-            spawned_agents: self.spawner.enabled().then(|| self.spawner.live_count()),
+            spawned_agents: self.spawner.configured().then(|| self.spawner.live_count()),
         }
     }
 

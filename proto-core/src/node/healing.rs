@@ -10,7 +10,7 @@ use crate::identity::truncate_chars;
 use crate::io::{Event, InboundRequest, Method};
 use crate::limits::{self, BIO_CHARS_MAX, DISPLAY_NAME_CHARS_MAX};
 use crate::node::{Call, Node};
-use crate::output::{BioUpdated, UrlUpdated};
+use crate::output::{BioUpdated, Renamed, UrlUpdated};
 use crate::replay::check_fresh;
 use crate::sign::{self, DOMAIN_PEER_UPDATE, V2_PEER_UPDATE};
 use crate::store::{Change, ProofForm, Table, UrlProof};
@@ -227,6 +227,22 @@ impl Node {
         self.persist(vec![change]);
         let notified = self.broadcast_peer_update();
         Ok(BioUpdated { bio: bio.to_owned(), peers_notified: notified })
+    }
+
+    /// A new display name, kept in the profile and announced in the signed update that covers it.
+    /// Control characters are refused: peers show the name as a line of text.
+    pub(crate) fn cmd_rename(&mut self, name: &str) -> Result<Renamed, CommandError> {
+        let n = name.chars().count();
+        if n == 0 || n > DISPLAY_NAME_CHARS_MAX || name.chars().any(char::is_control) {
+            return Err(CommandError::InvalidArgument(format!(
+                "display_name must be 1..={DISPLAY_NAME_CHARS_MAX} characters without control characters (got {n})"
+            )));
+        }
+        self.profile.display_name = name.to_owned();
+        let change = Change::put(Table::Profile, "self", &self.profile);
+        self.persist(vec![change]);
+        let notified = self.broadcast_peer_update();
+        Ok(Renamed { display_name: name.to_owned(), peers_notified: notified })
     }
 
     /// The runtime learned our address changed: adopt it and tell every peer.

@@ -3,10 +3,12 @@
 
 use serde_json::Value;
 
+use crate::error::CommandError;
 use crate::identity::truncate_chars;
 use crate::io::{Event, Output};
 use crate::limits::{SPAWN_CONTEXT_LINES_MAX, SPAWN_CONTEXT_LINE_CHARS_MAX, SPAWN_RESPAWN_AGE_S_MAX};
 use crate::node::Node;
+use crate::output::SpawningSet;
 use crate::spawn::{ContextLine, SpawnId, SpawnOutcome, SpawnRequest, SpawnTrigger, Waiting};
 use crate::store::InboxMessage;
 use crate::time::{parse_iso, Now};
@@ -36,6 +38,24 @@ impl Node {
     /// Whether agent spawning is on.
     pub fn spawning_enabled(&self) -> bool {
         self.spawner.enabled()
+    }
+
+    /// The user switched spawning on or off. Switching on wakes agents for the messages queued
+    /// meanwhile (as a restart would) and retries the waiting triggers.
+    pub(crate) fn cmd_set_spawning(&mut self, on: bool) -> Result<SpawningSet, CommandError> {
+        if !self.spawner.switch(on) {
+            return Err(CommandError::InvalidArgument(
+                "This node has no spawn settings: spawning is configured at start (DARKMATTER_AGENT_ENABLED)"
+                    .to_owned(),
+            ));
+        }
+        let before = self.spawner.live_count();
+        if on {
+            self.retry_waiting();
+            self.respawn_queued();
+        }
+        let live = self.spawner.live_count();
+        Ok(SpawningSet { spawning: self.spawner.enabled(), live, started: live - before })
     }
 
     /// A message entered the inbox: a direct one (not a broadcast) from a connection wakes an agent.

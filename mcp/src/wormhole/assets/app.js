@@ -90,6 +90,8 @@
     $("identity-id").textContent = me.agent_id || "";
     $("identity-url").textContent = me.url || "";
     $("identity-avatar").textContent = (me.display_name || "?").slice(0, 1).toUpperCase();
+    const name = $("name-input");
+    if (document.activeElement !== name) name.value = me.display_name || "";
     const bio = $("bio-input");
     if (document.activeElement !== bio) bio.value = me.bio || "";
   }
@@ -273,6 +275,14 @@
     if (!s.nodes.length) return box.replaceChildren(el("p", { class: "dim", text: "No local node is watched. Start with --agent <project>/.darkmatter." }));
     box.replaceChildren(...s.nodes.map((n) => el("section", { class: "card child-node" },
       el("h2", { text: n.node }),
+      el("div", { class: "actions" },
+        el("button", { class: "small spawn-on", type: "button", onclick: () => post("/api/spawn/toggle", { node: n.node, spawning: true }).then((j) => toast(j.started ? "Spawning on; " + j.started + " agent(s) started for queued messages" : "Spawning on")) }, "Spawning on"),
+        el("button", { class: "small spawn-off", type: "button", onclick: () => post("/api/spawn/toggle", { node: n.node, spawning: false }).then((j) => toast("Spawning off; " + j.live + " agent(s) still running")) }, "Spawning off"),
+        el("button", { class: "small sandbox-on", type: "button", onclick: () => post("/api/spawn/sandbox", { node: n.node, on: true }).then(() => toast("Sandbox on for the next agents")) }, "Sandbox on"),
+        el("button", { class: "danger small sandbox-off", type: "button", onclick: () => {
+          const passphrase = prompt("Running agents without a sandbox: enter the passphrase again");
+          if (passphrase !== null) post("/api/spawn/sandbox", { node: n.node, on: false, passphrase }).then(() => toast("Sandbox off for the next agents"));
+        } }, "Sandbox off")),
       el("ul", { class: "list" }, ...n.children.map((c) => el("li", { class: "item child", "data-group": String(c.group) },
         el("div", { class: "head" }, el("span", { class: "title mono", text: c.cmdline || "pid " + c.group }), el("span", { class: "badge " + (c.sandboxed ? "on" : "off"), text: c.sandboxed ? "sandboxed" : "no sandbox" })),
         el("div", { class: "meta" }, el("span", { text: "group " + c.group }), el("span", { text: "running " + c.age_s + "s" })),
@@ -294,6 +304,7 @@
       e.preventDefault();
       post("/connect", { url: $("connect-url").value.trim() }).then((j) => { $("connect-url").value = ""; toast(j.status === "connected" ? "Connected" : "Request sent; waiting for them to accept"); });
     });
+    $("name-form").addEventListener("submit", (e) => { e.preventDefault(); post("/api/name", { display_name: $("name-input").value }).then(() => toast("Renamed and announced")); });
     $("bio-form").addEventListener("submit", (e) => { e.preventDefault(); post("/api/bio", { bio: $("bio-input").value }).then(() => toast("Bio saved and announced")); });
     $("compose-form").addEventListener("submit", (e) => {
       e.preventDefault();

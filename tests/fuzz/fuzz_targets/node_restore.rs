@@ -58,6 +58,7 @@ fn decode_as_its_table(table: Table, bytes: &[u8]) {
         Table::SentUpdates => round_trips::<store::UpdateRecord>(bytes),
         Table::SentResponses => round_trips::<store::ResponseRecord>(bytes),
         Table::Acceptances => round_trips::<u32>(bytes),
+        Table::UrlProofs => round_trips::<store::UrlProof>(bytes),
     }
 }
 

@@ -25,6 +25,16 @@ const PROFILES: [(&str, &str); 7] = [
 /// A user's own opencode.json (JSONC), which must come back byte for byte.
 const USER_OPENCODE: &str = "{\n  // my models\n  \"provider\": {\"local\": {\"npm\": \"x\"}},\n}\n";
 
+/// A project under `root` whose `opencode.json` is the user's own ([`USER_OPENCODE`]): the directory and
+/// the file.
+fn user_opencode_project(root: &Path) -> (PathBuf, PathBuf) {
+    let dir = root.join("project-opencode");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("opencode.json");
+    std::fs::write(&file, USER_OPENCODE).unwrap();
+    (dir, file)
+}
+
 /// A directory of stand-ins (one per client command) and one for their records.
 struct StandIns {
     bin: PathBuf,
@@ -368,10 +378,7 @@ fn successive_children_restore_the_users_opencode_json_byte_for_byte() {
     let root = project("spawn-overlap");
     let s = stand_ins(&root);
     let mut a = sender(&root);
-    let dir = root.join("project-opencode");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("opencode.json");
-    std::fs::write(&file, USER_OPENCODE).unwrap();
+    let (dir, file) = user_opencode_project(&root);
     let (_b, _, url) = receiver_in(&dir, &s, "opencode", &[("DM_SLEEP", "1"), ("DM_STAGGER", "1")]);
     let b_id = connect(&mut a, &url);
     a.ok("darkmatter_send_message", json!({"target_agent_id": b_id, "content": "one"}));
@@ -452,10 +459,7 @@ fn a_second_darkmatter_that_attaches_leaves_a_live_childs_merged_file_alone() {
     let root = project("spawn-attach-merge");
     let s = stand_ins(&root);
     let mut a = sender(&root);
-    let dir = root.join("project-opencode");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("opencode.json");
-    std::fs::write(&file, USER_OPENCODE).unwrap();
+    let (dir, file) = user_opencode_project(&root);
     let (_b, _, url) = receiver_in(&dir, &s, "opencode", &[("DM_SLEEP", "4")]);
     let b_id = connect(&mut a, &url);
     a.ok("darkmatter_send_message", json!({"target_agent_id": b_id, "content": "one"}));

@@ -23,8 +23,8 @@ mod directory;
 mod mailboxes;
 mod sources;
 
+use core::net::{IpAddr, Ipv4Addr};
 use std::collections::VecDeque;
-use std::net::{IpAddr, Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};

@@ -26,6 +26,25 @@ const OWNERS: &[&str] = &[
     "message",
     "command",
     "spawn",
+    "healing",
+    "anchor",
+];
+
+/// What a sans-IO core never names outside its tests: sockets, files, threads, the environment, clocks
+/// and OS randomness come in as inputs instead. (`core::net` address types are plain data.)
+const IO_PATHS: &[&str] = &[
+    "std::net",
+    "std::fs",
+    "std::thread",
+    "std::env",
+    "std::process",
+    "std::time::Instant",
+    "std::time::SystemTime",
+    "Instant::now",
+    "SystemTime::now",
+    "OsRng",
+    "thread_rng",
+    "getrandom",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -172,4 +191,33 @@ fn references_are_read_from_code_not_comments() {
         "//! See [`crate::node::Node`].\nuse crate::{store::Change, wire};\nlet x = crate::limits::X; // crate::time\n";
     let found: Vec<String> = referenced_modules(text).into_iter().collect();
     assert_eq!(found, ["limits", "store", "wire"]);
+}
+
+/// The code of a core file, without its test module (`#[cfg(test)]` sits at the end of a file) and
+/// without comments.
+fn production_code(text: &str) -> String {
+    let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+    code.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn the_core_does_no_io_outside_its_tests() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut found = Vec::new();
+    for file in files.iter().filter(|f| f.file_name().is_some_and(|n| n != "tests.rs")) {
+        let code = production_code(&fs::read_to_string(file).expect("readable"));
+        for path in IO_PATHS.iter().filter(|p| code.contains(*p)) {
+            found.push(format!("{}: {path}", file.strip_prefix(&src).unwrap_or(file).display()));
+        }
+    }
+    assert!(found.is_empty(), "I/O in the sans-IO core: {found:?}");
+}
+
+#[test]
+fn the_io_check_sees_io_and_ignores_tests_and_comments() {
+    assert!(production_code("use std::net::TcpStream;").contains("std::net"));
+    assert!(!production_code("// std::net is not used\nfn a() {}").contains("std::net"));
+    assert!(!production_code("fn a() {}\n#[cfg(test)]\nmod t { use std::fs; }").contains("std::fs"));
 }

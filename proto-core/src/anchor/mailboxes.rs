@@ -10,8 +10,8 @@
 //! it*: a flooder evicts its own posts first, and the entries of other sources survive until the
 //! flooder holds no more than they do.
 
+use core::net::IpAddr;
 use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 

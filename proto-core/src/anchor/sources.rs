@@ -4,8 +4,8 @@
 //! A source is the TCP peer address the driver saw (an IPv6 address counted by its /64), never a
 //! header a client wrote: 0.5.3 counts `X-Forwarded-For`, which any client sets.
 
+use core::net::IpAddr;
 use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 

@@ -602,19 +602,24 @@ fn signed_peer_updates_move_stored_urls_both_ways() {
     assert_eq!(c["status"], "connected", "{c}");
     let old_r_url = r.url();
 
-    // The Rust node moves: same identity and state, new port. It announces with a signed peer_update
-    // (sent on a bio change; the node does not announce by itself at start-up).
+    // The Rust node moves: same identity and state, new port. It notices the move at start-up and
+    // announces its new URL with a signed peer_update.
     r.close_and_wait(Duration::from_secs(10)).expect("the Rust node stops");
     let mut r = rust_node(dr.path(), "rust-node", &[]);
     assert_eq!(r.agent_id(), r_id);
     let new_r_url = r.url();
     assert_ne!(new_r_url, old_r_url);
-    let b = r.ok(json!({"cmd": "update_bio", "bio": "moved to a new port"}));
-    assert_eq!(b["peers_notified"], 1, "{b}");
     let moved = poll("0.5.3 to store the Rust node's new URL", Duration::from_secs(10), || {
         py_connections(&mut user).get(&r_id).filter(|c| c["agent_url"] == new_r_url.as_str()).cloned()
     });
-    assert_eq!(moved["agent_bio"], "moved to a new port", "{moved}");
+    assert_eq!(moved["agent_bio"], "A DarkMatter mesh agent.", "{moved}");
+    // A bio change is announced the same way (only after the start-up announcement landed, so that
+    // the two cannot overtake each other).
+    let b = r.ok(json!({"cmd": "update_bio", "bio": "moved to a new port"}));
+    assert_eq!(b["peers_notified"], 1, "{b}");
+    poll("0.5.3 to store the Rust node's new bio", Duration::from_secs(10), || {
+        py_connections(&mut user).get(&r_id).filter(|c| c["agent_bio"] == "moved to a new port").cloned()
+    });
     // 0.5.3 reaches the Rust node at its new address.
     let s = user.ok(json!({"cmd": "send", "target_agent_id": r_id, "content": "found you"}));
     let m = s["message_id"].as_str().unwrap().to_owned();

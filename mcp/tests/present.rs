@@ -62,6 +62,7 @@ fn status_report() -> StatusReport {
             url: "http://127.0.0.1:8100".into(),
             status: Activity::Inactive,
             created_at: "2026-01-01T00:00:00Z".into(),
+            nat_detected: None,
         },
         connections: ConnectionCounts { total: 0, max: 50 },
         inbox: 2,

@@ -204,12 +204,13 @@ impl Record for InboxMessage {
 impl Record for SentMessage {
     /// 2: `responses` and `updates` moved to rows of their own ([`Table::SentResponses`],
     /// [`Table::SentUpdates`]), so an update writes one small row instead of the whole, growing
-    /// record (a broadcast to 50 peers rewrote it 50 times).
-    const VERSION: u8 = 2;
+    /// record (a broadcast to 50 peers rewrote it 50 times). 3: `relayed` added.
+    const VERSION: u8 = 3;
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, RecordError> {
         match version {
             1 => Ok(postcard::from_bytes::<SentMessageV1>(body)?.into()),
+            2 => Ok(postcard::from_bytes::<SentMessageV2>(body)?.into()),
             _ => Err(RecordError::NoUpgrade { version }),
         }
     }
@@ -671,6 +672,8 @@ pub struct SentMessage {
     /// Next free row index in each child table (not stored: counted from the rows at restore).
     #[serde(skip)]
     pub rows: ChildRows,
+    /// Peers it went to through an anchor's relay: buffered there, not acknowledged by them.
+    pub relayed: Vec<String>,
 }
 
 /// Next free [`child_key`] index of a sent message's updates and replies. It counts every row on
@@ -731,6 +734,55 @@ impl From<SentMessageV1> for SentMessage {
             updates,
             seq,
             rows,
+            relayed: Vec::new(),
+        }
+    }
+}
+
+/// [`SentMessage`] as version 2 stored it (before `relayed`).
+#[derive(Deserialize)]
+struct SentMessageV2 {
+    message_id: String,
+    content: String,
+    kind: String,
+    created_at: String,
+    routed_to: Vec<String>,
+    failed: Vec<(String, String)>,
+    status: SentStatus,
+    initial_hops: u32,
+    in_reply_to: Option<String>,
+    seq: u64,
+}
+
+impl From<SentMessageV2> for SentMessage {
+    fn from(v2: SentMessageV2) -> Self {
+        let SentMessageV2 {
+            message_id,
+            content,
+            kind,
+            created_at,
+            routed_to,
+            failed,
+            status,
+            initial_hops,
+            in_reply_to,
+            seq,
+        } = v2;
+        Self {
+            message_id,
+            content,
+            kind,
+            created_at,
+            routed_to,
+            failed,
+            status,
+            initial_hops,
+            in_reply_to,
+            responses: Vec::new(),
+            updates: Vec::new(),
+            seq,
+            rows: ChildRows::default(),
+            relayed: Vec::new(),
         }
     }
 }

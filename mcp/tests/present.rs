@@ -95,6 +95,7 @@ fn sent_view(content: String) -> SentView {
         status: SentState::Active,
         created_at: "2026-01-01T00:00:00Z".into(),
         routed_to: vec!["b".repeat(64)],
+        relayed: Vec::new(),
         failed: Vec::new(),
         initial_hops: 10,
         in_reply_to: None,

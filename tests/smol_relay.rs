@@ -1,0 +1,129 @@
+//! Reaching a node through an anchor (SPEC §20), over real sockets: two Rust nodes and our anchor
+//! (in-process). Node A is "behind NAT": its public URL points at a closed port, so nobody can dial
+//! it; node B is reachable. Acceptance, messages, replies and peer updates flow both ways, whatever
+//! cannot go directly going through the anchor sealed end to end, and the anchor's storage never
+//! holds the message text.
+
+mod smol_common;
+
+use std::time::Duration;
+
+use proto_core::{Command, SendArgs, Targets};
+use runtime_smol::anchor::{self, AnchorConfig, RunningAnchor};
+use serde_json::{Map, Value};
+use smol_common::{free_port, wait_for, Node, TempDir};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn start_anchor(dir: &TempDir) -> RunningAnchor {
+    let config = AnchorConfig { port: 0, state_dir: dir.path().join("anchor"), ..AnchorConfig::default() };
+    anchor::start(config).expect("anchor starts")
+}
+
+fn send(from: &Node, to: &Node, content: &str, in_reply_to: Option<String>) -> Value {
+    from.cmd(Command::Send(SendArgs {
+        content: content.into(),
+        targets: Targets::Agents(vec![to.id()]),
+        metadata: Map::new(),
+        in_reply_to,
+        hops_remaining: 3,
+    }))
+}
+
+fn inbox_has(node: &Node, message_id: &str) -> Option<Value> {
+    let inbox = node.cmd(Command::ListInbox);
+    inbox["messages"].as_array()?.iter().find(|m| m["message_id"] == message_id).cloned()
+}
+
+fn connection(node: &Node, peer: &str) -> Option<Value> {
+    let l = node.cmd(Command::ListConnections);
+    l["connections"].as_array()?.iter().find(|c| c["agent_id"] == peer).cloned()
+}
+
+/// Every byte the anchor keeps on disk, to look for plaintext in.
+fn anchor_bytes(dir: &TempDir) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir.path().join("anchor")).expect("anchor state dir") {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            out.extend(std::fs::read(path).unwrap());
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn a_node_behind_nat_is_reached_through_the_anchor_both_ways() {
+    let dirs = (TempDir::new("relay-anchor"), TempDir::new("relay-a"), TempDir::new("relay-b"));
+    let anchor = start_anchor(&dirs.0);
+    let anchors = anchor.url();
+    // Nobody listens there: A cannot be dialled, only A can dial out.
+    let unreachable = format!("http://127.0.0.1:{}", free_port());
+    let a = Node::start(
+        dirs.1.path(),
+        "a",
+        &[("DARKMATTER_ANCHOR_NODES", anchors.as_str()), ("DARKMATTER_PUBLIC_URL", unreachable.as_str())],
+    );
+    // B decides requests itself, so its acceptance is a separate call that must reach A.
+    let b = Node::start(
+        dirs.2.path(),
+        "b",
+        &[
+            ("DARKMATTER_ANCHOR_NODES", anchors.as_str()),
+            ("DARKMATTER_AUTO_ACCEPT_LOCAL", "false"),
+            ("DARKMATTER_TRUST_DECIDE", "false"),
+        ],
+    );
+    let identity = a.cmd(Command::GetIdentity);
+    assert_eq!(identity["nat_detected"], true, "{identity}");
+
+    // A asks B; B's acceptance cannot be posted to A, so it goes through the anchor.
+    let r = a.cmd(Command::Connect { target_url: b.url() });
+    assert_ne!(r["status"], "connected", "B decides itself: {r}");
+    let request_id = wait_for("B to hold A's request", WAIT, || {
+        let p = b.cmd(Command::ListPending);
+        p["requests"].as_array()?.first()?["request_id"].as_str().map(str::to_owned)
+    });
+    b.cmd(Command::Accept { request_id });
+    wait_for("A to be connected by B's relayed acceptance", WAIT, || connection(&a, &b.id()));
+
+    // B → A: direct fails, the lookup finds nothing newer, the message is relayed.
+    let text = "relayed-secret-7f3a9c: the plans are in the blue folder";
+    let sent = send(&b, &a, text, None);
+    let message_id = sent["message_id"].as_str().unwrap().to_owned();
+    assert_eq!(sent["relayed"], serde_json::json!([a.id()]), "reported relayed, not delivered: {sent}");
+    assert_eq!(sent["routed_to"], serde_json::json!([]), "{sent}");
+    let got = wait_for("A to poll the relayed message", WAIT, || inbox_has(&a, &message_id));
+    assert_eq!(got["content"], text);
+    let record = b.cmd(Command::GetSent { message_id: message_id.clone() });
+    assert_eq!(record["relayed"], serde_json::json!([a.id()]), "the sent record says relayed: {record}");
+
+    // A → B: a reply, direct (B is reachable).
+    let reply = send(&a, &b, "reply from behind NAT", Some(message_id.clone()));
+    assert_eq!(reply["routed_to"], serde_json::json!([b.id()]), "{reply}");
+    let reply_id = reply["message_id"].as_str().unwrap().to_owned();
+    wait_for("B to get A's reply", WAIT, || inbox_has(&b, &reply_id));
+
+    // A reply from B to A goes through the anchor too.
+    let back = send(&b, &a, "and back again", Some(reply_id));
+    let back_id = back["message_id"].as_str().unwrap().to_owned();
+    assert_eq!(back["relayed"], serde_json::json!([a.id()]), "{back}");
+    wait_for("A to get B's relayed reply", WAIT, || inbox_has(&a, &back_id));
+
+    // Peer updates: B's cannot be posted to A and is relayed; A's goes directly.
+    b.cmd(Command::UpdateBio { bio: "b moved its bio".into() });
+    wait_for("A to take B's relayed peer update", WAIT, || {
+        connection(&a, &b.id()).filter(|c| c["bio"] == "b moved its bio")
+    });
+    a.cmd(Command::UpdateBio { bio: "a behind nat".into() });
+    wait_for("B to take A's peer update", WAIT, || connection(&b, &a.id()).filter(|c| c["bio"] == "a behind nat"));
+
+    assert!(!contains(&anchor_bytes(&dirs.0), "relayed-secret-7f3a9c"), "the anchor stored plaintext");
+    a.stop();
+    b.stop();
+    anchor.stop();
+}

@@ -190,11 +190,7 @@ impl Node {
             Ok(e) => e,
             Err(why) => return Err((purpose, why)),
         };
-        if envelope.len() > ANCHOR_ENTRY_BYTES_MAX {
-            let why = format!(
-                "too large to relay: {} bytes sealed, an anchor takes at most {ANCHOR_ENTRY_BYTES_MAX}",
-                envelope.len()
-            );
+        if let Err(why) = fits_anchor(envelope.len()) {
             return Err((purpose, why));
         }
         self.post_to_anchor(peer, envelope, 0, purpose);
@@ -439,6 +435,17 @@ impl Node {
     }
 }
 
+/// An anchor buffers at most [`ANCHOR_ENTRY_BYTES_MAX`] bytes per entry: a larger envelope is
+/// refused here with a clear error rather than by the anchor with a 413.
+fn fits_anchor(envelope_bytes: usize) -> Result<(), String> {
+    if envelope_bytes > ANCHOR_ENTRY_BYTES_MAX {
+        return Err(format!(
+            "too large to relay: {envelope_bytes} bytes sealed, an anchor takes at most {ANCHOR_ENTRY_BYTES_MAX}"
+        ));
+    }
+    Ok(())
+}
+
 /// The entries of one poll answer (at most [`RELAY_POLL_ENTRIES_MAX`]).
 fn poll_entries(kind: Mailbox, body: &[u8]) -> Vec<Value> {
     let field = match kind {
@@ -452,5 +459,129 @@ fn poll_entries(kind: Mailbox, body: &[u8]) -> Vec<Value> {
             entries
         }
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Passport;
+    use crate::time::Now;
+    use crate::Config;
+
+    fn node(seed: u8) -> Node {
+        let config = Config { anchors: vec!["http://127.0.0.1:5001".into()], ..Config::default() };
+        Node::new(Passport::from_seed([seed; 32]), config, 1, Now { mono_ms: 0, wall_us: 1_800_000_000_000_000 })
+    }
+
+    /// A version 1 envelope sealed by `from` for `to`, carrying `payload` at `path`.
+    fn sealed_v1(from: &Passport, to: &Passport, path: &str, payload: Value) -> Value {
+        let plain = e2e::inner_plaintext(&crate::crypto::Ed25519, from, path, &payload, "t").unwrap();
+        let s = e2e::seal(from, to.agent_id(), Nonce([7; NONCE_BYTES]), &plain).unwrap();
+        json!({
+            "e2e_encrypted": true,
+            "encrypted_payload": {"nonce": s.nonce_hex(), "ciphertext": s.ciphertext_hex(),
+                "sender_public_key_hex": from.agent_id().as_str()},
+            "from_agent_id": from.agent_id().as_str(), "timestamp": "t",
+        })
+    }
+
+    #[test]
+    fn an_envelope_opens_only_for_its_sender_and_the_paths_we_take() {
+        let mut b = node(2);
+        let (a, b_pass, c) = (Passport::from_seed([1; 32]), Passport::from_seed([2; 32]), Passport::from_seed([3; 32]));
+        let me = a.agent_id().as_str();
+        let ok = sealed_v1(&a, &b_pass, "/__darkmatter__/message", json!({"from_agent_id": me, "content": "x"}));
+        let (path, body) = b.open_envelope(&ok).expect("opens");
+        assert_eq!(path, "/__darkmatter__/message");
+        assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["content"], "x");
+        let accepted = sealed_v1(&a, &b_pass, "/__darkmatter__/connection_accepted", json!({"agent_id": me}));
+        assert!(b.open_envelope(&accepted).is_ok(), "relayed acceptances are taken (0.5.3 drops them)");
+
+        let other = c.agent_id().as_str();
+        let forged = sealed_v1(&a, &b_pass, "/__darkmatter__/message", json!({"from_agent_id": other}));
+        assert!(b.open_envelope(&forged).unwrap_err().contains("another sender"));
+        let path = sealed_v1(&a, &b_pass, "/__darkmatter__/disconnect", json!({"agent_id": me}));
+        assert!(b.open_envelope(&path).unwrap_err().contains("not taken"));
+        let not_ours = sealed_v1(&a, &c, "/__darkmatter__/message", json!({"from_agent_id": me}));
+        assert!(b.open_envelope(&not_ours).is_err(), "sealed for someone else");
+        let mut relabelled = ok.clone();
+        relabelled["encrypted_payload"]["sender_public_key_hex"] = json!(other);
+        assert!(b.open_envelope(&relabelled).is_err(), "another claimed key does not open it");
+        let plain = json!({"path": "/__darkmatter__/message", "payload": {"from_agent_id": me}});
+        assert!(b.open_envelope(&plain).unwrap_err().contains("not sealed"), "0.5.3's plaintext fallback");
+    }
+
+    #[test]
+    fn an_envelope_larger_than_an_anchor_entry_is_refused_with_a_clear_error() {
+        assert!(fits_anchor(ANCHOR_ENTRY_BYTES_MAX).is_ok());
+        let err = fits_anchor(ANCHOR_ENTRY_BYTES_MAX + 1).unwrap_err();
+        assert!(err.contains("too large to relay"), "{err}");
+    }
+
+    #[test]
+    fn without_os_entropy_nothing_is_sealed() {
+        let mut b = node(2);
+        // No connection and no entropy: refused before any sealing.
+        let err = b.seal_for(Passport::from_seed([1; 32]).agent_id().as_str(), "/__darkmatter__/message", b"{}");
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn loopback_and_private_urls_are_behind_nat() {
+        assert!(unroutable("http://127.0.0.1:8100"));
+        assert!(unroutable("http://192.168.1.4:8100"));
+        assert!(unroutable("not a url"));
+        assert!(!unroutable("https://agent.example.com"));
+        assert!(!unroutable("http://203.0.113.7:8100"));
+    }
+
+    #[test]
+    fn a_registration_is_what_an_anchor_accepts_in_both_forms() {
+        let now = Now { mono_ms: 0, wall_us: 1_800_000_000_000_000 };
+        let mut n = node(4);
+        n.handle_timeout(now);
+        let mut registrations = Vec::new();
+        loop {
+            match n.poll_output() {
+                crate::io::Output::Timeout(_) => break,
+                crate::io::Output::Transmit(t) if t.url.ends_with("/__darkmatter__/peer_update") => {
+                    registrations.push(t)
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(registrations.len(), 1, "one anchor, one registration at start");
+        let body: Value = serde_json::from_slice(&registrations[0].body).unwrap();
+        assert!(body["signature"].as_str().is_some_and(|s| !s.is_empty()), "0.5.3's form: {body}");
+        assert!(body["dm_signature_hex"].as_str().is_some_and(|s| !s.is_empty()), "ours: {body}");
+        let mut anchor = crate::anchor::Anchor::new();
+        let path = "/__darkmatter__/peer_update".to_owned();
+        let body = registrations.remove(0).body;
+        let request = crate::anchor::AnchorRequest {
+            id: 1,
+            method: Method::Post,
+            path,
+            query: String::new(),
+            body,
+            source: None,
+        };
+        anchor.handle_request(now, request);
+        let reply = std::iter::from_fn(|| anchor.poll_output())
+            .find_map(|o| match o {
+                crate::anchor::AnchorOutput::Reply { status, body, .. } => Some((status, body)),
+                _ => None,
+            })
+            .expect("answered");
+        assert_eq!(reply.0, 200, "{}", String::from_utf8_lossy(&reply.1));
+        let later = Now { mono_ms: crate::limits::RELAY_REGISTER_INTERVAL_MS, ..now };
+        n.handle_timeout(later);
+        let again = std::iter::from_fn(|| match n.poll_output() {
+            crate::io::Output::Timeout(_) => None,
+            o => Some(o),
+        })
+        .filter(|o| matches!(o, crate::io::Output::Transmit(t) if t.url.ends_with("/peer_update")))
+        .count();
+        assert_eq!(again, 1, "refreshed every RELAY_REGISTER_INTERVAL_MS");
     }
 }

@@ -933,6 +933,45 @@ mod tests {
         assert_eq!(decode::<Grown>(&old).unwrap(), Grown { score: 0.25, note: String::new() });
     }
 
+    /// Version 2 of [`SentMessage`] as it was written (field order is the layout): no `relayed`.
+    #[derive(Serialize)]
+    struct SentWrittenV2 {
+        message_id: &'static str,
+        content: &'static str,
+        kind: &'static str,
+        created_at: &'static str,
+        routed_to: Vec<String>,
+        failed: Vec<(String, String)>,
+        status: SentStatus,
+        initial_hops: u32,
+        in_reply_to: Option<String>,
+        seq: u64,
+    }
+
+    #[test]
+    fn a_version_2_sent_message_reads_back_with_nothing_relayed() {
+        let v2 = SentWrittenV2 {
+            message_id: "m",
+            content: "c",
+            kind: "direct",
+            created_at: "t",
+            routed_to: vec!["p".into()],
+            failed: vec![("q".into(), "down".into())],
+            status: SentStatus::Active,
+            initial_hops: 3,
+            in_reply_to: None,
+            seq: 9,
+        };
+        let mut bytes = vec![2];
+        bytes.extend(postcard::to_allocvec(&v2).unwrap());
+        let got = decode::<SentMessage>(&bytes).unwrap();
+        assert_eq!((got.message_id.as_str(), got.seq, got.routed_to.len()), ("m", 9, 1));
+        assert!(got.relayed.is_empty());
+        let mut now = got.clone();
+        now.relayed.push("r".into());
+        assert_eq!(decode::<SentMessage>(&encode(&now)).unwrap().relayed, vec!["r".to_owned()]);
+    }
+
     /// Version 1 of [`InboxMessage`] as it was written (field order is the layout).
     #[derive(Serialize)]
     struct InboxWritten {

@@ -7,7 +7,7 @@ fn main() -> std::process::ExitCode {
     let port = args.next().and_then(|p| p.parse().ok()).unwrap_or(0);
     let defaults = runtime_smol::anchor::AnchorConfig::default();
     let host = args.next().and_then(|h| h.parse().ok()).unwrap_or(defaults.host);
-    let config = runtime_smol::anchor::AnchorConfig { host, port, state_dir, handle_signals: true, ..defaults };
+    let config = runtime_smol::anchor::AnchorConfig { host, port, state_dir, handle_signals: true };
     match runtime_smol::anchor::serve(config) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

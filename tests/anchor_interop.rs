@@ -9,6 +9,9 @@
 //! to A's message mailbox; A's next poll (0.5.3 polls every 60 s) drains it, and it lands verified in A's
 //! inbox.
 //!
+//! Then a Rust node and a 0.5.3 node, each announcing a URL nobody listens on, relay sealed messages to
+//! each other through our anchor: each opens what the other sealed (E2E version 1, 0.5.3's).
+//!
 //! A missing venv is a failure, not a skip: `python::python()` creates it (network access to PyPI).
 
 #[path = "smol_common.rs"]
@@ -288,8 +291,13 @@ fn a_rust_node_and_a_0_5_3_node_relay_sealed_messages_to_each_other() {
     );
     assert!(!proxy.seen(&format!("POST /__darkmatter__/message_relay/{r_id}")).is_empty());
 
-    // Rust → 0.5.3: R's post fails, the lookup finds nothing newer, R relays sealed (version 1: P does
-    // not speak ours); P's poll (every 60 s) takes it, opens it and verifies the message.
+    // Rust → 0.5.3: R reached P at the port it dialled; P restarts on another, so R's post fails, the
+    // lookup finds only P's unreachable URL, and R relays sealed (version 1: P does not speak ours);
+    // P's poll (every 60 s) takes it, opens it and verifies the message.
+    drop(user_p);
+    p.stop();
+    let p = PyNode::start(dp.path(), free_port(), &p_public, &proxy.url(), "py-natted");
+    let mut user_p = p.user();
     let sent = r.cmd(Command::Send(SendArgs {
         content: "sealed by the Rust node".into(),
         targets: Targets::Agents(vec![p_id.clone()]),

@@ -223,6 +223,13 @@ mod tests {
     }
 
     #[test]
+    fn at_most_the_bound_of_anchors_is_kept() {
+        let anchors = |n: usize| (0..n).map(|i| format!("http://a{i}:1")).collect::<Vec<_>>();
+        assert_eq!(Relay::new(anchors(RELAY_ANCHORS_MAX), false, 0).anchors().len(), RELAY_ANCHORS_MAX);
+        assert_eq!(Relay::new(anchors(RELAY_ANCHORS_MAX + 1), false, 0).anchors().len(), RELAY_ANCHORS_MAX);
+    }
+
+    #[test]
     fn registration_is_due_at_start_then_every_interval() {
         let mut r = relay(false);
         assert!(r.take_registration_due(0));

@@ -520,6 +520,15 @@ mod tests {
     }
 
     #[test]
+    fn a_poll_answer_yields_at_most_its_bound_of_entries() {
+        let answer = |n: usize| serde_json::to_vec(&json!({"success": true, "messages": vec![json!({}); n]})).unwrap();
+        assert_eq!(poll_entries(Mailbox::Message, &answer(RELAY_POLL_ENTRIES_MAX)).len(), RELAY_POLL_ENTRIES_MAX);
+        assert_eq!(poll_entries(Mailbox::Message, &answer(RELAY_POLL_ENTRIES_MAX + 1)).len(), RELAY_POLL_ENTRIES_MAX);
+        assert!(poll_entries(Mailbox::Connection, &answer(3)).is_empty(), "connection polls answer `callbacks`");
+        assert!(poll_entries(Mailbox::Message, b"[1,2]").is_empty());
+    }
+
+    #[test]
     fn without_os_entropy_nothing_is_sealed() {
         let mut b = node(2);
         // No connection and no entropy: refused before any sealing.

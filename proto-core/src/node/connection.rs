@@ -775,10 +775,11 @@ impl Node {
             }
             Ok(r) if (200..500).contains(&r.status) && r.status != 429 => self.note_acceptance(peer, 0),
             // Unreachable (behind NAT, or down): through an anchor's relay, sealed (SPEC §20.4).
-            Err(_) | Ok(_) if self.relay.enabled() && super::lookup::looks_moved(&result) => {
+            _ if self.relay.enabled() && super::lookup::looks_moved(&result) => {
                 let body = self.acceptance_body(peer);
                 let purpose = super::relay::RelayFor::Acceptance { attempt };
-                if let Err((_, _why)) = self.relay_post(peer, "/__darkmatter__/connection_accepted", &body, purpose) {
+                // Not sealable (no OS randomness): sent again later, directly, as without anchors.
+                if self.relay_post(peer, "/__darkmatter__/connection_accepted", &body, purpose).is_err() {
                     self.acceptance_unsettled(peer, attempt);
                 }
             }

@@ -15,6 +15,21 @@
 //!    below its post budget; each answer means the entry is on disk (group commit).
 //!
 //! It prints one JSON line of figures.
+//!
+//! A second mode measures relayed message latency (SPEC §20):
+//!
+//! ```sh
+//! cargo run --release -p darkmatter-benches --bin anchor-capacity -- relay-latency [--count 40]
+//! ```
+//!
+//! An in-process anchor and two in-process nodes: A announces a URL nothing listens on (behind NAT)
+//! and long-polls the anchor; B sends A `--count` messages one after another. Each is timed from the
+//! moment B's send starts (its direct post fails, it seals the message and posts it to the anchor)
+//! to the moment A's inbox takes it (A's held poll is answered, A opens and checks it). It prints the
+//! median, p90 and max in ms as one JSON line. Bounds keep `--count` at most 45: all of loopback is one
+//! source to the anchor, whose post budget is 120 a minute, and each message costs two posts (B's
+//! relay post, and A's `received` callback to B's webhook mailbox, B being on loopback too); A's inbox
+//! holds 50 messages.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -35,6 +50,11 @@ const BODY_BYTES: usize = 2_048;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("relay-latency") {
+        let count = args.iter().position(|a| a == "--count").and_then(|i| args.get(i + 1)?.parse().ok());
+        relay_latency(count.unwrap_or(40));
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("serve") {
         let config = runtime_smol::anchor::AnchorConfig {
             port: 0,
@@ -273,4 +293,94 @@ fn rss_kib(pid: u32) -> u64 {
 
 fn hwm_kib(pid: u32) -> u64 {
     status_kib(pid, "VmHWM:")
+}
+
+/// A node of the latency run, configured as the tests configure theirs.
+fn latency_node(dir: &std::path::Path, vars: &[(&str, String)]) -> runtime_smol::NodeHandle {
+    let mut map: std::collections::HashMap<&str, String> = [
+        ("DARKMATTER_HOST", "127.0.0.1".to_owned()),
+        ("DARKMATTER_PORT", "0".to_owned()),
+        ("DARKMATTER_DISCOVERY", "false".to_owned()),
+        ("DARKMATTER_AGENT_ENABLED", "false".to_owned()),
+    ]
+    .into_iter()
+    .collect();
+    map.extend(vars.iter().cloned());
+    let mut config = runtime_smol::RuntimeConfig::from_lookup(dir.to_owned(), |k| map.get(k).cloned()).expect("config");
+    config.handle_signals = false;
+    let (handle, running) = runtime_smol::start(config).expect("node starts");
+    // The nodes live until the process ends.
+    std::mem::forget(running);
+    handle
+}
+
+/// Relayed message latency: send start → recipient's inbox, through a long-polled anchor.
+fn relay_latency(count: usize) {
+    assert!(count + 5 <= 50, "--count is at most 45 (see the module docs)");
+    use proto_core::{Command, Event, SendArgs, Targets};
+    let dir = std::env::temp_dir().join(format!("relay-latency-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let anchor_config = runtime_smol::anchor::AnchorConfig {
+        port: 0,
+        state_dir: dir.join("anchor"),
+        ..runtime_smol::anchor::AnchorConfig::default()
+    };
+    let anchor = runtime_smol::anchor::start(anchor_config).expect("anchor");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let anchors = ("DARKMATTER_ANCHOR_NODES", anchor.url());
+    let a = latency_node(
+        &dir.join("a"),
+        &[anchors.clone(), ("DARKMATTER_PUBLIC_URL", format!("http://127.0.0.1:{closed}"))],
+    );
+    let b = latency_node(&dir.join("b"), &[anchors]);
+    let c = a.command_blocking(Command::Connect { target_url: b.public_url().to_owned() }).expect("connect");
+    assert_eq!(c["status"], "connected", "{c}");
+    // A takes more than its default 30 a minute from B: the run measures latency, not the limit.
+    let b_id = Some(b.agent_id().to_owned());
+    a.command_blocking(Command::SetRateLimit { agent_id: b_id, limit: -1 }).expect("peer limit");
+    a.command_blocking(Command::SetRateLimit { agent_id: None, limit: -1 }).expect("global limit");
+    let arrivals = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<String, Instant>::new()));
+    let events = a.events();
+    let seen = arrivals.clone();
+    std::thread::spawn(move || {
+        while let Ok(e) = events.recv_blocking() {
+            if let Event::MessageReceived { message_id, .. } = e {
+                seen.lock().unwrap().insert(message_id, Instant::now());
+            }
+        }
+    });
+    let warmup = 5;
+    let mut ms = Vec::with_capacity(count);
+    for i in 0..count + warmup {
+        let t0 = Instant::now();
+        let sent = b
+            .command_blocking(Command::Send(SendArgs {
+                content: format!("relayed {i}"),
+                targets: Targets::Agents(vec![a.agent_id().to_owned()]),
+                metadata: serde_json::Map::new(),
+                in_reply_to: None,
+                hops_remaining: 1,
+            }))
+            .expect("send");
+        assert_eq!(sent["relayed"][0].as_str(), Some(a.agent_id()), "message {i}: {sent}");
+        let id = sent["message_id"].as_str().unwrap().to_owned();
+        let end = Instant::now() + Duration::from_secs(30);
+        let arrived = loop {
+            if let Some(t) = arrivals.lock().unwrap().get(&id) {
+                break *t;
+            }
+            assert!(Instant::now() < end, "message {i} never arrived");
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        if i >= warmup {
+            ms.push(arrived.duration_since(t0).as_secs_f64() * 1_000.0);
+        }
+    }
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "{}",
+        serde_json::json!({"relayed_messages": ms.len(), "median_ms": at(0.5), "p90_ms": at(0.9), "max_ms": at(1.0)})
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

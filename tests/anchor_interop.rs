@@ -9,6 +9,9 @@
 //! to A's message mailbox; A's next poll (0.5.3 polls every 60 s) drains it, and it lands verified in A's
 //! inbox.
 //!
+//! Then a Rust node and a 0.5.3 node, each announcing a URL nobody listens on, relay sealed messages to
+//! each other through our anchor: each opens what the other sealed (E2E version 1, 0.5.3's).
+//!
 //! A missing venv is a failure, not a skip: `python::python()` creates it (network access to PyPI).
 
 #[path = "smol_common.rs"]
@@ -239,6 +242,80 @@ fn an_unmodified_0_5_3_node_registers_looks_up_and_relays_through_our_anchor() {
     assert!(!proxy.seen(&format!("GET /__darkmatter__/message_relay_poll/{a_id}?")).is_empty());
     // Drained: nothing is left for A.
     drop(user_a);
+    running.stop();
+    running.wait().unwrap();
+}
+
+/// A Rust node and a 0.5.3 node, neither of which can be dialled at the URL it announces, exchange
+/// messages through our anchor both ways: each seals for the other with version 1 (0.5.3's E2E) and
+/// each opens what the other sealed.
+#[test]
+fn a_rust_node_and_a_0_5_3_node_relay_sealed_messages_to_each_other() {
+    use common::Node;
+    use proto_core::{Command, SendArgs, Targets};
+    let (dp, dr, ds) = (TempDir::new("relay-py"), TempDir::new("relay-rs"), TempDir::new("relay-anchor"));
+    let config = AnchorConfig { port: 0, state_dir: ds.path().join("anchor"), ..AnchorConfig::default() };
+    let running = anchor::start(config).expect("anchor starts");
+    let proxy = Recorder::start(running.local_addr);
+
+    // Both announce a URL nothing listens on; each still listens on its real port, so the Rust node
+    // can ask the 0.5.3 node to connect (the answer names the unreachable URL).
+    let port_p = free_port();
+    let (p_public, r_public) =
+        (format!("http://127.0.0.1:{}", free_port()), format!("http://127.0.0.1:{}", free_port()));
+    let p = PyNode::start(dp.path(), port_p, &p_public, &proxy.url(), "py-natted");
+    let r = Node::start(
+        dr.path(),
+        "rs-natted",
+        &[("DARKMATTER_ANCHOR_NODES", proxy.url().as_str()), ("DARKMATTER_PUBLIC_URL", r_public.as_str())],
+    );
+    let (p_id, r_id) = (p.agent_id(), r.id());
+    let c = r.cmd(Command::Connect { target_url: p.url() });
+    assert_eq!(c["status"], "connected", "0.5.3 auto-accepts a local requester: {c}");
+    let mut user_p = p.user();
+    wait("P to list R", Duration::from_secs(20), || {
+        let state = user_p.ok(json!({"cmd": "state"}));
+        state["connections"].get(&r_id).cloned()
+    });
+
+    // 0.5.3 → Rust: P's post fails, P relays sealed; R's long poll takes it and opens it.
+    let s = user_p.ok(json!({"cmd": "send", "target_agent_id": r_id, "content": "sealed by 0.5.3"}));
+    let from_p = s["message_id"].as_str().unwrap_or_else(|| panic!("{s}")).to_owned();
+    let got = wait("0.5.3's relayed message in R's inbox", Duration::from_secs(90), || {
+        let inbox = r.cmd(Command::ListInbox);
+        inbox["messages"].as_array()?.iter().find(|m| m["message_id"] == from_p.as_str()).cloned()
+    });
+    assert_eq!(
+        (got["from_agent_id"].as_str(), got["content"].as_str()),
+        (Some(p_id.as_str()), Some("sealed by 0.5.3"))
+    );
+    assert!(!proxy.seen(&format!("POST /__darkmatter__/message_relay/{r_id}")).is_empty());
+
+    // Rust → 0.5.3: R reached P at the port it dialled; P restarts on another, so R's post fails, the
+    // lookup finds only P's unreachable URL, and R relays sealed (version 1: P does not speak ours);
+    // P's poll (every 60 s) takes it, opens it and verifies the message.
+    drop(user_p);
+    p.stop();
+    let p = PyNode::start(dp.path(), free_port(), &p_public, &proxy.url(), "py-natted");
+    let mut user_p = p.user();
+    let sent = r.cmd(Command::Send(SendArgs {
+        content: "sealed by the Rust node".into(),
+        targets: Targets::Agents(vec![p_id.clone()]),
+        metadata: serde_json::Map::new(),
+        in_reply_to: Some(from_p.clone()),
+        hops_remaining: 3,
+    }));
+    assert_eq!(sent["relayed"], json!([p_id]), "{sent}");
+    let to_p = sent["message_id"].as_str().unwrap().to_owned();
+    assert!(!proxy.seen(&format!("GET /__darkmatter__/peer_lookup/{p_id}")).is_empty(), "looked up first");
+    let got = wait("R's relayed message in 0.5.3's inbox", Duration::from_secs(150), || {
+        let inbox = user_p.ok(json!({"cmd": "inbox"}));
+        inbox["messages"].as_array()?.iter().find(|m| m["message_id"] == to_p.as_str()).cloned()
+    });
+    assert_eq!((got["from_agent_id"].as_str(), got["verified"].as_bool()), (Some(r_id.as_str()), Some(true)), "{got}");
+    drop(user_p);
+    p.stop();
+    r.stop();
     running.stop();
     running.wait().unwrap();
 }

@@ -27,7 +27,7 @@
 //! binds sender id, recipient id and the envelope's timestamp. The ephemeral secret and the nonce
 //! come from the runtime's OS CSPRNG in a [`Fresh`], like version 1's nonce.
 //!
-//! How the relay will use it (not wired yet): to send through an anchor, the node builds the inner
+//! How the relay uses it (`node/relay.rs`, SPEC §20): to send through an anchor, the node builds the inner
 //! JSON with [`inner_plaintext`], seals it with a fresh OS nonce, and posts
 //! `{"e2e_encrypted":true,"encrypted_payload":{"nonce","ciphertext","sender_public_key_hex"},…}`
 //! (hex from [`Sealed`]); to a version 2 peer it posts `{"e2e_version":2,"eph_pub","nonce",

@@ -180,6 +180,7 @@ pub mod node;
 mod outbox;
 pub mod output;
 mod rate;
+pub mod relay;
 pub mod replay;
 pub mod shards;
 pub mod sign;
@@ -198,6 +199,7 @@ pub use io::{CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, 
 pub use message::{ForwardArgs, SendArgs, Targets};
 pub use node::{Config, Node};
 pub use output::CommandOutput;
+pub use relay::Entropy;
 pub use shards::ShardArgs;
 pub use store::{Change, Table};
 pub use time::Now;

@@ -421,6 +421,39 @@ impl RateWindow {
     }
 }
 
+// ----- Reaching a node through anchors (the node side, SPEC §20) -----
+
+/// Anchors a node is configured with; more are refused at start-up (each is registered with, asked
+/// in every lookup and polled).
+pub const RELAY_ANCHORS_MAX: usize = 16;
+/// Interval of the registration refresh, in ms: twice a day against the anchor's 24 h expiry
+/// ([`ANCHOR_REGISTRATION_STALE_S`]).
+pub const RELAY_REGISTER_INTERVAL_MS: u64 = 12 * 3_600_000;
+/// Timeout of a registration, in ms (0.5.3's 5 s).
+pub const RELAY_REGISTER_TIMEOUT_MS: u64 = 5_000;
+/// Timeout of an anchor's answer in a peer lookup, in ms: anchors are asked beside the connections,
+/// as a last resort, and must not hold the lookup up.
+pub const RELAY_LOOKUP_TIMEOUT_MS: u64 = 2_000;
+/// Timeout of a post to an anchor's relay mailbox, in ms (0.5.3's 15 s).
+pub const RELAY_POST_TIMEOUT_MS: u64 = 15_000;
+/// Interval between polls of a mailbox that the anchor does not hold, in ms.
+pub const RELAY_POLL_INTERVAL_MS: u64 = 10_000;
+/// The interval after [`RELAY_POLL_EMPTY_BEFORE_BACKOFF`] empty polls in a row, in ms.
+pub const RELAY_POLL_INTERVAL_MAX_MS: u64 = 60_000;
+/// Empty polls in a row before the interval grows to [`RELAY_POLL_INTERVAL_MAX_MS`].
+pub const RELAY_POLL_EMPTY_BEFORE_BACKOFF: u32 = 5;
+/// How long a node that is not behind NAT keeps polling after it starts, in ms: what was buffered
+/// for it while it was down is fetched (0.5.3's public nodes never poll; entries live 1 h).
+pub const RELAY_POLL_AFTER_START_MS: u64 = 3_600_000;
+/// The `wait` of our long poll of the message mailbox, in seconds (below [`ANCHOR_LONG_POLL_S_MAX`]).
+pub const RELAY_LONG_POLL_S: u64 = 20;
+/// A poll answered at least this long after it was sent, in ms, was held by the anchor: the next
+/// one goes out at once (an anchor that ignores `wait` answers at once and is polled on the interval).
+pub const RELAY_POLL_HELD_MS: u64 = 1_000;
+/// Entries taken from one poll answer; the rest of a longer answer is dropped (an anchor holds at
+/// most [`ANCHOR_WEBHOOK_ENTRIES_MAX`] per mailbox).
+pub const RELAY_POLL_ENTRIES_MAX: usize = 128;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@ mod inspect;
 mod lookup;
 mod memory;
 mod outbound;
+mod relay;
 mod shard;
 mod spawn;
 mod trust;
@@ -87,6 +88,9 @@ pub struct Config {
     pub listen_port: u16,
     /// Agent spawning (`DARKMATTER_AGENT_ENABLED` and its limits); `None`, the default, is off.
     pub spawn: Option<SpawnConfig>,
+    /// Anchors (`DARKMATTER_ANCHOR_NODES`, base URLs): registered with, asked in lookups, relayed
+    /// through (SPEC §20). Empty, the default, contacts no third party.
+    pub anchors: Vec<String>,
 }
 
 impl Default for Config {
@@ -105,6 +109,7 @@ impl Default for Config {
             beacon_interval_s: crate::discovery::BEACON_INTERVAL_S,
             listen_port: 8100,
             spawn: None,
+            anchors: Vec::new(),
         }
     }
 }
@@ -133,6 +138,15 @@ pub(crate) enum Call {
     Probe { scan: u64, base: String },
     /// The card fetch of a `DiscoverDomain` command.
     DomainCard { cmd: CommandId, base: String },
+    /// One anchor's answer to where `peer` is (a peer lookup); `anchor` indexes the configured list.
+    AnchorLookup { peer: String, anchor: usize },
+    /// A sealed body posted to an anchor's message mailbox for `peer`; on failure the next anchor
+    /// is tried with the same envelope.
+    Relay { peer: String, envelope: Vec<u8>, anchor: usize, purpose: relay::RelayFor },
+    /// One anchor's answer to a poll of one of our mailboxes.
+    Poll { kind: crate::relay::Mailbox, anchor: usize },
+    /// A notice to `peer` (our peer update) at `path`: relayed if it cannot be delivered directly.
+    Notice { peer: String, path: &'static str, body: Vec<u8> },
 }
 
 /// One DarkMatter node.
@@ -176,6 +190,10 @@ pub struct Node {
     /// The wallets this node advertises (`{"solana": <address>}`), derived from the passport at start
     /// and never stored (SPEC §17.1).
     pub(crate) wallets: BTreeMap<String, String>,
+    /// The anchor client: registrations, NAT state, polls (SPEC §20).
+    pub(crate) relay: crate::relay::Relay,
+    /// The OS randomness that seals relayed bodies, given by the runtime; none: nothing is relayed.
+    pub(crate) entropy: Option<Arc<dyn crate::relay::Entropy>>,
     pub(crate) now: Now,
 }
 
@@ -282,8 +300,8 @@ impl Node {
                 if table == Table::Sent {
                     sent_on_disk.insert(key.clone());
                 }
-                let legacy = table == Table::Sent
-                    && value.first().is_some_and(|v| *v < <store::SentMessage as store::Record>::VERSION);
+                // Version 1 kept updates and replies inside the record (later ones keep them in rows).
+                let legacy = table == Table::Sent && value.first().is_some_and(|v| *v < 2);
                 if node.restore_record(table, key.clone(), &value).is_err() {
                     skipped += 1;
                 } else if legacy {
@@ -367,6 +385,8 @@ impl Node {
         let discovery = config.discovery;
         let spawner = Spawner::new(config.spawn.clone());
         let max_connections = config.max_connections;
+        let relay =
+            crate::relay::Relay::new(config.anchors.clone(), relay::unroutable(&config.public_url), now.mono_ms);
         let wallets = BTreeMap::from([(
             crate::wallet::SOLANA_CHAIN.to_owned(),
             crate::wallet::Wallet::from_passport(&passport).address().to_base58(),
@@ -405,8 +425,21 @@ impl Node {
             next_scan_ms: discovery.then_some(now.mono_ms + crate::discovery::SCAN_FIRST_DELAY_MS),
             scans: Scans::default(),
             spawner,
+            relay,
+            entropy: None,
             now,
         }
+    }
+
+    /// Gives the node the operating system's random source, which alone seals relayed bodies
+    /// (SPEC §2.7): without one the node never relays.
+    pub fn set_entropy(&mut self, entropy: Arc<dyn crate::relay::Entropy>) {
+        self.entropy = Some(entropy);
+    }
+
+    /// Whether peers elsewhere cannot reach our public URL (SPEC §20.2).
+    pub fn nat_detected(&self) -> bool {
+        self.relay.nat_detected()
     }
 
     /// This node's identity.
@@ -429,8 +462,13 @@ impl Node {
 
     /// The earliest monotonic time at which [`Node::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let timers =
-            [self.waiters.next_deadline_ms(), self.next_beacon_ms, self.next_scan_ms, self.spawner.next_retry_ms()];
+        let timers = [
+            self.waiters.next_deadline_ms(),
+            self.next_beacon_ms,
+            self.next_scan_ms,
+            self.spawner.next_retry_ms(),
+            self.relay.next_deadline_ms(),
+        ];
         Some(timers.into_iter().flatten().fold(self.next_housekeeping_ms, u64::min))
     }
 
@@ -543,6 +581,12 @@ impl Node {
             Call::Acceptance { peer, attempt } => self.on_acceptance_answer(&peer, attempt, result),
             Call::Probe { scan, base } => self.on_probe_answer(scan, base, result),
             Call::DomainCard { cmd, base } => self.on_domain_card(cmd, base, result),
+            Call::AnchorLookup { peer, anchor } => self.on_anchor_lookup_answer(&peer, anchor, result),
+            Call::Relay { peer, envelope, anchor, purpose } => {
+                self.on_relay_answer(peer, envelope, anchor, purpose, result)
+            }
+            Call::Poll { kind, anchor } => self.on_poll_answer(kind, anchor, result),
+            Call::Notice { peer, path, body } => self.on_notice_answer(&peer, path, body, result),
             Call::FireAndForget => {}
         }
     }
@@ -559,6 +603,7 @@ impl Node {
         self.expire_waiters();
         self.discovery_timers();
         self.spawn_timers();
+        self.relay_timers();
         if now.mono_ms >= self.next_housekeeping_ms {
             self.next_housekeeping_ms = now.mono_ms + HOUSEKEEPING_INTERVAL_MS;
             self.housekeeping();

@@ -202,6 +202,8 @@ pub(crate) struct Batch {
     pub outstanding: usize,
     /// Targets that took it.
     pub routed_to: Vec<String>,
+    /// Targets it was relayed to (buffered by an anchor, not acknowledged by the target).
+    pub relayed: Vec<String>,
     /// Targets that did not, with why.
     pub failed: Vec<(String, String)>,
 }
@@ -245,6 +247,18 @@ impl Batches {
             Ok(()) => batch.routed_to.push(target),
             Err(e) => batch.failed.push((target, e)),
         }
+        batch.outstanding -= 1;
+        if batch.outstanding > 0 {
+            return None;
+        }
+        self.open.remove(&id)
+    }
+
+    /// Records that one delivery went through a relay; returns the batch, closed, once every
+    /// delivery has answered.
+    pub(crate) fn record_relayed(&mut self, id: u64, target: String) -> Option<Batch> {
+        let batch = self.open.get_mut(&id)?;
+        batch.relayed.push(target);
         batch.outstanding -= 1;
         if batch.outstanding > 0 {
             return None;
@@ -358,6 +372,7 @@ mod tests {
             updates: Vec::new(),
             seq,
             rows: store::ChildRows::default(),
+            relayed: Vec::new(),
         }
     }
 
@@ -428,15 +443,18 @@ mod tests {
             cmd: None,
             message_id: "m".into(),
             hops_remaining: 1,
-            outstanding: 2,
+            outstanding: 3,
             routed_to: vec![],
+            relayed: vec![],
             failed: vec![],
         };
         b.open(id, batch);
         assert_eq!(b.message_id(id), Some("m"));
         assert!(b.record(id, "a".into(), Ok(())).is_none());
-        let done = b.record(id, "b".into(), Err("refused".into())).expect("both answered");
+        assert!(b.record_relayed(id, "c".into()).is_none());
+        let done = b.record(id, "b".into(), Err("refused".into())).expect("all answered");
         assert_eq!((done.routed_to, done.failed), (vec!["a".to_owned()], vec![("b".to_owned(), "refused".to_owned())]));
+        assert_eq!(done.relayed, vec!["c".to_owned()], "relayed is neither delivered nor failed");
         assert_eq!(b.message_id(id), None);
         assert!(b.record(id, "c".into(), Ok(())).is_none(), "a late answer finds nothing");
     }

@@ -29,7 +29,7 @@ pub enum CommandOutput {
     /// `ListPending`.
     Pending(PendingList),
     /// `Send` and `Forward`, once every delivery has answered.
-    Delivered(Delivery),
+    Delivered(Box<Delivery>),
     /// `ListInbox`.
     Inbox(InboxList),
     /// `GetMessage`.
@@ -300,6 +300,10 @@ pub struct Delivery {
     pub message_id: String,
     /// Targets that took it.
     pub routed_to: Vec<String>,
+    /// Targets it went to through an anchor's relay (SPEC §20.4): buffered there, sealed for the
+    /// target, not acknowledged by it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relayed: Vec<String>,
     /// Targets that did not.
     pub failed: Vec<Failure>,
     /// The hop budget it went out with.
@@ -416,6 +420,10 @@ pub struct SentView {
     pub created_at: String,
     /// Targets that took it.
     pub routed_to: Vec<String>,
+    /// Targets it went to through an anchor's relay (SPEC §20.4): buffered there, sealed for the
+    /// target, not acknowledged by it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relayed: Vec<String>,
     /// Targets that did not.
     pub failed: Vec<Failure>,
     /// The hop budget it went out with.
@@ -492,6 +500,10 @@ pub struct IdentityView {
     pub status: Activity,
     /// When the identity was made.
     pub created_at: String,
+    /// With anchors configured: whether peers elsewhere cannot dial our URL (loopback or private),
+    /// so that we are reached through the anchors (SPEC §20.2). Absent without anchors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat_detected: Option<bool>,
 }
 
 /// `UpdateBio`.

@@ -204,12 +204,13 @@ impl Record for InboxMessage {
 impl Record for SentMessage {
     /// 2: `responses` and `updates` moved to rows of their own ([`Table::SentResponses`],
     /// [`Table::SentUpdates`]), so an update writes one small row instead of the whole, growing
-    /// record (a broadcast to 50 peers rewrote it 50 times).
-    const VERSION: u8 = 2;
+    /// record (a broadcast to 50 peers rewrote it 50 times). 3: `relayed` added.
+    const VERSION: u8 = 3;
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, RecordError> {
         match version {
             1 => Ok(postcard::from_bytes::<SentMessageV1>(body)?.into()),
+            2 => Ok(postcard::from_bytes::<SentMessageV2>(body)?.into()),
             _ => Err(RecordError::NoUpgrade { version }),
         }
     }
@@ -671,6 +672,8 @@ pub struct SentMessage {
     /// Next free row index in each child table (not stored: counted from the rows at restore).
     #[serde(skip)]
     pub rows: ChildRows,
+    /// Peers it went to through an anchor's relay: buffered there, not acknowledged by them.
+    pub relayed: Vec<String>,
 }
 
 /// Next free [`child_key`] index of a sent message's updates and replies. It counts every row on
@@ -731,6 +734,55 @@ impl From<SentMessageV1> for SentMessage {
             updates,
             seq,
             rows,
+            relayed: Vec::new(),
+        }
+    }
+}
+
+/// [`SentMessage`] as version 2 stored it (before `relayed`).
+#[derive(Deserialize)]
+struct SentMessageV2 {
+    message_id: String,
+    content: String,
+    kind: String,
+    created_at: String,
+    routed_to: Vec<String>,
+    failed: Vec<(String, String)>,
+    status: SentStatus,
+    initial_hops: u32,
+    in_reply_to: Option<String>,
+    seq: u64,
+}
+
+impl From<SentMessageV2> for SentMessage {
+    fn from(v2: SentMessageV2) -> Self {
+        let SentMessageV2 {
+            message_id,
+            content,
+            kind,
+            created_at,
+            routed_to,
+            failed,
+            status,
+            initial_hops,
+            in_reply_to,
+            seq,
+        } = v2;
+        Self {
+            message_id,
+            content,
+            kind,
+            created_at,
+            routed_to,
+            failed,
+            status,
+            initial_hops,
+            in_reply_to,
+            responses: Vec::new(),
+            updates: Vec::new(),
+            seq,
+            rows: ChildRows::default(),
+            relayed: Vec::new(),
         }
     }
 }
@@ -879,6 +931,45 @@ mod tests {
         let mut old = vec![1];
         old.extend(postcard::to_allocvec(&GrownV1 { score: 0.25 }).unwrap());
         assert_eq!(decode::<Grown>(&old).unwrap(), Grown { score: 0.25, note: String::new() });
+    }
+
+    /// Version 2 of [`SentMessage`] as it was written (field order is the layout): no `relayed`.
+    #[derive(Serialize)]
+    struct SentWrittenV2 {
+        message_id: &'static str,
+        content: &'static str,
+        kind: &'static str,
+        created_at: &'static str,
+        routed_to: Vec<String>,
+        failed: Vec<(String, String)>,
+        status: SentStatus,
+        initial_hops: u32,
+        in_reply_to: Option<String>,
+        seq: u64,
+    }
+
+    #[test]
+    fn a_version_2_sent_message_reads_back_with_nothing_relayed() {
+        let v2 = SentWrittenV2 {
+            message_id: "m",
+            content: "c",
+            kind: "direct",
+            created_at: "t",
+            routed_to: vec!["p".into()],
+            failed: vec![("q".into(), "down".into())],
+            status: SentStatus::Active,
+            initial_hops: 3,
+            in_reply_to: None,
+            seq: 9,
+        };
+        let mut bytes = vec![2];
+        bytes.extend(postcard::to_allocvec(&v2).unwrap());
+        let got = decode::<SentMessage>(&bytes).unwrap();
+        assert_eq!((got.message_id.as_str(), got.seq, got.routed_to.len()), ("m", 9, 1));
+        assert!(got.relayed.is_empty());
+        let mut now = got.clone();
+        now.relayed.push("r".into());
+        assert_eq!(decode::<SentMessage>(&encode(&now)).unwrap().relayed, vec!["r".to_owned()]);
     }
 
     /// Version 1 of [`InboxMessage`] as it was written (field order is the layout).

@@ -28,6 +28,7 @@ const OWNERS: &[&str] = &[
     "spawn",
     "healing",
     "anchor",
+    "relay",
 ];
 
 /// What a sans-IO core never names outside its tests: sockets, files, threads, the environment, clocks

@@ -24,10 +24,11 @@ pub const BIO_DEFAULT: &str = "A DarkMatter mesh agent.";
 pub const DISCOVERY_PORTS_DEFAULT: (u16, u16) = (8100, 8110);
 /// Most ports one localhost scan may probe.
 pub const DISCOVERY_PORTS_MAX: usize = 1_024;
-/// Default anchor list (`DARKMATTER_ANCHOR_NODES`), 0.5.3's.
-pub const ANCHOR_NODES_DEFAULT: &str = "https://loseylabs.ai";
+/// 0.5.3's public anchor, which 0.5.3 contacts by default. Ours is empty by default (a node contacts no
+/// third party unless configured); `DARKMATTER_ANCHOR_NODES=https://loseylabs.ai` joins it.
+pub const ANCHOR_NODE_PUBLIC: &str = "https://loseylabs.ai";
 /// Most anchors that may be configured.
-pub const ANCHOR_NODES_MAX: usize = 16;
+pub const ANCHOR_NODES_MAX: usize = proto_core::limits::RELAY_ANCHORS_MAX;
 /// Default `DARKMATTER_AGENT_MAX_CONCURRENT`.
 pub const AGENT_MAX_CONCURRENT_DEFAULT: u32 = 2;
 /// Largest `DARKMATTER_AGENT_MAX_CONCURRENT` accepted.
@@ -194,7 +195,7 @@ impl RuntimeConfig {
             agent_env_cleanup: None,
             sandbox: false,
             sandbox_network: SandboxNet::On,
-            anchor_nodes: vec![ANCHOR_NODES_DEFAULT.to_owned()],
+            anchor_nodes: Vec::new(),
             solana_rpc: crate::solana::SOLANA_RPC_DEFAULT.to_owned(),
             wallet_spend_limit: crate::solana_wallet::SpendLimits::default(),
             trust_accept_min: Some(proto_core::limits::TRUST_ACCEPT_MIN_DEFAULT),
@@ -502,7 +503,7 @@ mod tests {
         assert_eq!(c.max_connections, 50);
         assert_eq!(c.client, ClientProfile::ClaudeCode);
         assert_eq!((c.agent_max_concurrent, c.agent_max_per_hour, c.agent_timeout_s), (2, 15, 300));
-        assert_eq!(c.anchor_nodes, vec!["https://loseylabs.ai".to_owned()]);
+        assert!(c.anchor_nodes.is_empty(), "no third party unless configured");
         assert_eq!(c.bio, BIO_DEFAULT);
         assert_eq!(c.state_dir, PathBuf::from("/w/.darkmatter"));
         assert_eq!(c.trust_thresholds(), (Some(0.5), Some(-0.5)));

@@ -169,11 +169,22 @@ struct Core {
     children: crate::spawn::Children,
 }
 
+/// The operating system's CSPRNG, which alone seals relayed bodies (SPEC §2.7).
+struct OsEntropy;
+
+impl proto_core::Entropy for OsEntropy {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), String> {
+        getrandom::getrandom(buf).map_err(|e| format!("OS random source failed: {e}"))
+    }
+}
+
 /// Runs the core until shutdown. Blocks the calling thread (run it on its own).
 pub fn run(parts: CoreParts) -> CoreExit {
     let clock = Clock::start();
     let now = clock.now();
-    let (node, skipped) = Node::restore(parts.passport, parts.config, parts.seed, now, parts.records);
+    let (mut node, skipped) = Node::restore(parts.passport, parts.config, parts.seed, now, parts.records);
+    // Relayed bodies are sealed with nonces and ephemeral keys from the OS, never the core's seeded RNG.
+    node.set_entropy(Arc::new(OsEntropy));
     if skipped > 0 {
         eprintln!("darkmatter: {skipped} stored record(s) could not be decoded and were skipped");
     }

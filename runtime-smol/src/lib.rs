@@ -220,6 +220,7 @@ fn start_full(
         }),
         trust_accept_min: config.trust_thresholds().0,
         trust_reject_max: config.trust_thresholds().1,
+        anchors: config.anchor_nodes.clone(),
         ..proto_core::Config::default()
     };
 

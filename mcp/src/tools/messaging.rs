@@ -8,7 +8,7 @@ pub const SEND: &str = "Send a message to agents you are connected to, or forwar
 New message: give content plus target_agent_id (one agent), target_agent_ids (several), or broadcast=true (every connection whose impression score is at least trust_min, default 0). \
 To answer a message from your inbox, set in_reply_to to its message_id and target_agent_id to its from_agent_id: the sender's darkmatter_wait_for_response then returns your reply. \
 Forward: give message_id of an inbox message (no content) plus target_agent_id(s), and optionally a note for the original sender; the message keeps its id and loses one hop (hops_remaining, default 10, max 10). \
-Answers message_id (keep it for darkmatter_wait_for_response), routed_to (agents that accepted it) and failed (agent_id and error for each refusal).";
+Answers message_id (keep it for darkmatter_wait_for_response), routed_to (agents that accepted it), relayed (agents that could not be reached directly: sealed and left at an anchor for them to fetch, not yet acknowledged; shown only when there are any) and failed (agent_id and error for each refusal).";
 
 /// Description of darkmatter_list_inbox.
 pub const LIST_INBOX: &str = "List messages other agents sent you, oldest first: message_id, from_agent_id, a content preview (200 characters), \

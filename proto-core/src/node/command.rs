@@ -106,6 +106,7 @@ impl Node {
             url: self.config.public_url.clone(),
             status: self.activity(),
             created_at: self.profile.created_at.clone(),
+            nat_detected: self.relay.enabled().then(|| self.relay.nat_detected()),
         }
     }
 

@@ -724,6 +724,21 @@ impl Node {
             return;
         };
         let (url, local) = (conn.url.clone(), conn.local);
+        let call = Call::Acceptance { peer: peer.to_owned(), attempt };
+        self.note_acceptance(peer, attempt);
+        let body = self.acceptance_body(peer);
+        self.transmit(
+            Method::Post,
+            url::endpoint(&url, "connection_accepted"),
+            body,
+            limits::PEER_CALL_TIMEOUT_MS,
+            !local,
+            call,
+        );
+    }
+
+    /// Our signed `connection_accepted` for `peer`.
+    fn acceptance_body(&self, peer: &str) -> Vec<u8> {
         let stamp = self.now.iso();
         let wallet = self.wallets.get(SOLANA_CHAIN).map_or("", String::as_str);
         let bytes = handshake_bytes(V2_ACCEPTED, &[self.me(), peer, &self.config.public_url, &stamp], wallet);
@@ -740,16 +755,7 @@ impl Node {
             timestamp: Some(stamp),
             dm_signature_hex: Some(crypto::sign_hex(&*self.signatures, &self.passport, &bytes)),
         };
-        let call = Call::Acceptance { peer: peer.to_owned(), attempt };
-        self.note_acceptance(peer, attempt);
-        self.transmit(
-            Method::Post,
-            url::endpoint(&url, "connection_accepted"),
-            wire::encode(&body),
-            limits::PEER_CALL_TIMEOUT_MS,
-            !local,
-            call,
-        );
+        wire::encode(&body)
     }
 
     /// What an accepted peer said to our acceptance. A refusal means it does not count the
@@ -768,11 +774,28 @@ impl Node {
                 self.drop_half_open(peer)
             }
             Ok(r) if (200..500).contains(&r.status) && r.status != 429 => self.note_acceptance(peer, 0),
-            _ => {
-                if !self.acceptances.retry_later(peer, attempt) {
-                    self.note_acceptance(peer, 0);
+            // Unreachable (behind NAT, or down): through an anchor's relay, sealed (SPEC §20.4).
+            _ if self.relay.enabled() && super::lookup::looks_moved(&result) => {
+                let body = self.acceptance_body(peer);
+                let purpose = super::relay::RelayFor::Acceptance { attempt };
+                // Not sealable (no OS randomness): sent again later, directly, as without anchors.
+                if self.relay_post(peer, "/__darkmatter__/connection_accepted", &body, purpose).is_err() {
+                    self.acceptance_unsettled(peer, attempt);
                 }
             }
+            _ => self.acceptance_unsettled(peer, attempt),
+        }
+    }
+
+    /// An acceptance got through (directly, or buffered by a relay): nothing to send again.
+    pub(crate) fn acceptance_settled(&mut self, peer: &str) {
+        self.note_acceptance(peer, 0);
+    }
+
+    /// An acceptance did not get through: sent again at housekeeping while attempts remain.
+    pub(crate) fn acceptance_unsettled(&mut self, peer: &str, attempt: u32) {
+        if !self.acceptances.retry_later(peer, attempt) {
+            self.note_acceptance(peer, 0);
         }
     }
 

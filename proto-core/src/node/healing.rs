@@ -175,17 +175,21 @@ impl Node {
         let ours = UrlProof { url: u.new_url.clone(), timestamp: stamp, stamp_us, form: ProofForm::Unsigned };
         let change = self.healing.put_proof(&me, ours);
         self.persist(vec![change]);
-        let peers: Vec<(String, bool)> = self.connections.values().map(|c| (c.url.clone(), c.local)).collect();
-        for (peer, local) in &peers {
+        let peers: Vec<(String, String, bool)> =
+            self.connections.values().map(|c| (c.agent_id.to_string(), c.url.clone(), c.local)).collect();
+        for (peer, peer_url, local) in &peers {
+            // A peer that cannot be reached gets it through an anchor's relay (SPEC §20.4).
+            let call = Call::Notice { peer: peer.clone(), path: "/__darkmatter__/peer_update", body: body.clone() };
             self.transmit(
                 Method::Post,
-                url::endpoint(peer, "peer_update"),
+                url::endpoint(peer_url, "peer_update"),
                 body.clone(),
                 limits::PEER_CALL_TIMEOUT_MS,
                 !local,
-                Call::FireAndForget,
+                call,
             );
         }
+        self.register_with_anchors();
         peers.len()
     }
 
@@ -249,6 +253,7 @@ impl Node {
     pub(crate) fn cmd_set_url(&mut self, new_url: &str) -> Result<UrlUpdated, CommandError> {
         url::validate(new_url).map_err(CommandError::InvalidArgument)?;
         self.config.public_url = url::base(new_url);
+        self.relay.set_nat_detected(super::relay::unroutable(&self.config.public_url));
         // Already announced (a restart on this URL announces it by itself): nothing new to tell.
         let me = self.me().to_owned();
         if self.healing.proof(&me).is_some_and(|p| p.url == self.config.public_url) {

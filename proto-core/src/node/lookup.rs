@@ -16,7 +16,7 @@ use crate::wire::{self, card::WellKnownCard, peer::PeerLookupAnswer};
 
 /// Whether a failed delivery looks like the peer moved: no answer, a timeout, a server error, or an
 /// answer that is not JSON (a proxy's error page). A refusal by the peer itself (4xx) is not.
-fn looks_moved(result: &Result<HttpResponse, String>) -> bool {
+pub(crate) fn looks_moved(result: &Result<HttpResponse, String>) -> bool {
     match result {
         Err(_) => true,
         Ok(r) if r.status >= 500 => true,
@@ -60,20 +60,27 @@ impl Node {
             .collect();
         asked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         asked.truncate(LOOKUP_ASK_MAX);
+        // Anchors are asked beside the connections (SPEC §20.3); their answers count the same way.
+        let anchors = self.ask_anchors(peer);
         if let Some(l) = self.healing.lookup_mut(peer) {
-            l.asked = asked.len();
+            l.asked = asked.len() + anchors;
         }
         for (_, answerer, answerer_url, local) in &asked {
             let call = Call::Lookup { peer: peer.to_owned(), answerer: answerer.clone() };
             let path = format!("peer_lookup/{peer}");
             self.transmit(Method::Get, url::endpoint(answerer_url, &path), Vec::new(), LOOKUP_TIMEOUT_MS, !local, call);
         }
-        asked.len()
+        asked.len() + anchors
     }
 
     /// One answer to a lookup question.
     pub(crate) fn on_lookup_answer(&mut self, peer: &str, answerer: &str, result: Result<HttpResponse, String>) {
         let candidate = self.candidate(peer, answerer, result);
+        self.lookup_answered(peer, candidate);
+    }
+
+    /// Counts one answer (a connection's or an anchor's) and concludes once all are in.
+    pub(crate) fn lookup_answered(&mut self, peer: &str, candidate: Option<Candidate>) {
         let Some(l) = self.healing.lookup_mut(peer) else { return };
         l.finished += 1;
         l.candidates.extend(candidate);
@@ -196,7 +203,8 @@ impl Node {
         self.persist(vec![conn_change, proof_change]);
         self.emit(Event::PeerUrlRecovered { agent_id, old_url, new_url: new_url.clone(), verified });
         for p in lookup.parked {
-            let call = Call::Deliver { batch: p.batch, target: peer.to_owned(), body: Vec::new(), retried: true };
+            // The body is kept: a retry that fails too may still be relayed (SPEC §20.4).
+            let call = Call::Deliver { batch: p.batch, target: peer.to_owned(), body: p.body.clone(), retried: true };
             let target = url::endpoint(&new_url, "message");
             self.transmit(Method::Post, target, p.body, limits::PEER_CALL_TIMEOUT_MS, !local, call);
         }
@@ -211,7 +219,7 @@ impl Node {
             self.emit(Event::PeerNotFound { agent_id });
         }
         for p in lookup.parked {
-            self.record_delivery(p.batch, peer.to_owned(), p.result);
+            self.relay_or_fail(p.batch, peer.to_owned(), p.body, p.result);
         }
     }
 }

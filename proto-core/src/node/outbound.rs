@@ -54,7 +54,7 @@ impl Node {
         let envelope = MessageEnvelope {
             message_id: message_id.clone(),
             content: args.content.clone(),
-            webhook: url::endpoint(&self.config.public_url, &format!("webhook/{message_id}")),
+            webhook: self.webhook_for(&message_id),
             hops_remaining: args.hops_remaining as i64,
             metadata: Some(metadata),
             in_reply_to: args.in_reply_to.clone(),
@@ -140,6 +140,7 @@ impl Node {
             updates: Vec::new(),
             seq,
             rows: store::ChildRows::default(),
+            relayed: Vec::new(),
         };
         let changes = self.sent.record(sent);
         self.persist(changes);
@@ -153,10 +154,11 @@ impl Node {
             let delivery = Delivery {
                 message_id: template.message_id,
                 routed_to: Vec::new(),
+                relayed: Vec::new(),
                 failed: Vec::new(),
                 hops_remaining: hops,
             };
-            self.done(cmd, Ok(CommandOutput::Delivered(delivery)));
+            self.done(cmd, Ok(CommandOutput::Delivered(Box::new(delivery))));
             return;
         }
         self.batches.open(
@@ -167,6 +169,7 @@ impl Node {
                 hops_remaining: hops,
                 outstanding: targets.len(),
                 routed_to: Vec::new(),
+                relayed: Vec::new(),
                 failed: Vec::new(),
             },
         );
@@ -241,15 +244,30 @@ impl Node {
         result: Result<HttpResponse, String>,
     ) {
         let failed = !matches!(&result, Ok(r) if (200..300).contains(&r.status));
-        let result = if failed && !retried {
-            match self.hold_for_lookup(batch_id, &target, body, result) {
+        if !failed {
+            return self.record_delivery(batch_id, target, result);
+        }
+        let result = if retried {
+            result
+        } else {
+            // The body is needed again if the lookup cannot run and the delivery is relayed.
+            match self.hold_for_lookup(batch_id, &target, body.clone(), result) {
                 Ok(()) => return,
                 Err(result) => result,
             }
-        } else {
-            result
         };
-        self.record_delivery(batch_id, target, result);
+        self.relay_or_fail(batch_id, target, body, result);
+    }
+
+    /// Records a delivery that went through an anchor's relay: buffered there, not acknowledged by
+    /// the recipient, so it is reported `relayed`, never `delivered`.
+    pub(crate) fn record_relayed(&mut self, batch_id: u64, target: String) {
+        if let Some(sent) = self.batches.message_id(batch_id).and_then(|id| self.sent.get_mut(id)) {
+            sent.relayed.push(target.clone());
+        }
+        if let Some(batch) = self.batches.record_relayed(batch_id, target) {
+            self.finish_batch(batch);
+        }
     }
 
     /// Records a delivery's final outcome in its batch.
@@ -305,9 +323,10 @@ impl Node {
                 failed: failures(&batch.failed),
                 message_id: batch.message_id,
                 routed_to: batch.routed_to,
+                relayed: batch.relayed,
                 hops_remaining: batch.hops_remaining,
             };
-            self.done(cmd, Ok(CommandOutput::Delivered(delivery)));
+            self.done(cmd, Ok(CommandOutput::Delivered(Box::new(delivery))));
         }
     }
 

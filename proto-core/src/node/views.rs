@@ -92,6 +92,7 @@ impl Node {
             status: s.status.into(),
             created_at: s.created_at.clone(),
             routed_to: s.routed_to.clone(),
+            relayed: s.relayed.clone(),
             failed: failures(&s.failed),
             initial_hops: s.initial_hops,
             in_reply_to: s.in_reply_to.clone(),

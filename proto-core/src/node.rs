@@ -4,6 +4,7 @@
 //! files that own each concern. The behaviour itself lives in `connection.rs`, `inbound.rs`,
 //! `webhook.rs`, `outbound.rs`, `waiters.rs`, `views.rs`, `trust.rs`, `healing.rs` and `discovery.rs`.
 
+mod antimatter;
 mod command;
 mod connection;
 mod discovery;
@@ -176,6 +177,8 @@ pub struct Node {
     /// The wallets this node advertises (`{"solana": <address>}`), derived from the passport at start
     /// and never stored (SPEC §17.1).
     pub(crate) wallets: BTreeMap<String, String>,
+    /// AntiMatter: the ledger, the peer side's sessions, games in play.
+    pub(crate) antimatter: antimatter::AntiMatter,
     pub(crate) now: Now,
 }
 
@@ -350,6 +353,7 @@ impl Node {
                 let seq = self.memory.restore_row(value)?;
                 self.next_seq = self.next_seq.max(seq + 1);
             }
+            Table::AntiMatter => self.antimatter.ledger.restore_row(&key, value)?,
         }
         Ok(())
     }
@@ -405,6 +409,7 @@ impl Node {
             next_scan_ms: discovery.then_some(now.mono_ms + crate::discovery::SCAN_FIRST_DELAY_MS),
             scans: Scans::default(),
             spawner,
+            antimatter: antimatter::AntiMatter::default(),
             now,
         }
     }

@@ -6,6 +6,8 @@
 
 mod antimatter;
 mod command;
+
+pub use antimatter::{NonceSource, PaymentError};
 mod connection;
 mod discovery;
 mod healing;
@@ -134,6 +136,8 @@ pub(crate) enum Call {
     Probe { scan: u64, base: String },
     /// The card fetch of a `DiscoverDomain` command.
     DomainCard { cmd: CommandId, base: String },
+    /// A commit (or, with `reveal`, reveal) request of our AntiMatter game for `signal_id` to `peer`.
+    AntiMatterMatch { signal_id: String, peer: String, reveal: bool },
 }
 
 /// One DarkMatter node.
@@ -527,6 +531,18 @@ impl Node {
                 expect(r.method, Method::Get)?;
                 Ok(wire::encode(&self.network_info()))
             }
+            ("antimatter_match", None) => {
+                expect(r.method, Method::Post)?;
+                self.on_antimatter_match(r)
+            }
+            ("antimatter_signal", None) => {
+                expect(r.method, Method::Post)?;
+                self.on_antimatter_signal(r)
+            }
+            ("antimatter_result", None) => {
+                expect(r.method, Method::Post)?;
+                self.on_antimatter_result(r)
+            }
             // 0.5.3 offers WebRTC after every acceptance; we never do WebRTC: answer fast.
             ("webrtc_offer", None) => Err(Refusal::Invalid("WebRTC is not supported by this node".to_owned())),
             _ => Err(Refusal::NoRoute),
@@ -548,6 +564,7 @@ impl Node {
             Call::Acceptance { peer, attempt } => self.on_acceptance_answer(&peer, attempt, result),
             Call::Probe { scan, base } => self.on_probe_answer(scan, base, result),
             Call::DomainCard { cmd, base } => self.on_domain_card(cmd, base, result),
+            Call::AntiMatterMatch { signal_id, peer, reveal } => self.on_match_answer(signal_id, peer, reveal, result),
             Call::FireAndForget => {}
         }
     }
@@ -585,6 +602,7 @@ impl Node {
         self.retry_acceptances();
         self.reconsider_pending();
         self.refresh_shards();
+        self.antimatter_watchdog();
     }
 
     // ----- small helpers shared by the concern files -----

@@ -1,8 +1,10 @@
 //! Veterans (R-F5): who may receive a fee or the next hop, and the weighted draw among them.
 //!
-//! Tenure is what we can check: the time since we first saw the peer (our own record) bounds the time
-//! since its self-reported creation, so an agent cannot age itself by claiming an old `created_at`
-//! (nor a future one: it counts as now).
+//! Who is older can only be read from a peer's own claim (`created_at`; a future one counts as now):
+//! we cannot have seen anyone before we existed, so a tenure bounded by our own record could never
+//! exceed ours. The claim therefore decides eligibility, and the weight uses the tenure we can check —
+//! the smaller of the claimed age and the time since we first saw the peer — so an agent that claims an
+//! old `created_at` is eligible but weighs what we have seen of it, until it has been around.
 
 use rand_core::RngCore;
 
@@ -30,21 +32,21 @@ pub fn tenure_s(now_us: i64, created_us: Option<i64>, first_seen_us: i64) -> i64
     (seen.min(claimed) / 1_000_000).max(0)
 }
 
-/// A veteran of ours, drawn at random weighted by `tenure × score` among the candidates that are older
-/// than `my_tenure_s`, trusted (score > 0), online, not in `path` and with a wallet; `None` = terminal.
+/// A veteran of ours, drawn at random weighted by `tenure × score` (tenure at least one second) among the
+/// candidates created before `my_created_us`, trusted (score > 0), online, not in `path` and with a
+/// wallet; `None` = terminal.
 pub fn choose<'a>(
     rng: &mut impl RngCore,
     now_us: i64,
-    my_tenure_s: i64,
+    my_created_us: i64,
     candidates: &'a [Candidate],
     path: &[String],
 ) -> Option<&'a Candidate> {
     let weighted: Vec<(&Candidate, f64)> = candidates
         .iter()
         .filter(|c| c.score > 0.0 && c.online && c.wallet.is_some() && !path.contains(&c.agent_id))
-        .map(|c| (c, tenure_s(now_us, c.created_us, c.first_seen_us)))
-        .filter(|(_, t)| *t > my_tenure_s)
-        .map(|(c, t)| (c, t as f64 * c.score))
+        .filter(|c| c.created_us.is_some_and(|t| t.min(now_us) < my_created_us.min(now_us)))
+        .map(|c| (c, tenure_s(now_us, c.created_us, c.first_seen_us).max(1) as f64 * c.score))
         .collect();
     let total: f64 = weighted.iter().map(|(_, w)| w).sum();
     if weighted.is_empty() || total <= 0.0 || !total.is_finite() {
@@ -94,26 +96,30 @@ mod tests {
     fn only_older_trusted_online_walleted_peers_off_the_path_are_chosen() {
         let now = 100 * DAY_US;
         let mut rng = ChaCha20Rng::seed_from_u64(5);
-        let my_tenure = 10 * 86_400;
+        let my_created = now - 10 * DAY_US;
         let mut offline = cand("offline", 50, 50, 0.5);
         offline.online = false;
         let mut walletless = cand("walletless", 50, 50, 0.5);
         walletless.wallet = None;
         let others = vec![
             cand("young", 5, 5, 0.9),
-            cand("liar", 90, 1, 0.9),
             cand("distrusted", 50, 50, 0.0),
             offline,
             walletless,
             cand("visited", 50, 50, 0.5),
         ];
         let path = vec!["visited".to_owned()];
-        assert_eq!(choose(&mut rng, now, my_tenure, &others, &path), None, "terminal");
+        assert_eq!(choose(&mut rng, now, my_created, &others, &path), None, "terminal");
         let mut all = others.clone();
         all.push(cand("elder", 50, 50, 0.5));
         for _ in 0..100 {
-            assert_eq!(choose(&mut rng, now, my_tenure, &all, &path).unwrap().agent_id, "elder");
+            assert_eq!(choose(&mut rng, now, my_created, &all, &path).unwrap().agent_id, "elder");
         }
+        // Claiming 90 days after being seen for one: eligible, but weighs 1 × 0.9 against 50 × 0.5.
+        all.push(cand("liar", 90, 1, 0.9));
+        let liar = (0..10_000).filter(|_| choose(&mut rng, now, my_created, &all, &path).unwrap().agent_id == "liar");
+        let share = liar.count() as f64 / 10_000.0;
+        assert!((share - 0.9 / 25.9).abs() < 0.01, "{share}");
     }
 
     #[test]
@@ -123,7 +129,7 @@ mod tests {
         // Weights 20 × 0.5 = 10 and 40 × 0.75 = 30: the second is chosen three times as often.
         let c = vec![cand("a", 20, 20, 0.5), cand("b", 40, 40, 0.75)];
         let draws = 40_000;
-        let b = (0..draws).filter(|_| choose(&mut rng, now, 0, &c, &[]).unwrap().agent_id == "b").count();
+        let b = (0..draws).filter(|_| choose(&mut rng, now, now, &c, &[]).unwrap().agent_id == "b").count();
         assert!((b as f64 / draws as f64 - 0.75).abs() < 0.01, "{b}");
     }
 }

@@ -299,6 +299,9 @@ fn notice(result: &Value, agent_id: &str) -> SendArgs {
         ("from_wallet", result["from_wallet"].clone()),
         ("to_wallet", result["to_wallet"].clone()),
         ("sender_superagent_wallet", result["sender_superagent_wallet"].clone()),
+        // Every payment routes 1 % through AntiMatter (SPEC §21.1; 0.5.3's keys).
+        ("antimatter_eligible", json!(true)),
+        ("antimatter_rate", json!(0.01)),
     ] {
         metadata.insert(k.to_owned(), v);
     }

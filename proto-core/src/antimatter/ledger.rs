@@ -468,6 +468,30 @@ mod tests {
     }
 
     #[test]
+    fn open_flows_and_debts_are_bounded() {
+        let mut l = Ledger::default();
+        for i in 0..ANTIMATTER_FLOWS_MAX {
+            l.start(flow(&format!("am-{i}"), &format!("tx{i}"), 1), T0).unwrap();
+        }
+        assert_eq!(l.start(flow("am-x", "tx-x", 1), T0), Err(StartError::Full), "one more than the bound");
+        // Each resolution frees its place and owes one wallet a tiny fee.
+        let settle = |l: &mut Ledger, i: usize, wallet: String| {
+            if l.flow(&format!("am-{i}")).is_none() {
+                l.start(flow(&format!("am-{i}"), &format!("tx{i}"), 1), T0).unwrap();
+            }
+            l.resolve(&format!("am-{i}"), Settle::To(wallet), T0).unwrap().0
+        };
+        for i in 0..ANTIMATTER_ACCRUALS_MAX {
+            assert!(matches!(settle(&mut l, i, format!("W{i}")), Decision::Accrued { .. }), "{i}");
+        }
+        assert_eq!(l.accrued().len(), ANTIMATTER_ACCRUALS_MAX);
+        let over = ANTIMATTER_ACCRUALS_MAX;
+        assert_eq!(settle(&mut l, over, "new".into()), Decision::Kept, "no room for one more debt");
+        let again = settle(&mut l, over + 1, "W0".into());
+        assert_eq!(again, Decision::Accrued { to_wallet: "W0".into(), total: 2 }, "a known debt still grows");
+    }
+
+    #[test]
     fn the_log_keeps_the_newest_hundred() {
         let mut l = Ledger::default();
         for i in 0..ANTIMATTER_LOG_MAX + 5 {

@@ -339,6 +339,10 @@ mod tests {
         assert_eq!(spent.check("x", now).unwrap_err().to_string(), "Signal expired (max hops)");
         let greedy = Signal { max_hops: ANTIMATTER_HOPS_MAX + 1, ..s.clone() };
         assert!(matches!(greedy.check("x", now), Err(SignalError::Invalid(_))));
+        let long = Signal { signal_id: "a".repeat(ANTIMATTER_SIGNAL_ID_BYTES_MAX + 1), ..s.clone() };
+        assert_eq!(long.check("x", now), Err(SignalError::Invalid("signal_id")));
+        let edge = Signal { signal_id: "a".repeat(ANTIMATTER_SIGNAL_ID_BYTES_MAX), ..s.clone() };
+        assert_eq!(edge.check("x", now), Ok(()));
         let bad = Signal { created_at: "yesterday".into(), ..s };
         assert_eq!(bad.check("x", now).unwrap_err().to_string(), "Invalid antimatter signal: created_at");
     }

@@ -434,8 +434,10 @@ impl Node {
         if report.dm_signature_hex.is_none() {
             let wallet = report.destination_wallet.as_deref().unwrap_or_default();
             let known = self.connections.values().any(|c| c.wallets.get(CHAIN).is_some_and(|w| w == wallet));
+            // An unsigned timeout proves nothing either: anyone who learnt the signal id could cut the
+            // chain short. The watchdog times the flow out instead.
             return match (report.resolution, known) {
-                (Resolution::Timeout, _) => Ok(Settle::Timeout),
+                (Resolution::Timeout, _) => Err("An unsigned timeout is not taken; the watchdog decides".to_owned()),
                 (_, true) => Ok(Settle::To(wallet.to_owned())),
                 (_, false) => Err("An unsigned result names a wallet of no connection".to_owned()),
             };

@@ -142,6 +142,39 @@ pub const WALLET_RPC_TIMEOUT_MS: u64 = 10_000;
 pub const PAYMENT_AGE_MAX_S: i64 = 86_400;
 /// How far in the future a payment's block time may be (clock differences), in seconds.
 pub const PAYMENT_CLOCK_SKEW_S: i64 = 300;
+/// Hops an AntiMatter signal may travel before it times out (0.5.3's `max_hops`); a signal claiming
+/// more is refused, so its hop chain is bounded too.
+pub const ANTIMATTER_HOPS_MAX: u32 = 10;
+/// Age of an AntiMatter signal after which it times out, in seconds (0.5.3's value).
+pub const ANTIMATTER_SIGNAL_AGE_MAX_S: i64 = 300;
+/// Grace after the signal's age limit before the originator's watchdog resolves it as a timeout, in
+/// seconds (0.5.3's 305 s watchdog): a result sent at the last moment still wins.
+pub const ANTIMATTER_WATCHDOG_GRACE_S: i64 = 5;
+/// AntiMatter events kept in `antimatter_log` (0.5.3's value).
+pub const ANTIMATTER_LOG_MAX: usize = 100;
+/// Commit-reveal sessions a node keeps as a game's peer; the least recently used goes first.
+pub const ANTIMATTER_SESSIONS_MAX: usize = 1_000;
+/// Life of a commit-reveal session, in milliseconds (0.5.3's 10 s).
+pub const ANTIMATTER_SESSION_TTL_MS: u64 = 10_000;
+/// Largest `n` a peer accepts in a match request: more than any node has connections.
+pub const ANTIMATTER_N_MAX: u32 = 10_000;
+/// Peers a node plays one match game with (the first ones eligible); bounds a game's fan-out.
+pub const ANTIMATTER_GAME_PEERS_MAX: usize = 64;
+/// Time allowed for one commit or reveal call, in milliseconds.
+pub const ANTIMATTER_CALL_TIMEOUT_MS: u64 = 5_000;
+/// Signals in flight (originated or being played) at once; a payment beyond them starts no game.
+pub const ANTIMATTER_FLOWS_MAX: usize = 1_024;
+/// Resolved flows and started payments remembered, so a transaction never starts a second game.
+pub const ANTIMATTER_STARTED_MAX: usize = 65_536;
+/// Destinations with an accrued fee kept at once (R-F2).
+pub const ANTIMATTER_ACCRUALS_MAX: usize = 4_096;
+/// Smallest SOL fee paid, in lamports: the rent-exempt minimum of a fresh system account (890,880) plus
+/// one transaction fee (5,000). Below it a fee accrues for its destination (R-F2).
+pub const ANTIMATTER_SOL_PAYABLE_MIN: u64 = 895_880;
+/// A peer counts as online for veteran choice when it was active this recently, in seconds.
+pub const ANTIMATTER_ONLINE_S: i64 = 300;
+/// Longest signal id accepted, in bytes (`am-` and 12 hex in 0.5.3).
+pub const ANTIMATTER_SIGNAL_ID_BYTES_MAX: usize = 64;
 /// Longest informational timestamp kept from a peer (`created_at`), in characters.
 pub const TIMESTAMP_FIELD_CHARS_MAX: usize = 64;
 

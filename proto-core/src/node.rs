@@ -4,7 +4,10 @@
 //! files that own each concern. The behaviour itself lives in `connection.rs`, `inbound.rs`,
 //! `webhook.rs`, `outbound.rs`, `waiters.rs`, `views.rs`, `trust.rs`, `healing.rs` and `discovery.rs`.
 
+mod antimatter;
 mod command;
+
+pub use antimatter::PaymentError;
 mod connection;
 mod discovery;
 mod healing;
@@ -147,6 +150,8 @@ pub(crate) enum Call {
     Poll { kind: crate::relay::Mailbox, anchor: usize },
     /// A notice to `peer` (our peer update) at `path`: relayed if it cannot be delivered directly.
     Notice { peer: String, path: &'static str, body: Vec<u8> },
+    /// A commit (or, with `reveal`, reveal) request of our AntiMatter game for `signal_id` to `peer`.
+    AntiMatterMatch { signal_id: String, peer: String, reveal: bool },
 }
 
 /// One DarkMatter node.
@@ -194,6 +199,8 @@ pub struct Node {
     pub(crate) relay: crate::relay::Relay,
     /// The OS randomness that seals relayed bodies, given by the runtime; none: nothing is relayed.
     pub(crate) entropy: Option<Arc<dyn crate::relay::Entropy>>,
+    /// AntiMatter: the ledger, the peer side's sessions, games in play.
+    pub(crate) antimatter: antimatter::AntiMatter,
     pub(crate) now: Now,
 }
 
@@ -368,6 +375,7 @@ impl Node {
                 let seq = self.memory.restore_row(value)?;
                 self.next_seq = self.next_seq.max(seq + 1);
             }
+            Table::AntiMatter => self.antimatter.ledger.restore_row(&key, value)?,
         }
         Ok(())
     }
@@ -427,6 +435,7 @@ impl Node {
             spawner,
             relay,
             entropy: None,
+            antimatter: antimatter::AntiMatter::default(),
             now,
         }
     }
@@ -560,6 +569,18 @@ impl Node {
                 expect(r.method, Method::Get)?;
                 Ok(wire::encode(&self.network_info()))
             }
+            ("antimatter_match", None) => {
+                expect(r.method, Method::Post)?;
+                self.on_antimatter_match(r)
+            }
+            ("antimatter_signal", None) => {
+                expect(r.method, Method::Post)?;
+                self.on_antimatter_signal(r)
+            }
+            ("antimatter_result", None) => {
+                expect(r.method, Method::Post)?;
+                self.on_antimatter_result(r)
+            }
             // 0.5.3 offers WebRTC after every acceptance; we never do WebRTC: answer fast.
             ("webrtc_offer", None) => Err(Refusal::Invalid("WebRTC is not supported by this node".to_owned())),
             _ => Err(Refusal::NoRoute),
@@ -587,6 +608,7 @@ impl Node {
             }
             Call::Poll { kind, anchor } => self.on_poll_answer(kind, anchor, result),
             Call::Notice { peer, path, body } => self.on_notice_answer(&peer, path, body, result),
+            Call::AntiMatterMatch { signal_id, peer, reveal } => self.on_match_answer(signal_id, peer, reveal, result),
             Call::FireAndForget => {}
         }
     }
@@ -625,6 +647,7 @@ impl Node {
         self.retry_acceptances();
         self.reconsider_pending();
         self.refresh_shards();
+        self.antimatter_watchdog();
     }
 
     // ----- small helpers shared by the concern files -----

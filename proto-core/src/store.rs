@@ -44,11 +44,13 @@ pub enum Table {
     /// The proof behind each connection's URL ([`UrlProof`]) by agent id; under our own id, the URL
     /// we last announced.
     UrlProofs,
+    /// AntiMatter's ledger: `started/<tx>`, `flow/<signal_id>`, `accrued/<asset>/<wallet>`.
+    AntiMatter,
 }
 
 impl Table {
     /// Every table, for drivers that create them up front.
-    pub const ALL: [Table; 14] = [
+    pub const ALL: [Table; 15] = [
         Table::Profile,
         Table::Connections,
         Table::PendingIn,
@@ -63,6 +65,7 @@ impl Table {
         Table::SentResponses,
         Table::Acceptances,
         Table::UrlProofs,
+        Table::AntiMatter,
     ];
 
     /// A stable name for the table (used as the redb table name).
@@ -82,6 +85,7 @@ impl Table {
             Table::SentResponses => "sent_responses",
             Table::Acceptances => "acceptances",
             Table::UrlProofs => "url_proofs",
+            Table::AntiMatter => "antimatter",
         }
     }
 }

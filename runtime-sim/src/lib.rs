@@ -18,6 +18,7 @@
 //! - [`bench`]: the benchmark.
 //! - [`crypto`]: the signature providers a run chooses (`--signatures real|null`; null is
 //!   measurement only and exists in no other crate) and the counting wrapper every node uses.
+//! - [`scenario_antimatter`]: the AntiMatter study (how signals end on a tenure-ordered graph).
 //! - [`trust_study`]: the trust propagation and Sybil resistance studies (scenarios, an observer,
 //!   measures, plots).
 //!
@@ -37,6 +38,7 @@ pub mod net;
 pub mod observer;
 pub mod rng;
 pub mod scenario;
+pub mod scenario_antimatter;
 pub mod sim;
 pub mod topology;
 pub mod trace;

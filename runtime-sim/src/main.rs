@@ -43,6 +43,25 @@ enum Cmd {
     Run(RunArgs),
     /// Benchmarks the simulator on the ordinary load (20-50 connections each).
     Bench(BenchArgs),
+    /// The AntiMatter study: how signals end (match, terminal, timeout) on a tenure-ordered random
+    /// graph, and their games against 1/P(N). Prints a summary ending with its trace hash.
+    Antimatter(AntimatterArgs),
+}
+
+#[derive(Args)]
+struct AntimatterArgs {
+    /// Nodes.
+    #[arg(long, default_value_t = 1000)]
+    nodes: u32,
+    /// Mean connections per node.
+    #[arg(long, default_value_t = 8)]
+    peers: u32,
+    /// Signals started.
+    #[arg(long, default_value_t = 10_000)]
+    signals: u32,
+    /// The one seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(Args)]
@@ -223,6 +242,19 @@ fn main() -> ExitCode {
         }
         Cmd::Run(args) => run(args),
         Cmd::Bench(args) => bench_cmd(&args),
+        Cmd::Antimatter(a) => {
+            if a.nodes < 2 || a.peers < 2 {
+                usage_error_for("antimatter", "--nodes and --peers must be at least 2".to_owned());
+            }
+            let o = runtime_sim::scenario_antimatter::Options {
+                nodes: a.nodes,
+                peers: a.peers,
+                signals: a.signals,
+                seed: a.seed,
+            };
+            print!("{}", runtime_sim::scenario_antimatter::run(&o).text(&o));
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -282,6 +314,13 @@ fn run_options(args: &RunArgs) -> (Options, u32) {
 
 /// Exits as clap does on a bad value (its message form, `run`'s usage, exit code 2): a value only
 /// [`Options::apply`] can judge is a usage error like any other.
+fn usage_error_for(sub: &str, message: String) -> ! {
+    let mut cli = Cli::command();
+    cli.build();
+    let cmd = cli.find_subcommand_mut(sub).expect("a subcommand");
+    cmd.error(ErrorKind::ValueValidation, message).exit()
+}
+
 fn usage_error(message: String) -> ! {
     let mut cli = Cli::command();
     cli.build();

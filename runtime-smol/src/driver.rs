@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_channel::{Receiver, Sender};
+use proto_core::antimatter::ledger::Payout;
 use proto_core::{
     Change, Command, CommandError, CommandId, CommandOutput, Event, HttpResponse, InboundId, InboundRequest, Method,
     Node, Now, OutboundId, Output, Reply, Transmit,
@@ -68,6 +69,18 @@ pub enum Input {
     Announce,
     /// A spawned agent ended (or never started).
     SpawnExit(proto_core::spawn::SpawnId, proto_core::spawn::SpawnOutcome),
+    /// The wallet verified this payment notice on-chain (`units` arrived): AntiMatter may start its
+    /// signal. The answer is the signal id, or why none started.
+    VerifiedPayment {
+        /// The notice in the inbox.
+        message_id: String,
+        /// Base units that arrived.
+        units: u64,
+        /// Where the answer goes.
+        done: Sender<Result<String, String>>,
+    },
+    /// The wallet could not make this AntiMatter payout: it is owed again.
+    PayoutFailed(Payout),
     /// Stop: drain nothing more, close the state.
     Shutdown,
 }
@@ -132,6 +145,9 @@ pub struct CoreParts {
     pub launcher: Option<Arc<dyn crate::spawn::Launcher>>,
     /// Where live children are counted (and recorded, for the next start after a crash).
     pub children: crate::spawn::Children,
+    /// Where AntiMatter payouts go once the flow they settle is committed (`None`: no wallet takes
+    /// them; they are dropped and logged, and the fee stays with this node).
+    pub payouts: Option<Sender<Payout>>,
 }
 
 /// Why the core stopped.
@@ -167,9 +183,11 @@ struct Core {
     datagrams: Option<Sender<Vec<u8>>>,
     launcher: Option<Arc<dyn crate::spawn::Launcher>>,
     children: crate::spawn::Children,
+    payouts: Option<Sender<Payout>>,
 }
 
-/// The operating system's CSPRNG, which alone seals relayed bodies (SPEC §2.7).
+/// The operating system's CSPRNG: it alone seals relayed bodies (SPEC §2.7) and makes commit-reveal
+/// nonces (SPEC §21.3).
 struct OsEntropy;
 
 impl proto_core::Entropy for OsEntropy {
@@ -183,7 +201,7 @@ pub fn run(parts: CoreParts) -> CoreExit {
     let clock = Clock::start();
     let now = clock.now();
     let (mut node, skipped) = Node::restore(parts.passport, parts.config, parts.seed, now, parts.records);
-    // Relayed bodies are sealed with nonces and ephemeral keys from the OS, never the core's seeded RNG.
+    // Relayed bodies and commit-reveal nonces come from the OS, never from the core's seeded RNG.
     node.set_entropy(Arc::new(OsEntropy));
     if skipped > 0 {
         eprintln!("darkmatter: {skipped} stored record(s) could not be decoded and were skipped");
@@ -208,6 +226,7 @@ pub fn run(parts: CoreParts) -> CoreExit {
         datagrams: parts.datagrams,
         launcher: parts.launcher,
         children: parts.children,
+        payouts: parts.payouts,
     };
     let exit = smol::block_on(core.run(parts.inputs));
     // Nobody would enforce their timeouts once the node is gone.
@@ -294,6 +313,11 @@ impl Core {
             }
             Input::Datagram(source, payload) => self.node.handle_datagram(now, source, &payload),
             Input::Announce => self.node.handle_announce(now),
+            Input::VerifiedPayment { message_id, units, done } => {
+                let r = self.node.handle_verified_payment(now, &message_id, units).map_err(|e| e.to_string());
+                let _ = done.try_send(r);
+            }
+            Input::PayoutFailed(payout) => self.node.payout_failed(now, &payout),
             Input::Shutdown => {}
         }
     }
@@ -322,6 +346,18 @@ impl Core {
         }
         for output in std::mem::take(&mut self.waiting) {
             self.carry_out(output);
+        }
+        // Only now is the end of each paid flow durable: a crash before this line pays nothing, and
+        // after it the flow is resolved on disk, so nothing can pay it again.
+        for payout in self.node.take_payouts() {
+            match &self.payouts {
+                Some(tx) => {
+                    let _ = tx.try_send(payout);
+                }
+                None => {
+                    eprintln!("darkmatter: AntiMatter payout of {} {} not made: no wallet", payout.units, payout.asset)
+                }
+            }
         }
         Ok(())
     }
@@ -417,6 +453,7 @@ mod tests {
             datagrams: None,
             launcher: None,
             children: crate::spawn::Children::default(),
+            payouts: None,
             loopback,
             net: Arc::new(Executor::new()),
             client: Client::new(),

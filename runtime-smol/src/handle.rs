@@ -54,6 +54,24 @@ pub trait Mesh: Send + Sync + 'static {
         })
     }
 
+    /// The wallet verified payment notice `message_id` on-chain (`units` arrived): AntiMatter starts
+    /// its signal (SPEC §21.1). Answers the signal id. Only a mesh that owns its node answers it.
+    fn verified_payment(&self, message_id: String, units: u64) -> BoxFut<'_, Result<String, String>> {
+        let _ = (message_id, units);
+        Box::pin(async { Err("This mesh does not own its node".to_owned()) })
+    }
+
+    /// AntiMatter payouts for the wallet to make, each once (SPEC §21.6): `None` for a mesh that does
+    /// not own its node.
+    fn payouts(&self) -> Option<Receiver<proto_core::antimatter::ledger::Payout>> {
+        None
+    }
+
+    /// The wallet could not make `payout`: the node owes it again.
+    fn payout_failed(&self, payout: proto_core::antimatter::ledger::Payout) {
+        let _ = payout;
+    }
+
     /// The node's events. Implementations may hand every caller the same stream, so call it once
     /// and fan out.
     fn events(&self) -> Receiver<Event>;
@@ -66,6 +84,24 @@ pub trait Mesh: Send + Sync + 'static {
 impl Mesh for NodeHandle {
     fn command(&self, command: Command) -> BoxFut<'_, Result<Value, CommandError>> {
         Box::pin(NodeHandle::command(self, command))
+    }
+
+    fn verified_payment(&self, message_id: String, units: u64) -> BoxFut<'_, Result<String, String>> {
+        Box::pin(async move {
+            let (done, rx) = async_channel::bounded(1);
+            let input = Input::VerifiedPayment { message_id, units, done };
+            self.shared.inputs.send(input).await.map_err(|_| stopped().to_string())?;
+            rx.recv().await.map_err(|_| stopped().to_string())?
+        })
+    }
+
+    fn payouts(&self) -> Option<Receiver<proto_core::antimatter::ledger::Payout>> {
+        Some(self.shared.payouts.clone())
+    }
+
+    fn payout_failed(&self, payout: proto_core::antimatter::ledger::Payout) {
+        // Called from the wallet's thread, never the core's: waiting for room loses no debt.
+        let _ = smol::block_on(self.shared.inputs.send(Input::PayoutFailed(payout)));
     }
 
     fn events(&self) -> Receiver<Event> {
@@ -87,6 +123,7 @@ pub(crate) struct Shared {
     pub public_url: String,
     pub local_addr: SocketAddr,
     pub state_path: PathBuf,
+    pub payouts: Receiver<proto_core::antimatter::ledger::Payout>,
 }
 
 /// A running node. Cheap to clone; every clone talks to the same node.

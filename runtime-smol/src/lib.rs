@@ -239,6 +239,9 @@ fn start_full(
     let client = client::Client::new();
     let subscribers: driver::Subscribers = Arc::new(Mutex::new(Vec::new()));
     let exit = Arc::new(Mutex::new(None));
+    // Unbounded: a payout is handed over after its flow is resolved on disk, so dropping one would
+    // lose a fee; their number is bounded by ANTIMATTER_FLOWS_MAX and the wallet drains them.
+    let (payouts_tx, payouts_rx) = async_channel::unbounded();
 
     let parts = driver::CoreParts {
         passport,
@@ -254,6 +257,7 @@ fn start_full(
         subscribers: subscribers.clone(),
         launcher,
         children,
+        payouts: Some(payouts_tx),
     };
     let core_thread = {
         let (exit, stop, done) = (exit.clone(), stop_tx.clone(), done_tx.clone());
@@ -307,6 +311,7 @@ fn start_full(
             public_url,
             local_addr,
             state_path,
+            payouts: payouts_rx,
         }),
     };
     Ok((handle, Running { threads: vec![core_thread, net_thread], exit }))

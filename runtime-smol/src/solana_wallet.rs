@@ -566,6 +566,28 @@ impl WalletService {
         }
     }
 
+    /// Makes one AntiMatter payout the node settled (SPEC §21.6), with memo `am:<signal id>`. It is
+    /// not charged to the daily spending limit: it is 1 % of a payment this wallet received and
+    /// verified, owed by protocol, not spending the agent chose. `Err` when nothing can have moved
+    /// (refused, failed, expired): the node then owes it again.
+    pub fn pay_fee(&self, payout: &proto_core::antimatter::ledger::Payout) -> Result<Sent, CallError> {
+        let to = recipient(&payout.to_wallet)?;
+        let memo = Some(format!("am:{}", payout.signal_id));
+        let sent = if payout.asset == "SOL" {
+            self.solana.send_sol(to, payout.units, memo)
+        } else {
+            let mint = resolve_token(&payout.asset).map_err(CallError)?.mint;
+            self.solana.send_token(to, mint, payout.units, payout.decimals, memo)
+        };
+        match sent {
+            Ok(s @ Sent { status: SendStatus::Confirmed | SendStatus::Submitted, .. }) => Ok(s),
+            Ok(Sent { status, signature }) => {
+                Err(CallError(format!("fee not paid: {} (tx {signature})", status.as_str())))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn set_superagent(&self, url: Option<String>) -> Result<Value, CallError> {
         let url = url.map(|u| u.trim().to_owned()).filter(|u| !u.is_empty());
         if let Some(u) = &url {

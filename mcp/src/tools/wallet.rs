@@ -98,7 +98,23 @@ pub struct WalletMesh {
 impl WalletMesh {
     /// `inner` with `service` answering its wallet calls.
     pub fn new(inner: Arc<dyn Mesh>, service: WalletService) -> Self {
-        Self { inner, service: Arc::new(service) }
+        let service = Arc::new(service);
+        if let Some(payouts) = inner.payouts() {
+            let (mesh, wallet) = (inner.clone(), service.clone());
+            // One payout at a time, in order: each waits for the cluster's confirmation.
+            let spawned = std::thread::Builder::new().name("dm-antimatter-pay".to_owned()).spawn(move || {
+                while let Ok(payout) = smol::block_on(payouts.recv()) {
+                    if let Err(e) = wallet.pay_fee(&payout) {
+                        eprintln!("darkmatter: AntiMatter fee {} not paid: {e}", payout.signal_id);
+                        mesh.payout_failed(payout);
+                    }
+                }
+            });
+            if let Err(e) = spawned {
+                eprintln!("darkmatter: AntiMatter payouts will not be made: {e}");
+            }
+        }
+        Self { inner, service }
     }
 }
 
@@ -131,7 +147,13 @@ impl WalletMesh {
             .to_owned();
         let id = message["message_id"].as_str().unwrap_or_default().to_owned();
         let (service, metadata) = (self.service.clone(), message["metadata"].clone());
-        smol::unblock(move || service.verify_notice(&id, &payer, &metadata)).await.map_err(|e| e.to_string())
+        let notice = id.clone();
+        let units = smol::unblock(move || service.verify_notice(&notice, &payer, &metadata))
+            .await
+            .map_err(|e| e.to_string())?;
+        // A verified payment may start its AntiMatter signal (once: the node refuses a second start).
+        let _ = self.inner.verified_payment(id, units).await;
+        Ok(units)
     }
 }
 
@@ -161,6 +183,16 @@ impl Mesh for WalletMesh {
         Box::pin(async move {
             smol::unblock(move || service.call(call)).await.map_err(|e| CommandError::InvalidArgument(e.0))
         })
+    }
+
+    fn verified_payment(&self, message_id: String, units: u64) -> BoxFut<'_, Result<String, String>> {
+        self.inner.verified_payment(message_id, units)
+    }
+
+    // `payouts` stays `None`: this mesh's own wallet makes them, nobody else may.
+
+    fn payout_failed(&self, payout: proto_core::antimatter::ledger::Payout) {
+        self.inner.payout_failed(payout)
     }
 
     fn events(&self) -> async_channel::Receiver<Event> {
@@ -267,6 +299,9 @@ fn notice(result: &Value, agent_id: &str) -> SendArgs {
         ("from_wallet", result["from_wallet"].clone()),
         ("to_wallet", result["to_wallet"].clone()),
         ("sender_superagent_wallet", result["sender_superagent_wallet"].clone()),
+        // Every payment routes 1 % through AntiMatter (SPEC §21.1; 0.5.3's keys).
+        ("antimatter_eligible", json!(true)),
+        ("antimatter_rate", json!(0.01)),
     ] {
         metadata.insert(k.to_owned(), v);
     }

@@ -7,11 +7,33 @@
 //! (`SHA-256(u32 BE pick ‖ 32-byte nonce)`); 0.5.3 itself decides a match by another rule (the XOR of all
 //! picks ≡ 0 mod N+1, [`xor_rule_probability`]), kept here only to show the two differ.
 //!
-//! The fee is 1 % in integer base units, rounded down ([`fee`]). The signal, the veterans, the result
-//! chain and payment are not built yet (issue 16).
+//! The fee is 1 % in integer base units, rounded down ([`fee`]). The owners of the rest, each sans-IO:
+//! [`game`] (both sides of commit-reveal), [`signal`] (the wire forms and the signed hop chain),
+//! [`veterans`] (tenure and the weighted draw) and [`ledger`] (the persisted pay-once state machine,
+//! accrual and `antimatter_log`).
+
+pub mod game;
+pub mod ledger;
+pub mod signal;
+pub mod veterans;
 
 use rand_core::RngCore;
 use sha2::{Digest, Sha256};
+
+/// Trust given on success (SPEC §4.1): by the payee to the payer, and by the payer to the payee when
+/// the payee tells it the signal started.
+pub const TRUST_SUCCESS: f64 = 0.01;
+/// Trust taken from a payer whose notice claims a rate other than 1 % (0.5.3's value), and the base of
+/// the penalty propagated to the payee's peers, weighted by their trust in the reporter.
+pub const TRUST_DISAGREEMENT_PENALTY: f64 = 0.02;
+/// Trust a payer takes from a payee that never starts a signal for a verified payment.
+pub const TRUST_NON_ROUTING_PENALTY: f64 = 0.05;
+/// Trust taken from a peer whose reveal does not open its commitment (0.5.3's value).
+pub const TRUST_COMMIT_FRAUD_PENALTY: f64 = 0.1;
+/// How far a notice's rate may be from 1 % before it counts as a disagreement (0.5.3's value).
+pub const RATE_TOLERANCE: f64 = 0.001;
+/// The rate a notice should claim.
+pub const RATE: f64 = 0.01;
 
 /// The fee is `amount / FEE_DIVISOR` base units, rounded down: 1 % (the SPEC's rate).
 pub const FEE_DIVISOR: u64 = 100;

@@ -59,6 +59,7 @@ fn decode_as_its_table(table: Table, bytes: &[u8]) {
         Table::SentResponses => round_trips::<store::ResponseRecord>(bytes),
         Table::Acceptances => round_trips::<u32>(bytes),
         Table::UrlProofs => round_trips::<store::UrlProof>(bytes),
+        Table::AntiMatter => round_trips::<proto_core::antimatter::ledger::Flow>(bytes),
     }
 }
 

@@ -1,0 +1,448 @@
+//! AntiMatter routing on the node (SPEC §21): a verified payment starts a signal, games are played over
+//! `/__darkmatter__/antimatter_match`, signals go to veterans over `/antimatter_signal`, results come
+//! back over `/antimatter_result`, and the payee's ledger pays each fee once.
+//!
+//! The node never moves money: a settled fee becomes a [`Payout`] the driver takes with
+//! [`Node::take_payouts`] and hands to its wallet, reporting a failure with [`Node::payout_failed`].
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde_json::{json, Value};
+use thiserror::Error;
+
+use super::{Call, Node};
+use crate::antimatter::game::{Game, Sessions, NONCE_BYTES};
+use crate::antimatter::ledger::{Decision, Flow, FlowState, Ledger, LogEvent, Payout, Settle};
+use crate::antimatter::signal::{Resolution, ResultReport, Signal};
+use crate::antimatter::veterans::{self, Candidate};
+use crate::antimatter::{
+    fee, RATE, RATE_TOLERANCE, TRUST_COMMIT_FRAUD_PENALTY, TRUST_DISAGREEMENT_PENALTY, TRUST_SUCCESS,
+};
+use crate::error::Refusal;
+use crate::io::{HttpResponse, InboundRequest, Method};
+use crate::limits::{
+    ANTIMATTER_CALL_TIMEOUT_MS, ANTIMATTER_FLOWS_MAX, ANTIMATTER_GAME_PEERS_MAX, ANTIMATTER_HOPS_MAX,
+    ANTIMATTER_ONLINE_S, ANTIMATTER_SIGNAL_AGE_MAX_S,
+};
+use crate::time::parse_iso;
+
+/// The chain whose wallets AntiMatter pays on.
+const CHAIN: &str = "solana";
+
+/// A game this node is playing for a signal (its own or one forwarded to it).
+pub(crate) struct Playing {
+    game: Game,
+    signal: Signal,
+    /// Whether a connection marked as local handed us the signal (its callback may be local too).
+    local: bool,
+}
+
+/// The node's AntiMatter state.
+#[derive(Default)]
+pub(crate) struct AntiMatter {
+    pub(crate) ledger: Ledger,
+    sessions: Sessions,
+    playing: BTreeMap<String, Playing>,
+    payouts: VecDeque<Payout>,
+}
+
+/// Why a verified payment starts no signal.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PaymentError {
+    /// No such message in the inbox.
+    #[error("no message {0} in the inbox")]
+    UnknownMessage(String),
+    /// The message is not an AntiMatter-eligible payment notice from a connection.
+    #[error("not an AntiMatter payment notice: {0}")]
+    NotEligible(&'static str),
+    /// The ledger refused it (already started, full, no fee).
+    #[error(transparent)]
+    Ledger(#[from] crate::antimatter::ledger::StartError),
+}
+
+fn field<'a>(m: &'a Value, k: &str) -> Option<&'a str> {
+    m.get(k).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn truthy(v: Option<&Value>) -> bool {
+    matches!(v, Some(Value::Bool(true))) || v.and_then(Value::as_str).is_some_and(|s| s == "true")
+}
+
+impl Node {
+    /// The payment notice `message_id` was verified on-chain by the runtime's wallet (R-G8) and
+    /// `units` base units arrived: start its AntiMatter signal (R-F1). Nothing else starts one.
+    pub fn handle_verified_payment(
+        &mut self,
+        now: crate::Now,
+        message_id: &str,
+        units: u64,
+    ) -> Result<String, PaymentError> {
+        self.now = now;
+        let msg = self.inbox.get(message_id).ok_or_else(|| PaymentError::UnknownMessage(message_id.to_owned()))?;
+        let payer = msg.from_agent_id.clone();
+        if !msg.verified || !self.connections.contains_key(&payer) {
+            return Err(PaymentError::NotEligible("the sender is not a verified connection"));
+        }
+        let meta: Value = serde_json::from_str(&msg.metadata_json).unwrap_or(Value::Null);
+        if field(&meta, "type") != Some("solana_payment") {
+            return Err(PaymentError::NotEligible("type is not solana_payment"));
+        }
+        if !truthy(meta.get("antimatter_eligible")) && !truthy(meta.get("gas_eligible")) {
+            return Err(PaymentError::NotEligible("not antimatter_eligible"));
+        }
+        let tx = field(&meta, "tx_signature").ok_or(PaymentError::NotEligible("tx_signature"))?.to_owned();
+        let token = field(&meta, "token").unwrap_or("SOL");
+        let (asset, decimals) = if token.eq_ignore_ascii_case("SOL") {
+            ("SOL".to_owned(), 9)
+        } else {
+            (token.to_owned(), meta.get("decimals").and_then(Value::as_u64).map_or(0, |d| d.min(18) as u8))
+        };
+        let rate = meta.get("antimatter_rate").or_else(|| meta.get("gas_rate")).and_then(Value::as_f64);
+        let superagent = field(&meta, "sender_superagent_wallet").map(str::to_owned);
+        let signal_id = format!("am-{}", self.random_hex(6));
+        let flow = Flow {
+            signal_id: signal_id.clone(),
+            tx_signature: tx.clone(),
+            payer: payer.clone(),
+            asset: asset.clone(),
+            decimals,
+            fee: fee(units),
+            superagent_wallet: superagent.clone(),
+            started_us: self.now.wall_us,
+            state: FlowState::Initiated,
+            destination: None,
+        };
+        let changes = self.antimatter.ledger.start(flow, self.now.wall_us)?;
+        self.persist(changes);
+        if rate.is_some_and(|r| (r - RATE).abs() > RATE_TOLERANCE) {
+            self.antimatter.ledger.log(self.now.wall_us, "antimatter_rate_disagreement", &signal_id, payer.clone());
+            self.nudge(&payer, -TRUST_DISAGREEMENT_PENALTY);
+        } else {
+            self.nudge(&payer, TRUST_SUCCESS);
+        }
+        let signal = Signal {
+            signal_id: signal_id.clone(),
+            original_tx: tx,
+            sender_agent_id: payer,
+            amount: crate::wallet::format_amount(fee(units), decimals),
+            token: asset,
+            token_decimals: decimals,
+            sender_superagent_wallet: superagent,
+            callback_url: crate::url::endpoint(&self.config.public_url, "antimatter_result"),
+            hops: 0,
+            max_hops: ANTIMATTER_HOPS_MAX,
+            created_at: self.now.iso(),
+            path: vec![self.me().to_owned()],
+            hop_chain: Vec::new(),
+        };
+        self.play(signal, true);
+        Ok(signal_id)
+    }
+
+    /// Transfers the wallet must make, in order, each once.
+    pub fn take_payouts(&mut self) -> Vec<Payout> {
+        self.antimatter.payouts.drain(..).collect()
+    }
+
+    /// A payout the wallet could not make: it is owed again and paid with the next fee to that wallet.
+    pub fn payout_failed(&mut self, now: crate::Now, payout: &Payout) {
+        self.now = now;
+        let changes = self.antimatter.ledger.payout_failed(payout, now.wall_us);
+        self.persist(changes);
+    }
+
+    /// The newest AntiMatter events, oldest first (R-F10).
+    pub fn antimatter_log(&self) -> Vec<LogEvent> {
+        self.antimatter.ledger.events().cloned().collect()
+    }
+
+    /// The flow of a signal this node originated, if it knows it.
+    pub fn antimatter_flow(&self, signal_id: &str) -> Option<Flow> {
+        self.antimatter.ledger.flow(signal_id).cloned()
+    }
+
+    /// A commit-reveal nonce from the runtime's OS randomness (the one that seals relayed bodies). A
+    /// node without it (the simulator, tests) draws from its seeded generator, which is fine where
+    /// nothing is at stake; a failing OS source falls back the same way rather than stop the game.
+    fn nonce(&mut self) -> [u8; NONCE_BYTES] {
+        let mut nonce = [0u8; NONCE_BYTES];
+        let from_os = self.entropy.as_ref().is_some_and(|e| e.fill(&mut nonce).is_ok());
+        if !from_os {
+            rand_core::RngCore::fill_bytes(&mut self.rng, &mut nonce);
+        }
+        nonce
+    }
+
+    /// Starts our game for `signal`: commit requests to every eligible peer.
+    fn play(&mut self, signal: Signal, local: bool) {
+        let peers: Vec<String> = self
+            .connections
+            .values()
+            .filter(|c| c.wallets.contains_key(CHAIN) && !signal.path.iter().any(|p| p == c.agent_id.as_str()))
+            .map(|c| c.agent_id.as_str().to_owned())
+            .take(ANTIMATTER_GAME_PEERS_MAX)
+            .collect();
+        let nonce = self.nonce();
+        let game = Game::new(peers.clone(), &mut self.rng, nonce);
+        let body = crate::wire::encode(&game.commit_request(&signal.signal_id));
+        let id = signal.signal_id.clone();
+        self.antimatter.playing.insert(id.clone(), Playing { game, signal, local });
+        if peers.is_empty() {
+            return self.finish(&id);
+        }
+        for peer in peers {
+            self.match_call(&id, &peer, body.clone(), false);
+        }
+    }
+
+    fn match_call(&mut self, signal_id: &str, peer: &str, body: Vec<u8>, reveal: bool) {
+        let Some(conn) = self.connections.get(peer) else {
+            return self.on_match_answer(signal_id.to_owned(), peer.to_owned(), reveal, Err(String::new()));
+        };
+        let url = crate::url::endpoint(&conn.url, "antimatter_match");
+        let call = Call::AntiMatterMatch { signal_id: signal_id.to_owned(), peer: peer.to_owned(), reveal };
+        let local = conn.local;
+        self.transmit(Method::Post, url, body, ANTIMATTER_CALL_TIMEOUT_MS, !local, call);
+    }
+
+    /// A peer's answer to a commit or reveal request of ours.
+    pub(crate) fn on_match_answer(
+        &mut self,
+        signal_id: String,
+        peer: String,
+        reveal: bool,
+        result: Result<HttpResponse, String>,
+    ) {
+        let answer: Option<Value> =
+            result.ok().filter(|r| r.status == 200).and_then(|r| serde_json::from_slice(&r.body).ok());
+        let Some(playing) = self.antimatter.playing.get_mut(&signal_id) else { return };
+        if !reveal {
+            playing.game.on_commit(&peer, answer.as_ref());
+            if !playing.game.commits_done() {
+                return;
+            }
+            let reveals = playing.game.reveal_requests();
+            if reveals.is_empty() {
+                return self.finish(&signal_id);
+            }
+            for (peer, body) in reveals {
+                self.match_call(&signal_id, &peer, crate::wire::encode(&body), true);
+            }
+            return;
+        }
+        if playing.game.on_reveal(&peer, answer.as_ref()).is_err() {
+            self.antimatter.ledger.log(self.now.wall_us, "antimatter_fraud", &signal_id, peer.clone());
+            self.nudge(&peer, -TRUST_COMMIT_FRAUD_PENALTY);
+        }
+        if self.antimatter.playing.get(&signal_id).is_some_and(|p| p.game.reveals_done()) {
+            self.finish(&signal_id);
+        }
+    }
+
+    /// Our game is decided: pay, keep, forward, or report to the payee.
+    fn finish(&mut self, signal_id: &str) {
+        let Some(Playing { game, mut signal, local }) = self.antimatter.playing.remove(signal_id) else { return };
+        let matched = game.is_match();
+        let answered: BTreeSet<String> = game.answered().map(str::to_owned).collect();
+        let veteran = self.veteran(&signal.path, &answered);
+        let origin = signal.hop_chain.is_empty();
+        self.antimatter.ledger.log(
+            self.now.wall_us,
+            if matched { "antimatter_match" } else { "antimatter_signal" },
+            signal_id,
+            format!("n={} hops={}", game.n(), signal.hops),
+        );
+        let (vet_id, vet_wallet) = match veteran {
+            Some(v) => v,
+            None if origin => return self.settle(signal_id, Settle::Keep),
+            None => {
+                let wallet = self.wallets.get(CHAIN).cloned();
+                let me = self.me().to_owned();
+                return self.report(signal, Resolution::Terminal, Some(me), wallet, local);
+            }
+        };
+        if matched {
+            if origin {
+                return self.settle(signal_id, Settle::To(vet_wallet));
+            }
+            return self.report(signal, Resolution::Match, Some(vet_id), Some(vet_wallet), local);
+        }
+        let aged = self.now.wall_us.saturating_sub(parse_iso(&signal.created_at).unwrap_or(0))
+            > ANTIMATTER_SIGNAL_AGE_MAX_S * 1_000_000;
+        if signal.hops + 1 >= signal.max_hops || aged {
+            if origin {
+                return self.settle(signal_id, Settle::Timeout);
+            }
+            return self.report(signal, Resolution::Timeout, None, None, local);
+        }
+        let Some(conn) = self.connections.get(&vet_id) else { return };
+        let (url, vet_local) = (crate::url::endpoint(&conn.url, "antimatter_signal"), conn.local);
+        let signer = self.signatures.clone();
+        signal.forward(&*signer, &self.passport, &vet_id, self.now.iso());
+        if origin {
+            let changes = self.antimatter.ledger.forwarded(signal_id, self.now.wall_us, &vet_id);
+            self.persist(changes);
+        } else {
+            self.antimatter.ledger.log(self.now.wall_us, "antimatter_forwarded", signal_id, vet_id.clone());
+        }
+        let body = crate::wire::encode(&signal);
+        self.transmit(Method::Post, url, body, ANTIMATTER_CALL_TIMEOUT_MS, !vet_local, Call::FireAndForget);
+    }
+
+    /// Our veteran for this signal: `(agent id, wallet)`, or `None` when we are terminal.
+    fn veteran(&mut self, path: &[String], answered: &BTreeSet<String>) -> Option<(String, String)> {
+        let now_us = self.now.wall_us;
+        let online_us = ANTIMATTER_ONLINE_S * 1_000_000;
+        let candidates: Vec<Candidate> = self
+            .connections
+            .values()
+            .map(|c| Candidate {
+                agent_id: c.agent_id.as_str().to_owned(),
+                created_us: c.peer_created_at.as_deref().and_then(parse_iso),
+                first_seen_us: parse_iso(&c.connected_at).unwrap_or(now_us),
+                score: self.impressions.score(c.agent_id.as_str()),
+                online: answered.contains(c.agent_id.as_str())
+                    || parse_iso(&c.last_activity).is_some_and(|t| now_us.saturating_sub(t) <= online_us),
+                wallet: c.wallets.get(CHAIN).cloned(),
+            })
+            .collect();
+        let created = parse_iso(&self.profile.created_at).unwrap_or(now_us);
+        let chosen = veterans::choose(&mut self.rng, now_us, created, &candidates, path)?;
+        Some((chosen.agent_id.clone(), chosen.wallet.clone()?))
+    }
+
+    /// Ends our own flow and queues its payout, once.
+    fn settle(&mut self, signal_id: &str, settle: Settle) {
+        let Some((decision, changes)) = self.antimatter.ledger.resolve(signal_id, settle, self.now.wall_us) else {
+            return;
+        };
+        self.persist(changes);
+        if let Decision::Pay(payout) = decision {
+            self.antimatter.payouts.push_back(payout);
+        }
+    }
+
+    /// Sends our signed result to the payee's callback.
+    fn report(
+        &mut self,
+        signal: Signal,
+        resolution: Resolution,
+        destination_agent_id: Option<String>,
+        destination_wallet: Option<String>,
+        local: bool,
+    ) {
+        let mut r = ResultReport {
+            signal_id: signal.signal_id.clone(),
+            destination_wallet,
+            resolved_by: self.me().to_owned(),
+            resolution,
+            destination_agent_id,
+            timestamp: Some(self.now.iso()),
+            hop_chain: signal.hop_chain,
+            dm_signature_hex: None,
+        };
+        let signer = self.signatures.clone();
+        r.sign(&*signer, &self.passport);
+        self.antimatter.ledger.log(
+            self.now.wall_us,
+            "antimatter_result",
+            &signal.signal_id,
+            resolution.as_str().into(),
+        );
+        let body = crate::wire::encode(&r);
+        self.transmit(Method::Post, signal.callback_url, body, ANTIMATTER_CALL_TIMEOUT_MS, !local, Call::FireAndForget);
+    }
+
+    /// `POST /__darkmatter__/antimatter_match`: the peer side of a game (0.5.3's forms and errors).
+    pub(crate) fn on_antimatter_match(&mut self, r: &InboundRequest) -> Result<Vec<u8>, Refusal> {
+        let req: Value = serde_json::from_slice(&r.body).map_err(|e| Refusal::BadJson(e.to_string()))?;
+        // 0.5.3's requests name no sender: they are charged to their source like a stranger's.
+        self.admit(None, r.source)?;
+        let nonce = self.nonce();
+        let mono_ms = self.now.mono_ms;
+        let answer = self.antimatter.sessions.handle(&req, mono_ms, &mut self.rng, nonce);
+        answer.map(|a| crate::wire::encode(&a)).map_err(|e| Refusal::Invalid(e.to_string()))
+    }
+
+    /// `POST /__darkmatter__/antimatter_signal`: a connection hands us a signal; we play our game.
+    pub(crate) fn on_antimatter_signal(&mut self, r: &InboundRequest) -> Result<Vec<u8>, Refusal> {
+        let signal: Signal =
+            serde_json::from_slice(&r.body).map_err(|e| Refusal::Invalid(format!("Invalid antimatter signal: {e}")))?;
+        let me = self.me().to_owned();
+        signal.check(&me, self.now.wall_us).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        // Only a connection hands us a signal, and only with a chain of signed forwards ending at us.
+        let sender = signal.hop_chain.last().map(|h| h.agent_id.clone()).unwrap_or_default();
+        let Some(conn) = self.connections.get(&sender) else {
+            return Err(Refusal::Unauthorized("Signals are accepted from connections only".to_owned()));
+        };
+        let local = conn.local;
+        self.admit(Some(&sender), r.source)?;
+        let origin = signal.hop_chain[0].agent_id.clone();
+        let signer = self.signatures.clone();
+        crate::antimatter::signal::verify_chain(&*signer, &signal.signal_id, &signal.hop_chain, &origin, &me)
+            .map_err(|e| Refusal::Unauthorized(e.to_string()))?;
+        if self.antimatter.playing.contains_key(&signal.signal_id) {
+            return Err(Refusal::Invalid("Loop detected".to_owned()));
+        }
+        if self.antimatter.playing.len() >= ANTIMATTER_FLOWS_MAX {
+            return Err(Refusal::Limited("Too many AntiMatter games in play".to_owned()));
+        }
+        let id = signal.signal_id.clone();
+        self.antimatter.ledger.log(self.now.wall_us, "antimatter_signal", &id, sender);
+        self.play(signal, local);
+        Ok(crate::wire::encode(&json!({"success": true, "signal_id": id})))
+    }
+
+    /// `POST /__darkmatter__/antimatter_result`: how a signal we started ended. A signed result pays
+    /// what its verified chain says; an unsigned one (0.5.3) only a wallet one of our connections
+    /// advertises; anything else is logged and the fee waits for the watchdog.
+    pub(crate) fn on_antimatter_result(&mut self, r: &InboundRequest) -> Result<Vec<u8>, Refusal> {
+        let report: ResultReport =
+            serde_json::from_slice(&r.body).map_err(|e| Refusal::Invalid(format!("Invalid antimatter result: {e}")))?;
+        self.admit(None, r.source)?;
+        let id = report.signal_id.clone();
+        match self.antimatter.ledger.flow(&id) {
+            None => return Err(Refusal::NotFound("Unknown signal".to_owned())),
+            Some(f) if f.state.is_resolved() => {
+                return Ok(crate::wire::encode(&json!({"success": true, "already_resolved": true})))
+            }
+            Some(_) => {}
+        }
+        let settle = match self.judge(&report) {
+            Ok(s) => s,
+            Err(why) => {
+                self.antimatter.ledger.log(self.now.wall_us, "antimatter_result_refused", &id, why.clone());
+                return Err(Refusal::Unauthorized(why));
+            }
+        };
+        self.settle(&id, settle);
+        Ok(crate::wire::encode(&json!({"success": true, "signal_id": id})))
+    }
+
+    /// What a result may settle, or why it may not.
+    fn judge(&self, report: &ResultReport) -> Result<Settle, String> {
+        if report.dm_signature_hex.is_none() {
+            let wallet = report.destination_wallet.as_deref().unwrap_or_default();
+            let known = self.connections.values().any(|c| c.wallets.get(CHAIN).is_some_and(|w| w == wallet));
+            // An unsigned timeout proves nothing either: anyone who learnt the signal id could cut the
+            // chain short. The watchdog times the flow out instead.
+            return match (report.resolution, known) {
+                (Resolution::Timeout, _) => Err("An unsigned timeout is not taken; the watchdog decides".to_owned()),
+                (_, true) => Ok(Settle::To(wallet.to_owned())),
+                (_, false) => Err("An unsigned result names a wallet of no connection".to_owned()),
+            };
+        }
+        report.verify(&*self.signatures, self.me()).map_err(|e| format!("Result does not verify: {e}"))?;
+        match report.resolution {
+            Resolution::Timeout => Ok(Settle::Timeout),
+            _ => report.destination_wallet.clone().map(Settle::To).ok_or_else(|| "No destination_wallet".to_owned()),
+        }
+    }
+
+    /// The watchdog (housekeeping): flows past their age and grace time out, once.
+    pub(crate) fn antimatter_watchdog(&mut self) {
+        for id in self.antimatter.ledger.overdue(self.now.wall_us) {
+            self.settle(&id, Settle::Timeout);
+        }
+    }
+}

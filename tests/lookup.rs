@@ -6,10 +6,10 @@
 use core::net::IpAddr;
 
 use darkmatter_tests::harness::Mesh;
-use proto_core::limits::{LOOKUP_COOLDOWN_MS, LOOKUP_UNSIGNED_AGREE_MIN};
+use proto_core::limits::{LOOKUP_COOLDOWN_MS, LOOKUP_UNSIGNED_AGREE_MIN, WEBHOOK_RECOVERY_WINDOW_MS};
 use proto_core::sign::{domain_bytes, sign_hex, DOMAIN_PEER_UPDATE};
 use proto_core::time::format_iso;
-use proto_core::{Command, Event, Method, Passport, SendArgs, Targets};
+use proto_core::{Command, Event, ForwardArgs, Method, Passport, SendArgs, Targets};
 use serde_json::{json, Map, Value};
 
 fn connect(m: &mut Mesh, from: usize, to: usize) {
@@ -123,6 +123,47 @@ fn an_older_update_replayed_by_a_relayer_is_refused() {
     assert_eq!(url_of(&mut m, c, p), "http://p3.test:8100", "never back to an older URL");
     assert!(recovered(&m, c).is_empty());
     assert_eq!(not_found(&m, c), 1);
+}
+
+#[test]
+fn a_webhook_callback_to_a_peer_that_moved_is_posted_again_at_its_new_url() {
+    let (mut m, c, p, q) = mesh();
+    let message_id = send(&mut m, p, c, "pass it on")["message_id"].as_str().unwrap().to_owned();
+    // P moves and tells only Q1; C forwards P's message to Q2, and its `forwarded` callback to P's
+    // webhook fails at the old URL.
+    move_node(&mut m, p, "http://p2.test:8100", &[q[0]]);
+    let targets = vec![m.id(q[1])];
+    m.command(c, Command::Forward(ForwardArgs { message_id: message_id.clone(), targets, note: None })).unwrap();
+    m.run();
+    let old_hook = format!("http://p.test:8100/__darkmatter__/webhook/{message_id}");
+    assert!(m.trace.iter().any(|l| l.contains(" C -> ? Post") && l.contains(&old_hook)), "{:#?}", m.trace);
+    assert_eq!(url_of(&mut m, c, p), "http://p2.test:8100", "found on P's own signature");
+    let sent = m.command(p, Command::GetSent { message_id }).unwrap();
+    let kinds: Vec<&str> = sent["updates"].as_array().unwrap().iter().filter_map(|u| u["type"].as_str()).collect();
+    assert!(kinds.contains(&"forwarded"), "{sent}");
+}
+
+/// P's message reaches C, P moves (telling Q1), C forwards it while the Qs answer `delay_ms` late:
+/// whether C's `forwarded` callback reached P's new URL.
+fn forwarded_callback_arrives_after(delay_ms: u64) -> bool {
+    let (mut m, c, p, q) = mesh();
+    let message_id = send(&mut m, p, c, "pass it on")["message_id"].as_str().unwrap().to_owned();
+    move_node(&mut m, p, "http://p2.test:8100", &[q[0]]);
+    m.slow = q.to_vec();
+    let targets = vec![m.id(q[1])];
+    m.start(c, Command::Forward(ForwardArgs { message_id: message_id.clone(), targets, note: None }));
+    m.run();
+    m.advance(delay_ms);
+    m.release();
+    assert_eq!(url_of(&mut m, c, p), "http://p2.test:8100", "the lookup itself succeeded");
+    let sent = m.command(p, Command::GetSent { message_id }).unwrap();
+    sent["updates"].as_array().unwrap().iter().any(|u| u["type"] == "forwarded")
+}
+
+#[test]
+fn a_webhook_callback_is_posted_again_only_within_its_recovery_window() {
+    assert!(forwarded_callback_arrives_after(WEBHOOK_RECOVERY_WINDOW_MS));
+    assert!(!forwarded_callback_arrives_after(WEBHOOK_RECOVERY_WINDOW_MS + 1));
 }
 
 fn ip() -> IpAddr {

@@ -14,11 +14,32 @@ use crate::limits::{
 };
 use crate::store::{Change, RecordError, Table, UrlProof};
 
-/// A failed delivery held by a lookup: retried as it was if the peer is found, else failed.
+/// What a held call was.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Held {
+    /// A delivery of a send or forward batch: failed in its batch if the lookup finds nothing.
+    Delivery {
+        /// The batch it belongs to.
+        batch: u64,
+    },
+    /// A callback to one of the peer's webhooks (0.5.3's webhook recovery): retried at the same path
+    /// on the new URL, dropped if the lookup finds nothing (callbacks are best effort).
+    Webhook {
+        /// The webhook's path, from `/__darkmatter__/webhook/` or `/__darkmatter__/webhook_relay/`.
+        path: String,
+        /// Posts made so far (at most [`crate::limits::WEBHOOK_RECOVERY_ATTEMPTS_MAX`]).
+        attempts: u32,
+        /// Monotonic ms after which it is not retried (the first failure plus
+        /// [`crate::limits::WEBHOOK_RECOVERY_WINDOW_MS`]).
+        until_ms: u64,
+    },
+}
+
+/// A failed call held by a lookup: retried as it was if the peer is found, else failed.
 #[derive(Debug)]
 pub(crate) struct Parked {
-    /// The send or forward batch it belongs to.
-    pub(crate) batch: u64,
+    /// The delivery or callback it was.
+    pub(crate) held: Held,
     /// The envelope, byte for byte (a retry carries the same signatures).
     pub(crate) body: Vec<u8>,
     /// How it failed, reported if the lookup finds nothing.
@@ -228,7 +249,7 @@ mod tests {
     #[test]
     fn cooldown_and_capacity_bound_the_lookups() {
         let mut h = Healing::default();
-        let parked = || Parked { batch: 1, body: vec![], result: Err("down".into()) };
+        let parked = || Parked { held: Held::Delivery { batch: 1 }, body: vec![], result: Err("down".into()) };
         for i in 0..LOOKUPS_IN_FLIGHT_MAX {
             assert!(h.start(0, &format!("p{i}"), parked()).is_ok());
         }

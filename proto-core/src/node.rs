@@ -120,6 +120,11 @@ pub(crate) enum Call {
     /// delivery failing the way a move explains can be retried at the peer's new URL, byte for byte;
     /// a `retried` one is final.
     Deliver { batch: u64, target: String, body: Vec<u8>, retried: bool },
+    /// A callback to a webhook (`received`, `forwarded`, `expired`): best effort, but one that fails
+    /// the way a move explains is held for a lookup of the webhook's owner and posted again (the
+    /// body is kept for that); `attempts` counts posts, `until_ms` ends the retries (set at the first
+    /// failure).
+    Webhook { url: String, body: Vec<u8>, attempts: u32, until_ms: Option<u64> },
     /// One connection's answer to where `peer` is (a peer lookup).
     Lookup { peer: String, answerer: String },
     /// The card at the URL a lookup found for `peer` by agreement alone; `local` when a local
@@ -543,6 +548,9 @@ impl Node {
             Call::Acceptance { peer, attempt } => self.on_acceptance_answer(&peer, attempt, result),
             Call::Probe { scan, base } => self.on_probe_answer(scan, base, result),
             Call::DomainCard { cmd, base } => self.on_domain_card(cmd, base, result),
+            Call::Webhook { url, body, attempts, until_ms } => {
+                self.on_webhook_answer(&url, body, attempts, until_ms, result)
+            }
             Call::FireAndForget => {}
         }
     }

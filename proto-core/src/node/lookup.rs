@@ -1,10 +1,11 @@
 //! Peer lookups (SPEC §9.4): a delivery to a connection that fails the way a move explains is held,
 //! our most trusted connections are asked where the peer is, and the delivery is retried once at a
 //! URL the peer itself signed, or, for 0.5.3 peers, one that answerers agree on and whose card
-//! proves the peer's key. State lives in [`crate::healing`].
+//! proves the peer's key. A webhook callback to a connection that moved is held and posted again the
+//! same way (0.5.3's webhook recovery). State lives in [`crate::healing`].
 
 use crate::crypto;
-use crate::healing::{decide, Candidate, Decision, Parked};
+use crate::healing::{decide, Candidate, Decision, Held, Parked};
 use crate::io::{Event, HttpResponse, Method};
 use crate::limits::{self, LOOKUP_ASK_MAX, LOOKUP_FUTURE_S_MAX, LOOKUP_TIMEOUT_MS};
 use crate::node::{Call, Node};
@@ -26,11 +27,11 @@ fn looks_moved(result: &Result<HttpResponse, String>) -> bool {
 }
 
 impl Node {
-    /// A delivery to `target` failed: holds it for a lookup if the failure looks like a move and a
-    /// lookup runs or may start; gives the result back otherwise (the delivery fails as it is).
+    /// A delivery or webhook callback to `target` failed: holds it for a lookup if the failure looks
+    /// like a move and a lookup runs or may start; gives the result back otherwise (it fails as it is).
     pub(crate) fn hold_for_lookup(
         &mut self,
-        batch: u64,
+        held: Held,
         target: &str,
         body: Vec<u8>,
         result: Result<HttpResponse, String>,
@@ -38,7 +39,7 @@ impl Node {
         if !looks_moved(&result) || !self.connections.contains_key(target) {
             return Err(result);
         }
-        let parked = Parked { batch, body, result };
+        let parked = Parked { held, body, result };
         let parked = match self.healing.park(target, parked) {
             Ok(()) => return Ok(()),
             Err(p) => p,
@@ -196,10 +197,31 @@ impl Node {
         self.persist(vec![conn_change, proof_change]);
         self.emit(Event::PeerUrlRecovered { agent_id, old_url, new_url: new_url.clone(), verified });
         for p in lookup.parked {
-            let call = Call::Deliver { batch: p.batch, target: peer.to_owned(), body: Vec::new(), retried: true };
-            let target = url::endpoint(&new_url, "message");
-            self.transmit(Method::Post, target, p.body, limits::PEER_CALL_TIMEOUT_MS, !local, call);
+            self.retry(peer, &new_url, local, p);
         }
+    }
+
+    /// Posts a held call again at the peer's new URL: a delivery once (final), a webhook callback at
+    /// its path while its recovery window lasts.
+    fn retry(&mut self, peer: &str, new_url: &str, local: bool, p: Parked) {
+        let (target, call) = match p.held {
+            Held::Delivery { batch } => {
+                let call = Call::Deliver { batch, target: peer.to_owned(), body: Vec::new(), retried: true };
+                (url::endpoint(new_url, "message"), call)
+            }
+            Held::Webhook { until_ms, .. } if self.now.mono_ms > until_ms => return,
+            Held::Webhook { path, attempts, until_ms } => {
+                let hook = format!("{}{path}", url::base(new_url));
+                let call = Call::Webhook {
+                    url: hook.clone(),
+                    body: p.body.clone(),
+                    attempts: attempts + 1,
+                    until_ms: Some(until_ms),
+                };
+                (hook, call)
+            }
+        };
+        self.transmit(Method::Post, target, p.body, limits::PEER_CALL_TIMEOUT_MS, !local, call);
     }
 
     /// Nothing found: the held deliveries fail as they failed.
@@ -211,7 +233,10 @@ impl Node {
             self.emit(Event::PeerNotFound { agent_id });
         }
         for p in lookup.parked {
-            self.record_delivery(p.batch, peer.to_owned(), p.result);
+            // A held webhook callback is dropped: callbacks are best effort.
+            if let Held::Delivery { batch } = p.held {
+                self.record_delivery(batch, peer.to_owned(), p.result);
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::crypto;
 use crate::error::CommandError;
+use crate::healing::Held;
 use crate::io::{CommandId, HttpResponse, Method};
 use crate::limits::{self, CONTENT_CHARS_MAX, HOPS_MAX, ID_BYTES_MAX, METADATA_BYTES_MAX, NOTE_CHARS_MAX};
 use crate::node::{Call, Node};
@@ -242,7 +243,7 @@ impl Node {
     ) {
         let failed = !matches!(&result, Ok(r) if (200..300).contains(&r.status));
         let result = if failed && !retried {
-            match self.hold_for_lookup(batch_id, &target, body, result) {
+            match self.hold_for_lookup(Held::Delivery { batch: batch_id }, &target, body, result) {
                 Ok(()) => return,
                 Err(result) => result,
             }

@@ -9,7 +9,7 @@ use darkmatter_tests::harness::Mesh;
 use proto_core::limits::{LOOKUP_COOLDOWN_MS, LOOKUP_UNSIGNED_AGREE_MIN, WEBHOOK_RECOVERY_WINDOW_MS};
 use proto_core::sign::{domain_bytes, sign_hex, DOMAIN_PEER_UPDATE};
 use proto_core::time::format_iso;
-use proto_core::{Command, Event, ForwardArgs, Method, Passport, SendArgs, Targets};
+use proto_core::{Command, Event, ForwardArgs, Method, Passport, RecoveredVia, SendArgs, Targets};
 use serde_json::{json, Map, Value};
 
 fn connect(m: &mut Mesh, from: usize, to: usize) {
@@ -32,11 +32,19 @@ fn inbox_has(m: &mut Mesh, at: usize, content: &str) -> bool {
     m.command(at, Command::ListInbox).unwrap().to_string().contains(content)
 }
 
-fn url_of(m: &mut Mesh, at: usize, of: usize) -> String {
+fn connection(m: &mut Mesh, at: usize, of: usize) -> Value {
     let id = m.id(of);
     let list = m.command(at, Command::ListConnections).unwrap();
     let conn = list["connections"].as_array().unwrap().iter().find(|c| c["agent_id"] == id.as_str()).cloned();
-    conn.unwrap_or_else(|| panic!("{id} not in {list}"))["url"].as_str().unwrap().to_owned()
+    conn.unwrap_or_else(|| panic!("{id} not in {list}"))
+}
+
+fn url_of(m: &mut Mesh, at: usize, of: usize) -> String {
+    connection(m, at, of)["url"].as_str().unwrap().to_owned()
+}
+
+fn url_verified(m: &mut Mesh, at: usize, of: usize) -> bool {
+    connection(m, at, of)["url_verified"].as_bool().expect("url_verified listed")
 }
 
 /// Moves node `p` to `new_url`; its signed update reaches only the nodes in `told`.
@@ -58,7 +66,10 @@ fn recovered(m: &Mesh, at: usize) -> Vec<(String, bool)> {
         .events
         .iter()
         .filter_map(|e| match e {
-            Event::PeerUrlRecovered { new_url, verified, .. } => Some((new_url.clone(), *verified)),
+            Event::PeerUrlRecovered { new_url, verified, via, .. } => {
+                assert_eq!(*via, RecoveredVia::Peer, "only connections were asked");
+                Some((new_url.clone(), *verified))
+            }
             _ => None,
         })
         .collect()
@@ -90,11 +101,13 @@ fn mesh() -> (Mesh, usize, usize, [usize; 3]) {
 #[test]
 fn the_peers_own_signed_update_wins_over_a_trusted_stale_majority() {
     let (mut m, c, p, q) = mesh();
+    assert!(url_verified(&mut m, c, p), "from the handshake");
     move_node(&mut m, p, "http://p2.test:8100", &[q[0]]);
     assert_eq!(url_of(&mut m, c, p), "http://p.test:8100", "C was not told");
     send(&mut m, c, p, "found you");
     assert!(inbox_has(&mut m, p, "found you"), "the failed delivery was retried at the new URL");
     assert_eq!(url_of(&mut m, c, p), "http://p2.test:8100");
+    assert!(url_verified(&mut m, c, p), "P signed it");
     assert_eq!(recovered(&m, c), vec![("http://p2.test:8100".to_owned(), true)]);
     // The proof travels on: C now serves P's own signature to whoever asks.
     let (status, answer) = m.inject(c, Method::Get, &format!("/__darkmatter__/peer_lookup/{}", m.id(p)), b"", ip());
@@ -234,12 +247,14 @@ fn agreeing_unsigned_answers_are_adopted_only_when_the_card_there_proves_the_key
     send(&mut m, c, p, "via agreement");
     assert!(inbox_has(&mut m, p, "via agreement"));
     assert_eq!(recovered(&m, c), vec![("http://p2.test:8100".to_owned(), false)]);
+    assert!(!url_verified(&mut m, c, p), "adopted on agreement alone");
     // Unverified: not served as proof to others, and the first signed update replaces it.
     let (_, answer) = m.inject(c, Method::Get, &format!("/__darkmatter__/peer_lookup/{pid}"), b"", ip());
     assert!(answer.get("signed_update").is_none(), "{answer}");
     m.advance(1_000);
     move_node(&mut m, p, "http://p3.test:8100", &[c]);
     assert_eq!(url_of(&mut m, c, p), "http://p3.test:8100");
+    assert!(url_verified(&mut m, c, p), "P's own signed update replaced it");
 }
 
 #[test]

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::io::HttpResponse;
+use crate::io::{HttpResponse, RecoveredVia};
 use crate::limits::{
     LOOKUPS_IN_FLIGHT_MAX, LOOKUP_COOLDOWN_MS, LOOKUP_PARKED_MAX, LOOKUP_UNSIGNED_AGREE_MIN, LOOKUP_UNSIGNED_SCORE_MIN,
 };
@@ -57,6 +57,8 @@ pub(crate) struct Candidate {
     pub(crate) weight: f64,
     /// The peer's own signed update served with the answer, verified under the peer's key.
     pub(crate) signed: Option<UrlProof>,
+    /// A connection or an anchor.
+    pub(crate) via: RecoveredVia,
 }
 
 /// What a lookup found.
@@ -202,7 +204,7 @@ mod tests {
     }
 
     fn answer(who: &str, url: &str, weight: f64, signed: Option<UrlProof>) -> Candidate {
-        Candidate { answerer: who.into(), url: url.into(), weight, signed }
+        Candidate { answerer: who.into(), url: url.into(), weight, signed, via: RecoveredVia::Peer }
     }
 
     #[test]

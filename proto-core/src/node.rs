@@ -129,7 +129,7 @@ pub(crate) enum Call {
     Lookup { peer: String, answerer: String },
     /// The card at the URL a lookup found for `peer` by agreement alone; `local` when a local
     /// answerer named it.
-    LookupCard { peer: String, url: String, local: bool },
+    LookupCard { peer: String, url: String, local: bool, via: crate::io::RecoveredVia },
     /// One peer's answer about a pending requester.
     TrustQuery { request_id: String, peer: String, query_id: String },
     /// Our `connection_accepted` to a requester we accepted (`attempt` counts from 1).
@@ -541,7 +541,7 @@ impl Node {
             Call::ConnectRequest { cmd, target_url } => self.on_connect_answer(cmd, &target_url, result),
             Call::Deliver { batch, target, body, retried } => self.on_delivery(batch, target, body, retried, result),
             Call::Lookup { peer, answerer } => self.on_lookup_answer(&peer, &answerer, result),
-            Call::LookupCard { peer, url, local } => self.on_lookup_card(&peer, url, local, result),
+            Call::LookupCard { peer, url, local, via } => self.on_lookup_card(&peer, url, (local, via), result),
             Call::TrustQuery { request_id, peer, query_id } => {
                 self.on_trust_answer(&request_id, &peer, &query_id, result)
             }

@@ -6,7 +6,7 @@
 
 use crate::crypto;
 use crate::healing::{decide, Candidate, Decision, Held, Parked};
-use crate::io::{Event, HttpResponse, Method};
+use crate::io::{Event, HttpResponse, Method, RecoveredVia};
 use crate::limits::{self, LOOKUP_ASK_MAX, LOOKUP_FUTURE_S_MAX, LOOKUP_TIMEOUT_MS};
 use crate::node::{Call, Node};
 use crate::sign::{self, DOMAIN_PEER_UPDATE, V2_PEER_UPDATE};
@@ -102,7 +102,7 @@ impl Node {
             None => usable(&a.url)?,
         };
         let weight = self.impressions.get(answerer).map_or(0.5, |i| i.score.max(0.1));
-        Some(Candidate { answerer: answerer.to_owned(), url, weight, signed })
+        Some(Candidate { answerer: answerer.to_owned(), url, weight, signed, via: RecoveredVia::Peer })
     }
 
     /// A relayed `peer_update` that `peer` signed (either form), as a proof; `None` if it does not
@@ -137,14 +137,17 @@ impl Node {
         let candidates = std::mem::take(&mut l.candidates);
         match decide(&candidates, self.held_proof_us(peer)) {
             Decision::Signed(proof) => {
-                let local =
-                    candidates.iter().any(|c| c.signed.as_ref() == Some(&proof) && self.is_local_peer(&c.answerer));
-                self.adopt(peer, proof, local);
+                let naming = || candidates.iter().filter(|c| c.signed.as_ref() == Some(&proof));
+                let local = naming().any(|c| self.is_local_peer(&c.answerer));
+                let via = via_of(naming());
+                self.adopt(peer, proof, (local, via));
             }
             Decision::Unsigned(candidate) => {
-                let local = candidates.iter().any(|c| c.url == candidate && self.is_local_peer(&c.answerer));
+                let naming = || candidates.iter().filter(|c| c.url == candidate);
+                let local = naming().any(|c| self.is_local_peer(&c.answerer));
+                let via = via_of(naming());
                 let card_url = format!("{candidate}/.well-known/darkmatter.json");
-                let call = Call::LookupCard { peer: peer.to_owned(), url: candidate, local };
+                let call = Call::LookupCard { peer: peer.to_owned(), url: candidate, local, via };
                 self.transmit(Method::Get, card_url, Vec::new(), LOOKUP_TIMEOUT_MS, !local, call);
             }
             Decision::Nothing => self.fail_lookup(peer),
@@ -156,7 +159,7 @@ impl Node {
         &mut self,
         peer: &str,
         url: String,
-        local: bool,
+        (local, via): (bool, RecoveredVia),
         result: Result<HttpResponse, String>,
     ) {
         let card = result.ok().filter(|r| r.status == 200).and_then(|r| wire::decode::<WellKnownCard>(&r.body).ok());
@@ -167,7 +170,7 @@ impl Node {
         }
         let held = self.held_proof_us(peer);
         let proof = UrlProof { url, timestamp: String::new(), stamp_us: held, form: ProofForm::Unsigned };
-        self.adopt(peer, proof, local);
+        self.adopt(peer, proof, (local, via));
     }
 
     /// The timestamp a newer proof must beat: the held signed update's, else the connection's time.
@@ -182,8 +185,9 @@ impl Node {
         self.connections.get(agent_id).is_some_and(|c| c.local)
     }
 
-    /// Moves `peer` to the proven URL and retries what was held there, once.
-    fn adopt(&mut self, peer: &str, proof: UrlProof, local: bool) {
+    /// Moves `peer` to the proven URL and retries what was held there, once; `local` when a local
+    /// connection named it, `via` who did.
+    fn adopt(&mut self, peer: &str, proof: UrlProof, (local, via): (bool, RecoveredVia)) {
         let now_ms = self.now.mono_ms;
         let Some(lookup) = self.healing.finish(now_ms, peer) else { return };
         let Some(conn) = self.connections.get_mut(peer) else { return };
@@ -195,7 +199,7 @@ impl Node {
         let new_url = conn.url.clone();
         let proof_change = self.healing.put_proof(peer, proof);
         self.persist(vec![conn_change, proof_change]);
-        self.emit(Event::PeerUrlRecovered { agent_id, old_url, new_url: new_url.clone(), verified });
+        self.emit(Event::PeerUrlRecovered { agent_id, old_url, new_url: new_url.clone(), verified, via });
         for p in lookup.parked {
             self.retry(peer, &new_url, local, p);
         }
@@ -238,5 +242,14 @@ impl Node {
                 self.record_delivery(batch, peer.to_owned(), p.result);
             }
         }
+    }
+}
+
+/// Who named an adopted URL: a connection if any did (its answer is one of ours), else an anchor.
+fn via_of<'a>(mut naming: impl Iterator<Item = &'a Candidate>) -> RecoveredVia {
+    if naming.any(|c| c.via == RecoveredVia::Peer) {
+        RecoveredVia::Peer
+    } else {
+        RecoveredVia::Anchor
     }
 }

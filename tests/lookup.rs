@@ -258,6 +258,30 @@ fn agreeing_unsigned_answers_are_adopted_only_when_the_card_there_proves_the_key
 }
 
 #[test]
+fn answers_naming_the_url_that_failed_adopt_nothing() {
+    let mut m = Mesh::new();
+    let c = m.add("C", true);
+    let p = m.add("P", true);
+    connect(&mut m, p, c);
+    let pid = m.id(p);
+    // P is down, not moved: 0.5.3 answerers name the URL C already has, and its card is P's.
+    for i in 0..2u8 {
+        let a = Passport::from_seed([0x40 + i; 32]);
+        let url = format!("http://q{i}.test:8100");
+        scripted_connection(&mut m, c, &a, &url);
+        let answer = json!({"agent_id": pid, "url": "http://p.test:8100"});
+        m.canned.push((format!("{url}/__darkmatter__/peer_lookup/{pid}"), 200, answer));
+    }
+    let card = json!({"agent_id": pid, "public_key_hex": pid});
+    m.canned.push(("http://p.test:8100/.well-known".to_owned(), 200, card));
+    m.unreachable = vec![p];
+    send(&mut m, c, p, "are you there");
+    assert!(recovered(&m, c).is_empty(), "nothing moved");
+    assert!(url_verified(&mut m, c, p), "the handshake's URL stays proven");
+    assert_eq!(not_found(&m, c), 1);
+}
+
+#[test]
 fn a_card_for_another_key_at_the_agreed_url_adopts_nothing() {
     let mut m = Mesh::new();
     let c = m.add("C", true);

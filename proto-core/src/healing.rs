@@ -154,10 +154,13 @@ impl Healing {
     }
 }
 
-/// What the answers of a lookup allow, given the timestamp of the proof we hold (`held_us`):
-/// the newest verified update if it is newer than ours; otherwise, only when no answerer served a
-/// verified update, the unsigned URL with the highest weight if enough answerers agree on it.
-pub(crate) fn decide(candidates: &[Candidate], held_us: i64) -> Decision {
+/// What the answers of a lookup allow, given the timestamp of the proof we hold (`held_us`) and the
+/// URL that failed (`failed_url`): the newest verified update if it is newer than ours; otherwise,
+/// only when no answerer served a verified update, the unsigned URL with the highest weight if
+/// enough answerers agree on it. An unsigned answer naming the URL that failed is no candidate
+/// (0.5.3 excludes URLs already tried): it says only that the answerers have heard of no move, and
+/// adopting it would mark a proven URL unproven.
+pub(crate) fn decide(candidates: &[Candidate], held_us: i64, failed_url: &str) -> Decision {
     let newest = candidates.iter().filter_map(|c| c.signed.as_ref()).max_by_key(|p| p.stamp_us);
     if let Some(proof) = newest {
         // A relayer can replay only what the peer signed, so an older URL is refused, and a verified
@@ -166,7 +169,7 @@ pub(crate) fn decide(candidates: &[Candidate], held_us: i64) -> Decision {
     }
     // Per URL, in first-seen order (ties go to the first): weight and distinct answerers.
     let mut tally: Vec<(&str, f64, Vec<&str>)> = Vec::new();
-    for c in candidates {
+    for c in candidates.iter().filter(|c| c.url != failed_url) {
         match tally.iter_mut().find(|(url, _, _)| *url == c.url) {
             Some((_, weight, who)) => {
                 if !who.contains(&c.answerer.as_str()) {
@@ -215,37 +218,45 @@ mod tests {
             answer("q1", "http://new:2", 0.1, Some(proof("http://new:2", 20))),
             answer("q4", "http://mid:3", 0.9, Some(proof("http://mid:3", 15))),
         ];
-        assert_eq!(decide(&c, 10), Decision::Signed(proof("http://new:2", 20)));
+        assert_eq!(decide(&c, 10, "http://old:1"), Decision::Signed(proof("http://new:2", 20)));
     }
 
     #[test]
     fn a_signed_update_no_newer_than_ours_adopts_nothing() {
         let c = vec![answer("q1", "http://older:2", 1.0, Some(proof("http://older:2", 10)))];
-        assert_eq!(decide(&c, 10), Decision::Nothing);
+        assert_eq!(decide(&c, 10, "http://x:1"), Decision::Nothing);
         let c = vec![
             answer("q1", "http://older:2", 1.0, Some(proof("http://older:2", 9))),
             answer("q2", "http://x:1", 5.0, None),
         ];
-        assert_eq!(decide(&c, 10), Decision::Nothing, "a verified older word is not overruled by hearsay");
+        assert_eq!(
+            decide(&c, 10, "http://y:1"),
+            Decision::Nothing,
+            "a verified older word is not overruled by hearsay"
+        );
     }
 
     #[test]
     fn unsigned_answers_need_two_answerers_or_enough_weight() {
-        assert_eq!(decide(&[answer("a", "http://u:1", 0.5, None)], 0), Decision::Nothing);
+        let failed = "http://old:1";
+        assert_eq!(decide(&[answer("a", "http://u:1", 0.5, None)], 0, failed), Decision::Nothing);
         assert_eq!(
-            decide(&[answer("a", "http://u:1", 0.5, None), answer("a", "http://u:1", 0.5, None)], 0),
+            decide(&[answer("a", "http://u:1", 0.5, None), answer("a", "http://u:1", 0.5, None)], 0, failed),
             Decision::Nothing,
             "one answerer twice is one"
         );
         let two = [answer("a", "http://u:1", 0.1, None), answer("b", "http://u:1", 0.1, None)];
-        assert_eq!(decide(&two, 0), Decision::Unsigned("http://u:1".into()));
-        assert_eq!(decide(&[answer("a", "http://u:1", 1.0, None)], 0), Decision::Unsigned("http://u:1".into()));
+        assert_eq!(decide(&two, 0, failed), Decision::Unsigned("http://u:1".into()));
+        assert_eq!(decide(&two, 0, "http://u:1"), Decision::Nothing, "the URL that failed is no candidate");
+        let one = [answer("a", "http://u:1", 1.0, None)];
+        assert_eq!(decide(&one, 0, failed), Decision::Unsigned("http://u:1".into()));
         let split = [
             answer("a", "http://u:1", 0.6, None),
             answer("b", "http://v:1", 0.9, None),
             answer("c", "http://v:1", 0.2, None),
         ];
-        assert_eq!(decide(&split, 0), Decision::Unsigned("http://v:1".into()));
+        assert_eq!(decide(&split, 0, failed), Decision::Unsigned("http://v:1".into()));
+        assert_eq!(decide(&split, 0, "http://v:1"), Decision::Nothing, "u alone weighs too little");
     }
 
     #[test]

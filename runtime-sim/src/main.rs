@@ -121,6 +121,7 @@ const OVERRIDES: &[Override] = &[
     o("cost-us", "US", NET, "A node's handling cost per request, µs (requests queue behind it)"),
     o("skew-ms", "MS", NET, "Largest clock skew of a node, ms"),
     o("degree", "D|MIN..MAX", NET, "Formation degree (random regular)"),
+    o("topology", "random|small-world", NET, "Formation topology: random 8-regular or a small world of degree 8"),
     o("max-connections", "N", NET, "max_connections of every ordinary node"),
     o("direct", "R", LOAD, "Direct messages"),
     o("broadcast", "R", LOAD, "Broadcasts"),

@@ -187,6 +187,13 @@ impl Options {
             "jitter-ms" => self.net.jitter_mean_us = (f()? * 1000.0) as u64,
             "cost-us" => self.net.handling_cost_us = u()?,
             "skew-ms" => self.net.skew_max_us = u()? * 1000,
+            "topology" => {
+                self.topology = match value {
+                    "random" => Topology::RandomRegular { min: 8, max: 8 },
+                    "small-world" => Topology::SmallWorld { k: 8, rewire: 0.1 },
+                    _ => return Err(format!("--topology: random or small-world, not {value}")),
+                }
+            }
             "degree" => {
                 let (lo, hi) = match value.split_once("..") {
                     Some((a, b)) => {

@@ -135,7 +135,8 @@ impl Node {
     fn conclude_lookup(&mut self, peer: &str) {
         let Some(l) = self.healing.lookup_mut(peer) else { return };
         let candidates = std::mem::take(&mut l.candidates);
-        match decide(&candidates, self.held_proof_us(peer)) {
+        let failed_url = self.connections.get(peer).map(|c| url::base(&c.url)).unwrap_or_default();
+        match decide(&candidates, self.held_proof_us(peer), &failed_url) {
             Decision::Signed(proof) => {
                 let naming = || candidates.iter().filter(|c| c.signed.as_ref() == Some(&proof));
                 let local = naming().any(|c| self.is_local_peer(&c.answerer));

@@ -323,3 +323,58 @@ impl Observer for Watch {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn liars_all(n: u32) -> Liars {
+        Liars::new(&HealConfig { liars: (0..n).collect() }, n)
+    }
+
+    fn honest(signed: Option<Value>) -> Vec<u8> {
+        let mut v = json!({"agent_id": "p", "url": "http://p2:1", "status": "connected"});
+        if let Some(s) = signed {
+            v["signed_update"] = s;
+        }
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    fn bent(l: &mut Liars, at: u32, body: Vec<u8>) -> Value {
+        serde_json::from_slice(&l.answer(at, "http://liar:1", "/__darkmatter__/peer_lookup/p", 200, body)).unwrap()
+    }
+
+    #[test]
+    fn each_liar_bends_its_answers_its_own_way_and_only_lookups() {
+        let mut l = liars_all(3);
+        let old = json!({"agent_id": "p", "new_url": "http://p1:1", "timestamp": "t1", "signature": "s1"});
+        let new = json!({"agent_id": "p", "new_url": "http://p2:1", "timestamp": "t2", "signature": "s2"});
+        let hijack = bent(&mut l, 0, honest(Some(new.clone())));
+        assert_eq!((hijack["url"].as_str(), hijack.get("signed_update")), (Some("http://liar:1"), None));
+        let forged = bent(&mut l, 1, honest(Some(new.clone())));
+        assert_eq!(forged["signed_update"]["new_url"], "http://liar:1");
+        assert_eq!(forged["signed_update"]["signature"], "s2", "the peer's signature over other words");
+        bent(&mut l, 2, honest(Some(old.clone())));
+        let replayed = bent(&mut l, 2, honest(Some(new)));
+        assert_eq!(replayed["signed_update"], old, "the first update it served, replayed");
+        let other = l.answer(0, "http://liar:1", "/__darkmatter__/status", 200, b"{}".to_vec());
+        assert_eq!(other, b"{}".to_vec());
+        assert_eq!((l.answered, l.lies), (4, 4));
+        let mut none = Liars::new(&HealConfig { liars: vec![] }, 3);
+        assert_eq!(none.answer(1, "http://x:1", "/__darkmatter__/peer_lookup/p", 200, honest(None)), honest(None));
+    }
+
+    #[test]
+    fn a_small_run_heals_links_and_adopts_no_wrong_url() {
+        let mut o = build(150, 1, 900 * S);
+        o.apply("topology", "small-world").unwrap();
+        let mut sim = Sim::new(o);
+        sim.run(&mut |_, _| {}).expect("no violation");
+        let w = sim.observer::<Watch>().expect("the study's observer");
+        let (healed, total) = w.delays(|l| w.judged(l));
+        assert!(total > 20, "{total} links to moved peers");
+        assert!(healed.len() as f64 >= 0.9 * total as f64, "{} of {total} healed", healed.len());
+        assert!(w.wrong.is_empty(), "{:?}", w.wrong);
+        assert!(sim.liars().expect("liars").answered > 0);
+    }
+}

@@ -6,10 +6,10 @@
 use core::net::IpAddr;
 
 use darkmatter_tests::harness::Mesh;
-use proto_core::limits::{LOOKUP_COOLDOWN_MS, LOOKUP_UNSIGNED_AGREE_MIN};
+use proto_core::limits::{LOOKUP_COOLDOWN_MS, LOOKUP_UNSIGNED_AGREE_MIN, WEBHOOK_RECOVERY_WINDOW_MS};
 use proto_core::sign::{domain_bytes, sign_hex, DOMAIN_PEER_UPDATE};
 use proto_core::time::format_iso;
-use proto_core::{Command, Event, Method, Passport, SendArgs, Targets};
+use proto_core::{Command, Event, ForwardArgs, Method, Passport, RecoveredVia, SendArgs, Targets};
 use serde_json::{json, Map, Value};
 
 fn connect(m: &mut Mesh, from: usize, to: usize) {
@@ -32,11 +32,19 @@ fn inbox_has(m: &mut Mesh, at: usize, content: &str) -> bool {
     m.command(at, Command::ListInbox).unwrap().to_string().contains(content)
 }
 
-fn url_of(m: &mut Mesh, at: usize, of: usize) -> String {
+fn connection(m: &mut Mesh, at: usize, of: usize) -> Value {
     let id = m.id(of);
     let list = m.command(at, Command::ListConnections).unwrap();
     let conn = list["connections"].as_array().unwrap().iter().find(|c| c["agent_id"] == id.as_str()).cloned();
-    conn.unwrap_or_else(|| panic!("{id} not in {list}"))["url"].as_str().unwrap().to_owned()
+    conn.unwrap_or_else(|| panic!("{id} not in {list}"))
+}
+
+fn url_of(m: &mut Mesh, at: usize, of: usize) -> String {
+    connection(m, at, of)["url"].as_str().unwrap().to_owned()
+}
+
+fn url_verified(m: &mut Mesh, at: usize, of: usize) -> bool {
+    connection(m, at, of)["url_verified"].as_bool().expect("url_verified listed")
 }
 
 /// Moves node `p` to `new_url`; its signed update reaches only the nodes in `told`.
@@ -58,7 +66,10 @@ fn recovered(m: &Mesh, at: usize) -> Vec<(String, bool)> {
         .events
         .iter()
         .filter_map(|e| match e {
-            Event::PeerUrlRecovered { new_url, verified, .. } => Some((new_url.clone(), *verified)),
+            Event::PeerUrlRecovered { new_url, verified, via, .. } => {
+                assert_eq!(*via, RecoveredVia::Peer, "only connections were asked");
+                Some((new_url.clone(), *verified))
+            }
             _ => None,
         })
         .collect()
@@ -90,11 +101,13 @@ fn mesh() -> (Mesh, usize, usize, [usize; 3]) {
 #[test]
 fn the_peers_own_signed_update_wins_over_a_trusted_stale_majority() {
     let (mut m, c, p, q) = mesh();
+    assert!(url_verified(&mut m, c, p), "from the handshake");
     move_node(&mut m, p, "http://p2.test:8100", &[q[0]]);
     assert_eq!(url_of(&mut m, c, p), "http://p.test:8100", "C was not told");
     send(&mut m, c, p, "found you");
     assert!(inbox_has(&mut m, p, "found you"), "the failed delivery was retried at the new URL");
     assert_eq!(url_of(&mut m, c, p), "http://p2.test:8100");
+    assert!(url_verified(&mut m, c, p), "P signed it");
     assert_eq!(recovered(&m, c), vec![("http://p2.test:8100".to_owned(), true)]);
     // The proof travels on: C now serves P's own signature to whoever asks.
     let (status, answer) = m.inject(c, Method::Get, &format!("/__darkmatter__/peer_lookup/{}", m.id(p)), b"", ip());
@@ -123,6 +136,47 @@ fn an_older_update_replayed_by_a_relayer_is_refused() {
     assert_eq!(url_of(&mut m, c, p), "http://p3.test:8100", "never back to an older URL");
     assert!(recovered(&m, c).is_empty());
     assert_eq!(not_found(&m, c), 1);
+}
+
+#[test]
+fn a_webhook_callback_to_a_peer_that_moved_is_posted_again_at_its_new_url() {
+    let (mut m, c, p, q) = mesh();
+    let message_id = send(&mut m, p, c, "pass it on")["message_id"].as_str().unwrap().to_owned();
+    // P moves and tells only Q1; C forwards P's message to Q2, and its `forwarded` callback to P's
+    // webhook fails at the old URL.
+    move_node(&mut m, p, "http://p2.test:8100", &[q[0]]);
+    let targets = vec![m.id(q[1])];
+    m.command(c, Command::Forward(ForwardArgs { message_id: message_id.clone(), targets, note: None })).unwrap();
+    m.run();
+    let old_hook = format!("http://p.test:8100/__darkmatter__/webhook/{message_id}");
+    assert!(m.trace.iter().any(|l| l.contains(" C -> ? Post") && l.contains(&old_hook)), "{:#?}", m.trace);
+    assert_eq!(url_of(&mut m, c, p), "http://p2.test:8100", "found on P's own signature");
+    let sent = m.command(p, Command::GetSent { message_id }).unwrap();
+    let kinds: Vec<&str> = sent["updates"].as_array().unwrap().iter().filter_map(|u| u["type"].as_str()).collect();
+    assert!(kinds.contains(&"forwarded"), "{sent}");
+}
+
+/// P's message reaches C, P moves (telling Q1), C forwards it while the Qs answer `delay_ms` late:
+/// whether C's `forwarded` callback reached P's new URL.
+fn forwarded_callback_arrives_after(delay_ms: u64) -> bool {
+    let (mut m, c, p, q) = mesh();
+    let message_id = send(&mut m, p, c, "pass it on")["message_id"].as_str().unwrap().to_owned();
+    move_node(&mut m, p, "http://p2.test:8100", &[q[0]]);
+    m.slow = q.to_vec();
+    let targets = vec![m.id(q[1])];
+    m.start(c, Command::Forward(ForwardArgs { message_id: message_id.clone(), targets, note: None }));
+    m.run();
+    m.advance(delay_ms);
+    m.release();
+    assert_eq!(url_of(&mut m, c, p), "http://p2.test:8100", "the lookup itself succeeded");
+    let sent = m.command(p, Command::GetSent { message_id }).unwrap();
+    sent["updates"].as_array().unwrap().iter().any(|u| u["type"] == "forwarded")
+}
+
+#[test]
+fn a_webhook_callback_is_posted_again_only_within_its_recovery_window() {
+    assert!(forwarded_callback_arrives_after(WEBHOOK_RECOVERY_WINDOW_MS));
+    assert!(!forwarded_callback_arrives_after(WEBHOOK_RECOVERY_WINDOW_MS + 1));
 }
 
 fn ip() -> IpAddr {
@@ -193,12 +247,38 @@ fn agreeing_unsigned_answers_are_adopted_only_when_the_card_there_proves_the_key
     send(&mut m, c, p, "via agreement");
     assert!(inbox_has(&mut m, p, "via agreement"));
     assert_eq!(recovered(&m, c), vec![("http://p2.test:8100".to_owned(), false)]);
+    assert!(!url_verified(&mut m, c, p), "adopted on agreement alone");
     // Unverified: not served as proof to others, and the first signed update replaces it.
     let (_, answer) = m.inject(c, Method::Get, &format!("/__darkmatter__/peer_lookup/{pid}"), b"", ip());
     assert!(answer.get("signed_update").is_none(), "{answer}");
     m.advance(1_000);
     move_node(&mut m, p, "http://p3.test:8100", &[c]);
     assert_eq!(url_of(&mut m, c, p), "http://p3.test:8100");
+    assert!(url_verified(&mut m, c, p), "P's own signed update replaced it");
+}
+
+#[test]
+fn answers_naming_the_url_that_failed_adopt_nothing() {
+    let mut m = Mesh::new();
+    let c = m.add("C", true);
+    let p = m.add("P", true);
+    connect(&mut m, p, c);
+    let pid = m.id(p);
+    // P is down, not moved: 0.5.3 answerers name the URL C already has, and its card is P's.
+    for i in 0..2u8 {
+        let a = Passport::from_seed([0x40 + i; 32]);
+        let url = format!("http://q{i}.test:8100");
+        scripted_connection(&mut m, c, &a, &url);
+        let answer = json!({"agent_id": pid, "url": "http://p.test:8100"});
+        m.canned.push((format!("{url}/__darkmatter__/peer_lookup/{pid}"), 200, answer));
+    }
+    let card = json!({"agent_id": pid, "public_key_hex": pid});
+    m.canned.push(("http://p.test:8100/.well-known".to_owned(), 200, card));
+    m.unreachable = vec![p];
+    send(&mut m, c, p, "are you there");
+    assert!(recovered(&m, c).is_empty(), "nothing moved");
+    assert!(url_verified(&mut m, c, p), "the handshake's URL stays proven");
+    assert_eq!(not_found(&m, c), 1);
 }
 
 #[test]

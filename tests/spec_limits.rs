@@ -160,6 +160,8 @@ fn protocol_limits() -> Vec<(&'static str, Value)> {
         LOOKUP_FUTURE_S_MAX,
         LOOKUP_UNSIGNED_AGREE_MIN,
         LOOKUP_UNSIGNED_SCORE_MIN,
+        WEBHOOK_RECOVERY_ATTEMPTS_MAX,
+        WEBHOOK_RECOVERY_WINDOW_MS,
         OUTBOUND_IN_FLIGHT_MAX,
         OUTPUTS_BUFFERED_MAX,
         INACTIVE_MINUTES_MAX,
@@ -243,6 +245,7 @@ fn transport_limits() -> Vec<(&'static str, Value)> {
         SCAN_CONCURRENT_MAX, SCAN_INTERVAL_S,
     };
     use runtime_smol::http::{HEADERS_MAX, HEADER_BYTES_MAX, TARGET_BYTES_MAX};
+    use runtime_smol::lan_url::LAN_URL_RECHECK_MS;
     use runtime_smol::sandbox::{API_PORT, SANDBOX_RULES_MAX};
     use runtime_smol::server::{
         BODY_BYTES_PER_S_MIN, CONNECTIONS_MAX, HEAD_BYTES_PER_S_MIN, IDLE_MS, IN_FLIGHT_MAX, LINGER_BYTES_MAX,
@@ -285,6 +288,7 @@ fn transport_limits() -> Vec<(&'static str, Value)> {
         DOMAIN_FETCH_MS,
         DOMAIN_BYTES_MAX,
         CARD_BIO_CHARS_MAX,
+        LAN_URL_RECHECK_MS,
         SANDBOX_RULES_MAX,
         API_PORT,
         CONFIRM_POLL_INTERVAL_MS,

@@ -8,17 +8,38 @@
 
 use std::collections::BTreeMap;
 
-use crate::io::HttpResponse;
+use crate::io::{HttpResponse, RecoveredVia};
 use crate::limits::{
     LOOKUPS_IN_FLIGHT_MAX, LOOKUP_COOLDOWN_MS, LOOKUP_PARKED_MAX, LOOKUP_UNSIGNED_AGREE_MIN, LOOKUP_UNSIGNED_SCORE_MIN,
 };
 use crate::store::{Change, RecordError, Table, UrlProof};
 
-/// A failed delivery held by a lookup: retried as it was if the peer is found, else failed.
+/// What a held call was.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Held {
+    /// A delivery of a send or forward batch: failed in its batch if the lookup finds nothing.
+    Delivery {
+        /// The batch it belongs to.
+        batch: u64,
+    },
+    /// A callback to one of the peer's webhooks (0.5.3's webhook recovery): retried at the same path
+    /// on the new URL, dropped if the lookup finds nothing (callbacks are best effort).
+    Webhook {
+        /// The webhook's path, from `/__darkmatter__/webhook/` or `/__darkmatter__/webhook_relay/`.
+        path: String,
+        /// Posts made so far (at most [`crate::limits::WEBHOOK_RECOVERY_ATTEMPTS_MAX`]).
+        attempts: u32,
+        /// Monotonic ms after which it is not retried (the first failure plus
+        /// [`crate::limits::WEBHOOK_RECOVERY_WINDOW_MS`]).
+        until_ms: u64,
+    },
+}
+
+/// A failed call held by a lookup: retried as it was if the peer is found, else failed.
 #[derive(Debug)]
 pub(crate) struct Parked {
-    /// The send or forward batch it belongs to.
-    pub(crate) batch: u64,
+    /// The delivery or callback it was.
+    pub(crate) held: Held,
     /// The envelope, byte for byte (a retry carries the same signatures).
     pub(crate) body: Vec<u8>,
     /// How it failed, reported if the lookup finds nothing.
@@ -36,6 +57,8 @@ pub(crate) struct Candidate {
     pub(crate) weight: f64,
     /// The peer's own signed update served with the answer, verified under the peer's key.
     pub(crate) signed: Option<UrlProof>,
+    /// A connection or an anchor.
+    pub(crate) via: RecoveredVia,
 }
 
 /// What a lookup found.
@@ -131,10 +154,13 @@ impl Healing {
     }
 }
 
-/// What the answers of a lookup allow, given the timestamp of the proof we hold (`held_us`):
-/// the newest verified update if it is newer than ours; otherwise, only when no answerer served a
-/// verified update, the unsigned URL with the highest weight if enough answerers agree on it.
-pub(crate) fn decide(candidates: &[Candidate], held_us: i64) -> Decision {
+/// What the answers of a lookup allow, given the timestamp of the proof we hold (`held_us`) and the
+/// URL that failed (`failed_url`): the newest verified update if it is newer than ours; otherwise,
+/// only when no answerer served a verified update, the unsigned URL with the highest weight if
+/// enough answerers agree on it. An unsigned answer naming the URL that failed is no candidate
+/// (0.5.3 excludes URLs already tried): it says only that the answerers have heard of no move, and
+/// adopting it would mark a proven URL unproven.
+pub(crate) fn decide(candidates: &[Candidate], held_us: i64, failed_url: &str) -> Decision {
     let newest = candidates.iter().filter_map(|c| c.signed.as_ref()).max_by_key(|p| p.stamp_us);
     if let Some(proof) = newest {
         // A relayer can replay only what the peer signed, so an older URL is refused, and a verified
@@ -143,7 +169,7 @@ pub(crate) fn decide(candidates: &[Candidate], held_us: i64) -> Decision {
     }
     // Per URL, in first-seen order (ties go to the first): weight and distinct answerers.
     let mut tally: Vec<(&str, f64, Vec<&str>)> = Vec::new();
-    for c in candidates {
+    for c in candidates.iter().filter(|c| c.url != failed_url) {
         match tally.iter_mut().find(|(url, _, _)| *url == c.url) {
             Some((_, weight, who)) => {
                 if !who.contains(&c.answerer.as_str()) {
@@ -181,7 +207,7 @@ mod tests {
     }
 
     fn answer(who: &str, url: &str, weight: f64, signed: Option<UrlProof>) -> Candidate {
-        Candidate { answerer: who.into(), url: url.into(), weight, signed }
+        Candidate { answerer: who.into(), url: url.into(), weight, signed, via: RecoveredVia::Peer }
     }
 
     #[test]
@@ -192,43 +218,51 @@ mod tests {
             answer("q1", "http://new:2", 0.1, Some(proof("http://new:2", 20))),
             answer("q4", "http://mid:3", 0.9, Some(proof("http://mid:3", 15))),
         ];
-        assert_eq!(decide(&c, 10), Decision::Signed(proof("http://new:2", 20)));
+        assert_eq!(decide(&c, 10, "http://old:1"), Decision::Signed(proof("http://new:2", 20)));
     }
 
     #[test]
     fn a_signed_update_no_newer_than_ours_adopts_nothing() {
         let c = vec![answer("q1", "http://older:2", 1.0, Some(proof("http://older:2", 10)))];
-        assert_eq!(decide(&c, 10), Decision::Nothing);
+        assert_eq!(decide(&c, 10, "http://x:1"), Decision::Nothing);
         let c = vec![
             answer("q1", "http://older:2", 1.0, Some(proof("http://older:2", 9))),
             answer("q2", "http://x:1", 5.0, None),
         ];
-        assert_eq!(decide(&c, 10), Decision::Nothing, "a verified older word is not overruled by hearsay");
+        assert_eq!(
+            decide(&c, 10, "http://y:1"),
+            Decision::Nothing,
+            "a verified older word is not overruled by hearsay"
+        );
     }
 
     #[test]
     fn unsigned_answers_need_two_answerers_or_enough_weight() {
-        assert_eq!(decide(&[answer("a", "http://u:1", 0.5, None)], 0), Decision::Nothing);
+        let failed = "http://old:1";
+        assert_eq!(decide(&[answer("a", "http://u:1", 0.5, None)], 0, failed), Decision::Nothing);
         assert_eq!(
-            decide(&[answer("a", "http://u:1", 0.5, None), answer("a", "http://u:1", 0.5, None)], 0),
+            decide(&[answer("a", "http://u:1", 0.5, None), answer("a", "http://u:1", 0.5, None)], 0, failed),
             Decision::Nothing,
             "one answerer twice is one"
         );
         let two = [answer("a", "http://u:1", 0.1, None), answer("b", "http://u:1", 0.1, None)];
-        assert_eq!(decide(&two, 0), Decision::Unsigned("http://u:1".into()));
-        assert_eq!(decide(&[answer("a", "http://u:1", 1.0, None)], 0), Decision::Unsigned("http://u:1".into()));
+        assert_eq!(decide(&two, 0, failed), Decision::Unsigned("http://u:1".into()));
+        assert_eq!(decide(&two, 0, "http://u:1"), Decision::Nothing, "the URL that failed is no candidate");
+        let one = [answer("a", "http://u:1", 1.0, None)];
+        assert_eq!(decide(&one, 0, failed), Decision::Unsigned("http://u:1".into()));
         let split = [
             answer("a", "http://u:1", 0.6, None),
             answer("b", "http://v:1", 0.9, None),
             answer("c", "http://v:1", 0.2, None),
         ];
-        assert_eq!(decide(&split, 0), Decision::Unsigned("http://v:1".into()));
+        assert_eq!(decide(&split, 0, failed), Decision::Unsigned("http://v:1".into()));
+        assert_eq!(decide(&split, 0, "http://v:1"), Decision::Nothing, "u alone weighs too little");
     }
 
     #[test]
     fn cooldown_and_capacity_bound_the_lookups() {
         let mut h = Healing::default();
-        let parked = || Parked { batch: 1, body: vec![], result: Err("down".into()) };
+        let parked = || Parked { held: Held::Delivery { batch: 1 }, body: vec![], result: Err("down".into()) };
         for i in 0..LOOKUPS_IN_FLIGHT_MAX {
             assert!(h.start(0, &format!("p{i}"), parked()).is_ok());
         }

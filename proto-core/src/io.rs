@@ -95,6 +95,16 @@ pub struct Reply {
     pub peer: bool,
 }
 
+/// Who named the URL a lookup adopted (`PeerUrlRecovered`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecoveredVia {
+    /// A connection's `peer_lookup` answer.
+    Peer,
+    /// A configured anchor's directory.
+    Anchor,
+}
+
 /// Something the local agent should learn about (the MCP server turns these into notifications).
 ///
 /// Its serde form is the one event encoding every front end shares (`darkmatter-node --events`
@@ -162,6 +172,8 @@ pub enum Event {
         new_url: String,
         /// The peer signed it.
         verified: bool,
+        /// Who named the URL adopted.
+        via: RecoveredVia,
     },
     /// A peer's deliveries failed and a lookup found no URL to adopt: they stay failed.
     PeerNotFound {
@@ -263,6 +275,7 @@ mod tests {
                 old_url: s("http://o"),
                 new_url: s("http://n"),
                 verified: true,
+                via: RecoveredVia::Anchor,
             },
             Event::PeerNotFound { agent_id: a.clone() },
             Event::Refused { path: s("/p"), status: 403, reason: s("r") },

@@ -195,7 +195,10 @@ pub mod wire;
 pub use command::Command;
 pub use error::{CommandError, IdentityError, Refusal, SignError, WireError};
 pub use identity::{AgentId, Passport};
-pub use io::{CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, OutboundId, Output, Reply, Transmit};
+pub use io::{
+    CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, OutboundId, Output, RecoveredVia, Reply,
+    Transmit,
+};
 pub use message::{ForwardArgs, SendArgs, Targets};
 pub use node::{Config, Node};
 pub use output::CommandOutput;

@@ -297,6 +297,12 @@ pub const LOOKUP_UNSIGNED_AGREE_MIN: usize = 2;
 /// Combined weight (Σ max(trust, 0.1), 0.5 for an answerer we have no impression of) at which one
 /// unsigned URL is adopted without a second answerer.
 pub const LOOKUP_UNSIGNED_SCORE_MIN: f64 = 1.0;
+/// Posts of one webhook callback, the first included, when its owner is looked up after failures
+/// (0.5.3's `WEBHOOK_RECOVERY_MAX_ATTEMPTS`).
+pub const WEBHOOK_RECOVERY_ATTEMPTS_MAX: u32 = 3;
+/// A webhook callback is posted again only within this many ms of its first failure (0.5.3's
+/// `WEBHOOK_RECOVERY_TIMEOUT`): a status update minutes late says little.
+pub const WEBHOOK_RECOVERY_WINDOW_MS: u64 = 30_000;
 /// Timeout for the connection request call, in milliseconds (a 0.5.3 target queries its peers first).
 pub const CONNECT_CALL_TIMEOUT_MS: u64 = 30_000;
 /// Outbound calls in flight at once; more are refused with a clear error.

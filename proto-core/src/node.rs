@@ -128,11 +128,16 @@ pub(crate) enum Call {
     /// delivery failing the way a move explains can be retried at the peer's new URL, byte for byte;
     /// a `retried` one is final.
     Deliver { batch: u64, target: String, body: Vec<u8>, retried: bool },
+    /// A callback to a webhook (`received`, `forwarded`, `expired`): best effort, but one that fails
+    /// the way a move explains is held for a lookup of the webhook's owner and posted again (the
+    /// body is kept for that); `attempts` counts posts, `until_ms` ends the retries (set at the first
+    /// failure).
+    Webhook { url: String, body: Vec<u8>, attempts: u32, until_ms: Option<u64> },
     /// One connection's answer to where `peer` is (a peer lookup).
     Lookup { peer: String, answerer: String },
     /// The card at the URL a lookup found for `peer` by agreement alone; `local` when a local
     /// answerer named it.
-    LookupCard { peer: String, url: String, local: bool },
+    LookupCard { peer: String, url: String, local: bool, via: crate::io::RecoveredVia },
     /// One peer's answer about a pending requester.
     TrustQuery { request_id: String, peer: String, query_id: String },
     /// Our `connection_accepted` to a requester we accepted (`attempt` counts from 1).
@@ -595,7 +600,7 @@ impl Node {
             Call::ConnectRequest { cmd, target_url } => self.on_connect_answer(cmd, &target_url, result),
             Call::Deliver { batch, target, body, retried } => self.on_delivery(batch, target, body, retried, result),
             Call::Lookup { peer, answerer } => self.on_lookup_answer(&peer, &answerer, result),
-            Call::LookupCard { peer, url, local } => self.on_lookup_card(&peer, url, local, result),
+            Call::LookupCard { peer, url, local, via } => self.on_lookup_card(&peer, url, (local, via), result),
             Call::TrustQuery { request_id, peer, query_id } => {
                 self.on_trust_answer(&request_id, &peer, &query_id, result)
             }
@@ -609,6 +614,9 @@ impl Node {
             Call::Poll { kind, anchor } => self.on_poll_answer(kind, anchor, result),
             Call::Notice { peer, path, body } => self.on_notice_answer(&peer, path, body, result),
             Call::AntiMatterMatch { signal_id, peer, reveal } => self.on_match_answer(signal_id, peer, reveal, result),
+            Call::Webhook { url, body, attempts, until_ms } => {
+                self.on_webhook_answer(&url, body, attempts, until_ms, result)
+            }
             Call::FireAndForget => {}
         }
     }

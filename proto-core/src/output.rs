@@ -177,6 +177,10 @@ pub struct ConnectionView {
     pub identity_verified: bool,
     /// It speaks our signed form.
     pub signed_form: bool,
+    /// Its URL is proven: from the handshake or an update it signed; false for a URL adopted only
+    /// because answerers agreed on it (a 0.5.3 peer that moved), until it signs an update.
+    #[serde(default = "yes")]
+    pub url_verified: bool,
     /// Its rate limit in the tool encoding (0 default, -1 unlimited, n per minute).
     pub rate_limit: i64,
     /// Our impression of it.
@@ -184,6 +188,11 @@ pub struct ConnectionView {
     /// Its wallets as its handshake advertised them (chain → address; bounded, SPEC §5.4).
     #[serde(default)]
     pub wallets: std::collections::BTreeMap<String, String>,
+}
+
+/// The default of a flag that older encodings lack and that was true for them.
+fn yes() -> bool {
+    true
 }
 
 /// `ListConnections`.

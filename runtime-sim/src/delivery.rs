@@ -242,7 +242,11 @@ impl Sim {
                 let leave = self.now + self.net.config().handling_cost_us;
                 match self.net.fate(to, idx, false) {
                     Fate::Deliver(lat) if leave + lat <= deadline => {
-                        let result = Ok(HttpResponse { status, body: reply.body });
+                        let body = match &mut self.liars {
+                            Some(l) => l.answer(to, &self.nodes[to as usize].url, &path, status, reply.body),
+                            None => reply.body,
+                        };
+                        let result = Ok(HttpResponse { status, body });
                         self.queue.push(leave + lat, Ev::Response { to: idx, inc, oid, peer: to as u64, path, result });
                     }
                     _ => self.fail_at(idx, inc, oid, to as u64, path, "timed out", deadline),

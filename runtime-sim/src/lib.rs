@@ -19,6 +19,8 @@
 //! - [`crypto`]: the signature providers a run chooses (`--signatures real|null`; null is
 //!   measurement only and exists in no other crate) and the counting wrapper every node uses.
 //! - [`scenario_antimatter`]: the AntiMatter study (how signals end on a tenure-ordered graph).
+//! - [`scenario_churn`]: the healing study (`churn-heal`): nodes move, some answerers lie, links to
+//!   moved peers are timed until they work again.
 //! - [`trust_study`]: the trust propagation and Sybil resistance studies (scenarios, an observer,
 //!   measures, plots).
 //!
@@ -39,6 +41,7 @@ pub mod observer;
 pub mod rng;
 pub mod scenario;
 pub mod scenario_antimatter;
+pub mod scenario_churn;
 pub mod sim;
 pub mod topology;
 pub mod trace;

@@ -18,7 +18,7 @@ use clap::{Arg, ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Par
 use indicatif::{ProgressBar, ProgressStyle};
 use runtime_sim::crypto::Signatures;
 use runtime_sim::scenario::{self, format_duration, parse_duration};
-use runtime_sim::{bench, trust_study, Options, Report, Sim, Violation};
+use runtime_sim::{bench, scenario_churn, trust_study, Options, Report, Sim, Violation};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -140,6 +140,7 @@ const OVERRIDES: &[Override] = &[
     o("cost-us", "US", NET, "A node's handling cost per request, µs (requests queue behind it)"),
     o("skew-ms", "MS", NET, "Largest clock skew of a node, ms"),
     o("degree", "D|MIN..MAX", NET, "Formation degree (random regular)"),
+    o("topology", "random|small-world", NET, "Formation topology: random 8-regular or a small world of degree 8"),
     o("max-connections", "N", NET, "max_connections of every ordinary node"),
     o("direct", "R", LOAD, "Direct messages"),
     o("broadcast", "R", LOAD, "Broadcasts"),
@@ -363,6 +364,13 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
             }
             if let Some(st) = &study {
                 print!("{}", st.text());
+            }
+            if let Some(watch) = sim.observer::<scenario_churn::Watch>() {
+                let title = format!("{} ({} nodes, seed {})", opts.scenario, nodes, seed);
+                if let Some(dir) = &out_dir {
+                    write_text(&format!("{dir}/healing.svg"), &watch.svg(&title)?)?;
+                }
+                print!("{}", watch.text(&sim, nodes));
             }
             print_summary(&opts, &report, started.elapsed().as_secs_f64(), out_dir.as_deref());
             Ok(ExitCode::SUCCESS)

@@ -102,6 +102,8 @@ pub struct Options {
     pub trust_policy: proto_core::TrustPolicy,
     /// The trust study this run is, if any (its nodes beyond `--nodes`, its script, its measures).
     pub study: Option<crate::trust_study::StudyConfig>,
+    /// The healing study this run is, if any (its liars; its observer moves nodes and times links).
+    pub heal: Option<crate::scenario_churn::HealConfig>,
     /// Which signature provider the nodes use (`--signatures real|null`; null is measurement only).
     pub signatures: crate::crypto::Signatures,
     /// Every node spawns agents (`--spawn 1`, default limits); a simulated agent ends one think time
@@ -136,6 +138,7 @@ impl Options {
             overrides: Vec::new(),
             trust_policy: proto_core::TrustPolicy::Weighted,
             study: None,
+            heal: None,
             signatures: crate::crypto::Signatures::Real,
             spawn: false,
         }
@@ -143,6 +146,9 @@ impl Options {
 
     /// What the scenario watches the run with beside the engine: a trust study's observer, or none.
     pub fn observer(&self) -> Option<Box<dyn Observer>> {
+        if self.heal.is_some() {
+            return Some(Box::new(crate::scenario_churn::Watch::new(self)));
+        }
         self.study.as_ref().map(|c| crate::trust_study::observer(c, self.seed))
     }
 
@@ -181,6 +187,13 @@ impl Options {
             "jitter-ms" => self.net.jitter_mean_us = (f()? * 1000.0) as u64,
             "cost-us" => self.net.handling_cost_us = u()?,
             "skew-ms" => self.net.skew_max_us = u()? * 1000,
+            "topology" => {
+                self.topology = match value {
+                    "random" => Topology::RandomRegular { min: 8, max: 8 },
+                    "small-world" => Topology::SmallWorld { k: 8, rewire: 0.1 },
+                    _ => return Err(format!("--topology: random or small-world, not {value}")),
+                }
+            }
             "degree" => {
                 let (lo, hi) = match value.split_once("..") {
                     Some((a, b)) => {
@@ -303,6 +316,7 @@ pub fn catalog() -> Vec<Scenario> {
         Scenario { name: "trust", about: "two newcomers ask everyone; a third of the mesh likes one and dislikes the other, the rest ask their peers", build: trust, default_nodes: 40, default_duration_us: 180 * S + proto_core::limits::TRUST_DECISION_HOLD_S * S },
         Scenario { name: "trust-propagation", about: "newcomers vouched for by one trusted peer ask its neighbours and their neighbours; acceptance over time", build: crate::trust_study::propagation, default_nodes: 1000, default_duration_us: 4 * 3600 * S },
         Scenario { name: "sybil", about: "colluding identities that vouch for each other ask honest nodes to connect, while vouched newcomers ask too", build: crate::trust_study::sybil, default_nodes: 1000, default_duration_us: 1200 * S },
+        Scenario { name: "churn-heal", about: "10 % of the nodes change address within the hour (half while down), 5 % lie in lookup answers: links to moved peers healed over time", build: crate::scenario_churn::build, default_nodes: 10_000, default_duration_us: 3_900 * S },
         Scenario { name: "lan-discovery", about: "LAN segments of 5 with background discovery: each node finds its segment's peers by beacon, none outside", build: lan_discovery, default_nodes: 40, default_duration_us: 300 * S },
         Scenario { name: "ordinary", about: "the benchmark load: 20-50 connections each, ordinary traffic", build: ordinary, default_nodes: 1000, default_duration_us: 3600 * S },
         Scenario { name: "handshake", about: "3 nodes: auto-accepted and hand-accepted handshakes", build: handshake, default_nodes: 3, default_duration_us: 20 * S },

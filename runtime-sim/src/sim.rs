@@ -265,6 +265,8 @@ pub struct Sim {
     pub(crate) observer: Option<Box<dyn Observer>>,
     /// The provider every node signs and verifies through (one for all, counting for the report).
     pub(crate) signatures: Arc<Counting>,
+    /// The healing study's lying lookup answerers, if it runs.
+    pub(crate) liars: Option<crate::scenario_churn::Liars>,
 }
 
 impl Sim {
@@ -311,6 +313,7 @@ impl Sim {
             key_parses_gone: 0,
             observer,
             signatures: Arc::new(Counting::new(opts.signatures.provider())),
+            liars: opts.heal.as_ref().map(|h| crate::scenario_churn::Liars::new(h, n)),
             opts,
         };
         for i in 0..n {
@@ -407,6 +410,16 @@ impl Sim {
     /// Node `i`'s connections as its agent last heard of them (sorted).
     pub fn peers(&self, i: u32) -> &[u32] {
         &self.nodes[i as usize].peers
+    }
+
+    /// Node `i`'s current URL.
+    pub fn url(&self, i: u32) -> &str {
+        &self.nodes[i as usize].url
+    }
+
+    /// The healing study's lying answerers (and the lookup questions counted), if it runs.
+    pub fn liars(&self) -> Option<&crate::scenario_churn::Liars> {
+        self.liars.as_ref()
     }
 
     /// Node `i`'s agent id.

@@ -8,7 +8,7 @@
 //! Booleans accept `true/false`, `1/0`, `yes/no`, `on/off` (any case); 0.5.3 silently reads any
 //! other word as false, we refuse it.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use proto_core::limits::{BIO_CHARS_MAX, CONNECTIONS_MAX_CEILING, CONNECTIONS_MAX_DEFAULT, DISPLAY_NAME_CHARS_MAX};
@@ -354,28 +354,15 @@ impl RuntimeConfig {
     ///    interface the multicast group routes through (no packet is sent to find it), or
     ///    `http://127.0.0.1:<port>` when there is none;
     /// 4. otherwise `http://<host>:<port>`.
+    ///
+    /// While it runs, a derived LAN URL is re-derived ([`crate::lan_url`]).
     pub fn public_url(&self, port: u16) -> String {
         if let Some(url) = &self.public_url {
             return url.clone();
         }
-        let ip = if self.host.is_loopback() {
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
-        } else if self.host.is_unspecified() {
-            lan_address().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
-        } else {
-            self.host
-        };
-        format!("http://{}", SocketAddr::new(ip, port))
+        crate::lan_url::derive_url(self.host, port, &crate::lan_url::lan_addresses())
+            .unwrap_or_else(|| format!("http://{}", SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)))
     }
-}
-
-/// The address of the interface that routes toward the beacon group: a UDP `connect` only picks a
-/// route and sends nothing.
-fn lan_address() -> Option<IpAddr> {
-    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
-    socket.connect((proto_core::discovery::BEACON_GROUP, proto_core::discovery::BEACON_PORT)).ok()?;
-    let ip = socket.local_addr().ok()?.ip();
-    (!ip.is_unspecified() && !ip.is_loopback()).then_some(ip)
 }
 
 fn invalid(var: &'static str, value: &str, reason: &str) -> ConfigError {

@@ -92,6 +92,7 @@ pub mod driver;
 pub mod handle;
 pub mod headless;
 pub mod http;
+pub mod lan_url;
 pub mod sandbox;
 pub mod server;
 pub mod signals;
@@ -277,12 +278,28 @@ fn start_full(
     } else {
         None
     };
+    // Only a URL derived from an unspecified host can change under us (SPEC §9.2).
+    let watched_url = (config.public_url.is_none() && config.host.is_unspecified())
+        .then(|| (config.host, local_addr.port(), public_url.clone()));
     let net_thread = {
         let server = server::Server::with_admission(inputs_tx.clone(), stop_rx.clone(), net.clone(), admission);
         let (inputs, stop, ex) = (inputs_tx.clone(), stop_rx, net.clone());
         spawn_thread("dm-net", move || {
             smol::block_on(ex.run(async {
                 ex.spawn(server.clone().serve(listener)).detach();
+                if let Some((host, port, url)) = watched_url {
+                    let period = Duration::from_millis(lan_url::LAN_URL_RECHECK_MS);
+                    let watch = lan_url::watch_loop(
+                        host,
+                        port,
+                        url,
+                        period,
+                        lan_url::lan_addresses,
+                        inputs.clone(),
+                        stop.clone(),
+                    );
+                    ex.spawn(watch).detach();
+                }
                 if let Some((sender, listener)) = lan {
                     ex.spawn(discovery::send_loop(sender, beacon_rx, stop.clone())).detach();
                     ex.spawn(discovery::listen_loop(listener, inputs.clone(), stop.clone())).detach();

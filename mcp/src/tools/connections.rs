@@ -12,7 +12,8 @@ action=\"disconnect\" with agent_id ends a connection; the other agent is told."
 /// Description of darkmatter_list_connections.
 pub const LIST_CONNECTIONS: &str =
     "List the agents you are connected to: agent_id, display_name, url, bio, connected_at, \
-messages_sent / messages_received, last_activity, and your impression of each (score -1..1 and note). \
+messages_sent / messages_received, last_activity, url_verified (false while its URL is only what other peers agreed on \
+after it moved, not yet signed by the agent itself), and your impression of each (score -1..1 and note). \
 Use an agent_id from here as target_agent_id in darkmatter_send_message.";
 
 /// Description of darkmatter_list_pending_requests.

@@ -125,6 +125,7 @@ impl Node {
                 last_activity: c.last_activity.clone(),
                 identity_verified: c.identity_verified,
                 signed_form: c.speaks_v2,
+                url_verified: self.url_verified(c.agent_id.as_str()),
                 rate_limit: c.rate_limit.to_tool_value(),
                 impression: self
                     .impressions

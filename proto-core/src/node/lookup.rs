@@ -1,11 +1,12 @@
 //! Peer lookups (SPEC §9.4): a delivery to a connection that fails the way a move explains is held,
 //! our most trusted connections are asked where the peer is, and the delivery is retried once at a
 //! URL the peer itself signed, or, for 0.5.3 peers, one that answerers agree on and whose card
-//! proves the peer's key. State lives in [`crate::healing`].
+//! proves the peer's key. A webhook callback to a connection that moved is held and posted again the
+//! same way (0.5.3's webhook recovery). State lives in [`crate::healing`].
 
 use crate::crypto;
-use crate::healing::{decide, Candidate, Decision, Parked};
-use crate::io::{Event, HttpResponse, Method};
+use crate::healing::{decide, Candidate, Decision, Held, Parked};
+use crate::io::{Event, HttpResponse, Method, RecoveredVia};
 use crate::limits::{self, LOOKUP_ASK_MAX, LOOKUP_FUTURE_S_MAX, LOOKUP_TIMEOUT_MS};
 use crate::node::{Call, Node};
 use crate::sign::{self, DOMAIN_PEER_UPDATE, V2_PEER_UPDATE};
@@ -26,11 +27,11 @@ pub(crate) fn looks_moved(result: &Result<HttpResponse, String>) -> bool {
 }
 
 impl Node {
-    /// A delivery to `target` failed: holds it for a lookup if the failure looks like a move and a
-    /// lookup runs or may start; gives the result back otherwise (the delivery fails as it is).
+    /// A delivery or webhook callback to `target` failed: holds it for a lookup if the failure looks
+    /// like a move and a lookup runs or may start; gives the result back otherwise (it fails as it is).
     pub(crate) fn hold_for_lookup(
         &mut self,
-        batch: u64,
+        held: Held,
         target: &str,
         body: Vec<u8>,
         result: Result<HttpResponse, String>,
@@ -38,7 +39,7 @@ impl Node {
         if !looks_moved(&result) || !self.connections.contains_key(target) {
             return Err(result);
         }
-        let parked = Parked { batch, body, result };
+        let parked = Parked { held, body, result };
         let parked = match self.healing.park(target, parked) {
             Ok(()) => return Ok(()),
             Err(p) => p,
@@ -108,7 +109,7 @@ impl Node {
             None => usable(&a.url)?,
         };
         let weight = self.impressions.get(answerer).map_or(0.5, |i| i.score.max(0.1));
-        Some(Candidate { answerer: answerer.to_owned(), url, weight, signed })
+        Some(Candidate { answerer: answerer.to_owned(), url, weight, signed, via: RecoveredVia::Peer })
     }
 
     /// A relayed `peer_update` that `peer` signed (either form), as a proof; `None` if it does not
@@ -141,16 +142,20 @@ impl Node {
     fn conclude_lookup(&mut self, peer: &str) {
         let Some(l) = self.healing.lookup_mut(peer) else { return };
         let candidates = std::mem::take(&mut l.candidates);
-        match decide(&candidates, self.held_proof_us(peer)) {
+        let failed_url = self.connections.get(peer).map(|c| url::base(&c.url)).unwrap_or_default();
+        match decide(&candidates, self.held_proof_us(peer), &failed_url) {
             Decision::Signed(proof) => {
-                let local =
-                    candidates.iter().any(|c| c.signed.as_ref() == Some(&proof) && self.is_local_peer(&c.answerer));
-                self.adopt(peer, proof, local);
+                let naming = || candidates.iter().filter(|c| c.signed.as_ref() == Some(&proof));
+                let local = naming().any(|c| self.is_local_peer(&c.answerer));
+                let via = via_of(naming());
+                self.adopt(peer, proof, (local, via));
             }
             Decision::Unsigned(candidate) => {
-                let local = candidates.iter().any(|c| c.url == candidate && self.is_local_peer(&c.answerer));
+                let naming = || candidates.iter().filter(|c| c.url == candidate);
+                let local = naming().any(|c| self.is_local_peer(&c.answerer));
+                let via = via_of(naming());
                 let card_url = format!("{candidate}/.well-known/darkmatter.json");
-                let call = Call::LookupCard { peer: peer.to_owned(), url: candidate, local };
+                let call = Call::LookupCard { peer: peer.to_owned(), url: candidate, local, via };
                 self.transmit(Method::Get, card_url, Vec::new(), LOOKUP_TIMEOUT_MS, !local, call);
             }
             Decision::Nothing => self.fail_lookup(peer),
@@ -162,7 +167,7 @@ impl Node {
         &mut self,
         peer: &str,
         url: String,
-        local: bool,
+        (local, via): (bool, RecoveredVia),
         result: Result<HttpResponse, String>,
     ) {
         let card = result.ok().filter(|r| r.status == 200).and_then(|r| wire::decode::<WellKnownCard>(&r.body).ok());
@@ -173,7 +178,7 @@ impl Node {
         }
         let held = self.held_proof_us(peer);
         let proof = UrlProof { url, timestamp: String::new(), stamp_us: held, form: ProofForm::Unsigned };
-        self.adopt(peer, proof, local);
+        self.adopt(peer, proof, (local, via));
     }
 
     /// The timestamp a newer proof must beat: the held signed update's, else the connection's time.
@@ -188,8 +193,9 @@ impl Node {
         self.connections.get(agent_id).is_some_and(|c| c.local)
     }
 
-    /// Moves `peer` to the proven URL and retries what was held there, once.
-    fn adopt(&mut self, peer: &str, proof: UrlProof, local: bool) {
+    /// Moves `peer` to the proven URL and retries what was held there, once; `local` when a local
+    /// connection named it, `via` who did.
+    fn adopt(&mut self, peer: &str, proof: UrlProof, (local, via): (bool, RecoveredVia)) {
         let now_ms = self.now.mono_ms;
         let Some(lookup) = self.healing.finish(now_ms, peer) else { return };
         let Some(conn) = self.connections.get_mut(peer) else { return };
@@ -201,13 +207,34 @@ impl Node {
         let new_url = conn.url.clone();
         let proof_change = self.healing.put_proof(peer, proof);
         self.persist(vec![conn_change, proof_change]);
-        self.emit(Event::PeerUrlRecovered { agent_id, old_url, new_url: new_url.clone(), verified });
+        self.emit(Event::PeerUrlRecovered { agent_id, old_url, new_url: new_url.clone(), verified, via });
         for p in lookup.parked {
-            // The body is kept: a retry that fails too may still be relayed (SPEC §20.4).
-            let call = Call::Deliver { batch: p.batch, target: peer.to_owned(), body: p.body.clone(), retried: true };
-            let target = url::endpoint(&new_url, "message");
-            self.transmit(Method::Post, target, p.body, limits::PEER_CALL_TIMEOUT_MS, !local, call);
+            self.retry(peer, &new_url, local, p);
         }
+    }
+
+    /// Posts a held call again at the peer's new URL: a delivery once (final), a webhook callback at
+    /// its path while its recovery window lasts.
+    fn retry(&mut self, peer: &str, new_url: &str, local: bool, p: Parked) {
+        let (target, call) = match p.held {
+            Held::Delivery { batch } => {
+                // The body is kept: a retry that fails too may still be relayed (SPEC §20.4).
+                let call = Call::Deliver { batch, target: peer.to_owned(), body: p.body.clone(), retried: true };
+                (url::endpoint(new_url, "message"), call)
+            }
+            Held::Webhook { until_ms, .. } if self.now.mono_ms > until_ms => return,
+            Held::Webhook { path, attempts, until_ms } => {
+                let hook = format!("{}{path}", url::base(new_url));
+                let call = Call::Webhook {
+                    url: hook.clone(),
+                    body: p.body.clone(),
+                    attempts: attempts + 1,
+                    until_ms: Some(until_ms),
+                };
+                (hook, call)
+            }
+        };
+        self.transmit(Method::Post, target, p.body, limits::PEER_CALL_TIMEOUT_MS, !local, call);
     }
 
     /// Nothing found: the held deliveries fail as they failed.
@@ -219,7 +246,20 @@ impl Node {
             self.emit(Event::PeerNotFound { agent_id });
         }
         for p in lookup.parked {
-            self.relay_or_fail(p.batch, peer.to_owned(), p.body, p.result);
+            // A held webhook callback is dropped: callbacks are best effort. A delivery may still be
+            // relayed (SPEC §20.4).
+            if let Held::Delivery { batch } = p.held {
+                self.relay_or_fail(batch, peer.to_owned(), p.body, p.result);
+            }
         }
+    }
+}
+
+/// Who named an adopted URL: a connection if any did (its answer is one of ours), else an anchor.
+fn via_of<'a>(mut naming: impl Iterator<Item = &'a Candidate>) -> RecoveredVia {
+    if naming.any(|c| c.via == RecoveredVia::Peer) {
+        RecoveredVia::Peer
+    } else {
+        RecoveredVia::Anchor
     }
 }

@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::crypto;
 use crate::error::CommandError;
+use crate::healing::Held;
 use crate::io::{CommandId, HttpResponse, Method};
 use crate::limits::{self, CONTENT_CHARS_MAX, HOPS_MAX, ID_BYTES_MAX, METADATA_BYTES_MAX, NOTE_CHARS_MAX};
 use crate::node::{Call, Node};
@@ -251,7 +252,7 @@ impl Node {
             result
         } else {
             // The body is needed again if the lookup cannot run and the delivery is relayed.
-            match self.hold_for_lookup(batch_id, &target, body.clone(), result) {
+            match self.hold_for_lookup(Held::Delivery { batch: batch_id }, &target, body.clone(), result) {
                 Ok(()) => return,
                 Err(result) => result,
             }

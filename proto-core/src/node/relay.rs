@@ -10,6 +10,7 @@ use crate::crypto;
 use crate::e2e::{self, Fresh, Nonce, NONCE_BYTES, V2_NONCE_BYTES};
 use crate::healing::Candidate;
 use crate::identity::AgentId;
+use crate::io::RecoveredVia;
 use crate::io::{Event, HttpResponse, InboundId, InboundRequest, Method};
 use crate::limits::{
     ANCHOR_ENTRY_BYTES_MAX, RELAY_LOOKUP_TIMEOUT_MS, RELAY_POLL_ENTRIES_MAX, RELAY_POST_TIMEOUT_MS,
@@ -154,7 +155,7 @@ impl Node {
             None => usable(&a.url)?,
         };
         let answerer = format!("anchor:{anchor_url}");
-        Some(Candidate { answerer, url, weight: ANCHOR_ANSWER_WEIGHT, signed })
+        Some(Candidate { answerer, url, weight: ANCHOR_ANSWER_WEIGHT, signed, via: RecoveredVia::Anchor })
     }
 
     // ----- sending through a relay -----

@@ -20,6 +20,12 @@ pub(super) fn responses(s: &SentMessage) -> Vec<ResponseView> {
 impl Node {
     // ----- local views -----
 
+    /// Whether a connection's URL is proven: taken from the handshake or from an update the peer
+    /// signed, not adopted on answerers' agreement alone (SPEC §9.4).
+    pub(crate) fn url_verified(&self, agent_id: &str) -> bool {
+        self.healing.proof(agent_id).is_none_or(|p| p.signed())
+    }
+
     pub(crate) fn inbox_sorted(&self) -> Vec<&InboxMessage> {
         self.inbox.sorted()
     }

@@ -8,13 +8,18 @@ use serde_json::{json, Value};
 
 use crate::crypto;
 use crate::error::Refusal;
-use crate::io::Method;
-use crate::limits::{self, CONTENT_CHARS_MAX, NOTE_CHARS_MAX, RESPONSES_PER_SENT_MAX};
+use crate::healing::Held;
+use crate::io::{HttpResponse, Method};
+use crate::limits::{
+    self, CONTENT_CHARS_MAX, NOTE_CHARS_MAX, RESPONSES_PER_SENT_MAX, WEBHOOK_RECOVERY_ATTEMPTS_MAX,
+    WEBHOOK_RECOVERY_WINDOW_MS,
+};
 use crate::node::{Call, Node};
 use crate::outbox::update_room;
 use crate::replay::{check_fresh, sig_key};
 use crate::sign;
 use crate::store::UpdateRecord;
+use crate::url;
 use crate::wire;
 use crate::wire::webhook::{RecordedUpdate, WebhookRecorded, WebhookStatus, WebhookUpdate};
 
@@ -34,14 +39,39 @@ impl Node {
     /// Posts a status update to a webhook, best effort. Webhooks were validated when their message
     /// was accepted.
     pub(super) fn notify_webhook(&mut self, webhook: &str, body: Value, forbid_private: bool) {
-        self.transmit(
-            Method::Post,
-            webhook.to_owned(),
-            wire::encode(&body),
-            limits::PEER_CALL_TIMEOUT_MS,
-            forbid_private,
-            Call::FireAndForget,
-        );
+        let body = wire::encode(&body);
+        let call = Call::Webhook { url: webhook.to_owned(), body: body.clone(), attempts: 1, until_ms: None };
+        self.transmit(Method::Post, webhook.to_owned(), body, limits::PEER_CALL_TIMEOUT_MS, forbid_private, call);
+    }
+
+    /// A webhook callback's answer: one that failed the way a move explains is held for a lookup of
+    /// the connection whose webhook it is (0.5.3's webhook recovery), within
+    /// [`WEBHOOK_RECOVERY_ATTEMPTS_MAX`] posts and [`WEBHOOK_RECOVERY_WINDOW_MS`] of the first failure.
+    pub(super) fn on_webhook_answer(
+        &mut self,
+        url: &str,
+        body: Vec<u8>,
+        attempts: u32,
+        until_ms: Option<u64>,
+        result: Result<HttpResponse, String>,
+    ) {
+        let until_ms = until_ms.unwrap_or(self.now.mono_ms + WEBHOOK_RECOVERY_WINDOW_MS);
+        if attempts >= WEBHOOK_RECOVERY_ATTEMPTS_MAX || self.now.mono_ms > until_ms {
+            return;
+        }
+        let Some((owner, path)) = self.webhook_owner(url) else { return };
+        // Not held: the callback is dropped, as every failed callback is.
+        let _ = self.hold_for_lookup(Held::Webhook { path, attempts, until_ms }, &owner, body, result);
+    }
+
+    /// The connection a webhook URL belongs to (its URL is the webhook's base) and the webhook's
+    /// path, if that path is one 0.5.3 recovers (a webhook elsewhere is nobody's to look up).
+    fn webhook_owner(&self, webhook: &str) -> Option<(String, String)> {
+        self.connections.values().find_map(|c| {
+            let path = webhook.strip_prefix(&url::base(&c.url))?;
+            let recoverable = ["/__darkmatter__/webhook/", "/__darkmatter__/webhook_relay/"];
+            recoverable.iter().any(|p| path.starts_with(p)).then(|| (c.agent_id.to_string(), path.to_owned()))
+        })
     }
 
     pub(crate) fn on_webhook_update(

@@ -548,6 +548,35 @@ fn a_voucher_that_vouches_for_a_crowd_counts_for_nothing() {
     }
 }
 
+/// A trusts S (0.8); F trusts A (0.8); S asks F to connect, so F asks A about S. With `crowd`, S
+/// first vouched for three requesters at A. Returns whether F accepted S by policy.
+fn friend_accepts_the_trusted_peer(crowd: bool) -> bool {
+    let mut m = Mesh::new();
+    let a = m.add("A", true);
+    let s = m.add("S", false);
+    let f = m.add("F", false);
+    connect(&mut m, a, s);
+    impression(&mut m, a, s, 0.8);
+    connect(&mut m, a, f);
+    impression(&mut m, f, a, 0.8);
+    if crowd {
+        for name in ["C", "D", "E"] {
+            let x = m.add(name, false);
+            impression(&mut m, s, x, 1.0);
+            connect(&mut m, x, a);
+        }
+    }
+    connect(&mut m, s, f);
+    m.advance(PAST_HOLD_MS);
+    decided(&m, f, true)
+}
+
+#[test]
+fn a_node_does_not_pass_on_its_good_word_for_a_peer_that_vouched_for_a_crowd() {
+    assert!(friend_accepts_the_trusted_peer(false), "A's word carries S in at A's friend");
+    assert!(!friend_accepts_the_trusted_peer(true), "A saw S vouch for a crowd: its word is held to the ceiling");
+}
+
 #[test]
 fn a_peer_that_slanders_a_crowd_cannot_reject_anyone() {
     // S (trusted 0.8 by A) speaks ill of C, D and E; V (trusted 0.6) vouches for C alone.

@@ -96,6 +96,19 @@ pub(crate) fn combine(t: &mut PeerTrust) {
     t.score = (weight > 0.0).then(|| t.opinions.iter().map(|o| o.1 * o.2).sum::<f64>() / weight);
 }
 
+/// What we tell a peer asking about `subject`, whose first-hand score is `score`: the score, except
+/// that a good word for a subject that is itself over its vouch budget with us (it vouched for a
+/// crowd) is held down to [`TRUST_AUTO_CEILING`], what our dealings alone could have given it. A trusted
+/// foothold that vouches for its cluster at our node then stops being vouched *in* by us at our friends:
+/// the one path the budget alone leaves open (SPEC.md §8.4).
+pub fn told_score(score: f64, subject_over_budget: bool) -> f64 {
+    if subject_over_budget && score > TRUST_AUTO_CEILING {
+        TRUST_AUTO_CEILING
+    } else {
+        score
+    }
+}
+
 /// Whether an opinion is strong enough to be charged to its giver's vouch budget.
 pub fn is_vouch(score: f64) -> bool {
     score.abs() >= TRUST_VOUCH_SCORE_MIN
@@ -265,6 +278,23 @@ mod tests {
             v.note("x", &k.to_string(), 1.0, 30);
         }
         assert_eq!(v.records.len(), TRUST_VOUCH_RECORDS_MAX);
+    }
+
+    #[test]
+    fn a_good_word_for_a_crowd_voucher_is_held_to_the_ceiling() {
+        let mut v = Vouches::default();
+        for (k, who) in ["a", "b"].iter().enumerate() {
+            v.note("s", who, 1.0, k as i64);
+        }
+        // At the budget's edge the subject still gets our full word.
+        assert_eq!(v.spoken_for("s", 5), TRUST_VOUCHES_PER_PEER_MAX);
+        assert_eq!(told_score(0.7, !v.within_budget("s", 5)), 0.7);
+        // One requester more: our good word for it is held to the automatic ceiling.
+        v.note("s", "c", 1.0, 6);
+        assert_eq!(told_score(0.7, !v.within_budget("s", 6)), TRUST_AUTO_CEILING);
+        // A warning, or a score already below the ceiling, is told as it is.
+        assert_eq!(told_score(-0.7, true), -0.7);
+        assert_eq!(told_score(0.1, true), 0.1);
     }
 
     #[test]

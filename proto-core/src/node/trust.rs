@@ -1,7 +1,7 @@
 //! Node glue for trust: impressions moved by events, trust queries asked and answered, the
 //! acceptance policy applied to pending requests, auto-disconnect.
 
-use crate::trust::{adjust, adjust_automatic, answer_bytes, combine, is_vouch, query_bytes, TrustPolicy};
+use crate::trust::{adjust, adjust_automatic, answer_bytes, combine, is_vouch, query_bytes, told_score, TrustPolicy};
 
 use crate::crypto;
 use crate::error::{CommandError, Refusal};
@@ -133,8 +133,12 @@ impl Node {
         let replay = sig_key("trust-query", &q.dm_signature_hex);
         let change = self.replay.admit(&replay, stamp_us, self.now.wall_us)?;
         self.persist(vec![change]);
-        // Hearsay is not an opinion: only what we formed ourselves is told.
-        let score = self.impressions.get(subject.as_str()).filter(|i| i.first_hand).map(|i| i.score);
+        // Hearsay is not an opinion: only what we formed ourselves is told, and no good word for a
+        // peer we saw vouching for a crowd.
+        let over_budget =
+            self.config.trust_policy.bounded() && !self.vouches.within_budget(subject.as_str(), self.now.wall_us);
+        let score =
+            self.impressions.get(subject.as_str()).filter(|i| i.first_hand).map(|i| told_score(i.score, over_budget));
         let mut a = TrustAnswer {
             from_agent_id: self.me().to_owned(),
             to_agent_id: q.from_agent_id.clone(),

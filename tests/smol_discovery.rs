@@ -4,12 +4,14 @@
 
 #[path = "smol_common.rs"]
 mod common;
+#[path = "netns.rs"]
+mod netns;
 
 use std::path::Path;
-use std::process::Command as Proc;
 use std::time::{Duration, Instant};
 
 use common::{free_port_pair, ChildNode, Node, TempDir};
+use netns::VethPair;
 use proto_core::Command;
 use serde_json::{json, Value};
 
@@ -64,75 +66,22 @@ fn domain_discovery_fetches_and_checks_the_card() {
     assert!(smol::block_on(a.handle.discover_domain(&closed)).is_err());
 }
 
-/// Two network namespaces joined by a veth pair, removed when dropped.
-struct VethPair {
-    names: [String; 2],
-    link: String,
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Proc::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
-    }
-}
-
-impl VethPair {
-    const ADDRS: [&'static str; 2] = ["10.77.68.1", "10.77.68.2"];
-
-    fn create() -> Result<Self, String> {
-        let pid = std::process::id();
-        let names = [format!("dmt{pid}a"), format!("dmt{pid}b")];
-        let links = [format!("dmv{pid}a"), format!("dmv{pid}b")];
-        let pair = Self { names: names.clone(), link: links[0].clone() };
-        for n in &names {
-            ip(&["netns", "add", n])?;
-        }
-        ip(&["link", "add", &links[0], "type", "veth", "peer", "name", &links[1]])?;
-        for i in 0..2 {
-            let (ns, link) = (&names[i], &links[i]);
-            ip(&["link", "set", link, "netns", ns])?;
-            ip(&["-n", ns, "addr", "add", &format!("{}/24", Self::ADDRS[i]), "dev", link])?;
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-            ip(&["-n", ns, "link", "set", link, "up"])?;
-            // Multicast leaves through the veth (the namespaces have no default route).
-            ip(&["-n", ns, "route", "add", "224.0.0.0/4", "dev", link])?;
-        }
-        Ok(pair)
-    }
-
-    fn spawn_node(&self, i: usize, dir: &Path) -> ChildNode {
-        let bin = common::node_binary();
-        let args = ["netns", "exec", self.names[i].as_str(), bin.to_str().unwrap()];
-        ChildNode::spawn_with(
-            Path::new("ip"),
-            &args,
-            dir,
-            &[
-                ("DARKMATTER_HOST", "0.0.0.0"),
-                ("DARKMATTER_PORT", "8100"),
-                ("DARKMATTER_DISCOVERY", "true"),
-                ("DARKMATTER_DISCOVERY_PORTS", "8100"),
-                ("DARKMATTER_DISPLAY_NAME", if i == 0 { "ns-a" } else { "ns-b" }),
-            ],
-        )
-    }
-}
-
-impl Drop for VethPair {
-    fn drop(&mut self) {
-        for n in &self.names {
-            let _ = ip(&["netns", "del", n]);
-        }
-        // Only left behind if setup failed half-way (deleting a namespace deletes its veth end).
-        let _ = ip(&["link", "del", &self.link]);
-    }
-}
-
-fn is_root() -> bool {
-    Proc::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+/// Starts the headless node in namespace `i` of `pair`, with LAN discovery on.
+fn spawn_node(pair: &VethPair, i: usize, dir: &Path) -> ChildNode {
+    let bin = common::node_binary();
+    let args = pair.exec_args(i, &bin);
+    ChildNode::spawn_with(
+        Path::new("ip"),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        dir,
+        &[
+            ("DARKMATTER_HOST", "0.0.0.0"),
+            ("DARKMATTER_PORT", "8100"),
+            ("DARKMATTER_DISCOVERY", "true"),
+            ("DARKMATTER_DISCOVERY_PORTS", "8100"),
+            ("DARKMATTER_DISPLAY_NAME", if i == 0 { "ns-a" } else { "ns-b" }),
+        ],
+    )
 }
 
 fn lan_peer(node: &mut ChildNode, agent_id: &str) -> Option<Value> {
@@ -140,35 +89,16 @@ fn lan_peer(node: &mut ChildNode, agent_id: &str) -> Option<Value> {
     listed["discovered"].as_array()?.iter().find(|d| d["agent_id"] == agent_id && d["source"] == "lan").cloned()
 }
 
-/// Set to `1` to skip the namespace test on a machine that cannot make network namespaces.
-const SKIP_VAR: &str = "DARKMATTER_SKIP_NETNS";
-
-/// Fails with `why`, or, when the user asked to skip, says so and tells the caller to return.
-fn cannot_run(why: &str) -> bool {
-    if std::env::var(SKIP_VAR).as_deref() == Ok("1") {
-        eprintln!("SKIPPED (by {SKIP_VAR}=1) lan_beacons_cross_a_veth_pair_between_namespaces: {why}");
-        return true;
-    }
-    panic!("lan_beacons_cross_a_veth_pair_between_namespaces cannot run: {why} (set {SKIP_VAR}=1 to skip it)");
-}
-
 #[test]
 fn lan_beacons_cross_a_veth_pair_between_namespaces() {
-    if !is_root() && cannot_run("needs root for `ip netns`") {
+    let Some(pair) = netns::pair_for("lan_beacons_cross_a_veth_pair_between_namespaces", 'd', 68, true) else {
         return;
-    }
-    let pair = match VethPair::create() {
-        Ok(p) => p,
-        Err(e) => {
-            cannot_run(&format!("network namespaces unavailable ({e})"));
-            return;
-        }
     };
     let dirs = [TempDir::new("ns-a"), TempDir::new("ns-b")];
-    let mut a = pair.spawn_node(0, dirs[0].path());
-    let mut b = pair.spawn_node(1, dirs[1].path());
+    let mut a = spawn_node(&pair, 0, dirs[0].path());
+    let mut b = spawn_node(&pair, 1, dirs[1].path());
     // Each node derives its URL from the interface the beacon group routes through.
-    assert_eq!(a.url(), format!("http://{}:8100", VethPair::ADDRS[0]));
+    assert_eq!(a.url(), format!("http://{}:8100", pair.addr(0)));
     let (a_id, b_id) = (a.agent_id(), b.agent_id());
     let end = Instant::now() + Duration::from_secs(15);
     let (seen_by_b, seen_by_a) = loop {
@@ -181,8 +111,8 @@ fn lan_beacons_cross_a_veth_pair_between_namespaces() {
             break (x, y);
         }
     };
-    assert_eq!(seen_by_b["url"].as_str(), Some(format!("http://{}:8100", VethPair::ADDRS[0]).as_str()), "{seen_by_b}");
-    assert_eq!(seen_by_a["url"].as_str(), Some(format!("http://{}:8100", VethPair::ADDRS[1]).as_str()), "{seen_by_a}");
+    assert_eq!(seen_by_b["url"].as_str(), Some(format!("http://{}:8100", pair.addr(0)).as_str()), "{seen_by_b}");
+    assert_eq!(seen_by_a["url"].as_str(), Some(format!("http://{}:8100", pair.addr(1)).as_str()), "{seen_by_a}");
     // The discovered URL works: the LAN request comes from a private address, so it is auto-accepted.
     let r = b.ok(json!({"cmd": "connect", "target_url": seen_by_b["url"]}));
     assert_eq!(r["status"], "connected", "{r}");

@@ -4,6 +4,7 @@
 //! cannot go directly going through the anchor sealed end to end, and the anchor's storage never
 //! holds the message text.
 
+mod netns;
 mod smol_common;
 
 use std::time::Duration;
@@ -130,61 +131,10 @@ fn a_node_behind_nat_is_reached_through_the_anchor_both_ways() {
 
 // ----- behind a simulated NAT: network namespaces -----
 
+use netns::VethPair;
 use smol_common::ChildNode;
 use std::path::Path;
 use std::process::{Child, Command as Proc, Stdio};
-
-/// A public namespace (anchor and node B) and a NAT'd one (node A) joined by a veth pair. A listens
-/// on its loopback only, so it can dial out but nobody can dial it: a NAT without port mapping.
-struct Namespaces {
-    names: [String; 2],
-    link: String,
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Proc::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
-    }
-}
-
-impl Namespaces {
-    const ADDRS: [&'static str; 2] = ["10.77.69.1", "10.77.69.2"];
-
-    fn create() -> Result<Self, String> {
-        let pid = std::process::id();
-        let names = [format!("dmr{pid}p"), format!("dmr{pid}n")];
-        let links = [format!("dmw{pid}p"), format!("dmw{pid}n")];
-        let made = Self { names: names.clone(), link: links[0].clone() };
-        for n in &names {
-            ip(&["netns", "add", n])?;
-        }
-        ip(&["link", "add", &links[0], "type", "veth", "peer", "name", &links[1]])?;
-        for i in 0..2 {
-            let (ns, link) = (&names[i], &links[i]);
-            ip(&["link", "set", link, "netns", ns])?;
-            ip(&["-n", ns, "addr", "add", &format!("{}/24", Self::ADDRS[i]), "dev", link])?;
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-            ip(&["-n", ns, "link", "set", link, "up"])?;
-        }
-        Ok(made)
-    }
-
-    fn exec(&self, i: usize, program: &Path) -> Vec<String> {
-        vec!["netns".into(), "exec".into(), self.names[i].clone(), program.to_str().unwrap().to_owned()]
-    }
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for n in &self.names {
-            let _ = ip(&["netns", "del", n]);
-        }
-        let _ = ip(&["link", "del", &self.link]);
-    }
-}
 
 /// The anchor binary in the public namespace, on all its addresses; killed when dropped.
 struct AnchorChild(Child);
@@ -196,9 +146,9 @@ impl Drop for AnchorChild {
     }
 }
 
-fn spawn_anchor_in(ns: &Namespaces, state: &Path) -> AnchorChild {
+fn spawn_anchor_in(ns: &VethPair, state: &Path) -> AnchorChild {
     use std::io::{BufRead, BufReader};
-    let mut args = ns.exec(0, Path::new(env!("CARGO_BIN_EXE_smol-anchor")));
+    let mut args = ns.exec_args(0, Path::new(env!("CARGO_BIN_EXE_smol-anchor")));
     args.extend([state.to_str().unwrap().to_owned(), "5001".into(), "0.0.0.0".into()]);
     let mut child =
         Proc::new("ip").args(&args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn anchor");
@@ -207,10 +157,6 @@ fn spawn_anchor_in(ns: &Namespaces, state: &Path) -> AnchorChild {
     let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("anchor ready line: {line:?}"));
     assert_eq!(ready["ready"], true, "{ready}");
     AnchorChild(child)
-}
-
-fn is_root() -> bool {
-    Proc::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
 fn child_connection(node: &mut ChildNode, peer: &str) -> Option<Value> {
@@ -226,25 +172,17 @@ fn child_inbox_has(node: &mut ChildNode, message_id: &str) -> Option<Value> {
 #[test]
 fn a_node_in_a_namespace_that_cannot_be_dialled_talks_through_the_anchor() {
     const TEST: &str = "a_node_in_a_namespace_that_cannot_be_dialled_talks_through_the_anchor";
-    if !is_root() {
-        eprintln!("SKIPPED {TEST}: needs root for `ip netns`");
-        return;
-    }
-    let ns = match Namespaces::create() {
-        Ok(ns) => ns,
-        Err(e) => {
-            eprintln!("SKIPPED {TEST}: network namespaces unavailable ({e})");
-            return;
-        }
-    };
+    // A public namespace (anchor and node B) and a NAT'd one (node A): A listens on its loopback
+    // only, so it can dial out but nobody can dial it, a NAT without port mapping.
+    let Some(ns) = netns::pair_for(TEST, 'r', 69, false) else { return };
     use serde_json::json;
     let dirs = (TempDir::new("nat-anchor"), TempDir::new("nat-a"), TempDir::new("nat-b"));
     let _anchor = spawn_anchor_in(&ns, &dirs.0.path().join("anchor"));
-    let anchor_url = format!("http://{}:5001", Namespaces::ADDRS[0]);
+    let anchor_url = format!("http://{}:5001", ns.addr(0));
     let node = smol_common::node_binary();
-    let b_url = format!("http://{}:8100", Namespaces::ADDRS[0]);
-    let a_url = format!("http://{}:8100", Namespaces::ADDRS[1]);
-    let args_b = ns.exec(0, &node);
+    let b_url = format!("http://{}:8100", ns.addr(0));
+    let a_url = format!("http://{}:8100", ns.addr(1));
+    let args_b = ns.exec_args(0, &node);
     let mut b = ChildNode::spawn_with(
         Path::new("ip"),
         &args_b.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -260,7 +198,7 @@ fn a_node_in_a_namespace_that_cannot_be_dialled_talks_through_the_anchor() {
             ("DARKMATTER_DISPLAY_NAME", "public-b"),
         ],
     );
-    let args_a = ns.exec(1, &node);
+    let args_a = ns.exec_args(1, &node);
     let mut a = ChildNode::spawn_with(
         Path::new("ip"),
         &args_a.iter().map(String::as_str).collect::<Vec<_>>(),

@@ -16,7 +16,8 @@ use crate::limits::{
 };
 
 /// The operating system's cryptographically secure random source, as the runtime provides it. The
-/// core never fills a nonce or an ephemeral key any other way; without one it does not relay.
+/// core never fills a relay nonce or ephemeral key any other way (without one it does not relay);
+/// AntiMatter's commit-reveal nonces come from it too (SPEC §21.3).
 pub trait Entropy: Send + Sync {
     /// Fills `buf` with fresh random bytes, or says why it could not.
     fn fill(&self, buf: &mut [u8]) -> Result<(), String>;

@@ -1,5 +1,5 @@
 //! The simulator's signature providers (see `proto_core::crypto`): which one a run uses
-//! ([`Signatures`], the `--signatures real|null` option), the forgeable [`NullSignatures`] for
+//! ([`Signatures`], the `--signatures real|real-inline|null` option), the forgeable [`NullSignatures`] for
 //! measurements, and [`Counting`], which every simulated node signs and verifies through.
 //!
 //! [`NullSignatures`] lives here and nowhere else on purpose: proto-core ships only real Ed25519 and
@@ -13,12 +13,17 @@ use std::sync::Arc;
 use proto_core::crypto::{Ed25519, Signature, SignatureProvider, VerifyingKey};
 use proto_core::Passport;
 
+use crate::verify_ahead::VerifyAhead;
+
 /// Which signature provider the nodes of a run use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Signatures {
-    /// Real Ed25519, as every node of the protocol: the default.
+    /// Real Ed25519, as every node of the protocol, checked ahead on the other cores
+    /// ([`VerifyAhead`]): the default.
     #[default]
     Real,
+    /// Real Ed25519, every check on the simulator's one thread (to measure what checking ahead saves).
+    RealInline,
     /// [`NullSignatures`]: measurement only.
     Null,
 }
@@ -28,15 +33,17 @@ impl Signatures {
     pub fn parse(value: &str) -> Result<Self, String> {
         match value {
             "real" => Ok(Self::Real),
+            "real-inline" => Ok(Self::RealInline),
             "null" => Ok(Self::Null),
-            other => Err(format!("--signatures: real or null, not {other}")),
+            other => Err(format!("--signatures: real, real-inline or null, not {other}")),
         }
     }
 
     /// The provider itself.
     pub fn provider(self) -> Arc<dyn SignatureProvider> {
         match self {
-            Self::Real => Arc::new(Ed25519),
+            Self::Real => Arc::new(VerifyAhead::with_spare_cores(Arc::new(Ed25519))),
+            Self::RealInline => Arc::new(Ed25519),
             Self::Null => Arc::new(NullSignatures),
         }
     }
@@ -46,6 +53,7 @@ impl fmt::Display for Signatures {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Real => "real",
+            Self::RealInline => "real-inline",
             Self::Null => "null",
         })
     }
@@ -87,6 +95,8 @@ impl SignatureProvider for NullSignatures {
 /// call: nothing next to an Ed25519 operation, and the simulator runs on one thread).
 pub struct Counting {
     inner: Arc<dyn SignatureProvider>,
+    /// The same provider when it checks ahead, for its figures.
+    ahead: Option<Arc<VerifyAhead>>,
     signs: AtomicU64,
     verifies: AtomicU64,
 }
@@ -94,7 +104,33 @@ pub struct Counting {
 impl Counting {
     /// Wraps `inner` with both counts at zero.
     pub fn new(inner: Arc<dyn SignatureProvider>) -> Self {
-        Self { inner, signs: AtomicU64::new(0), verifies: AtomicU64::new(0) }
+        Self { inner, ahead: None, signs: AtomicU64::new(0), verifies: AtomicU64::new(0) }
+    }
+
+    /// The provider a run with `signatures` uses, counted.
+    pub fn for_run(signatures: Signatures) -> Self {
+        match signatures {
+            Signatures::Real => {
+                let ahead = Arc::new(VerifyAhead::with_spare_cores(Arc::new(Ed25519)));
+                Self { ahead: Some(ahead.clone()), ..Self::new(ahead) }
+            }
+            other => Self::new(other.provider()),
+        }
+    }
+
+    /// Checks the simulator's own thread did (all of them unless checked ahead): those not found in
+    /// the table, or found still queued.
+    pub fn verifies_on_loop(&self) -> u64 {
+        match &self.ahead {
+            Some(a) => a.stats().missed.load(Ordering::Relaxed) + a.stats().behind.load(Ordering::Relaxed),
+            None => self.verifies(),
+        }
+    }
+
+    /// How checks ahead were answered: ready, waited for, behind, missed (`None` without checking ahead).
+    pub fn ahead_stats(&self) -> Option<[u64; 4]> {
+        let s = self.ahead.as_ref()?.stats();
+        Some([&s.ready, &s.waited, &s.behind, &s.missed].map(|c| c.load(Ordering::Relaxed)))
     }
 
     /// Signatures made so far.
@@ -152,7 +188,7 @@ mod tests {
 
     #[test]
     fn the_option_parses_and_prints_both_values() {
-        for s in [Signatures::Real, Signatures::Null] {
+        for s in [Signatures::Real, Signatures::RealInline, Signatures::Null] {
             assert_eq!(Signatures::parse(&s.to_string()), Ok(s));
         }
         assert!(Signatures::parse("fake").is_err());

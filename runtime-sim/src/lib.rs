@@ -16,8 +16,10 @@
 //! - [`observer`]: the hook a study watches a run through (events, wake-ups, actions it asks for);
 //!   the engine knows no study.
 //! - [`bench`]: the benchmark.
-//! - [`crypto`]: the signature providers a run chooses (`--signatures real|null`; null is
+//! - [`crypto`]: the signature providers a run chooses (`--signatures real|real-inline|null`; null is
 //!   measurement only and exists in no other crate) and the counting wrapper every node uses.
+//! - [`verify_ahead`]: signature checks done on the other cores before the receiver asks for them,
+//!   answering exactly as `verify_strict` (so the trace does not change).
 //! - [`scenario_antimatter`]: the AntiMatter study (how signals end on a tenure-ordered graph).
 //! - [`scenario_churn`]: the healing study (`churn-heal`): nodes move, some answerers lie, links to
 //!   moved peers are timed until they work again.
@@ -46,6 +48,7 @@ pub mod sim;
 pub mod topology;
 pub mod trace;
 pub mod trust_study;
+pub mod verify_ahead;
 pub mod workload;
 
 pub use invariants::Violation;

@@ -3,7 +3,7 @@
 //! ```text
 //! darkmatter-sim list
 //! darkmatter-sim run <scenario> [--nodes N] [--seed S] [--duration 1h] [--out DIR] [--trace FILE] [--KEY VALUE]...
-//! darkmatter-sim bench [--nodes N] [--seed S] [--duration 1h] [--timing] [--signatures real|null]
+//! darkmatter-sim bench [--nodes N] [--seed S] [--duration 1h] [--timing] [--signatures real|real-inline|null]
 //! ```
 //!
 //! `darkmatter-sim <command> --help` lists every option.
@@ -102,7 +102,8 @@ struct BenchArgs {
     /// Also times the core's handling of each kind of input (two clock reads per input).
     #[arg(long)]
     timing: bool,
-    /// Signature work: real Ed25519, or a forgeable digest that replays the same trace (measurement only).
+    /// Signature work: real Ed25519 checked ahead on the other cores, real Ed25519 all on one thread, or a
+    /// forgeable digest that replays the same trace (measurement only).
     #[arg(long, value_name = "KIND", default_value = "real", value_parser = Signatures::parse)]
     signatures: Signatures,
 }
@@ -170,8 +171,9 @@ const OVERRIDES: &[Override] = &[
         key: "signatures",
         value_name: "KIND",
         heading: NET,
-        help: "Signature work: real Ed25519, or a forgeable digest with the same trace (measurement only)",
-        choices: &["real", "null"],
+        help: "Signature work: real Ed25519 (checked ahead on other cores, or all inline), or a forgeable digest \
+               with the same trace (measurement only)",
+        choices: &["real", "real-inline", "null"],
     },
     o("sybils", "N", STUDY, "Sybil identities"),
     o("newcomers", "N", STUDY, "Vouched newcomers"),
@@ -506,8 +508,8 @@ fn bench_cmd(args: &BenchArgs) -> Result<ExitCode, String> {
         Err(v) => {
             let mut o = scenario::ordinary(nodes, seed, duration);
             o.scenario = "ordinary".to_owned();
-            if signatures == Signatures::Null {
-                o.apply("signatures", "null")?;
+            if signatures != Signatures::Real {
+                o.apply("signatures", &signatures.to_string())?;
             }
             print_violation(&o, &v);
             Ok(ExitCode::from(1))

@@ -104,7 +104,7 @@ pub struct Options {
     pub study: Option<crate::trust_study::StudyConfig>,
     /// The healing study this run is, if any (its liars; its observer moves nodes and times links).
     pub heal: Option<crate::scenario_churn::HealConfig>,
-    /// Which signature provider the nodes use (`--signatures real|null`; null is measurement only).
+    /// Which signature provider the nodes use (`--signatures real|real-inline|null`; null is measurement only).
     pub signatures: crate::crypto::Signatures,
     /// Every node spawns agents (`--spawn 1`, default limits); a simulated agent ends one think time
     /// after it starts.

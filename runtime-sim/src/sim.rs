@@ -224,6 +224,10 @@ pub struct Report {
     pub signs: u64,
     /// Signatures the nodes checked, counted by the provider.
     pub verifies: u64,
+    /// Of those, checked on the simulator's own thread (all unless checked ahead).
+    pub verifies_on_loop: u64,
+    /// Checks ahead: found ready, waited for, found behind, missed (`None` when not checking ahead).
+    pub ahead: Option<[u64; 4]>,
 }
 
 /// The simulator.
@@ -312,7 +316,7 @@ impl Sim {
             replay_rows_max: 0,
             key_parses_gone: 0,
             observer,
-            signatures: Arc::new(Counting::new(opts.signatures.provider())),
+            signatures: Arc::new(Counting::for_run(opts.signatures)),
             liars: opts.heal.as_ref().map(|h| crate::scenario_churn::Liars::new(h, n)),
             opts,
         };
@@ -565,6 +569,8 @@ impl Sim {
             stale_links: (self.counters.moves > 0).then(|| self.stale_links()),
             signs: self.signatures.signs(),
             verifies: self.signatures.verifies(),
+            verifies_on_loop: self.signatures.verifies_on_loop(),
+            ahead: self.signatures.ahead_stats(),
         })
     }
 

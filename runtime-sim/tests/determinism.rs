@@ -72,3 +72,24 @@ fn null_signatures_replay_the_real_trace() {
         assert_eq!((a.signs, a.verifies), (b.signs, b.verifies), "{name}: different signature work");
     }
 }
+
+/// Checking signatures ahead on other cores answers every check as the simulator's own thread does:
+/// the same trace, the same signature work, and most checks found done (the rest checked on the loop).
+#[test]
+fn checking_ahead_replays_the_inline_trace() {
+    for name in ["ordinary", "churn"] {
+        let ahead = small(name, 3);
+        let mut inline = ahead.clone();
+        inline.apply("signatures", "real-inline").unwrap();
+        assert!(inline.command_line().ends_with(" --signatures real-inline"));
+        let report = |o: &Options| Sim::new(o.clone()).run(&mut |_, _| {}).expect("no violation");
+        let (a, b) = (report(&ahead), report(&inline));
+        assert_eq!(a.trace_hash, b.trace_hash, "{name}: checking ahead changed the trace");
+        assert_eq!((a.signs, a.verifies), (b.signs, b.verifies), "{name}: different signature work");
+        let [ready, waited, behind, missed] = a.ahead.expect("the default checks ahead");
+        assert_eq!(ready + waited + behind + missed, a.verifies, "{name}: every check is accounted for");
+        assert_eq!(a.verifies_on_loop, behind + missed);
+        assert!(ready + waited > 0, "{name}: no check was found done ahead");
+        assert!(b.ahead.is_none() && b.verifies_on_loop == b.verifies);
+    }
+}

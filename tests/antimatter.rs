@@ -2,6 +2,9 @@
 //! starts one signal, games are played over `/antimatter_match`, the signal walks to veterans with a
 //! signed hop chain, and the payee pays each fee exactly once.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use darkmatter_tests::harness::Mesh;
 use proto_core::antimatter::ledger::FlowState;
 use proto_core::antimatter::p_match;
@@ -63,8 +66,41 @@ fn verified(m: &mut Mesh, b: usize, message_id: &str, units: u64) -> Result<Stri
     r
 }
 
-/// Nodes created a day apart, oldest first; returns their indices.
+/// The runtime's randomness, stood in for by a counter so that traces repeat (nonces change no
+/// outcome: picks come from the node's generator).
+struct Counter(AtomicU64);
+
+impl proto_core::Entropy for Counter {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), String> {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.0.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+
+/// Gives node `i` the stand-in for the OS's randomness, as the production driver gives the real one.
+fn entropy(m: &mut Mesh, i: usize) {
+    m.peers[i].node.set_entropy(Arc::new(Counter(AtomicU64::new(i as u64 * 1_000_000))));
+}
+
+/// Nodes created a day apart, oldest first, each with randomness for its commitments; returns their
+/// indices.
 fn aged(m: &mut Mesh, names: &[&str]) -> Vec<usize> {
+    names
+        .iter()
+        .map(|n| {
+            let i = m.add(n, true);
+            entropy(m, i);
+            m.advance(DAY_MS);
+            i
+        })
+        .collect()
+}
+
+/// Nodes like [`aged`], but without the OS's randomness (as the simulator's nodes without its source).
+fn aged_without_entropy(m: &mut Mesh, names: &[&str]) -> Vec<usize> {
     names
         .iter()
         .map(|n| {
@@ -246,4 +282,39 @@ fn the_endpoints_answer_0_5_3_forms_and_refuse_unsigned_signals() {
     old["hops"] = json!(10);
     let (status, body) = m.inject(x, Method::Post, "/__darkmatter__/antimatter_signal", old.to_string().as_bytes(), ip);
     assert_eq!((status, body["error"].as_str()), (400, Some("Signal expired (max hops)")));
+}
+
+/// SPEC §21.3: commitment nonces come from the OS only. A payee without it plays no game and keeps the
+/// fee (once: the payment stays started); a peer without it refuses to commit (503) and to take a
+/// signal, but still answers the legacy form, which commits to nothing.
+#[test]
+fn a_node_without_os_randomness_plays_no_game_and_keeps_the_fee() {
+    let mut m = Mesh::new();
+    let [x, b, a] = aged_without_entropy(&mut m, &["X", "B", "A"])[..] else { unreachable!() };
+    connect(&mut m, b, x);
+    connect(&mut m, a, b);
+    trust(&mut m, b, x, 0.5);
+    let msg = notice(&mut m, a, b, "tx1", json!({}));
+    let id = verified(&mut m, b, &msg, ONE_SOL).expect("the payment is taken");
+    assert!(!m.trace.iter().any(|l| l.contains("antimatter_match")), "no commit was sent");
+    assert!(m.peers[b].node.take_payouts().is_empty(), "B keeps the fee");
+    assert_eq!(m.peers[b].node.antimatter_flow(&id).unwrap().state, FlowState::Kept);
+    let log = m.peers[b].node.antimatter_log();
+    assert!(log.iter().any(|e| e.kind == "antimatter_no_game"), "{log:?}");
+    let again = notice(&mut m, a, b, "tx1", json!({}));
+    assert!(matches!(verified(&mut m, b, &again, ONE_SOL), Err(PaymentError::Ledger(_))), "started once");
+    let ip = m.peers[b].ip;
+    let commit = json!({"phase": "commit", "signal_id": "am-0123456789ab", "n": 2,
+        "orchestrator_commitment": "00".repeat(32)});
+    let (status, body) =
+        m.inject(x, Method::Post, "/__darkmatter__/antimatter_match", commit.to_string().as_bytes(), ip);
+    assert_eq!(status, 503, "{body}");
+    let (status, _) = m.inject(x, Method::Post, "/__darkmatter__/antimatter_match", br#"{"n": 2}"#, ip);
+    assert_eq!(status, 200, "the legacy form needs no nonce");
+    // With the randomness given, the same peer commits.
+    entropy(&mut m, x);
+    let (status, body) =
+        m.inject(x, Method::Post, "/__darkmatter__/antimatter_match", commit.to_string().as_bytes(), ip);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["session_token"].as_str().map(str::len), Some(32));
 }

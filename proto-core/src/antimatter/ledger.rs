@@ -145,7 +145,7 @@ pub enum StartError {
 pub struct LogEvent {
     /// `antimatter_initiated`, `antimatter_forwarded`, `antimatter_sent`, `antimatter_accrued`,
     /// `antimatter_kept`, `antimatter_timeout`, `antimatter_result_refused`, `antimatter_fraud`,
-    /// `antimatter_rate_disagreement`, `antimatter_signal`, `antimatter_match`, `antimatter_terminal`.
+    /// `antimatter_rate_disagreement`, `antimatter_signal`, `antimatter_match`, `antimatter_no_game`.
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// The signal.

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use thiserror::Error;
 
 use super::{Call, Node};
-use crate::antimatter::game::{Game, Sessions, NONCE_BYTES};
+use crate::antimatter::game::{needs_nonce, Game, Sessions, NONCE_BYTES};
 use crate::antimatter::ledger::{Decision, Flow, FlowState, Ledger, LogEvent, Payout, Settle};
 use crate::antimatter::signal::{Resolution, ResultReport, Signal};
 use crate::antimatter::veterans::{self, Candidate};
@@ -28,6 +28,8 @@ use crate::time::parse_iso;
 
 /// The chain whose wallets AntiMatter pays on.
 const CHAIN: &str = "solana";
+/// Why a node without the OS's randomness refuses to commit or to take a signal.
+const NO_ENTROPY: &str = "This node has no OS randomness to play AntiMatter";
 
 /// A game this node is playing for a signal (its own or one forwarded to it).
 pub(crate) struct Playing {
@@ -135,7 +137,17 @@ impl Node {
             path: vec![self.me().to_owned()],
             hop_chain: Vec::new(),
         };
-        self.play(signal, true);
+        match self.nonce() {
+            Some(nonce) => self.play(signal, true, nonce),
+            // SPEC §21.3: a commitment nonce from a seeded generator could be predicted by whoever
+            // knows the seed, so without the OS's randomness no game is played and the payee keeps
+            // the fee (the payment stays started: it never plays later either).
+            None => {
+                let why = "no OS randomness: no game played".to_owned();
+                self.antimatter.ledger.log(self.now.wall_us, "antimatter_no_game", &signal_id, why);
+                self.settle(&signal_id, Settle::Keep);
+            }
+        }
         Ok(signal_id)
     }
 
@@ -161,20 +173,19 @@ impl Node {
         self.antimatter.ledger.flow(signal_id).cloned()
     }
 
-    /// A commit-reveal nonce from the runtime's OS randomness (the one that seals relayed bodies). A
-    /// node without it (the simulator, tests) draws from its seeded generator, which is fine where
-    /// nothing is at stake; a failing OS source falls back the same way rather than stop the game.
-    fn nonce(&mut self) -> [u8; NONCE_BYTES] {
+    /// A commit-reveal nonce from the runtime's OS randomness (the one that seals relayed bodies), or
+    /// `None` when the runtime gave none or it failed. Never from the core's seeded generator: anyone
+    /// who learnt the seed could open our commitments before we reveal (SPEC §21.3). The simulator
+    /// passes its own deterministic source explicitly.
+    fn nonce(&mut self) -> Option<[u8; NONCE_BYTES]> {
         let mut nonce = [0u8; NONCE_BYTES];
-        let from_os = self.entropy.as_ref().is_some_and(|e| e.fill(&mut nonce).is_ok());
-        if !from_os {
-            rand_core::RngCore::fill_bytes(&mut self.rng, &mut nonce);
-        }
-        nonce
+        self.entropy.as_ref()?.fill(&mut nonce).ok()?;
+        Some(nonce)
     }
 
-    /// Starts our game for `signal`: commit requests to every eligible peer.
-    fn play(&mut self, signal: Signal, local: bool) {
+    /// Starts our game for `signal` with our commitment's `nonce`: commit requests to every eligible
+    /// peer.
+    fn play(&mut self, signal: Signal, local: bool, nonce: [u8; NONCE_BYTES]) {
         let peers: Vec<String> = self
             .connections
             .values()
@@ -182,7 +193,6 @@ impl Node {
             .map(|c| c.agent_id.as_str().to_owned())
             .take(ANTIMATTER_GAME_PEERS_MAX)
             .collect();
-        let nonce = self.nonce();
         let game = Game::new(peers.clone(), &mut self.rng, nonce);
         let body = crate::wire::encode(&game.commit_request(&signal.signal_id));
         let id = signal.signal_id.clone();
@@ -358,7 +368,12 @@ impl Node {
         let req: Value = serde_json::from_slice(&r.body).map_err(|e| Refusal::BadJson(e.to_string()))?;
         // 0.5.3's requests name no sender: they are charged to their source like a stranger's.
         self.admit(None, r.source)?;
-        let nonce = self.nonce();
+        let nonce = if needs_nonce(&req) {
+            self.nonce().ok_or_else(|| Refusal::Unavailable(NO_ENTROPY.to_owned()))?
+        } else {
+            // Unused: only a commitment takes a nonce.
+            [0; NONCE_BYTES]
+        };
         let mono_ms = self.now.mono_ms;
         let answer = self.antimatter.sessions.handle(&req, mono_ms, &mut self.rng, nonce);
         answer.map(|a| crate::wire::encode(&a)).map_err(|e| Refusal::Invalid(e.to_string()))
@@ -387,9 +402,11 @@ impl Node {
         if self.antimatter.playing.len() >= ANTIMATTER_FLOWS_MAX {
             return Err(Refusal::Limited("Too many AntiMatter games in play".to_owned()));
         }
+        // Refused rather than played without a secret nonce: the payee's watchdog ends the flow.
+        let nonce = self.nonce().ok_or_else(|| Refusal::Unavailable(NO_ENTROPY.to_owned()))?;
         let id = signal.signal_id.clone();
         self.antimatter.ledger.log(self.now.wall_us, "antimatter_signal", &id, sender);
-        self.play(signal, local);
+        self.play(signal, local, nonce);
         Ok(crate::wire::encode(&json!({"success": true, "signal_id": id})))
     }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use darkmatter_tests::harness::Mesh;
 use proto_core::antimatter::ledger::FlowState;
-use proto_core::antimatter::p_match;
-use proto_core::limits::{ANTIMATTER_SIGNAL_AGE_MAX_S, ANTIMATTER_WATCHDOG_GRACE_S};
+use proto_core::antimatter::{p_match, TRUST_NON_ROUTING_PENALTY, TRUST_SUCCESS};
+use proto_core::limits::{ANTIMATTER_SIGNAL_AGE_MAX_S, ANTIMATTER_STARTED_WAIT_S, ANTIMATTER_WATCHDOG_GRACE_S};
 use proto_core::node::{PaymentError, HOUSEKEEPING_INTERVAL_MS};
 use proto_core::{Command, Method, SendArgs, Targets};
 use serde_json::{json, Map, Value};
@@ -26,6 +26,13 @@ fn connect(m: &mut Mesh, from: usize, to: usize) {
 fn trust(m: &mut Mesh, at: usize, of: usize, score: f64) {
     let agent_id = m.id(of);
     m.command(at, Command::SetImpression { agent_id, score, note: None }).unwrap();
+}
+
+/// Node `at`'s impression score of node `of` (0 without one).
+fn score(m: &mut Mesh, at: usize, of: usize) -> f64 {
+    let agent_id = m.id(of);
+    let view = m.command(at, Command::GetImpression { agent_id }).unwrap();
+    view["score"].as_f64().unwrap_or(0.0)
 }
 
 fn wallet_of(m: &mut Mesh, i: usize) -> String {
@@ -317,4 +324,92 @@ fn a_node_without_os_randomness_plays_no_game_and_keeps_the_fee() {
         m.inject(x, Method::Post, "/__darkmatter__/antimatter_match", commit.to_string().as_bytes(), ip);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["session_token"].as_str().map(str::len), Some(32));
+}
+
+/// R-F7: the payee tells the payer its signal started (signed); the payer's trust in it rises by the
+/// success delta, and nothing more happens when the wait ends.
+#[test]
+fn a_started_notice_raises_the_payers_trust_in_the_payee() {
+    let mut m = Mesh::new();
+    let [x, b, a] = aged(&mut m, &["X", "B", "A"])[..] else { unreachable!() };
+    connect(&mut m, b, x);
+    connect(&mut m, a, b);
+    trust(&mut m, b, x, 0.5);
+    let msg = notice(&mut m, a, b, "tx1", json!({}));
+    let before = score(&mut m, a, b);
+    verified(&mut m, b, &msg, ONE_SOL).unwrap();
+    assert_eq!(m.trace.iter().filter(|l| l.contains("/__darkmatter__/antimatter_started")).count(), 1);
+    let after = score(&mut m, a, b);
+    assert!((after - (before + TRUST_SUCCESS * (1.0 - before))).abs() < 1e-9, "{before} → {after}");
+    assert!(m.peers[a].node.antimatter_log().iter().any(|e| e.kind == "antimatter_started"));
+    m.advance(ANTIMATTER_STARTED_WAIT_S as u64 * 1000 + 2 * HOUSEKEEPING_INTERVAL_MS);
+    assert_eq!(score(&mut m, a, b), after, "no penalty once the notice came");
+}
+
+/// R-F7: a payee that got the notice and started nothing loses the non-routing penalty when the ten
+/// minutes are over, not before; a restart of the payer in between forgets nothing.
+#[test]
+fn a_payee_that_starts_no_signal_loses_trust_after_the_wait_even_across_a_restart() {
+    let mut m = Mesh::new();
+    let [b, a] = aged(&mut m, &["B", "A"])[..] else { unreachable!() };
+    connect(&mut m, a, b);
+    notice(&mut m, a, b, "tx1", json!({}));
+    let before = score(&mut m, a, b);
+    m.advance(ANTIMATTER_STARTED_WAIT_S as u64 * 1000 / 2);
+    m.restart(a);
+    m.advance(ANTIMATTER_STARTED_WAIT_S as u64 * 1000 / 2 - HOUSEKEEPING_INTERVAL_MS);
+    assert_eq!(score(&mut m, a, b), before, "still waiting");
+    m.advance(2 * HOUSEKEEPING_INTERVAL_MS);
+    let after = score(&mut m, a, b);
+    let expected = before - TRUST_NON_ROUTING_PENALTY * (1.0 + before);
+    assert!((after - expected).abs() < 1e-9, "{before} → {after}, expected {expected}");
+    assert!(m.peers[a].node.antimatter_log().iter().any(|e| e.kind == "antimatter_not_routed"));
+    m.advance(ANTIMATTER_STARTED_WAIT_S as u64 * 1000);
+    assert_eq!(score(&mut m, a, b), after, "blamed once");
+}
+
+/// R-F7: the started notice survives the payer's restart; only the payee's own, fresh, signed notice
+/// counts (another connection's is refused, a replay is refused), and a notice that never reached the
+/// payee blames nobody.
+#[test]
+fn only_the_payees_signed_notice_counts_and_an_undelivered_payment_blames_nobody() {
+    let mut m = Mesh::new();
+    let [c, b, a] = aged(&mut m, &["C", "B", "A"])[..] else { unreachable!() };
+    connect(&mut m, a, b);
+    connect(&mut m, a, c);
+    let msg = notice(&mut m, a, b, "tx1", json!({}));
+    m.restart(a);
+    let before = score(&mut m, a, b);
+    // C (a connection of A) claims to have started B's signal: not its payment.
+    let ip = m.peers[c].ip;
+    let stamp = proto_core::time::format_iso(m.now.wall_us);
+    let mut forged = proto_core::antimatter::notice::Started {
+        from_agent_id: m.id(c),
+        to_agent_id: m.id(a),
+        signal_id: "am-0123456789ab".into(),
+        tx_signature: "tx1".into(),
+        timestamp: stamp,
+        dm_signature_hex: String::new(),
+    };
+    let c_before = score(&mut m, a, c);
+    let unsigned = serde_json::to_vec(&forged).unwrap();
+    let (status, _) = m.inject(a, Method::Post, "/__darkmatter__/antimatter_started", &unsigned, ip);
+    assert_eq!(status, 400, "no signature");
+    forged.sign(&proto_core::crypto::Ed25519, &proto_core::Passport::from_seed(m.peers[c].seed));
+    let signed = serde_json::to_vec(&forged).unwrap();
+    let (status, _) = m.inject(a, Method::Post, "/__darkmatter__/antimatter_started", &signed, ip);
+    assert_eq!(status, 404, "C's notice ends nothing");
+    assert_eq!(score(&mut m, a, c), c_before, "C gains nothing");
+    let (status, _) = m.inject(a, Method::Post, "/__darkmatter__/antimatter_started", &signed, ip);
+    assert_eq!(status, 409, "a replay");
+    // B's real notice, after A's restart.
+    verified(&mut m, b, &msg, ONE_SOL).unwrap();
+    assert!(score(&mut m, a, b) > before, "the expectation survived the restart");
+    // A notice that never reached its payee: nobody is blamed when the wait ends.
+    m.unreachable = vec![b];
+    notice(&mut m, a, b, "tx2", json!({}));
+    let before = score(&mut m, a, b);
+    m.advance(ANTIMATTER_STARTED_WAIT_S as u64 * 1000 + 2 * HOUSEKEEPING_INTERVAL_MS);
+    assert!(score(&mut m, a, b) >= before - 0.006, "only the failed delivery's own delta");
+    assert!(!m.peers[a].node.antimatter_log().iter().any(|e| e.kind == "antimatter_not_routed"));
 }

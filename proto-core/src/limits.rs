@@ -175,6 +175,12 @@ pub const ANTIMATTER_SOL_PAYABLE_MIN: u64 = 895_880;
 pub const ANTIMATTER_ONLINE_S: i64 = 300;
 /// Longest signal id accepted, in bytes (`am-` and 12 hex in 0.5.3).
 pub const ANTIMATTER_SIGNAL_ID_BYTES_MAX: usize = 64;
+/// How long a payer waits for its payee's `antimatter_started` after a payment notice, in seconds:
+/// past it the payee counts as not routing (R-F7). Long beside a payment's verification (seconds) and
+/// a game (a few calls of at most 5 s).
+pub const ANTIMATTER_STARTED_WAIT_S: i64 = 600;
+/// Payment notices a payer awaits a started notice for at once; a payment beyond them is not watched.
+pub const ANTIMATTER_AWAITED_MAX: usize = 1_024;
 /// Longest informational timestamp kept from a peer (`created_at`), in characters.
 pub const TIMESTAMP_FIELD_CHARS_MAX: usize = 64;
 

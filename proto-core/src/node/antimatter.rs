@@ -7,24 +7,30 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use thiserror::Error;
 
 use super::{Call, Node};
 use crate::antimatter::game::{needs_nonce, Game, Sessions, NONCE_BYTES};
 use crate::antimatter::ledger::{Decision, Flow, FlowState, Ledger, LogEvent, Payout, Settle};
+use crate::antimatter::notice::Started;
+use crate::antimatter::payer::{Awaited, Awaiting, AWAITED_PREFIX};
 use crate::antimatter::signal::{Resolution, ResultReport, Signal};
 use crate::antimatter::veterans::{self, Candidate};
 use crate::antimatter::{
-    fee, RATE, RATE_TOLERANCE, TRUST_COMMIT_FRAUD_PENALTY, TRUST_DISAGREEMENT_PENALTY, TRUST_SUCCESS,
+    fee, RATE, RATE_TOLERANCE, TRUST_COMMIT_FRAUD_PENALTY, TRUST_DISAGREEMENT_PENALTY, TRUST_NON_ROUTING_PENALTY,
+    TRUST_SUCCESS,
 };
 use crate::error::Refusal;
 use crate::io::{HttpResponse, InboundRequest, Method};
 use crate::limits::{
     ANTIMATTER_CALL_TIMEOUT_MS, ANTIMATTER_FLOWS_MAX, ANTIMATTER_GAME_PEERS_MAX, ANTIMATTER_HOPS_MAX,
-    ANTIMATTER_ONLINE_S, ANTIMATTER_SIGNAL_AGE_MAX_S,
+    ANTIMATTER_ONLINE_S, ANTIMATTER_SIGNAL_AGE_MAX_S, ANTIMATTER_SIGNAL_ID_BYTES_MAX, ID_BYTES_MAX,
 };
+use crate::replay::{check_fresh, sig_key};
+use crate::store::RecordError;
 use crate::time::parse_iso;
+use crate::wire;
 
 /// The chain whose wallets AntiMatter pays on.
 const CHAIN: &str = "solana";
@@ -43,9 +49,21 @@ pub(crate) struct Playing {
 #[derive(Default)]
 pub(crate) struct AntiMatter {
     pub(crate) ledger: Ledger,
+    /// As payer: our payment notices awaiting their payee's started notice.
+    awaiting: Awaiting,
     sessions: Sessions,
     playing: BTreeMap<String, Playing>,
     payouts: VecDeque<Payout>,
+}
+
+impl AntiMatter {
+    /// Reads back one stored [`crate::store::Table::AntiMatter`] row, whichever owner it belongs to.
+    pub(crate) fn restore_row(&mut self, key: &str, value: &[u8]) -> Result<(), RecordError> {
+        match key.strip_prefix(AWAITED_PREFIX) {
+            Some(tx) => self.awaiting.restore_row(tx, value),
+            None => self.ledger.restore_row(key, value),
+        }
+    }
 }
 
 /// Why a verified payment starts no signal.
@@ -62,12 +80,24 @@ pub enum PaymentError {
     Ledger(#[from] crate::antimatter::ledger::StartError),
 }
 
-fn field<'a>(m: &'a Value, k: &str) -> Option<&'a str> {
+fn field<'a>(m: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
     m.get(k).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
 }
 
 fn truthy(v: Option<&Value>) -> bool {
     matches!(v, Some(Value::Bool(true))) || v.and_then(Value::as_str).is_some_and(|s| s == "true")
+}
+
+/// The transaction of an AntiMatter payment notice's metadata (R-F1: `type` `solana_payment`,
+/// `antimatter_eligible` or the WormHole's `gas_eligible`), or why it is none.
+fn eligible_tx(meta: &Map<String, Value>) -> Result<&str, &'static str> {
+    if field(meta, "type") != Some("solana_payment") {
+        return Err("type is not solana_payment");
+    }
+    if !truthy(meta.get("antimatter_eligible")) && !truthy(meta.get("gas_eligible")) {
+        return Err("not antimatter_eligible");
+    }
+    field(meta, "tx_signature").ok_or("tx_signature")
 }
 
 impl Node {
@@ -85,14 +115,8 @@ impl Node {
         if !msg.verified || !self.connections.contains_key(&payer) {
             return Err(PaymentError::NotEligible("the sender is not a verified connection"));
         }
-        let meta: Value = serde_json::from_str(&msg.metadata_json).unwrap_or(Value::Null);
-        if field(&meta, "type") != Some("solana_payment") {
-            return Err(PaymentError::NotEligible("type is not solana_payment"));
-        }
-        if !truthy(meta.get("antimatter_eligible")) && !truthy(meta.get("gas_eligible")) {
-            return Err(PaymentError::NotEligible("not antimatter_eligible"));
-        }
-        let tx = field(&meta, "tx_signature").ok_or(PaymentError::NotEligible("tx_signature"))?.to_owned();
+        let meta: Map<String, Value> = serde_json::from_str(&msg.metadata_json).unwrap_or_default();
+        let tx = eligible_tx(&meta).map_err(PaymentError::NotEligible)?.to_owned();
         let token = field(&meta, "token").unwrap_or("SOL");
         let (asset, decimals) = if token.eq_ignore_ascii_case("SOL") {
             ("SOL".to_owned(), 9)
@@ -138,7 +162,10 @@ impl Node {
             hop_chain: Vec::new(),
         };
         match self.nonce() {
-            Some(nonce) => self.play(signal, true, nonce),
+            Some(nonce) => {
+                self.send_started(&signal);
+                self.play(signal, true, nonce)
+            }
             // SPEC §21.3: a commitment nonce from a seeded generator could be predicted by whoever
             // knows the seed, so without the OS's randomness no game is played and the payee keeps
             // the fee (the payment stays started: it never plays later either).
@@ -456,10 +483,112 @@ impl Node {
         }
     }
 
-    /// The watchdog (housekeeping): flows past their age and grace time out, once.
+    /// The watchdog (housekeeping): flows past their age and grace time out, once; payments whose
+    /// payee never said it started a signal cost it trust.
     pub(crate) fn antimatter_watchdog(&mut self) {
         for id in self.antimatter.ledger.overdue(self.now.wall_us) {
             self.settle(&id, Settle::Timeout);
         }
+        self.blame_non_routing();
+    }
+
+    // ----- the payer's side: the started notice (R-F7) -----
+
+    /// Our own message is leaving: if it is an AntiMatter payment notice, await its payee's started
+    /// notice. Only a payee that speaks our form can send one (0.5.3 has none), so only such a payee
+    /// is awaited; a payment beyond the table's bound is not watched.
+    pub(crate) fn await_started(&mut self, message_id: &str, metadata: &Map<String, Value>, targets: &[String]) {
+        let Ok(tx) = eligible_tx(metadata) else { return };
+        if tx.len() > ID_BYTES_MAX {
+            return;
+        }
+        let Some(payee) = targets.iter().find(|t| self.connections.get(t.as_str()).is_some_and(|c| c.speaks_v2)) else {
+            return;
+        };
+        let awaited = Awaited { payee: payee.clone(), message_id: message_id.to_owned(), sent_us: self.now.wall_us };
+        match self.antimatter.awaiting.expect(tx, awaited) {
+            Ok(change) => self.persist(vec![change]),
+            Err(e) => self.antimatter.ledger.log(self.now.wall_us, "antimatter_not_awaited", "", e.to_string()),
+        }
+    }
+
+    /// Payments awaited past their wait: a payee that got our notice and said nothing loses
+    /// [`TRUST_NON_ROUTING_PENALTY`]. One that never got it (the delivery failed or was only relayed)
+    /// is not blamed.
+    fn blame_non_routing(&mut self) {
+        for (tx, awaited, change) in self.antimatter.awaiting.overdue(self.now.wall_us) {
+            self.persist(vec![change]);
+            let delivered = self.sent.get(&awaited.message_id).is_some_and(|s| s.routed_to.contains(&awaited.payee));
+            if !delivered {
+                continue;
+            }
+            self.nudge(&awaited.payee, -TRUST_NON_ROUTING_PENALTY);
+            let detail = format!("{} started no signal for {tx}", awaited.payee);
+            self.antimatter.ledger.log(self.now.wall_us, "antimatter_not_routed", "", detail);
+        }
+    }
+
+    /// As payee: tells the payer that `signal` started for its payment (signed, fire and forget: a
+    /// lost notice costs us the payer's non-routing penalty, nothing else).
+    fn send_started(&mut self, signal: &Signal) {
+        let Some(conn) = self.connections.get(&signal.sender_agent_id).filter(|c| c.speaks_v2) else { return };
+        let (url, local) = (crate::url::endpoint(&conn.url, "antimatter_started"), conn.local);
+        let mut notice = Started {
+            from_agent_id: self.me().to_owned(),
+            to_agent_id: signal.sender_agent_id.clone(),
+            signal_id: signal.signal_id.clone(),
+            tx_signature: signal.original_tx.clone(),
+            timestamp: self.now.iso(),
+            dm_signature_hex: String::new(),
+        };
+        let signer = self.signatures.clone();
+        notice.sign(&*signer, &self.passport);
+        let body = wire::encode(&notice);
+        self.transmit(Method::Post, url, body, ANTIMATTER_CALL_TIMEOUT_MS, !local, Call::FireAndForget);
+    }
+
+    /// `POST /__darkmatter__/antimatter_started`: a payee says it started a signal for our payment.
+    pub(crate) fn on_antimatter_started(&mut self, r: &InboundRequest) -> Result<Vec<u8>, Refusal> {
+        let n: Started = wire::decode(&r.body)?;
+        if [&n.from_agent_id, &n.signal_id, &n.tx_signature, &n.dm_signature_hex].iter().any(|f| f.is_empty()) {
+            return Err(Refusal::MissingFields("from_agent_id, signal_id, tx_signature, dm_signature_hex".to_owned()));
+        }
+        if n.to_agent_id != self.me() {
+            return Err(Refusal::Invalid("Notice is addressed to another agent".to_owned()));
+        }
+        if n.tx_signature.len() > ID_BYTES_MAX || n.signal_id.len() > ANTIMATTER_SIGNAL_ID_BYTES_MAX {
+            return Err(Refusal::Invalid("tx_signature or signal_id too long".to_owned()));
+        }
+        let stamp_us = self.check_peer_notice(&n.from_agent_id, &n.timestamp, n.verifies(&*self.signatures), r)?;
+        let change =
+            self.replay.admit(&sig_key("antimatter-started", &n.dm_signature_hex), stamp_us, self.now.wall_us)?;
+        self.persist(vec![change]);
+        let Some((_, change)) = self.antimatter.awaiting.started(&n.tx_signature, &n.from_agent_id) else {
+            return Err(Refusal::NotFound("No payment of ours awaits this notice".to_owned()));
+        };
+        self.persist(vec![change]);
+        self.nudge(&n.from_agent_id, TRUST_SUCCESS);
+        self.antimatter.ledger.log(self.now.wall_us, "antimatter_started", &n.signal_id, n.from_agent_id.clone());
+        Ok(wire::encode(&json!({"success": true})))
+    }
+
+    /// The checks every signed AntiMatter notice passes: from a connection, fresh, signed by it (as
+    /// `signed` says), within its rate. Answers the signed timestamp (µs) for the replay cache.
+    fn check_peer_notice(
+        &mut self,
+        from: &str,
+        timestamp: &str,
+        signed: bool,
+        r: &InboundRequest,
+    ) -> Result<i64, Refusal> {
+        if !self.connections.contains_key(from) {
+            return Err(Refusal::Unauthorized("AntiMatter notices are accepted from connections only".to_owned()));
+        }
+        let stamp_us = check_fresh(self.now.wall_us, timestamp)?;
+        if !signed {
+            return Err(Refusal::Unauthorized("Invalid signature".to_owned()));
+        }
+        self.admit(Some(from), r.source)?;
+        Ok(stamp_us)
     }
 }

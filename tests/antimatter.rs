@@ -7,8 +7,12 @@ use std::sync::Arc;
 
 use darkmatter_tests::harness::Mesh;
 use proto_core::antimatter::ledger::FlowState;
-use proto_core::antimatter::{p_match, TRUST_NON_ROUTING_PENALTY, TRUST_SUCCESS};
-use proto_core::limits::{ANTIMATTER_SIGNAL_AGE_MAX_S, ANTIMATTER_STARTED_WAIT_S, ANTIMATTER_WATCHDOG_GRACE_S};
+use proto_core::antimatter::notice::Disagreement;
+use proto_core::antimatter::{p_match, TRUST_DISAGREEMENT_PENALTY, TRUST_NON_ROUTING_PENALTY, TRUST_SUCCESS};
+use proto_core::limits::{
+    ANTIMATTER_REPORTS_PER_REPORTER_MAX, ANTIMATTER_SIGNAL_AGE_MAX_S, ANTIMATTER_STARTED_WAIT_S,
+    ANTIMATTER_WATCHDOG_GRACE_S, TRUST_VOUCHES_PER_PEER_MAX,
+};
 use proto_core::node::{PaymentError, HOUSEKEEPING_INTERVAL_MS};
 use proto_core::{Command, Method, SendArgs, Targets};
 use serde_json::{json, Map, Value};
@@ -412,4 +416,95 @@ fn only_the_payees_signed_notice_counts_and_an_undelivered_payment_blames_nobody
     m.advance(ANTIMATTER_STARTED_WAIT_S as u64 * 1000 + 2 * HOUSEKEEPING_INTERVAL_MS);
     assert!(score(&mut m, a, b) >= before - 0.006, "only the failed delivery's own delta");
     assert!(!m.peers[a].node.antimatter_log().iter().any(|e| e.kind == "antimatter_not_routed"));
+}
+
+/// A disagreement report of `from` about `subject` for `to`, signed by `from` (as its node would).
+fn report(m: &Mesh, from: usize, to: usize, subject: &str, tx: &str) -> Vec<u8> {
+    let mut d = Disagreement {
+        from_agent_id: m.id(from),
+        to_agent_id: m.id(to),
+        subject_agent_id: subject.to_owned(),
+        tx_signature: tx.to_owned(),
+        rate: "0.05".into(),
+        timestamp: proto_core::time::format_iso(m.now.wall_us),
+        dm_signature_hex: String::new(),
+    };
+    d.sign(&proto_core::crypto::Ed25519, &proto_core::Passport::from_seed(m.peers[from].seed));
+    serde_json::to_vec(&d).unwrap()
+}
+
+/// R-F7 and the SPEC's §4.2: a notice claiming 5 % costs its payer 0.02 at the payee, and the payee's
+/// signed report costs it `0.02 × trust(payee)` at each of the payee's connections that trusts the
+/// payee; a connection that does not trust it, and the payer itself, change nothing.
+#[test]
+fn a_rate_disagreement_is_reported_to_the_payees_connections_weighted_by_their_trust() {
+    let mut m = Mesh::new();
+    let [x, c, d, b, a] = aged(&mut m, &["X", "C", "D", "B", "A"])[..] else { unreachable!() };
+    connect(&mut m, b, x);
+    connect(&mut m, c, b);
+    connect(&mut m, d, b);
+    connect(&mut m, a, b);
+    connect(&mut m, c, a);
+    trust(&mut m, b, x, 0.5);
+    trust(&mut m, c, b, 0.5);
+    trust(&mut m, d, b, -0.3);
+    let (at_c, at_d) = (score(&mut m, c, a), score(&mut m, d, a));
+    let b_at_a = score(&mut m, a, b);
+    let msg = notice(&mut m, a, b, "tx1", json!({"antimatter_rate": 0.05}));
+    let a_at_b = score(&mut m, b, a);
+    verified(&mut m, b, &msg, ONE_SOL).unwrap();
+    assert!((score(&mut m, b, a) - (a_at_b - TRUST_DISAGREEMENT_PENALTY * (1.0 + a_at_b))).abs() < 1e-9);
+    let reports = m.trace.iter().filter(|l| l.contains("/__darkmatter__/antimatter_disagreement")).count();
+    assert!(reports >= 3, "to C, D and X, not to A:\n{}", m.trace.join("\n"));
+    let loss = TRUST_DISAGREEMENT_PENALTY * 0.5;
+    let want = at_c - loss * (1.0 + at_c);
+    assert!((score(&mut m, c, a) - want).abs() < 1e-9, "C trusts B at 0.5: {} vs {want}", score(&mut m, c, a));
+    assert_eq!(score(&mut m, d, a), at_d, "D does not trust B: the report weighs nothing");
+    assert!(score(&mut m, a, b) >= b_at_a, "A got no report about itself");
+    let detail = m.command(c, Command::GetImpression { agent_id: m.id(a) }).unwrap();
+    assert_eq!(detail["first_hand"], json!(false), "the report is hearsay: C never dealt with A itself");
+}
+
+/// A report is signed, fresh, once, from a connection; one about ourselves is ignored; a reporter's
+/// reports about more subjects than its vouch budget weigh nothing, and more reports than the daily
+/// bound are refused.
+#[test]
+fn disagreement_reports_are_authenticated_budgeted_and_bounded() {
+    let mut m = Mesh::new();
+    let [c, b, s] = aged(&mut m, &["C", "B", "S"])[..] else { unreachable!() };
+    connect(&mut m, c, b);
+    trust(&mut m, c, b, 0.5);
+    let ip = m.peers[b].ip;
+    let path = "/__darkmatter__/antimatter_disagreement";
+    let about_s = report(&m, b, c, &m.id(s), "tx0");
+    let mut unsigned: Value = serde_json::from_slice(&about_s).unwrap();
+    unsigned["dm_signature_hex"] = json!("00".repeat(64));
+    assert_eq!(m.inject(c, Method::Post, path, unsigned.to_string().as_bytes(), ip).0, 403, "bad signature");
+    let stranger = report(&m, s, c, &m.id(b), "tx0");
+    assert_eq!(m.inject(c, Method::Post, path, &stranger, ip).0, 403, "not a connection");
+    let (status, body) = m.inject(c, Method::Post, path, &report(&m, b, c, &m.id(c), "tx0"), ip);
+    assert_eq!((status, &body["applied"]), (200, &json!(false)), "about ourselves");
+    let (status, body) = m.inject(c, Method::Post, path, &about_s, ip);
+    assert_eq!((status, &body["applied"]), (200, &json!(true)), "{body}");
+    assert!(score(&mut m, c, s) < 0.0);
+    assert_eq!(m.inject(c, Method::Post, path, &about_s, ip).0, 409, "a replay");
+    m.advance(1);
+    // Reports about further subjects: within the budget they count, beyond it they weigh nothing.
+    let subjects: Vec<String> = (0..ANTIMATTER_REPORTS_PER_REPORTER_MAX)
+        .map(|k| proto_core::Passport::from_seed([200 + k as u8; 32]).agent_id().to_string())
+        .collect();
+    let mut taken = 1; // the one about S (the one about ourselves was ignored before counting)
+    for (k, subject) in subjects.iter().enumerate() {
+        let (status, body) = m.inject(c, Method::Post, path, &report(&m, b, c, subject, &format!("tx{k}")), ip);
+        if taken >= ANTIMATTER_REPORTS_PER_REPORTER_MAX {
+            assert_eq!(status, 429, "report {k}: beyond the daily bound");
+            continue;
+        }
+        taken += 1;
+        assert_eq!(status, 200, "{body}");
+        // S and subjects[0] are within the budget of TRUST_VOUCHES_PER_PEER_MAX subjects.
+        let within = k + 1 < TRUST_VOUCHES_PER_PEER_MAX;
+        assert_eq!(body["applied"], json!(within), "report {k}");
+    }
+    assert!(taken == ANTIMATTER_REPORTS_PER_REPORTER_MAX);
 }

@@ -181,6 +181,17 @@ pub const ANTIMATTER_SIGNAL_ID_BYTES_MAX: usize = 64;
 pub const ANTIMATTER_STARTED_WAIT_S: i64 = 600;
 /// Payment notices a payer awaits a started notice for at once; a payment beyond them is not watched.
 pub const ANTIMATTER_AWAITED_MAX: usize = 1_024;
+/// Connections a payee sends one disagreement report to (R-F7); bounds the fan-out of one payment.
+pub const ANTIMATTER_REPORT_FANOUT_MAX: usize = 64;
+/// Disagreement reports taken from one reporter within [`ANTIMATTER_REPORT_WINDOW_S`]; more are
+/// refused (429). Beyond [`TRUST_VOUCHES_PER_PEER_MAX`] subjects a reporter's reports already weigh
+/// nothing (its vouch budget); this bounds the work and the log they cause.
+pub const ANTIMATTER_REPORTS_PER_REPORTER_MAX: usize = 8;
+/// The window of [`ANTIMATTER_REPORTS_PER_REPORTER_MAX`], in seconds: a day.
+pub const ANTIMATTER_REPORT_WINDOW_S: i64 = 86_400;
+/// Disagreement reports remembered for that bound (reporter, when), oldest dropped first; not
+/// persisted.
+pub const ANTIMATTER_REPORT_RECORDS_MAX: usize = 4_096;
 /// Longest informational timestamp kept from a peer (`created_at`), in characters.
 pub const TIMESTAMP_FIELD_CHARS_MAX: usize = 64;
 

@@ -590,6 +590,10 @@ impl Node {
                 expect(r.method, Method::Post)?;
                 self.on_antimatter_started(r)
             }
+            ("antimatter_disagreement", None) => {
+                expect(r.method, Method::Post)?;
+                self.on_antimatter_disagreement(r)
+            }
             // 0.5.3 offers WebRTC after every acceptance; we never do WebRTC: answer fast.
             ("webrtc_offer", None) => Err(Refusal::Invalid("WebRTC is not supported by this node".to_owned())),
             _ => Err(Refusal::NoRoute),

@@ -145,7 +145,8 @@ pub enum StartError {
 pub struct LogEvent {
     /// `antimatter_initiated`, `antimatter_forwarded`, `antimatter_sent`, `antimatter_accrued`,
     /// `antimatter_kept`, `antimatter_timeout`, `antimatter_result_refused`, `antimatter_fraud`,
-    /// `antimatter_rate_disagreement`, `antimatter_signal`, `antimatter_match`, `antimatter_no_game`.
+    /// `antimatter_rate_disagreement`, `antimatter_signal`, `antimatter_match`, `antimatter_no_game`,
+    /// `antimatter_started`, `antimatter_not_routed`, `antimatter_not_awaited`, `antimatter_disagreement`.
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// The signal.

@@ -11,12 +11,14 @@
 //! [`game`] (both sides of commit-reveal), [`signal`] (the wire forms and the signed hop chain),
 //! [`veterans`] (tenure and the weighted draw), [`ledger`] (the persisted pay-once state machine,
 //! accrual and `antimatter_log`), [`notice`] (the signed started notice and disagreement report) and
-//! [`payer`] (the payer's wait for the started notice).
+//! [`payer`] (the payer's wait for the started notice), [`reports`] (the daily bound on disagreement
+//! reports per reporter).
 
 pub mod game;
 pub mod ledger;
 pub mod notice;
 pub mod payer;
+pub mod reports;
 pub mod signal;
 pub mod veterans;
 

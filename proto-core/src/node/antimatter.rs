@@ -13,8 +13,9 @@ use thiserror::Error;
 use super::{Call, Node};
 use crate::antimatter::game::{needs_nonce, Game, Sessions, NONCE_BYTES};
 use crate::antimatter::ledger::{Decision, Flow, FlowState, Ledger, LogEvent, Payout, Settle};
-use crate::antimatter::notice::Started;
+use crate::antimatter::notice::{disagreement_loss, Disagreement, Started};
 use crate::antimatter::payer::{Awaited, Awaiting, AWAITED_PREFIX};
+use crate::antimatter::reports::Reports;
 use crate::antimatter::signal::{Resolution, ResultReport, Signal};
 use crate::antimatter::veterans::{self, Candidate};
 use crate::antimatter::{
@@ -22,10 +23,12 @@ use crate::antimatter::{
     TRUST_SUCCESS,
 };
 use crate::error::Refusal;
+use crate::identity::AgentId;
 use crate::io::{HttpResponse, InboundRequest, Method};
 use crate::limits::{
     ANTIMATTER_CALL_TIMEOUT_MS, ANTIMATTER_FLOWS_MAX, ANTIMATTER_GAME_PEERS_MAX, ANTIMATTER_HOPS_MAX,
-    ANTIMATTER_ONLINE_S, ANTIMATTER_SIGNAL_AGE_MAX_S, ANTIMATTER_SIGNAL_ID_BYTES_MAX, ID_BYTES_MAX,
+    ANTIMATTER_ONLINE_S, ANTIMATTER_REPORT_FANOUT_MAX, ANTIMATTER_SIGNAL_AGE_MAX_S, ANTIMATTER_SIGNAL_ID_BYTES_MAX,
+    ID_BYTES_MAX, TRUST_VOUCH_SCORE_MIN,
 };
 use crate::replay::{check_fresh, sig_key};
 use crate::store::RecordError;
@@ -51,6 +54,8 @@ pub(crate) struct AntiMatter {
     pub(crate) ledger: Ledger,
     /// As payer: our payment notices awaiting their payee's started notice.
     awaiting: Awaiting,
+    /// Disagreement reports taken lately, per reporter.
+    reports: Reports,
     sessions: Sessions,
     playing: BTreeMap<String, Playing>,
     payouts: VecDeque<Payout>,
@@ -140,9 +145,10 @@ impl Node {
         };
         let changes = self.antimatter.ledger.start(flow, self.now.wall_us)?;
         self.persist(changes);
-        if rate.is_some_and(|r| (r - RATE).abs() > RATE_TOLERANCE) {
+        if let Some(r) = rate.filter(|r| (r - RATE).abs() > RATE_TOLERANCE) {
             self.antimatter.ledger.log(self.now.wall_us, "antimatter_rate_disagreement", &signal_id, payer.clone());
             self.nudge(&payer, -TRUST_DISAGREEMENT_PENALTY);
+            self.report_disagreement(&payer, &tx, r);
         } else {
             self.nudge(&payer, TRUST_SUCCESS);
         }
@@ -570,6 +576,90 @@ impl Node {
         self.nudge(&n.from_agent_id, TRUST_SUCCESS);
         self.antimatter.ledger.log(self.now.wall_us, "antimatter_started", &n.signal_id, n.from_agent_id.clone());
         Ok(wire::encode(&json!({"success": true})))
+    }
+
+    // ----- disagreement reports (R-F7, the SPEC's §4.2) -----
+
+    /// As payee: tells our connections (those that speak our form, but not the payer itself, at most
+    /// [`ANTIMATTER_REPORT_FANOUT_MAX`]) that `payer`'s notice for `tx` claimed `rate`. Each copy is
+    /// signed for its receiver.
+    fn report_disagreement(&mut self, payer: &str, tx: &str, rate: f64) {
+        let receivers: Vec<(String, String, bool)> = self
+            .connections
+            .values()
+            .filter(|c| c.speaks_v2 && c.agent_id.as_str() != payer)
+            .take(ANTIMATTER_REPORT_FANOUT_MAX)
+            .map(|c| (c.agent_id.as_str().to_owned(), crate::url::endpoint(&c.url, "antimatter_disagreement"), c.local))
+            .collect();
+        let signer = self.signatures.clone();
+        for (to, url, local) in receivers {
+            let mut report = Disagreement {
+                from_agent_id: self.me().to_owned(),
+                to_agent_id: to,
+                subject_agent_id: payer.to_owned(),
+                tx_signature: tx.to_owned(),
+                rate: rate.to_string(),
+                timestamp: self.now.iso(),
+                dm_signature_hex: String::new(),
+            };
+            report.sign(&*signer, &self.passport);
+            let body = wire::encode(&report);
+            self.transmit(Method::Post, url, body, ANTIMATTER_CALL_TIMEOUT_MS, !local, Call::FireAndForget);
+        }
+    }
+
+    /// `POST /__darkmatter__/antimatter_disagreement`: a connection reports a payer whose notice
+    /// claimed another rate. We lower our impression of the payer by the penalty times our trust in
+    /// the reporter, as hearsay (never first-hand), and only as far as the report weighting of peer
+    /// opinions allows: a reporter we do not trust, or one over its vouch budget (each report is
+    /// charged to it as a warning), moves nothing. A report about ourselves is ignored.
+    pub(crate) fn on_antimatter_disagreement(&mut self, r: &InboundRequest) -> Result<Vec<u8>, Refusal> {
+        let d: Disagreement = wire::decode(&r.body)?;
+        let fields = [&d.from_agent_id, &d.subject_agent_id, &d.tx_signature, &d.rate, &d.dm_signature_hex];
+        if fields.iter().any(|f| f.is_empty()) {
+            return Err(Refusal::MissingFields(
+                "from_agent_id, subject_agent_id, tx_signature, rate, dm_signature_hex".to_owned(),
+            ));
+        }
+        if d.to_agent_id != self.me() {
+            return Err(Refusal::Invalid("Report is addressed to another agent".to_owned()));
+        }
+        if d.tx_signature.len() > ID_BYTES_MAX || d.rate.len() > ID_BYTES_MAX {
+            return Err(Refusal::Invalid("tx_signature or rate too long".to_owned()));
+        }
+        let subject = AgentId::parse(&d.subject_agent_id).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        let stamp_us = self.check_peer_notice(&d.from_agent_id, &d.timestamp, d.verifies(&*self.signatures), r)?;
+        let key = sig_key("antimatter-disagreement", &d.dm_signature_hex);
+        let change = self.replay.admit(&key, stamp_us, self.now.wall_us)?;
+        self.persist(vec![change]);
+        if subject.as_str() == self.me() {
+            return Ok(wire::encode(&json!({"success": true, "applied": false})));
+        }
+        if !self.antimatter.reports.admit(&d.from_agent_id, self.now.wall_us) {
+            return Err(Refusal::Limited("Too many AntiMatter disagreement reports from this agent today".to_owned()));
+        }
+        let applied = self.apply_disagreement(&d.from_agent_id, subject.as_str());
+        let detail = format!("{} reports {} (rate {})", d.from_agent_id, subject.as_str(), d.rate);
+        self.antimatter.ledger.log(self.now.wall_us, "antimatter_disagreement", "", detail);
+        Ok(wire::encode(&json!({"success": true, "applied": applied})))
+    }
+
+    /// Applies one report of `reporter` about `subject`; answers whether it moved anything.
+    fn apply_disagreement(&mut self, reporter: &str, subject: &str) -> bool {
+        let now_us = self.now.wall_us;
+        let bounded = self.config.trust_policy.bounded();
+        if bounded {
+            // A report is a warning, and a warning is charged to its giver's budget like a vouch.
+            self.vouches.note(reporter, subject, -TRUST_VOUCH_SCORE_MIN, now_us);
+        }
+        let within = !bounded || self.vouches.within_budget(reporter, now_us);
+        let loss = disagreement_loss(TRUST_DISAGREEMENT_PENALTY, self.trust_of(reporter), within);
+        if loss >= 0.0 || !self.impressions.has_room_for(subject) {
+            return false;
+        }
+        let score = crate::trust::adjust(self.trust_of(subject), loss);
+        self.set_score(subject, score, None, false);
+        true
     }
 
     /// The checks every signed AntiMatter notice passes: from a connection, fresh, signed by it (as

@@ -10,8 +10,8 @@ use proto_core::antimatter::ledger::FlowState;
 use proto_core::antimatter::notice::Disagreement;
 use proto_core::antimatter::{p_match, TRUST_DISAGREEMENT_PENALTY, TRUST_NON_ROUTING_PENALTY, TRUST_SUCCESS};
 use proto_core::limits::{
-    ANTIMATTER_REPORTS_PER_REPORTER_MAX, ANTIMATTER_SIGNAL_AGE_MAX_S, ANTIMATTER_STARTED_WAIT_S,
-    ANTIMATTER_WATCHDOG_GRACE_S, TRUST_VOUCHES_PER_PEER_MAX,
+    ANTIMATTER_LOG_MAX, ANTIMATTER_REPORTS_PER_REPORTER_MAX, ANTIMATTER_SIGNAL_AGE_MAX_S, ANTIMATTER_STARTED_WAIT_S,
+    ANTIMATTER_STATUS_RECENT_MAX, ANTIMATTER_WATCHDOG_GRACE_S, TRUST_VOUCHES_PER_PEER_MAX,
 };
 use proto_core::node::{PaymentError, HOUSEKEEPING_INTERVAL_MS};
 use proto_core::{Command, Method, SendArgs, Targets};
@@ -507,4 +507,41 @@ fn disagreement_reports_are_authenticated_budgeted_and_bounded() {
         assert_eq!(body["applied"], json!(within), "report {k}");
     }
     assert!(taken == ANTIMATTER_REPORTS_PER_REPORTER_MAX);
+}
+
+/// R-F10: the log (0.5.3's names, ISO timestamps) is a command away, and the status report carries its
+/// counts and newest few events once there are any (and nothing before).
+#[test]
+fn the_log_is_shown_in_status_compactly_and_whole_by_its_command() {
+    let mut m = Mesh::new();
+    let [x, b, a] = aged(&mut m, &["X", "B", "A"])[..] else { unreachable!() };
+    connect(&mut m, b, x);
+    connect(&mut m, a, b);
+    trust(&mut m, b, x, 0.5);
+    assert!(m.command(b, Command::Status).unwrap().get("antimatter").is_none(), "nothing to show yet");
+    let empty = m.command(b, Command::AntiMatterLog).unwrap();
+    assert_eq!(empty["antimatter_log"], json!([]));
+    for round in 0..40 {
+        let msg = notice(&mut m, a, b, &format!("tx{round}"), json!({}));
+        verified(&mut m, b, &msg, ONE_SOL).unwrap();
+        m.peers[b].node.take_payouts();
+        m.advance(60_000);
+    }
+    let status = m.command(b, Command::Status).unwrap();
+    let am = &status["antimatter"];
+    assert_eq!(am["recent"].as_array().unwrap().len(), ANTIMATTER_STATUS_RECENT_MAX, "{am}");
+    assert_eq!(am["open_signals"], json!(0));
+    let whole = m.command(b, Command::AntiMatterLog).unwrap();
+    let log = whole["antimatter_log"].as_array().unwrap();
+    assert_eq!(log.len(), ANTIMATTER_LOG_MAX, "40 payments log more than the bound keeps");
+    assert_eq!(log[log.len() - 1], am["recent"][ANTIMATTER_STATUS_RECENT_MAX - 1], "the same newest event");
+    let counted: u64 = whole["events"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(counted as usize, ANTIMATTER_LOG_MAX, "counts are over the kept log");
+    assert!(whole["events"]["antimatter_initiated"].as_u64().unwrap() > 0);
+    assert!(whole["events"].get("forwarded").is_some(), "0.5.3's name: {}", whole["events"]);
+    assert!(log.iter().all(|e| proto_core::time::parse_iso(e["timestamp"].as_str().unwrap()).is_some()));
+    // A's side: the started notices it received.
+    let payer = m.command(a, Command::AntiMatterLog).unwrap();
+    assert_eq!(payer["events"]["antimatter_started"], json!(40));
+    assert_eq!(payer["awaited_payments"], json!(0));
 }

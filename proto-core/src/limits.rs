@@ -189,6 +189,8 @@ pub const ANTIMATTER_REPORT_FANOUT_MAX: usize = 64;
 pub const ANTIMATTER_REPORTS_PER_REPORTER_MAX: usize = 8;
 /// The window of [`ANTIMATTER_REPORTS_PER_REPORTER_MAX`], in seconds: a day.
 pub const ANTIMATTER_REPORT_WINDOW_S: i64 = 86_400;
+/// AntiMatter events a status report shows (the newest); the whole log is a command away.
+pub const ANTIMATTER_STATUS_RECENT_MAX: usize = 5;
 /// Disagreement reports remembered for that bound (reporter, when), oldest dropped first; not
 /// persisted.
 pub const ANTIMATTER_REPORT_RECORDS_MAX: usize = 4_096;

@@ -28,8 +28,9 @@ use crate::io::{HttpResponse, InboundRequest, Method};
 use crate::limits::{
     ANTIMATTER_CALL_TIMEOUT_MS, ANTIMATTER_FLOWS_MAX, ANTIMATTER_GAME_PEERS_MAX, ANTIMATTER_HOPS_MAX,
     ANTIMATTER_ONLINE_S, ANTIMATTER_REPORT_FANOUT_MAX, ANTIMATTER_SIGNAL_AGE_MAX_S, ANTIMATTER_SIGNAL_ID_BYTES_MAX,
-    ID_BYTES_MAX, TRUST_VOUCH_SCORE_MIN,
+    ANTIMATTER_STATUS_RECENT_MAX, ID_BYTES_MAX, TRUST_VOUCH_SCORE_MIN,
 };
+use crate::output::{AntiMatterCounts, AntiMatterEvent, AntiMatterLogView, AntiMatterStatus};
 use crate::replay::{check_fresh, sig_key};
 use crate::store::RecordError;
 use crate::time::parse_iso;
@@ -83,6 +84,15 @@ pub enum PaymentError {
     /// The ledger refused it (already started, full, no fee).
     #[error(transparent)]
     Ledger(#[from] crate::antimatter::ledger::StartError),
+}
+
+fn event_view(e: &LogEvent) -> AntiMatterEvent {
+    AntiMatterEvent {
+        kind: e.kind.to_owned(),
+        signal_id: e.signal_id.clone(),
+        detail: e.detail.clone(),
+        timestamp: crate::time::format_iso(e.at_us),
+    }
 }
 
 fn field<'a>(m: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
@@ -146,7 +156,7 @@ impl Node {
         let changes = self.antimatter.ledger.start(flow, self.now.wall_us)?;
         self.persist(changes);
         if let Some(r) = rate.filter(|r| (r - RATE).abs() > RATE_TOLERANCE) {
-            self.antimatter.ledger.log(self.now.wall_us, "antimatter_rate_disagreement", &signal_id, payer.clone());
+            self.antimatter.ledger.log(self.now.wall_us, "rate_disagreement", &signal_id, payer.clone());
             self.nudge(&payer, -TRUST_DISAGREEMENT_PENALTY);
             self.report_disagreement(&payer, &tx, r);
         } else {
@@ -199,6 +209,40 @@ impl Node {
     /// The newest AntiMatter events, oldest first (R-F10).
     pub fn antimatter_log(&self) -> Vec<LogEvent> {
         self.antimatter.ledger.events().cloned().collect()
+    }
+
+    fn antimatter_counts(&self) -> AntiMatterCounts {
+        let mut events = BTreeMap::new();
+        for e in self.antimatter.ledger.events() {
+            *events.entry(e.kind.to_owned()).or_insert(0) += 1;
+        }
+        AntiMatterCounts {
+            events,
+            open_signals: self.antimatter.ledger.open(),
+            awaited_payments: self.antimatter.awaiting.len(),
+            owed_destinations: self.antimatter.ledger.accrued().len(),
+        }
+    }
+
+    /// The status report's AntiMatter part, or `None` while there is nothing to show.
+    pub(crate) fn antimatter_status(&self) -> Option<AntiMatterStatus> {
+        let counts = self.antimatter_counts();
+        let idle = counts.events.is_empty()
+            && counts.open_signals == 0
+            && counts.awaited_payments == 0
+            && counts.owed_destinations == 0;
+        if idle {
+            return None;
+        }
+        let skip = self.antimatter.ledger.events().len().saturating_sub(ANTIMATTER_STATUS_RECENT_MAX);
+        let recent = self.antimatter.ledger.events().skip(skip).map(event_view).collect();
+        Some(AntiMatterStatus { counts, recent })
+    }
+
+    /// `AntiMatterLog`: the counts and the whole kept log.
+    pub(crate) fn cmd_antimatter_log(&self) -> AntiMatterLogView {
+        let antimatter_log = self.antimatter.ledger.events().map(event_view).collect();
+        AntiMatterLogView { counts: self.antimatter_counts(), antimatter_log }
     }
 
     /// The flow of a signal this node originated, if it knows it.
@@ -326,7 +370,7 @@ impl Node {
             let changes = self.antimatter.ledger.forwarded(signal_id, self.now.wall_us, &vet_id);
             self.persist(changes);
         } else {
-            self.antimatter.ledger.log(self.now.wall_us, "antimatter_forwarded", signal_id, vet_id.clone());
+            self.antimatter.ledger.log(self.now.wall_us, "forwarded", signal_id, vet_id.clone());
         }
         let body = crate::wire::encode(&signal);
         self.transmit(Method::Post, url, body, ANTIMATTER_CALL_TIMEOUT_MS, !vet_local, Call::FireAndForget);
@@ -388,7 +432,7 @@ impl Node {
         r.sign(&*signer, &self.passport);
         self.antimatter.ledger.log(
             self.now.wall_us,
-            "antimatter_result",
+            "antimatter_resolved_callback",
             &signal.signal_id,
             resolution.as_str().into(),
         );
@@ -639,7 +683,8 @@ impl Node {
             return Err(Refusal::Limited("Too many AntiMatter disagreement reports from this agent today".to_owned()));
         }
         let applied = self.apply_disagreement(&d.from_agent_id, subject.as_str());
-        let detail = format!("{} reports {} (rate {})", d.from_agent_id, subject.as_str(), d.rate);
+        let weight = if applied { "applied" } else { "weighed nothing" };
+        let detail = format!("{} reports {} (rate {}): {weight}", d.from_agent_id, subject.as_str(), d.rate);
         self.antimatter.ledger.log(self.now.wall_us, "antimatter_disagreement", "", detail);
         Ok(wire::encode(&json!({"success": true, "applied": applied})))
     }

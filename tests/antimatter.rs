@@ -350,6 +350,21 @@ fn a_started_notice_raises_the_payers_trust_in_the_payee() {
     assert_eq!(score(&mut m, a, b), after, "no penalty once the notice came");
 }
 
+/// A payment whose 1 % is zero base units starts no signal, so its payer awaits none; nor does it await
+/// one for a notice whose amount it cannot read.
+#[test]
+fn a_payment_without_a_fee_is_not_awaited() {
+    let mut m = Mesh::new();
+    let [b, a] = aged(&mut m, &["B", "A"])[..] else { unreachable!() };
+    connect(&mut m, a, b);
+    notice(&mut m, a, b, "tx-dust", json!({"amount": "0.000000099"}));
+    notice(&mut m, a, b, "tx-float-dust", json!({"amount": 0.000000099}));
+    notice(&mut m, a, b, "tx-junk", json!({"amount": "lots"}));
+    assert_eq!(m.command(a, Command::AntiMatterLog).unwrap()["awaited_payments"], json!(0));
+    notice(&mut m, a, b, "tx-fee", json!({"amount": "0.0000001"}));
+    assert_eq!(m.command(a, Command::AntiMatterLog).unwrap()["awaited_payments"], json!(1), "100 lamports: fee 1");
+}
+
 /// R-F7: a payee that got the notice and started nothing loses the non-routing penalty when the ten
 /// minutes are over, not before; a restart of the payer in between forgets nothing.
 #[test]

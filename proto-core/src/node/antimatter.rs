@@ -103,6 +103,27 @@ fn truthy(v: Option<&Value>) -> bool {
     matches!(v, Some(Value::Bool(true))) || v.and_then(Value::as_str).is_some_and(|s| s == "true")
 }
 
+/// The asset of a payment notice (`SOL` or a mint) and its decimals (9 for SOL; the notice's, at most
+/// 18, for a token).
+fn asset_of(meta: &Map<String, Value>) -> (String, u8) {
+    let token = field(meta, "token").unwrap_or("SOL");
+    if token.eq_ignore_ascii_case("SOL") {
+        return ("SOL".to_owned(), 9);
+    }
+    (token.to_owned(), meta.get("decimals").and_then(Value::as_u64).map_or(0, |d| d.min(18) as u8))
+}
+
+/// The base units a payment notice says were paid (`amount` as decimal text or, as 0.5.3 writes it,
+/// a JSON number), if it says so readably.
+fn notice_units(meta: &Map<String, Value>) -> Option<u64> {
+    let text = match meta.get("amount")? {
+        Value::String(s) => s.trim().to_owned(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    crate::wallet::parse_amount(&text, asset_of(meta).1).ok()
+}
+
 /// The transaction of an AntiMatter payment notice's metadata (R-F1: `type` `solana_payment`,
 /// `antimatter_eligible` or the WormHole's `gas_eligible`), or why it is none.
 fn eligible_tx(meta: &Map<String, Value>) -> Result<&str, &'static str> {
@@ -132,12 +153,7 @@ impl Node {
         }
         let meta: Map<String, Value> = serde_json::from_str(&msg.metadata_json).unwrap_or_default();
         let tx = eligible_tx(&meta).map_err(PaymentError::NotEligible)?.to_owned();
-        let token = field(&meta, "token").unwrap_or("SOL");
-        let (asset, decimals) = if token.eq_ignore_ascii_case("SOL") {
-            ("SOL".to_owned(), 9)
-        } else {
-            (token.to_owned(), meta.get("decimals").and_then(Value::as_u64).map_or(0, |d| d.min(18) as u8))
-        };
+        let (asset, decimals) = asset_of(&meta);
         let rate = meta.get("antimatter_rate").or_else(|| meta.get("gas_rate")).and_then(Value::as_f64);
         let superagent = field(&meta, "sender_superagent_wallet").map(str::to_owned);
         let signal_id = format!("am-{}", self.random_hex(6));
@@ -544,12 +560,17 @@ impl Node {
 
     // ----- the payer's side: the started notice (R-F7) -----
 
-    /// Our own message is leaving: if it is an AntiMatter payment notice, await its payee's started
-    /// notice. Only a payee that speaks our form can send one (0.5.3 has none), so only such a payee
+    /// Our own message is leaving: if it is an AntiMatter payment notice with a fee, await its payee's
+    /// started notice. Only a payee that speaks our form can send one (0.5.3 has none), so only such a payee
     /// is awaited; a payment beyond the table's bound is not watched.
     pub(crate) fn await_started(&mut self, message_id: &str, metadata: &Map<String, Value>, targets: &[String]) {
         let Ok(tx) = eligible_tx(metadata) else { return };
         if tx.len() > ID_BYTES_MAX {
+            return;
+        }
+        // A payment whose fee is zero base units (or whose amount we cannot read) starts no signal at the
+        // payee: nothing to await, nobody to blame.
+        if notice_units(metadata).is_none_or(|units| fee(units) == 0) {
             return;
         }
         let Some(payee) = targets.iter().find(|t| self.connections.get(t.as_str()).is_some_and(|c| c.speaks_v2)) else {

@@ -2,10 +2,17 @@
 //! starts one signal, games are played over `/antimatter_match`, the signal walks to veterans with a
 //! signed hop chain, and the payee pays each fee exactly once.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use darkmatter_tests::harness::Mesh;
 use proto_core::antimatter::ledger::FlowState;
-use proto_core::antimatter::p_match;
-use proto_core::limits::{ANTIMATTER_SIGNAL_AGE_MAX_S, ANTIMATTER_WATCHDOG_GRACE_S};
+use proto_core::antimatter::notice::Disagreement;
+use proto_core::antimatter::{p_match, TRUST_DISAGREEMENT_PENALTY, TRUST_NON_ROUTING_PENALTY, TRUST_SUCCESS};
+use proto_core::limits::{
+    ANTIMATTER_LOG_MAX, ANTIMATTER_REPORTS_PER_REPORTER_MAX, ANTIMATTER_SIGNAL_AGE_MAX_S, ANTIMATTER_STARTED_WAIT_S,
+    ANTIMATTER_STATUS_RECENT_MAX, ANTIMATTER_WATCHDOG_GRACE_S, TRUST_VOUCHES_PER_PEER_MAX,
+};
 use proto_core::node::{PaymentError, HOUSEKEEPING_INTERVAL_MS};
 use proto_core::{Command, Method, SendArgs, Targets};
 use serde_json::{json, Map, Value};
@@ -23,6 +30,13 @@ fn connect(m: &mut Mesh, from: usize, to: usize) {
 fn trust(m: &mut Mesh, at: usize, of: usize, score: f64) {
     let agent_id = m.id(of);
     m.command(at, Command::SetImpression { agent_id, score, note: None }).unwrap();
+}
+
+/// Node `at`'s impression score of node `of` (0 without one).
+fn score(m: &mut Mesh, at: usize, of: usize) -> f64 {
+    let agent_id = m.id(of);
+    let view = m.command(at, Command::GetImpression { agent_id }).unwrap();
+    view["score"].as_f64().unwrap_or(0.0)
 }
 
 fn wallet_of(m: &mut Mesh, i: usize) -> String {
@@ -63,8 +77,41 @@ fn verified(m: &mut Mesh, b: usize, message_id: &str, units: u64) -> Result<Stri
     r
 }
 
-/// Nodes created a day apart, oldest first; returns their indices.
+/// The runtime's randomness, stood in for by a counter so that traces repeat (nonces change no
+/// outcome: picks come from the node's generator).
+struct Counter(AtomicU64);
+
+impl proto_core::Entropy for Counter {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), String> {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.0.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+
+/// Gives node `i` the stand-in for the OS's randomness, as the production driver gives the real one.
+fn entropy(m: &mut Mesh, i: usize) {
+    m.peers[i].node.set_entropy(Arc::new(Counter(AtomicU64::new(i as u64 * 1_000_000))));
+}
+
+/// Nodes created a day apart, oldest first, each with randomness for its commitments; returns their
+/// indices.
 fn aged(m: &mut Mesh, names: &[&str]) -> Vec<usize> {
+    names
+        .iter()
+        .map(|n| {
+            let i = m.add(n, true);
+            entropy(m, i);
+            m.advance(DAY_MS);
+            i
+        })
+        .collect()
+}
+
+/// Nodes like [`aged`], but without the OS's randomness (as the simulator's nodes without its source).
+fn aged_without_entropy(m: &mut Mesh, names: &[&str]) -> Vec<usize> {
     names
         .iter()
         .map(|n| {
@@ -246,4 +293,270 @@ fn the_endpoints_answer_0_5_3_forms_and_refuse_unsigned_signals() {
     old["hops"] = json!(10);
     let (status, body) = m.inject(x, Method::Post, "/__darkmatter__/antimatter_signal", old.to_string().as_bytes(), ip);
     assert_eq!((status, body["error"].as_str()), (400, Some("Signal expired (max hops)")));
+}
+
+/// SPEC §21.3: commitment nonces come from the OS only. A payee without it plays no game and keeps the
+/// fee (once: the payment stays started); a peer without it refuses to commit (503) and to take a
+/// signal, but still answers the legacy form, which commits to nothing.
+#[test]
+fn a_node_without_os_randomness_plays_no_game_and_keeps_the_fee() {
+    let mut m = Mesh::new();
+    let [x, b, a] = aged_without_entropy(&mut m, &["X", "B", "A"])[..] else { unreachable!() };
+    connect(&mut m, b, x);
+    connect(&mut m, a, b);
+    trust(&mut m, b, x, 0.5);
+    let msg = notice(&mut m, a, b, "tx1", json!({}));
+    let id = verified(&mut m, b, &msg, ONE_SOL).expect("the payment is taken");
+    assert!(!m.trace.iter().any(|l| l.contains("antimatter_match")), "no commit was sent");
+    assert!(m.peers[b].node.take_payouts().is_empty(), "B keeps the fee");
+    assert_eq!(m.peers[b].node.antimatter_flow(&id).unwrap().state, FlowState::Kept);
+    let log = m.peers[b].node.antimatter_log();
+    assert!(log.iter().any(|e| e.kind == "antimatter_no_game"), "{log:?}");
+    let again = notice(&mut m, a, b, "tx1", json!({}));
+    assert!(matches!(verified(&mut m, b, &again, ONE_SOL), Err(PaymentError::Ledger(_))), "started once");
+    let ip = m.peers[b].ip;
+    let commit = json!({"phase": "commit", "signal_id": "am-0123456789ab", "n": 2,
+        "orchestrator_commitment": "00".repeat(32)});
+    let (status, body) =
+        m.inject(x, Method::Post, "/__darkmatter__/antimatter_match", commit.to_string().as_bytes(), ip);
+    assert_eq!(status, 503, "{body}");
+    let (status, _) = m.inject(x, Method::Post, "/__darkmatter__/antimatter_match", br#"{"n": 2}"#, ip);
+    assert_eq!(status, 200, "the legacy form needs no nonce");
+    // With the randomness given, the same peer commits.
+    entropy(&mut m, x);
+    let (status, body) =
+        m.inject(x, Method::Post, "/__darkmatter__/antimatter_match", commit.to_string().as_bytes(), ip);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["session_token"].as_str().map(str::len), Some(32));
+}
+
+/// R-F7: the payee tells the payer its signal started (signed); the payer's trust in it rises by the
+/// success delta, and nothing more happens when the wait ends.
+#[test]
+fn a_started_notice_raises_the_payers_trust_in_the_payee() {
+    let mut m = Mesh::new();
+    let [x, b, a] = aged(&mut m, &["X", "B", "A"])[..] else { unreachable!() };
+    connect(&mut m, b, x);
+    connect(&mut m, a, b);
+    trust(&mut m, b, x, 0.5);
+    let msg = notice(&mut m, a, b, "tx1", json!({}));
+    let before = score(&mut m, a, b);
+    verified(&mut m, b, &msg, ONE_SOL).unwrap();
+    assert_eq!(m.trace.iter().filter(|l| l.contains("/__darkmatter__/antimatter_started")).count(), 1);
+    let after = score(&mut m, a, b);
+    assert!((after - (before + TRUST_SUCCESS * (1.0 - before))).abs() < 1e-9, "{before} → {after}");
+    assert!(m.peers[a].node.antimatter_log().iter().any(|e| e.kind == "antimatter_started"));
+    m.advance(ANTIMATTER_STARTED_WAIT_S as u64 * 1000 + 2 * HOUSEKEEPING_INTERVAL_MS);
+    assert_eq!(score(&mut m, a, b), after, "no penalty once the notice came");
+}
+
+/// A payment whose 1 % is zero base units starts no signal, so its payer awaits none; nor does it await
+/// one for a notice whose amount it cannot read.
+#[test]
+fn a_payment_without_a_fee_is_not_awaited() {
+    let mut m = Mesh::new();
+    let [b, a] = aged(&mut m, &["B", "A"])[..] else { unreachable!() };
+    connect(&mut m, a, b);
+    notice(&mut m, a, b, "tx-dust", json!({"amount": "0.000000099"}));
+    notice(&mut m, a, b, "tx-float-dust", json!({"amount": 0.000000099}));
+    notice(&mut m, a, b, "tx-junk", json!({"amount": "lots"}));
+    assert_eq!(m.command(a, Command::AntiMatterLog).unwrap()["awaited_payments"], json!(0));
+    notice(&mut m, a, b, "tx-fee", json!({"amount": "0.0000001"}));
+    assert_eq!(m.command(a, Command::AntiMatterLog).unwrap()["awaited_payments"], json!(1), "100 lamports: fee 1");
+}
+
+/// R-F7: a payee that got the notice and started nothing loses the non-routing penalty when the ten
+/// minutes are over, not before; a restart of the payer in between forgets nothing.
+#[test]
+fn a_payee_that_starts_no_signal_loses_trust_after_the_wait_even_across_a_restart() {
+    let mut m = Mesh::new();
+    let [b, a] = aged(&mut m, &["B", "A"])[..] else { unreachable!() };
+    connect(&mut m, a, b);
+    notice(&mut m, a, b, "tx1", json!({}));
+    let before = score(&mut m, a, b);
+    m.advance(ANTIMATTER_STARTED_WAIT_S as u64 * 1000 / 2);
+    m.restart(a);
+    m.advance(ANTIMATTER_STARTED_WAIT_S as u64 * 1000 / 2 - HOUSEKEEPING_INTERVAL_MS);
+    assert_eq!(score(&mut m, a, b), before, "still waiting");
+    m.advance(2 * HOUSEKEEPING_INTERVAL_MS);
+    let after = score(&mut m, a, b);
+    let expected = before - TRUST_NON_ROUTING_PENALTY * (1.0 + before);
+    assert!((after - expected).abs() < 1e-9, "{before} → {after}, expected {expected}");
+    assert!(m.peers[a].node.antimatter_log().iter().any(|e| e.kind == "antimatter_not_routed"));
+    m.advance(ANTIMATTER_STARTED_WAIT_S as u64 * 1000);
+    assert_eq!(score(&mut m, a, b), after, "blamed once");
+}
+
+/// R-F7: the started notice survives the payer's restart; only the payee's own, fresh, signed notice
+/// counts (another connection's is refused, a replay is refused), and a notice that never reached the
+/// payee blames nobody.
+#[test]
+fn only_the_payees_signed_notice_counts_and_an_undelivered_payment_blames_nobody() {
+    let mut m = Mesh::new();
+    let [c, b, a] = aged(&mut m, &["C", "B", "A"])[..] else { unreachable!() };
+    connect(&mut m, a, b);
+    connect(&mut m, a, c);
+    let msg = notice(&mut m, a, b, "tx1", json!({}));
+    m.restart(a);
+    let before = score(&mut m, a, b);
+    // C (a connection of A) claims to have started B's signal: not its payment.
+    let ip = m.peers[c].ip;
+    let stamp = proto_core::time::format_iso(m.now.wall_us);
+    let mut forged = proto_core::antimatter::notice::Started {
+        from_agent_id: m.id(c),
+        to_agent_id: m.id(a),
+        signal_id: "am-0123456789ab".into(),
+        tx_signature: "tx1".into(),
+        timestamp: stamp,
+        dm_signature_hex: String::new(),
+    };
+    let c_before = score(&mut m, a, c);
+    let unsigned = serde_json::to_vec(&forged).unwrap();
+    let (status, _) = m.inject(a, Method::Post, "/__darkmatter__/antimatter_started", &unsigned, ip);
+    assert_eq!(status, 400, "no signature");
+    forged.sign(&proto_core::crypto::Ed25519, &proto_core::Passport::from_seed(m.peers[c].seed));
+    let signed = serde_json::to_vec(&forged).unwrap();
+    let (status, _) = m.inject(a, Method::Post, "/__darkmatter__/antimatter_started", &signed, ip);
+    assert_eq!(status, 404, "C's notice ends nothing");
+    assert_eq!(score(&mut m, a, c), c_before, "C gains nothing");
+    let (status, _) = m.inject(a, Method::Post, "/__darkmatter__/antimatter_started", &signed, ip);
+    assert_eq!(status, 409, "a replay");
+    // B's real notice, after A's restart.
+    verified(&mut m, b, &msg, ONE_SOL).unwrap();
+    assert!(score(&mut m, a, b) > before, "the expectation survived the restart");
+    // A notice that never reached its payee: nobody is blamed when the wait ends.
+    m.unreachable = vec![b];
+    notice(&mut m, a, b, "tx2", json!({}));
+    let before = score(&mut m, a, b);
+    m.advance(ANTIMATTER_STARTED_WAIT_S as u64 * 1000 + 2 * HOUSEKEEPING_INTERVAL_MS);
+    assert!(score(&mut m, a, b) >= before - 0.006, "only the failed delivery's own delta");
+    assert!(!m.peers[a].node.antimatter_log().iter().any(|e| e.kind == "antimatter_not_routed"));
+}
+
+/// A disagreement report of `from` about `subject` for `to`, signed by `from` (as its node would).
+fn report(m: &Mesh, from: usize, to: usize, subject: &str, tx: &str) -> Vec<u8> {
+    let mut d = Disagreement {
+        from_agent_id: m.id(from),
+        to_agent_id: m.id(to),
+        subject_agent_id: subject.to_owned(),
+        tx_signature: tx.to_owned(),
+        rate: "0.05".into(),
+        timestamp: proto_core::time::format_iso(m.now.wall_us),
+        dm_signature_hex: String::new(),
+    };
+    d.sign(&proto_core::crypto::Ed25519, &proto_core::Passport::from_seed(m.peers[from].seed));
+    serde_json::to_vec(&d).unwrap()
+}
+
+/// R-F7 and the SPEC's §4.2: a notice claiming 5 % costs its payer 0.02 at the payee, and the payee's
+/// signed report costs it `0.02 × trust(payee)` at each of the payee's connections that trusts the
+/// payee; a connection that does not trust it, and the payer itself, change nothing.
+#[test]
+fn a_rate_disagreement_is_reported_to_the_payees_connections_weighted_by_their_trust() {
+    let mut m = Mesh::new();
+    let [x, c, d, b, a] = aged(&mut m, &["X", "C", "D", "B", "A"])[..] else { unreachable!() };
+    connect(&mut m, b, x);
+    connect(&mut m, c, b);
+    connect(&mut m, d, b);
+    connect(&mut m, a, b);
+    connect(&mut m, c, a);
+    trust(&mut m, b, x, 0.5);
+    trust(&mut m, c, b, 0.5);
+    trust(&mut m, d, b, -0.3);
+    let (at_c, at_d) = (score(&mut m, c, a), score(&mut m, d, a));
+    let b_at_a = score(&mut m, a, b);
+    let msg = notice(&mut m, a, b, "tx1", json!({"antimatter_rate": 0.05}));
+    let a_at_b = score(&mut m, b, a);
+    verified(&mut m, b, &msg, ONE_SOL).unwrap();
+    assert!((score(&mut m, b, a) - (a_at_b - TRUST_DISAGREEMENT_PENALTY * (1.0 + a_at_b))).abs() < 1e-9);
+    let reports = m.trace.iter().filter(|l| l.contains("/__darkmatter__/antimatter_disagreement")).count();
+    assert!(reports >= 3, "to C, D and X, not to A:\n{}", m.trace.join("\n"));
+    let loss = TRUST_DISAGREEMENT_PENALTY * 0.5;
+    let want = at_c - loss * (1.0 + at_c);
+    assert!((score(&mut m, c, a) - want).abs() < 1e-9, "C trusts B at 0.5: {} vs {want}", score(&mut m, c, a));
+    assert_eq!(score(&mut m, d, a), at_d, "D does not trust B: the report weighs nothing");
+    assert!(score(&mut m, a, b) >= b_at_a, "A got no report about itself");
+    let detail = m.command(c, Command::GetImpression { agent_id: m.id(a) }).unwrap();
+    assert_eq!(detail["first_hand"], json!(false), "the report is hearsay: C never dealt with A itself");
+}
+
+/// A report is signed, fresh, once, from a connection; one about ourselves is ignored; a reporter's
+/// reports about more subjects than its vouch budget weigh nothing, and more reports than the daily
+/// bound are refused.
+#[test]
+fn disagreement_reports_are_authenticated_budgeted_and_bounded() {
+    let mut m = Mesh::new();
+    let [c, b, s] = aged(&mut m, &["C", "B", "S"])[..] else { unreachable!() };
+    connect(&mut m, c, b);
+    trust(&mut m, c, b, 0.5);
+    let ip = m.peers[b].ip;
+    let path = "/__darkmatter__/antimatter_disagreement";
+    let about_s = report(&m, b, c, &m.id(s), "tx0");
+    let mut unsigned: Value = serde_json::from_slice(&about_s).unwrap();
+    unsigned["dm_signature_hex"] = json!("00".repeat(64));
+    assert_eq!(m.inject(c, Method::Post, path, unsigned.to_string().as_bytes(), ip).0, 403, "bad signature");
+    let stranger = report(&m, s, c, &m.id(b), "tx0");
+    assert_eq!(m.inject(c, Method::Post, path, &stranger, ip).0, 403, "not a connection");
+    let (status, body) = m.inject(c, Method::Post, path, &report(&m, b, c, &m.id(c), "tx0"), ip);
+    assert_eq!((status, &body["applied"]), (200, &json!(false)), "about ourselves");
+    let (status, body) = m.inject(c, Method::Post, path, &about_s, ip);
+    assert_eq!((status, &body["applied"]), (200, &json!(true)), "{body}");
+    assert!(score(&mut m, c, s) < 0.0);
+    assert_eq!(m.inject(c, Method::Post, path, &about_s, ip).0, 409, "a replay");
+    m.advance(1);
+    // Reports about further subjects: within the budget they count, beyond it they weigh nothing.
+    let subjects: Vec<String> = (0..ANTIMATTER_REPORTS_PER_REPORTER_MAX)
+        .map(|k| proto_core::Passport::from_seed([200 + k as u8; 32]).agent_id().to_string())
+        .collect();
+    let mut taken = 1; // the one about S (the one about ourselves was ignored before counting)
+    for (k, subject) in subjects.iter().enumerate() {
+        let (status, body) = m.inject(c, Method::Post, path, &report(&m, b, c, subject, &format!("tx{k}")), ip);
+        if taken >= ANTIMATTER_REPORTS_PER_REPORTER_MAX {
+            assert_eq!(status, 429, "report {k}: beyond the daily bound");
+            continue;
+        }
+        taken += 1;
+        assert_eq!(status, 200, "{body}");
+        // S and subjects[0] are within the budget of TRUST_VOUCHES_PER_PEER_MAX subjects.
+        let within = k + 1 < TRUST_VOUCHES_PER_PEER_MAX;
+        assert_eq!(body["applied"], json!(within), "report {k}");
+    }
+    assert!(taken == ANTIMATTER_REPORTS_PER_REPORTER_MAX);
+}
+
+/// R-F10: the log (0.5.3's names, ISO timestamps) is a command away, and the status report carries its
+/// counts and newest few events once there are any (and nothing before).
+#[test]
+fn the_log_is_shown_in_status_compactly_and_whole_by_its_command() {
+    let mut m = Mesh::new();
+    let [x, b, a] = aged(&mut m, &["X", "B", "A"])[..] else { unreachable!() };
+    connect(&mut m, b, x);
+    connect(&mut m, a, b);
+    trust(&mut m, b, x, 0.5);
+    assert!(m.command(b, Command::Status).unwrap().get("antimatter").is_none(), "nothing to show yet");
+    let empty = m.command(b, Command::AntiMatterLog).unwrap();
+    assert_eq!(empty["antimatter_log"], json!([]));
+    for round in 0..40 {
+        let msg = notice(&mut m, a, b, &format!("tx{round}"), json!({}));
+        verified(&mut m, b, &msg, ONE_SOL).unwrap();
+        m.peers[b].node.take_payouts();
+        m.advance(60_000);
+    }
+    let status = m.command(b, Command::Status).unwrap();
+    let am = &status["antimatter"];
+    assert_eq!(am["recent"].as_array().unwrap().len(), ANTIMATTER_STATUS_RECENT_MAX, "{am}");
+    assert_eq!(am["open_signals"], json!(0));
+    let whole = m.command(b, Command::AntiMatterLog).unwrap();
+    let log = whole["antimatter_log"].as_array().unwrap();
+    assert_eq!(log.len(), ANTIMATTER_LOG_MAX, "40 payments log more than the bound keeps");
+    assert_eq!(log[log.len() - 1], am["recent"][ANTIMATTER_STATUS_RECENT_MAX - 1], "the same newest event");
+    let counted: u64 = whole["events"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(counted as usize, ANTIMATTER_LOG_MAX, "counts are over the kept log");
+    assert!(whole["events"]["antimatter_initiated"].as_u64().unwrap() > 0);
+    assert!(whole["events"].get("forwarded").is_some(), "0.5.3's name: {}", whole["events"]);
+    assert!(log.iter().all(|e| proto_core::time::parse_iso(e["timestamp"].as_str().unwrap()).is_some()));
+    // A's side: the started notices it received.
+    let payer = m.command(a, Command::AntiMatterLog).unwrap();
+    assert_eq!(payer["events"]["antimatter_started"], json!(40));
+    assert_eq!(payer["awaited_payments"], json!(0));
 }

@@ -123,4 +123,11 @@ fn a_payment_s_fee_reaches_a_veteran_on_chain() {
     tool(&payee, "darkmatter_get_message", json!({"message_id": id}));
     std::thread::sleep(Duration::from_millis(1_500));
     assert_eq!(vm.balance(&v.wallet().address()), fee, "paid once");
+    // Over the wire too: B told A its signal started (A awaits nothing more), and both logs show it.
+    let payer = a.handle.command_blocking(Command::AntiMatterLog).unwrap();
+    assert_eq!(payer["events"]["antimatter_started"], json!(1), "{payer}");
+    assert_eq!(payer["awaited_payments"], json!(0), "{payer}");
+    let status = b.handle.command_blocking(Command::Status).unwrap();
+    assert_eq!(status["antimatter"]["events"]["antimatter_initiated"], json!(1), "{status}");
+    assert_eq!(status["antimatter"]["events"]["antimatter_sent"], json!(1), "{status}");
 }

@@ -70,6 +70,7 @@ fn status_report() -> StatusReport {
         discovered: DiscoveredCounts { total: 2, peers: vec![peer("lan", 1), peer("local", 2)] },
         awaiting_replies: vec!["msg-9".into(), "msg-8".into()],
         spawned_agents: None,
+        antimatter: None,
     }
 }
 

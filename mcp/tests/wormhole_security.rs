@@ -145,8 +145,17 @@ fn no_route_is_reachable_without_a_session_but_the_login_page() {
     let dir = Scratch::new("routes");
     let wh = Wormhole::start(&dir.0, &[], &[]);
     let (host, origin) = (wh.host(), wh.origin());
-    let gets =
-        ["/app.js", "/app.css", "/api/poll", "/api/info", "/api/events", "/api/mesh-topology", "/api/spawn", "/nope"];
+    let gets = [
+        "/app.js",
+        "/app.css",
+        "/api/poll",
+        "/api/info",
+        "/api/events",
+        "/api/mesh-topology",
+        "/api/spawn",
+        "/api/antimatter",
+        "/nope",
+    ];
     for path in gets {
         let r = wh.request("GET", path, &[("Host", &host)], b"");
         assert_eq!(r.status, 401, "GET {path}: {}", r.body);

@@ -127,6 +127,8 @@ pub enum Command {
     },
     /// Our identity and peers as `/network_info` shows them.
     NetworkInfo,
+    /// The AntiMatter log and counts. A pure read.
+    AntiMatterLog,
     /// Peers discovered on the LAN or by scans.
     ListDiscovered,
     /// Scan the localhost ports of [`crate::node::Config::scan_ports`] now; done when every probe has

@@ -83,7 +83,8 @@ pub enum Refusal {
     /// A rate limit or a capacity limit refused the request.
     #[error("{0}")]
     Limited(String),
-    /// The node is inactive (`set_status`), or a bounded cache is full of live entries.
+    /// The node is inactive (`set_status`), a bounded cache is full of live entries, or the runtime
+    /// gave no OS randomness for what needs it (an AntiMatter commitment).
     #[error("{0}")]
     Unavailable(String),
     /// No such endpoint.

@@ -175,6 +175,25 @@ pub const ANTIMATTER_SOL_PAYABLE_MIN: u64 = 895_880;
 pub const ANTIMATTER_ONLINE_S: i64 = 300;
 /// Longest signal id accepted, in bytes (`am-` and 12 hex in 0.5.3).
 pub const ANTIMATTER_SIGNAL_ID_BYTES_MAX: usize = 64;
+/// How long a payer waits for its payee's `antimatter_started` after a payment notice, in seconds:
+/// past it the payee counts as not routing (R-F7). Long beside a payment's verification (seconds) and
+/// a game (a few calls of at most 5 s).
+pub const ANTIMATTER_STARTED_WAIT_S: i64 = 600;
+/// Payment notices a payer awaits a started notice for at once; a payment beyond them is not watched.
+pub const ANTIMATTER_AWAITED_MAX: usize = 1_024;
+/// Connections a payee sends one disagreement report to (R-F7); bounds the fan-out of one payment.
+pub const ANTIMATTER_REPORT_FANOUT_MAX: usize = 64;
+/// Disagreement reports taken from one reporter within [`ANTIMATTER_REPORT_WINDOW_S`]; more are
+/// refused (429). Beyond [`TRUST_VOUCHES_PER_PEER_MAX`] subjects a reporter's reports already weigh
+/// nothing (its vouch budget); this bounds the work and the log they cause.
+pub const ANTIMATTER_REPORTS_PER_REPORTER_MAX: usize = 8;
+/// The window of [`ANTIMATTER_REPORTS_PER_REPORTER_MAX`], in seconds: a day.
+pub const ANTIMATTER_REPORT_WINDOW_S: i64 = 86_400;
+/// AntiMatter events a status report shows (the newest); the whole log is a command away.
+pub const ANTIMATTER_STATUS_RECENT_MAX: usize = 5;
+/// Disagreement reports remembered for that bound (reporter, when), oldest dropped first; not
+/// persisted.
+pub const ANTIMATTER_REPORT_RECORDS_MAX: usize = 4_096;
 /// Longest informational timestamp kept from a peer (`created_at`), in characters.
 pub const TIMESTAMP_FIELD_CHARS_MAX: usize = 64;
 

@@ -380,7 +380,7 @@ impl Node {
                 let seq = self.memory.restore_row(value)?;
                 self.next_seq = self.next_seq.max(seq + 1);
             }
-            Table::AntiMatter => self.antimatter.ledger.restore_row(&key, value)?,
+            Table::AntiMatter => self.antimatter.restore_row(&key, value)?,
         }
         Ok(())
     }
@@ -585,6 +585,14 @@ impl Node {
             ("antimatter_result", None) => {
                 expect(r.method, Method::Post)?;
                 self.on_antimatter_result(r)
+            }
+            ("antimatter_started", None) => {
+                expect(r.method, Method::Post)?;
+                self.on_antimatter_started(r)
+            }
+            ("antimatter_disagreement", None) => {
+                expect(r.method, Method::Post)?;
+                self.on_antimatter_disagreement(r)
             }
             // 0.5.3 offers WebRTC after every acceptance; we never do WebRTC: answer fast.
             ("webrtc_offer", None) => Err(Refusal::Invalid("WebRTC is not supported by this node".to_owned())),

@@ -66,6 +66,8 @@ pub enum CommandOutput {
     MarkedShown(MarkedShown),
     /// `NetworkInfo`.
     NetworkInfo(Box<NetworkInfo>),
+    /// `AntiMatterLog`.
+    AntiMatterLog(Box<AntiMatterLogView>),
     /// `ListDiscovered`.
     Discovered(DiscoveredList),
     /// `DiscoverLocal`.
@@ -716,6 +718,56 @@ pub struct StatusReport {
     /// Live spawned agents; present only when spawning is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spawned_agents: Option<usize>,
+    /// AntiMatter at a glance; present only once this node has AntiMatter events or state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub antimatter: Option<AntiMatterStatus>,
+}
+
+/// One `antimatter_log` entry as shown (0.5.3's `type` and `timestamp` keys).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AntiMatterEvent {
+    /// The event's name (0.5.3's where it has one).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The signal, when the event has one ("" otherwise).
+    pub signal_id: String,
+    /// A short detail: an amount, a wallet, an agent, a reason.
+    pub detail: String,
+    /// When (ISO).
+    pub timestamp: String,
+}
+
+/// AntiMatter counts: the kept log's events by name, and what is open now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AntiMatterCounts {
+    /// Events of the kept log, by name.
+    pub events: std::collections::BTreeMap<String, usize>,
+    /// Signals we started that are not resolved yet.
+    pub open_signals: usize,
+    /// Our payment notices awaiting their payee's started notice.
+    pub awaited_payments: usize,
+    /// Destinations owed a fee too small to send yet.
+    pub owed_destinations: usize,
+}
+
+/// The status report's AntiMatter part: the counts and the newest few events.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AntiMatterStatus {
+    /// The counts.
+    #[serde(flatten)]
+    pub counts: AntiMatterCounts,
+    /// The newest events, oldest first (at most [`crate::limits::ANTIMATTER_STATUS_RECENT_MAX`]).
+    pub recent: Vec<AntiMatterEvent>,
+}
+
+/// `AntiMatterLog`: the counts and the whole kept log, oldest first (read-only).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AntiMatterLogView {
+    /// The counts.
+    #[serde(flatten)]
+    pub counts: AntiMatterCounts,
+    /// The newest [`crate::limits::ANTIMATTER_LOG_MAX`] events, oldest first.
+    pub antimatter_log: Vec<AntiMatterEvent>,
 }
 
 /// `MarkShown`.

@@ -544,7 +544,9 @@ impl Sim {
         let config = self.config(i);
         let now = self.node_now(i);
         let clock = Instant::now();
-        let (node, skipped) = Node::restore_with_provider(passport, config, seed, now, records, self.provider());
+        let (mut node, skipped) = Node::restore_with_provider(passport, config, seed, now, records, self.provider());
+        let entropy = derive(self.opts.seed, purpose::ENTROPY, i as u64, n.inc as u64);
+        node.set_entropy(std::sync::Arc::new(crate::rng::SimEntropy::new(entropy)));
         self.time_core(12, clock.elapsed());
         self.counters.restarts += 1;
         self.trace.rec(

@@ -42,6 +42,28 @@ pub mod purpose {
     pub const SKEW: u64 = 7;
     /// Fault planning (which nodes a partition or crash takes).
     pub const FAULTS: u64 = 8;
+    /// A node's stand-in for the OS's randomness ([`SimEntropy`]), per incarnation.
+    pub const ENTROPY: u64 = 9;
+}
+
+/// The simulator's stand-in for the operating system's randomness, given to every node explicitly
+/// (the core never draws a commitment nonce or a relay key from its own seeded generator). Seeded,
+/// so a run repeats; each node and incarnation gets its own stream.
+pub struct SimEntropy(std::sync::Mutex<rand_chacha::ChaCha8Rng>);
+
+impl SimEntropy {
+    /// A source seeded with `seed` (from [`derive`] with [`purpose::ENTROPY`]).
+    pub fn new(seed: u64) -> Self {
+        Self(std::sync::Mutex::new(rand_core::SeedableRng::seed_from_u64(seed)))
+    }
+}
+
+impl proto_core::Entropy for SimEntropy {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), String> {
+        let mut rng = self.0.lock().map_err(|_| "the simulated randomness is poisoned".to_owned())?;
+        rand_core::RngCore::fill_bytes(&mut *rng, buf);
+        Ok(())
+    }
 }
 
 /// SplitMix64: eight bytes of state, good enough for jitter and loss draws.

@@ -27,7 +27,7 @@ use crate::invariants::{table_index, Invariants, Violation, TABLES};
 use crate::metrics::{Counters, Metrics, Row};
 use crate::net::{ip_of, url_of, Network};
 use crate::observer::Observer;
-use crate::rng::{derive, id_key, purpose, FxMap};
+use crate::rng::{derive, id_key, purpose, FxMap, SimEntropy};
 use crate::scenario::Options;
 use crate::topology::{self, below};
 use crate::trace::{Kind, Trace, EXTERNAL, NONE};
@@ -355,13 +355,14 @@ impl Sim {
                 max_connections,
                 auto_accept: !sim.opts.manual_accept.contains(&i),
             });
-            let node = Node::with_provider(
+            let mut node = Node::with_provider(
                 passport,
                 sim.config(i),
                 derive(seed, purpose::NODE, i as u64, 0),
                 sim.node_now(i),
                 sim.provider(),
             );
+            node.set_entropy(Arc::new(SimEntropy::new(derive(seed, purpose::ENTROPY, i as u64, 0))));
             sim.nodes[i as usize].node = Some(node);
             sim.drain(i, &mut Ctx::default());
         }

@@ -197,6 +197,7 @@ fn request(cmd: &str, args: Map<String, Value>) -> Result<Request, LineError> {
         "status" => plain(args, node(Command::Status)),
         "mark_shown" => Ok(node(Command::MarkShown { through: typed::<MarkShownArgs>(args)?.through })),
         "network_info" => plain(args, node(Command::NetworkInfo)),
+        "antimatter_log" => plain(args, node(Command::AntiMatterLog)),
         "list_discovered" => plain(args, node(Command::ListDiscovered)),
         "discover_local" => plain(args, Request::DiscoverLocal),
         "announce" => plain(args, Request::Announce),
@@ -248,6 +249,7 @@ pub fn line(command: &Command) -> Option<Value> {
         Command::Status => json!({"cmd": "status"}),
         Command::MarkShown { through } => json!({"cmd": "mark_shown", "through": through}),
         Command::NetworkInfo => json!({"cmd": "network_info"}),
+        Command::AntiMatterLog => json!({"cmd": "antimatter_log"}),
         Command::ListDiscovered => json!({"cmd": "list_discovered"}),
         Command::DiscoverLocal => json!({"cmd": "discover_local"}),
         Command::DiscoverDomain { domain } => json!({"cmd": "discover_domain", "domain": domain}),
@@ -432,6 +434,7 @@ mod tests {
             Command::Status,
             Command::MarkShown { through: 7 },
             Command::NetworkInfo,
+            Command::AntiMatterLog,
             Command::ListDiscovered,
             Command::CreateShard(ShardArgs {
                 content: s("c"),

@@ -44,6 +44,8 @@ pub async fn route(wh: &Wormhole, req: &Request) -> Response {
         ("GET", "/api/info") => Response::json(200, &self_view(wh).await),
         ("GET", "/api/mesh-topology") => Response::json(200, &topology::topology(wh).await),
         ("GET", "/api/spawn") => Response::json(200, &spawn_panel::list(wh)),
+        // Read-only: the log is the node's own record; nothing on the page changes it.
+        ("GET", "/api/antimatter") => Response::json(200, &get(wh, proto_core::Command::AntiMatterLog).await),
         ("POST", "/connect") => run(wh, json!({"cmd": "connect", "target_url": arg("url")})).await,
         ("POST", "/send") => send(wh, &body).await,
         ("POST", "/api/checkin") => {

@@ -79,6 +79,12 @@ fn n_of(req: &Value) -> Result<u32, MatchError> {
     }
 }
 
+/// Whether answering `req` makes a commitment, and so needs a fresh nonce from the OS: only the
+/// commit phase does (a reveal opens a session's nonce, the legacy form commits to nothing).
+pub fn needs_nonce(req: &Value) -> bool {
+    req.get("phase").and_then(Value::as_str) == Some("commit")
+}
+
 impl Sessions {
     /// Answers one match request at `now_ms`. Picks and session tokens come from `rng`; a new
     /// commitment's nonce is `nonce` (from the runtime's OS randomness, never a seeded generator).
@@ -349,6 +355,14 @@ mod tests {
         assert_eq!(call(lie, 1).unwrap_err(), "Orchestrator commitment verification failed");
         let truth = json!({"phase": "reveal", "session_token": token, "orchestrator_pick": 2, "orchestrator_nonce": hex::encode(nonce(5))});
         assert_eq!(call(truth, 1).unwrap_err(), "Unknown or expired session", "a failed reveal spends the session");
+    }
+
+    #[test]
+    fn only_a_commit_needs_a_nonce() {
+        assert!(needs_nonce(&json!({"phase": "commit", "n": 2, "orchestrator_commitment": "00"})));
+        assert!(!needs_nonce(&json!({"phase": "reveal", "session_token": "t"})));
+        assert!(!needs_nonce(&json!({"n": 2})), "the legacy form");
+        assert!(!needs_nonce(&json!({"phase": 7})));
     }
 
     #[test]

@@ -143,9 +143,11 @@ pub enum StartError {
 /// One entry of `antimatter_log` (0.5.3's event names).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LogEvent {
-    /// `antimatter_initiated`, `antimatter_forwarded`, `antimatter_sent`, `antimatter_accrued`,
-    /// `antimatter_kept`, `antimatter_timeout`, `antimatter_result_refused`, `antimatter_fraud`,
-    /// `antimatter_rate_disagreement`, `antimatter_signal`, `antimatter_match`, `antimatter_terminal`.
+    /// 0.5.3's `antimatter_initiated`, `forwarded`, `antimatter_sent`, `antimatter_send_failed`,
+    /// `antimatter_kept`, `antimatter_timeout`, `antimatter_resolved_callback`, `rate_disagreement`;
+    /// ours `antimatter_accrued`, `antimatter_signal`, `antimatter_match`, `antimatter_result_refused`,
+    /// `antimatter_fraud`, `antimatter_no_game`, `antimatter_started`, `antimatter_not_routed`,
+    /// `antimatter_not_awaited`, `antimatter_disagreement`.
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// The signal.
@@ -222,7 +224,7 @@ impl Ledger {
         };
         flow.state = FlowState::Forwarded;
         let change = Change::put(Table::AntiMatter, &flow_key(signal_id), &*flow);
-        self.log(now_us, "antimatter_forwarded", signal_id, to.to_owned());
+        self.log(now_us, "forwarded", signal_id, to.to_owned());
         vec![change]
     }
 
@@ -288,7 +290,7 @@ impl Ledger {
         let key = accrued_key(&payout.asset, &payout.to_wallet);
         let total = self.accrued.get(&key).copied().unwrap_or(0).saturating_add(payout.units);
         self.accrued.insert(key.clone(), total);
-        self.log(now_us, "antimatter_accrued", &payout.signal_id, format!("payment failed; {total} owed"));
+        self.log(now_us, "antimatter_send_failed", &payout.signal_id, format!("{total} owed again"));
         vec![Change::put(Table::AntiMatter, &key, &Accrued(total))]
     }
 
@@ -300,6 +302,11 @@ impl Ledger {
             .filter(|f| !f.state.is_resolved() && now_us.saturating_sub(f.started_us) > limit_us)
             .map(|f| f.signal_id.clone())
             .collect()
+    }
+
+    /// Flows not resolved yet.
+    pub fn open(&self) -> usize {
+        self.flows.values().filter(|f| !f.state.is_resolved()).count()
     }
 
     /// What is owed, per `asset/wallet`.
@@ -316,7 +323,7 @@ impl Ledger {
     }
 
     /// The log, oldest first.
-    pub fn events(&self) -> impl Iterator<Item = &LogEvent> {
+    pub fn events(&self) -> impl ExactSizeIterator<Item = &LogEvent> {
         self.log.iter()
     }
 

@@ -9,11 +9,16 @@
 //!
 //! The fee is 1 % in integer base units, rounded down ([`fee`]). The owners of the rest, each sans-IO:
 //! [`game`] (both sides of commit-reveal), [`signal`] (the wire forms and the signed hop chain),
-//! [`veterans`] (tenure and the weighted draw) and [`ledger`] (the persisted pay-once state machine,
-//! accrual and `antimatter_log`).
+//! [`veterans`] (tenure and the weighted draw), [`ledger`] (the persisted pay-once state machine,
+//! accrual and `antimatter_log`), [`notice`] (the signed started notice and disagreement report) and
+//! [`payer`] (the payer's wait for the started notice), [`reports`] (the daily bound on disagreement
+//! reports per reporter).
 
 pub mod game;
 pub mod ledger;
+pub mod notice;
+pub mod payer;
+pub mod reports;
 pub mod signal;
 pub mod veterans;
 
@@ -26,7 +31,8 @@ pub const TRUST_SUCCESS: f64 = 0.01;
 /// Trust taken from a payer whose notice claims a rate other than 1 % (0.5.3's value), and the base of
 /// the penalty propagated to the payee's peers, weighted by their trust in the reporter.
 pub const TRUST_DISAGREEMENT_PENALTY: f64 = 0.02;
-/// Trust a payer takes from a payee that never starts a signal for a verified payment.
+/// Trust a payer takes from a payee that got its payment notice and said nothing of a signal within
+/// [`crate::limits::ANTIMATTER_STARTED_WAIT_S`].
 pub const TRUST_NON_ROUTING_PENALTY: f64 = 0.05;
 /// Trust taken from a peer whose reveal does not open its commitment (0.5.3's value).
 pub const TRUST_COMMIT_FRAUD_PENALTY: f64 = 0.1;

@@ -7,27 +7,39 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use thiserror::Error;
 
 use super::{Call, Node};
-use crate::antimatter::game::{Game, Sessions, NONCE_BYTES};
+use crate::antimatter::game::{needs_nonce, Game, Sessions, NONCE_BYTES};
 use crate::antimatter::ledger::{Decision, Flow, FlowState, Ledger, LogEvent, Payout, Settle};
+use crate::antimatter::notice::{disagreement_loss, Disagreement, Started};
+use crate::antimatter::payer::{Awaited, Awaiting, AWAITED_PREFIX};
+use crate::antimatter::reports::Reports;
 use crate::antimatter::signal::{Resolution, ResultReport, Signal};
 use crate::antimatter::veterans::{self, Candidate};
 use crate::antimatter::{
-    fee, RATE, RATE_TOLERANCE, TRUST_COMMIT_FRAUD_PENALTY, TRUST_DISAGREEMENT_PENALTY, TRUST_SUCCESS,
+    fee, RATE, RATE_TOLERANCE, TRUST_COMMIT_FRAUD_PENALTY, TRUST_DISAGREEMENT_PENALTY, TRUST_NON_ROUTING_PENALTY,
+    TRUST_SUCCESS,
 };
 use crate::error::Refusal;
+use crate::identity::AgentId;
 use crate::io::{HttpResponse, InboundRequest, Method};
 use crate::limits::{
     ANTIMATTER_CALL_TIMEOUT_MS, ANTIMATTER_FLOWS_MAX, ANTIMATTER_GAME_PEERS_MAX, ANTIMATTER_HOPS_MAX,
-    ANTIMATTER_ONLINE_S, ANTIMATTER_SIGNAL_AGE_MAX_S,
+    ANTIMATTER_ONLINE_S, ANTIMATTER_REPORT_FANOUT_MAX, ANTIMATTER_SIGNAL_AGE_MAX_S, ANTIMATTER_SIGNAL_ID_BYTES_MAX,
+    ANTIMATTER_STATUS_RECENT_MAX, ID_BYTES_MAX, TRUST_VOUCH_SCORE_MIN,
 };
+use crate::output::{AntiMatterCounts, AntiMatterEvent, AntiMatterLogView, AntiMatterStatus};
+use crate::replay::{check_fresh, sig_key};
+use crate::store::RecordError;
 use crate::time::parse_iso;
+use crate::wire;
 
 /// The chain whose wallets AntiMatter pays on.
 const CHAIN: &str = "solana";
+/// Why a node without the OS's randomness refuses to commit or to take a signal.
+const NO_ENTROPY: &str = "This node has no OS randomness to play AntiMatter";
 
 /// A game this node is playing for a signal (its own or one forwarded to it).
 pub(crate) struct Playing {
@@ -41,9 +53,23 @@ pub(crate) struct Playing {
 #[derive(Default)]
 pub(crate) struct AntiMatter {
     pub(crate) ledger: Ledger,
+    /// As payer: our payment notices awaiting their payee's started notice.
+    awaiting: Awaiting,
+    /// Disagreement reports taken lately, per reporter.
+    reports: Reports,
     sessions: Sessions,
     playing: BTreeMap<String, Playing>,
     payouts: VecDeque<Payout>,
+}
+
+impl AntiMatter {
+    /// Reads back one stored [`crate::store::Table::AntiMatter`] row, whichever owner it belongs to.
+    pub(crate) fn restore_row(&mut self, key: &str, value: &[u8]) -> Result<(), RecordError> {
+        match key.strip_prefix(AWAITED_PREFIX) {
+            Some(tx) => self.awaiting.restore_row(tx, value),
+            None => self.ledger.restore_row(key, value),
+        }
+    }
 }
 
 /// Why a verified payment starts no signal.
@@ -60,12 +86,54 @@ pub enum PaymentError {
     Ledger(#[from] crate::antimatter::ledger::StartError),
 }
 
-fn field<'a>(m: &'a Value, k: &str) -> Option<&'a str> {
+fn event_view(e: &LogEvent) -> AntiMatterEvent {
+    AntiMatterEvent {
+        kind: e.kind.to_owned(),
+        signal_id: e.signal_id.clone(),
+        detail: e.detail.clone(),
+        timestamp: crate::time::format_iso(e.at_us),
+    }
+}
+
+fn field<'a>(m: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
     m.get(k).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
 }
 
 fn truthy(v: Option<&Value>) -> bool {
     matches!(v, Some(Value::Bool(true))) || v.and_then(Value::as_str).is_some_and(|s| s == "true")
+}
+
+/// The asset of a payment notice (`SOL` or a mint) and its decimals (9 for SOL; the notice's, at most
+/// 18, for a token).
+fn asset_of(meta: &Map<String, Value>) -> (String, u8) {
+    let token = field(meta, "token").unwrap_or("SOL");
+    if token.eq_ignore_ascii_case("SOL") {
+        return ("SOL".to_owned(), 9);
+    }
+    (token.to_owned(), meta.get("decimals").and_then(Value::as_u64).map_or(0, |d| d.min(18) as u8))
+}
+
+/// The base units a payment notice says were paid (`amount` as decimal text or, as 0.5.3 writes it,
+/// a JSON number), if it says so readably.
+fn notice_units(meta: &Map<String, Value>) -> Option<u64> {
+    let text = match meta.get("amount")? {
+        Value::String(s) => s.trim().to_owned(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    crate::wallet::parse_amount(&text, asset_of(meta).1).ok()
+}
+
+/// The transaction of an AntiMatter payment notice's metadata (R-F1: `type` `solana_payment`,
+/// `antimatter_eligible` or the WormHole's `gas_eligible`), or why it is none.
+fn eligible_tx(meta: &Map<String, Value>) -> Result<&str, &'static str> {
+    if field(meta, "type") != Some("solana_payment") {
+        return Err("type is not solana_payment");
+    }
+    if !truthy(meta.get("antimatter_eligible")) && !truthy(meta.get("gas_eligible")) {
+        return Err("not antimatter_eligible");
+    }
+    field(meta, "tx_signature").ok_or("tx_signature")
 }
 
 impl Node {
@@ -83,20 +151,9 @@ impl Node {
         if !msg.verified || !self.connections.contains_key(&payer) {
             return Err(PaymentError::NotEligible("the sender is not a verified connection"));
         }
-        let meta: Value = serde_json::from_str(&msg.metadata_json).unwrap_or(Value::Null);
-        if field(&meta, "type") != Some("solana_payment") {
-            return Err(PaymentError::NotEligible("type is not solana_payment"));
-        }
-        if !truthy(meta.get("antimatter_eligible")) && !truthy(meta.get("gas_eligible")) {
-            return Err(PaymentError::NotEligible("not antimatter_eligible"));
-        }
-        let tx = field(&meta, "tx_signature").ok_or(PaymentError::NotEligible("tx_signature"))?.to_owned();
-        let token = field(&meta, "token").unwrap_or("SOL");
-        let (asset, decimals) = if token.eq_ignore_ascii_case("SOL") {
-            ("SOL".to_owned(), 9)
-        } else {
-            (token.to_owned(), meta.get("decimals").and_then(Value::as_u64).map_or(0, |d| d.min(18) as u8))
-        };
+        let meta: Map<String, Value> = serde_json::from_str(&msg.metadata_json).unwrap_or_default();
+        let tx = eligible_tx(&meta).map_err(PaymentError::NotEligible)?.to_owned();
+        let (asset, decimals) = asset_of(&meta);
         let rate = meta.get("antimatter_rate").or_else(|| meta.get("gas_rate")).and_then(Value::as_f64);
         let superagent = field(&meta, "sender_superagent_wallet").map(str::to_owned);
         let signal_id = format!("am-{}", self.random_hex(6));
@@ -114,9 +171,10 @@ impl Node {
         };
         let changes = self.antimatter.ledger.start(flow, self.now.wall_us)?;
         self.persist(changes);
-        if rate.is_some_and(|r| (r - RATE).abs() > RATE_TOLERANCE) {
-            self.antimatter.ledger.log(self.now.wall_us, "antimatter_rate_disagreement", &signal_id, payer.clone());
+        if let Some(r) = rate.filter(|r| (r - RATE).abs() > RATE_TOLERANCE) {
+            self.antimatter.ledger.log(self.now.wall_us, "rate_disagreement", &signal_id, payer.clone());
             self.nudge(&payer, -TRUST_DISAGREEMENT_PENALTY);
+            self.report_disagreement(&payer, &tx, r);
         } else {
             self.nudge(&payer, TRUST_SUCCESS);
         }
@@ -135,7 +193,20 @@ impl Node {
             path: vec![self.me().to_owned()],
             hop_chain: Vec::new(),
         };
-        self.play(signal, true);
+        match self.nonce() {
+            Some(nonce) => {
+                self.send_started(&signal);
+                self.play(signal, true, nonce)
+            }
+            // SPEC §21.3: a commitment nonce from a seeded generator could be predicted by whoever
+            // knows the seed, so without the OS's randomness no game is played and the payee keeps
+            // the fee (the payment stays started: it never plays later either).
+            None => {
+                let why = "no OS randomness: no game played".to_owned();
+                self.antimatter.ledger.log(self.now.wall_us, "antimatter_no_game", &signal_id, why);
+                self.settle(&signal_id, Settle::Keep);
+            }
+        }
         Ok(signal_id)
     }
 
@@ -156,25 +227,58 @@ impl Node {
         self.antimatter.ledger.events().cloned().collect()
     }
 
+    fn antimatter_counts(&self) -> AntiMatterCounts {
+        let mut events = BTreeMap::new();
+        for e in self.antimatter.ledger.events() {
+            *events.entry(e.kind.to_owned()).or_insert(0) += 1;
+        }
+        AntiMatterCounts {
+            events,
+            open_signals: self.antimatter.ledger.open(),
+            awaited_payments: self.antimatter.awaiting.len(),
+            owed_destinations: self.antimatter.ledger.accrued().len(),
+        }
+    }
+
+    /// The status report's AntiMatter part, or `None` while there is nothing to show.
+    pub(crate) fn antimatter_status(&self) -> Option<AntiMatterStatus> {
+        let counts = self.antimatter_counts();
+        let idle = counts.events.is_empty()
+            && counts.open_signals == 0
+            && counts.awaited_payments == 0
+            && counts.owed_destinations == 0;
+        if idle {
+            return None;
+        }
+        let skip = self.antimatter.ledger.events().len().saturating_sub(ANTIMATTER_STATUS_RECENT_MAX);
+        let recent = self.antimatter.ledger.events().skip(skip).map(event_view).collect();
+        Some(AntiMatterStatus { counts, recent })
+    }
+
+    /// `AntiMatterLog`: the counts and the whole kept log.
+    pub(crate) fn cmd_antimatter_log(&self) -> AntiMatterLogView {
+        let antimatter_log = self.antimatter.ledger.events().map(event_view).collect();
+        AntiMatterLogView { counts: self.antimatter_counts(), antimatter_log }
+    }
+
     /// The flow of a signal this node originated, if it knows it.
     pub fn antimatter_flow(&self, signal_id: &str) -> Option<Flow> {
         self.antimatter.ledger.flow(signal_id).cloned()
     }
 
-    /// A commit-reveal nonce from the runtime's OS randomness (the one that seals relayed bodies). A
-    /// node without it (the simulator, tests) draws from its seeded generator, which is fine where
-    /// nothing is at stake; a failing OS source falls back the same way rather than stop the game.
-    fn nonce(&mut self) -> [u8; NONCE_BYTES] {
+    /// A commit-reveal nonce from the runtime's OS randomness (the one that seals relayed bodies), or
+    /// `None` when the runtime gave none or it failed. Never from the core's seeded generator: anyone
+    /// who learnt the seed could open our commitments before we reveal (SPEC §21.3). The simulator
+    /// passes its own deterministic source explicitly.
+    fn nonce(&mut self) -> Option<[u8; NONCE_BYTES]> {
         let mut nonce = [0u8; NONCE_BYTES];
-        let from_os = self.entropy.as_ref().is_some_and(|e| e.fill(&mut nonce).is_ok());
-        if !from_os {
-            rand_core::RngCore::fill_bytes(&mut self.rng, &mut nonce);
-        }
-        nonce
+        self.entropy.as_ref()?.fill(&mut nonce).ok()?;
+        Some(nonce)
     }
 
-    /// Starts our game for `signal`: commit requests to every eligible peer.
-    fn play(&mut self, signal: Signal, local: bool) {
+    /// Starts our game for `signal` with our commitment's `nonce`: commit requests to every eligible
+    /// peer.
+    fn play(&mut self, signal: Signal, local: bool, nonce: [u8; NONCE_BYTES]) {
         let peers: Vec<String> = self
             .connections
             .values()
@@ -182,7 +286,6 @@ impl Node {
             .map(|c| c.agent_id.as_str().to_owned())
             .take(ANTIMATTER_GAME_PEERS_MAX)
             .collect();
-        let nonce = self.nonce();
         let game = Game::new(peers.clone(), &mut self.rng, nonce);
         let body = crate::wire::encode(&game.commit_request(&signal.signal_id));
         let id = signal.signal_id.clone();
@@ -283,7 +386,7 @@ impl Node {
             let changes = self.antimatter.ledger.forwarded(signal_id, self.now.wall_us, &vet_id);
             self.persist(changes);
         } else {
-            self.antimatter.ledger.log(self.now.wall_us, "antimatter_forwarded", signal_id, vet_id.clone());
+            self.antimatter.ledger.log(self.now.wall_us, "forwarded", signal_id, vet_id.clone());
         }
         let body = crate::wire::encode(&signal);
         self.transmit(Method::Post, url, body, ANTIMATTER_CALL_TIMEOUT_MS, !vet_local, Call::FireAndForget);
@@ -345,7 +448,7 @@ impl Node {
         r.sign(&*signer, &self.passport);
         self.antimatter.ledger.log(
             self.now.wall_us,
-            "antimatter_result",
+            "antimatter_resolved_callback",
             &signal.signal_id,
             resolution.as_str().into(),
         );
@@ -358,7 +461,12 @@ impl Node {
         let req: Value = serde_json::from_slice(&r.body).map_err(|e| Refusal::BadJson(e.to_string()))?;
         // 0.5.3's requests name no sender: they are charged to their source like a stranger's.
         self.admit(None, r.source)?;
-        let nonce = self.nonce();
+        let nonce = if needs_nonce(&req) {
+            self.nonce().ok_or_else(|| Refusal::Unavailable(NO_ENTROPY.to_owned()))?
+        } else {
+            // Unused: only a commitment takes a nonce.
+            [0; NONCE_BYTES]
+        };
         let mono_ms = self.now.mono_ms;
         let answer = self.antimatter.sessions.handle(&req, mono_ms, &mut self.rng, nonce);
         answer.map(|a| crate::wire::encode(&a)).map_err(|e| Refusal::Invalid(e.to_string()))
@@ -387,9 +495,11 @@ impl Node {
         if self.antimatter.playing.len() >= ANTIMATTER_FLOWS_MAX {
             return Err(Refusal::Limited("Too many AntiMatter games in play".to_owned()));
         }
+        // Refused rather than played without a secret nonce: the payee's watchdog ends the flow.
+        let nonce = self.nonce().ok_or_else(|| Refusal::Unavailable(NO_ENTROPY.to_owned()))?;
         let id = signal.signal_id.clone();
         self.antimatter.ledger.log(self.now.wall_us, "antimatter_signal", &id, sender);
-        self.play(signal, local);
+        self.play(signal, local, nonce);
         Ok(crate::wire::encode(&json!({"success": true, "signal_id": id})))
     }
 
@@ -439,10 +549,202 @@ impl Node {
         }
     }
 
-    /// The watchdog (housekeeping): flows past their age and grace time out, once.
+    /// The watchdog (housekeeping): flows past their age and grace time out, once; payments whose
+    /// payee never said it started a signal cost it trust.
     pub(crate) fn antimatter_watchdog(&mut self) {
         for id in self.antimatter.ledger.overdue(self.now.wall_us) {
             self.settle(&id, Settle::Timeout);
         }
+        self.blame_non_routing();
+    }
+
+    // ----- the payer's side: the started notice (R-F7) -----
+
+    /// Our own message is leaving: if it is an AntiMatter payment notice with a fee, await its payee's
+    /// started notice. Only a payee that speaks our form can send one (0.5.3 has none), so only such a payee
+    /// is awaited; a payment beyond the table's bound is not watched.
+    pub(crate) fn await_started(&mut self, message_id: &str, metadata: &Map<String, Value>, targets: &[String]) {
+        let Ok(tx) = eligible_tx(metadata) else { return };
+        if tx.len() > ID_BYTES_MAX {
+            return;
+        }
+        // A payment whose fee is zero base units (or whose amount we cannot read) starts no signal at the
+        // payee: nothing to await, nobody to blame.
+        if notice_units(metadata).is_none_or(|units| fee(units) == 0) {
+            return;
+        }
+        let Some(payee) = targets.iter().find(|t| self.connections.get(t.as_str()).is_some_and(|c| c.speaks_v2)) else {
+            return;
+        };
+        let awaited = Awaited { payee: payee.clone(), message_id: message_id.to_owned(), sent_us: self.now.wall_us };
+        match self.antimatter.awaiting.expect(tx, awaited) {
+            Ok(change) => self.persist(vec![change]),
+            Err(e) => self.antimatter.ledger.log(self.now.wall_us, "antimatter_not_awaited", "", e.to_string()),
+        }
+    }
+
+    /// Payments awaited past their wait: a payee that got our notice and said nothing loses
+    /// [`TRUST_NON_ROUTING_PENALTY`]. One that never got it (the delivery failed or was only relayed)
+    /// is not blamed.
+    fn blame_non_routing(&mut self) {
+        for (tx, awaited, change) in self.antimatter.awaiting.overdue(self.now.wall_us) {
+            self.persist(vec![change]);
+            let delivered = self.sent.get(&awaited.message_id).is_some_and(|s| s.routed_to.contains(&awaited.payee));
+            if !delivered {
+                continue;
+            }
+            self.nudge(&awaited.payee, -TRUST_NON_ROUTING_PENALTY);
+            let detail = format!("{} started no signal for {tx}", awaited.payee);
+            self.antimatter.ledger.log(self.now.wall_us, "antimatter_not_routed", "", detail);
+        }
+    }
+
+    /// As payee: tells the payer that `signal` started for its payment (signed, fire and forget: a
+    /// lost notice costs us the payer's non-routing penalty, nothing else).
+    fn send_started(&mut self, signal: &Signal) {
+        let Some(conn) = self.connections.get(&signal.sender_agent_id).filter(|c| c.speaks_v2) else { return };
+        let (url, local) = (crate::url::endpoint(&conn.url, "antimatter_started"), conn.local);
+        let mut notice = Started {
+            from_agent_id: self.me().to_owned(),
+            to_agent_id: signal.sender_agent_id.clone(),
+            signal_id: signal.signal_id.clone(),
+            tx_signature: signal.original_tx.clone(),
+            timestamp: self.now.iso(),
+            dm_signature_hex: String::new(),
+        };
+        let signer = self.signatures.clone();
+        notice.sign(&*signer, &self.passport);
+        let body = wire::encode(&notice);
+        self.transmit(Method::Post, url, body, ANTIMATTER_CALL_TIMEOUT_MS, !local, Call::FireAndForget);
+    }
+
+    /// `POST /__darkmatter__/antimatter_started`: a payee says it started a signal for our payment.
+    pub(crate) fn on_antimatter_started(&mut self, r: &InboundRequest) -> Result<Vec<u8>, Refusal> {
+        let n: Started = wire::decode(&r.body)?;
+        if [&n.from_agent_id, &n.signal_id, &n.tx_signature, &n.dm_signature_hex].iter().any(|f| f.is_empty()) {
+            return Err(Refusal::MissingFields("from_agent_id, signal_id, tx_signature, dm_signature_hex".to_owned()));
+        }
+        if n.to_agent_id != self.me() {
+            return Err(Refusal::Invalid("Notice is addressed to another agent".to_owned()));
+        }
+        if n.tx_signature.len() > ID_BYTES_MAX || n.signal_id.len() > ANTIMATTER_SIGNAL_ID_BYTES_MAX {
+            return Err(Refusal::Invalid("tx_signature or signal_id too long".to_owned()));
+        }
+        let stamp_us = self.check_peer_notice(&n.from_agent_id, &n.timestamp, n.verifies(&*self.signatures), r)?;
+        let change =
+            self.replay.admit(&sig_key("antimatter-started", &n.dm_signature_hex), stamp_us, self.now.wall_us)?;
+        self.persist(vec![change]);
+        let Some((_, change)) = self.antimatter.awaiting.started(&n.tx_signature, &n.from_agent_id) else {
+            return Err(Refusal::NotFound("No payment of ours awaits this notice".to_owned()));
+        };
+        self.persist(vec![change]);
+        self.nudge(&n.from_agent_id, TRUST_SUCCESS);
+        self.antimatter.ledger.log(self.now.wall_us, "antimatter_started", &n.signal_id, n.from_agent_id.clone());
+        Ok(wire::encode(&json!({"success": true})))
+    }
+
+    // ----- disagreement reports (R-F7, the SPEC's §4.2) -----
+
+    /// As payee: tells our connections (those that speak our form, but not the payer itself, at most
+    /// [`ANTIMATTER_REPORT_FANOUT_MAX`]) that `payer`'s notice for `tx` claimed `rate`. Each copy is
+    /// signed for its receiver.
+    fn report_disagreement(&mut self, payer: &str, tx: &str, rate: f64) {
+        let receivers: Vec<(String, String, bool)> = self
+            .connections
+            .values()
+            .filter(|c| c.speaks_v2 && c.agent_id.as_str() != payer)
+            .take(ANTIMATTER_REPORT_FANOUT_MAX)
+            .map(|c| (c.agent_id.as_str().to_owned(), crate::url::endpoint(&c.url, "antimatter_disagreement"), c.local))
+            .collect();
+        let signer = self.signatures.clone();
+        for (to, url, local) in receivers {
+            let mut report = Disagreement {
+                from_agent_id: self.me().to_owned(),
+                to_agent_id: to,
+                subject_agent_id: payer.to_owned(),
+                tx_signature: tx.to_owned(),
+                rate: rate.to_string(),
+                timestamp: self.now.iso(),
+                dm_signature_hex: String::new(),
+            };
+            report.sign(&*signer, &self.passport);
+            let body = wire::encode(&report);
+            self.transmit(Method::Post, url, body, ANTIMATTER_CALL_TIMEOUT_MS, !local, Call::FireAndForget);
+        }
+    }
+
+    /// `POST /__darkmatter__/antimatter_disagreement`: a connection reports a payer whose notice
+    /// claimed another rate. We lower our impression of the payer by the penalty times our trust in
+    /// the reporter, as hearsay (never first-hand), and only as far as the report weighting of peer
+    /// opinions allows: a reporter we do not trust, or one over its vouch budget (each report is
+    /// charged to it as a warning), moves nothing. A report about ourselves is ignored.
+    pub(crate) fn on_antimatter_disagreement(&mut self, r: &InboundRequest) -> Result<Vec<u8>, Refusal> {
+        let d: Disagreement = wire::decode(&r.body)?;
+        let fields = [&d.from_agent_id, &d.subject_agent_id, &d.tx_signature, &d.rate, &d.dm_signature_hex];
+        if fields.iter().any(|f| f.is_empty()) {
+            return Err(Refusal::MissingFields(
+                "from_agent_id, subject_agent_id, tx_signature, rate, dm_signature_hex".to_owned(),
+            ));
+        }
+        if d.to_agent_id != self.me() {
+            return Err(Refusal::Invalid("Report is addressed to another agent".to_owned()));
+        }
+        if d.tx_signature.len() > ID_BYTES_MAX || d.rate.len() > ID_BYTES_MAX {
+            return Err(Refusal::Invalid("tx_signature or rate too long".to_owned()));
+        }
+        let subject = AgentId::parse(&d.subject_agent_id).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        let stamp_us = self.check_peer_notice(&d.from_agent_id, &d.timestamp, d.verifies(&*self.signatures), r)?;
+        let key = sig_key("antimatter-disagreement", &d.dm_signature_hex);
+        let change = self.replay.admit(&key, stamp_us, self.now.wall_us)?;
+        self.persist(vec![change]);
+        if subject.as_str() == self.me() {
+            return Ok(wire::encode(&json!({"success": true, "applied": false})));
+        }
+        if !self.antimatter.reports.admit(&d.from_agent_id, self.now.wall_us) {
+            return Err(Refusal::Limited("Too many AntiMatter disagreement reports from this agent today".to_owned()));
+        }
+        let applied = self.apply_disagreement(&d.from_agent_id, subject.as_str());
+        let weight = if applied { "applied" } else { "weighed nothing" };
+        let detail = format!("{} reports {} (rate {}): {weight}", d.from_agent_id, subject.as_str(), d.rate);
+        self.antimatter.ledger.log(self.now.wall_us, "antimatter_disagreement", "", detail);
+        Ok(wire::encode(&json!({"success": true, "applied": applied})))
+    }
+
+    /// Applies one report of `reporter` about `subject`; answers whether it moved anything.
+    fn apply_disagreement(&mut self, reporter: &str, subject: &str) -> bool {
+        let now_us = self.now.wall_us;
+        let bounded = self.config.trust_policy.bounded();
+        if bounded {
+            // A report is a warning, and a warning is charged to its giver's budget like a vouch.
+            self.vouches.note(reporter, subject, -TRUST_VOUCH_SCORE_MIN, now_us);
+        }
+        let within = !bounded || self.vouches.within_budget(reporter, now_us);
+        let loss = disagreement_loss(TRUST_DISAGREEMENT_PENALTY, self.trust_of(reporter), within);
+        if loss >= 0.0 || !self.impressions.has_room_for(subject) {
+            return false;
+        }
+        let score = crate::trust::adjust(self.trust_of(subject), loss);
+        self.set_score(subject, score, None, false);
+        true
+    }
+
+    /// The checks every signed AntiMatter notice passes: from a connection, fresh, signed by it (as
+    /// `signed` says), within its rate. Answers the signed timestamp (µs) for the replay cache.
+    fn check_peer_notice(
+        &mut self,
+        from: &str,
+        timestamp: &str,
+        signed: bool,
+        r: &InboundRequest,
+    ) -> Result<i64, Refusal> {
+        if !self.connections.contains_key(from) {
+            return Err(Refusal::Unauthorized("AntiMatter notices are accepted from connections only".to_owned()));
+        }
+        let stamp_us = check_fresh(self.now.wall_us, timestamp)?;
+        if !signed {
+            return Err(Refusal::Unauthorized("Invalid signature".to_owned()));
+        }
+        self.admit(Some(from), r.source)?;
+        Ok(stamp_us)
     }
 }

@@ -71,6 +71,7 @@ impl Node {
                 O::MarkedShown(MarkedShown { shown_through: self.memory.mark_shown(through) })
             }
             Command::NetworkInfo => O::NetworkInfo(Box::new(self.network_info())),
+            Command::AntiMatterLog => O::AntiMatterLog(Box::new(self.cmd_antimatter_log())),
             Command::ListDiscovered => O::Discovered(DiscoveredList { discovered: self.discovered_peers() }),
             Command::CreateShard(args) => O::ShardSynced(self.cmd_create_shard(args)?),
             Command::UpdateShard { shard_id, args } => O::ShardSynced(self.cmd_update_shard(&shard_id, args)?),
@@ -230,6 +231,7 @@ impl Node {
             awaiting_replies: awaiting,
             // Only a node that spawns agents says how many run (R-C9).
             spawned_agents: self.spawner.configured().then(|| self.spawner.live_count()),
+            antimatter: self.antimatter_status(),
         }
     }
 

@@ -71,6 +71,9 @@ impl Node {
             kind,
             false,
         );
+        if let Some(metadata) = envelope.metadata.as_ref() {
+            self.await_started(&message_id, metadata, &targets);
+        }
         self.deliver(cmd, envelope, targets);
         Ok(())
     }

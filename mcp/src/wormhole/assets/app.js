@@ -70,6 +70,7 @@
       draw();
       if (view === "mesh") drawMesh();
       if (view === "agents") drawAgents();
+      if (view === "antimatter") drawAntimatter();
     } catch (e) { /* the next event retries */ }
     refreshing = false;
     if (again) { again = false; refresh(); }
@@ -290,12 +291,39 @@
       n.log_tail ? el("pre", { class: "log", text: n.log_tail }) : null)));
   }
 
+  // Events that move money or trust stand out; the rest is the game's own progress.
+  const AM_TONE = { antimatter_sent: "ok", antimatter_kept: "ok", antimatter_started: "ok",
+    antimatter_send_failed: "bad", antimatter_fraud: "bad", antimatter_not_routed: "bad",
+    antimatter_result_refused: "bad", rate_disagreement: "warn", antimatter_disagreement: "warn",
+    antimatter_timeout: "warn", antimatter_no_game: "warn" };
+
+  async function drawAntimatter() {
+    const r = await fetch("/api/antimatter", { credentials: "same-origin" });
+    if (!r.ok) return;
+    const a = await r.json();
+    const chip = (label, n) => el("span", { class: "am-chip" }, el("b", { text: String(n) }), " " + label);
+    const kinds = Object.entries(a.events || {}).sort((x, y) => y[1] - x[1]);
+    $("am-counts").replaceChildren(
+      chip("open signals", a.open_signals || 0),
+      chip("payments awaiting a start", a.awaited_payments || 0),
+      chip("wallets owed a small fee", a.owed_destinations || 0),
+      ...kinds.map(([k, n]) => el("span", { class: "am-chip am-" + (AM_TONE[k] || "plain") }, el("b", { text: String(n) }), " " + k)));
+    const log = (a.antimatter_log || []).slice().reverse();
+    $("am-log").replaceChildren(...log.map((e) => el("li", { class: "item am-event" },
+      el("div", { class: "head" },
+        el("span", { class: "badge am-" + (AM_TONE[e.type] || "plain"), text: e.type }),
+        el("span", { class: "title mono", text: e.signal_id || "" }),
+        el("span", { class: "dim small", title: e.timestamp, text: ago(e.timestamp) })),
+      e.detail ? el("div", { class: "meta mono", text: e.detail }) : null)));
+  }
+
   function showView(v) {
     view = v;
     document.querySelectorAll(".tab").forEach((t) => t.classList.toggle("active", t.dataset.view === v));
     document.querySelectorAll(".view").forEach((s) => s.classList.toggle("active", s.id === "view-" + v));
     if (v === "mesh") drawMesh();
     if (v === "agents") drawAgents();
+    if (v === "antimatter") drawAntimatter();
   }
 
   function wire() {

@@ -179,6 +179,8 @@ pub mod message;
 pub mod node;
 mod outbox;
 pub mod output;
+pub mod payments;
+pub mod pool;
 mod rate;
 pub mod relay;
 pub mod replay;
@@ -196,8 +198,8 @@ pub use command::Command;
 pub use error::{CommandError, IdentityError, Refusal, SignError, WireError};
 pub use identity::{AgentId, Passport};
 pub use io::{
-    CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, OutboundId, Output, RecoveredVia, Reply,
-    Transmit,
+    CheckId, CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, OutboundId, Output, PaymentCheck,
+    PaymentVerdict, RecoveredVia, Reply, Transmit,
 };
 pub use message::{ForwardArgs, SendArgs, Targets};
 pub use node::{Config, Node};

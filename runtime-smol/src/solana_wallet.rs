@@ -364,6 +364,34 @@ pub struct WalletService {
 }
 
 impl WalletService {
+    /// The node's service as configured (`DARKMATTER_SOLANA_RPC`, `DARKMATTER_WALLET_SPEND_LIMIT`, the
+    /// first anchor as default superagent), with the wallet derived from `passport`.
+    pub fn from_config(config: &crate::RuntimeConfig, passport: &proto_core::Passport) -> Result<Self, String> {
+        let rpc = crate::solana::HttpRpc::new(&config.solana_rpc).map_err(|e| format!("DARKMATTER_SOLANA_RPC: {e}"))?;
+        let solana = Solana::new(Arc::new(rpc), proto_core::wallet::Wallet::from_passport(passport));
+        let superagent = config.anchor_nodes.first().cloned();
+        Self::open(solana, config.wallet_spend_limit.clone(), superagent, &config.state_dir, system_clock())
+    }
+
+    /// Makes the node's AntiMatter payouts on a thread of their own, one at a time and in order (each
+    /// waits for the cluster's confirmation); one that fails is handed back to the node, which owes it
+    /// again.
+    pub fn pay_out(
+        self: Arc<Self>,
+        payouts: async_channel::Receiver<proto_core::antimatter::ledger::Payout>,
+        failed: impl Fn(proto_core::antimatter::ledger::Payout) + Send + 'static,
+    ) -> std::io::Result<()> {
+        std::thread::Builder::new().name("dm-antimatter-pay".to_owned()).spawn(move || {
+            while let Ok(payout) = payouts.recv_blocking() {
+                if let Err(e) = self.pay_fee(&payout) {
+                    eprintln!("darkmatter: AntiMatter fee {} not paid: {e}", payout.signal_id);
+                    failed(payout);
+                }
+            }
+        })?;
+        Ok(())
+    }
+
     /// The service over `solana`, keeping its ledger in `state_dir`; `default_superagent` is the first
     /// anchor, if any.
     pub fn open(
@@ -657,6 +685,22 @@ impl WalletService {
         let tx = self.solana.transaction(&claim.signature).map_err(|e| NoticeError::Unavailable(e.to_string()))?;
         let units = verify_payment(&tx.unwrap_or(Value::Null), &claim, (self.clock)())?;
         self.credit(&claim.signature, message_id, units)
+    }
+
+    /// The core's [`proto_core::PaymentCheck`], answered: verified and credited once under its key (one
+    /// ledger for notices and pool purchases alike), refused, or unavailable for now.
+    pub fn verify_check(&self, check: &proto_core::PaymentCheck) -> proto_core::PaymentVerdict {
+        use proto_core::PaymentVerdict;
+        let mut metadata = json!({"type": "solana_payment", "tx_signature": check.tx_signature,
+            "token": check.token, "amount": check.amount});
+        if let Some(memo) = &check.memo {
+            metadata["memo"] = json!(memo);
+        }
+        match self.verify_notice(&check.credit_key, &check.payer_wallet, &metadata) {
+            Ok(units) => PaymentVerdict::Verified(units),
+            Err(e) if e.transient() => PaymentVerdict::Unavailable(e.to_string()),
+            Err(e) => PaymentVerdict::Refused(e.to_string()),
+        }
     }
 
     /// Records the credit unless another notice took the signature meanwhile.

@@ -160,10 +160,18 @@ fn send_sol_pays_the_advertised_wallet_exactly_and_notifies_the_payee() {
     let inbox = b.handle.command_blocking(Command::ListInbox).unwrap();
     let text = inbox.to_string();
     assert!(text.contains(&format!("Sent 1.001 SOL — tx: {}", r["tx_signature"].as_str().unwrap())), "{text}");
+    // B's node verifies the notice as it arrives and routes 1 % through AntiMatter: A, B's only
+    // (older, now trusted) peer, receives the fee, which B pays with one transaction fee.
+    let after_fee = 1_001_000_000 - 10_010_000 - 5_000;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while vm.balance(&b.wallet().address()) != after_fee {
+        assert!(std::time::Instant::now() < deadline, "B's fee: {}", vm.balance(&b.wallet().address()));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     // A JSON number converts exactly as well, and wallet_send is the same payment on Solana.
     let r = ok(tool(&mesh, "darkmatter_wallet_send", json!({"agent_id": bob, "amount": 0.5, "notify": false})));
     assert_eq!((&r["lamports"], &r["notification_sent"]), (&json!(500_000_000u64), &json!(false)));
-    assert_eq!(vm.balance(&b.wallet().address()), 1_501_000_000);
+    assert_eq!(vm.balance(&b.wallet().address()), after_fee + 500_000_000);
     let e = err(tool(&mesh, "darkmatter_send_sol", json!({"agent_id": bob, "amount": "0.0000000001"})));
     assert!(e.contains("decimal places"), "{e}");
     let e = err(tool(&mesh, "darkmatter_send_sol", json!({"agent_id": "f".repeat(64), "amount": "1"})));

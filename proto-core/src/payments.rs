@@ -4,7 +4,7 @@
 //! The core never decides that money moved: a claim (a payment notice's metadata, a pool purchase's
 //! `tx_signature`) becomes a [`PaymentCheck`] for the runtime, whose wallet fetches the transaction,
 //! checks it (R-G8) and credits it once under the check's key in its one persisted ledger. The answer
-//! comes back as a [`PaymentVerdict`]; an unavailable answer (RPC down, transaction not final yet) is
+//! comes back as a [`crate::io::PaymentVerdict`]; an unavailable answer (RPC down, transaction not final yet) is
 //! asked again a few times, later.
 //!
 //! Nothing here is persisted: the wallet's ledger is the record of what was credited, and asking it

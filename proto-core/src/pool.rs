@@ -469,6 +469,50 @@ mod tests {
     }
 
     #[test]
+    fn pools_and_providers_are_bounded() {
+        let mut p = Pools::default();
+        let pool = |i: usize| Pool {
+            pool_id: format!("pool-{i}"),
+            name: "n".into(),
+            tags: vec![],
+            description: String::new(),
+            asset: "SOL".into(),
+            decimals: 9,
+            providers: vec![],
+            created_at: String::new(),
+            shard_id: None,
+        };
+        for i in 0..POOL_MAX {
+            p.create(pool(i)).unwrap();
+        }
+        assert_eq!(p.create(pool(POOL_MAX)), Err(PoolError::TooManyPools));
+        let provider = |i: usize| Provider {
+            provider_id: format!("pv-{i}"),
+            base_url: "https://u".into(),
+            credential_header: "authorization".into(),
+            credential_sealed: vec![],
+            allowed_paths: vec!["/v1".into()],
+            allow_query: false,
+            allowed_headers: vec![],
+            price_per_call: 1 + i as u64,
+            handler: Handler::Passthrough,
+            charge_client_errors: false,
+            enabled: true,
+            calls_served: 0,
+            failures: 0,
+            added_at: String::new(),
+        };
+        for i in 0..POOL_PROVIDERS_MAX {
+            p.add_provider("pool-0", provider(i)).unwrap();
+        }
+        assert_eq!(p.add_provider("pool-0", provider(99)), Err(PoolError::TooManyProviders));
+        assert_eq!(p.select("pool-0", "/v1/x").unwrap().provider_id, "pv-0", "the cheapest");
+        p.set_provider("pool-0", "pv-0", |v| v.enabled = false).unwrap();
+        assert_eq!(p.select("pool-0", "/v1/x").unwrap().provider_id, "pv-1", "enabled ones only");
+        assert!(p.select("pool-0", "/v2/x").is_none(), "outside every allowed path");
+    }
+
+    #[test]
     fn a_transaction_pays_once_and_tokens_are_bounded() {
         let mut p = pools_with_token(5);
         assert_eq!(p.begin_purchase("tx"), Err(PoolError::Reused));

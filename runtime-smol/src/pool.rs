@@ -50,3 +50,46 @@ pub fn call(call: &UpstreamCall) -> Result<UpstreamResponse, UpstreamError> {
     }
     Ok(UpstreamResponse { status, headers, body })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+    use proto_core::pool::UpstreamId;
+
+    /// A one-shot upstream answering `body`.
+    fn upstream(body: Vec<u8>) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            if let Ok((mut s, _)) = listener.accept() {
+                let mut head = [0u8; 1024];
+                let _ = s.read(&mut head);
+                let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = s.write_all(&body);
+            }
+        });
+        url
+    }
+
+    fn get(url: String, max: usize) -> Result<UpstreamResponse, UpstreamError> {
+        let c = UpstreamCall {
+            id: UpstreamId(1),
+            method: "GET".into(),
+            url,
+            headers: vec![("authorization".into(), "secret".into())],
+            body: Vec::new(),
+            timeout_ms: 5_000,
+            response_bytes_max: max,
+        };
+        assert!(!format!("{c:?}").contains("secret"), "a call's Debug never shows a credential");
+        call(&c)
+    }
+
+    #[test]
+    fn an_answer_is_read_up_to_its_limit_and_no_further() {
+        assert_eq!(get(upstream(vec![b'x'; 16]), 16).unwrap().body.len(), 16, "at the limit");
+        assert_eq!(get(upstream(vec![b'x'; 17]), 16), Err(UpstreamError::TooLarge));
+    }
+}

@@ -261,7 +261,8 @@ fn a_notice_nobody_reads_is_checked_as_it_arrives_and_starts_its_signal() {
     let forged = notice(&mut m, a, b, "txforged", json!({}));
     let checks = m.peers[b].checks.clone();
     assert_eq!(checks.len(), 2, "each notice is checked once, as it arrives");
-    assert_eq!((checks[0].credit_key.as_str(), checks[0].tx_signature.as_str()), (paid.as_str(), "txpaid"));
+    let key = format!("notice:{paid}");
+    assert_eq!((checks[0].credit_key.as_str(), checks[0].tx_signature.as_str()), (key.as_str(), "txpaid"));
     assert_eq!(checks[0].payer_wallet, wallet_of(&mut m, a), "the payer is the sender's advertised wallet");
     let now = m.now;
     m.peers[b].node.handle_payment_checked(now, checks[0].id, proto_core::PaymentVerdict::Verified(ONE_SOL));

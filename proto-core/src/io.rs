@@ -310,7 +310,7 @@ pub struct CheckId(pub u64);
 pub struct PaymentCheck {
     /// Echo this in the answer.
     pub id: CheckId,
-    /// What the payment is credited to (`notice:<message id>`, `pool:<pool id>:<consumer>`).
+    /// What the payment is credited to (`notice:<message id>`, `pool:<pool id>:<tx signature>`).
     pub credit_key: String,
     /// The wallet that must have signed and paid (the payer's advertised Solana address).
     pub payer_wallet: String,

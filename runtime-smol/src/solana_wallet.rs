@@ -677,7 +677,7 @@ impl WalletService {
     pub fn verify_notice(&self, message_id: &str, payer: &str, metadata: &Value) -> Result<u64, NoticeError> {
         let claim = self.claim(payer, metadata)?;
         if let Some(credit) = self.lock().credited.get(&claim.signature) {
-            return match credit.message_id == message_id {
+            return match same_credit(&credit.message_id, message_id) {
                 true => Ok(credit.units),
                 false => Err(PaymentRefusal::Replayed.into()),
             };
@@ -709,7 +709,11 @@ impl WalletService {
         let mut ledger = self.lock();
         ledger.credited.retain(|_, c| now - c.at_s <= PAYMENT_AGE_MAX_S + PAYMENT_CLOCK_SKEW_S);
         if let Some(c) = ledger.credited.get(signature) {
-            return if c.message_id == message_id { Ok(c.units) } else { Err(PaymentRefusal::Replayed.into()) };
+            return if same_credit(&c.message_id, message_id) {
+                Ok(c.units)
+            } else {
+                Err(PaymentRefusal::Replayed.into())
+            };
         }
         if ledger.credited.len() >= WALLET_CREDITS_MAX {
             return Err(NoticeError::Unavailable("too many payments credited in the last day".to_owned()));
@@ -750,6 +754,14 @@ impl WalletService {
         let memo = field("memo").map(str::to_owned);
         Ok(PaymentClaim { signature: signature.to_owned(), payer, payee: self.solana.address(), asset, amount, memo })
     }
+}
+
+/// Whether a recorded credit key and a check's key name the same purpose. The core keys a notice
+/// `notice:<message id>`; ledgers written before pools keyed it by the bare message id, which still
+/// counts as that notice's — unless it has a `:`, as every other purpose's key has (a sender picks its
+/// message ids, and one named `pool:<pool>:<tx>` must not match a purchase's credit).
+fn same_credit(recorded: &str, key: &str) -> bool {
+    recorded == key || (!recorded.contains(':') && key.strip_prefix("notice:") == Some(recorded))
 }
 
 /// `wallets.solana` of `<url>/__darkmatter__/network_info`, when it is a valid address.
@@ -860,6 +872,14 @@ mod tests {
         }
         let unknown = json!({"cmd": "wallet", "op": "send_sol", "to_wallet": "w", "amount": "1", "x": 1});
         assert!(crate::control::parse(&unknown).is_err(), "unknown fields are refused");
+    }
+
+    #[test]
+    fn a_credit_names_one_purpose() {
+        assert!(same_credit("notice:m1", "notice:m1"));
+        assert!(same_credit("m1", "notice:m1"), "a ledger from before pools");
+        assert!(!same_credit("pool:p:tx", "notice:pool:p:tx"), "a message id never names a purchase");
+        assert!(!same_credit("notice:m1", "pool:p:m1"));
     }
 
     #[test]

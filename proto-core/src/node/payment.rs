@@ -51,8 +51,9 @@ impl Node {
         };
         let check = PaymentCheck {
             id: CheckId(0),
-            // A notice's credit is keyed by its message id (the wallet's ledger predates pools).
-            credit_key: message_id.to_owned(),
+            // Prefixed: a message id is the sender's choice, and must never name another purpose's
+            // credit (a pool purchase is `pool:<pool>:<tx>`).
+            credit_key: format!("notice:{message_id}"),
             payer_wallet: payer,
             tx_signature,
             token,

@@ -134,7 +134,9 @@ impl Node {
         };
         match result {
             Ok(Some(body)) => self.reply(r.id, 200, body),
-            Ok(None) => {}
+            // Answered later, from another input: this request's peer flag must not linger for the
+            // next reply, and the later one claims no refund.
+            Ok(None) => self.request_from_peer = false,
             Err(refusal) => self.refuse(r.id, refusal),
         }
         true

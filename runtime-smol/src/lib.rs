@@ -73,7 +73,9 @@
 //! `forward`, `list_inbox`, `get_message`, `list_sent`, `get_sent`, `expire_sent`,
 //! `wait_for_response`, `identity`, `update_bio`, `set_status`, `set_impression`, `get_impression`,
 //! `set_rate_limit`, `status`, `network_info`, `list_discovered`, `discover_local`,
-//! `discover_domain`, `create_shard`, `view_shards`, `announce`, `shutdown` (see [`control`]; the
+//! `discover_domain`, `create_shard`, `view_shards`, `announce`, `shutdown`, `wallet` (the node's own
+//! wallet, [`solana_wallet`]), and the pool lines `pool_create`, `pool_add_provider`, `pool_set_provider`,
+//! `pool_revoke`, `pool_list`, `pool_publish`, `pool_buy`, `pool_call`, `pool_info` ([`pool`]; see [`control`]; the
 //! arguments are [`args`]' typed structs, shared with the MCP tools). Flags: `--no-stdin` (ignore stdin, run
 //! until a signal), `--events` (also print `{"event":..}` lines). Control is deliberately not on the
 //! network port.

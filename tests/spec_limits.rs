@@ -254,12 +254,14 @@ fn transport_limits() -> Vec<(&'static str, Value)> {
         SOURCES_MAX, SOURCE_BODIES_MAX, SOURCE_CONNECTIONS_MAX, SOURCE_REQUESTS_BURST, SOURCE_REQUESTS_PER_S,
     };
     use runtime_smol::client::{CALL_TIMEOUT_MS_MAX, CONNECT_TIMEOUT_MS, RESPONSE_BODY_BYTES_MAX};
+    use runtime_smol::control::{POOL_BUY_ATTEMPTS_MAX, POOL_BUY_RETRY_MS};
     use runtime_smol::discovery::{
         BEACON_TTL, CARD_BIO_CHARS_MAX, DATAGRAMS_PER_S_MAX, DOMAIN_BYTES_MAX, DOMAIN_FETCH_MS, PROBE_TIMEOUT_MS,
         SCAN_CONCURRENT_MAX, SCAN_INTERVAL_S,
     };
     use runtime_smol::http::{HEADERS_MAX, HEADER_BYTES_MAX, TARGET_BYTES_MAX};
     use runtime_smol::lan_url::LAN_URL_RECHECK_MS;
+    use runtime_smol::pool::UPSTREAM_RESPONSE_HEADERS_MAX;
     use runtime_smol::sandbox::{API_PORT, SANDBOX_RULES_MAX};
     use runtime_smol::server::{
         BODY_BYTES_PER_S_MIN, CONNECTIONS_MAX, HEAD_BYTES_PER_S_MIN, IDLE_MS, IN_FLIGHT_MAX, LINGER_BYTES_MAX,
@@ -313,6 +315,9 @@ fn transport_limits() -> Vec<(&'static str, Value)> {
         SUPERAGENT_FETCH_MS,
         SUPERAGENT_CACHE_S,
         SUPERAGENT_BODY_BYTES_MAX,
+        UPSTREAM_RESPONSE_HEADERS_MAX,
+        POOL_BUY_ATTEMPTS_MAX,
+        POOL_BUY_RETRY_MS,
     ]
 }
 

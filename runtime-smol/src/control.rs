@@ -469,8 +469,23 @@ async fn pool_buy(mesh: &dyn Mesh, a: PoolBuyArgs) -> Result<Value, CommandError
     };
     let buy =
         proto_core::pool::PoolCommand::Buy { owner: a.owner, pool_id: a.pool_id, amount: a.amount, tx_signature: tx };
-    mesh.command(Command::Pool(Box::new(buy))).await
+    let mut answer = mesh.command(Command::Pool(Box::new(buy.clone()))).await?;
+    // A transfer just confirmed may not be final yet where the owner looks (503: not checked); each
+    // retry is signed anew, and the owner credits the transaction once whatever happens.
+    for _ in 1..POOL_BUY_ATTEMPTS_MAX {
+        if answer["http_status"] != 503 {
+            break;
+        }
+        smol::Timer::after(std::time::Duration::from_millis(POOL_BUY_RETRY_MS)).await;
+        answer = mesh.command(Command::Pool(Box::new(buy.clone()))).await?;
+    }
+    Ok(answer)
 }
+
+/// Times `pool_buy` asks the owner to credit a payment it could not check yet (503).
+pub const POOL_BUY_ATTEMPTS_MAX: u32 = 6;
+/// Wait between those asks, in milliseconds (finality takes about 13 s after confirmation).
+pub const POOL_BUY_RETRY_MS: u64 = 5_000;
 
 /// The answer line for a result, echoing the request's `id` when it had one.
 pub fn answer(id: Option<&Value>, result: Result<Value, String>) -> Value {

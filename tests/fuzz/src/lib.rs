@@ -129,7 +129,11 @@ pub fn drain_with(
             }
             Output::Done { id, .. } => seen.done.push(id),
             // No wallet and no upstream here: a claimed payment or a pool call stays unanswered.
-            Output::Event(_) | Output::Datagram(_) | Output::Spawn(_) | Output::CheckPayment(_) | Output::Upstream(_) => {}
+            Output::Event(_)
+            | Output::Datagram(_)
+            | Output::Spawn(_)
+            | Output::CheckPayment(_)
+            | Output::Upstream(_) => {}
         }
     }
     panic!("node still emitting after {OUTPUTS_PER_INPUT_MAX} outputs for one input");

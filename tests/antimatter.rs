@@ -560,3 +560,57 @@ fn the_log_is_shown_in_status_compactly_and_whole_by_its_command() {
     assert_eq!(payer["events"]["antimatter_started"], json!(40));
     assert_eq!(payer["awaited_payments"], json!(0));
 }
+
+/// Issue 16: the node checks a payment notice as it arrives, through its wallet; a verified one starts
+/// its signal with nobody reading the inbox, and a refused one starts nothing and says why.
+#[test]
+fn a_notice_nobody_reads_is_checked_as_it_arrives_and_starts_its_signal() {
+    let mut m = Mesh::new();
+    let [x, b, a] = aged(&mut m, &["X", "B", "A"])[..] else { unreachable!() };
+    connect(&mut m, b, x);
+    connect(&mut m, a, b);
+    trust(&mut m, b, x, 0.5);
+    let paid = notice(&mut m, a, b, "txpaid", json!({}));
+    let forged = notice(&mut m, a, b, "txforged", json!({}));
+    let checks = m.peers[b].checks.clone();
+    assert_eq!(checks.len(), 2, "each notice is checked once, as it arrives");
+    let key = format!("notice:{paid}");
+    assert_eq!((checks[0].credit_key.as_str(), checks[0].tx_signature.as_str()), (key.as_str(), "txpaid"));
+    assert_eq!(checks[0].payer_wallet, wallet_of(&mut m, a), "the payer is the sender's advertised wallet");
+    let now = m.now;
+    m.peers[b].node.handle_payment_checked(now, checks[0].id, proto_core::PaymentVerdict::Verified(ONE_SOL));
+    m.peers[b].node.handle_payment_checked(now, checks[1].id, proto_core::PaymentVerdict::Refused("short".into()));
+    m.advance(0);
+    let payouts = m.peers[b].node.take_payouts();
+    assert_eq!(payouts.len(), 1, "the verified notice's fee, and only it: {payouts:?}");
+    assert_eq!(payouts[0].units, ONE_SOL / 100);
+    let read = |m: &mut Mesh, id: &str| m.command(b, Command::GetMessage { message_id: id.into(), consume: false });
+    let v = read(&mut m, &paid).unwrap();
+    assert_eq!(v["payment_verified"], json!(true), "{v}");
+    let v = read(&mut m, &forged).unwrap();
+    assert_eq!((&v["payment_verified"], &v["payment_refusal"]), (&json!(false), &json!("short")));
+    // An answer given twice changes nothing.
+    m.peers[b].node.handle_payment_checked(now, checks[0].id, proto_core::PaymentVerdict::Verified(ONE_SOL));
+    m.advance(0);
+    assert!(m.peers[b].node.take_payouts().is_empty());
+}
+
+/// A wallet that cannot decide (RPC down) is asked again later, a bounded number of times.
+#[test]
+fn an_undecided_notice_is_checked_again_later() {
+    let mut m = Mesh::new();
+    let [b, a] = aged(&mut m, &["B", "A"])[..] else { unreachable!() };
+    connect(&mut m, a, b);
+    let id = notice(&mut m, a, b, "txlater", json!({}));
+    for attempt in 1..=proto_core::limits::PAYMENT_CHECK_ATTEMPTS_MAX as usize {
+        assert_eq!(m.peers[b].checks.len(), attempt, "attempt {attempt}");
+        let check = m.peers[b].checks.last().unwrap().clone();
+        let now = m.now;
+        m.peers[b].node.handle_payment_checked(now, check.id, proto_core::PaymentVerdict::Unavailable("down".into()));
+        m.advance(proto_core::limits::PAYMENT_RECHECK_MS);
+    }
+    assert_eq!(m.peers[b].checks.len(), proto_core::limits::PAYMENT_CHECK_ATTEMPTS_MAX as usize, "no more");
+    let v = m.command(b, Command::GetMessage { message_id: id, consume: false }).unwrap();
+    assert_eq!(v["payment_verified"], json!(false));
+    assert!(v["payment_refusal"].as_str().unwrap().contains("down"), "{v}");
+}

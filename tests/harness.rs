@@ -30,6 +30,10 @@ pub struct Peer {
     pub events: Vec<Event>,
     /// Agents it asked to spawn, in order (end one with [`Mesh::spawn_exit`]).
     pub spawns: Vec<proto_core::spawn::SpawnRequest>,
+    /// Payments it asked its wallet to check, in order (answer with `handle_payment_checked`).
+    pub checks: Vec<proto_core::PaymentCheck>,
+    /// Pool upstream calls it asked for (answer with `handle_upstream`).
+    pub upstream: Vec<proto_core::pool::UpstreamCall>,
     /// Its passport's seed (tests sign in its name with it).
     pub seed: [u8; 32],
     /// Its configuration (a restart uses it: change `public_url` to restart on a new address).
@@ -103,6 +107,8 @@ impl Mesh {
             disk: Default::default(),
             events: Vec::new(),
             spawns: Vec::new(),
+            checks: Vec::new(),
+            upstream: Vec::new(),
             seed,
             config,
         });
@@ -302,6 +308,16 @@ impl Mesh {
                 Output::Spawn(s) => {
                     let line = format!("{} spawn {} for {}", self.peers[i].name, s.spawn_id.0, s.trigger.key());
                     self.peers[i].spawns.push(s);
+                    self.log(line);
+                }
+                Output::Upstream(c) => {
+                    let line = format!("{} upstream {} {}", self.peers[i].name, c.method, c.url);
+                    self.peers[i].upstream.push(c);
+                    self.log(line);
+                }
+                Output::CheckPayment(c) => {
+                    let line = format!("{} check payment {} for {}", self.peers[i].name, c.tx_signature, c.credit_key);
+                    self.peers[i].checks.push(c);
                     self.log(line);
                 }
                 Output::Event(e) => {

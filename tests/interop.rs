@@ -1213,3 +1213,76 @@ fn bench_signed_messages_rust_pair_vs_python_pair() {
     assert!(rust.throughput >= 2_000.0, "Rust pair below 2,000 signed messages/s");
     assert!(ratio >= 50.0, "Rust pair below 50x the 0.5.3 pair");
 }
+
+// ------------------------------------------------------------------------------------------------
+// Pools (SPEC §22, T-H5): a Rust consumer of a 0.5.3 owner's pool
+// ------------------------------------------------------------------------------------------------
+
+/// A local upstream answering every request 200 with the authorization values it got.
+fn echo_upstream() -> (String, Arc<Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut auth, mut line) = (Vec::new(), String::new());
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line.trim_end() != "" {
+                if let Some((n, v)) = line.trim_end().split_once(':') {
+                    if n.eq_ignore_ascii_case("authorization") {
+                        auth.push(v.trim().to_owned());
+                    }
+                }
+                line.clear();
+            }
+            log.lock().unwrap().push(auth.join("|"));
+            let body = json!({"upstream": "ok", "auth_headers": auth.len()}).to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, seen)
+}
+
+/// T-H5: `pool_info` and `pool_proxy` of a 0.5.3 owner, with a pool (and the Rust consumer's token)
+/// written into its state file, answer the Rust consumer's commands; the upstream gets 0.5.3's
+/// credential once.
+#[test]
+fn a_rust_consumer_calls_a_python_owner_s_pool() {
+    let dirs = [TempDir::new("pool-py"), TempDir::new("pool-rs")];
+    let mut py = PyNode::start_on_free_port(dirs[0].path(), "py-owner");
+    let port = py.port;
+    let mut rust = rust_node(dirs[1].path(), "rust-consumer", &[]);
+    let c = rust.ok(json!({"cmd": "connect", "target_url": py.url()}));
+    assert_eq!(c["status"], "connected", "{c}");
+    let (upstream, seen) = echo_upstream();
+    py.stop();
+    let mut state: Value = serde_json::from_str(&std::fs::read_to_string(py.state_file()).unwrap()).unwrap();
+    state["pools"] = json!([{
+        "pool_id": "pool-0123456789ab", "name": "py pool", "tags": ["pool:llm"], "description": "0.5.3's",
+        "providers": [{"provider_id": "pv-0123456789ab", "agent_id": py.agent_id(), "base_url": upstream,
+            "credential_header": "Authorization", "credential_value": "Bearer py-secret",
+            "allowed_paths": ["/v1"], "price_per_call": 0.5, "price_token": "SOL"}],
+        "access_tokens": [{"token_id": "at-0123456789abcdef0123456789abcdef",
+            "consumer_agent_id": rust.agent_id(), "balance": 2.0, "token_mint": "SOL",
+            "total_deposited": 2.0, "total_spent": 0.0}],
+        "created_at": "2026-01-01T00:00:00+00:00", "handler_type": "passthrough"}]);
+    std::fs::write(py.state_file(), serde_json::to_vec_pretty(&state).unwrap()).unwrap();
+    let py = PyNode::start(dirs[0].path(), port, "py-owner");
+    let owner = py.agent_id();
+    let info = rust.ok(json!({"cmd": "pool_info", "owner": owner, "pool_id": "pool-0123456789ab"}));
+    assert_eq!(
+        (&info["http_status"], &info["name"], &info["provider_count"]),
+        (&json!(200), &json!("py pool"), &json!(1))
+    );
+    let r = rust.ok(json!({"cmd": "pool_call", "owner": owner, "pool_id": "pool-0123456789ab",
+        "token_id": "at-0123456789abcdef0123456789abcdef", "method": "GET", "path": "/v1/models"}));
+    assert_eq!((&r["http_status"], &r["status_code"]), (&json!(200), &json!(200)), "{r}");
+    assert_eq!(r["balance_remaining"], json!(1.5), "0.5.3 debits its float price: {r}");
+    assert_eq!(*seen.lock().unwrap(), vec!["Bearer py-secret".to_owned()]);
+}

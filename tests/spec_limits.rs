@@ -70,6 +70,20 @@ fn protocol_limits() -> Vec<(&'static str, Value)> {
         WALLET_RPC_TIMEOUT_MS,
         PAYMENT_AGE_MAX_S,
         PAYMENT_CLOCK_SKEW_S,
+        PAYMENT_CHECKS_MAX,
+        PAYMENT_CHECK_ATTEMPTS_MAX,
+        PAYMENT_RECHECK_MS,
+        PAYMENT_NOTICES_MAX,
+        POOL_MAX,
+        POOL_PROVIDERS_MAX,
+        POOL_TOKENS_MAX,
+        POOL_PURCHASES_MAX,
+        POOL_UPSTREAM_TIMEOUT_MS,
+        POOL_RESPONSE_BYTES_MAX,
+        POOL_CALLS_IN_FLIGHT_MAX,
+        POOL_PATH_BYTES_MAX,
+        POOL_HEADERS_MAX,
+        POOL_LLM_MAX_TOKENS_DEFAULT,
         ANTIMATTER_HOPS_MAX,
         ANTIMATTER_SIGNAL_AGE_MAX_S,
         ANTIMATTER_WATCHDOG_GRACE_S,
@@ -247,12 +261,14 @@ fn transport_limits() -> Vec<(&'static str, Value)> {
         SOURCES_MAX, SOURCE_BODIES_MAX, SOURCE_CONNECTIONS_MAX, SOURCE_REQUESTS_BURST, SOURCE_REQUESTS_PER_S,
     };
     use runtime_smol::client::{CALL_TIMEOUT_MS_MAX, CONNECT_TIMEOUT_MS, RESPONSE_BODY_BYTES_MAX};
+    use runtime_smol::control::{POOL_BUY_ATTEMPTS_MAX, POOL_BUY_RETRY_MS};
     use runtime_smol::discovery::{
         BEACON_TTL, CARD_BIO_CHARS_MAX, DATAGRAMS_PER_S_MAX, DOMAIN_BYTES_MAX, DOMAIN_FETCH_MS, PROBE_TIMEOUT_MS,
         SCAN_CONCURRENT_MAX, SCAN_INTERVAL_S,
     };
     use runtime_smol::http::{HEADERS_MAX, HEADER_BYTES_MAX, TARGET_BYTES_MAX};
     use runtime_smol::lan_url::LAN_URL_RECHECK_MS;
+    use runtime_smol::pool::UPSTREAM_RESPONSE_HEADERS_MAX;
     use runtime_smol::sandbox::{API_PORT, SANDBOX_RULES_MAX};
     use runtime_smol::server::{
         BODY_BYTES_PER_S_MIN, CONNECTIONS_MAX, HEAD_BYTES_PER_S_MIN, IDLE_MS, IN_FLIGHT_MAX, LINGER_BYTES_MAX,
@@ -306,6 +322,9 @@ fn transport_limits() -> Vec<(&'static str, Value)> {
         SUPERAGENT_FETCH_MS,
         SUPERAGENT_CACHE_S,
         SUPERAGENT_BODY_BYTES_MAX,
+        UPSTREAM_RESPONSE_HEADERS_MAX,
+        POOL_BUY_ATTEMPTS_MAX,
+        POOL_BUY_RETRY_MS,
     ]
 }
 

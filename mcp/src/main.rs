@@ -11,7 +11,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use darkmatter_mcp::mesh::Mesh;
 use darkmatter_mcp::spawner::{Settings, Spawner};
-use darkmatter_mcp::{app, attach::Paths, node, tools};
+use darkmatter_mcp::{app, attach::Paths, node};
 use runtime_smol::sandbox::{self, Net, Policy};
 use runtime_smol::{NodeHandle, RuntimeConfig};
 
@@ -130,15 +130,13 @@ fn run() -> Result<(), String> {
     let switch = spawner.clone();
     let socket = paths.socket.clone();
     let in_terminal = std::io::stdin().is_terminal();
-    let wallet = tools::wallet::Settings::from_config(&config);
     app::run_with(
         move || {
             let handle = node::start(config, &socket, launcher)?;
             if in_terminal {
                 eprintln!("{}", terminal_note(&handle));
             }
-            let service = wallet.open()?;
-            let mesh: Arc<dyn Mesh> = Arc::new(tools::wallet::WalletMesh::new(Arc::new(handle), service));
+            let mesh: Arc<dyn Mesh> = Arc::new(handle);
             Ok(match switch {
                 Some(s) => Arc::new(darkmatter_mcp::spawner::SandboxSwitch::new(mesh, s)) as Arc<dyn Mesh>,
                 None => mesh,

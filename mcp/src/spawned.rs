@@ -47,6 +47,7 @@ pub fn refusal(command: &Command, request_id: Option<&str>) -> Option<String> {
         Command::Disconnect { .. } => "disconnect peers",
         Command::Connect { .. } => "connect to new agents",
         Command::DiscoverDomain { .. } => "fetch a domain's card",
+        Command::Pool(_) => "use pools (their owner's commands, and calls that spend a balance)",
         Command::Accept { request_id: r } | Command::Reject { request_id: r } if request_id != Some(r.as_str()) => {
             "settle a connection request it was not started for"
         }

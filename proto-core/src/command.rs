@@ -172,4 +172,6 @@ pub enum Command {
         /// Boosted entry.
         focus: Option<String>,
     },
+    /// A pool command (SPEC §22): the owner's, or a consumer's call to an owner.
+    Pool(Box<crate::pool::PoolCommand>),
 }

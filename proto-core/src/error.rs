@@ -87,6 +87,15 @@ pub enum Refusal {
     /// gave no OS randomness for what needs it (an AntiMatter commitment).
     #[error("{0}")]
     Unavailable(String),
+    /// A pool purchase without a verified payment (SPEC §22.3).
+    #[error("{0}")]
+    PaymentRequired(String),
+    /// A pool purchase with a transaction that already paid for one.
+    #[error("{0}")]
+    Conflict(String),
+    /// A pool's upstream gave no usable answer.
+    #[error("{0}")]
+    BadGateway(String),
     /// No such endpoint.
     #[error("Not Found")]
     NoRoute,
@@ -107,6 +116,9 @@ impl Refusal {
             Refusal::ContentTooLong(_) | Refusal::BodyTooLarge(_) => 413,
             Refusal::Limited(_) => 429,
             Refusal::Unavailable(_) => 503,
+            Refusal::PaymentRequired(_) => 402,
+            Refusal::Conflict(_) => 409,
+            Refusal::BadGateway(_) => 502,
         }
     }
 }

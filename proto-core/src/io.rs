@@ -230,8 +230,109 @@ pub enum Output {
         /// Its result.
         result: Result<CommandOutput, CommandError>,
     },
+    /// Check a claimed payment on-chain (SPEC §17.5) with the runtime's wallet; answer with
+    /// [`crate::Node::handle_payment_checked`]. The core never moves or sees money itself.
+    CheckPayment(PaymentCheck),
+    /// Make this call to a pool provider's upstream (SPEC §22.5) and answer with
+    /// [`crate::Node::handle_upstream`]. It carries a credential: never log it.
+    Upstream(UpstreamCall),
     /// Nothing more for now; call [`crate::Node::handle_timeout`] at this monotonic time (ms), if any.
     Timeout(Option<u64>),
+}
+
+/// Names one upstream call; chosen by the node, echoed in [`crate::Node::handle_upstream`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UpstreamId(pub u64);
+
+/// A call for the runtime to make to a provider's upstream. It carries the credential in `headers`:
+/// its `Debug` shows header names only, and nothing may log it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpstreamCall {
+    /// Echo this in the answer.
+    pub id: UpstreamId,
+    /// HTTP method (upper case).
+    pub method: String,
+    /// Full URL.
+    pub url: String,
+    /// Request headers, the credential last.
+    pub headers: Vec<(String, String)>,
+    /// Request body.
+    pub body: Vec<u8>,
+    /// Give up after this long.
+    pub timeout_ms: u64,
+    /// Read at most this much of the answer; more is [`UpstreamError::TooLarge`].
+    pub response_bytes_max: usize,
+}
+
+impl std::fmt::Debug for UpstreamCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("UpstreamCall")
+            .field("id", &self.id)
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("header_names", &names)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
+}
+
+/// An upstream's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamResponse {
+    /// Status.
+    pub status: u16,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// Body (at most the call's `response_bytes_max`).
+    pub body: Vec<u8>,
+}
+
+/// Why an upstream call produced no answer.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// The answer was longer than the call allowed.
+    #[error("Upstream response too large")]
+    TooLarge,
+    /// Connect, TLS, timeout or protocol failure.
+    #[error("Provider failed: {0}")]
+    Failed(String),
+}
+
+/// Names one payment check; chosen by the node, echoed in [`crate::Node::handle_payment_checked`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CheckId(pub u64);
+
+/// A claimed payment for the runtime's wallet to verify (R-G8) and credit once under `credit_key`:
+/// one ledger for every purpose, so a transaction credited to one notice or purchase never counts
+/// for another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentCheck {
+    /// Echo this in the answer.
+    pub id: CheckId,
+    /// What the payment is credited to (`notice:<message id>`, `pool:<pool id>:<tx signature>`).
+    pub credit_key: String,
+    /// The wallet that must have signed and paid (the payer's advertised Solana address).
+    pub payer_wallet: String,
+    /// The transaction signature (base58).
+    pub tx_signature: String,
+    /// `SOL` or a mint (address or known symbol).
+    pub token: String,
+    /// The amount claimed, as decimal text in whole units of `token`.
+    pub amount: String,
+    /// The memo the transaction must carry, when the claim names one.
+    pub memo: Option<String>,
+}
+
+/// The wallet's verdict on a [`PaymentCheck`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PaymentVerdict {
+    /// The payment counts: this many base units arrived, now credited to the check's key.
+    Verified(u64),
+    /// It does not count (wrong destination, short, failed, credited elsewhere, ...): final.
+    Refused(String),
+    /// It could not be decided now (RPC down, transaction not found yet): may be asked again.
+    Unavailable(String),
 }
 
 #[cfg(test)]

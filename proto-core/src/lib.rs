@@ -66,6 +66,10 @@
 //!   disconnected, a message arrived, a peer moved, a peer request was refused with 403 or 409).
 //! - [`Output::Spawn`]: start an agent (only with [`node::Config::spawn`] set; see [`spawn`]) with the
 //!   facts its prompt is built from; report its end with `handle_spawn_exit`.
+//! - [`Output::CheckPayment`]: have the wallet verify a claimed payment on-chain and credit it once under
+//!   the check's key; answer with `handle_payment_checked` (a driver without a wallet answers refused).
+//! - [`Output::Upstream`]: make a pool's upstream call (it carries a credential: never log it), reading at
+//!   most its `response_bytes_max`; answer with `handle_upstream`. Its inbound request waits for it.
 //! - [`Output::Done`]: a command finished, with its typed [`CommandOutput`] or a [`CommandError`]. It may come out of a
 //!   later, unrelated input: a send completes in the `handle_response` of its last delivery, a wait in
 //!   the `handle_request` of the reply.
@@ -133,7 +137,8 @@
 //! per-source request budgets), `inbox` (unread messages), `outbox` (the sent records with their
 //! update and reply rows, send batches, waits), [`trust`] (impressions, the trust policy, signed query forms), [`shards`] (the shard
 //! table, cache eviction, refresh rounds), [`memory`] (the conversation log and its ranking),
-//! [`discovery`] (discovered peers). [`node`] and its private `node/*` files (one per conversation:
+//! [`discovery`] (discovered peers), [`payments`] (claimed payments being checked, notices' outcomes),
+//! [`pool`] (pools, tokens, reserve and settle). [`node`] and its private `node/*` files (one per conversation:
 //! connection, inbound, webhook, outbound, waiters, views, trust, shard, healing, discovery, memory,
 //! command) route each input to them and queue what they hand back. The leaves — [`store`], [`wire`], [`sign`], [`identity`],
 //! [`limits`], [`error`], [`io`], [`time`], [`url`] — import no owner. `tests/module_graph.rs`
@@ -179,6 +184,8 @@ pub mod message;
 pub mod node;
 mod outbox;
 pub mod output;
+pub mod payments;
+pub mod pool;
 mod rate;
 pub mod relay;
 pub mod replay;
@@ -196,8 +203,8 @@ pub use command::Command;
 pub use error::{CommandError, IdentityError, Refusal, SignError, WireError};
 pub use identity::{AgentId, Passport};
 pub use io::{
-    CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, OutboundId, Output, RecoveredVia, Reply,
-    Transmit,
+    CheckId, CommandId, Event, HttpResponse, InboundId, InboundRequest, Method, OutboundId, Output, PaymentCheck,
+    PaymentVerdict, RecoveredVia, Reply, Transmit,
 };
 pub use message::{ForwardArgs, SendArgs, Targets};
 pub use node::{Config, Node};

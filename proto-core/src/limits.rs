@@ -142,6 +142,37 @@ pub const WALLET_RPC_TIMEOUT_MS: u64 = 10_000;
 pub const PAYMENT_AGE_MAX_S: i64 = 86_400;
 /// How far in the future a payment's block time may be (clock differences), in seconds.
 pub const PAYMENT_CLOCK_SKEW_S: i64 = 300;
+/// Payment checks waiting for the runtime's wallet at once (notices and pool purchases); a claim
+/// beyond them is refused for now (a purchase answers 503; a notice stays unverified).
+pub const PAYMENT_CHECKS_MAX: usize = 64;
+/// Times a claim is checked when the wallet cannot decide (RPC down, transaction not final yet).
+pub const PAYMENT_CHECK_ATTEMPTS_MAX: u32 = 5;
+/// Wait before a claim the wallet could not decide is checked again, in milliseconds (finality on
+/// Solana takes about 13 s).
+pub const PAYMENT_RECHECK_MS: u64 = 15_000;
+/// Payment notices whose outcome (verified, refused, checking) is remembered for `get_message`.
+pub const PAYMENT_NOTICES_MAX: usize = 1_024;
+/// Pools one node owns (0.5.3's `POOL_MAX`, which it never enforced).
+pub const POOL_MAX: usize = 10;
+/// Providers in one pool (0.5.3's `POOL_MAX_PROVIDERS`, never enforced).
+pub const POOL_PROVIDERS_MAX: usize = 20;
+/// Access tokens across this node's pools (0.5.3's `POOL_MAX_ACCESS_TOKENS`).
+pub const POOL_TOKENS_MAX: usize = 100;
+/// Transactions remembered as having paid for a purchase (each pays once, for ever).
+pub const POOL_PURCHASES_MAX: usize = 65_536;
+/// Time a pool call waits for its upstream, in milliseconds. 0.5.3 waits 30 s; ours stays below the
+/// peer server's 30 s wait for the core, so the consumer gets the pool's answer, not a timeout.
+pub const POOL_UPSTREAM_TIMEOUT_MS: u64 = 25_000;
+/// Longest upstream answer relayed, in bytes (more answers 502 "Upstream response too large").
+pub const POOL_RESPONSE_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Pool calls waiting for their upstream at once, across pools; more answer 429.
+pub const POOL_CALLS_IN_FLIGHT_MAX: usize = 32;
+/// Longest path a consumer may call, in bytes.
+pub const POOL_PATH_BYTES_MAX: usize = 2_048;
+/// Headers a consumer may send with one call.
+pub const POOL_HEADERS_MAX: usize = 32;
+/// Output tokens reserved for an `llm-tokens` call that names no `max_tokens`.
+pub const POOL_LLM_MAX_TOKENS_DEFAULT: u64 = 4_096;
 /// Hops an AntiMatter signal may travel before it times out (0.5.3's `max_hops`); a signal claiming
 /// more is refused, so its hop chain is bounded too.
 pub const ANTIMATTER_HOPS_MAX: u32 = 10;

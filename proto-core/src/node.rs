@@ -16,6 +16,8 @@ mod inspect;
 mod lookup;
 mod memory;
 mod outbound;
+mod payment;
+mod pool;
 mod relay;
 mod shard;
 mod spawn;
@@ -155,6 +157,8 @@ pub(crate) enum Call {
     Poll { kind: crate::relay::Mailbox, anchor: usize },
     /// A notice to `peer` (our peer update) at `path`: relayed if it cannot be delivered directly.
     Notice { peer: String, path: &'static str, body: Vec<u8> },
+    /// A consumer's pool command to a pool's owner.
+    Pool { cmd: CommandId },
     /// A commit (or, with `reveal`, reveal) request of our AntiMatter game for `signal_id` to `peer`.
     AntiMatterMatch { signal_id: String, peer: String, reveal: bool },
 }
@@ -206,6 +210,10 @@ pub struct Node {
     pub(crate) entropy: Option<Arc<dyn crate::relay::Entropy>>,
     /// AntiMatter: the ledger, the peer side's sessions, games in play.
     pub(crate) antimatter: antimatter::AntiMatter,
+    /// Pools this node owns and the calls in flight to their upstreams (SPEC §22).
+    pub(crate) pool_state: pool::PoolState,
+    /// Claimed payments the runtime's wallet is checking, and what each notice came to.
+    pub(crate) payments: crate::payments::PaymentChecks,
     pub(crate) now: Now,
 }
 
@@ -349,6 +357,7 @@ impl Node {
             node.persist(vec![change]);
         }
         node.respawn_queued();
+        node.recheck_notices();
         (node, skipped)
     }
 
@@ -381,6 +390,7 @@ impl Node {
                 self.next_seq = self.next_seq.max(seq + 1);
             }
             Table::AntiMatter => self.antimatter.restore_row(&key, value)?,
+            Table::Pools => self.pool_state.pools.restore_row(&key, value)?,
         }
         Ok(())
     }
@@ -441,6 +451,8 @@ impl Node {
             relay,
             entropy: None,
             antimatter: antimatter::AntiMatter::default(),
+            payments: crate::payments::PaymentChecks::default(),
+            pool_state: pool::PoolState::default(),
             now,
         }
     }
@@ -482,6 +494,7 @@ impl Node {
             self.next_scan_ms,
             self.spawner.next_retry_ms(),
             self.relay.next_deadline_ms(),
+            self.payments.next_deadline_ms(),
         ];
         Some(timers.into_iter().flatten().fold(self.next_housekeeping_ms, u64::min))
     }
@@ -492,6 +505,10 @@ impl Node {
         self.request_from_peer = false;
         let id = request.id;
         let path = request.path.clone();
+        // The pool routes answer themselves, some of them later (a payment, an upstream call).
+        if self.pool_route(&request) {
+            return;
+        }
         // A handler queues its persists first and returns the body; the reply is queued after them,
         // so an acknowledgement never precedes the commit it acknowledges.
         match self.route(&request) {
@@ -625,6 +642,7 @@ impl Node {
             Call::Webhook { url, body, attempts, until_ms } => {
                 self.on_webhook_answer(&url, body, attempts, until_ms, result)
             }
+            Call::Pool { cmd } => self.on_pool_answer(cmd, result),
             Call::FireAndForget => {}
         }
     }
@@ -642,6 +660,7 @@ impl Node {
         self.discovery_timers();
         self.spawn_timers();
         self.relay_timers();
+        self.payment_timers();
         if now.mono_ms >= self.next_housekeeping_ms {
             self.next_housekeeping_ms = now.mono_ms + HOUSEKEEPING_INTERVAL_MS;
             self.housekeeping();
@@ -711,6 +730,10 @@ impl Node {
 
     pub(crate) fn push_datagram(&mut self, payload: Vec<u8>) {
         self.push(Output::Datagram(payload));
+    }
+
+    pub(crate) fn push_output(&mut self, out: Output) {
+        self.push(out);
     }
 
     fn push(&mut self, out: Output) {

@@ -82,6 +82,9 @@ pub enum CommandOutput {
     Shard(Box<ShardView>),
     /// `ContextFeed`.
     Feed(Feed),
+    /// `Pool`: the pool's answer, in the JSON shapes of 0.5.3's pool endpoints (which the consumer
+    /// commands relay as the owner gave them, with `http_status`).
+    Pool(Box<Value>),
 }
 
 /// Outputs are moved through the node's queue on every input; a result must not make them large.
@@ -384,6 +387,12 @@ pub struct InboxMessageView {
     pub webhook: String,
     /// The sender is a connection.
     pub from_connection: bool,
+    /// For a payment notice: whether the runtime's wallet verified the payment on-chain (R-G8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_verified: Option<bool>,
+    /// For a payment notice not (yet) verified: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_refusal: Option<String>,
     /// Present (true) when this read removed it from the inbox.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub consumed: bool,

@@ -55,6 +55,10 @@ pub const V2_TRUST_QUERY: &str = "trust-query";
 pub const V2_TRUST_ANSWER: &str = "trust-answer";
 /// Our domain for a shard.
 pub const V2_SHARD: &str = "shard";
+/// Our domain for a pool purchase: pool_id, consumer id, tx_signature, timestamp (SPEC §22.3).
+pub const V2_POOL_BUY: &str = "pool-buy";
+/// Our domain for a pool call: pool_id, token_id, method, path, SHA-256 of the body (hex), timestamp.
+pub const V2_POOL_CALL: &str = "pool-call";
 /// Our domain for a registration with an anchor.
 pub const V2_ANCHOR_REGISTER: &str = "anchor-register";
 

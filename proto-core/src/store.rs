@@ -46,11 +46,13 @@ pub enum Table {
     UrlProofs,
     /// AntiMatter's ledger: `started/<tx>`, `flow/<signal_id>`, `accrued/<asset>/<wallet>`.
     AntiMatter,
+    /// Pools: `pool/<pool_id>`, `token/<token_id>`, `paid/<tx_signature>` (SPEC §22).
+    Pools,
 }
 
 impl Table {
     /// Every table, for drivers that create them up front.
-    pub const ALL: [Table; 15] = [
+    pub const ALL: [Table; 16] = [
         Table::Profile,
         Table::Connections,
         Table::PendingIn,
@@ -66,6 +68,7 @@ impl Table {
         Table::Acceptances,
         Table::UrlProofs,
         Table::AntiMatter,
+        Table::Pools,
     ];
 
     /// A stable name for the table (used as the redb table name).
@@ -86,6 +89,7 @@ impl Table {
             Table::Acceptances => "acceptances",
             Table::UrlProofs => "url_proofs",
             Table::AntiMatter => "antimatter",
+            Table::Pools => "pools",
         }
     }
 }

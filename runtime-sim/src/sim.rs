@@ -704,6 +704,11 @@ impl Sim {
                     let inc = self.nodes[i as usize].inc;
                     self.queue.push(at, Ev::Agent { node: i, inc, act: Act::SpawnExit(s.spawn_id) });
                 }
+                // The simulated nodes have no wallet: a claimed payment is never checked, so it
+                // starts nothing (the AntiMatter scenario hands its payments in as verified).
+                Output::CheckPayment(_) => {}
+                // Nor do they own pools.
+                Output::Upstream(_) => {}
                 Output::Timeout(_) => unreachable!("collect stops at the timeout"),
             }
         }

@@ -29,7 +29,16 @@
 //! | `view_shards` | `tags`, `author` |
 //! | `discover_domain` | `domain` |
 //! | `list_connections`, `list_pending`, `list_inbox`, `list_sent`, `identity`, `status`, `network_info`, `list_discovered`, `discover_local`, `announce`, `shutdown` | none |
-//! | `wallet` | `op` (`balances`, `get_balance`, `send_sol`, `send_token`, `set_superagent`) and its fields: answered only where a wallet service runs (the MCP server's process) |
+//! | `pool_create` | `name`, `tags`, `description`, `price_token` (`SOL` or a mint), `price_decimals` (a mint's) |
+//! | `pool_add_provider` | `pool_id`, `base_url` (https), `credential_header`, `credential_value` (sealed at once, never answered), `allowed_paths`, `allow_query`, `allowed_headers`, `price_per_call` (decimal text), `handler` (`passthrough`, `llm-tokens` with `input_per_1k`, `output_per_1k`), `charge_client_errors` |
+//! | `pool_set_provider` | `pool_id`, `provider_id`, `enabled` |
+//! | `pool_revoke` | `token_id` |
+//! | `pool_list` | none |
+//! | `pool_publish` | `pool_id` (a shard tagged `pool:*`) |
+//! | `pool_buy` | `owner`, `pool_id`, `amount`, `token`; pays on-chain (spending limit applies) unless `tx_signature` names a payment made, then asks the owner to credit it |
+//! | `pool_call` | `owner`, `pool_id`, `token_id`, `method`, `path`, `headers`, `body` |
+//! | `pool_info` | `owner`, `pool_id` |
+//! | `wallet` | `op` (`balances`, `get_balance`, `send_sol`, `send_token`, `set_superagent`) and its fields: the node's own wallet (spending off until `DARKMATTER_WALLET_SPEND_LIMIT` is set; refused to spawned sessions) |
 //!
 //! `connect`/`accept`/`reject`/`disconnect` are darkmatter_connection's four actions and `send`/
 //! `forward` are darkmatter_send_message (so `send` takes `target_agent_id` and `target_agent_ids`
@@ -67,6 +76,135 @@ pub enum Request {
     Shutdown,
     /// A wallet operation (the line's other fields are the call, tagged by `op`).
     Wallet(crate::solana_wallet::WalletCall),
+    /// Buy credit in a connection's pool: pay it on-chain (unless `tx_signature` names a payment
+    /// already made), then ask the owner to credit it.
+    PoolBuy(PoolBuyArgs),
+}
+
+/// `pool_buy`'s arguments.
+#[derive(Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolBuyArgs {
+    /// The pool's owner (a connection).
+    pub owner: String,
+    /// The pool.
+    pub pool_id: String,
+    /// Decimal text in the pool's asset.
+    pub amount: String,
+    /// `SOL` (default) or the pool's mint.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// A payment already made (skips paying).
+    #[serde(default)]
+    pub tx_signature: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolCreateArgs {
+    name: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    price_token: Option<String>,
+    #[serde(default)]
+    price_decimals: Option<u8>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolSetProviderArgs {
+    pool_id: String,
+    provider_id: String,
+    enabled: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolTokenArgs {
+    token_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolIdArgs {
+    pool_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolInfoArgs {
+    owner: String,
+    pool_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolCallArgs {
+    owner: String,
+    pool_id: String,
+    token_id: String,
+    #[serde(default = "get_method")]
+    method: String,
+    path: String,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    body: Option<String>,
+}
+
+fn get_method() -> String {
+    "GET".to_owned()
+}
+
+/// The pool owner's commands and the consumer's calls: local lines only (never the peer port, and
+/// never carried over the attach socket, see [`line`]).
+fn pool_request(cmd: &str, args: Map<String, Value>) -> Result<Option<Request>, LineError> {
+    use proto_core::pool::PoolCommand as P;
+    let pool = |c: P| Some(Request::Node(Command::Pool(Box::new(c))));
+    Ok(match cmd {
+        "pool_create" => {
+            let a = typed::<PoolCreateArgs>(args)?;
+            pool(P::Create {
+                name: a.name,
+                tags: a.tags,
+                description: a.description,
+                price_token: a.price_token,
+                price_decimals: a.price_decimals,
+            })
+        }
+        "pool_add_provider" => pool(P::AddProvider(Box::new(typed::<proto_core::pool::AddProviderArgs>(args)?))),
+        "pool_set_provider" => {
+            let a = typed::<PoolSetProviderArgs>(args)?;
+            pool(P::SetProvider { pool_id: a.pool_id, provider_id: a.provider_id, enabled: a.enabled })
+        }
+        "pool_revoke" => pool(P::Revoke { token_id: typed::<PoolTokenArgs>(args)?.token_id }),
+        "pool_list" => {
+            typed::<NoArgs>(args)?;
+            pool(P::List)
+        }
+        "pool_publish" => pool(P::Publish { pool_id: typed::<PoolIdArgs>(args)?.pool_id }),
+        "pool_info" => {
+            let a = typed::<PoolInfoArgs>(args)?;
+            pool(P::Info { owner: a.owner, pool_id: a.pool_id })
+        }
+        "pool_call" => {
+            let a = typed::<PoolCallArgs>(args)?;
+            pool(P::Call {
+                owner: a.owner,
+                pool_id: a.pool_id,
+                token_id: a.token_id,
+                method: a.method,
+                path: a.path,
+                headers: a.headers,
+                body: a.body,
+            })
+        }
+        "pool_buy" => Some(Request::PoolBuy(typed::<PoolBuyArgs>(args)?)),
+        _ => None,
+    })
 }
 
 /// Why a control line is refused.
@@ -156,6 +294,9 @@ fn connection(mut args: Map<String, Value>, action: &str) -> Result<Request, Lin
 }
 
 fn request(cmd: &str, args: Map<String, Value>) -> Result<Request, LineError> {
+    if cmd.starts_with("pool_") {
+        return pool_request(cmd, args)?.ok_or_else(|| LineError::Unknown(cmd.to_owned()));
+    }
     let plain = |args: Map<String, Value>, r: Request| typed::<NoArgs>(args).map(|NoArgs {}| r);
     let node = |c: Command| Request::Node(c);
     match cmd {
@@ -262,7 +403,9 @@ pub fn line(command: &Command) -> Option<Value> {
         | Command::UpdateShard { .. }
         | Command::DeleteShard { .. }
         | Command::GetShard { .. }
-        | Command::ContextFeed { .. } => return None,
+        | Command::ContextFeed { .. }
+        // Pool commands are the owner's, typed at its own console, never forwarded.
+        | Command::Pool(_) => return None,
     })
 }
 
@@ -288,11 +431,63 @@ pub async fn run(mesh: &dyn Mesh, request: Request) -> Result<Value, CommandErro
         Request::DiscoverDomain(d) => mesh.discover_domain(d).await,
         Request::Wallet(call) => mesh.wallet(call).await,
         Request::SetSandbox(on) => mesh.sandbox(on).await,
+        Request::PoolBuy(a) => pool_buy(mesh, a).await,
         Request::Announce | Request::Shutdown => Err(CommandError::InvalidArgument(
             "announce and shutdown are taken only by the process that owns the node".to_owned(),
         )),
     }
 }
+
+/// `pool_buy`: pays the owner's advertised wallet through the wallet (its spending limit applies, and
+/// a spawned session may not spend), then has the node ask the owner to credit the payment.
+async fn pool_buy(mesh: &dyn Mesh, a: PoolBuyArgs) -> Result<Value, CommandError> {
+    let tx = match a.tx_signature.clone() {
+        Some(tx) => tx,
+        None => {
+            let list = mesh.command(Command::ListConnections).await?;
+            let owner = list["connections"].as_array().and_then(|c| c.iter().find(|c| c["agent_id"] == a.owner));
+            let wallet = owner
+                .and_then(|c| c["wallets"]["solana"].as_str())
+                .ok_or_else(|| {
+                    CommandError::NotFound(format!("'{}' is not a connection with a Solana wallet", a.owner))
+                })?
+                .to_owned();
+            let amount = crate::solana_wallet::AmountArg::Text(a.amount.clone());
+            let call = match a.token.as_deref().filter(|t| !t.eq_ignore_ascii_case("SOL")) {
+                None => crate::solana_wallet::WalletCall::SendSol { to_wallet: wallet, amount },
+                Some(mint) => crate::solana_wallet::WalletCall::SendToken {
+                    to_wallet: wallet,
+                    mint: mint.to_owned(),
+                    amount,
+                    decimals: None,
+                },
+            };
+            let paid = mesh.wallet(call).await?;
+            if paid["status"] != "confirmed" {
+                return Err(CommandError::Peer(format!("the payment did not confirm: {paid}")));
+            }
+            paid["tx_signature"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    let buy =
+        proto_core::pool::PoolCommand::Buy { owner: a.owner, pool_id: a.pool_id, amount: a.amount, tx_signature: tx };
+    let mut answer = mesh.command(Command::Pool(Box::new(buy.clone()))).await?;
+    // A transfer just confirmed may not be final yet where the owner looks (503: not checked); each
+    // retry is signed anew, and the owner credits the transaction once whatever happens.
+    for _ in 1..POOL_BUY_ATTEMPTS_MAX {
+        if answer["http_status"] != 503 {
+            break;
+        }
+        smol::Timer::after(std::time::Duration::from_millis(POOL_BUY_RETRY_MS)).await;
+        answer = mesh.command(Command::Pool(Box::new(buy.clone()))).await?;
+    }
+    Ok(answer)
+}
+
+/// Times `pool_buy` asks the owner to credit a payment it could not check yet (503).
+pub const POOL_BUY_ATTEMPTS_MAX: u32 = 6;
+/// Wait between those asks, in milliseconds (finality takes about 13 s after confirmation).
+pub const POOL_BUY_RETRY_MS: u64 = 5_000;
 
 /// The answer line for a result, echoing the request's `id` when it had one.
 pub fn answer(id: Option<&Value>, result: Result<Value, String>) -> Value {

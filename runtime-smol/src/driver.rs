@@ -81,6 +81,10 @@ pub enum Input {
     },
     /// The wallet could not make this AntiMatter payout: it is owed again.
     PayoutFailed(Payout),
+    /// A pool's upstream answered (or failed).
+    Upstream(proto_core::pool::UpstreamId, Result<proto_core::pool::UpstreamResponse, proto_core::pool::UpstreamError>),
+    /// The wallet's verdict on a payment the core asked it to check.
+    PaymentChecked(proto_core::CheckId, proto_core::PaymentVerdict),
     /// Stop: drain nothing more, close the state.
     Shutdown,
 }
@@ -148,6 +152,8 @@ pub struct CoreParts {
     /// Where AntiMatter payouts go once the flow they settle is committed (`None`: no wallet takes
     /// them; they are dropped and logged, and the fee stays with this node).
     pub payouts: Option<Sender<Payout>>,
+    /// The node's wallet: it checks claimed payments (`None`: every claim is refused).
+    pub wallet: Option<Arc<crate::solana_wallet::WalletService>>,
 }
 
 /// Why the core stopped.
@@ -184,6 +190,7 @@ struct Core {
     launcher: Option<Arc<dyn crate::spawn::Launcher>>,
     children: crate::spawn::Children,
     payouts: Option<Sender<Payout>>,
+    wallet: Option<Arc<crate::solana_wallet::WalletService>>,
 }
 
 /// The operating system's CSPRNG: it alone seals relayed bodies (SPEC §2.7) and makes commit-reveal
@@ -227,6 +234,7 @@ pub fn run(parts: CoreParts) -> CoreExit {
         launcher: parts.launcher,
         children: parts.children,
         payouts: parts.payouts,
+        wallet: parts.wallet,
     };
     let exit = smol::block_on(core.run(parts.inputs));
     // Nobody would enforce their timeouts once the node is gone.
@@ -318,6 +326,8 @@ impl Core {
                 let _ = done.try_send(r);
             }
             Input::PayoutFailed(payout) => self.node.payout_failed(now, &payout),
+            Input::PaymentChecked(id, verdict) => self.node.handle_payment_checked(now, id, verdict),
+            Input::Upstream(id, result) => self.node.handle_upstream(now, id, result),
             Input::Shutdown => {}
         }
     }
@@ -384,6 +394,8 @@ impl Core {
                 }
             }
             Output::Spawn(request) => self.spawn(request),
+            Output::CheckPayment(check) => self.check_payment(check),
+            Output::Upstream(call) => self.upstream(call),
             Output::Persist(_) | Output::Timeout(_) => unreachable!("handled by stage"),
         }
     }
@@ -400,6 +412,38 @@ impl Core {
                 let result = smol::unblock(move || client.call(&t)).await;
                 // The core may be gone (shutdown): then nobody needs the answer.
                 let _ = back.send(Input::Response(id, result)).await;
+            })
+            .detach();
+    }
+
+    /// Makes a pool's upstream call on the blocking pool, among the transmits' permits (so pool
+    /// calls cannot crowd out more than their share); the answer comes back as an input.
+    fn upstream(&self, call: proto_core::pool::UpstreamCall) {
+        let (pool, back) = (self.pool.clone(), self.loopback.clone());
+        self.net
+            .spawn(async move {
+                let _permit = pool.acquire_arc().await;
+                let id = call.id;
+                let result = smol::unblock(move || crate::pool::call(&call)).await;
+                let _ = back.send(Input::Upstream(id, result)).await;
+            })
+            .detach();
+    }
+
+    /// Asks the wallet about a claimed payment on the blocking pool (it fetches the transaction);
+    /// the verdict comes back as an input.
+    fn check_payment(&self, check: proto_core::PaymentCheck) {
+        let back = self.loopback.clone();
+        let Some(wallet) = self.wallet.clone() else {
+            let verdict = proto_core::PaymentVerdict::Refused("this node has no wallet".to_owned());
+            std::thread::spawn(move || back.send_blocking(Input::PaymentChecked(check.id, verdict)));
+            return;
+        };
+        self.net
+            .spawn(async move {
+                let id = check.id;
+                let verdict = smol::unblock(move || wallet.verify_check(&check)).await;
+                let _ = back.send(Input::PaymentChecked(id, verdict)).await;
             })
             .detach();
     }
@@ -454,6 +498,7 @@ mod tests {
             launcher: None,
             children: crate::spawn::Children::default(),
             payouts: None,
+            wallet: None,
             loopback,
             net: Arc::new(Executor::new()),
             client: Client::new(),

@@ -95,13 +95,12 @@ impl Mesh for NodeHandle {
         })
     }
 
-    fn payouts(&self) -> Option<Receiver<proto_core::antimatter::ledger::Payout>> {
-        Some(self.shared.payouts.clone())
-    }
-
-    fn payout_failed(&self, payout: proto_core::antimatter::ledger::Payout) {
-        // Called from the wallet's thread, never the core's: waiting for room loses no debt.
-        let _ = smol::block_on(self.shared.inputs.send(Input::PayoutFailed(payout)));
+    /// Runs on the blocking pool: a send waits for the cluster to confirm.
+    fn wallet(&self, call: crate::solana_wallet::WalletCall) -> BoxFut<'_, Result<Value, CommandError>> {
+        let wallet = self.shared.wallet.clone();
+        Box::pin(async move {
+            smol::unblock(move || wallet.call(call)).await.map_err(|e| CommandError::InvalidArgument(e.0))
+        })
     }
 
     fn events(&self) -> Receiver<Event> {
@@ -123,7 +122,8 @@ pub(crate) struct Shared {
     pub public_url: String,
     pub local_addr: SocketAddr,
     pub state_path: PathBuf,
-    pub payouts: Receiver<proto_core::antimatter::ledger::Payout>,
+    /// The node's wallet (it also makes the AntiMatter payouts, on a thread of its own).
+    pub wallet: Arc<crate::solana_wallet::WalletService>,
 }
 
 /// A running node. Cheap to clone; every clone talks to the same node.

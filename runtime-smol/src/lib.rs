@@ -73,7 +73,9 @@
 //! `forward`, `list_inbox`, `get_message`, `list_sent`, `get_sent`, `expire_sent`,
 //! `wait_for_response`, `identity`, `update_bio`, `set_status`, `set_impression`, `get_impression`,
 //! `set_rate_limit`, `status`, `network_info`, `list_discovered`, `discover_local`,
-//! `discover_domain`, `create_shard`, `view_shards`, `announce`, `shutdown` (see [`control`]; the
+//! `discover_domain`, `create_shard`, `view_shards`, `announce`, `shutdown`, `wallet` (the node's own
+//! wallet, [`solana_wallet`]), and the pool lines `pool_create`, `pool_add_provider`, `pool_set_provider`,
+//! `pool_revoke`, `pool_list`, `pool_publish`, `pool_buy`, `pool_call`, `pool_info` ([`pool`]; see [`control`]; the
 //! arguments are [`args`]' typed structs, shared with the MCP tools). Flags: `--no-stdin` (ignore stdin, run
 //! until a signal), `--events` (also print `{"event":..}` lines). Control is deliberately not on the
 //! network port.
@@ -93,6 +95,7 @@ pub mod handle;
 pub mod headless;
 pub mod http;
 pub mod lan_url;
+pub mod pool;
 pub mod sandbox;
 pub mod server;
 pub mod signals;
@@ -136,6 +139,9 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The wallet could not be opened (its ledger is damaged, the RPC URL is invalid).
+    #[error("cannot open the wallet: {0}")]
+    Wallet(String),
     /// A thread or signal handler could not be set up.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
@@ -192,6 +198,9 @@ fn start_full(
     storage::ensure_dir(&config.state_dir)?;
     let passport = storage::load_or_create_passport(&config.state_dir)?;
     let agent_id = passport.agent_id().as_str().to_owned();
+    // The wallet is the node's, whatever front end runs it: it checks the payments peers claim and
+    // makes the AntiMatter payouts; spending stays off until DARKMATTER_WALLET_SPEND_LIMIT is set.
+    let wallet = Arc::new(solana_wallet::WalletService::from_config(&config, &passport).map_err(StartError::Wallet)?);
     let state_path = storage::Storage::path_for(&config.state_dir, &agent_id);
     let storage = storage::Storage::open(&state_path)?;
     let records = storage.load()?;
@@ -259,6 +268,7 @@ fn start_full(
         launcher,
         children,
         payouts: Some(payouts_tx),
+        wallet: Some(wallet.clone()),
     };
     let core_thread = {
         let (exit, stop, done) = (exit.clone(), stop_tx.clone(), done_tx.clone());
@@ -318,6 +328,12 @@ fn start_full(
         })?
     };
 
+    let failed = inputs_tx.clone();
+    // Called on the payout thread, never the core's: waiting for room loses no debt.
+    wallet
+        .clone()
+        .pay_out(payouts_rx, move |p| drop(failed.send_blocking(driver::Input::PayoutFailed(p))))
+        .map_err(StartError::Runtime)?;
     let handle = NodeHandle {
         shared: Arc::new(handle::Shared {
             inputs: inputs_tx,
@@ -328,7 +344,7 @@ fn start_full(
             public_url,
             local_addr,
             state_path,
-            payouts: payouts_rx,
+            wallet,
         }),
     };
     Ok((handle, Running { threads: vec![core_thread, net_thread], exit }))

@@ -364,6 +364,34 @@ pub struct WalletService {
 }
 
 impl WalletService {
+    /// The node's service as configured (`DARKMATTER_SOLANA_RPC`, `DARKMATTER_WALLET_SPEND_LIMIT`, the
+    /// first anchor as default superagent), with the wallet derived from `passport`.
+    pub fn from_config(config: &crate::RuntimeConfig, passport: &proto_core::Passport) -> Result<Self, String> {
+        let rpc = crate::solana::HttpRpc::new(&config.solana_rpc).map_err(|e| format!("DARKMATTER_SOLANA_RPC: {e}"))?;
+        let solana = Solana::new(Arc::new(rpc), proto_core::wallet::Wallet::from_passport(passport));
+        let superagent = config.anchor_nodes.first().cloned();
+        Self::open(solana, config.wallet_spend_limit.clone(), superagent, &config.state_dir, system_clock())
+    }
+
+    /// Makes the node's AntiMatter payouts on a thread of their own, one at a time and in order (each
+    /// waits for the cluster's confirmation); one that fails is handed back to the node, which owes it
+    /// again.
+    pub fn pay_out(
+        self: Arc<Self>,
+        payouts: async_channel::Receiver<proto_core::antimatter::ledger::Payout>,
+        failed: impl Fn(proto_core::antimatter::ledger::Payout) + Send + 'static,
+    ) -> std::io::Result<()> {
+        std::thread::Builder::new().name("dm-antimatter-pay".to_owned()).spawn(move || {
+            while let Ok(payout) = payouts.recv_blocking() {
+                if let Err(e) = self.pay_fee(&payout) {
+                    eprintln!("darkmatter: AntiMatter fee {} not paid: {e}", payout.signal_id);
+                    failed(payout);
+                }
+            }
+        })?;
+        Ok(())
+    }
+
     /// The service over `solana`, keeping its ledger in `state_dir`; `default_superagent` is the first
     /// anchor, if any.
     pub fn open(
@@ -649,7 +677,7 @@ impl WalletService {
     pub fn verify_notice(&self, message_id: &str, payer: &str, metadata: &Value) -> Result<u64, NoticeError> {
         let claim = self.claim(payer, metadata)?;
         if let Some(credit) = self.lock().credited.get(&claim.signature) {
-            return match credit.message_id == message_id {
+            return match same_credit(&credit.message_id, message_id) {
                 true => Ok(credit.units),
                 false => Err(PaymentRefusal::Replayed.into()),
             };
@@ -659,13 +687,33 @@ impl WalletService {
         self.credit(&claim.signature, message_id, units)
     }
 
+    /// The core's [`proto_core::PaymentCheck`], answered: verified and credited once under its key (one
+    /// ledger for notices and pool purchases alike), refused, or unavailable for now.
+    pub fn verify_check(&self, check: &proto_core::PaymentCheck) -> proto_core::PaymentVerdict {
+        use proto_core::PaymentVerdict;
+        let mut metadata = json!({"type": "solana_payment", "tx_signature": check.tx_signature,
+            "token": check.token, "amount": check.amount});
+        if let Some(memo) = &check.memo {
+            metadata["memo"] = json!(memo);
+        }
+        match self.verify_notice(&check.credit_key, &check.payer_wallet, &metadata) {
+            Ok(units) => PaymentVerdict::Verified(units),
+            Err(e) if e.transient() => PaymentVerdict::Unavailable(e.to_string()),
+            Err(e) => PaymentVerdict::Refused(e.to_string()),
+        }
+    }
+
     /// Records the credit unless another notice took the signature meanwhile.
     fn credit(&self, signature: &str, message_id: &str, units: u64) -> Result<u64, NoticeError> {
         let now = (self.clock)();
         let mut ledger = self.lock();
         ledger.credited.retain(|_, c| now - c.at_s <= PAYMENT_AGE_MAX_S + PAYMENT_CLOCK_SKEW_S);
         if let Some(c) = ledger.credited.get(signature) {
-            return if c.message_id == message_id { Ok(c.units) } else { Err(PaymentRefusal::Replayed.into()) };
+            return if same_credit(&c.message_id, message_id) {
+                Ok(c.units)
+            } else {
+                Err(PaymentRefusal::Replayed.into())
+            };
         }
         if ledger.credited.len() >= WALLET_CREDITS_MAX {
             return Err(NoticeError::Unavailable("too many payments credited in the last day".to_owned()));
@@ -706,6 +754,14 @@ impl WalletService {
         let memo = field("memo").map(str::to_owned);
         Ok(PaymentClaim { signature: signature.to_owned(), payer, payee: self.solana.address(), asset, amount, memo })
     }
+}
+
+/// Whether a recorded credit key and a check's key name the same purpose. The core keys a notice
+/// `notice:<message id>`; ledgers written before pools keyed it by the bare message id, which still
+/// counts as that notice's — unless it has a `:`, as every other purpose's key has (a sender picks its
+/// message ids, and one named `pool:<pool>:<tx>` must not match a purchase's credit).
+fn same_credit(recorded: &str, key: &str) -> bool {
+    recorded == key || (!recorded.contains(':') && key.strip_prefix("notice:") == Some(recorded))
 }
 
 /// `wallets.solana` of `<url>/__darkmatter__/network_info`, when it is a valid address.
@@ -816,6 +872,14 @@ mod tests {
         }
         let unknown = json!({"cmd": "wallet", "op": "send_sol", "to_wallet": "w", "amount": "1", "x": 1});
         assert!(crate::control::parse(&unknown).is_err(), "unknown fields are refused");
+    }
+
+    #[test]
+    fn a_credit_names_one_purpose() {
+        assert!(same_credit("notice:m1", "notice:m1"));
+        assert!(same_credit("m1", "notice:m1"), "a ledger from before pools");
+        assert!(!same_credit("pool:p:tx", "notice:pool:p:tx"), "a message id never names a purchase");
+        assert!(!same_credit("notice:m1", "pool:p:m1"));
     }
 
     #[test]

@@ -1,30 +1,24 @@
 //! The six wallet tools (darkmatter_wallet_balances, darkmatter_wallet_send, darkmatter_get_balance,
-//! darkmatter_send_sol, darkmatter_send_token, darkmatter_set_superagent): their descriptions, their
-//! calls, and [`WalletMesh`], the node plus its wallet service, which is what answers
-//! [`Mesh::wallet`] in the process that owns the node (attached sessions forward the call to it; a
-//! spawned session's socket refuses every spending call before it gets there, see `crate::spawned`).
+//! darkmatter_send_sol, darkmatter_send_token, darkmatter_set_superagent): their descriptions and their
+//! calls. The wallet is the node's (runtime-smol opens it with the node, checks payment notices as they
+//! arrive and makes AntiMatter payouts); the tools reach it through [`Mesh::wallet`] (attached
+//! sessions forward the call to the owning process; a spawned session's socket refuses every spending
+//! call before it gets there, see `crate::spawned`).
 //!
 //! A tool that pays an agent resolves the agent's wallet from its connection (the address its signed
 //! handshake gave), pays through the service, and after a confirmed transfer sends the agent a signed
 //! notice. The notice proves nothing by itself: the recipient verifies the transaction on-chain.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use proto_core::limits::HOPS_MAX;
-use proto_core::wallet::{Wallet, SOLANA_CHAIN};
-use proto_core::{Command, CommandError, Event, SendArgs, Targets};
-use runtime_smol::solana::{HttpRpc, Solana};
+use proto_core::wallet::SOLANA_CHAIN;
+use proto_core::{Command, SendArgs, Targets};
 use runtime_smol::solana_wallet::{
-    system_clock, BalancesArgs, GetBalanceArgs, SendSolArgs, SendTokenArgs, SetSuperagentArgs, SpendLimits, WalletCall,
-    WalletSendArgs, WalletService,
+    BalancesArgs, GetBalanceArgs, SendSolArgs, SendTokenArgs, SetSuperagentArgs, WalletCall, WalletSendArgs,
 };
-use runtime_smol::storage::load_or_create_passport;
-use runtime_smol::RuntimeConfig;
 use serde_json::{json, Map, Value};
 
 use super::ToolOutput;
-use crate::mesh::{BoxFut, Mesh};
+use crate::mesh::Mesh;
 
 /// Description of darkmatter_wallet_balances.
 pub const WALLET_BALANCES: &str =
@@ -59,150 +53,6 @@ darkmatter_send_sol, plus token_mint and decimals. Spending is off until the use
 pub const SET_SUPERAGENT: &str =
     "Set the URL of this agent's superagent (named in payment notices); omit url to go back \
 to the default, the first anchor. Answers superagent_url, effective_url and reset_to_default.";
-
-/// What the wallet service of the node's process is made of, taken from the configuration before the
-/// node starts (the passport is read once the node has created it).
-pub struct Settings {
-    rpc: String,
-    limits: SpendLimits,
-    default_superagent: Option<String>,
-    state_dir: PathBuf,
-}
-
-impl Settings {
-    /// `DARKMATTER_SOLANA_RPC`, `DARKMATTER_WALLET_SPEND_LIMIT`, the first anchor and the state directory.
-    pub fn from_config(config: &RuntimeConfig) -> Self {
-        Self {
-            rpc: config.solana_rpc.clone(),
-            limits: config.wallet_spend_limit.clone(),
-            default_superagent: config.anchor_nodes.first().cloned(),
-            state_dir: config.state_dir.clone(),
-        }
-    }
-
-    /// The service: the wallet derived from the passport, on the configured cluster.
-    pub fn open(self) -> Result<WalletService, String> {
-        let passport = load_or_create_passport(&self.state_dir).map_err(|e| e.to_string())?;
-        let rpc = HttpRpc::new(&self.rpc).map_err(|e| format!("DARKMATTER_SOLANA_RPC: {e}"))?;
-        let solana = Solana::new(Arc::new(rpc), Wallet::from_passport(&passport));
-        WalletService::open(solana, self.limits, self.default_superagent, &self.state_dir, system_clock())
-    }
-}
-
-/// The node with its wallet service: every node call passes through, wallet calls go to the service.
-pub struct WalletMesh {
-    inner: Arc<dyn Mesh>,
-    service: Arc<WalletService>,
-}
-
-impl WalletMesh {
-    /// `inner` with `service` answering its wallet calls.
-    pub fn new(inner: Arc<dyn Mesh>, service: WalletService) -> Self {
-        let service = Arc::new(service);
-        if let Some(payouts) = inner.payouts() {
-            let (mesh, wallet) = (inner.clone(), service.clone());
-            // One payout at a time, in order: each waits for the cluster's confirmation.
-            let spawned = std::thread::Builder::new().name("dm-antimatter-pay".to_owned()).spawn(move || {
-                while let Ok(payout) = smol::block_on(payouts.recv()) {
-                    if let Err(e) = wallet.pay_fee(&payout) {
-                        eprintln!("darkmatter: AntiMatter fee {} not paid: {e}", payout.signal_id);
-                        mesh.payout_failed(payout);
-                    }
-                }
-            });
-            if let Err(e) = spawned {
-                eprintln!("darkmatter: AntiMatter payouts will not be made: {e}");
-            }
-        }
-        Self { inner, service }
-    }
-}
-
-impl WalletMesh {
-    /// A message read in full: a payment notice gets `payment_verified` (and why not).
-    async fn annotate(&self, mut message: Value) -> Value {
-        if message["metadata"]["type"] != "solana_payment" {
-            return message;
-        }
-        let outcome = self.check_notice(&message).await;
-        message["payment_verified"] = json!(outcome.is_ok());
-        if let Err(why) = outcome {
-            message["payment_refusal"] = json!(why);
-        }
-        message
-    }
-
-    /// Verifies a notice on-chain, with its sender's advertised wallet as the payer.
-    async fn check_notice(&self, message: &Value) -> Result<u64, String> {
-        if message["verified"] != true {
-            return Err("the notice's signature does not bind it to its sender".to_owned());
-        }
-        let sender = message["from_agent_id"].as_str().unwrap_or_default();
-        let list = self.inner.command(Command::ListConnections).await.map_err(|e| e.to_string())?;
-        let payer = list["connections"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["agent_id"] == sender))
-            .and_then(|c| c["wallets"][SOLANA_CHAIN].as_str())
-            .ok_or("the sender is not a connection with a Solana wallet")?
-            .to_owned();
-        let id = message["message_id"].as_str().unwrap_or_default().to_owned();
-        let (service, metadata) = (self.service.clone(), message["metadata"].clone());
-        let notice = id.clone();
-        let units = smol::unblock(move || service.verify_notice(&notice, &payer, &metadata))
-            .await
-            .map_err(|e| e.to_string())?;
-        // A verified payment may start its AntiMatter signal (once: the node refuses a second start).
-        let _ = self.inner.verified_payment(id, units).await;
-        Ok(units)
-    }
-}
-
-impl Mesh for WalletMesh {
-    /// Passes every command to the node; a message read in full is checked for a payment first.
-    fn command(&self, command: Command) -> BoxFut<'_, Result<Value, CommandError>> {
-        match command {
-            Command::GetMessage { .. } => Box::pin(async move {
-                let message = self.inner.command(command).await?;
-                Ok(self.annotate(message).await)
-            }),
-            other => self.inner.command(other),
-        }
-    }
-
-    fn discover_local(&self) -> BoxFut<'_, Result<Value, CommandError>> {
-        self.inner.discover_local()
-    }
-
-    fn discover_domain(&self, domain: String) -> BoxFut<'_, Result<Value, CommandError>> {
-        self.inner.discover_domain(domain)
-    }
-
-    /// Runs on the blocking pool: a send waits for the cluster to confirm.
-    fn wallet(&self, call: WalletCall) -> BoxFut<'_, Result<Value, CommandError>> {
-        let service = self.service.clone();
-        Box::pin(async move {
-            smol::unblock(move || service.call(call)).await.map_err(|e| CommandError::InvalidArgument(e.0))
-        })
-    }
-
-    fn verified_payment(&self, message_id: String, units: u64) -> BoxFut<'_, Result<String, String>> {
-        self.inner.verified_payment(message_id, units)
-    }
-
-    // `payouts` stays `None`: this mesh's own wallet makes them, nobody else may.
-
-    fn payout_failed(&self, payout: proto_core::antimatter::ledger::Payout) {
-        self.inner.payout_failed(payout)
-    }
-
-    fn events(&self) -> async_channel::Receiver<Event> {
-        self.inner.events()
-    }
-
-    fn shutdown(&self) -> BoxFut<'_, ()> {
-        self.inner.shutdown()
-    }
-}
 
 /// A wallet call's answer as a tool's.
 async fn run(mesh: &dyn Mesh, call: WalletCall) -> Result<Value, ToolOutput> {

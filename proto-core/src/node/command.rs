@@ -81,6 +81,7 @@ impl Node {
                 O::Shard(Box::new(self.cmd_get_shard(&shard_id, author.as_deref())?))
             }
             Command::ContextFeed { focus } => O::Feed(self.context_feed(focus.as_deref())),
+            Command::Pool(pool) => return self.cmd_pool(id, *pool).map(|v| v.map(|v| O::Pool(Box::new(v)))),
         }))
     }
 

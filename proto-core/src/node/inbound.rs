@@ -282,6 +282,7 @@ impl Node {
         });
         self.wake_waiters();
         self.spawn_for_message(&env.message_id, &env.from_agent_id, checked.is_broadcast);
+        self.check_notice(&env.message_id);
         self.notify_webhook(&env.webhook, json!({"type": "received", "agent_id": self.me()}), !checked.from_local);
         let position = self.inbox.len();
         if checked.is_broadcast {

@@ -70,6 +70,8 @@ impl Node {
             metadata,
             webhook: m.webhook.clone(),
             from_connection: m.from_connection,
+            payment_verified: None,
+            payment_refusal: None,
             consumed: false,
         }
     }
@@ -83,6 +85,10 @@ impl Node {
             return Err(CommandError::NotFound(format!("No inbox message with ID '{message_id}'")));
         };
         let mut out = Self::message_view(m);
+        if let Some((verified, why)) = self.notice_status(message_id) {
+            out.payment_verified = Some(verified);
+            out.payment_refusal = why;
+        }
         if consume {
             let change = self.inbox.remove(message_id);
             self.persist(vec![change]);

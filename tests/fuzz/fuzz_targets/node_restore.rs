@@ -60,6 +60,7 @@ fn decode_as_its_table(table: Table, bytes: &[u8]) {
         Table::Acceptances => round_trips::<u32>(bytes),
         Table::UrlProofs => round_trips::<store::UrlProof>(bytes),
         Table::AntiMatter => round_trips::<proto_core::antimatter::ledger::Flow>(bytes),
+        Table::Pools => round_trips::<proto_core::pool::Pool>(bytes),
     }
 }
 

@@ -128,7 +128,12 @@ pub fn drain_with(
                 node.handle_response(now, t.id, result);
             }
             Output::Done { id, .. } => seen.done.push(id),
-            Output::Event(_) | Output::Datagram(_) | Output::Spawn(_) => {}
+            // No wallet and no upstream here: a claimed payment or a pool call stays unanswered.
+            Output::Event(_)
+            | Output::Datagram(_)
+            | Output::Spawn(_)
+            | Output::CheckPayment(_)
+            | Output::Upstream(_) => {}
         }
     }
     panic!("node still emitting after {OUTPUTS_PER_INPUT_MAX} outputs for one input");

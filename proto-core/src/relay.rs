@@ -3,7 +3,7 @@
 //!
 //! A node reaches anchors only when configured. It registers (signed) at start, on every change of
 //! URL or bio and every [`RELAY_REGISTER_INTERVAL_MS`]; it polls its mailboxes while it is behind
-//! NAT and for [`RELAY_POLL_AFTER_START_MS`] after it starts (what was buffered while it was down);
+//! NAT and for [`RELAY_POLL_AFTER_UNREACHABLE_MS`] after it starts (what was buffered while it was down);
 //! the message mailbox is long-polled, so a relayed message arrives as soon as it is posted.
 //!
 //! Relayed bodies are sealed end to end ([`crate::e2e`]) with randomness from an [`Entropy`] the
@@ -11,7 +11,7 @@
 //! repeated under version 1's static key reveals the plaintexts' XOR and the Poly1305 key.
 
 use crate::limits::{
-    RELAY_ANCHORS_MAX, RELAY_LONG_POLL_S, RELAY_POLL_AFTER_START_MS, RELAY_POLL_EMPTY_BEFORE_BACKOFF,
+    RELAY_ANCHORS_MAX, RELAY_LONG_POLL_S, RELAY_POLL_AFTER_UNREACHABLE_MS, RELAY_POLL_EMPTY_BEFORE_BACKOFF,
     RELAY_POLL_HELD_MS, RELAY_POLL_INTERVAL_MAX_MS, RELAY_POLL_INTERVAL_MS, RELAY_REGISTER_INTERVAL_MS,
 };
 
@@ -88,14 +88,14 @@ pub(crate) struct Relay {
 
 impl Relay {
     /// The client for `anchors` (base URLs, at most [`RELAY_ANCHORS_MAX`] kept), started at `now_ms`:
-    /// it registers at once and polls for [`RELAY_POLL_AFTER_START_MS`].
+    /// it registers at once and polls for [`RELAY_POLL_AFTER_UNREACHABLE_MS`].
     pub(crate) fn new(mut anchors: Vec<String>, nat_detected: bool, now_ms: u64) -> Self {
         anchors.truncate(RELAY_ANCHORS_MAX);
         let on = !anchors.is_empty();
         Self {
             anchors,
             nat_detected,
-            poll_until_ms: now_ms + RELAY_POLL_AFTER_START_MS,
+            poll_until_ms: now_ms + RELAY_POLL_AFTER_UNREACHABLE_MS,
             next_register_ms: on.then_some(now_ms),
             polls: std::array::from_fn(|_| PollLoop { next_ms: now_ms, ..PollLoop::default() }),
         }
@@ -244,11 +244,11 @@ mod tests {
     fn a_public_node_polls_only_for_an_hour_after_start() {
         let mut r = relay(false);
         assert_eq!(r.take_polls_due(0).len(), 3);
-        assert!(r.take_polls_due(RELAY_POLL_AFTER_START_MS).is_empty(), "one in flight each, then too late");
+        assert!(r.take_polls_due(RELAY_POLL_AFTER_UNREACHABLE_MS).is_empty(), "one in flight each, then too late");
         let mut r = relay(false);
-        assert!(r.take_polls_due(RELAY_POLL_AFTER_START_MS).is_empty());
+        assert!(r.take_polls_due(RELAY_POLL_AFTER_UNREACHABLE_MS).is_empty());
         let mut r = relay(true);
-        assert_eq!(r.take_polls_due(RELAY_POLL_AFTER_START_MS * 10).len(), 3, "behind NAT: always");
+        assert_eq!(r.take_polls_due(RELAY_POLL_AFTER_UNREACHABLE_MS * 10).len(), 3, "behind NAT: always");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use clap::{Arg, ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Par
 use indicatif::{ProgressBar, ProgressStyle};
 use runtime_sim::crypto::Signatures;
 use runtime_sim::scenario::{self, format_duration, parse_duration};
-use runtime_sim::{bench, scenario_churn, trust_study, Options, Report, Sim, Violation};
+use runtime_sim::{bench, scenario_churn, scenario_nat, trust_study, Options, Report, Sim, Violation};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -371,6 +371,9 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
                     write_text(&format!("{dir}/healing.svg"), &watch.svg(&title)?)?;
                 }
                 print!("{}", watch.text(&sim, nodes));
+            }
+            if let Some(watch) = sim.observer::<scenario_nat::Watch>() {
+                print!("{}", watch.text(nodes));
             }
             print_summary(&opts, &report, started.elapsed().as_secs_f64(), out_dir.as_deref());
             Ok(ExitCode::SUCCESS)

@@ -16,6 +16,15 @@
 //!
 //! It prints one JSON line of figures.
 //!
+//! With `--anchor-053 <python>`, the same clients measure 0.5.3's own anchor instead
+//! (`tests/interop/anchor_053.py`, vendored, served threaded by Flask's server under `<python>`, a venv
+//! with Flask: the interop tests make one at `target/pyvenv`); it holds at most 10,000 agents, so
+//! compare both at `--nodes 10000`:
+//!
+//! ```sh
+//! cargo run --release -p darkmatter-benches --bin anchor-capacity -- --nodes 10000 --anchor-053 target/pyvenv/bin/python
+//! ```
+//!
 //! A second mode measures relayed message latency (SPEC §20):
 //!
 //! ```sh
@@ -74,8 +83,8 @@ fn main() {
     let (nodes, secs) = (flag("--nodes", 100_000) as usize, flag("--secs", 5));
     let dir = std::env::temp_dir().join(format!("anchor-capacity-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["serve", dir.to_str().unwrap()])
+    let python = args.iter().position(|a| a == "--anchor-053").and_then(|i| args.get(i + 1)).cloned();
+    let mut child = anchor_command(&dir, python.as_deref())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -109,6 +118,7 @@ fn main() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
     let figures = serde_json::json!({
+        "anchor": if python.is_some() { "0.5.3 anchor.py (Flask, threaded)" } else { "darkmatter anchor" },
         "nodes": nodes,
         "registered": registered,
         "registrations_per_s": (registered as f64 / register_s).round(),
@@ -121,6 +131,25 @@ fn main() {
         "body_bytes": BODY_BYTES,
     });
     println!("{figures}");
+}
+
+/// The anchor's process: ours (`serve`, what `darkmatter anchor` runs), or 0.5.3's `anchor.py` under
+/// `python` with its JSON files in `dir`.
+fn anchor_command(dir: &std::path::Path, python: Option<&str>) -> Command {
+    let Some(python) = python else {
+        let mut c = Command::new(std::env::current_exe().unwrap());
+        c.args(["serve", dir.to_str().unwrap()]);
+        return c;
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/run_anchor_053.py");
+    let mut c = Command::new(python);
+    c.arg(script)
+        .arg("0")
+        .arg("--threaded")
+        .env("DARKMATTER_ANCHOR_DIRECTORY", dir.join("directory.json"))
+        .env("DARKMATTER_RELAY_BUFFER", dir.join("relay.json"));
+    c
 }
 
 /// Agent ids of `n` deterministic passports (seed = index).

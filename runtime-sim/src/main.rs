@@ -373,6 +373,10 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
                 print!("{}", watch.text(&sim, nodes));
             }
             if let Some(watch) = sim.observer::<scenario_nat::Watch>() {
+                if let Some(dir) = &out_dir {
+                    let title = format!("{} ({} nodes, seed {})", opts.scenario, nodes, seed);
+                    write_text(&format!("{dir}/nat.svg"), &watch.svg(&title)?)?;
+                }
                 print!("{}", watch.text(nodes));
             }
             print_summary(&opts, &report, started.elapsed().as_secs_f64(), out_dir.as_deref());

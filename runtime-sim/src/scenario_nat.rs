@@ -30,6 +30,7 @@ use crate::observer::{Hooks, Observer};
 use crate::rng::{derive, SplitMix};
 use crate::scenario::{Action, Options};
 use crate::sim::{envelope_id, Sim, EPOCH_US};
+use crate::trust_study::plot::{cumulative, line_chart, Series};
 
 const S: u64 = 1_000_000;
 /// Share of the nodes behind NAT.
@@ -279,6 +280,30 @@ impl Watch {
             judged.iter().filter_map(|s| s.arrived_us.map(|a| (a - s.at_us) as f64 / S as f64)).collect();
         d.sort_by(f64::total_cmp);
         (d, judged.len())
+    }
+
+    /// The share of messages arrived against seconds since they were sent, to public and to NAT'd
+    /// recipients.
+    pub fn svg(&self, title: &str) -> Result<String, String> {
+        use plotters::prelude::*;
+        let end = 90.0;
+        let curve = |natted: bool| {
+            let (d, total) = self.delays(natted);
+            cumulative(&d, total as f64, end)
+        };
+        let series = vec![
+            Series::new("to public recipients (direct)".into(), BLUE, curve(false)),
+            Series::new("to recipients behind NAT (relayed)".into(), RED, curve(true)),
+        ];
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (800, 480)).into_drawing_area();
+            root.fill(&WHITE).map_err(|e| e.to_string())?;
+            let (x_desc, y_desc) = ("seconds since the send", "messages arrived");
+            line_chart(&root, title, x_desc, y_desc, (0.0, end), false, SeriesLabelPosition::LowerRight, &series)?;
+            root.present().map_err(|e| e.to_string())?;
+        }
+        Ok(svg)
     }
 
     /// The findings as a Markdown table and a few lines.

@@ -16,6 +16,18 @@
 //!
 //! It prints one JSON line of figures.
 //!
+//! With `--anchor-053 <python>`, the same clients measure 0.5.3's own anchor instead
+//! (`tests/interop/anchor_053.py`, vendored, served threaded by Flask's server under `<python>`, a venv
+//! with Flask: the interop tests make one at `target/pyvenv`); it holds at most 10,000 agents, so
+//! compare both at `--nodes 10000`. `--serial` serves it one request at a time instead: threaded, its
+//! directory loses registrations (it truncates the JSON file before locking it, so a concurrent reader
+//! sees an empty directory and the next write keeps only its own entry); `agents_in_directory` (the
+//! card's count after registering) shows how many survived.
+//!
+//! ```sh
+//! cargo run --release -p darkmatter-benches --bin anchor-capacity -- --nodes 10000 --anchor-053 target/pyvenv/bin/python [--serial]
+//! ```
+//!
 //! A second mode measures relayed message latency (SPEC §20):
 //!
 //! ```sh
@@ -74,8 +86,9 @@ fn main() {
     let (nodes, secs) = (flag("--nodes", 100_000) as usize, flag("--secs", 5));
     let dir = std::env::temp_dir().join(format!("anchor-capacity-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["serve", dir.to_str().unwrap()])
+    let python = args.iter().position(|a| a == "--anchor-053").and_then(|i| args.get(i + 1)).cloned();
+    let serial = args.iter().any(|a| a == "--serial");
+    let mut child = anchor_command(&dir, python.as_deref(), serial)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -91,7 +104,7 @@ fn main() {
     let t = Instant::now();
     let registered = register_all(addr, &ids);
     let register_s = t.elapsed().as_secs_f64();
-    let (rss_registered, _) = (rss_kib(pid), ());
+    let (rss_registered, in_directory) = (rss_kib(pid), agents_registered(addr));
     let lookups = run_for(addr, secs, ids.clone(), 2, |ids, i| {
         (format!("GET /__darkmatter__/peer_lookup/{} HTTP/1.1\r\nHost: a\r\n\r\n", ids[i % ids.len()]).into_bytes(), 1)
     });
@@ -109,6 +122,12 @@ fn main() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
     let figures = serde_json::json!({
+        "anchor": match (&python, serial) {
+            (None, _) => "darkmatter anchor",
+            (Some(_), false) => "0.5.3 anchor.py (Flask, threaded)",
+            (Some(_), true) => "0.5.3 anchor.py (Flask, one request at a time)",
+        },
+        "agents_in_directory": in_directory,
         "nodes": nodes,
         "registered": registered,
         "registrations_per_s": (registered as f64 / register_s).round(),
@@ -121,6 +140,37 @@ fn main() {
         "body_bytes": BODY_BYTES,
     });
     println!("{figures}");
+}
+
+/// The anchor's process: ours (`serve`, what `darkmatter anchor` runs), or 0.5.3's `anchor.py` under
+/// `python` with its JSON files in `dir`.
+fn anchor_command(dir: &std::path::Path, python: Option<&str>, serial: bool) -> Command {
+    let Some(python) = python else {
+        let mut c = Command::new(std::env::current_exe().unwrap());
+        c.args(["serve", dir.to_str().unwrap()]);
+        return c;
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/run_anchor_053.py");
+    let mut c = Command::new(python);
+    c.arg(script).arg("0");
+    if !serial {
+        c.arg("--threaded");
+    }
+    c.env("DARKMATTER_ANCHOR_DIRECTORY", dir.join("directory.json"))
+        .env("DARKMATTER_RELAY_BUFFER", dir.join("relay.json"));
+    c
+}
+
+/// The card's `agents_registered`: what the directory really holds.
+fn agents_registered(addr: SocketAddr) -> u64 {
+    let mut s = connect_from(source(4, 1), addr);
+    let _ = s.write_all(b"GET /.well-known/darkmatter.json HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str::<serde_json::Value>(body).ok().and_then(|v| v["agents_registered"].as_u64()).unwrap_or(0)
 }
 
 /// Agent ids of `n` deterministic passports (seed = index).

@@ -10,7 +10,9 @@
 //! inbox.
 //!
 //! Then a Rust node and a 0.5.3 node, each announcing a URL nobody listens on, relay sealed messages to
-//! each other through our anchor: each opens what the other sealed (E2E version 1, 0.5.3's).
+//! each other through our anchor: each opens what the other sealed (E2E version 1, 0.5.3's). The same
+//! exchange runs through 0.5.3's own anchor (`interop/anchor_053.py`, vendored, served by Flask in the
+//! venv): the Rust node registers there, polls there and relays through it (T-B3).
 //!
 //! A missing venv is a failure, not a skip: `python::python()` creates it (network access to PyPI).
 
@@ -251,12 +253,76 @@ fn an_unmodified_0_5_3_node_registers_looks_up_and_relays_through_our_anchor() {
 /// each opens what the other sealed.
 #[test]
 fn a_rust_node_and_a_0_5_3_node_relay_sealed_messages_to_each_other() {
-    use common::Node;
-    use proto_core::{Command, SendArgs, Targets};
-    let (dp, dr, ds) = (TempDir::new("relay-py"), TempDir::new("relay-rs"), TempDir::new("relay-anchor"));
+    let ds = TempDir::new("relay-anchor");
     let config = AnchorConfig { port: 0, state_dir: ds.path().join("anchor"), ..AnchorConfig::default() };
     let running = anchor::start(config).expect("anchor starts");
     let proxy = Recorder::start(running.local_addr);
+    relay_both_ways(&proxy);
+    running.stop();
+    running.wait().unwrap();
+}
+
+/// 0.5.3's own anchor (`interop/anchor_053.py`, vendored unmodified, served by Flask), run on
+/// loopback; killed when dropped.
+struct PyAnchor {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl PyAnchor {
+    fn start(dir: &Path) -> Self {
+        use std::io::{BufRead, BufReader};
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop").join("run_anchor_053.py");
+        let log = File::create(dir.join("anchor-053.log")).unwrap();
+        let mut child = Proc::new(venv_python())
+            .arg(script)
+            .current_dir(dir)
+            .env("DARKMATTER_ANCHOR_DIRECTORY", dir.join("directory.json"))
+            .env("DARKMATTER_RELAY_BUFFER", dir.join("relay.json"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start 0.5.3's anchor");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("anchor ready line: {line:?}"));
+        let url = ready["url"].as_str().expect("url");
+        let addr = url.trim_start_matches("http://").parse().expect("an address");
+        Self { child, addr }
+    }
+}
+
+impl Drop for PyAnchor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// T-B3: a Rust node registers with, polls and relays through 0.5.3's own anchor, and exchanges
+/// sealed messages with a 0.5.3 node through it both ways.
+#[test]
+fn a_rust_node_registers_polls_and_relays_through_0_5_3s_own_anchor() {
+    let ds = TempDir::new("anchor-053");
+    let py_anchor = PyAnchor::start(ds.path());
+    let proxy = Recorder::start(py_anchor.addr);
+    let card = http(py_anchor.addr, "GET", "/.well-known/darkmatter.json", b"").unwrap().1;
+    assert_eq!((card["anchor"].as_bool(), card["protocol_version"].as_str()), (Some(true), Some("0.2")), "{card}");
+    let r_id = relay_both_ways(&proxy);
+    // The Rust node's registration is what 0.5.3's anchor serves, and it polled with its signature.
+    let (status, found) = lookup(py_anchor.addr, &r_id);
+    assert_eq!(status, 200, "{found}");
+    for mailbox in ["message_relay_poll", "connection_relay_poll", "webhook_relay_poll"] {
+        assert!(!proxy.seen(&format!("GET /__darkmatter__/{mailbox}/{r_id}?")).is_empty(), "{mailbox}");
+    }
+}
+
+/// The exchange behind both tests above, through the anchor behind `proxy`; returns the Rust node's id.
+fn relay_both_ways(proxy: &Recorder) -> String {
+    use common::Node;
+    use proto_core::{Command, SendArgs, Targets};
+    let (dp, dr) = (TempDir::new("relay-py"), TempDir::new("relay-rs"));
 
     // Both announce a URL nothing listens on; each still listens on its real port, so the Rust node
     // can ask the 0.5.3 node to connect (the answer names the unreachable URL).
@@ -270,6 +336,9 @@ fn a_rust_node_and_a_0_5_3_node_relay_sealed_messages_to_each_other() {
         &[("DARKMATTER_ANCHOR_NODES", proxy.url().as_str()), ("DARKMATTER_PUBLIC_URL", r_public.as_str())],
     );
     let (p_id, r_id) = (p.agent_id(), r.id());
+    wait("R's registration", Duration::from_secs(30), || {
+        (!proxy.seen("POST /__darkmatter__/peer_update").is_empty()).then_some(())
+    });
     let c = r.cmd(Command::Connect { target_url: p.url() });
     assert_eq!(c["status"], "connected", "0.5.3 auto-accepts a local requester: {c}");
     let mut user_p = p.user();
@@ -278,7 +347,7 @@ fn a_rust_node_and_a_0_5_3_node_relay_sealed_messages_to_each_other() {
         state["connections"].get(&r_id).cloned()
     });
 
-    // 0.5.3 → Rust: P's post fails, P relays sealed; R's long poll takes it and opens it.
+    // 0.5.3 → Rust: P's post fails, P relays sealed; R's poll takes it and opens it.
     let s = user_p.ok(json!({"cmd": "send", "target_agent_id": r_id, "content": "sealed by 0.5.3"}));
     let from_p = s["message_id"].as_str().unwrap_or_else(|| panic!("{s}")).to_owned();
     let got = wait("0.5.3's relayed message in R's inbox", Duration::from_secs(90), || {
@@ -316,6 +385,5 @@ fn a_rust_node_and_a_0_5_3_node_relay_sealed_messages_to_each_other() {
     drop(user_p);
     p.stop();
     r.stop();
-    running.stop();
-    running.wait().unwrap();
+    r_id
 }

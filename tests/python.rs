@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// Packages installed into the venv.
-pub const PACKAGES: &[&str] = &["dmagent==0.5.3", "mcp[cli]<2"];
+/// Flask serves 0.5.3's own anchor (`interop/anchor_053.py`, vendored), which the wheel does not ship.
+pub const PACKAGES: &[&str] = &["dmagent==0.5.3", "mcp[cli]<2", "flask"];
 
 /// The venv's directory: `<workspace>/target/pyvenv`.
 pub fn venv_dir() -> PathBuf {

@@ -344,7 +344,7 @@ fn a_restart_after_kill_9_keeps_what_was_acknowledged() {
 }
 
 #[test]
-fn the_reachability_probe_is_refused_so_the_anchor_fetches_nothing() {
+fn a_probe_of_another_host_is_refused_and_the_anchor_fetches_nothing() {
     let dir = TempDir::new("anchor-probe");
     let a = start_anchor(&dir);
     // A listener the anchor would have to call if it probed: it must see no connection.
@@ -356,6 +356,53 @@ fn the_reachability_probe_is_refused_so_the_anchor_fetches_nothing() {
     assert_eq!(status, 400, "{err}");
     std::thread::sleep(Duration::from_millis(200));
     assert!(target.accept().is_err(), "the anchor connected to the probed URL");
+    a.stop();
+    a.wait().unwrap();
+}
+
+/// A one-shot status page on `127.0.0.<src>` answering `head` (a status line and headers).
+fn status_page(src: u8, head: &'static str) -> (SocketAddr, std::thread::JoinHandle<bool>) {
+    let listener = std::net::TcpListener::bind((IpAddr::from([127, 0, 0, src]), 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = std::thread::spawn(move || {
+        let Ok((mut s, _)) = listener.accept() else { return false };
+        let mut line = String::new();
+        let _ = BufReader::new(s.try_clone().unwrap()).read_line(&mut line);
+        let ok = line.starts_with("GET /__darkmatter__/status ");
+        let _ = std::io::Write::write_all(&mut s, format!("{head}\r\nContent-Length: 2\r\n\r\n{{}}").as_bytes());
+        ok
+    });
+    (addr, served)
+}
+
+fn probe(anchor: SocketAddr, src: u8, url: &str) -> (u16, Value) {
+    let body = serde_json::to_vec(&json!({ "url": url })).unwrap();
+    http_from(src, anchor, "POST", "/__darkmatter__/probe_reachability", &body)
+}
+
+#[test]
+fn a_probe_of_the_callers_own_address_says_whether_it_really_answers() {
+    let dir = TempDir::new("anchor-probe-self");
+    let a = start_anchor(&dir);
+    let (page, served) = status_page(3, "HTTP/1.1 200 OK");
+    let (status, got) = probe(a.local_addr, 3, &format!("http://{page}/__darkmatter__/status"));
+    assert_eq!((status, &got), (200, &json!({"reachable": true, "status_code": 200})));
+    assert!(served.join().unwrap(), "the anchor fetched the status page");
+
+    // A redirect is not followed: reachable only on 200.
+    let (page, served) = status_page(3, "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:9/");
+    let (_, got) = probe(a.local_addr, 3, &format!("http://{page}/__darkmatter__/status"));
+    assert_eq!(got, json!({"reachable": false, "status_code": 302}));
+    served.join().unwrap();
+
+    // A closed port on the caller's address: unreachable, no status.
+    let closed = std::net::TcpListener::bind("127.0.0.3:0").unwrap().local_addr().unwrap();
+    let (_, got) = probe(a.local_addr, 3, &format!("http://{closed}/__darkmatter__/status"));
+    assert_eq!(got, json!({"reachable": false, "status_code": null}));
+
+    // Any other path on the caller's address is refused.
+    let (status, _) = probe(a.local_addr, 3, &format!("http://{closed}/admin"));
+    assert_eq!(status, 400);
     a.stop();
     a.wait().unwrap();
 }

@@ -245,3 +245,56 @@ fn a_node_in_a_namespace_that_cannot_be_dialled_talks_through_the_anchor() {
     a.close_and_wait(Duration::from_secs(10));
     b.close_and_wait(Duration::from_secs(10));
 }
+
+/// Gives namespace `i` of `ns` the extra address `198.51.100.<i+1>/24` on its veth end: an address no
+/// local-address rule calls private, so only a probe can tell whether it can be dialled.
+fn add_routable_looking_address(ns: &VethPair, tag: char, i: usize) -> String {
+    let pid = std::process::id();
+    let side = if i == 0 { 'a' } else { 'b' };
+    let (name, link) = (format!("dm{tag}{pid}{side}"), format!("dm{tag}v{pid}{side}"));
+    let addr = format!("198.51.100.{}", i + 1);
+    netns::ip(&["-n", &name, "addr", "add", &format!("{addr}/24"), "dev", &link]).expect("address added");
+    let _ = ns;
+    addr
+}
+
+#[test]
+fn a_node_whose_public_url_is_closed_is_found_behind_nat_by_the_anchors_probe() {
+    const TEST: &str = "a_node_whose_public_url_is_closed_is_found_behind_nat_by_the_anchors_probe";
+    let Some(ns) = netns::pair_for(TEST, 'p', 70, false) else { return };
+    use serde_json::json;
+    let (pub_ip, nat_ip) = (add_routable_looking_address(&ns, 'p', 0), add_routable_looking_address(&ns, 'p', 1));
+    let dirs = (TempDir::new("probe-anchor"), TempDir::new("probe-a"), TempDir::new("probe-b"));
+    let _anchor = spawn_anchor_in(&ns, &dirs.0.path().join("anchor"));
+    let anchor_url = format!("http://{pub_ip}:5001");
+    let node = smol_common::node_binary();
+    let spawn = |i: usize, dir: &Path, host: &str, url: &str| {
+        let args = ns.exec_args(i, &node);
+        ChildNode::spawn_with(
+            Path::new("ip"),
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            dir,
+            &[
+                ("DARKMATTER_HOST", host),
+                ("DARKMATTER_PORT", "8100"),
+                ("DARKMATTER_PUBLIC_URL", url),
+                ("DARKMATTER_DISCOVERY", "false"),
+                ("DARKMATTER_ANCHOR_NODES", anchor_url.as_str()),
+            ],
+        )
+    };
+    // B serves on its address; A names its address but listens on its loopback only (a NAT
+    // without port mapping): neither URL is loopback or private.
+    let mut b = spawn(0, dirs.2.path(), "0.0.0.0", &format!("http://{pub_ip}:8100"));
+    let mut a = spawn(1, dirs.1.path(), "127.0.0.1", &format!("http://{nat_ip}:8100"));
+    wait_for("the probe to find A behind NAT", WAIT, || {
+        let id = a.ok(json!({"cmd": "identity"}));
+        (id["nat_detected"] == true).then_some(())
+    });
+    // B's probe found it: B is not behind NAT (a probe runs once at start, so this is settled).
+    std::thread::sleep(Duration::from_millis(500));
+    let id = b.ok(json!({"cmd": "identity"}));
+    assert_eq!(id["nat_detected"], false, "{id}");
+    a.close_and_wait(Duration::from_secs(10));
+    b.close_and_wait(Duration::from_secs(10));
+}

@@ -21,6 +21,7 @@
 
 mod directory;
 mod mailboxes;
+mod probe;
 mod sources;
 
 use core::net::{IpAddr, Ipv4Addr};
@@ -31,14 +32,15 @@ use serde_json::{json, Map, Value};
 
 pub use directory::{Directory, RegisterError, Registration};
 pub use mailboxes::{Entry, Kind, Mailboxes, PostError};
+pub use probe::{probe_target, PROBE_PATH, PROBE_REFUSED};
 pub use sources::{PollError, PollSeen};
 
 use crate::crypto::{verify_hex, Ed25519};
 use crate::identity::AgentId;
 use crate::io::Method;
 use crate::limits::{
-    AGENT_ID_BYTES_MAX, ANCHOR_ENTRY_BYTES_MAX, ANCHOR_LONG_POLLS_MAX, ANCHOR_LONG_POLL_S_MAX, FRESHNESS_WINDOW_S,
-    ID_BYTES_MAX,
+    AGENT_ID_BYTES_MAX, ANCHOR_ENTRY_BYTES_MAX, ANCHOR_LONG_POLLS_MAX, ANCHOR_LONG_POLL_S_MAX,
+    ANCHOR_PROBES_IN_FLIGHT_MAX, FRESHNESS_WINDOW_S, ID_BYTES_MAX,
 };
 use crate::sign::{domain_bytes, v2_bytes, DOMAIN_PEER_UPDATE, DOMAIN_RELAY_POLL, V2_ANCHOR_REGISTER};
 use crate::time::{is_fresh, parse_iso, Now};
@@ -91,6 +93,15 @@ pub enum AnchorWrite {
 pub enum AnchorOutput {
     /// Make these changes durable, in one transaction, before carrying out any later output.
     Persist(Vec<AnchorWrite>),
+    /// GET `url` (a requester's own status page, [`probe_target`]) without following redirects,
+    /// within [`crate::limits::ANCHOR_PROBE_TIMEOUT_MS`], ignoring the body; hand the status (or the
+    /// failure) to [`Anchor::handle_probe_result`] with the same `request`.
+    Probe {
+        /// The request the probe answers.
+        request: RequestId,
+        /// The URL to fetch.
+        url: String,
+    },
     /// Answer request `request` with `status` and a JSON body.
     Reply {
         /// The request answered.
@@ -130,6 +141,8 @@ pub struct Anchor {
     budgets: Budgets,
     polls: PollLog,
     waiters: Vec<Waiter>,
+    /// Probe requests whose GET is in flight (at most [`ANCHOR_PROBES_IN_FLIGHT_MAX`]).
+    probes: std::collections::BTreeSet<RequestId>,
     next_housekeeping_ms: u64,
     outputs: VecDeque<AnchorOutput>,
 }
@@ -239,9 +252,7 @@ impl Anchor {
         match (req.method, parts.as_slice()) {
             (Method::Post, ["peer_update"]) => Some(self.register(now, &req.body, source)),
             (Method::Get, ["peer_lookup", id]) => Some(self.lookup(now, id)),
-            (Method::Post, ["probe_reachability"]) => {
-                Some(error(400, "Reachability probes are not offered by this anchor"))
-            }
+            (Method::Post, ["probe_reachability"]) => self.probe(now, req.id, &req.body, source),
             (Method::Get, ["webhook_relay", _, message_id]) => {
                 Some(ok_json(&json!({"status": "relay", "message_id": message_id})))
             }
@@ -361,6 +372,40 @@ impl Anchor {
                 "dm_signature_hex": reg.dm_signature_hex,
             },
         }))
+    }
+
+    /// `POST /__darkmatter__/probe_reachability`: only the requester's own status page, at most
+    /// [`crate::limits::ANCHOR_PROBES_PER_SOURCE`] a window per source; the answer waits for the GET.
+    fn probe(&mut self, now: Now, request: RequestId, body: &[u8], source: IpAddr) -> Option<Answer> {
+        if !self.budgets.spend(source, Spend::Probe, now.mono_ms) {
+            return Some(error(429, "Rate limit exceeded"));
+        }
+        let url = match probe_target(body, source) {
+            Ok(url) => url,
+            Err(why) => return Some(error(400, &why)),
+        };
+        if self.probes.len() >= ANCHOR_PROBES_IN_FLIGHT_MAX {
+            return Some(error(503, "Too many probes in flight; try again later"));
+        }
+        self.probes.insert(request);
+        self.outputs.push_back(AnchorOutput::Probe { request, url });
+        None
+    }
+
+    /// The outcome of a probe's GET: `Some(status)` when the page answered, `None` when it could not
+    /// be reached. Answered as 0.5.3 does: reachable only on 200.
+    pub fn handle_probe_result(&mut self, request: RequestId, status: Option<u16>) {
+        if !self.probes.remove(&request) {
+            return;
+        }
+        let body = json!({"reachable": status == Some(200), "status_code": status});
+        let (status, body) = ok_json(&body);
+        self.outputs.push_back(AnchorOutput::Reply { request, status, body });
+    }
+
+    /// Probes whose GET is in flight.
+    pub fn probes_in_flight(&self) -> usize {
+        self.probes.len()
     }
 
     /// `POST /__darkmatter__/<kind>_relay/<target>[/<message_id>]`.

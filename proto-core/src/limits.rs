@@ -377,6 +377,14 @@ pub const ANCHOR_REGISTRATIONS_PER_SOURCE: usize = 10;
 /// Relay posts (to any mailbox) one source may send per [`ANCHOR_SOURCE_WINDOW_MS`]: two a second on
 /// average, far above a node's own traffic, and what keeps one source from filling the buffers.
 pub const ANCHOR_POSTS_PER_SOURCE: usize = 120;
+/// Reachability probes one source may ask for per [`ANCHOR_SOURCE_WINDOW_MS`]: a node probes at
+/// start-up, on a change of URL and hourly, so six a minute is far above honest use, and each probe
+/// is one outbound GET the anchor makes.
+pub const ANCHOR_PROBES_PER_SOURCE: usize = 6;
+/// Timeout of the anchor's GET of a probed URL, in ms (0.5.3's 5 s).
+pub const ANCHOR_PROBE_TIMEOUT_MS: u64 = 5_000;
+/// Probes in flight at once; beyond it a probe is answered 503 (each holds an outbound connection).
+pub const ANCHOR_PROBES_IN_FLIGHT_MAX: usize = 16;
 /// The window of the per-source counts above, in milliseconds.
 pub const ANCHOR_SOURCE_WINDOW_MS: u64 = 60_000;
 /// Sources whose windows the anchor remembers; a newcomer over it evicts the source seen least
@@ -531,9 +539,23 @@ pub const RELAY_POLL_INTERVAL_MS: u64 = 10_000;
 pub const RELAY_POLL_INTERVAL_MAX_MS: u64 = 60_000;
 /// Empty polls in a row before the interval grows to [`RELAY_POLL_INTERVAL_MAX_MS`].
 pub const RELAY_POLL_EMPTY_BEFORE_BACKOFF: u32 = 5;
-/// How long a node that is not behind NAT keeps polling after it starts, in ms: what was buffered
-/// for it while it was down is fetched (0.5.3's public nodes never poll; entries live 1 h).
-pub const RELAY_POLL_AFTER_START_MS: u64 = 3_600_000;
+/// How long a node that is not behind NAT keeps polling after a period in which it could not be
+/// reached (its start, a change of URL, a probe that said unreachable, a stall, relayed entries), in
+/// ms: what was buffered for it meanwhile is fetched (0.5.3's public nodes never poll; entries live
+/// 1 h, so this outlives every entry posted during the period).
+pub const RELAY_POLL_AFTER_UNREACHABLE_MS: u64 = 3_600_000;
+/// A node that handled no timer for this long, in ms, by either clock, did not run (stopped,
+/// suspended, starved): peers could not reach it meanwhile. The core asks for a timer at least every
+/// [`crate::node::HOUSEKEEPING_INTERVAL_MS`] (60 s), so twice that is not a busy node.
+pub const RELAY_STALL_MS: u64 = 120_000;
+/// Interval of the reachability probe of our public URL by the anchors, in ms: hourly, so a port
+/// closed or opened later is noticed within the hour.
+pub const RELAY_PROBE_INTERVAL_MS: u64 = 3_600_000;
+/// Least time between two probe rounds, in ms: a URL that changes every second costs each anchor at
+/// most [`ANCHOR_PROBES_PER_SOURCE`] probes a minute.
+pub const RELAY_PROBE_SPACING_MS: u64 = 10_000;
+/// Timeout of a probe request, in ms: the anchor's own GET ([`ANCHOR_PROBE_TIMEOUT_MS`]) plus margin.
+pub const RELAY_PROBE_TIMEOUT_MS: u64 = 10_000;
 /// The `wait` of our long poll of the message mailbox, in seconds (below [`ANCHOR_LONG_POLL_S_MAX`]).
 pub const RELAY_LONG_POLL_S: u64 = 20;
 /// A poll answered at least this long after it was sent, in ms, was held by the anchor: the next

@@ -155,6 +155,8 @@ pub(crate) enum Call {
     Relay { peer: String, envelope: Vec<u8>, anchor: usize, purpose: relay::RelayFor },
     /// One anchor's answer to a poll of one of our mailboxes.
     Poll { kind: crate::relay::Mailbox, anchor: usize },
+    /// One anchor's answer to probe round `generation` of our URL's reachability.
+    ReachProbe { generation: u64 },
     /// A notice to `peer` (our peer update) at `path`: relayed if it cannot be delivered directly.
     Notice { peer: String, path: &'static str, body: Vec<u8> },
     /// A consumer's pool command to a pool's owner.
@@ -637,6 +639,7 @@ impl Node {
                 self.on_relay_answer(peer, envelope, anchor, purpose, result)
             }
             Call::Poll { kind, anchor } => self.on_poll_answer(kind, anchor, result),
+            Call::ReachProbe { generation } => self.on_reach_probe_answer(generation, result),
             Call::Notice { peer, path, body } => self.on_notice_answer(&peer, path, body, result),
             Call::AntiMatterMatch { signal_id, peer, reveal } => self.on_match_answer(signal_id, peer, reveal, result),
             Call::Webhook { url, body, attempts, until_ms } => {

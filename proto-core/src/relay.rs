@@ -2,18 +2,24 @@
 //! register next, and the poll loop of each relay mailbox.
 //!
 //! A node reaches anchors only when configured. It registers (signed) at start, on every change of
-//! URL or bio and every [`RELAY_REGISTER_INTERVAL_MS`]; it polls its mailboxes while it is behind
-//! NAT and for [`RELAY_POLL_AFTER_START_MS`] after it starts (what was buffered while it was down);
-//! the message mailbox is long-polled, so a relayed message arrives as soon as it is posted.
+//! URL or bio and every [`RELAY_REGISTER_INTERVAL_MS`]. It is behind NAT when its URL cannot be
+//! dialled from elsewhere (loopback, private) or when an anchor's probe of its URL found nothing
+//! answering ([`RELAY_PROBE_INTERVAL_MS`], at start and on every change of URL). It polls its
+//! mailboxes while behind NAT and for [`RELAY_POLL_AFTER_UNREACHABLE_MS`] after any period in which
+//! peers could not reach it: its start, a change of URL, the end of a probed NAT, a stall of the
+//! node itself ([`RELAY_STALL_MS`]), or relayed entries found by a poll (someone could not reach us
+//! directly). The message mailbox is long-polled, so a relayed message arrives as soon as it is posted.
 //!
 //! Relayed bodies are sealed end to end ([`crate::e2e`]) with randomness from an [`Entropy`] the
 //! runtime passes in: the core's own generator is seeded (deterministic simulations) and a nonce
 //! repeated under version 1's static key reveals the plaintexts' XOR and the Poly1305 key.
 
 use crate::limits::{
-    RELAY_ANCHORS_MAX, RELAY_LONG_POLL_S, RELAY_POLL_AFTER_START_MS, RELAY_POLL_EMPTY_BEFORE_BACKOFF,
-    RELAY_POLL_HELD_MS, RELAY_POLL_INTERVAL_MAX_MS, RELAY_POLL_INTERVAL_MS, RELAY_REGISTER_INTERVAL_MS,
+    RELAY_ANCHORS_MAX, RELAY_LONG_POLL_S, RELAY_POLL_AFTER_UNREACHABLE_MS, RELAY_POLL_EMPTY_BEFORE_BACKOFF,
+    RELAY_POLL_HELD_MS, RELAY_POLL_INTERVAL_MAX_MS, RELAY_POLL_INTERVAL_MS, RELAY_PROBE_INTERVAL_MS,
+    RELAY_PROBE_SPACING_MS, RELAY_REGISTER_INTERVAL_MS, RELAY_STALL_MS,
 };
+use crate::time::Now;
 
 /// The operating system's cryptographically secure random source, as the runtime provides it. The
 /// core never fills a relay nonce or ephemeral key any other way (without one it does not relay);
@@ -74,30 +80,56 @@ struct PollLoop {
     empty_streak: u32,
 }
 
+/// The reachability probe of our URL: one round asks every anchor; answers of an older round (our
+/// URL changed since) are ignored.
+#[derive(Clone, Debug, Default)]
+struct ProbeRound {
+    /// When the next round is due (monotonic ms); `None` when we do not probe.
+    due_ms: Option<u64>,
+    /// When the last round went out.
+    last_ms: Option<u64>,
+    /// Which round is current.
+    generation: u64,
+    /// Anchors whose answer to the current round is awaited.
+    outstanding: usize,
+    /// Answers of the current round that found our status page, and that found nothing.
+    reachable: usize,
+    unreachable: usize,
+}
+
 /// The anchor client.
 #[derive(Debug, Default)]
 pub(crate) struct Relay {
     anchors: Vec<String>,
-    /// Our public URL is loopback or private: peers elsewhere cannot dial it.
-    nat_detected: bool,
+    /// Our public URL is loopback, private or invalid: peers elsewhere cannot dial it, whatever a
+    /// probe says.
+    url_local: bool,
+    /// What the last complete probe round said: `Some(true)` = some anchor found nothing answering.
+    probed_nat: Option<bool>,
+    probe: ProbeRound,
     /// Poll until then (monotonic ms) even when not behind NAT.
     poll_until_ms: u64,
+    /// The last timer handled, to notice a node that did not run.
+    last_timer: Option<Now>,
     next_register_ms: Option<u64>,
     polls: [PollLoop; 3],
 }
 
 impl Relay {
-    /// The client for `anchors` (base URLs, at most [`RELAY_ANCHORS_MAX`] kept), started at `now_ms`:
-    /// it registers at once and polls for [`RELAY_POLL_AFTER_START_MS`].
-    pub(crate) fn new(mut anchors: Vec<String>, nat_detected: bool, now_ms: u64) -> Self {
+    /// The client for `anchors` (base URLs, at most [`RELAY_ANCHORS_MAX`] kept), started at `now_ms`
+    /// with a URL that is `url_local` or not: it registers at once, probes a URL that is not local at
+    /// once, and polls for [`RELAY_POLL_AFTER_UNREACHABLE_MS`] (it was down until now).
+    pub(crate) fn new(mut anchors: Vec<String>, url_local: bool, now_ms: u64) -> Self {
         anchors.truncate(RELAY_ANCHORS_MAX);
         let on = !anchors.is_empty();
         Self {
             anchors,
-            nat_detected,
-            poll_until_ms: now_ms + RELAY_POLL_AFTER_START_MS,
+            url_local,
+            probe: ProbeRound { due_ms: (on && !url_local).then_some(now_ms), ..ProbeRound::default() },
+            poll_until_ms: now_ms + RELAY_POLL_AFTER_UNREACHABLE_MS,
             next_register_ms: on.then_some(now_ms),
             polls: std::array::from_fn(|_| PollLoop { next_ms: now_ms, ..PollLoop::default() }),
+            ..Self::default()
         }
     }
 
@@ -111,14 +143,92 @@ impl Relay {
         !self.anchors.is_empty()
     }
 
-    /// Whether peers elsewhere cannot reach us directly (as far as we know).
+    /// Whether peers elsewhere cannot reach us directly (as far as we know): our URL is local, or
+    /// the last probe round found nothing answering at it.
     pub(crate) fn nat_detected(&self) -> bool {
-        self.nat_detected
+        self.url_local || self.probed_nat == Some(true)
     }
 
-    /// Our URL changed: whether it can be dialled is judged again.
-    pub(crate) fn set_nat_detected(&mut self, nat: bool) {
-        self.nat_detected = nat;
+    /// Peers could not reach us until `now_ms` (or cannot now): poll for
+    /// [`RELAY_POLL_AFTER_UNREACHABLE_MS`] from here, whatever was planned.
+    pub(crate) fn unreachable_until(&mut self, now_ms: u64) {
+        self.poll_until_ms = self.poll_until_ms.max(now_ms + RELAY_POLL_AFTER_UNREACHABLE_MS);
+    }
+
+    /// Our URL changed to one that is `url_local` or not: the old probe answers are void, a URL
+    /// that is not local is probed again (no sooner than [`RELAY_PROBE_SPACING_MS`] after the last
+    /// round), and peers that still hold the old URL cannot reach us until they learn the new one.
+    pub(crate) fn url_changed(&mut self, url_local: bool, now_ms: u64) {
+        self.url_local = url_local;
+        self.probed_nat = None;
+        let on = self.enabled();
+        let p = &mut self.probe;
+        p.generation += 1;
+        p.outstanding = 0;
+        let earliest = p.last_ms.map_or(now_ms, |last| now_ms.max(last + RELAY_PROBE_SPACING_MS));
+        p.due_ms = (on && !url_local).then_some(earliest);
+        self.unreachable_until(now_ms);
+    }
+
+    /// A timer at `now`: a gap since the last one beyond [`RELAY_STALL_MS`], on either clock (the
+    /// monotonic one stops while a machine sleeps), means the node did not run, so peers could not
+    /// reach it.
+    pub(crate) fn timer(&mut self, now: Now) {
+        if let Some(last) = self.last_timer {
+            let mono_gap_ms = now.mono_ms.saturating_sub(last.mono_ms);
+            let wall_gap_ms = u64::try_from(now.wall_us.saturating_sub(last.wall_us) / 1_000).unwrap_or(0);
+            if mono_gap_ms.max(wall_gap_ms) > RELAY_STALL_MS {
+                self.unreachable_until(now.mono_ms);
+            }
+        }
+        self.last_timer = Some(now);
+    }
+
+    /// The probe round due at `now_ms`, if any (its generation); it is marked sent to every anchor.
+    pub(crate) fn take_probe_due(&mut self, now_ms: u64) -> Option<u64> {
+        let p = &mut self.probe;
+        let due = p.due_ms.is_some_and(|at| at <= now_ms) && p.outstanding == 0 && !self.url_local;
+        if !due || self.anchors.is_empty() {
+            return None;
+        }
+        p.outstanding = self.anchors.len();
+        (p.reachable, p.unreachable) = (0, 0);
+        p.last_ms = Some(now_ms);
+        p.due_ms = Some(now_ms + RELAY_PROBE_INTERVAL_MS);
+        Some(p.generation)
+    }
+
+    /// One anchor's answer to probe round `generation`: `Some(reachable)`, or `None` when it gave no
+    /// usable answer (0.5.3 anchors without the route, a refusal). Once every anchor answered: behind
+    /// NAT if any found nothing at our URL (polling costs little; a missed relay costs a message), not
+    /// if some found it; and leaving a probed NAT is the end of a period in which we could not be
+    /// reached. Returns whether the NAT state changed.
+    pub(crate) fn probe_answered(&mut self, generation: u64, now_ms: u64, answer: Option<bool>) -> bool {
+        let p = &mut self.probe;
+        if generation != p.generation || p.outstanding == 0 {
+            return false;
+        }
+        p.outstanding -= 1;
+        match answer {
+            Some(true) => p.reachable += 1,
+            Some(false) => p.unreachable += 1,
+            None => {}
+        }
+        if p.outstanding > 0 {
+            return false;
+        }
+        let (reachable, unreachable) = (p.reachable, p.unreachable);
+        let before = self.nat_detected();
+        let was_probed_nat = self.probed_nat == Some(true);
+        if unreachable > 0 {
+            self.probed_nat = Some(true);
+        } else if reachable > 0 {
+            self.probed_nat = Some(false);
+            if was_probed_nat {
+                self.unreachable_until(now_ms);
+            }
+        }
+        before != self.nat_detected()
     }
 
     /// Whether a registration is due at `now_ms`; if so, the next is scheduled.
@@ -141,7 +251,7 @@ impl Relay {
 
     /// Whether we poll at all at `now_ms`.
     fn polling(&self, now_ms: u64) -> bool {
-        self.enabled() && (self.nat_detected || now_ms < self.poll_until_ms)
+        self.enabled() && (self.nat_detected() || now_ms < self.poll_until_ms)
     }
 
     /// The mailboxes whose poll is due at `now_ms`, each marked in flight.
@@ -200,10 +310,11 @@ impl Relay {
 
     /// The earliest time at which a registration or a poll is due.
     pub(crate) fn next_deadline_ms(&self) -> Option<u64> {
-        let live =
-            |p: &&PollLoop| p.in_flight_since_ms.is_none() && (self.nat_detected || p.next_ms < self.poll_until_ms);
+        let nat = self.nat_detected();
+        let live = |p: &&PollLoop| p.in_flight_since_ms.is_none() && (nat || p.next_ms < self.poll_until_ms);
         let polls = self.polls.iter().filter(live).map(|p| p.next_ms).min().filter(|_| self.enabled());
-        [self.next_register_ms, polls].into_iter().flatten().min()
+        let probe = self.probe.due_ms.filter(|_| self.enabled() && self.probe.outstanding == 0);
+        [self.next_register_ms, polls, probe].into_iter().flatten().min()
     }
 }
 
@@ -244,11 +355,11 @@ mod tests {
     fn a_public_node_polls_only_for_an_hour_after_start() {
         let mut r = relay(false);
         assert_eq!(r.take_polls_due(0).len(), 3);
-        assert!(r.take_polls_due(RELAY_POLL_AFTER_START_MS).is_empty(), "one in flight each, then too late");
+        assert!(r.take_polls_due(RELAY_POLL_AFTER_UNREACHABLE_MS).is_empty(), "one in flight each, then too late");
         let mut r = relay(false);
-        assert!(r.take_polls_due(RELAY_POLL_AFTER_START_MS).is_empty());
+        assert!(r.take_polls_due(RELAY_POLL_AFTER_UNREACHABLE_MS).is_empty());
         let mut r = relay(true);
-        assert_eq!(r.take_polls_due(RELAY_POLL_AFTER_START_MS * 10).len(), 3, "behind NAT: always");
+        assert_eq!(r.take_polls_due(RELAY_POLL_AFTER_UNREACHABLE_MS * 10).len(), 3, "behind NAT: always");
     }
 
     #[test]
@@ -274,5 +385,82 @@ mod tests {
         r.poll_sent(k, 1);
         r.poll_answered(k, now + RELAY_POLL_HELD_MS, 0, false);
         assert!(r.take_polls_due(now + RELAY_POLL_HELD_MS).contains(&k), "held by the anchor: at once");
+    }
+
+    fn polls_at(r: &mut Relay, now_ms: u64) -> usize {
+        let due = r.take_polls_due(now_ms);
+        for k in &due {
+            r.poll_sent(*k, 1);
+            r.poll_answered(*k, now_ms, 0, false);
+        }
+        due.len()
+    }
+
+    #[test]
+    fn a_probe_that_finds_nothing_means_nat_until_a_later_round_finds_us_then_an_hour_of_polls() {
+        let mut r = relay(false);
+        assert!(!r.nat_detected());
+        let round = r.take_probe_due(0).expect("probed at start");
+        assert_eq!(r.take_probe_due(0), None, "one round at a time");
+        assert!(r.probe_answered(round, 0, Some(false)));
+        assert!(r.nat_detected());
+        let later = 5 * RELAY_POLL_AFTER_UNREACHABLE_MS;
+        assert_eq!(polls_at(&mut r, later), 3, "behind NAT: polls whatever the time");
+        assert_eq!(r.take_probe_due(later - 1 - 4 * RELAY_POLL_AFTER_UNREACHABLE_MS), None);
+        let round = r.take_probe_due(later).expect("hourly");
+        assert!(r.probe_answered(round, later, Some(true)));
+        assert!(!r.nat_detected());
+        let within = later + RELAY_POLL_AFTER_UNREACHABLE_MS - RELAY_POLL_INTERVAL_MAX_MS;
+        assert!(polls_at(&mut r, within) > 0, "the NAT period ended: polls go on for an hour");
+        assert_eq!(polls_at(&mut r, later + RELAY_POLL_AFTER_UNREACHABLE_MS), 0);
+    }
+
+    #[test]
+    fn any_anchor_finding_nothing_wins_and_no_usable_answer_changes_nothing() {
+        let anchors = vec!["http://a:1".to_owned(), "http://b:1".to_owned()];
+        let mut r = Relay::new(anchors, false, 0);
+        let round = r.take_probe_due(0).unwrap();
+        assert!(!r.probe_answered(round, 0, Some(true)));
+        assert!(r.probe_answered(round, 0, Some(false)));
+        assert!(r.nat_detected());
+        let round = r.take_probe_due(RELAY_PROBE_INTERVAL_MS).unwrap();
+        r.probe_answered(round, RELAY_PROBE_INTERVAL_MS, None);
+        r.probe_answered(round, RELAY_PROBE_INTERVAL_MS, None);
+        assert!(r.nat_detected(), "0.5.3 anchors without the route say nothing");
+    }
+
+    #[test]
+    fn a_local_url_is_never_probed_and_a_change_of_url_voids_the_round_in_flight() {
+        let mut r = relay(true);
+        assert_eq!(r.take_probe_due(0), None);
+        assert!(r.nat_detected());
+        r.url_changed(false, 100);
+        assert!(!r.nat_detected());
+        let old = r.take_probe_due(100).expect("a new public URL is probed");
+        r.url_changed(false, 200);
+        assert!(!r.probe_answered(old, 200, Some(false)), "an answer about the old URL");
+        assert!(!r.nat_detected());
+        assert_eq!(r.take_probe_due(100 + RELAY_PROBE_SPACING_MS - 1), None, "spaced");
+        assert!(r.take_probe_due(100 + RELAY_PROBE_SPACING_MS).is_some());
+    }
+
+    #[test]
+    fn a_change_of_url_and_a_stall_each_start_an_hour_of_polls() {
+        let now = |mono_ms: u64, wall_ms: i64| Now { mono_ms, wall_us: wall_ms * 1_000 };
+        let t = 2 * RELAY_POLL_AFTER_UNREACHABLE_MS;
+        let mut r = relay(false);
+        r.url_changed(false, t);
+        assert_eq!(polls_at(&mut r, t), 3, "a new URL: peers with the old one relay meanwhile");
+
+        for (gap_mono, gap_wall) in [(RELAY_STALL_MS + 1, RELAY_STALL_MS + 1), (10, RELAY_STALL_MS + 1)] {
+            let t = 10 * RELAY_POLL_AFTER_UNREACHABLE_MS;
+            let mut r = relay(false);
+            r.timer(now(t, t as i64));
+            r.timer(now(t + RELAY_STALL_MS, (t + RELAY_STALL_MS) as i64));
+            assert_eq!(polls_at(&mut r, t + RELAY_STALL_MS), 0, "a timer on time is no stall");
+            let (m, w) = (t + RELAY_STALL_MS + gap_mono, (t + RELAY_STALL_MS) as i64 + gap_wall as i64);
+            r.timer(now(m, w));
+            assert_eq!(polls_at(&mut r, m), 3, "stalled {gap_mono} ms by the clock, {gap_wall} ms by the wall");
+        }
     }
 }

@@ -573,6 +573,7 @@ impl Sim {
         n.peers = peers;
         n.node = Some(node);
         n.busy_until = self.now;
+        self.give_entropy(i);
         self.drain(i, &mut Ctx::default());
         if moved {
             let url = self.nodes[i as usize].url.clone();

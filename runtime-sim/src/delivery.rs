@@ -25,6 +25,9 @@ impl Sim {
         if path == "/__darkmatter__/message" {
             intercepted = self.note_envelope(from, to, &t.body, ctx);
         }
+        if self.observer.is_some() && self.offer_transmit(from, &t) {
+            return;
+        }
         let deadline = self.now + t.timeout_ms * 1000;
         let inc = self.nodes[from as usize].inc;
         let m = method_code(t.method) << 8;

@@ -44,6 +44,7 @@ pub mod rng;
 pub mod scenario;
 pub mod scenario_antimatter;
 pub mod scenario_churn;
+pub mod scenario_nat;
 pub mod sim;
 pub mod topology;
 pub mod trace;

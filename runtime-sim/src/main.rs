@@ -18,7 +18,7 @@ use clap::{Arg, ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Par
 use indicatif::{ProgressBar, ProgressStyle};
 use runtime_sim::crypto::Signatures;
 use runtime_sim::scenario::{self, format_duration, parse_duration};
-use runtime_sim::{bench, scenario_churn, trust_study, Options, Report, Sim, Violation};
+use runtime_sim::{bench, scenario_churn, scenario_nat, trust_study, Options, Report, Sim, Violation};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -373,6 +373,13 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
                     write_text(&format!("{dir}/healing.svg"), &watch.svg(&title)?)?;
                 }
                 print!("{}", watch.text(&sim, nodes));
+            }
+            if let Some(watch) = sim.observer::<scenario_nat::Watch>() {
+                if let Some(dir) = &out_dir {
+                    let title = format!("{} ({} nodes, seed {})", opts.scenario, nodes, seed);
+                    write_text(&format!("{dir}/nat.svg"), &watch.svg(&title)?)?;
+                }
+                print!("{}", watch.text(nodes));
             }
             print_summary(&opts, &report, started.elapsed().as_secs_f64(), out_dir.as_deref());
             Ok(ExitCode::SUCCESS)

@@ -8,7 +8,7 @@
 
 use std::any::Any;
 
-use proto_core::Event;
+use proto_core::{Event, HttpResponse, OutboundId, Transmit};
 
 use crate::scenario::Action;
 use crate::sim::{Act, Ev, Sim};
@@ -23,6 +23,14 @@ pub trait Observer {
     /// Node `node` emitted `event` (before the engine acts on it).
     fn on_event(&mut self, sim: &Sim, node: u32, event: &Event, hooks: &mut Hooks) {
         let _ = (sim, node, event, hooks);
+    }
+
+    /// Node `from` makes the outbound call `t`. Return `true` to take it over: the engine then does
+    /// nothing more with it, and the observer answers it with [`Hooks::respond`] (a server the study
+    /// simulates itself, such as an anchor, or a node the study makes unreachable).
+    fn on_transmit(&mut self, sim: &Sim, from: u32, t: &Transmit, hooks: &mut Hooks) -> bool {
+        let _ = (sim, from, t, hooks);
+        false
     }
 
     /// A wake-up asked for with [`Hooks::wake`] is due.
@@ -44,6 +52,8 @@ enum Effect {
     Impression { from: u32, about: u32, score: f64 },
     /// A scripted action at `at_us` (it joins the run's script).
     Script { at_us: u64, action: Action },
+    /// The answer to call `oid` of `node` (its current incarnation) at `at_us`.
+    Respond { at_us: u64, node: u32, oid: OutboundId, path: String, result: Result<HttpResponse, String> },
 }
 
 /// The actions an observer asks of the engine during one callback, carried out in order after it.
@@ -73,6 +83,19 @@ impl Hooks {
         self.effects.push(Effect::Impression { from, about, score });
     }
 
+    /// Answers call `oid` of `node` (taken over in [`Observer::on_transmit`]) with `result` at `at_us`
+    /// (now, if that has passed); lost if the node restarts before.
+    pub fn respond(
+        &mut self,
+        at_us: u64,
+        node: u32,
+        oid: OutboundId,
+        path: String,
+        result: Result<HttpResponse, String>,
+    ) {
+        self.effects.push(Effect::Respond { at_us: at_us.max(self.now_us), node, oid, path, result });
+    }
+
     /// Adds `action` to the run's script at `at_us` (now, if that has passed).
     pub fn schedule(&mut self, at_us: u64, action: Action) {
         self.effects.push(Effect::Script { at_us: at_us.max(self.now_us), action });
@@ -92,6 +115,18 @@ impl Sim {
         }
     }
 
+    /// Offers node `from`'s call `t` to the observer; `true` when it took it over.
+    pub(crate) fn offer_transmit(&mut self, from: u32, t: &Transmit) -> bool {
+        let Some(mut observer) = self.observer.take() else { return false };
+        let mut hooks = Hooks::new(self.now);
+        let taken = observer.on_transmit(self, from, t, &mut hooks);
+        self.observer = Some(observer);
+        for effect in hooks.effects {
+            self.carry_out(effect);
+        }
+        taken
+    }
+
     fn carry_out(&mut self, effect: Effect) {
         match effect {
             Effect::Wake { at_us, token } => self.queue.push(at_us, Ev::Wake(token)),
@@ -103,6 +138,11 @@ impl Sim {
             Effect::Script { at_us, action } => {
                 self.opts.script.push((at_us, action));
                 self.queue.push(at_us, Ev::Script(self.opts.script.len() - 1));
+            }
+            Effect::Respond { at_us, node, oid, path, result } => {
+                let inc = self.nodes[node as usize].inc;
+                let peer = crate::trace::EXTERNAL;
+                self.queue.push(at_us, Ev::Response { to: node, inc, oid, peer, path, result });
             }
         }
     }

@@ -104,6 +104,8 @@ pub struct Options {
     pub study: Option<crate::trust_study::StudyConfig>,
     /// The healing study this run is, if any (its liars; its observer moves nodes and times links).
     pub heal: Option<crate::scenario_churn::HealConfig>,
+    /// The NAT study this run is, if any (who is behind NAT, the anchors every node is configured with).
+    pub nat: Option<crate::scenario_nat::NatConfig>,
     /// Which signature provider the nodes use (`--signatures real|real-inline|null`; null is measurement only).
     pub signatures: crate::crypto::Signatures,
     /// Every node spawns agents (`--spawn 1`, default limits); a simulated agent ends one think time
@@ -139,6 +141,7 @@ impl Options {
             trust_policy: proto_core::TrustPolicy::Weighted,
             study: None,
             heal: None,
+            nat: None,
             signatures: crate::crypto::Signatures::Real,
             spawn: false,
         }
@@ -146,6 +149,9 @@ impl Options {
 
     /// What the scenario watches the run with beside the engine: a trust study's observer, or none.
     pub fn observer(&self) -> Option<Box<dyn Observer>> {
+        if let Some(nat) = &self.nat {
+            return Some(Box::new(crate::scenario_nat::Watch::new(self, nat)));
+        }
         if self.heal.is_some() {
             return Some(Box::new(crate::scenario_churn::Watch::new(self)));
         }
@@ -316,6 +322,7 @@ pub fn catalog() -> Vec<Scenario> {
         Scenario { name: "trust", about: "two newcomers ask everyone; a third of the mesh likes one and dislikes the other, the rest ask their peers", build: trust, default_nodes: 40, default_duration_us: 180 * S + proto_core::limits::TRUST_DECISION_HOLD_S * S },
         Scenario { name: "trust-propagation", about: "newcomers vouched for by one trusted peer ask its neighbours and their neighbours; acceptance over time", build: crate::trust_study::propagation, default_nodes: 1000, default_duration_us: 4 * 3600 * S },
         Scenario { name: "sybil", about: "colluding identities that vouch for each other ask honest nodes to connect, while vouched newcomers ask too", build: crate::trust_study::sybil, default_nodes: 1000, default_duration_us: 1200 * S },
+        Scenario { name: "nat", about: "30 % of the nodes can only dial out: reached through two anchors (messages, replies, acceptances, peer updates)", build: crate::scenario_nat::build, default_nodes: 1_000, default_duration_us: 1_800 * S },
         Scenario { name: "churn-heal", about: "10 % of the nodes change address within the hour (half while down), 5 % lie in lookup answers: links to moved peers healed over time", build: crate::scenario_churn::build, default_nodes: 10_000, default_duration_us: 3_900 * S },
         Scenario { name: "lan-discovery", about: "LAN segments of 5 with background discovery: each node finds its segment's peers by beacon, none outside", build: lan_discovery, default_nodes: 40, default_duration_us: 300 * S },
         Scenario { name: "ordinary", about: "the benchmark load: 20-50 connections each, ordinary traffic", build: ordinary, default_nodes: 1000, default_duration_us: 3600 * S },

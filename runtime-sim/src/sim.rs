@@ -364,6 +364,7 @@ impl Sim {
             );
             node.set_entropy(Arc::new(SimEntropy::new(derive(seed, purpose::ENTROPY, i as u64, 0))));
             sim.nodes[i as usize].node = Some(node);
+            sim.give_entropy(i);
             sim.drain(i, &mut Ctx::default());
         }
         // Formation: each edge's connect at a random time in the formation window.
@@ -461,6 +462,19 @@ impl Sim {
         self.observer.as_ref()?.as_any().downcast_ref()
     }
 
+    /// With anchors, node `i` gets the study's deterministic stand-in for OS randomness (a seeded run
+    /// must replay byte for byte; real nodes take theirs from the OS).
+    pub(crate) fn give_entropy(&mut self, i: u32) {
+        if self.opts.nat.is_none() {
+            return;
+        }
+        let inc = self.nodes[i as usize].inc;
+        let entropy = crate::scenario_nat::SimEntropy::new(derive(self.opts.seed, 0x6e61_7401, i as u64, inc as u64));
+        if let Some(node) = self.nodes[i as usize].node.as_mut() {
+            node.set_entropy(Arc::new(entropy));
+        }
+    }
+
     pub(crate) fn config(&self, i: u32) -> Config {
         let n = &self.nodes[i as usize];
         Config {
@@ -474,6 +488,7 @@ impl Sim {
             // A simulated LAN has no localhost neighbours: discovery is by beacon only.
             scan_ports: Vec::new(),
             spawn: self.opts.spawn.then(proto_core::spawn::SpawnConfig::default),
+            anchors: self.opts.nat.as_ref().map(|c| c.anchors.clone()).unwrap_or_default(),
             ..Config::default()
         }
     }

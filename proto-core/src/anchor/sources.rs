@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::mailboxes::Kind;
 use crate::limits::{
-    RateWindow, ANCHOR_POLLS_PER_MAILBOX_MAX, ANCHOR_POSTS_PER_SOURCE, ANCHOR_REGISTRATIONS_PER_SOURCE,
-    ANCHOR_SOURCES_MAX, ANCHOR_SOURCE_WINDOW_MS, FRESHNESS_WINDOW_S,
+    RateWindow, ANCHOR_POLLS_PER_MAILBOX_MAX, ANCHOR_POSTS_PER_SOURCE, ANCHOR_PROBES_PER_SOURCE,
+    ANCHOR_REGISTRATIONS_PER_SOURCE, ANCHOR_SOURCES_MAX, ANCHOR_SOURCE_WINDOW_MS, FRESHNESS_WINDOW_S,
 };
 
 /// What a source spends.
@@ -22,12 +22,15 @@ pub enum Spend {
     Registration,
     /// A post to any mailbox.
     Post,
+    /// A reachability probe (one outbound GET by the anchor).
+    Probe,
 }
 
 #[derive(Debug, Default)]
 struct Windows {
     registrations: RateWindow,
     posts: RateWindow,
+    probes: RateWindow,
     last_ms: u64,
 }
 
@@ -49,6 +52,7 @@ impl Budgets {
         let (window, max) = match what {
             Spend::Registration => (&mut windows.registrations, ANCHOR_REGISTRATIONS_PER_SOURCE),
             Spend::Post => (&mut windows.posts, ANCHOR_POSTS_PER_SOURCE),
+            Spend::Probe => (&mut windows.probes, ANCHOR_PROBES_PER_SOURCE),
         };
         if !window.has_room(now_ms, ANCHOR_SOURCE_WINDOW_MS, max) {
             return false;
@@ -200,6 +204,18 @@ mod tests {
             assert!(b.spend(one, Spend::Post, 0));
         }
         assert!(!b.spend(one, Spend::Post, 1));
+    }
+
+    #[test]
+    fn probes_per_source_edge() {
+        let mut b = Budgets::default();
+        let one = IpAddr::from([10, 0, 0, 1]);
+        for _ in 0..ANCHOR_PROBES_PER_SOURCE {
+            assert!(b.spend(one, Spend::Probe, 0));
+        }
+        assert!(!b.spend(one, Spend::Probe, 1));
+        assert!(b.spend(one, Spend::Post, 1), "posts have their own budget");
+        assert!(b.spend(one, Spend::Probe, ANCHOR_SOURCE_WINDOW_MS));
     }
 
     #[test]

@@ -245,3 +245,53 @@ fn our_signed_form_registers_alone_and_a_bad_one_spoils_a_good_legacy_signature(
         rig.call(now(2), Method::Post, "/__darkmatter__/peer_update", "", &serde_json::to_vec(&swapped).unwrap());
     assert_eq!(status, 403);
 }
+
+const PROBE: &str = "/__darkmatter__/probe_reachability";
+
+fn probe_body(url: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({ "url": url })).unwrap()
+}
+
+#[test]
+fn a_probe_of_another_host_is_refused_and_of_the_caller_is_fetched_then_answered() {
+    let mut rig = Rig::new();
+    let (status, body) =
+        rig.call(now(0), Method::Post, PROBE, "", &probe_body("http://10.0.0.2:8100/__darkmatter__/status"));
+    assert_eq!((status, body["error"].as_str()), (400, Some(PROBE_REFUSED)));
+
+    let out = rig.send(now(0), Method::Post, PROBE, "", &probe_body("http://10.0.0.1:8100/__darkmatter__/status"));
+    let [AnchorOutput::Probe { request, url }] = out.as_slice() else { panic!("one probe: {out:?}") };
+    assert_eq!(url, "http://10.0.0.1:8100/__darkmatter__/status");
+    assert_eq!(rig.anchor.probes_in_flight(), 1);
+    rig.anchor.handle_probe_result(*request, Some(200));
+    let out: Vec<_> = std::iter::from_fn(|| rig.anchor.poll_output()).collect();
+    assert_eq!(Rig::reply(&out), (200, json!({"reachable": true, "status_code": 200})));
+
+    let out = rig.send(now(1), Method::Post, PROBE, "", &probe_body("http://10.0.0.1:8101/__darkmatter__/status"));
+    let [AnchorOutput::Probe { request, .. }] = out.as_slice() else { panic!("{out:?}") };
+    rig.anchor.handle_probe_result(*request, None);
+    rig.anchor.handle_probe_result(*request, Some(200));
+    let out: Vec<_> = std::iter::from_fn(|| rig.anchor.poll_output()).collect();
+    assert_eq!(Rig::reply(&out), (200, json!({"reachable": false, "status_code": null})), "answered once");
+}
+
+#[test]
+fn probes_per_source_and_in_flight_are_bounded() {
+    let mut rig = Rig::new();
+    let mine = probe_body("http://10.0.0.1:8100/__darkmatter__/status");
+    for _ in 0..crate::limits::ANCHOR_PROBES_PER_SOURCE {
+        assert!(matches!(rig.send(now(0), Method::Post, PROBE, "", &mine).as_slice(), [AnchorOutput::Probe { .. }]));
+    }
+    assert_eq!(rig.call(now(0), Method::Post, PROBE, "", &mine).0, 429);
+    // Other sources fill the in-flight table up to its bound.
+    let mut i = 2u8;
+    while rig.anchor.probes_in_flight() < ANCHOR_PROBES_IN_FLIGHT_MAX {
+        rig.source = IpAddr::from([10, 0, 1, i]);
+        let body = probe_body(&format!("http://10.0.1.{i}:8100/__darkmatter__/status"));
+        assert!(matches!(rig.send(now(0), Method::Post, PROBE, "", &body).as_slice(), [AnchorOutput::Probe { .. }]));
+        i += 1;
+    }
+    rig.source = IpAddr::from([10, 0, 2, 1]);
+    let (status, _) = rig.call(now(0), Method::Post, PROBE, "", &probe_body("http://10.0.2.1:1/__darkmatter__/status"));
+    assert_eq!(status, 503);
+}

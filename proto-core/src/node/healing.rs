@@ -252,8 +252,11 @@ impl Node {
     /// The runtime learned our address changed: adopt it and tell every peer.
     pub(crate) fn cmd_set_url(&mut self, new_url: &str) -> Result<UrlUpdated, CommandError> {
         url::validate(new_url).map_err(CommandError::InvalidArgument)?;
-        self.config.public_url = url::base(new_url);
-        self.relay.set_nat_detected(super::relay::unroutable(&self.config.public_url));
+        let new_base = url::base(new_url);
+        if new_base != self.config.public_url {
+            self.relay.url_changed(super::relay::unroutable(&new_base), self.now.mono_ms);
+        }
+        self.config.public_url = new_base;
         // Already announced (a restart on this URL announces it by itself): nothing new to tell.
         let me = self.me().to_owned();
         if self.healing.proof(&me).is_some_and(|p| p.url == self.config.public_url) {

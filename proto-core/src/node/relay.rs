@@ -14,7 +14,7 @@ use crate::io::RecoveredVia;
 use crate::io::{Event, HttpResponse, InboundId, InboundRequest, Method};
 use crate::limits::{
     ANCHOR_ENTRY_BYTES_MAX, RELAY_LOOKUP_TIMEOUT_MS, RELAY_POLL_ENTRIES_MAX, RELAY_POST_TIMEOUT_MS,
-    RELAY_REGISTER_TIMEOUT_MS,
+    RELAY_PROBE_TIMEOUT_MS, RELAY_REGISTER_TIMEOUT_MS,
 };
 use crate::node::{Call, Node};
 use crate::relay::Mailbox;
@@ -58,11 +58,15 @@ fn anchor_ip(anchor: &str) -> Option<IpAddr> {
 }
 
 impl Node {
-    /// Registrations and polls that are due.
+    /// Registrations, probes and polls that are due.
     pub(crate) fn relay_timers(&mut self) {
         let now_ms = self.now.mono_ms;
+        self.relay.timer(self.now);
         if self.relay.take_registration_due(now_ms) {
             self.register_with_anchors();
+        }
+        if let Some(generation) = self.relay.take_probe_due(now_ms) {
+            self.probe_reachability(generation);
         }
         for kind in self.relay.take_polls_due(now_ms) {
             self.poll_mailbox(kind);
@@ -97,6 +101,29 @@ impl Node {
             let to = url::endpoint(&anchor, "peer_update");
             self.transmit(Method::Post, to, body.clone(), RELAY_REGISTER_TIMEOUT_MS, false, Call::FireAndForget);
         }
+    }
+
+    /// Asks every anchor to fetch our status page (SPEC §19.7): the one test of whether peers
+    /// elsewhere can dial our URL that NAT hairpinning cannot fake.
+    fn probe_reachability(&mut self, generation: u64) {
+        let status = url::endpoint(&self.config.public_url, "status");
+        let body = serde_json::to_vec(&json!({ "url": status })).expect("a JSON value serialises");
+        for base in self.relay.anchors().to_vec() {
+            let to = url::endpoint(&base, "probe_reachability");
+            let call = Call::ReachProbe { generation };
+            self.transmit(Method::Post, to, body.clone(), RELAY_PROBE_TIMEOUT_MS, false, call);
+        }
+    }
+
+    /// An anchor's answer to a probe: `{"reachable": bool}` on 200 counts, anything else is no answer
+    /// (a 0.5.3 anchor without the route, a refusal, a timeout).
+    pub(crate) fn on_reach_probe_answer(&mut self, generation: u64, result: Result<HttpResponse, String>) {
+        let answer = result
+            .ok()
+            .filter(|r| r.status == 200)
+            .and_then(|r| serde_json::from_slice::<Value>(&r.body).ok())
+            .and_then(|v| v.get("reachable").and_then(Value::as_bool));
+        self.relay.probe_answered(generation, self.now.mono_ms, answer);
     }
 
     /// The webhook our messages carry: our own URL's, or, behind NAT with an anchor, the first
@@ -349,6 +376,10 @@ impl Node {
                 }
                 Mailbox::Webhook => self.relayed_webhook(&entry, source),
             }
+        }
+        // Entries mean someone could not reach us directly: we were unreachable, so poll on.
+        if count > 0 {
+            self.relay.unreachable_until(self.now.mono_ms);
         }
         self.relay.poll_answered(kind, self.now.mono_ms, count, failed);
     }

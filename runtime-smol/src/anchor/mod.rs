@@ -17,12 +17,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use async_channel::{Receiver, Sender};
+use async_channel::{Receiver, Sender, WeakSender};
 use proto_core::anchor::{Anchor, AnchorOutput, AnchorRequest, AnchorWrite};
-use proto_core::{InboundId, Reply};
+use proto_core::limits::ANCHOR_PROBE_TIMEOUT_MS;
+use proto_core::{InboundId, Method, OutboundId, Reply, Transmit};
 use smol::{Async, Executor, Timer};
 use thiserror::Error;
 
+use crate::client::Client;
 use crate::driver::{Clock, Input};
 use crate::storage::{ensure_dir, StorageError};
 use crate::{admission, server};
@@ -138,10 +140,14 @@ pub fn start(config: AnchorConfig) -> Result<RunningAnchor, AnchorError> {
     let (inputs_tx, inputs_rx) = async_channel::bounded(ANCHOR_INPUT_QUEUE_MAX);
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let (exit_tx, exit_rx) = async_channel::bounded(1);
+    // Weak, so that the channel still closes when the server goes away.
+    let probes = inputs_tx.downgrade();
     let core = {
         let stop = stop_tx.clone();
         spawn_thread("dm-anchor-core", move || {
-            let result = Core { anchor, store, clock, waiting: HashMap::new(), next_id: 0 }.run(inputs_rx);
+            let core =
+                Core { anchor, store, clock, waiting: HashMap::new(), next_id: 0, probes, client: Client::new() };
+            let result = core.run(inputs_rx);
             if let Err(e) = &result {
                 eprintln!("darkmatter anchor: {e}");
             }
@@ -189,6 +195,9 @@ struct Core {
     /// Connection tasks waiting for their answer, by request id.
     waiting: HashMap<u64, Sender<Reply>>,
     next_id: u64,
+    /// Where probe outcomes come back (as [`Input::Response`] keyed by the request id).
+    probes: WeakSender<Input>,
+    client: Client,
 }
 
 impl Core {
@@ -236,8 +245,13 @@ impl Core {
                 self.anchor.handle_request(self.clock.now(), AnchorRequest { id, method, path, query, body, source });
                 false
             }
+            Input::Response(OutboundId(request), result) => {
+                let status = result.ok().map(|r| r.status);
+                self.anchor.handle_probe_result(request, status);
+                false
+            }
             Input::Shutdown => true,
-            // The anchor makes no outbound calls and has no commands, beacons or agents.
+            // The anchor makes no other outbound calls and has no commands, beacons or agents.
             _ => false,
         }
     }
@@ -250,6 +264,7 @@ impl Core {
             match output {
                 AnchorOutput::Persist(w) => writes.extend(w),
                 AnchorOutput::Reply { request, status, body } => replies.push((request, status, body)),
+                AnchorOutput::Probe { request, url } => self.spawn_probe(request, url),
             }
         }
         // One transaction for the batch: every answer below waits for it, so none precedes its write.
@@ -260,6 +275,38 @@ impl Core {
             }
         }
         Ok(())
+    }
+
+    /// Fetches a probed status page on a thread of its own (at most
+    /// [`proto_core::limits::ANCHOR_PROBES_IN_FLIGHT_MAX`] run at once: the core counts them) and hands
+    /// the outcome back. The client follows no redirects; the body is read only up to its cap.
+    fn spawn_probe(&self, request: u64, url: String) {
+        let (client, back) = (self.client.clone(), self.probes.clone());
+        let probe = move || {
+            let transmit = Transmit {
+                id: OutboundId(request),
+                method: Method::Get,
+                url,
+                body: Vec::new(),
+                timeout_ms: ANCHOR_PROBE_TIMEOUT_MS,
+                forbid_private: false,
+                probe: false,
+            };
+            let result = client.call(&transmit);
+            if let Some(back) = back.upgrade() {
+                let _ = back.send_blocking(Input::Response(OutboundId(request), result));
+            }
+        };
+        if std::thread::Builder::new().name("dm-anchor-probe".into()).spawn(probe).is_err() {
+            // No thread: answered as unreachable rather than never.
+            self.anchor_probe_failed(request);
+        }
+    }
+
+    fn anchor_probe_failed(&self, request: u64) {
+        if let Some(back) = self.probes.upgrade() {
+            let _ = back.try_send(Input::Response(OutboundId(request), Err("no thread for the probe".into())));
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //!     --name farm --seed 1 -- --sybils 250 --gateway-trust 0.5 --strategy farm --attack-after 12h --duration 24h
 //! ```
 //!
-//! Runs `darkmatter-sim run sybil` twice with the given overrides, `--policy unbounded` (the rules
+//! Runs `darkmatter-sim run sybil` twice (or once, `--rules new` or `old`) with the given overrides, `--policy unbounded` (the rules
 //! before the Sybil defences) and `--policy weighted` (the defaults), prints both summaries, writes
 //! `<name>-s<seed>.svg` (honest nodes that accepted a Sybil and vouched newcomer requests accepted, over
 //! simulated time, old rules left, new right) and appends one table row per run, with its command and
@@ -34,7 +34,7 @@ struct Args {
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// `both` (old and new rules, and the plot) or `new` (the defaults only).
+    /// `both` (old and new rules, and the plot), `new` (the defaults only) or `old` (the old rules only).
     #[arg(long, default_value = "both")]
     rules: String,
     /// `--KEY VALUE` overrides of the `sybil` scenario, after `--`.
@@ -140,19 +140,19 @@ fn row(name: &str, seed: u64, rules: &str, d: &Done) -> String {
 fn main() -> Result<(), String> {
     let args = Args::parse();
     std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
-    let old = if args.rules == "both" { Some(run(&args, "unbounded")?) } else { None };
-    let new = run(&args, "weighted")?;
+    let old = if args.rules != "new" { Some(run(&args, "unbounded")?) } else { None };
+    let new = if args.rules != "old" { Some(run(&args, "weighted")?) } else { None };
     let mut rows = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(args.out.join("rows.md"))
         .map_err(|e| e.to_string())?;
-    for (rules, d) in [("old", old.as_ref()), ("new", Some(&new))] {
+    for (rules, d) in [("old", old.as_ref()), ("new", new.as_ref())] {
         let Some(d) = d else { continue };
         println!("{}\n{}\ntrace-hash: {}\n", d.command, d.report.text(), d.hash);
         writeln!(rows, "{}", row(&args.name, args.seed, rules, d)).map_err(|e| e.to_string())?;
     }
-    if let Some(old) = &old {
+    if let (Some(old), Some(new)) = (&old, &new) {
         let file = format!("{}-s{}.svg", args.name, args.seed);
         std::fs::write(args.out.join(&file), svg(&args.name, &old.report, &new.report)?).map_err(|e| e.to_string())?;
         println!("wrote {}", args.out.join(file).display());

@@ -7,7 +7,7 @@ use plotters::prelude::*;
 use proto_core::limits::PENDING_REQUESTS_MAX;
 use proto_core::{Table, TrustPolicy};
 
-use super::diagnose::why_not;
+use super::diagnose::{carried_text, why_not};
 use super::plot::{cumulative, line_chart, Series};
 use super::watch::StudyObserver;
 use super::{StudyKind, S};
@@ -177,6 +177,9 @@ pub struct StudyReport {
     pub vouched_failures: Vec<(String, u32)>,
     /// Why requests still not accepted at the end are not, by class (from the targets' pending records).
     pub end_failures: Vec<(Class, String, u32)>,
+    /// What carried the Sybils and the vouched newcomers that were accepted, and what candidate
+    /// rules would have let through (summary lines).
+    pub carried: String,
 }
 
 fn pct(a: u64, b: u64) -> String {
@@ -280,6 +283,7 @@ impl StudyReport {
         for (k, v) in &self.refusals {
             s += &format!("  refused          {v} x {k}\n");
         }
+        s += &self.carried;
         s
     }
 
@@ -471,6 +475,7 @@ impl StudyObserver {
             asks: self.asks.clone(),
             vouched_failures: self.vouched_failures(),
             end_failures: self.end_failures(sim),
+            carried: carried_text(&self.carried),
         }
     }
 

@@ -8,7 +8,7 @@ use proto_core::Event;
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 
-use super::diagnose::why_not;
+use super::diagnose::{carried, why_not, Carried};
 use super::report::{Ask, Class};
 use super::setup::{plan, round2, StudyConfig, COMPROMISED_PER_MILLE, FARM_INTERVAL_US};
 use super::{S, START_US, STUDY, TRUSTED_MIN};
@@ -82,6 +82,10 @@ pub(crate) struct StudyObserver {
     pub(crate) gateway: Vec<(bool, bool)>,
     pub(crate) refusals: BTreeMap<String, u64>,
     pub(crate) voucher: BTreeMap<u32, u32>,
+    /// When each Sybil request (honest node, Sybil) first reached its target, µs.
+    sybil_pending_us: BTreeMap<(u32, u32), u64>,
+    /// What stood behind each acceptance of a Sybil, and of a vouched newcomer.
+    pub(crate) carried: Vec<Carried>,
 }
 
 /// The observer of a study run with config `cfg` under `seed`.
@@ -110,6 +114,8 @@ impl StudyObserver {
             gateway: vec![(false, false); cfg.honest as usize],
             refusals: BTreeMap::new(),
             voucher: BTreeMap::new(),
+            sybil_pending_us: BTreeMap::new(),
+            carried: Vec::new(),
         }
     }
 
@@ -336,14 +342,19 @@ impl StudyObserver {
         *self.refusals.entry(format!("{who} answered {} {status}: {reason}", short(path))).or_default() += 1;
     }
 
-    /// A Sybil's request reached honest node `h` (`decided` None) or its policy decided it.
-    fn sybil_request(&mut self, h: u32, decided: Option<bool>, now: u64) {
+    /// Sybil `p`'s request reached honest node `i` (the `h`th; `decided` None) or its policy decided it.
+    fn sybil_request(&mut self, sim: &Sim, (i, h, p): (u32, u32, u32), decided: Option<bool>, now: u64) {
         match decided {
             None => {
                 self.sybil_reached += 1;
                 self.per_node[h as usize].0 += 1;
+                self.sybil_pending_us.entry((i, p)).or_insert(now);
             }
             Some(true) => {
+                let since = self.sybil_pending_us.get(&(i, p)).copied().unwrap_or(now);
+                let (_, first_sybil, first_honest) = self.cfg.layout();
+                let after_s = now.saturating_sub(since) as f64 / 1e6;
+                self.carried.push(carried(sim, i, p, first_sybil..first_honest, after_s));
                 self.sybil_accepted += 1;
                 let n = &mut self.per_node[h as usize];
                 n.1 += 1;
@@ -354,14 +365,20 @@ impl StudyObserver {
     }
 
     /// Newcomer `p`'s request reached honest node `i` (`decided` None) or its policy decided it.
-    fn newcomer_request(&mut self, hooks: &mut Hooks, i: u32, p: u32, decided: Option<bool>, now: u64) {
+    fn newcomer_request(&mut self, sim: &Sim, hooks: &mut Hooks, (i, p): (u32, u32), decided: Option<bool>, now: u64) {
         let Some(&k) = self.ask_of.get(&(p, i)) else { return };
+        let (_, first_sybil, first_honest) = self.cfg.layout();
         let a = &mut self.asks[k];
         match decided {
             None => {
                 a.pending_us.get_or_insert(now);
             }
             Some(true) => {
+                if a.class == Class::Vouched && a.accepted_us.is_none() {
+                    let after_s = now.saturating_sub(a.pending_us.unwrap_or(now)) as f64 / 1e6;
+                    self.carried.push(carried(sim, i, p, first_sybil..first_honest, after_s));
+                }
+                let a = &mut self.asks[k];
                 a.accepted_us.get_or_insert(now);
                 let (mean, prob, (lo, hi)) = (self.cfg.acquaint_mean_us, self.cfg.trust_prob, self.cfg.trust_range);
                 if mean > 0 && unit(&mut self.rng) < prob {
@@ -396,8 +413,8 @@ impl Observer for StudyObserver {
         let Some(p) = sim.index_of(agent.as_str()) else { return };
         let Role::Honest(h) = self.role(i) else { return };
         match self.role(p) {
-            Role::Sybil => self.sybil_request(h, decided, sim.now_us()),
-            Role::Newcomer => self.newcomer_request(hooks, i, p, decided, sim.now_us()),
+            Role::Sybil => self.sybil_request(sim, (i, h, p), decided, sim.now_us()),
+            Role::Newcomer => self.newcomer_request(sim, hooks, (i, p), decided, sim.now_us()),
             Role::Honest(_) => {}
         }
     }

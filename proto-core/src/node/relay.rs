@@ -498,6 +498,7 @@ fn poll_entries(kind: Mailbox, body: &[u8]) -> Vec<Value> {
 mod tests {
     use super::*;
     use crate::identity::Passport;
+    use crate::node::connection::PeerDetails;
     use crate::time::Now;
     use crate::Config;
 
@@ -558,6 +559,52 @@ mod tests {
         assert_eq!(poll_entries(Mailbox::Message, &answer(RELAY_POLL_ENTRIES_MAX + 1)).len(), RELAY_POLL_ENTRIES_MAX);
         assert!(poll_entries(Mailbox::Connection, &answer(3)).is_empty(), "connection polls answer `callbacks`");
         assert!(poll_entries(Mailbox::Message, b"[1,2]").is_empty());
+    }
+
+    /// An entropy source that counts from where it starts: distinct sources, distinct bytes.
+    struct Counting(std::sync::atomic::AtomicU64);
+
+    impl crate::relay::Entropy for Counting {
+        fn fill(&self, buf: &mut [u8]) -> Result<(), String> {
+            for chunk in buf.chunks_mut(8) {
+                let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_le_bytes();
+                chunk.copy_from_slice(&n[..chunk.len()]);
+            }
+            Ok(())
+        }
+    }
+
+    /// T-B6: two starts of the same node (same passport, same seed, same clock) seal with the
+    /// runtime's entropy, never with anything derived from the seed: had they used the seeded
+    /// generator, both starts would repeat each other's nonces under the same static key.
+    #[test]
+    fn two_starts_of_one_node_never_repeat_a_nonce() {
+        const SEALS_PER_START: u64 = 500;
+        let peer = Passport::from_seed([9; 32]);
+        let mut seen = std::collections::BTreeSet::new();
+        for start in 0..2u64 {
+            let mut a = node(8);
+            a.set_entropy(std::sync::Arc::new(Counting(std::sync::atomic::AtomicU64::new(start << 40))));
+            for v2 in [false, true] {
+                let details = PeerDetails {
+                    agent_id: peer.agent_id().clone(),
+                    url: "http://192.0.2.9:8100".into(),
+                    display_name: String::new(),
+                    bio: String::new(),
+                    wallets: Default::default(),
+                    created_at: None,
+                };
+                a.add_connection(details, v2, true, false);
+                for _ in 0..SEALS_PER_START {
+                    let sealed = a.seal_for(peer.agent_id().as_str(), "/__darkmatter__/message", b"{}").unwrap();
+                    let v: Value = serde_json::from_slice(&sealed).unwrap();
+                    let nonce = if v2 { &v["nonce"] } else { &v["encrypted_payload"]["nonce"] };
+                    let nonce = nonce.as_str().expect("a nonce").to_owned();
+                    assert!(seen.insert(nonce), "a nonce repeated (start {start}, v2 {v2})");
+                }
+            }
+        }
+        assert_eq!(seen.len() as u64, 2 * 2 * SEALS_PER_START);
     }
 
     #[test]

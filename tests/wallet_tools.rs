@@ -6,6 +6,8 @@
 
 #[path = "wallet_shim.rs"]
 mod shim;
+#[path = "wallet_mesh.rs"]
+mod wallet_mesh;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -21,6 +23,7 @@ use runtime_smol::storage::load_or_create_passport;
 use runtime_smol::{NodeHandle, Running, RuntimeConfig};
 use serde_json::{json, Value};
 use shim::Shim;
+use wallet_mesh::WalletMesh;
 
 struct Dir(PathBuf);
 
@@ -36,37 +39,6 @@ impl Dir {
 impl Drop for Dir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A node whose tools' wallet calls go to a service the test built (its clock, its limits); the
-/// node's own wallet (on the same VM) still checks the payments it is told about.
-struct WalletMesh {
-    inner: NodeHandle,
-    service: Arc<WalletService>,
-}
-
-impl Mesh for WalletMesh {
-    fn command(&self, command: Command) -> darkmatter_mcp::mesh::BoxFut<'_, Result<Value, proto_core::CommandError>> {
-        Mesh::command(&self.inner, command)
-    }
-
-    fn wallet(
-        &self,
-        call: runtime_smol::solana_wallet::WalletCall,
-    ) -> darkmatter_mcp::mesh::BoxFut<'_, Result<Value, proto_core::CommandError>> {
-        let service = self.service.clone();
-        Box::pin(async move {
-            smol::unblock(move || service.call(call)).await.map_err(|e| proto_core::CommandError::InvalidArgument(e.0))
-        })
-    }
-
-    fn events(&self) -> async_channel::Receiver<proto_core::Event> {
-        self.inner.events()
-    }
-
-    fn shutdown(&self) -> darkmatter_mcp::mesh::BoxFut<'_, ()> {
-        Mesh::shutdown(&self.inner)
     }
 }
 

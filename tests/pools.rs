@@ -358,3 +358,28 @@ fn concurrent_calls_cannot_overdraw() {
     assert_eq!(statuses, vec![200, 402]);
     assert_eq!(upstream.seen.lock().unwrap().iter().filter(|s| s.path == "/v1/slow").count(), 1, "one call went out");
 }
+
+/// `POOL_HEADERS_MAX` at its edge: a call with that many consumer headers goes out (and is charged); one
+/// more is refused before the upstream is called, and costs nothing.
+#[test]
+fn a_call_with_one_header_too_many_is_refused_and_free() {
+    use proto_core::limits::POOL_HEADERS_MAX;
+    let (vm, upstream, d) = (Shim::start(), Upstream::start(), TempDir::new("pool-headers"));
+    let (owner, pool_id) = owner_with_pool(&vm, &upstream, &d);
+    let oid = owner.agent_id();
+    let c = Consumer::start("pool-headers-c", &vm);
+    connect(&c, &owner);
+    vm.airdrop(&c.wallet().address(), 1_000_000_000);
+    let bought = c.buy(&oid, &pool_id, "0.002", None).unwrap();
+    let token = bought["token_id"].as_str().unwrap().to_owned();
+    let names: Vec<String> = (0..=POOL_HEADERS_MAX).map(|i| format!("x-h{i}")).collect();
+    let headers = |n: usize| names[..n].iter().map(|h| (h.as_str(), "v")).collect::<Vec<_>>();
+    let r = c.call(&oid, &pool_id, &token, "/v1/edge", &headers(POOL_HEADERS_MAX));
+    assert_eq!((&r["http_status"], &r["balance_remaining_units"]), (&json!(200), &json!(1_000_000)), "{r}");
+    let r = c.call(&oid, &pool_id, &token, "/v1/edge", &headers(POOL_HEADERS_MAX + 1));
+    assert_eq!(r["http_status"], json!(400), "{r}");
+    let seen = upstream.seen.lock().unwrap().iter().filter(|s| s.path == "/v1/edge").count();
+    assert_eq!(seen, 1, "the refused call never reached the upstream");
+    let r = c.call(&oid, &pool_id, &token, "/v1/edge", &[]);
+    assert_eq!((&r["http_status"], &r["balance_remaining_units"]), (&json!(200), &json!(0)), "still paid for: {r}");
+}

@@ -156,6 +156,23 @@ fn a_fee_reaches_a_veteran_and_is_paid_once() {
     assert!(log.iter().any(|e| e.kind == "antimatter_sent"), "{log:?}");
 }
 
+/// The fee never goes back to its payer: A is B's only older, trusted connection, so B is terminal and
+/// keeps the fee (without the rule, every signal here paid A its own 1 % back).
+#[test]
+fn a_payer_is_never_its_own_fees_veteran() {
+    let mut m = Mesh::new();
+    let [a, b] = aged(&mut m, &["A", "B"])[..] else { unreachable!() };
+    connect(&mut m, a, b);
+    trust(&mut m, b, a, 0.9);
+    for round in 0..10 {
+        let msg = notice(&mut m, a, b, &format!("tx{round}"), json!({}));
+        let id = verified(&mut m, b, &msg, ONE_SOL).expect("a verified payment starts a signal");
+        assert!(m.peers[b].node.take_payouts().is_empty(), "round {round}: paid back to its payer");
+        assert_eq!(m.peers[b].node.antimatter_flow(&id).unwrap().state, FlowState::Kept, "round {round}");
+        m.advance(60_000);
+    }
+}
+
 /// T-F3 through the node code: a tenure-ordered line of veterans, N = 2 at the payee and 1 at each
 /// veteran; the mean number of forwards is Σ (1 − p(2))(1 − p(1))^k up to the hop limit (0.887), here
 /// within ±0.15 (about 3σ over 600 payments).

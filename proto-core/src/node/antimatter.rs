@@ -347,7 +347,7 @@ impl Node {
         let Some(Playing { game, mut signal, local }) = self.antimatter.playing.remove(signal_id) else { return };
         let matched = game.is_match();
         let answered: BTreeSet<String> = game.answered().map(str::to_owned).collect();
-        let veteran = self.veteran(&signal.path, &answered);
+        let veteran = self.veteran(&signal.path, &signal.sender_agent_id, &answered);
         let origin = signal.hop_chain.is_empty();
         self.antimatter.ledger.log(
             self.now.wall_us,
@@ -392,13 +392,16 @@ impl Node {
         self.transmit(Method::Post, url, body, ANTIMATTER_CALL_TIMEOUT_MS, !vet_local, Call::FireAndForget);
     }
 
-    /// Our veteran for this signal: `(agent id, wallet)`, or `None` when we are terminal.
-    fn veteran(&mut self, path: &[String], answered: &BTreeSet<String>) -> Option<(String, String)> {
+    /// Our veteran for this signal, never its payer: `(agent id, wallet)`, or `None` when we are terminal.
+    fn veteran(&mut self, path: &[String], payer: &str, answered: &BTreeSet<String>) -> Option<(String, String)> {
         let now_us = self.now.wall_us;
         let online_us = ANTIMATTER_ONLINE_S * 1_000_000;
         let candidates: Vec<Candidate> = self
             .connections
             .values()
+            // The fee is routed away from whoever paid it: a payer that got its own 1 % back would have
+            // paid 99 % and routed nothing.
+            .filter(|c| c.agent_id.as_str() != payer)
             .map(|c| Candidate {
                 agent_id: c.agent_id.as_str().to_owned(),
                 created_us: c.peer_created_at.as_deref().and_then(parse_iso),

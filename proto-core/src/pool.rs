@@ -428,10 +428,10 @@ pub struct Settle<'a> {
 mod tests {
     use super::*;
 
-    fn pools_with_token(balance: u64) -> Pools {
-        let mut p = Pools::default();
-        let pool = Pool {
-            pool_id: "pool-1".into(),
+    /// A SOL pool `pool-<i>` with no provider.
+    fn empty_pool(i: usize) -> Pool {
+        Pool {
+            pool_id: format!("pool-{i}"),
             name: "n".into(),
             tags: vec![],
             description: String::new(),
@@ -440,8 +440,12 @@ mod tests {
             providers: vec![],
             created_at: String::new(),
             shard_id: None,
-        };
-        p.create(pool).unwrap();
+        }
+    }
+
+    fn pools_with_token(balance: u64) -> Pools {
+        let mut p = Pools::default();
+        p.create(empty_pool(1)).unwrap();
         let buy = Purchase {
             inbound: InboundId(1),
             pool_id: "pool-1".into(),
@@ -471,17 +475,7 @@ mod tests {
     #[test]
     fn pools_and_providers_are_bounded() {
         let mut p = Pools::default();
-        let pool = |i: usize| Pool {
-            pool_id: format!("pool-{i}"),
-            name: "n".into(),
-            tags: vec![],
-            description: String::new(),
-            asset: "SOL".into(),
-            decimals: 9,
-            providers: vec![],
-            created_at: String::new(),
-            shard_id: None,
-        };
+        let pool = empty_pool;
         for i in 0..POOL_MAX {
             p.create(pool(i)).unwrap();
         }
